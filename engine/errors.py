@@ -1,0 +1,52 @@
+"""Errors the engine raises; the server maps each class to one HTTP status, so callers never guess."""
+from __future__ import annotations
+
+
+class AONodeError(Exception):
+    """Base class: `str(err)` is a message fit to show a user."""
+
+    status = 500
+
+
+class NotFound(AONodeError):
+    status = 404
+
+
+class BadInput(AONodeError):
+    status = 400
+
+
+class Unauthorized(AONodeError):
+    status = 401
+
+
+class TooLarge(AONodeError):
+    status = 413
+
+
+class Busy(AONodeError):
+    status = 503
+
+
+class ModuleError(AONodeError):
+    """An image cannot be found, verified, translated or linked."""
+
+    status = 400
+
+
+class WasmError(AONodeError):
+    """A message could not be evaluated; the process keeps its state from before the message."""
+
+    status = 422
+
+
+class ComputeLimitExceeded(WasmError):
+    pass
+
+
+class MemoryLimitExceeded(WasmError):
+    pass
+
+
+class WasmTrap(WasmError):
+    pass

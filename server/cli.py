@@ -1,0 +1,63 @@
+"""The `aonode` command: one sub-command per user task, each implemented where its logic lives."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aonode.server.serve import serve
+
+    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from aonode.engine.eval import main as eval_main
+
+    return eval_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aonode", description="An AO compute node.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP node")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8734)
+    serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
+    serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
+    serve.set_defaults(func=_serve)
+
+    ev = sub.add_parser("eval", help="spawn an in-memory process and Eval Lua code in it")
+    ev.add_argument("module", help="a .wasm path or a catalogue name (aonode module list)")
+    ev.add_argument("code", nargs="*", help="Lua code, one Eval message each")
+    ev.add_argument("--snapshot-in", help="continue from this snapshot instead of spawning")
+    ev.add_argument("--snapshot-out", help="write the final snapshot here")
+    ev.add_argument("--memory-limit", default=None, help='e.g. "1-gb"')
+    ev.add_argument("--compute-limit", type=int, default=None, help="fuel per message")
+    ev.set_defaults(func=_eval)
+
+    try:
+        from aonode.modules.cli import add_commands as add_module_commands
+    except ImportError:
+        add_module_commands = None
+    if add_module_commands:
+        add_module_commands(sub)
+    try:
+        from aonode.engine.client import add_commands as add_client_commands
+    except ImportError:
+        add_client_commands = None
+    if add_client_commands:
+        add_client_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
