@@ -164,14 +164,10 @@ class Message:
         tags = _normalize_tags(obj.get("Tags") or [])
         frm = _check_str(obj.get("From"), "From", optional=True)
         mid = obj.get("Id")
-        if mid is None:
-            msg = cls.create(owner=owner, target=target, anchor=anchor, tags=tags, data=data,
-                             from_=frm)
-            return msg
-        if not is_id(mid):
+        if mid is not None and not is_id(mid):
             raise BadInput("Id must be a 43-character base64url string")
-        return cls(id=mid, owner=owner, from_=frm or owner, target=target, anchor=anchor,
-                   tags=tags, data=data)
+        msg = cls.create(owner=owner, target=target, anchor=anchor, tags=tags, data=data, from_=frm)
+        return msg if mid is None else dataclasses.replace(msg, id=mid)
 
     @classmethod
     def from_flat(cls, obj: object, *, owner: str) -> "Message":

@@ -1,0 +1,111 @@
+"""Message ids, the three wire forms and input validation."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from aonode.engine.errors import BadInput
+from aonode.engine.message import Message, b64url, b64url_decode, content_id, is_id
+
+OWNER = b64url(hashlib.sha256(b"owner").digest())
+TARGET = b64url(hashlib.sha256(b"process").digest())
+
+
+def make(**kw) -> Message:
+    base = dict(owner=OWNER, target=TARGET, tags=[("Action", "Eval")], data="1 + 1")
+    base.update(kw)
+    return Message.create(**base)
+
+
+def test_b64url_round_trip_and_rejects_garbage():
+    for raw in (b"", b"\x00", bytes(range(32)), b"\xff" * 33):
+        assert b64url_decode(b64url(raw)) == raw
+        assert "=" not in b64url(raw)
+    with pytest.raises(BadInput):
+        b64url_decode("not base64!")
+
+
+def test_ids_are_stable_43_chars_and_content_sensitive():
+    a, b = make(), make()
+    assert a.id == b.id and is_id(a.id) and len(b64url_decode(a.id)) == 32
+    variants = [make(data="1 + 2"), make(tags=[("Action", "Other")]), make(target=None),
+                make(anchor="00000001"), make(nonce=1), make(nonce="1"),
+                make(owner=TARGET), make(tags=[("Action", "Eval"), ("X", "y")])]
+    ids = {a.id} | {m.id for m in variants}
+    assert len(ids) == len(variants) + 1
+    # tag order is content: swapping two tags changes the id
+    assert make(tags=[("A", "1"), ("B", "2")]).id != make(tags=[("B", "2"), ("A", "1")]).id
+
+
+def test_id_is_sha256_of_canonical_cbor():
+    import cbor2
+
+    m = make()
+    body = [OWNER, TARGET, None, [["Action", "Eval"]], "1 + 1", None]
+    expected = b64url(hashlib.sha256(cbor2.dumps(body, canonical=True)).digest())
+    assert m.id == expected == content_id(OWNER, TARGET, None, m.tags, m.data)
+
+
+def test_tag_lookup_is_case_insensitive_first_match():
+    m = make(tags=[("Action", "Eval"), ("action", "Second")])
+    assert m.tag("ACTION") == "Eval"
+    assert m.tag("missing") is None and m.tag("missing", "d") == "d"
+
+
+def test_with_tags_sets_in_place_and_keeps_id():
+    m = make(tags=[("Action", "Eval"), ("Type", "Message"), ("action", "dup")])
+    m2 = m.with_tags(action="Transfer", **{"From-Process": TARGET})
+    assert m2.tags == (("Action", "Transfer"), ("Type", "Message"), ("From-Process", TARGET))
+    assert m2.id == m.id and m.tag("Action") == "Eval"  # original untouched
+
+
+def test_legacy_json_round_trip():
+    m = make(anchor="00000001", from_=TARGET)
+    obj = m.to_legacy_json()
+    assert obj == {"Id": m.id, "From": TARGET, "Owner": OWNER, "Target": TARGET,
+                   "Anchor": "00000001", "Tags": [{"name": "Action", "value": "Eval"}],
+                   "Data": "1 + 1"}
+    assert Message.from_legacy_json(obj, owner=OWNER) == m
+    # without Id the id is computed, and From defaults to the owner
+    bare = {"Target": TARGET, "Tags": [{"name": "Action", "value": "Eval"}], "Data": "1 + 1"}
+    parsed = Message.from_legacy_json(bare, owner=OWNER)
+    assert parsed.id == make().id and parsed.from_ == OWNER
+
+
+def test_flat_round_trip():
+    flat = {"Action": "Eval", "Target": TARGET, "data": "1 + 1", "Type": "Message"}
+    m = Message.from_flat(flat, owner=OWNER)
+    assert m.target == TARGET and m.data == "1 + 1"
+    assert m.tags == (("Action", "Eval"), ("Type", "Message"))
+    assert m.id == make(tags=[("Action", "Eval"), ("Type", "Message")]).id
+
+
+def test_cbor_round_trip_keeps_signature_and_raw():
+    m = make().replace(signature=b64url(b"sig"), raw=b"\x01\x02data-item")
+    back = Message.from_cbor(m.to_cbor())
+    assert back == m and back.raw == b"\x01\x02data-item"
+    with pytest.raises(BadInput):
+        Message.from_cbor(b"\xff\x00 not cbor")
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ([1, 2], "JSON object"),
+    ({"Tags": "Action=Eval"}, "Tags"),
+    ({"Tags": [{"name": "Action"}]}, "Tags[0]"),
+    ({"Tags": [{"name": "Action", "value": 5}]}, "Tags[0]"),
+    ({"Data": 42}, "Data"),
+    ({"Data": {"nested": 1}}, "Data"),
+    ({"Target": 7}, "Target"),
+    ({"Id": "short"}, "Id"),
+])
+def test_bad_legacy_input_names_the_problem(bad, needle):
+    with pytest.raises(BadInput, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        Message.from_legacy_json(bad, owner=OWNER)
+
+
+def test_bad_flat_input():
+    with pytest.raises(BadInput, match="map"):
+        Message.from_flat("Action=Eval", owner=OWNER)
+    with pytest.raises(BadInput, match="tag Action"):
+        Message.from_flat({"Action": ["Eval"]}, owner=OWNER)
