@@ -1,0 +1,203 @@
+"""Arweave-style keys: the wallets that sign ANS-104 data items and the checks that verify them.
+
+Two signature types are supported, numbered as ANS-104 numbers them:
+1 = Arweave RSA-PSS (4096-bit key, SHA-256, MGF1-SHA-256), 2 = ed25519.
+Type 3 (Ethereum secp256k1) is not supported: its message hash is keccak-256, which neither the
+standard library nor `cryptography` provides, and we do not hand-roll hash functions.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from aonode.engine.errors import BadInput
+
+RSA = 1
+ED25519 = 2
+
+RSA_BITS = 4096
+RSA_EXPONENT = 65537
+# What each signature type puts in an item: (owner length, signature length) in bytes.
+KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64)}
+
+# Arweave nodes sign with a 32-byte salt; arweave-js (Node) signs with the maximum salt length, so
+# verification must accept any salt length the PSS encoding allows.
+_SIGN_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_VERIFY_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+PrivateKey = Union[rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
+
+
+def b64url_encode(raw: bytes) -> str:
+    """Unpadded base64url, the encoding of every Arweave id, key part and address."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Inverse of `b64url_encode`; also accepts padded input. Raises BadInput on malformed text."""
+    if not isinstance(text, str):
+        raise BadInput(f"expected a base64url string, got {type(text).__name__}")
+    stripped = text.rstrip("=")
+    if not set(stripped) <= _B64URL_ALPHABET:
+        raise BadInput(f"invalid base64url: {text[:20]!r}")
+    try:
+        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except (ValueError, TypeError) as err:
+        raise BadInput(f"invalid base64url: {text[:20]!r}") from err
+
+
+def address_of(owner: bytes) -> str:
+    """The Arweave address of a public key (any signature type): base64url(sha256(owner))."""
+    return b64url_encode(hashlib.sha256(owner).digest())
+
+
+def _int_to_b64(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64url_encode(value.to_bytes(size, "big"))
+
+
+def _b64_to_int(jwk: dict[str, Any], name: str) -> int:
+    if name not in jwk:
+        raise BadInput(f"JWK lacks the '{name}' field")
+    return int.from_bytes(b64url_decode(jwk[name]), "big")
+
+
+@dataclass(frozen=True)
+class Wallet:
+    """A private key able to sign items; `owner` is the public key exactly as items carry it."""
+
+    key: PrivateKey = field(repr=False)
+
+    @property
+    def signature_type(self) -> int:
+        return RSA if isinstance(self.key, rsa.RSAPrivateKey) else ED25519
+
+    @property
+    def owner(self) -> bytes:
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            return self.key.public_key().public_numbers().n.to_bytes(KEY_LENGTHS[RSA][0], "big")
+        return self.key.public_key().public_bytes_raw()
+
+    @property
+    def address(self) -> str:
+        return address_of(self.owner)
+
+    @classmethod
+    def generate(cls, kind: str = "rsa") -> "Wallet":
+        if kind == "rsa":
+            return cls(rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_BITS))
+        if kind == "ed25519":
+            return cls(ed25519.Ed25519PrivateKey.generate())
+        raise BadInput(f"unknown wallet kind {kind!r} (expected 'rsa' or 'ed25519')")
+
+    @classmethod
+    def from_jwk(cls, jwk: dict[str, Any]) -> "Wallet":
+        """Arweave JWK (kty RSA, 4096-bit) or an OKP/Ed25519 JWK (x, d)."""
+        if not isinstance(jwk, dict):
+            raise BadInput("a JWK must be a JSON object")
+        kty = jwk.get("kty")
+        if kty == "RSA":
+            return cls(_rsa_from_jwk(jwk))
+        if kty == "OKP" and jwk.get("crv") == "Ed25519":
+            seed = b64url_decode(jwk.get("d", ""))
+            if len(seed) != 32:
+                raise BadInput("Ed25519 JWK 'd' must be 32 bytes")
+            key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+            if "x" in jwk and b64url_decode(jwk["x"]) != key.public_key().public_bytes_raw():
+                raise BadInput("Ed25519 JWK 'x' does not match 'd'")
+            return cls(key)
+        raise BadInput(f"unsupported JWK (kty={kty!r}, crv={jwk.get('crv')!r})")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "Wallet":
+        try:
+            jwk = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise BadInput(f"wallet file {path} is not JSON: {err}") from err
+        return cls.from_jwk(jwk)
+
+    def to_jwk(self) -> dict[str, str]:
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            priv = self.key.private_numbers()
+            pub = priv.public_numbers
+            return {
+                "kty": "RSA",
+                "n": _int_to_b64(pub.n, KEY_LENGTHS[RSA][0]),
+                "e": _int_to_b64(pub.e),
+                "d": _int_to_b64(priv.d),
+                "p": _int_to_b64(priv.p),
+                "q": _int_to_b64(priv.q),
+                "dp": _int_to_b64(priv.dmp1),
+                "dq": _int_to_b64(priv.dmq1),
+                "qi": _int_to_b64(priv.iqmp),
+            }
+        seed = self.key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(self.owner), "d": b64url_encode(seed)}
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the JWK readable by the owner only: it is a private key."""
+        target = Path(path)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_jwk(), fh)
+
+    def sign(self, data: bytes) -> bytes:
+        if isinstance(self.key, rsa.RSAPrivateKey):
+            return self.key.sign(data, _SIGN_PSS, hashes.SHA256())
+        return self.key.sign(data)
+
+
+def _rsa_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
+    n, e, d = (_b64_to_int(jwk, name) for name in ("n", "e", "d"))
+    if n.bit_length() != RSA_BITS:
+        raise BadInput(f"Arweave keys are {RSA_BITS}-bit RSA; this one is {n.bit_length()}-bit")
+    if all(name in jwk for name in ("p", "q")):
+        p, q = _b64_to_int(jwk, "p"), _b64_to_int(jwk, "q")
+    else:
+        p, q = rsa.rsa_recover_prime_factors(n, e, d)
+    numbers = rsa.RSAPrivateNumbers(
+        p=p, q=q, d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p), dmq1=rsa.rsa_crt_dmq1(d, q), iqmp=rsa.rsa_crt_iqmp(p, q),
+        public_numbers=rsa.RSAPublicNumbers(e, n),
+    )
+    try:
+        return numbers.private_key()
+    except ValueError as err:
+        raise BadInput(f"inconsistent RSA JWK: {err}") from err
+
+
+def verify(signature_type: int, owner: bytes, data: bytes, signature: bytes) -> bool:
+    """True iff `signature` over `data` was made by the key `owner`; False for any mismatch.
+
+    Raises BadInput only for signature types this node cannot check at all.
+    """
+    if signature_type not in KEY_LENGTHS:
+        raise BadInput(f"unsupported signature type {signature_type}")
+    owner_len, sig_len = KEY_LENGTHS[signature_type]
+    if len(owner) != owner_len or len(signature) != sig_len:
+        return False
+    try:
+        if signature_type == RSA:
+            n = int.from_bytes(owner, "big")
+            if n.bit_length() != RSA_BITS:
+                return False
+            public = rsa.RSAPublicNumbers(RSA_EXPONENT, n).public_key()
+            public.verify(signature, data, _VERIFY_PSS, hashes.SHA256())
+        else:
+            ed25519.Ed25519PublicKey.from_public_bytes(owner).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
