@@ -1,0 +1,183 @@
+"""patch@1.0: lets a process publish readable state by sending itself patch messages.
+
+An AOS process does `Send({device='patch@1.0', cache={balances=Balances}})`. That message is not
+mail for anyone: this device takes it out of the outbox and deep-merges its payload into
+`state.cache`, which HTTP reads serve as `/now/cache/balances`.
+
+Decisions (see docs reference-semantics §3):
+- Only the payload merges, never the envelope (Target, Anchor, protocol tags, `device`, ...).
+  A payload key `cache` is the cache itself, so its table merges at the cache root; any other
+  payload key merges at the root too.
+- Keys are lowercased at every level. Two keys that lowercase alike at one level with different
+  values collide: the collision is reported in `results["Patch-Errors"]` and that key is not set,
+  because picking one silently would make state depend on table iteration order in Lua.
+- Maps merge deep, scalars and lists replace, keys are never deleted.
+- A tag value that is a JSON-encoded object (a string starting with `{`) is decoded: clients that
+  cannot send nested tags encode the table as JSON. Strings inside tables are never decoded.
+- What was merged is appended to `results["Patches"]`, in order, so the store can rebuild the
+  cache of any slot by replaying `merge` over those payloads.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.message import Message
+
+NAME = "patch@1.0"
+
+# Message fields and protocol tags that address or describe a message rather than carry state.
+ENVELOPE = frozenset(key.lower() for key in (
+    "Target", "Anchor", "Data", "Tags", "TagArray", "Id", "From", "Owner", "Signature",
+    "Data-Protocol", "Variant", "Type", "Reference", "From-Process", "From-Module", "Read-Only",
+    "Hash-Chain", "Timestamp", "Nonce", "Epoch", "Forwarded-By", "Pushed-For", "Cron",
+    "Block-Height", "Reply-To", "Push-Depth", "device", "method", "commitments",
+))
+
+CACHE_KEY = "cache"
+
+
+@dataclass
+class Payload:
+    """The state one patch message carries, with the keys dropped because they collided."""
+
+    values: dict[str, Any]
+    errors: list[str]
+
+
+def _is_patch(message: dict[str, Any]) -> bool:
+    for name, value in _entries(message):
+        lowered = name.lower()
+        if lowered == "device" and isinstance(value, str) and value.lower() == NAME:
+            return True
+        if lowered == "method" and isinstance(value, str) and value.upper() == "PATCH":
+            return True
+    return False
+
+
+def _entries(message: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A legacy outbox message's (name, value) pairs: top-level keys first, then its Tags."""
+    pairs = [(key, value) for key, value in message.items() if key != "Tags" and isinstance(key, str)]
+    tags = message.get("Tags")
+    if isinstance(tags, list):
+        for tag in tags:
+            if isinstance(tag, dict) and isinstance(tag.get("name"), str) and "value" in tag:
+                pairs.append((tag["name"], tag["value"]))
+    elif isinstance(tags, dict):
+        pairs.extend((key, value) for key, value in tags.items() if isinstance(key, str))
+    return pairs
+
+
+def _decode_tag_value(value: Any) -> Any:
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(decoded, dict):
+            return decoded
+    return value
+
+
+def lowercase(value: Any, path: str, errors: list[str]) -> Any:
+    """`value` with every map key lowercased; colliding keys are dropped and reported in `errors`."""
+    if isinstance(value, list):
+        return [lowercase(item, f"{path}/{i}", errors) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return _lowercase_pairs([(str(k), v) for k, v in value.items()], path, errors)
+    return value
+
+
+def _lowercase_pairs(pairs: list[tuple[str, Any]], path: str, errors: list[str]) -> dict[str, Any]:
+    """Pairs to a lowercased map. Names that lowercase alike (or repeat) are kept only when they
+    all carry the same value, so no value is ever chosen over another."""
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for name, value in pairs:
+        groups.setdefault(name.lower(), []).append((name, value))
+    out: dict[str, Any] = {}
+    for lowered, members in groups.items():
+        inner: list[str] = []
+        values = [lowercase(value, f"{path}/{lowered}", inner) for _, value in members]
+        if all(_same(v, values[0]) for v in values[1:]):
+            errors.extend(dict.fromkeys(inner))
+            out[lowered] = values[0]
+        else:
+            names = ", ".join(repr(name) for name, _ in members)
+            errors.append(f"keys {names} collide at {path}/{lowered}; not set")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality as JSON sees it (so `1`, `1.0` and `true` are three different values)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def payload(message: dict[str, Any]) -> Payload:
+    """The lowercased state a patch message carries, `cache` unwrapped to the root."""
+    errors: list[str] = []
+    pairs: list[tuple[str, Any]] = []
+    for name, value in _entries(message):
+        if name.lower() in ENVELOPE:
+            continue
+        value = _decode_tag_value(value)
+        if name.lower() != CACHE_KEY:
+            pairs.append((name, value))
+        elif isinstance(value, dict):
+            pairs.extend((str(key), item) for key, item in value.items())
+        else:
+            errors.append(f"'{name}' must be a table, got {type(value).__name__}; not set")
+    return Payload(values=_lowercase_pairs(pairs, CACHE_KEY, errors), errors=errors)
+
+
+def merge(cache: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `patch` into `cache` in place: maps merge, anything else replaces, nothing is deleted."""
+    for key, value in patch.items():
+        current = cache.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            merge(current, value)
+        else:
+            cache[key] = _copy(value)
+    return cache
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
+    """Take the patches out of `state.results["Messages"]`, merge them into `state.cache`."""
+    outbox = state.results.get("Messages")
+    if not isinstance(outbox, list):
+        return []
+    kept: list[Any] = []
+    applied: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for index, message in enumerate(outbox):
+        if not (isinstance(message, dict) and _is_patch(message)):
+            kept.append(message)
+            continue
+        found = payload(message)
+        errors.extend(f"patch {index}: {error}" for error in found.errors)
+        merge(state.cache, found.values)
+        applied.append(found.values)
+    state.results["Messages"] = kept
+    # Extend rather than assign: a second pass over the same message must not lose the record.
+    state.results.setdefault("Patches", []).extend(applied)
+    if errors:
+        state.results.setdefault("Patch-Errors", []).extend(errors)
+    return applied
+
+
+@dataclass(frozen=True)
+class PatchDevice:
+    name: str = NAME
+
+    def compute(self, state: ProcessState, msg: Message | None) -> Signal:
+        apply_patches(state)
+        return Signal.OK

@@ -1,0 +1,126 @@
+"""Legacy wasm exceptions → exnref, so wasmtime (memory64 + exceptions) can run older AOS builds.
+
+Some AOS images (e.g. HyperBEAM's `aos-2-pure-xs.wasm`) were compiled with the legacy exception
+proposal (`try`/`catch`/`delegate`). Wasmtime only implements the standardised exnref form, so we
+translate those images once with Binaryen and keep the result on disk keyed by the input's sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import wasmtime
+
+from aonode.engine.errors import ModuleError
+
+# Features beyond the two the pass needs: harmless when unused, and they keep wasm-opt's validator
+# from rejecting user images built with the usual emscripten defaults.
+WASM_OPT_FLAGS = (
+    "--enable-exception-handling",
+    "--enable-memory64",
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-simd",
+    "--translate-to-exnref",
+    "--debuginfo",  # keep the names section: traps stay readable
+)
+
+MISSING_TOOL = (
+    "Binaryen's wasm-opt is needed to run legacy-exception images: run `npm ci` in the aonode checkout "
+    "(npm package binaryen), or set AONODE_WASM_OPT"
+)
+
+_LEGACY_MARKER = "legacy_exceptions"
+
+
+def default_cache_dir() -> Path:
+    """`$AONODE_HOME/cache`, else `~/.cache/aonode` (shared with the compile cache)."""
+    home = os.environ.get("AONODE_HOME")
+    return Path(home) / "cache" if home else Path.home() / ".cache" / "aonode"
+
+
+@lru_cache(maxsize=1)
+def _validator() -> wasmtime.Engine:
+    """An engine with every feature AOS images use, so the only refusal left is the legacy one."""
+    config = wasmtime.Config()
+    config.wasm_memory64 = True
+    config.wasm_exceptions = True
+    config.wasm_multi_value = True
+    config.wasm_bulk_memory = True
+    config.wasm_reference_types = True
+    config.wasm_simd = True
+    config.wasm_tail_call = True
+    return wasmtime.Engine(config)
+
+
+def needs_translation(wasm: bytes) -> bool:
+    """True when wasmtime refuses the image only because it uses legacy exception instructions.
+
+    Validation is a few milliseconds even for full AOS images, and asking the engine we actually
+    run on is more faithful than re-implementing an opcode decoder. Other validation errors return
+    False: the runtime reports them when it compiles the image.
+    """
+    try:
+        wasmtime.Module.validate(_validator(), wasm)
+    except wasmtime.WasmtimeError as err:
+        return _LEGACY_MARKER in str(err)
+    return False
+
+
+def find_wasm_opt() -> Path:
+    """`$AONODE_WASM_OPT`, then the checkout's `node_modules/.bin/wasm-opt`, then PATH."""
+    configured = os.environ.get("AONODE_WASM_OPT")
+    if configured:
+        path = Path(configured)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise ModuleError(f"AONODE_WASM_OPT={configured} is not an executable file. {MISSING_TOOL}")
+    bundled = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "wasm-opt"
+    if bundled.exists():
+        return bundled
+    on_path = shutil.which("wasm-opt")
+    if on_path:
+        return Path(on_path)
+    raise ModuleError(MISSING_TOOL)
+
+
+def cache_path(wasm: bytes, cache_dir: Path | None = None) -> Path:
+    """Where the translation of these exact bytes lives."""
+    digest = hashlib.sha256(wasm).hexdigest()
+    return (cache_dir or default_cache_dir()) / f"{digest}.exnref.wasm"
+
+
+def translate(wasm: bytes, cache_dir: Path | None = None) -> bytes:
+    """The exnref form of `wasm`, produced once per distinct input and reused from the cache after."""
+    target = cache_path(wasm, cache_dir)
+    if target.is_file():
+        return target.read_bytes()
+    tool = find_wasm_opt()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".exnref-") as tmp:
+        src, out = Path(tmp) / "in.wasm", Path(tmp) / "out.wasm"
+        src.write_bytes(wasm)
+        try:
+            proc = subprocess.run(
+                [str(tool), *WASM_OPT_FLAGS, str(src), "-o", str(out)],
+                capture_output=True,
+                text=True,
+            )
+        except OSError as err:
+            raise ModuleError(f"cannot run {tool}: {err}. {MISSING_TOOL}") from err
+        if proc.returncode != 0 or not out.is_file():
+            detail = (proc.stderr or proc.stdout).strip()[-2000:]
+            raise ModuleError(f"wasm-opt --translate-to-exnref failed (exit {proc.returncode}): {detail}")
+        translated = out.read_bytes()
+        if needs_translation(translated):
+            raise ModuleError("wasm-opt output still uses legacy exception instructions")
+        os.replace(out, target)  # atomic: concurrent callers see either nothing or the whole file
+    return translated

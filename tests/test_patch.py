@@ -1,0 +1,285 @@
+"""patch@1.0: patch messages leave the outbox and their payload lands, lowercased, in state.cache."""
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.patch import PatchDevice, apply_patches, merge, payload
+from aonode.engine.message import Message
+
+PID = "P" * 43
+USER = "U" * 43
+OTHER = "T" * 43
+
+
+def _state(messages: list[Any], cache: dict[str, Any] | None = None) -> ProcessState:
+    process = Message.create(owner=USER, tags=(("Type", "Process"),))
+    state = ProcessState(process_id=PID, process=process, cache=cache or {})
+    state.results = {"Output": {"data": ""}, "Messages": messages, "Spawns": [], "Assignments": [],
+                     "Error": None}
+    return state
+
+
+def _aos_send(reference: int, target: str | None, fields: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An outbox entry exactly as aos 2.0.x `ao.send` builds it and its json.encode writes it."""
+    tags = [{"name": "Data-Protocol", "value": "ao"}, {"name": "Variant", "value": "ao.TN.1"},
+            {"name": "Type", "value": "Message"}, {"name": "Reference", "value": str(reference)}]
+    tags += [{"name": name, "value": value} for name, value in fields]
+    out: dict[str, Any] = {"Anchor": f"{reference:032d}", "Tags": tags}
+    if target is not None:
+        out["Target"] = target
+    # Round-trip through JSON text: the device sees what the wasm result decodes to.
+    return json.loads(json.dumps(out))
+
+
+def _transfer(ref: int) -> dict[str, Any]:
+    return _aos_send(ref, OTHER, [("Action", "Credit-Notice"), ("Quantity", "5")])
+
+
+def test_aos_seed_patch_lands_in_cache_and_leaves_outbox() -> None:
+    patch = _aos_send(2, None, [("device", "patch@1.0"),
+                                ("cache", {"balances": {USER: "100", "Bob": "7"}, "totalsupply": "107"})])
+    first, last = _transfer(1), _transfer(3)
+    state = _state([first, patch, last])
+
+    assert PatchDevice().compute(state, None) is Signal.OK
+
+    assert state.cache == {"balances": {USER.lower(): "100", "bob": "7"}, "totalsupply": "107"}
+    assert state.results["Messages"] == [first, last]
+    assert state.results["Patches"] == [state.cache]
+    assert "Patch-Errors" not in state.results
+
+
+def test_envelope_is_never_merged() -> None:
+    patch = _aos_send(1, PID, [("device", "patch@1.0"), ("From-Process", OTHER), ("Pushed-For", "x"),
+                               ("Ticker", "TOK")])
+    patch["Data"] = "body"
+    state = _state([patch])
+    apply_patches(state)
+    assert state.cache == {"ticker": "TOK"}
+
+
+def test_json_string_tag_is_decoded_as_a_table() -> None:
+    encoded = json.dumps({"Balances": {"A": "1"}, "Name": "{not json"})
+    patch = _aos_send(1, None, [("device", "patch@1.0"), ("cache", encoded), ("Note", "{also not json")])
+    state = _state([patch])
+    apply_patches(state)
+    assert state.cache == {"balances": {"a": "1"}, "name": "{not json", "note": "{also not json"}
+
+
+def test_hyperbeam_style_top_level_keys_and_method_patch() -> None:
+    patch = {"method": "PATCH", "Prices": {"Apple": 100, "banana": 200}}
+    state = _state([patch, {"method": "GET", "prices": {"apple": 1}}])
+    apply_patches(state)
+    assert state.cache == {"prices": {"apple": 100, "banana": 200}}
+    assert state.results["Messages"] == [{"method": "GET", "prices": {"apple": 1}}]
+
+
+def test_device_and_method_match_case_insensitively() -> None:
+    variants = [
+        {"Tags": [{"name": "Device", "value": "Patch@1.0"}, {"name": "a", "value": "1"}]},
+        {"DEVICE": "patch@1.0", "b": "2"},
+        {"Method": "patch", "c": "3"},
+    ]
+    state = _state(variants)
+    apply_patches(state)
+    assert state.cache == {"a": "1", "b": "2", "c": "3"}
+    assert state.results["Messages"] == []
+
+
+def test_not_a_patch_stays() -> None:
+    messages = [{"Target": OTHER, "Tags": [{"name": "device", "value": "patch@2.0"}]},
+                {"Target": OTHER, "Tags": [{"name": "Action", "value": "PATCH"}]}]
+    state = _state(copy.deepcopy(messages))
+    apply_patches(state)
+    assert state.results["Messages"] == messages
+    assert state.cache == {}
+    assert state.results["Patches"] == []
+
+
+def test_maps_merge_deep_scalars_and_lists_replace_nothing_deleted() -> None:
+    state = _state([], cache={"balances": {"a": "1", "b": "2"}, "list": [1, 2], "keep": "x",
+                              "n": {"deep": {"x": 1}}})
+    state.results["Messages"] = [
+        {"device": "patch@1.0", "cache": {"balances": {"b": "3", "c": "4"}, "list": [9],
+                                          "n": {"deep": {"y": 2}}}},
+        {"device": "patch@1.0", "keep": {"now": "a map"}},
+    ]
+    apply_patches(state)
+    assert state.cache == {"balances": {"a": "1", "b": "3", "c": "4"}, "list": [9],
+                           "keep": {"now": "a map"}, "n": {"deep": {"x": 1, "y": 2}}}
+
+
+def test_later_patch_in_one_message_wins_in_order() -> None:
+    state = _state([{"device": "patch@1.0", "v": "1"}, {"device": "patch@1.0", "v": "2"}])
+    apply_patches(state)
+    assert state.cache == {"v": "2"}
+    assert state.results["Patches"] == [{"v": "1"}, {"v": "2"}]
+
+
+def test_colliding_keys_are_reported_and_not_set() -> None:
+    state = _state([], cache={"mykey": "old"})
+    state.results["Messages"] = [_aos_send(1, None, [
+        ("device", "patch@1.0"),
+        ("cache", {"MyKey": "a", "mykey": "b", "fine": {"In": 1, "in": 2, "ok": 3}}),
+    ])]
+    apply_patches(state)
+    assert state.cache == {"mykey": "old", "fine": {"ok": 3}}
+    errors = state.results["Patch-Errors"]
+    assert len(errors) == 2
+    assert any("'MyKey'" in e and "'mykey'" in e and "cache/mykey" in e for e in errors)
+    assert any("cache/fine/in" in e for e in errors)
+    assert all(e.startswith("patch 0: ") for e in errors)
+
+
+def test_same_key_with_same_value_twice_is_not_a_collision() -> None:
+    message = {"device": "patch@1.0", "Name": "x", "Tags": [{"name": "name", "value": "x"},
+                                                           {"name": "Name", "value": "x"}]}
+    found = payload(message)
+    assert found.values == {"name": "x"} and found.errors == []
+
+
+def test_json_equal_is_type_strict() -> None:
+    found = payload({"device": "patch@1.0", "A": 1, "a": True})
+    assert found.values == {} and len(found.errors) == 1
+
+
+def test_cache_key_collides_with_root_key() -> None:
+    found = payload({"device": "patch@1.0", "cache": {"Total": "1"}, "total": "2", "other": "3"})
+    assert found.values == {"other": "3"}
+    assert len(found.errors) == 1 and "cache/total" in found.errors[0]
+
+
+def test_cache_that_is_not_a_table_is_refused() -> None:
+    state = _state([{"device": "patch@1.0", "cache": "scalar", "x": "1"}], cache={"y": "2"})
+    apply_patches(state)
+    assert state.cache == {"x": "1", "y": "2"}
+    assert "must be a table" in state.results["Patch-Errors"][0]
+
+
+def test_nested_tables_inside_lists_are_lowercased() -> None:
+    found = payload({"device": "patch@1.0", "Rows": [{"ID": 1}, {"Id": 2, "id": 3}]})
+    assert found.values == {"rows": [{"id": 1}, {}]}
+    assert found.errors and "cache/rows/1/id" in found.errors[0]
+
+
+def test_error_result_without_outbox_is_left_alone() -> None:
+    state = _state([])
+    state.results = {"Error": "boom"}
+    apply_patches(state)
+    assert state.results == {"Error": "boom"}
+
+
+def test_second_pass_keeps_the_record() -> None:
+    state = _state([{"device": "patch@1.0", "a": "1"}])
+    device = PatchDevice()
+    device.compute(state, None)
+    device.compute(state, None)
+    assert state.results["Patches"] == [{"a": "1"}]
+    assert state.cache == {"a": "1"}
+
+
+def test_replaying_recorded_patches_rebuilds_the_cache() -> None:
+    start = {"keep": {"x": 1}}
+    state = _state([], cache=copy.deepcopy(start))
+    records: list[dict[str, Any]] = []
+    for batch in ([{"device": "patch@1.0", "Keep": {"Y": 2}}, _transfer(1)],
+                  [{"method": "PATCH", "cache": {"keep": "flat"}}]):
+        state.results = {"Messages": batch}
+        apply_patches(state)
+        records.extend(state.results["Patches"])
+    rebuilt = copy.deepcopy(start)
+    for record in records:
+        merge(rebuilt, record)
+    assert rebuilt == state.cache == {"keep": "flat"}
+
+
+def test_merge_does_not_alias_the_patch() -> None:
+    patch = {"a": {"b": [1, {"c": 2}]}}
+    cache: dict[str, Any] = {}
+    merge(cache, patch)
+    patch["a"]["b"][1]["c"] = 99
+    assert cache == {"a": {"b": [1, {"c": 2}]}}
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5))
+_any_json = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=4)), max_leaves=12)
+
+
+def _shaped(depth: int = 2) -> st.SearchStrategy[dict[str, Any]]:
+    """Lowercase maps whose key decides the shape ('m…' is always a map), so no collisions arise."""
+    leaf_keys = st.text(alphabet="abc", min_size=1, max_size=2).map(lambda k: "s" + k)
+    values = st.one_of(_scalars, st.lists(st.integers(), max_size=2))
+    if depth == 0:
+        return st.dictionaries(leaf_keys, values, max_size=3)
+    map_keys = st.text(alphabet="abc", min_size=1, max_size=2).map(lambda k: "m" + k)
+    return st.builds(lambda a, b: {**a, **b}, st.dictionaries(leaf_keys, values, max_size=3),
+                     st.dictionaries(map_keys, _shaped(depth - 1), max_size=2))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_shaped(), _shaped(), _shaped())
+def test_merge_is_associative_for_shape_consistent_maps(a: dict, b: dict, c: dict) -> None:
+    left = merge(merge(copy.deepcopy(a), b), c)
+    right = merge(copy.deepcopy(a), merge(copy.deepcopy(b), c))
+    assert left == right
+
+
+def _keys_all_lowercase(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(k == k.lower() and _keys_all_lowercase(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_keys_all_lowercase(v) for v in value)
+    return True
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _any_json, max_size=5))
+def test_payload_keys_are_lowercase_at_every_level(body: dict) -> None:
+    found = payload({"device": "patch@1.0", "cache": body})
+    assert _keys_all_lowercase(found.values)
+    # Every key the input had either arrives (lowercased) or is reported.
+    for key in body:
+        assert key.lower() in found.values or any(repr(key) in e for e in found.errors)
+
+
+def _paths(value: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.add(prefix + (key,))
+            out |= _paths(item, prefix + (key,))
+    return out
+
+
+def _replaced_above(patch: dict, path: tuple[str, ...]) -> bool:
+    """True when the patch puts a non-map at a proper prefix of `path` (scalars replace)."""
+    node: Any = patch
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+        if not isinstance(node, dict):
+            return True
+    return False
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(max_size=3), _any_json, max_size=5),
+       st.dictionaries(st.text(max_size=3), _any_json, max_size=5))
+def test_merge_never_deletes_a_key(old: dict, body: dict) -> None:
+    cache = payload({"device": "patch@1.0", "cache": old}).values
+    patch = payload({"device": "patch@1.0", "cache": body}).values
+    before = _paths(cache)
+    merged = merge(copy.deepcopy(cache), patch)
+    after = _paths(merged)
+    assert all(p in after for p in before if not _replaced_above(patch, p))
+    assert _paths(patch) <= after
