@@ -1,11 +1,16 @@
 """Shared fixtures: where the real AOS images are, and fresh data directories."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_MODULES = Path(__file__).resolve().parents[2] / "shared" / "modules"
+
+if SHARED_MODULES.is_dir():
+    # The catalogue finds the real images here first, so no test needs the network for them.
+    os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
 
 
 def image_path(filename: str) -> Path:

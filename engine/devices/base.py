@@ -62,5 +62,5 @@ def call_key(device: object, key: str, state: ProcessState, msg: Message | None)
     fn = getattr(device, key, None)
     if fn is None:
         return None
-    signal = fn(state, msg) if msg is not None or key in ("init", "compute") else fn(state, None)
+    signal = fn(state, msg)
     return signal if isinstance(signal, Signal) else Signal.OK

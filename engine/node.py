@@ -1,0 +1,280 @@
+"""Node: the one entry point the server calls. It owns the store, the scheduler, the wasm runtime,
+the device registry and the live processes, and keeps one writer per process.
+
+Reads of already computed slots come straight from the store and never wait for a lock; only work
+that evaluates new slots takes the process's lock. Live states sit in a bounded LRU; an evicted one
+is snapshotted and comes back from that snapshot.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from aonode.engine.crypto import Wallet
+from aonode.engine.devices.base import ProcessState
+from aonode.engine.devices.process import ProcessDevice, stack_names
+from aonode.engine.devices.registry import Registry
+from aonode.engine.devices.scheduler import Scheduler
+from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.message import Message
+from aonode.engine.store.sqlite import SQLiteStore
+from aonode.engine.wasm.runtime import Runtime
+
+VERSION = "0.1.0"
+DEFAULT_MODULE = "aos2_0_6"
+
+
+def default_registry() -> Registry:
+    """Every device this node knows, by the name process definitions use."""
+    from aonode.engine.devices.json_iface import JSONInterface
+    from aonode.engine.devices.multipass import Multipass
+    from aonode.engine.devices.patch import Patch
+    from aonode.engine.devices.poda import PoDA
+    from aonode.engine.devices.wasm64 import WasmDevice
+
+    registry = Registry()
+    registry.register("json-iface@1.0", lambda node: JSONInterface())
+    registry.register("wasm64@1.0", lambda node: WasmDevice(node.runtime, node.load_image))
+    registry.register("multipass@1.0", lambda node: Multipass())
+    registry.register("patch@1.0", lambda node: Patch())
+    registry.register("poda@1.0", lambda node: PoDA())
+    return registry
+
+
+class Node:
+    def __init__(self, data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
+                 clock: Any = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dev = dev
+        self.max_live = max_live
+        self.store = SQLiteStore(self.data_dir)
+        self.wallet = self._wallet(self.data_dir / "wallet.json")
+        self.address = self.wallet.address
+        self.scheduler = Scheduler(self.store, clock=clock) if clock else Scheduler(self.store)
+        self.runtime = Runtime(cache_dir=self.data_dir / "cache")
+        self.registry = default_registry()
+        self.processes = ProcessDevice(self.store, self.registry, self, after_slot=self._push)
+        self._live: OrderedDict[str, ProcessState] = OrderedDict()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._images: dict[str, Any] = {}
+        self.slots_evaluated = 0  # since start: restart tests count them to prove nothing is replayed twice
+
+    @staticmethod
+    def _wallet(path: Path) -> Wallet:
+        if path.exists():
+            return Wallet.load(path)
+        wallet = Wallet.generate("rsa")
+        wallet.save(path)
+        return wallet
+
+    # -- images ----------------------------------------------------------------------------------
+    def load_image(self, ref: str) -> Any:
+        with self._guard:
+            image = self._images.get(ref)
+        if image is None:
+            from aonode.modules.catalogue import resolve
+
+            image = self.runtime.load(resolve(ref).read_bytes())
+            with self._guard:
+                self._images[ref] = image
+        return image
+
+    # -- writes -----------------------------------------------------------------------------------
+    def spawn(self, msg: Message) -> dict[str, Any]:
+        """Schedule a process definition as slot 0 of a new process whose id is the message id."""
+        msg = self._complete_definition(msg)
+        self.load_image(msg.tag("Module") or "")  # an unknown image is refused before anything is stored
+        pid = msg.id
+        self.store.put_message(msg)
+        self.store.put_process(pid, msg)
+        assignment = self.scheduler.spawn(pid, msg)
+        return {**assignment.to_json(), "process": pid}
+
+    def _complete_definition(self, msg: Message) -> Message:
+        module = msg.tag("Module") or msg.tag("WASM-Image") or msg.tag("Image")
+        if not module and msg.signature is not None:
+            raise BadInput("the process definition names no image: add a Module tag")
+        if msg.signature is not None:
+            return msg  # a signed definition is taken as signed
+        extra: dict[str, str] = {}
+        if not module:
+            extra["Module"] = DEFAULT_MODULE
+        if msg.tag("Type") is None:
+            extra["Type"] = "Process"
+        if msg.tag("Data-Protocol") is None:
+            extra["Data-Protocol"] = "ao"
+        if msg.tag("Authority") is None:
+            extra["Authority"] = self.address  # so messages the node pushes between processes are trusted
+        if not extra:
+            return msg
+        tags = tuple(msg.tags) + tuple(extra.items())
+        return Message.create(owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data,
+                              from_=msg.from_)
+
+    def schedule(self, pid: str, msg: Message) -> dict[str, Any]:
+        self._definition(pid)
+        self.store.put_message(msg)
+        return self.scheduler.schedule(pid, msg).to_json()
+
+    # -- reads ------------------------------------------------------------------------------------
+    def _definition(self, pid: str) -> Message:
+        process = self.store.get_process(pid)
+        if process is None:
+            raise NotFound(f"no process {pid!r} on this node")
+        return process
+
+    def _stored_view(self, pid: str, slot: int) -> dict[str, Any] | None:
+        result = self.store.get_result(pid, slot)
+        if result is None:
+            return None
+        cached = self.store.get_cache(pid, slot)
+        return {"process": pid, "at-slot": slot, "results": result, "cache": cached[1] if cached else {}}
+
+    def compute(self, pid: str, slot: int | None = None) -> dict[str, Any]:
+        """The state after `slot`; without a slot, the last computed state (never any new work)."""
+        self._definition(pid)
+        if slot is None:
+            last = self.store.last_result_slot(pid)
+            if last is None:
+                return {"process": pid, "at-slot": -1, "results": {}, "cache": {}}
+            return self._stored_view(pid, last) or {}
+        if slot < 0:
+            raise BadInput(f"slot must be ≥ 0, not {slot}")
+        current = self.scheduler.current_slot(pid)
+        if slot > current:
+            raise NotFound(f"slot {slot} of {pid} is not scheduled yet (current slot is {current})")
+        view = self._stored_view(pid, slot)
+        if view is not None:
+            return view
+        with self._lock(pid):
+            view = self._stored_view(pid, slot)  # another thread may have computed it meanwhile
+            if view is not None:
+                return view
+            state = self._live_state(pid)
+            self.processes.compute_to(state, slot)
+            return state.view()
+
+    def now(self, pid: str) -> dict[str, Any]:
+        """Compute everything scheduled, then answer."""
+        self._definition(pid)
+        return self.compute(pid, self.scheduler.current_slot(pid))
+
+    def pending(self, pid: str) -> int:
+        last = self.store.last_result_slot(pid)
+        return self.scheduler.current_slot(pid) - (-1 if last is None else last)
+
+    def settle(self, max_rounds: int = 64) -> int:
+        """Compute every process with scheduled work until all are quiet (pushed messages included)."""
+        rounds = 0
+        while rounds < max_rounds:
+            busy = [pid for pid in self.store.list_processes() if self.pending(pid) > 0]
+            if not busy:
+                break
+            for pid in busy:
+                self.now(pid)
+            rounds += 1
+        return rounds
+
+    def slot(self, pid: str) -> dict[str, Any]:
+        self._definition(pid)
+        last = self.store.last_assignment(pid)
+        return {
+            "process": pid,
+            "current": last.slot,
+            "timestamp": last.timestamp,
+            "block-height": last.block_height,
+            "block-hash": last.block_hash,
+            "hash-chain": last.hash_chain,
+        }
+
+    def schedule_page(self, pid: str, frm: int = 0, to: int | None = None) -> dict[str, Any]:
+        self._definition(pid)
+        page, continues = self.scheduler.page(pid, frm, to)
+        return {"process": pid, "assignments": [a.to_json() for a in page], "continues": continues}
+
+    def snapshot(self, pid: str) -> dict[str, Any]:
+        """Capture the process's memory at its last computed slot (computing nothing new)."""
+        self._definition(pid)
+        with self._lock(pid):
+            state = self._live_state(pid)
+            if state.at_slot < 0:
+                raise NotFound(f"{pid} has no computed slot to snapshot yet")
+            self.processes.snapshot(state)
+            return {"process": pid, "slot": state.at_slot, "memory-sha256": state.memory_sha256}
+
+    def init(self, pid: str) -> dict[str, Any]:
+        process = self._definition(pid)
+        return {"process": pid, "at-slot": -1, "definition": process.to_legacy_json(),
+                "stack": stack_names(process)}
+
+    def info(self) -> dict[str, Any]:
+        from aonode.modules.catalogue import names as module_names
+
+        return {
+            "address": self.address,
+            "version": VERSION,
+            "devices": ["process@1.0", "scheduler@1.0", "stack@1.0", "push@1.0", "cron@1.0", *self.registry.names()],
+            "modules": module_names(),
+            "processes": self.store.list_processes(),
+        }
+
+    # -- live processes ---------------------------------------------------------------------------
+    def _lock(self, pid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(pid, threading.Lock())
+
+    def _live_state(self, pid: str) -> ProcessState:
+        """The live state of `pid` (caller holds its lock), restored from its newest snapshot if cold."""
+        with self._guard:
+            state = self._live.get(pid)
+            if state is not None:
+                self._live.move_to_end(pid)
+                return state
+        process = self._definition(pid)
+        state = self.processes.new_state(pid, process, {"weavedrive_dir": self.data_dir / "weavedrive"})
+        last = self.store.last_result_slot(pid)
+        state.at_slot = -1 if last is None else last
+        self.processes.normalize(state)
+        with self._guard:
+            self._live[pid] = state
+            victims = list(self._live.items())[: max(0, len(self._live) - self.max_live)]
+        for victim_pid, victim in victims:
+            self._evict(victim_pid, victim)
+        return state
+
+    def _evict(self, pid: str, state: ProcessState) -> None:
+        lock = self._lock(pid)
+        if not lock.acquire(blocking=False):
+            return  # busy: it stays live this time
+        try:
+            if state.scratch.get("snapshot-slot") != state.at_slot:
+                self.processes.snapshot(state)
+            with self._guard:
+                self._live.pop(pid, None)
+        finally:
+            lock.release()
+
+    def _push(self, state: ProcessState, slot: int) -> None:
+        self.slots_evaluated += 1
+        from aonode.engine.devices.push import push_outbox
+
+        push_outbox(state, self)
+
+    # router interface for push@1.0
+    def is_local(self, pid: str | None) -> bool:
+        return bool(pid) and self.store.get_process(pid) is not None
+
+    def deliver(self, target: str, msg: Message) -> dict[str, Any]:
+        return self.schedule(target, msg)
+
+    def close(self) -> None:
+        """Snapshot every live process so the next start replays nothing, then close the store."""
+        with self._guard:
+            live = list(self._live.items())
+        for pid, state in live:
+            self._evict(pid, state)
+        self.store.close()
