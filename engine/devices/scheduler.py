@@ -1,0 +1,181 @@
+"""scheduler@1.0: gives each message of a process its slot, timestamp and hash-chain link.
+
+The schedule is the only input that orders evaluation, so it is written durably before a caller
+hears about it, it is append-only, and scheduling the same message twice returns its first slot.
+
+Hash chain: link(n) = base64url(sha256(bytes(link(n-1)) ‖ bytes(message id n))), where bytes()
+base64url-decodes (ids that are not base64url are taken as UTF-8). Genesis: link(-1) is empty, so
+slot 0's link is sha256 of the process id, which is also the legacy SU's first link.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from aonode.engine.devices import cron
+from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.message import Message, b64url, b64url_decode
+from aonode.engine.store.base import Assignment, Store
+
+__all__ = ["Assignment", "Scheduler", "PAGE_LIMIT", "chain_link", "verify_chain"]
+
+NAME = "scheduler@1.0"
+PAGE_LIMIT = 1000
+GENESIS = b""
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _id_bytes(text: str) -> bytes:
+    try:
+        return b64url_decode(text)
+    except BadInput:
+        return text.encode("utf-8")
+
+
+def chain_link(previous: str | None, message_id: str) -> str:
+    """The hash-chain value of a slot given the previous slot's value (None for slot 0)."""
+    prev = GENESIS if previous is None else _id_bytes(previous)
+    return b64url(hashlib.sha256(prev + _id_bytes(message_id)).digest())
+
+
+def verify_chain(assignments: Iterable[Assignment], previous: str | None = None) -> bool:
+    """True when consecutive slots link correctly; `previous` is the link before the first one
+    (None when the list starts at slot 0)."""
+    expected_slot = None
+    for a in assignments:
+        if expected_slot is not None and a.slot != expected_slot:
+            return False
+        if a.message.id != a.message_id or a.hash_chain != chain_link(previous, a.message_id):
+            return False
+        previous, expected_slot = a.hash_chain, a.slot + 1
+    return True
+
+
+class Scheduler:
+    """Assigns slots. One lock per process so concurrent callers get distinct consecutive slots."""
+
+    name = NAME
+
+    def __init__(self, store: Store, clock: Callable[[], int] = _wall_ms,
+                 block_height: Callable[[], int] = lambda: 0,
+                 block_hash: Callable[[], str | None] = lambda: None) -> None:
+        self.store = store
+        self.clock = clock
+        self.block_height = block_height
+        self.block_hash = block_hash
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, pid: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(pid, threading.Lock())
+
+    def _definition(self, pid: str) -> Message:
+        definition = self.store.get_process(pid)
+        if definition is None:
+            raise NotFound(f"process {pid} not found")
+        return definition
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def spawn(self, pid: str, process_msg: Message) -> Assignment:
+        """Register a process; its own message is slot 0. Spawning it again returns slot 0."""
+        if pid != process_msg.id:
+            raise BadInput(f"process id {pid} must be the id of its process message")
+        cron.frequency_of(process_msg)  # reject a garbage Cron-Frequency before anything is stored
+        with self._lock(pid):
+            existing = self.store.get_assignment(pid, 0)
+            if existing is not None:
+                return existing
+            self.store.put_process(pid, process_msg)
+            return self._append(pid, process_msg, None, self.clock(), self.block_height())
+
+    def schedule(self, pid: str, msg: Message) -> Assignment:
+        """Assign `msg` the next slot (after any cron ticks now due); idempotent by message id."""
+        definition = self._definition(pid)
+        with self._lock(pid):
+            existing = self.store.assignment_for_message(pid, msg.id)
+            if existing is not None:
+                return existing
+            last = self._last(pid)
+            now_ts = max(self.clock(), last.timestamp)
+            now_height = max(self.block_height(), last.block_height)
+            last = self._append_cron(pid, definition, last, now_ts, now_height)
+            return self._append(pid, msg, last, now_ts, now_height)
+
+    def tick(self, pid: str) -> list[Assignment]:
+        """Append the cron messages due by now without any other message (e.g. before `now`)."""
+        definition = self._definition(pid)
+        if cron.frequency_of(definition) is None:
+            return []
+        with self._lock(pid):
+            last = self._last(pid)
+            now_ts = max(self.clock(), last.timestamp)
+            now_height = max(self.block_height(), last.block_height)
+            before = last.slot
+            self._append_cron(pid, definition, last, now_ts, now_height)
+            return self.store.assignments(pid, before + 1)
+
+    def _last(self, pid: str) -> Assignment:
+        last = self.store.last_assignment(pid)
+        if last is None:
+            raise NotFound(f"process {pid} has no schedule")
+        return last
+
+    def _append_cron(self, pid: str, definition: Message, last: Assignment, now_ts: int,
+                     now_height: int) -> Assignment:
+        """Append one cron message per period boundary since the last assignment."""
+        freq = cron.frequency_of(definition)
+        if freq is None:
+            return last
+        spawn = self.store.get_assignment(pid, 0)
+        assert spawn is not None  # _last() found a schedule, so slot 0 exists
+        if freq.by_blocks:
+            ticks = cron.due_ticks(freq, last.block_height, now_height, spawn.block_height)
+        else:
+            ticks = cron.due_ticks(freq, last.timestamp, now_ts, spawn.timestamp)
+        for tick in ticks:
+            msg = cron.cron_message(pid, definition, tick)
+            if freq.by_blocks:
+                last = self._append(pid, msg, last, now_ts, tick)
+            else:
+                last = self._append(pid, msg, last, tick, now_height)
+        return last
+
+    def _append(self, pid: str, msg: Message, last: Assignment | None, ts: int,
+                height: int) -> Assignment:
+        a = Assignment(
+            process=pid,
+            slot=0 if last is None else last.slot + 1,
+            message_id=msg.id,
+            timestamp=ts,
+            block_height=height,
+            block_hash=self.block_hash(),
+            epoch=0,
+            hash_chain=chain_link(None if last is None else last.hash_chain, msg.id),
+            message=msg,
+        )
+        self.store.append_assignment(a)
+        return a
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def current_slot(self, pid: str) -> int:
+        self._definition(pid)
+        return self._last(pid).slot
+
+    def page(self, pid: str, frm: int = 0, to: int | None = None,
+             limit: int = PAGE_LIMIT) -> tuple[list[Assignment], bool]:
+        """Assignments with `frm <= slot <= to`, at most `limit` (capped at 1000); `continues`
+        says more exist within the range."""
+        self._definition(pid)
+        if frm < 0 or (to is not None and to < frm):
+            raise BadInput(f"bad schedule range from={frm} to={to}")
+        limit = max(1, min(limit, PAGE_LIMIT))
+        rows = self.store.assignments(pid, frm, to, limit + 1)
+        return rows[:limit], len(rows) > limit

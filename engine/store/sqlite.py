@@ -1,0 +1,277 @@
+"""The default store: one SQLite file in WAL mode plus a folder of snapshot files.
+
+Why this shape: SQLite gives unique constraints and crash-safe commits for the schedule (the one
+thing that can never be recomputed), while snapshots are large opaque blobs that are cheaper as
+files. Assignment commits use `synchronous=FULL` so an acknowledged assignment survives a kill -9
+or power loss; results and caches use NORMAL (survives a process crash; recomputable anyway).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import cbor2
+
+from aonode.engine.errors import AONodeError, BadInput
+from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment
+
+DB_NAME = "aonode.sqlite3"
+SNAPSHOT_DIR = "snapshots"
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS processes (
+    pid TEXT PRIMARY KEY, definition BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS assignments (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, message_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL, block_height INTEGER NOT NULL, block_hash TEXT,
+    epoch INTEGER NOT NULL, hash_chain TEXT NOT NULL, message BLOB NOT NULL,
+    PRIMARY KEY (process, slot), UNIQUE (process, message_id));
+CREATE TABLE IF NOT EXISTS results (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE INDEX IF NOT EXISTS results_by_message ON results (process, message_id);
+CREATE TABLE IF NOT EXISTS caches (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS snapshots (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (process, slot));
+"""
+
+_ASSIGNMENT_COLUMNS = ("process, slot, message_id, timestamp, block_height, block_hash, epoch, "
+                       "hash_chain, message")
+
+
+def _encode(value: dict) -> bytes:
+    return cbor2.dumps(value)
+
+
+def _decode(blob: bytes) -> Any:
+    return cbor2.loads(blob)
+
+
+def _row_to_assignment(row: tuple) -> Assignment:
+    process, slot, mid, ts, height, bhash, epoch, chain, body = row
+    return Assignment(process=process, slot=slot, message_id=mid, timestamp=ts,
+                      block_height=height, block_hash=bhash, epoch=epoch, hash_chain=chain,
+                      message=Message.from_cbor(body))
+
+
+def _range_clause(frm: int | None, to: int | None) -> tuple[str, list[int]]:
+    """SQL for an inclusive slot range; None leaves that side open."""
+    sql, args = "", []
+    if frm is not None:
+        sql += " AND slot >= ?"
+        args.append(frm)
+    if to is not None:
+        sql += " AND slot <= ?"
+        args.append(to)
+    return sql, args
+
+
+class SQLiteStore:
+    """Thread safe: each thread gets its own connection; SQLite serializes the writers."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / DB_NAME
+        self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
+        self.snapshot_dir.mkdir(exist_ok=True)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._conns_lock:
+            if self._closed:
+                raise AONodeError("store is closed")
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conns.append(conn)
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; `durable` fsyncs the WAL before the commit returns."""
+        conn = self._conn()
+        if durable:
+            conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _one(self, sql: str, args: tuple | list) -> tuple | None:
+        return self._conn().execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # -- processes and messages --------------------------------------------------------------
+
+    def put_process(self, pid: str, definition: Message) -> None:
+        body = definition.to_cbor()
+        with self._tx(durable=True) as conn:
+            conn.execute("INSERT OR IGNORE INTO processes VALUES (?, ?)", (pid, body))
+            conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (definition.id, body))
+
+    def get_process(self, pid: str) -> Message | None:
+        row = self._one("SELECT definition FROM processes WHERE pid = ?", (pid,))
+        return Message.from_cbor(row[0]) if row else None
+
+    def list_processes(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT pid FROM processes ORDER BY rowid")]
+
+    def put_message(self, msg: Message) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO messages VALUES (?, ?)", (msg.id, msg.to_cbor()))
+
+    def get_message(self, mid: str) -> Message | None:
+        row = self._one("SELECT body FROM messages WHERE id = ?", (mid,))
+        return Message.from_cbor(row[0]) if row else None
+
+    # -- assignments -------------------------------------------------------------------------
+
+    def append_assignment(self, a: Assignment) -> None:
+        """Durable when this returns; a taken slot or an already assigned message is BadInput."""
+        body = a.message.to_cbor()
+        try:
+            with self._tx(durable=True) as conn:
+                conn.execute(
+                    f"INSERT INTO assignments ({_ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash,
+                     a.epoch, a.hash_chain, body))
+                conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
+        except sqlite3.IntegrityError as err:
+            raise BadInput(f"process {a.process}: slot {a.slot} or message {a.message_id} "
+                           f"is already assigned") from err
+
+    def get_assignment(self, pid: str, slot: int) -> Assignment | None:
+        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE process = ? AND slot = ?", (pid, slot))
+        return _row_to_assignment(row) if row else None
+
+    def assignment_for_message(self, pid: str, mid: str) -> Assignment | None:
+        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE process = ? AND message_id = ?", (pid, mid))
+        return _row_to_assignment(row) if row else None
+
+    def assignments(self, pid: str, frm: int = 0, to: int | None = None,
+                    limit: int | None = None) -> list[Assignment]:
+        where, args = _range_clause(frm, to)
+        rows = self._conn().execute(
+            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ?{where} "
+            "ORDER BY slot LIMIT ?", [pid, *args, -1 if limit is None else limit])
+        return [_row_to_assignment(r) for r in rows]
+
+    def last_assignment(self, pid: str) -> Assignment | None:
+        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? "
+                        "ORDER BY slot DESC LIMIT 1", (pid,))
+        return _row_to_assignment(row) if row else None
+
+    # -- results and caches ------------------------------------------------------------------
+
+    def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                         (pid, slot, message_id, _encode(result)))
+
+    def get_result(self, pid: str, slot: int) -> dict | None:
+        row = self._one("SELECT body FROM results WHERE process = ? AND slot = ?", (pid, slot))
+        return _decode(row[0]) if row else None
+
+    def get_result_by_message(self, pid: str, mid: str) -> tuple[int, dict] | None:
+        row = self._one("SELECT slot, body FROM results WHERE process = ? AND message_id = ? "
+                        "ORDER BY slot LIMIT 1", (pid, mid))
+        return (row[0], _decode(row[1])) if row else None
+
+    def results(self, pid: str, frm: int | None = None, to: int | None = None,
+                limit: int | None = None, descending: bool = False) -> list[tuple[int, dict]]:
+        where, args = _range_clause(frm, to)
+        order = "DESC" if descending else "ASC"
+        rows = self._conn().execute(
+            f"SELECT slot, body FROM results WHERE process = ?{where} ORDER BY slot {order} "
+            "LIMIT ?", [pid, *args, -1 if limit is None else limit])
+        return [(slot, _decode(body)) for slot, body in rows]
+
+    def last_result_slot(self, pid: str) -> int | None:
+        row = self._one("SELECT MAX(slot) FROM results WHERE process = ?", (pid,))
+        return row[0] if row else None
+
+    def put_cache(self, pid: str, slot: int, cache: dict) -> None:
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)",
+                         (pid, slot, _encode(cache)))
+
+    def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
+        where, args = _range_clause(None, max_slot)
+        row = self._one(f"SELECT slot, body FROM caches WHERE process = ?{where} "
+                        "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        return (row[0], _decode(row[1])) if row else None
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def _snapshot_path(self, memory_sha256: str) -> Path:
+        if not _SHA256_HEX.match(memory_sha256):
+            raise BadInput(f"memory sha256 must be 64 lowercase hex digits: {memory_sha256!r:.80}")
+        return self.snapshot_dir / memory_sha256
+
+    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
+        """Write the file first (atomically, fsynced), then index it, so an index row never
+        points at a partial file."""
+        path = self._snapshot_path(memory_sha256)
+        tmp = path.with_name(f".{memory_sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
+                         (pid, slot, memory_sha256))
+
+    def latest_snapshot(self, pid: str,
+                        max_slot: int | None = None) -> tuple[int, str, bytes] | None:
+        """Newest snapshot at or before `max_slot` whose file is still present."""
+        where, args = _range_clause(None, max_slot)
+        rows = self._conn().execute(f"SELECT slot, sha256 FROM snapshots WHERE process = ?{where} "
+                                    "ORDER BY slot DESC", [pid, *args]).fetchall()
+        for slot, sha in rows:
+            try:
+                return slot, sha, self._snapshot_path(sha).read_bytes()
+            except FileNotFoundError:
+                continue
+        return None
