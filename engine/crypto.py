@@ -1,7 +1,7 @@
 """Arweave-style keys: the wallets that sign ANS-104 data items and the checks that verify them.
 
-Two signature types are supported, numbered as ANS-104 numbers them:
-1 = Arweave RSA-PSS (4096-bit key, SHA-256, MGF1-SHA-256), 2 = ed25519.
+Signature types are numbered as ANS-104 numbers them: 1 = Arweave RSA-PSS (4096-bit key, SHA-256,
+MGF1-SHA-256), 2 = ed25519, 4 = Solana (ed25519 too; verified, not produced by `Wallet`).
 Type 3 (Ethereum secp256k1) is not supported: its message hash is keccak-256, which neither the
 standard library nor `cryptography` provides, and we do not hand-roll hash functions.
 """
@@ -23,11 +23,12 @@ from aonode.engine.errors import BadInput
 
 RSA = 1
 ED25519 = 2
+SOLANA = 4
 
 RSA_BITS = 4096
 RSA_EXPONENT = 65537
 # What each signature type puts in an item: (owner length, signature length) in bytes.
-KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64)}
+KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), SOLANA: (32, 64)}
 
 # Arweave nodes sign with a 32-byte salt; arweave-js (Node) signs with the maximum salt length, so
 # verification must accept any salt length the PSS encoding allows.
