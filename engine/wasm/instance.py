@@ -1,0 +1,287 @@
+"""One running process image: message in, result JSON out, and its state exactly as before on failure.
+
+A trap (fuel, memory cap, wasm fault) can leave Lua half-updated, so the instance keeps a checkpoint
+snapshot plus a journal of messages handled since; on failure it rebuilds from the checkpoint and replays
+the journal (evaluation is deterministic), then raises. Checkpoints are taken every CHECKPOINT_EVERY
+messages so replay stays short without copying memory on every message.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import wasmtime
+
+from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded, ModuleError, WasmError, WasmTrap
+from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, Unwind, check_imports
+from aonode.engine.wasm.runtime import Image, Runtime
+from aonode.engine.wasm.snapshot import Snapshot
+
+UNLIMITED_FUEL = 2**62
+CHECKPOINT_EVERY = 64
+STACK_COOKIE = (34821223, 2310721022, 1668509029)  # what ao-loader's writeStackCookie() stores
+SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """"1-gb" / "512-mb" / "1073741824" → bytes (binary units, as the legacy CU reads Memory-Limit)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[-_ ]?\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in SIZE_UNITS | {"": 1}:
+        raise ValueError(f"not a size: {text!r}")
+    unit = SIZE_UNITS.get(match.group(2).lower(), 1)
+    return int(float(match.group(1)) * unit)
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: int | None = None  # bytes of linear memory
+    fuel: int | None = None  # wasmtime fuel per message
+
+
+class Instance:
+    """A wasmtime instance of an image plus the host that serves its imports."""
+
+    def __init__(self, runtime: Runtime, image: Image, limits: Limits = Limits(),
+                 weavedrive_dir: Path | None = None, extra_imports: dict | None = None,
+                 _snapshot: Snapshot | None = None) -> None:
+        self.runtime = runtime
+        self.image = image
+        self.limits = limits
+        self.weavedrive_dir = weavedrive_dir
+        self.extra_imports = extra_imports or {}
+        self.last_gas_used = 0
+        self._journal: list[tuple[str, str]] = []
+        self._instantiate(_snapshot)
+        self._checkpoint: Snapshot | None = None
+        if self.has_handle:
+            self._checkpoint = _snapshot or self.snapshot()
+
+    @classmethod
+    def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot, limits: Limits = Limits(),
+                weavedrive_dir: Path | None = None, extra_imports: dict | None = None) -> Instance:
+        return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot)
+
+    # ---- setup --------------------------------------------------------------------------------------
+    def _instantiate(self, snapshot: Snapshot | None) -> None:
+        engine = self.runtime.engine
+        self.store = wasmtime.Store(engine)
+        if self.limits.memory is not None:
+            self.store.set_limits(memory_size=self.limits.memory)
+        self.store.set_fuel(UNLIMITED_FUEL)
+        self.host = Host(self.store, self.image.memory64, self.weavedrive_dir, self.limits.memory)
+        module = self.image.module
+        check_imports(module, self.host, self.extra_imports)
+        linker = wasmtime.Linker(engine)
+        for imp in module.imports:
+            fn = self.extra_imports.get(imp.module, {}).get(imp.name) or \
+                self.host.resolve(imp.module, imp.name, imp.type)
+            linker.define_func(imp.module, imp.name, imp.type, fn)
+        try:
+            self.instance = linker.instantiate(self.store, module)
+        except wasmtime.WasmtimeError as err:
+            if self.limits.memory is not None and "memory" in str(err).lower():
+                raise MemoryLimitExceeded(f"image needs more memory than the limit: {err}") from err
+            raise ModuleError(f"cannot instantiate image: {err}") from err
+        self.exports = dict(self.instance.exports(self.store).items())
+        self.host.bind(self.exports)
+        self.memory: wasmtime.Memory | None = self.host.memory
+        if snapshot is not None:
+            self._load_snapshot(snapshot)
+        else:
+            self._start_runtime()
+
+    def _start_runtime(self) -> None:
+        """What ao-loader's emscripten glue does before the first message (no `main`)."""
+        ex = self.exports
+        if "emscripten_stack_init" in ex:
+            ex["emscripten_stack_init"](self.store)
+        if "emscripten_stack_get_end" in ex and self.memory is not None:
+            end = ex["emscripten_stack_get_end"](self.store) or 4
+            self.host.write(end, STACK_COOKIE[0].to_bytes(4, "little") + STACK_COOKIE[1].to_bytes(4, "little"))
+            self.host.write(0, STACK_COOKIE[2].to_bytes(4, "little"))
+        if "__wasm_call_ctors" in ex:
+            self.host.state.time += FS_INIT_TICKS
+            self._guarded(lambda: ex["__wasm_call_ctors"](self.store))
+        elif "_initialize" in ex:
+            self._guarded(lambda: ex["_initialize"](self.store))
+
+    def _load_snapshot(self, snapshot: Snapshot) -> None:
+        raw = snapshot.raw()
+        current = self.memory.data_len(self.store)
+        if snapshot.memory_size > current:
+            pages = (snapshot.memory_size - current) // 65536
+            try:
+                self.memory.grow(self.store, pages)
+            except wasmtime.WasmtimeError as err:
+                raise MemoryLimitExceeded(f"snapshot needs {snapshot.memory_size} bytes: {err}") from err
+        elif snapshot.memory_size < current:
+            raise ModuleError("snapshot is smaller than the image's initial memory")
+        ctypes.memmove(self.host.base(), raw, len(raw))
+        self.host.state = HostState.from_dict(snapshot.host_state)
+
+    # ---- properties ---------------------------------------------------------------------------------
+    @property
+    def has_handle(self) -> bool:
+        return "handle" in self.exports and self.memory is not None
+
+    @property
+    def memory_size(self) -> int:
+        return self.memory.data_len(self.store) if self.memory is not None else 0
+
+    def memory_view(self) -> memoryview:
+        """Zero-copy view of linear memory (valid until the memory grows)."""
+        buf = (ctypes.c_ubyte * self.memory_size).from_address(self.host.base())
+        return memoryview(buf).cast("B")
+
+    def memory_sha256(self) -> str:
+        return hashlib.sha256(self.memory_view()).hexdigest()
+
+    def snapshot(self) -> Snapshot:
+        view = self.memory_view()
+        return Snapshot.from_memory(view, self.host.state.to_dict())
+
+    @property
+    def stdout(self) -> bytes:
+        return bytes(self.host.stdout)
+
+    # ---- calls --------------------------------------------------------------------------------------
+    def call(self, export: str, *args: Any) -> Any:
+        """Call an export directly (tiny modules, `_start`); errors map to the WasmError family."""
+        func = self.exports.get(export)
+        if not isinstance(func, wasmtime.Func):
+            raise ModuleError(f"image has no exported function {export!r}")
+        return self._guarded(lambda: func(self.store, *args))
+
+    def run_start(self) -> int:
+        """Run `_start` (a WASI command) and return its exit code."""
+        try:
+            self.call("_start")
+        except ProcExitError as done:
+            return done.code
+        return 0
+
+    def _guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:
+        self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        try:
+            return fn()
+        except ProcExit as done:
+            raise ProcExitError(done.code) from None
+        except WasmError:
+            raise
+        except Unwind as err:
+            raise WasmTrap(f"uncaught exception or longjmp ({err.value})") from None
+        except wasmtime.Trap as trap:
+            raise _map_trap(trap) from None
+        except wasmtime.WasmtimeError as err:
+            raise WasmTrap(str(err)) from None
+
+    def handle(self, msg_json: str, env_json: str) -> str:
+        """Evaluate one message; on any failure the state is exactly as before and an error is raised."""
+        if not self.has_handle:
+            raise ModuleError("image exports no `handle`")
+        try:
+            raw = self._handle_once(msg_json, env_json, self.limits.fuel)
+        except (WasmError, ProcExitError) as err:
+            self._rebuild()
+            if isinstance(err, ProcExitError):
+                raise WasmTrap(str(err)) from None
+            raise
+        self._journal.append((msg_json, env_json))
+        if len(self._journal) >= CHECKPOINT_EVERY:
+            self.checkpoint()
+        return raw
+
+    def checkpoint(self, snapshot: Snapshot | None = None) -> Snapshot:
+        """Make the current state the rollback point (also done every CHECKPOINT_EVERY messages)."""
+        self._checkpoint = snapshot or self.snapshot()
+        self._journal.clear()
+        return self._checkpoint
+
+    def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
+        budget = fuel if fuel is not None else UNLIMITED_FUEL
+        msg, env = msg_json.encode() + b"\x00", env_json.encode() + b"\x00"
+
+        def run() -> str:
+            sp, msg_ptr, env_ptr, owned = self._place_inputs(msg, env)
+            result_ptr = self.exports["handle"](self.store, msg_ptr, env_ptr)
+            out = self.host.read_cstr(result_ptr).decode("utf-8", errors="replace")
+            self._release_inputs(sp, owned)
+            return out
+
+        result = self._guarded(run, budget)
+        self.last_gas_used = budget - self.store.get_fuel()
+        return result
+
+    def _place_inputs(self, msg: bytes, env: bytes) -> tuple[int | None, int, int, list[int]]:
+        """ao-loader's ccall puts both strings on the C stack; without stack exports use malloc."""
+        ex, host = self.exports, self.host
+        if "_emscripten_stack_alloc" in ex and "emscripten_stack_get_current" in ex:
+            sp = ex["emscripten_stack_get_current"](self.store)
+            free = sp - ex["emscripten_stack_get_end"](self.store) if "emscripten_stack_get_end" in ex else None
+            if free is None or free > len(msg) + len(env) + 65536:
+                msg_ptr = ex["_emscripten_stack_alloc"](self.store, len(msg))
+                host.write(msg_ptr, msg)
+                env_ptr = ex["_emscripten_stack_alloc"](self.store, len(env))
+                host.write(env_ptr, env)
+                return sp, msg_ptr, env_ptr, []
+        if "free" in ex:
+            msg_ptr = self._malloc(len(msg))
+            env_ptr = self._malloc(len(env))
+            host.write(msg_ptr, msg)
+            host.write(env_ptr, env)
+            return None, msg_ptr, env_ptr, [msg_ptr, env_ptr]
+        base = self._scratch(len(msg) + len(env))
+        host.write(base, msg)
+        host.write(base + len(msg), env)
+        return None, base, base + len(msg), []
+
+    def _release_inputs(self, sp: int | None, owned: list[int]) -> None:
+        if sp is not None:
+            self.exports["_emscripten_stack_restore"](self.store, sp)
+        for ptr in owned:
+            self.exports["free"](self.store, ptr)
+
+    def _malloc(self, size: int) -> int:
+        ptr = self.exports["malloc"](self.store, size)
+        if not ptr:
+            raise MemoryLimitExceeded(f"malloc({size}) failed")
+        return ptr
+
+    def _scratch(self, size: int) -> int:
+        """One reusable input buffer for images without `free`; its pointer travels in host_state."""
+        state = self.host.state
+        if state.scratch_size < size:
+            state.scratch_ptr = self._malloc(max(size, 2 * state.scratch_size, 65536))
+            state.scratch_size = max(size, 2 * state.scratch_size, 65536)
+        return state.scratch_ptr
+
+    def _rebuild(self) -> None:
+        """Fresh wasmtime instance from the checkpoint, then replay the journal."""
+        journal = list(self._journal)
+        self._instantiate(self._checkpoint)
+        for msg_json, env_json in journal:
+            self._handle_once(msg_json, env_json, None)
+
+
+class ProcExitError(WasmTrap):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the image exited with code {code}")
+        self.code = code
+
+
+def _map_trap(trap: wasmtime.Trap) -> WasmError:
+    code = trap.trap_code
+    text = str(trap).splitlines()[0] if str(trap) else "trap"
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return ComputeLimitExceeded("compute limit exceeded (out of fuel)")
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return WasmTrap("wasm stack overflow")
+    return WasmTrap(f"wasm trap: {text}")

@@ -1,0 +1,49 @@
+"""A process's whole state: its linear memory (zstd) plus the few host counters that live outside it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+
+import zstandard
+
+MAGIC = b"AOSNAP1\n"
+ZSTD_LEVEL = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Named by `memory_sha256` (of the raw memory) so equal states have equal names across nodes."""
+
+    memory_sha256: str
+    memory_size: int
+    compressed: bytes = field(repr=False)
+    host_state: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_memory(cls, raw: bytes | memoryview, host_state: dict, sha256: str | None = None) -> Snapshot:
+        digest = sha256 or hashlib.sha256(raw).hexdigest()
+        compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+        return cls(digest, len(raw), compressed, dict(host_state))
+
+    def raw(self) -> bytes:
+        data = zstandard.ZstdDecompressor().decompress(self.compressed, max_output_size=self.memory_size)
+        if len(data) != self.memory_size:
+            raise ValueError(f"snapshot decompressed to {len(data)} bytes, expected {self.memory_size}")
+        return data
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({"memory_sha256": self.memory_sha256, "memory_size": self.memory_size,
+                             "host_state": self.host_state}, sort_keys=True).encode()
+        return MAGIC + struct.pack("<I", len(header)) + header + self.compressed
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Snapshot:
+        if not data.startswith(MAGIC):
+            raise ValueError("not an aonode snapshot")
+        (hlen,) = struct.unpack_from("<I", data, len(MAGIC))
+        start = len(MAGIC) + 4
+        header = json.loads(data[start:start + hlen])
+        return cls(header["memory_sha256"], header["memory_size"], bytes(data[start + hlen:]),
+                   header.get("host_state", {}))

@@ -1,0 +1,209 @@
+"""The Starlette app: parse the path, call the Node off the event loop, encode the answer.
+
+Kept thin on purpose: every decision about processes lives in `aonode.engine`; this module only
+maps HTTP onto `Node` calls and engine errors onto statuses.
+
+Two thread pools, because a long compute must never delay a read of already computed state:
+`quick` runs store reads and appends (`compute` without a slot, `slot`, schedule pages, scheduling),
+`compute` runs anything that may evaluate messages (`now`, `compute/<slot>`, spawn, snapshot, init)
+and answers 503 + Retry-After once its queue is full. One writer per process is the Node's job.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from aonode.engine.errors import AONodeError, Busy, TooLarge, Unauthorized
+from aonode.engine.message import Message
+from aonode.server import codec, paths
+
+T = TypeVar("T")
+
+ALLOW = "GET, HEAD, POST, OPTIONS"
+RETRY_AFTER_SECONDS = 1
+
+
+class NodeAPI(Protocol):
+    """What the server needs from `aonode.engine.node.Node` (docs/interfaces.md)."""
+
+    address: str
+
+    def info(self) -> dict: ...
+    def spawn(self, msg: Message) -> dict: ...
+    def schedule(self, pid: str, msg: Message) -> dict: ...
+    def compute(self, pid: str, slot: int | None = None) -> dict: ...
+    def now(self, pid: str) -> dict: ...
+    def slot(self, pid: str) -> dict: ...
+    def schedule_page(self, pid: str, frm: int | None, to: int | None) -> dict: ...
+    def snapshot(self, pid: str) -> dict: ...
+    def init(self, pid: str) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body: int = 10 * 1024 * 1024
+    compute_workers: int = 2
+    compute_queue: int = 256
+    quick_workers: int = 8
+
+
+@dataclass
+class Gate:
+    """A bounded thread pool with a bounded queue: past `workers + queue` callers, Busy at once."""
+
+    workers: int
+    queue: int
+    name: str = "compute"
+    pending: int = 0
+    _limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.pending >= self.workers + self.queue:
+            raise Busy(f"the {self.name} queue is full ({self.pending} waiting or running); retry later")
+        if self._limiter is None:  # made lazily: a limiter belongs to the running event loop
+            self._limiter = anyio.CapacityLimiter(self.workers)
+        self.pending += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        finally:
+            self.pending -= 1
+
+
+@dataclass
+class Server:
+    """Request handlers bound to one Node."""
+
+    node: NodeAPI
+    dev: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        self.compute_gate = Gate(self.limits.compute_workers, self.limits.compute_queue, "compute")
+        self.quick_gate = Gate(self.limits.quick_workers, 1_000_000, "read")
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": ALLOW})
+        target = paths.parse(request.scope["path"], request.query_params)
+        as_json = target.as_json or codec.wants_json(request.headers.get("accept"))
+        if isinstance(target, paths.MetaPath):
+            self._require(request, "GET")
+            value = await self.quick_gate.run(self.node.info)
+            return answer(paths.select(value, target.keys), as_json)
+        if request.method == "POST":
+            return await self._post(request, target)
+        if target.pid is None:
+            raise HTTPException(405, "spawn with POST /~process@1.0/schedule", {"Allow": "POST, OPTIONS"})
+        value = await self._read(target)
+        return answer(paths.select(value, target.keys), as_json)
+
+    async def _read(self, target: paths.ProcessPath) -> dict:
+        node, pid = self.node, target.pid
+        if target.action == "schedule":
+            return await self.quick_gate.run(node.schedule_page, pid, target.frm, target.to)
+        if target.action == "slot":
+            return await self.quick_gate.run(node.slot, pid)
+        if target.action == "compute" and target.slot is None:
+            return await self.quick_gate.run(node.compute, pid, None)
+        if target.action == "compute":
+            return await self.compute_gate.run(node.compute, pid, target.slot)
+        if target.action == "now":
+            return await self.compute_gate.run(node.now, pid)
+        if target.action == "snapshot":
+            return await self.compute_gate.run(node.snapshot, pid)
+        return await self.compute_gate.run(node.init, pid)
+
+    async def _post(self, request: Request, target: paths.ProcessPath) -> Response:
+        if target.action != "schedule":
+            raise HTTPException(405, f"POST only to /schedule, not /{target.action}", {"Allow": ALLOW})
+        body = await read_body(request, self.limits.max_body)
+        msg = self.message(body, request.headers.get("content-type"), target.pid)
+        if target.pid is None:
+            assignment = await self.compute_gate.run(self.node.spawn, msg)
+        else:
+            assignment = await self.quick_gate.run(self.node.schedule, target.pid, msg)
+        return answer(assignment, True)
+
+    def message(self, body: bytes, content_type: str | None, pid: str | None) -> Message:
+        """A signed data item as is; unsigned JSON only with --dev, owned by the node wallet."""
+        if codec.is_data_item(content_type):
+            return codec.message_from_data_item(body)
+        obj = codec.parse_json_object(body)
+        if not self.dev:
+            raise Unauthorized(codec.SIGNING_HINT)
+        if pid is not None and not any(k.lower() == "target" for k in obj):
+            obj = {**obj, "Target": pid}
+        return codec.message_from_json(obj, owner=self.node.address)
+
+    @staticmethod
+    def _require(request: Request, method: str) -> None:
+        if request.method not in (method, "HEAD" if method == "GET" else method):
+            raise HTTPException(405, f"use {method} here", {"Allow": f"{method}, OPTIONS"})
+
+
+def answer(value: Any, as_json: bool) -> Response:
+    encoded = codec.encode(value, as_json=as_json)
+    return Response(encoded.body, media_type=encoded.media_type)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(codec.error_body(message), status_code=status, media_type=codec.JSON, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _engine_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AONodeError)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Busy) else None
+    status = exc.status if 400 <= exc.status < 600 else 500
+    return error_response(status, str(exc) or type(exc).__name__, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,
+               extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The ASGI app for one Node; `extra_routes` (e.g. the legacy CU/MU API) match before the catch-all."""
+    server = Server(node, dev=dev, limits=limits or Limits())
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        AONodeError: _engine_error, HTTPException: _http_error, Exception: _internal_error,
+    }
+    routes = list(extra_routes or []) + [
+        Route("/{path:path}", server.handle, methods=["GET", "POST", "OPTIONS"]),
+    ]
+    middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+                             expose_headers=["Retry-After", "Content-Length"], max_age=86400)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app.state.server = server
+    return app

@@ -1,0 +1,136 @@
+"""Bytes on the wire <-> values: answer encoding and request-body decoding, nothing else.
+
+Answers follow HyperBEAM's read convention: a scalar leaf is sent as its raw value so a front end can
+`fetch(...).then(r => r.text())`; tables are JSON; a client that asks for JSON always gets JSON.
+Request bodies are either a signed ANS-104 data item (octet-stream) or an unsigned JSON message in
+the legacy AO shape or as a flat map of tags; deciding whether unsigned is acceptable is app.py's job.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aonode.engine.errors import BadInput, Unauthorized
+from aonode.engine.message import Message
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+DATA_ITEM_TYPES = frozenset({"application/octet-stream", "application/ans104"})
+
+SIGNING_HINT = (
+    "this node accepts only signed messages: send an ANS-104 data item signed with your wallet as "
+    "the body with Content-Type: application/octet-stream (aoconnect's createDataItemSigner does "
+    "this), or start the node with --dev to accept unsigned JSON attributed to the node wallet"
+)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    body: bytes
+    media_type: str
+
+
+def wants_json(accept: str | None) -> bool:
+    """True when the Accept header names JSON explicitly (not just `*/*`)."""
+    return bool(accept) and "application/json" in accept.lower()
+
+
+def encode(value: Any, *, as_json: bool = False) -> Encoded:
+    """A scalar leaf as raw text unless JSON was asked for; tables, lists and null always as JSON."""
+    if not as_json and isinstance(value, (str, int, float, bool)):
+        return Encoded(_raw(value).encode("utf-8"), TEXT)
+    return Encoded(dump_json(value), JSON)
+
+
+def dump_json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_jsonable).encode("utf-8")
+
+
+def error_body(message: str) -> bytes:
+    return dump_json({"error": message})
+
+
+def _raw(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        from aonode.engine.message import b64url
+
+        return b64url(bytes(value))
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def media_type(content_type: str | None) -> str:
+    """`application/json; charset=utf-8` -> `application/json`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_data_item(content_type: str | None) -> bool:
+    return media_type(content_type) in DATA_ITEM_TYPES
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or BadInput saying what is wrong with it."""
+    if not body.strip():
+        raise BadInput("empty body: send a JSON message ({Target, Tags: [{name, value}], Data}) "
+                       "or a signed ANS-104 data item")
+    try:
+        obj = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"body is not JSON: {err}") from err
+    if not isinstance(obj, dict):
+        raise BadInput(f"body must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def message_from_json(obj: Mapping[str, Any], *, owner: str) -> Message:
+    """Legacy AO shape when `Tags` is a list, otherwise a flat map of tags plus data/target/anchor."""
+    tags = next((v for k, v in obj.items() if k.lower() == "tags"), None)
+    if isinstance(tags, list):
+        legacy = {_legacy_key(k): v for k, v in obj.items()}
+        return Message.from_legacy_json(legacy, owner=owner)
+    flat = {k: _flat_value(k, v) for k, v in obj.items()}
+    return Message.from_flat(flat, owner=owner)
+
+
+_LEGACY_FIELDS = {k.lower(): k for k in ("Target", "Anchor", "Tags", "Data", "Id", "From", "Owner")}
+
+
+def _legacy_key(key: str) -> str:
+    return _LEGACY_FIELDS.get(key.lower(), key)
+
+
+def _flat_value(key: str, value: Any) -> Any:
+    """Flat-map tag values are strings on the wire; accept JSON numbers and booleans as their text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if value is None or isinstance(value, str):
+        return value
+    raise BadInput(f"tag {key!r} must be a string, got {type(value).__name__}")
+
+
+def message_from_data_item(body: bytes) -> Message:
+    """Hook for signed ANS-104 items: parse, verify the signature, turn into a Message."""
+    try:
+        from aonode.engine.ans104 import DataItem
+    except ImportError as err:
+        raise BadInput("signed ANS-104 data items are not supported by this build yet") from err
+    try:
+        item = DataItem.parse(body)
+    except (ValueError, IndexError, TypeError) as err:
+        raise BadInput(f"not an ANS-104 data item: {err}") from err
+    if item.verify() is False:
+        raise Unauthorized("the data item's signature does not verify")
+    return item.to_message()

@@ -1,0 +1,173 @@
+"""HyperBEAM-style request paths, parsed into plain values so app.py only routes.
+
+`/<pid>~process@1.0/<action>[/<slot>][/<key>/...][~json@1.0]`, `/~process@1.0/schedule` (spawn) and
+`/~meta@1.0/info`. Parsing and reading into a state live here together because both define what a
+path means; nothing in this module knows HTTP or the Node.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aonode.engine.errors import BadInput, NotFound
+
+PROCESS_DEVICE = "~process@1.0"
+META_DEVICE = "~meta@1.0"
+JSON_SUFFIX = "~json@1.0"
+
+# Actions a process path may name; only `compute` and `now` take a slot and read deeper keys.
+ACTIONS = frozenset({"schedule", "slot", "snapshot", "init", "compute", "now"})
+STATE_ACTIONS = frozenset({"compute", "now"})
+META_KEYS = frozenset({"info"})
+
+_PID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_INT = re.compile(r"^-?[0-9]+$")
+
+# Friendly names for places in a state that HyperBEAM clients use (compared lowercased).
+_ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("results", "outbox"): ("results", "messages"),
+}
+
+
+@dataclass(frozen=True)
+class ProcessPath:
+    """A request about one process (`pid` None: the spawn path `/~process@1.0/schedule`)."""
+
+    pid: str | None
+    action: str
+    slot: int | None = None
+    keys: tuple[str, ...] = ()
+    as_json: bool = False
+    frm: int | None = None
+    to: int | None = None
+
+
+@dataclass(frozen=True)
+class MetaPath:
+    """A request about the node itself (`/~meta@1.0/info`)."""
+
+    key: str
+    keys: tuple[str, ...] = ()
+    as_json: bool = False
+
+
+def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | MetaPath:
+    """Parse a URL path (already percent-decoded) and its query. NotFound/BadInput on anything else."""
+    query = query or {}
+    segments, as_json = _split(path)
+    if not segments:
+        raise NotFound("no such path; try /~meta@1.0/info or /<pid>~process@1.0/now")
+    head, rest = segments[0], segments[1:]
+    if head == META_DEVICE:
+        return _parse_meta(rest, as_json)
+    if not head.endswith(PROCESS_DEVICE):
+        raise NotFound(f"no such path: /{head}; process paths look like /<pid>{PROCESS_DEVICE}/now")
+    pid = head[: -len(PROCESS_DEVICE)] or None
+    if pid is not None and not _PID.match(pid):
+        raise BadInput(f"not a process id: {pid!r:.80}")
+    if not rest:
+        raise NotFound(f"name an action after {PROCESS_DEVICE}: one of {', '.join(sorted(ACTIONS))}")
+    action, rest = rest[0].lower(), rest[1:]
+    if action not in ACTIONS:
+        raise NotFound(f"unknown action {action!r}; one of {', '.join(sorted(ACTIONS))}")
+    if pid is None and action != "schedule":
+        raise NotFound(f"/{PROCESS_DEVICE}/{action} needs a process id: /<pid>{PROCESS_DEVICE}/{action}")
+    if action == "schedule":
+        if rest:
+            raise NotFound(f"nothing below /schedule: /{'/'.join(rest)}")
+        return ProcessPath(pid, action, as_json=as_json,
+                           frm=_query_int(query, "from"), to=_query_int(query, "to"))
+    if action not in STATE_ACTIONS:
+        if rest:
+            raise NotFound(f"nothing below /{action}: /{'/'.join(rest)}")
+        return ProcessPath(pid, action, as_json=as_json)
+    slot = _query_int(query, "slot")
+    if rest and _INT.match(rest[0]):
+        if action != "compute":
+            raise NotFound("only /compute takes a slot: /compute/<slot>")
+        path_slot = _slot(rest[0], "slot in the path")
+        if slot is not None and slot != path_slot:
+            raise BadInput(f"two different slots: /compute/{path_slot} and ?slot={slot}")
+        slot, rest = path_slot, rest[1:]
+    if slot is not None and action != "compute":
+        raise BadInput("only /compute takes a slot; /now always computes to the latest slot")
+    return ProcessPath(pid, action, slot=slot, keys=tuple(rest), as_json=as_json)
+
+
+def _split(path: str) -> tuple[list[str], bool]:
+    """Segments without empty parts, and whether a `~json@1.0` suffix asked for JSON."""
+    segments = [s for s in path.split("/") if s]
+    as_json = False
+    if segments and segments[-1].endswith(JSON_SUFFIX):
+        as_json = True
+        last = segments[-1][: -len(JSON_SUFFIX)]
+        segments = segments[:-1] + ([last] if last else [])
+    return segments, as_json
+
+
+def _parse_meta(rest: list[str], as_json: bool) -> MetaPath:
+    if not rest or rest[0].lower() not in META_KEYS:
+        raise NotFound(f"{META_DEVICE} answers: {', '.join(sorted(META_KEYS))}")
+    return MetaPath(rest[0].lower(), keys=tuple(rest[1:]), as_json=as_json)
+
+
+def _slot(text: str, what: str) -> int:
+    if not _INT.match(text):
+        raise BadInput(f"{what} must be a non-negative integer, got {text!r:.40}")
+    value = int(text)
+    if value < 0:
+        raise BadInput(f"{what} must be a non-negative integer, got {value}")
+    return value
+
+
+def _query_int(query: Mapping[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    return _slot(text.strip(), f"?{name}=")
+
+
+def select(value: Any, keys: Sequence[str]) -> Any:
+    """Read `keys` into a state: map keys case-insensitively, lists by 1-based index (as Lua counts).
+
+    `results/data` is the process's printed output (`results.Output.data`, or `Output` when it is
+    text); other aliases are in `_ALIASES`. NotFound names the first missing key.
+    """
+    lowered = tuple(k.lower() for k in keys)
+    if lowered[:2] == ("results", "data"):
+        output = _walk(value, ("results", "output"))
+        if isinstance(output, Mapping):
+            return _walk(output, ("data",) + tuple(keys[2:]), done=("results", "output"))
+        if keys[2:]:
+            raise NotFound(f"no key '{'/'.join(keys[:3])}': results/data is a leaf")
+        return output
+    for alias, target in _ALIASES.items():
+        if lowered[: len(alias)] == alias:
+            return _walk(value, target + tuple(keys[len(alias):]))
+    return _walk(value, tuple(keys))
+
+
+def _walk(value: Any, keys: tuple[str, ...], done: tuple[str, ...] = ()) -> Any:
+    for i, key in enumerate(keys):
+        found, value = _child(value, key)
+        if not found:
+            raise NotFound(f"no key '{'/'.join(done + keys[: i + 1])}' in this state")
+    return value
+
+
+def _child(value: Any, key: str) -> tuple[bool, Any]:
+    if isinstance(value, Mapping):
+        if key in value:
+            return True, value[key]
+        wanted = key.lower()
+        for name, child in value.items():
+            if isinstance(name, str) and name.lower() == wanted:
+                return True, child
+        return False, None
+    if isinstance(value, list) and _INT.match(key):
+        index = int(key)
+        if 1 <= index <= len(value):
+            return True, value[index - 1]
+    return False, None

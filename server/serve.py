@@ -1,0 +1,126 @@
+"""`aonode serve`: one Node behind hypercorn, with a graceful stop on Ctrl-C / SIGTERM.
+
+On a stop signal hypercorn stops accepting, lets in-flight requests finish (a compute in a worker
+thread runs to the end of its message), and only then is the Node closed, so its live processes are
+snapshotted and nothing is replayed on the next start.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+
+from aonode.server.app import Limits, create_app
+
+GRACEFUL_SECONDS = 30.0
+DEMO_MARKER = "demo-process.txt"
+DEMO_MODULE = "aos2_0_6"
+
+# The demo token: balances and supply are patched into the readable cache at boot and after every
+# change, so a front end reads them with a GET instead of a dry-run.
+DEMO_TOKEN_LUA = """
+Name = Name or 'aonode demo token'
+Ticker = Ticker or 'DEMO'
+Denomination = Denomination or 12
+Balances = Balances or { [Owner] = '1000000000000000' }
+TotalSupply = TotalSupply or '1000000000000000'
+
+local function sync()
+  Send({ device = 'patch@1.0', cache = { balances = Balances, totalsupply = TotalSupply,
+    ticker = Ticker, name = Name } })
+end
+
+Handlers.add('Transfer', 'Transfer', function(msg)
+  local qty = tonumber(msg.Quantity or '0') or 0
+  local have = tonumber(Balances[msg.From] or '0')
+  if qty <= 0 or have < qty then
+    msg.reply({ Action = 'Transfer-Error', Error = 'Insufficient balance or bad quantity' })
+    return
+  end
+  Balances[msg.From] = tostring(math.floor(have - qty))
+  Balances[msg.Recipient] = tostring(math.floor(tonumber(Balances[msg.Recipient] or '0') + qty))
+  sync()
+end)
+
+sync()
+"""
+
+
+def hypercorn_config(host: str, port: int) -> Config:
+    """The one hypercorn configuration the node and the benchmarks' reference route both use."""
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = GRACEFUL_SECONDS
+    config.accesslog = None
+    config.keep_alive_timeout = 30
+    return config
+
+
+async def run_until(app: object, config: Config, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set, then drain in-flight requests."""
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signal support
+            pass
+
+
+def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
+          demo: bool = False, limits: Limits | None = None,
+          announce: Callable[[str], None] = print) -> None:
+    """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered."""
+    from aonode.engine.node import Node
+
+    node = Node(Path(data_dir), dev=dev)
+    try:
+        url = f"http://{host}:{port}"
+        if demo:
+            announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir))))
+        announce(f"aonode {node.address} serving {url} (data: {data_dir}, dev: {dev}); Ctrl-C stops")
+        app = create_app(node, dev=dev, limits=limits)
+        asyncio.run(_main(app, hypercorn_config(host, port)))
+    finally:
+        node.close()
+
+
+async def _main(app: object, config: Config) -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(asyncio.get_running_loop(), stop)
+    await run_until(app, config, stop)
+
+
+def ensure_demo_process(node: object, data_dir: Path) -> str:
+    """Spawn the demo token once per data directory; later starts reuse it."""
+    from aonode.engine.message import Message
+
+    marker = data_dir / DEMO_MARKER
+    if marker.exists():
+        pid = marker.read_text().strip()
+        if pid in node.info()["processes"]:  # type: ignore[attr-defined]
+            return pid
+    msg = Message.create(owner=node.address, tags=[("Module", DEMO_MODULE), ("Name", "aonode-demo-token"),  # type: ignore[attr-defined]
+                                                    ("On-Boot", "Data")], data=DEMO_TOKEN_LUA)
+    pid = node.spawn(msg)["process"]  # type: ignore[attr-defined]
+    node.now(pid)  # type: ignore[attr-defined]
+    marker.write_text(pid + "\n")
+    return pid
+
+
+def demo_instructions(url: str, pid: str) -> str:
+    base = f"{url}/{pid}~process@1.0"
+    return "\n".join([
+        f"demo token process: {pid}",
+        f"  curl {base}/now/cache/totalsupply",
+        f"  curl {base}/now/cache/balances",
+        f"  curl {base}/compute/at-slot",
+        f"  curl {base}/slot",
+        f"  curl {url}/~meta@1.0/info",
+    ])

@@ -1,0 +1,80 @@
+"""aos2_0_6 in wasmtime: Eval, state across messages, handlers, print, errors, Send and Spawn."""
+from __future__ import annotations
+
+import pytest
+
+from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.wasm.instance import Instance
+from aonode.engine.wasm.runtime import Runtime
+
+OWNER = "OWNER" + "o" * 38
+OTHER = "OTHER" + "t" * 38
+PID = "PROCESS" + "p" * 36
+MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
+PROCESS = {"Id": PID, "Owner": OWNER, "Module": MODULE,
+           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": "demo"},
+                    {"name": "Authority", "value": OWNER}]}
+
+
+class Proc:
+    """A spawned in-memory process: the spawn message first, then numbered messages."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.env = env_json(PROCESS, {"Id": MODULE, "Tags": []})
+        self.n = 0
+        spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
+        self.first = parse_result(instance.handle(message_json(spawn), self.env))
+
+    def send(self, data: str, frm: str = OWNER, tags: list | None = None):
+        self.n += 1
+        msg = {"Id": f"MSG{self.n:04d}" + "m" * 36, "From": frm, "Owner": frm, "Target": PID, "Module": MODULE,
+               "Block-Height": "1", "Timestamp": str(1700000000000 + self.n),
+               "Tags": tags or [{"name": "Action", "value": "Eval"}], "Data": data}
+        return parse_result(self.instance.handle(message_json(msg), self.env))
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory) -> Runtime:
+    return Runtime(tmp_path_factory.mktemp("wasm-cache"))
+
+
+@pytest.fixture()
+def proc(runtime, aos_image) -> Proc:
+    return Proc(Instance(runtime, runtime.load(aos_image.read_bytes())))
+
+
+def test_spawn_then_eval_returns_two(proc):
+    assert proc.first.ok and proc.first.error is None
+    out = proc.send("return 1+1")
+    assert out.ok and out.output == "2" and out.error is None
+
+
+def test_state_survives_and_print_is_captured(proc):
+    proc.send("counter = 41")
+    out = proc.send("counter = counter + 1; print('hello'); return counter")
+    assert out.output == "hello\n42"
+
+
+def test_error_is_reported_and_state_kept(proc):
+    proc.send("kept = 'yes'")
+    out = proc.send('error("boom")')
+    assert out.error is not None and "boom" in out.error
+    assert proc.send("return kept").output == "yes"
+
+
+def test_handler_replies_to_other_sender(proc):
+    proc.send('Handlers.add("ping", Handlers.utils.hasMatchingTag("Action", "Ping"), '
+              'function(m) m.reply({ Data = "pong" }) end)')
+    out = proc.send("", frm=OTHER, tags=[{"name": "Action", "value": "Ping"}])
+    assert out.error is None
+    replies = [m for m in out.messages if m.get("Target") == OTHER]
+    assert replies and replies[0]["Data"] == "pong"
+
+
+def test_send_and_spawn_appear_in_outbox(proc):
+    out = proc.send('Send({ Target = "' + OTHER + '", Data = "hi", Action = "Hello" }); '
+                    'Spawn("' + MODULE + '", { Data = "child" }); return "ok"')
+    assert out.output == "ok"
+    assert any(m.get("Target") == OTHER and m.get("Data") == "hi" for m in out.messages)
+    assert len(out.spawns) == 1 and out.spawns[0].get("Data") == "child"
