@@ -1,0 +1,191 @@
+"""SQLiteStore against real SQLite files: round trips, constraints, reopen, and kill -9 durability."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from aonode.engine.errors import BadInput
+from aonode.engine.message import Message, b64url
+from aonode.engine.store import Assignment, SQLiteStore
+
+OWNER = b64url(hashlib.sha256(b"store-owner").digest())
+
+
+def msg(n: int) -> Message:
+    return Message.create(owner=OWNER, tags=[("Action", "Test"), ("N", str(n))], data=f"m{n}")
+
+
+def assignment(pid: str, slot: int, m: Message) -> Assignment:
+    return Assignment(process=pid, slot=slot, message_id=m.id, timestamp=1000 + slot,
+                      block_height=7, block_hash=None, epoch=0, hash_chain=b64url(bytes([slot])),
+                      message=m)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = SQLiteStore(tmp_path)
+    yield s
+    s.close()
+
+
+def test_layout_on_disk(tmp_path: Path):
+    SQLiteStore(tmp_path).close()
+    assert (tmp_path / "aonode.sqlite3").is_file() and (tmp_path / "snapshots").is_dir()
+
+
+def test_processes_and_messages(store: SQLiteStore):
+    proc = Message.create(owner=OWNER, tags=[("Type", "Process")])
+    store.put_process(proc.id, proc)
+    store.put_message(msg(1))
+    assert store.get_process(proc.id) == proc
+    assert store.get_message(msg(1).id) == msg(1)
+    assert store.get_message(proc.id) == proc  # a process message is also a message
+    assert store.get_process("nope") is None and store.get_message("nope") is None
+    assert store.list_processes() == [proc.id]
+
+
+def test_assignments_are_unique_per_slot_and_message(store: SQLiteStore):
+    store.append_assignment(assignment("p", 0, msg(0)))
+    store.append_assignment(assignment("p", 1, msg(1)))
+    with pytest.raises(BadInput, match="already assigned"):
+        store.append_assignment(assignment("p", 1, msg(2)))  # slot taken
+    with pytest.raises(BadInput, match="already assigned"):
+        store.append_assignment(assignment("p", 2, msg(1)))  # message already in this process
+    store.append_assignment(assignment("q", 0, msg(1)))  # another process may carry it
+    assert store.get_assignment("p", 1) == assignment("p", 1, msg(1))
+    assert store.assignment_for_message("p", msg(1).id).slot == 1
+    assert store.get_message(msg(1).id) == msg(1)
+    assert store.last_assignment("p").slot == 1
+    assert store.last_assignment("zzz") is None and store.get_assignment("p", 9) is None
+
+
+def test_assignment_ranges(store: SQLiteStore):
+    for i in range(10):
+        store.append_assignment(assignment("p", i, msg(i)))
+    assert [a.slot for a in store.assignments("p", 3, 6)] == [3, 4, 5, 6]
+    assert [a.slot for a in store.assignments("p", 8)] == [8, 9]
+    assert [a.slot for a in store.assignments("p", 0, None, 3)] == [0, 1, 2]
+    assert store.assignments("other") == []
+
+
+def test_results_and_caches(store: SQLiteStore):
+    for i in range(6):
+        store.put_result("p", i, msg(i).id, {"Output": {"data": f"out{i}"}, "Messages": [],
+                                             "raw": b"\x00\x01"})
+    assert store.get_result("p", 2)["Output"]["data"] == "out2"
+    assert store.get_result("p", 2)["raw"] == b"\x00\x01"
+    assert store.get_result_by_message("p", msg(4).id) == (4, store.get_result("p", 4))
+    assert store.get_result("p", 9) is None and store.get_result_by_message("p", "x") is None
+    assert [s for s, _ in store.results("p", 1, 4)] == [1, 2, 3, 4]
+    assert [s for s, _ in store.results("p", descending=True, limit=2)] == [5, 4]
+    assert store.last_result_slot("p") == 5 and store.last_result_slot("q") is None
+
+    store.put_cache("p", 0, {"balance": 1})
+    store.put_cache("p", 4, {"balance": 5, "nested": {"a": [1, 2]}})
+    assert store.get_cache("p") == (4, {"balance": 5, "nested": {"a": [1, 2]}})
+    assert store.get_cache("p", 3) == (0, {"balance": 1})
+    assert store.get_cache("p", -1) is None
+
+
+def test_snapshots(store: SQLiteStore, tmp_path: Path):
+    blobs = {slot: os.urandom(100) + bytes([slot]) for slot in (5, 10)}
+    shas = {slot: hashlib.sha256(b).hexdigest() for slot, b in blobs.items()}
+    for slot in blobs:
+        store.put_snapshot("p", slot, shas[slot], blobs[slot])
+    assert (tmp_path / "snapshots" / shas[10]).read_bytes() == blobs[10]
+    assert store.latest_snapshot("p") == (10, shas[10], blobs[10])
+    assert store.latest_snapshot("p", 9) == (5, shas[5], blobs[5])
+    assert store.latest_snapshot("p", 4) is None
+    (tmp_path / "snapshots" / shas[10]).unlink()  # a lost file falls back to an older snapshot
+    assert store.latest_snapshot("p")[0] == 5
+    with pytest.raises(BadInput):
+        store.put_snapshot("p", 11, "../../etc/passwd", b"x")
+
+
+def test_reopen_sees_everything(tmp_path: Path):
+    first = SQLiteStore(tmp_path)
+    proc = Message.create(owner=OWNER, tags=[("Type", "Process")])
+    first.put_process(proc.id, proc)
+    first.append_assignment(assignment(proc.id, 0, proc))
+    first.put_result(proc.id, 0, proc.id, {"ok": True})
+    first.put_cache(proc.id, 0, {"k": "v"})
+    sha = hashlib.sha256(b"mem").hexdigest()
+    first.put_snapshot(proc.id, 0, sha, b"snapshot-bytes")
+    first.close()
+
+    second = SQLiteStore(tmp_path)
+    assert second.list_processes() == [proc.id]
+    assert second.get_assignment(proc.id, 0).message == proc
+    assert second.get_result(proc.id, 0) == {"ok": True}
+    assert second.get_cache(proc.id) == (0, {"k": "v"})
+    assert second.latest_snapshot(proc.id) == (0, sha, b"snapshot-bytes")
+    second.close()
+
+
+def test_threads_write_and_read_concurrently(store: SQLiteStore):
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(30):
+                m = msg(t * 1000 + i)
+                store.append_assignment(assignment(f"p{t}", i, m))
+                store.put_result(f"p{t}", i, m.id, {"t": t, "i": i})
+                assert store.get_result(f"p{t}", i) == {"t": t, "i": i}
+        except BaseException as err:  # surfaced below; a thread's assert would be lost
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert all(len(store.assignments(f"p{t}")) == 30 for t in range(6))
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from aonode.engine.message import Message
+    from aonode.engine.store import Assignment, SQLiteStore
+    store = SQLiteStore(sys.argv[1])
+    owner = sys.argv[2]
+    for slot in range(1_000_000):
+        m = Message.create(owner=owner, data=str(slot))
+        store.append_assignment(Assignment(process="p", slot=slot, message_id=m.id,
+            timestamp=slot, block_height=0, block_hash=None, epoch=0, hash_chain="c", message=m))
+        print(slot, flush=True)
+""")
+
+
+def test_acknowledged_assignments_survive_kill_9(tmp_path: Path):
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), OWNER],
+                             stdout=subprocess.PIPE, text=True)
+    acknowledged: list[int] = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            acknowledged.append(int(line))
+            if len(acknowledged) >= 200:
+                break
+        child.send_signal(signal.SIGKILL)  # mid-way: the child is still appending
+        rest = child.stdout.read()  # lines already written before the kill were acknowledged too
+        acknowledged += [int(x) for x in rest.split()]
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    store = SQLiteStore(tmp_path)
+    for slot in acknowledged:
+        a = store.get_assignment("p", slot)
+        assert a is not None and a.message.data == str(slot)
+    assert store.last_assignment("p").slot >= acknowledged[-1]
+    store.close()
