@@ -189,3 +189,16 @@ def test_acknowledged_assignments_survive_kill_9(tmp_path: Path):
         assert a is not None and a.message.data == str(slot)
     assert store.last_assignment("p").slot >= acknowledged[-1]
     store.close()
+
+
+def test_short_lived_threads_do_not_leak_connections(store: SQLiteStore):
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store.put_message(msg(1))
+    before = open_fds()
+    for _ in range(40):  # one at a time, as a worker pool that replaces its threads would
+        th = threading.Thread(target=lambda: store.get_message(msg(1).id))
+        th.start()
+        th.join()
+    assert open_fds() - before < 10

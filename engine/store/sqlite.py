@@ -80,7 +80,8 @@ def _range_clause(frm: int | None, to: int | None) -> tuple[str, list[int]]:
 
 
 class SQLiteStore:
-    """Thread safe: each thread gets its own connection; SQLite serializes the writers."""
+    """Thread safe: each thread gets its own connection (WAL lets readers run beside the writer);
+    SQLite serializes the writers."""
 
     def __init__(self, data_dir: Path | str) -> None:
         self.data_dir = Path(data_dir)
@@ -89,7 +90,7 @@ class SQLiteStore:
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._conns_lock = threading.Lock()
         self._closed = False
         self._conn().executescript(_SCHEMA)
@@ -103,11 +104,14 @@ class SQLiteStore:
         with self._conns_lock:
             if self._closed:
                 raise AONodeError("store is closed")
+            # Threads come and go (server worker pools); close what finished threads left behind.
+            for thread in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(thread).close()
             conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            self._conns.append(conn)
+            self._conns[threading.current_thread()] = conn
         self._local.conn = conn
         return conn
 
@@ -135,8 +139,8 @@ class SQLiteStore:
     def close(self) -> None:
         with self._conns_lock:
             self._closed = True
-            conns, self._conns = self._conns, []
-        for conn in conns:
+            conns, self._conns = self._conns, {}
+        for conn in conns.values():
             conn.close()
         self._local = threading.local()
 
