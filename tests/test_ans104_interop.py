@@ -1,15 +1,22 @@
-"""Items signed by the real JS stack (aoconnect, arbundles, arweave-js) against ours, both ways."""
+"""Items signed by the real JS stack (aoconnect, arbundles, arweave-js) against ours, both ways,
+and the `aonode spawn`/`send` client against a real local HTTP listener."""
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from aonode.engine.ans104 import DataItem, build_and_sign
+from aonode.engine.client import build_message, merge_tags, new_anchor, parse_tag, resolve_module, schedule_url
 from aonode.engine.crypto import Wallet, b64url_decode
+from aonode.engine.errors import BadInput
+from aonode.server.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "sign_item.mjs"
@@ -80,6 +87,7 @@ def test_python_items_verify_in_js(js_items: tuple[Path, list[dict]], tmp_path: 
         "js-rsa": Wallet.load(out / "rsa.jwk.json"),
         "js-ed25519": Wallet.load(out / "ed25519.jwk.json"),
         "py-ed25519": Wallet.generate("ed25519"),
+        "py-rsa": Wallet.generate("rsa"),  # a key made here, not by arweave-js: our PSS is standard
     }
     tags = [("Data-Protocol", "ao"), ("Type", "Message"), ("Näme", "välue 🙂"), ("Long", "x" * 300)]
     built: dict[Path, tuple[DataItem, Wallet]] = {}
@@ -107,11 +115,118 @@ def test_python_items_verify_in_js(js_items: tuple[Path, list[dict]], tmp_path: 
     assert not report[tampered]["valid"]
 
 
-def test_python_rsa_wallet_verifies_in_js(tmp_path: Path) -> None:
-    """A key generated here (not by arweave-js) signs items JS accepts: our JWK and PSS are standard."""
-    wallet = Wallet.generate("rsa")
-    item = build_and_sign(wallet, data="x", tags=[("Type", "Message")])
-    path = tmp_path / "py-rsa.item"
-    path.write_bytes(item.raw)
-    (seen,) = _js_verify([path])
-    assert seen["valid"] and seen["id"] == item.id and seen["address"] == wallet.address
+# -- the `aonode spawn` / `aonode send` client against a real local HTTP listener -----------------
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers like a node's schedule endpoint and remembers what it was sent."""
+
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.seen.append(("POST", self.path, self.headers["content-type"], body))
+        item = DataItem.parse(body)
+        self._reply(200, {"id": item.id, "slot": len(self.seen) - 1})
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.seen.append(("GET", self.path, "", b""))
+        if self.path == "/~meta@1.0/info/address":
+            self._reply(200, {"address": NODE_ADDRESS})
+        else:
+            self._reply(404, {"error": "not found"})
+
+    def _reply(self, status: int, obj: dict) -> None:
+        raw = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+NODE_ADDRESS = "N" * 43
+PROCESS = "WzUXz9NjE8Yf1nFRd7nJ1fUVH0Vx2xQp1nvZ9r2pHRc"
+
+
+@pytest.fixture()
+def recorder() -> Iterator[tuple[str, list]]:
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_spawn_and_send(recorder: tuple[str, list], js_items: tuple[Path, list[dict]],
+                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node, seen = recorder
+    out, _ = js_items
+    wallet_path = out / "rsa.jwk.json"
+    wallet = Wallet.load(wallet_path)
+    assert cli_main(["spawn", "--wallet", str(wallet_path), "--node", node, "--module", "aos2_0_6",
+                     "--tag", "Name=demo", "--tag", "Variant=ao.TN.2"]) == 0
+    spawn_answer = json.loads(capsys.readouterr().out)
+    (data_file := tmp_path / "code.lua").write_bytes(b"return 1 + 1")
+    assert cli_main(["send", PROCESS, "--wallet", str(wallet_path), "--node", node,
+                     "--tag", "Action=Eval", "--data-file", str(data_file)]) == 0
+    send_answer = json.loads(capsys.readouterr().out)
+
+    posts = [s for s in seen if s[0] == "POST"]
+    assert [s[1] for s in seen] == ["/~meta@1.0/info/address", "/~process@1.0/schedule",
+                                    f"/{PROCESS}~process@1.0/schedule"]
+    assert all(p[2] == "application/octet-stream" for p in posts)
+    spawn, send = (DataItem.parse(p[3]) for p in posts)
+    assert spawn.verify() and send.verify()
+    assert spawn.signer_address == send.signer_address == wallet.address
+    assert spawn_answer["id"] == spawn.id and send_answer["id"] == send.id
+    assert list(spawn.tags) == [("Data-Protocol", "ao"), ("Variant", "ao.TN.2"), ("Type", "Process"),
+                                ("Module", resolve_module("aos2_0_6")), ("Scheduler", NODE_ADDRESS),
+                                ("Name", "demo")]
+    assert spawn.data == b"1984" and spawn.target is None
+    assert list(send.tags) == [("Data-Protocol", "ao"), ("Variant", "ao.TN.1"), ("Type", "Message"),
+                               ("Action", "Eval")]
+    assert send.data == b"return 1 + 1" and send.to_message().target == PROCESS
+    assert len(send.anchor) == 32 and send.anchor != spawn.anchor
+    # What the client built is also what the JS stack accepts.
+    paths = []
+    for name, raw in (("spawn", posts[0][3]), ("send", posts[1][3])):
+        (path := tmp_path / f"{name}.item").write_bytes(raw)
+        paths.append(path)
+    assert all(r["valid"] and r["address"] == wallet.address for r in _js_verify(paths))
+
+
+def test_cli_reports_node_errors(recorder: tuple[str, list], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    node, _ = recorder
+    wallet_path = tmp_path / "w.json"
+    Wallet.generate("ed25519").save(wallet_path)
+    assert cli_main(["send", "short-id", "--wallet", str(wallet_path), "--node", node]) == 1
+    assert "target must be 32 bytes" in capsys.readouterr().err
+    assert cli_main(["send", PROCESS, "--wallet", str(wallet_path), "--node", node,
+                     "--tag", "novalue"]) == 1
+    assert "Name=Value" in capsys.readouterr().err
+    assert cli_main(["send", PROCESS, "--wallet", str(tmp_path / "missing.json"), "--node", node]) == 1
+    assert "missing.json" in capsys.readouterr().err
+    unreachable = "http://127.0.0.1:9"
+    assert cli_main(["spawn", "--wallet", str(wallet_path), "--node", unreachable]) == 1
+    assert "pass --scheduler" in capsys.readouterr().err
+
+
+def test_client_builders_offline(tmp_path: Path) -> None:
+    wallet = Wallet.generate("ed25519")
+    first = build_message(wallet, process=PROCESS, data="ping", anchor="a" * 32)
+    again = build_message(wallet, process=PROCESS, data="ping", anchor="a" * 32)
+    assert first.id == again.id  # ed25519 is deterministic: the anchor is what keeps sends apart
+    assert new_anchor() != new_anchor() and len(new_anchor()) == 32
+    assert merge_tags([("Type", "Message")], [("type", "Custom"), ("X", "1")]) == [("type", "Custom"), ("X", "1")]
+    assert parse_tag("A=b=c") == ("A", "b=c")
+    with pytest.raises(BadInput):
+        resolve_module("no-such-module")
+    assert schedule_url("http://h:1/", PROCESS) == f"http://h:1/{PROCESS}~process@1.0/schedule"
