@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aonode.engine.devices.base import ProcessState, Signal
-from aonode.engine.devices.patch import PatchDevice, apply_patches, merge, payload
+from aonode.engine.devices.patch import Patch, apply_patches, merge, payload
 from aonode.engine.message import Message
 
 PID = "P" * 43
@@ -47,7 +47,7 @@ def test_aos_seed_patch_lands_in_cache_and_leaves_outbox() -> None:
     first, last = _transfer(1), _transfer(3)
     state = _state([first, patch, last])
 
-    assert PatchDevice().compute(state, None) is Signal.OK
+    assert Patch().compute(state, None) is Signal.OK
 
     assert state.cache == {"balances": {USER.lower(): "100", "bob": "7"}, "totalsupply": "107"}
     assert state.results["Messages"] == [first, last]
@@ -177,7 +177,7 @@ def test_error_result_without_outbox_is_left_alone() -> None:
 
 def test_second_pass_keeps_the_record() -> None:
     state = _state([{"device": "patch@1.0", "a": "1"}])
-    device = PatchDevice()
+    device = Patch()
     device.compute(state, None)
     device.compute(state, None)
     assert state.results["Patches"] == [{"a": "1"}]

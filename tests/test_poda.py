@@ -8,7 +8,7 @@ import pytest
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.base import ProcessState, Signal
-from aonode.engine.devices.poda import (INVALID, NOT_ENOUGH, PodaDevice, commit, config,
+from aonode.engine.devices.poda import (INVALID, NOT_ENOUGH, PoDA, commit, config,
                                         with_commitments)
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
@@ -49,7 +49,7 @@ def _quorum_2_of_3(wallets: list[Wallet]) -> Message:
 
 def _run(process: Message, msg: Message) -> tuple[Signal, ProcessState]:
     state = _state(process)
-    return PodaDevice().compute(state, msg), state
+    return PoDA().compute(state, msg), state
 
 
 def _assert_skipped(signal: Signal, state: ProcessState, error: str) -> None:
@@ -144,7 +144,7 @@ def test_spawn_message_and_own_cron_pass(eds: list[Wallet]) -> None:
 def test_later_passes_are_not_checked_again(eds: list[Wallet]) -> None:
     state = _state(_quorum_2_of_3(eds))
     state.pass_ = 2
-    assert PodaDevice().compute(state, _relayed()) is Signal.OK
+    assert PoDA().compute(state, _relayed()) is Signal.OK
 
 
 def test_config_from_poda_object_overrides_authority_tags(eds: list[Wallet]) -> None:
@@ -168,6 +168,6 @@ def test_config_defaults_and_repeated_tags(eds: list[Wallet]) -> None:
 def test_unusable_quorum_refused_at_init(eds: list[Wallet], quorum: str) -> None:
     process = _process(("Authority", eds[0].address), ("Authority", eds[1].address), ("Quorum", quorum))
     with pytest.raises(BadInput):
-        PodaDevice().init(_state(process), process)
+        PoDA().init(_state(process), process)
     signal, state = _run(process, _relayed())
     assert signal is Signal.SKIP and state.results["Error"].startswith("Invalid PoDA configuration")

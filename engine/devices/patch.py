@@ -175,7 +175,7 @@ def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class PatchDevice:
+class Patch:
     name: str = NAME
 
     def compute(self, state: ProcessState, msg: Message | None) -> Signal:

@@ -174,7 +174,7 @@ def skip(state: ProcessState, error: str) -> Signal:
 
 
 @dataclass(frozen=True)
-class PodaDevice:
+class PoDA:
     name: str = NAME
 
     def init(self, state: ProcessState, msg: Message | None) -> Signal:
