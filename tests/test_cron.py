@@ -161,3 +161,21 @@ def test_spawn_rejects_garbage_frequency(tmp_path: Path, owner: str):
         Scheduler(store).spawn(proc.id, proc)
     assert store.get_process(proc.id) is None
     store.close()
+
+
+def test_due_ticks_limit_keeps_the_newest():
+    assert due_ticks("1-second", 0, 10_000, 0, limit=3) == [8_000, 9_000, 10_000]
+    assert due_ticks("1-second", 0, 2_000, 0, limit=5) == [1_000, 2_000]
+    # a huge range is not materialized before the limit applies
+    assert due_ticks("1-millisecond", 0, 10**15, 0, limit=1) == [10**15]
+
+
+def test_long_idle_catch_up_is_bounded(tmp_path: Path, owner: str):
+    from aonode.engine.devices.scheduler import MAX_CRON_CATCHUP
+
+    idle = MAX_CRON_CATCHUP + 2_500
+    sched = run_schedule(tmp_path, owner, [T0 + idle], freq="1-Millisecond")
+    crons = [a for a in sched if a.message.tag("Action") == "Cron"]
+    assert len(crons) == MAX_CRON_CATCHUP
+    assert crons[0].timestamp == T0 + idle - MAX_CRON_CATCHUP + 1 and crons[-1].timestamp == T0 + idle
+    assert sched[-1].message.data == "m0" and verify_chain(sched)

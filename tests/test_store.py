@@ -202,3 +202,12 @@ def test_short_lived_threads_do_not_leak_connections(store: SQLiteStore):
         th.start()
         th.join()
     assert open_fds() - before < 10
+
+
+def test_assignment_batches_are_all_or_nothing(store: SQLiteStore):
+    store.append_assignment(assignment("p", 0, msg(0)))
+    with pytest.raises(BadInput):
+        store.append_assignments([assignment("p", 1, msg(1)), assignment("p", 2, msg(0))])
+    assert store.last_assignment("p").slot == 0 and store.get_message(msg(1).id) is None
+    store.append_assignments([assignment("p", 1, msg(1)), assignment("p", 2, msg(2))])
+    assert [a.slot for a in store.assignments("p")] == [0, 1, 2]

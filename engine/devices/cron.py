@@ -65,11 +65,12 @@ def frequency_of(definition: Message) -> Frequency | None:
     return None
 
 
-def due_ticks(freq: Frequency | str, last: int, now: int, origin: int) -> list[int]:
+def due_ticks(freq: Frequency | str, last: int, now: int, origin: int,
+              limit: int | None = None) -> list[int]:
     """Period boundaries `origin + k*period` (k >= 1) in the half-open range (last, now].
 
     Units are whatever `freq` counts (ms or block heights). Pure, so the same inputs always give the
-    same ticks.
+    same ticks. `limit` keeps only the newest ticks (without building the rest).
     """
     if isinstance(freq, str):
         freq = parse_frequency(freq)
@@ -78,7 +79,10 @@ def due_ticks(freq: Frequency | str, last: int, now: int, origin: int) -> list[i
         return []
     first_k = max(1, (last - origin) // period + 1)
     last_k = (now - origin) // period
-    return [origin + k * period for k in range(first_k, last_k + 1)]
+    ks = range(first_k, last_k + 1)
+    if limit is not None:
+        ks = ks[max(0, len(ks) - limit):]
+    return [origin + k * period for k in ks]
 
 
 def cron_message(pid: str, definition: Message, tick: int) -> Message:

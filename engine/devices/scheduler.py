@@ -19,10 +19,11 @@ from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
 from aonode.engine.store.base import Assignment, Store
 
-__all__ = ["Assignment", "Scheduler", "PAGE_LIMIT", "chain_link", "verify_chain"]
+__all__ = ["Assignment", "MAX_CRON_CATCHUP", "PAGE_LIMIT", "Scheduler", "chain_link", "verify_chain"]
 
 NAME = "scheduler@1.0"
 PAGE_LIMIT = 1000
+MAX_CRON_CATCHUP = 10_000  # cron ticks appended at most per scheduling call
 GENESIS = b""
 
 
@@ -129,27 +130,40 @@ class Scheduler:
 
     def _append_cron(self, pid: str, definition: Message, last: Assignment, now_ts: int,
                      now_height: int) -> Assignment:
-        """Append one cron message per period boundary since the last assignment."""
+        """Append one cron message per period boundary since the last assignment, in one
+        transaction. After a long idle time only the newest MAX_CRON_CATCHUP ticks are kept; the
+        schedule records what was kept, so replays stay identical."""
         freq = cron.frequency_of(definition)
         if freq is None:
             return last
         spawn = self.store.get_assignment(pid, 0)
         assert spawn is not None  # _last() found a schedule, so slot 0 exists
         if freq.by_blocks:
-            ticks = cron.due_ticks(freq, last.block_height, now_height, spawn.block_height)
+            ticks = cron.due_ticks(freq, last.block_height, now_height, spawn.block_height,
+                                   MAX_CRON_CATCHUP)
         else:
-            ticks = cron.due_ticks(freq, last.timestamp, now_ts, spawn.timestamp)
+            ticks = cron.due_ticks(freq, last.timestamp, now_ts, spawn.timestamp,
+                                   MAX_CRON_CATCHUP)
+        batch: list[Assignment] = []
         for tick in ticks:
             msg = cron.cron_message(pid, definition, tick)
-            if freq.by_blocks:
-                last = self._append(pid, msg, last, now_ts, tick)
-            else:
-                last = self._append(pid, msg, last, tick, now_height)
+            ts, height = (now_ts, tick) if freq.by_blocks else (tick, now_height)
+            last = self._next(pid, msg, last, ts, height)
+            batch.append(last)
+        if batch:
+            self.store.append_assignments(batch)
         return last
 
     def _append(self, pid: str, msg: Message, last: Assignment | None, ts: int,
                 height: int) -> Assignment:
-        a = Assignment(
+        a = self._next(pid, msg, last, ts, height)
+        self.store.append_assignment(a)
+        return a
+
+    def _next(self, pid: str, msg: Message, last: Assignment | None, ts: int,
+              height: int) -> Assignment:
+        """The assignment that would follow `last` (not stored)."""
+        return Assignment(
             process=pid,
             slot=0 if last is None else last.slot + 1,
             message_id=msg.id,
@@ -160,8 +174,6 @@ class Scheduler:
             hash_chain=chain_link(None if last is None else last.hash_chain, msg.id),
             message=msg,
         )
-        self.store.append_assignment(a)
-        return a
 
     # -- reading -----------------------------------------------------------------------------
 

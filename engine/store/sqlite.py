@@ -11,7 +11,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,17 +171,25 @@ class SQLiteStore:
 
     def append_assignment(self, a: Assignment) -> None:
         """Durable when this returns; a taken slot or an already assigned message is BadInput."""
-        body = a.message.to_cbor()
+        self.append_assignments([a])
+
+    def append_assignments(self, batch: Sequence[Assignment]) -> None:
+        """Several assignments in one durable transaction: all of them are stored or none."""
         try:
             with self._tx(durable=True) as conn:
-                conn.execute(
-                    f"INSERT INTO assignments ({_ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash,
-                     a.epoch, a.hash_chain, body))
-                conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
+                for a in batch:
+                    body = a.message.to_cbor()
+                    conn.execute(
+                        f"INSERT INTO assignments ({_ASSIGNMENT_COLUMNS}) "
+                        "VALUES (?,?,?,?,?,?,?,?,?)",
+                        (a.process, a.slot, a.message_id, a.timestamp, a.block_height,
+                         a.block_hash, a.epoch, a.hash_chain, body))
+                    conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)",
+                                 (a.message_id, body))
         except sqlite3.IntegrityError as err:
-            raise BadInput(f"process {a.process}: slot {a.slot} or message {a.message_id} "
-                           f"is already assigned") from err
+            slots = ", ".join(str(a.slot) for a in batch[:5])
+            raise BadInput(f"process {batch[0].process}: slot(s) {slots} or their messages "
+                           f"are already assigned") from err
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments "
