@@ -178,7 +178,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AONodeError)
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Busy) else None
+    headers: dict[str, str] = {}
+    if isinstance(exc, Busy):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(exc, TooLarge):
+        headers["Connection"] = "close"  # the rest of the body is never read, so the connection is spent
     status = exc.status if 400 <= exc.status < 600 else 500
     return error_response(status, str(exc) or type(exc).__name__, headers)
 

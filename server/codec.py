@@ -96,6 +96,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 def message_from_json(obj: Mapping[str, Any], *, owner: str) -> Message:
     """Legacy AO shape when `Tags` is a list, otherwise a flat map of tags plus data/target/anchor."""
     tags = next((v for k, v in obj.items() if k.lower() == "tags"), None)
+    if tags is not None and not isinstance(tags, list):
+        raise BadInput("Tags must be a list of {name, value}; or send a flat map of tags without Tags")
     if isinstance(tags, list):
         legacy = {_legacy_key(k): v for k, v in obj.items()}
         return Message.from_legacy_json(legacy, owner=owner)

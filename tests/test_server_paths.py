@@ -133,6 +133,8 @@ def test_message_from_json_lowercase_legacy_keys_and_scalar_tags() -> None:
     assert flat.tag("Quantity") == "5" and flat.tag("Cast") == "true"
     with pytest.raises(BadInput):
         codec.message_from_json({"Nested": {"a": 1}}, owner="me")
+    with pytest.raises(BadInput):
+        codec.message_from_json({"Tags": "Eval"}, owner="me")
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"{not json", b"[1,2]", b"\xff\xfe"])

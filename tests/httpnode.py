@@ -1,0 +1,136 @@
+"""Test helper: a REAL hypercorn server on a free loopback port, in a thread, stopped gracefully.
+
+The listening socket is bound to port 0 before hypercorn starts and handed over as `fd://`, so two
+test runs never race for a port. The server runs the same hypercorn configuration `aonode serve` uses.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aonode.server.app import Limits, create_app
+from aonode.server.serve import hypercorn_config, run_until
+
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class HttpNode:
+    """A running server: its base URL and the Node behind it (for assertions on the engine side)."""
+
+    url: str
+    node: Any
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120.0, **kwargs)
+
+    def process_url(self, pid: str, rest: str = "") -> str:
+        return f"{self.url}/{pid}~process@1.0{rest}"
+
+
+def _free_socket(host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def wait_until_answering(url: str, timeout: float = START_TIMEOUT,
+                         proc: subprocess.Popen[str] | None = None) -> None:
+    """Poll until anything answers HTTP at `url` (any status): the server is accepting requests."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=5.0)
+            return
+        except httpx.TransportError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve any ASGI app with hypercorn in a background thread; yields the base URL."""
+    sock = _free_socket(host)
+    port = sock.getsockname()[1]
+    config = hypercorn_config(host, port)
+    config.bind = [f"fd://{sock.detach()}"]
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run_until(app, config, stop))
+        except BaseException as err:  # surfaced in the test thread below
+            errors.append(err)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"hypercorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}"
+    try:
+        wait_until_answering(url + "/~meta@1.0/info")
+        yield url
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+
+
+@contextmanager
+def http_node(data_dir: Path, *, dev: bool = True, limits: Limits | None = None,
+              **node_kwargs: Any) -> Iterator[HttpNode]:
+    """A Node on `data_dir` behind a real hypercorn server; closed after the server has drained."""
+    from aonode.engine.node import Node
+
+    node = Node(data_dir, dev=dev, **node_kwargs)
+    try:
+        with serving(create_app(node, dev=dev, limits=limits)) as url:
+            yield HttpNode(url, node)
+    finally:
+        node.close()
+
+
+@contextmanager
+def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`aonode serve` in a subprocess (the real CLI); stopped with SIGTERM if still running."""
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--port", str(port),
+           "--data-dir", str(data_dir), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(url + "/~meta@1.0/info", proc=proc)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
