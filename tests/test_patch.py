@@ -55,6 +55,29 @@ def test_aos_seed_patch_lands_in_cache_and_leaves_outbox() -> None:
     assert "Patch-Errors" not in state.results
 
 
+# The outbox of `Send({Target=B, Action='Ping', Data='hi', Count=3});
+# Send({device='patch@1.0', cache={Balances={Bob='1'}, TotalSupply=7, Empty={}}})` as aos2_0_6.wasm
+# returned it under @permaweb/ao-loader 0.0.49 (note the number tag value and `{}` encoded as `[]`).
+CAPTURED_OUTBOX = """[
+ {"Anchor": "00000000000000000000000000000001", "Target": "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB",
+  "Data": "hi", "Tags": [{"name": "Data-Protocol", "value": "ao"}, {"name": "Variant", "value": "ao.TN.1"},
+  {"name": "Type", "value": "Message"}, {"name": "Reference", "value": "1"}, {"name": "Count", "value": 3},
+  {"name": "Action", "value": "Ping"}]},
+ {"Anchor": "00000000000000000000000000000002", "Tags": [{"name": "Data-Protocol", "value": "ao"},
+  {"name": "Variant", "value": "ao.TN.1"}, {"name": "Type", "value": "Message"},
+  {"name": "Reference", "value": "2"}, {"name": "device", "value": "patch@1.0"},
+  {"name": "cache", "value": {"Empty": [], "TotalSupply": 7, "Balances": {"Bob": "1"}}}]}
+]"""
+
+
+def test_outbox_captured_from_the_real_image() -> None:
+    outbox = json.loads(CAPTURED_OUTBOX)
+    state = _state(outbox, cache={"balances": {"alice": "3"}, "empty": {"was": "a map"}})
+    apply_patches(state)
+    assert state.results["Messages"] == [json.loads(CAPTURED_OUTBOX)[0]]
+    assert state.cache == {"balances": {"alice": "3", "bob": "1"}, "totalsupply": 7, "empty": []}
+
+
 def test_envelope_is_never_merged() -> None:
     patch = _aos_send(1, PID, [("device", "patch@1.0"), ("From-Process", OTHER), ("Pushed-For", "x"),
                                ("Ticker", "TOK")])

@@ -11,7 +11,8 @@ Decisions (see docs reference-semantics §3):
 - Keys are lowercased at every level. Two keys that lowercase alike at one level with different
   values collide: the collision is reported in `results["Patch-Errors"]` and that key is not set,
   because picking one silently would make state depend on table iteration order in Lua.
-- Maps merge deep, scalars and lists replace, keys are never deleted.
+- Maps merge deep, scalars and lists replace, keys are never deleted. AOS encodes an empty Lua
+  table as `[]`, so an emptied table arrives as a list and replaces what was there.
 - A tag value that is a JSON-encoded object (a string starting with `{`) is decoded: clients that
   cannot send nested tags encode the table as JSON. Strings inside tables are never decoded.
 - What was merged is appended to `results["Patches"]`, in order, so the store can rebuild the
