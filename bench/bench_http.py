@@ -1,0 +1,270 @@
+"""HTTP read throughput: `GET /<pid>~process@1.0/now/cache/<key>` on a process with nothing new
+scheduled, next to a bare Starlette route on the same hypercorn configuration (target: ≥ 0.8× its
+requests/s) and next to a dry-run through the wasm device (target: the read ≥ 50× faster).
+
+Every server runs in its own process and the load generator in another one: `wrk` when it is
+installed (apt-get install wrk), otherwise the small asyncio keep-alive client in this file.
+
+    python bench/bench_http.py [--seconds 5] [--connections 16] [--client auto|wrk|python]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+HERE = Path(__file__).resolve()
+MODULE = "aos2_0_6"
+TOKEN_BOOT = """
+Balances = { [Owner] = '1000000' }
+TotalSupply = '1000000'
+Handlers.add('Balance', 'Balance', function(msg)
+  msg.reply({ Balance = Balances[msg.Target or msg.From] or '0', Ticker = 'BENCH' })
+end)
+Send({ device = 'patch@1.0', cache = { balances = Balances, totalsupply = TotalSupply } })
+"""
+
+
+@dataclass
+class Measurement:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int = 0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+# -- servers (each in its own process) -------------------------------------------------------------
+
+def serve_bare(port: int) -> None:
+    """A one-route Starlette app answering a short text body: the ceiling for any Starlette route."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from aonode.server.serve import hypercorn_config, run_until
+
+    async def bare(request: object) -> PlainTextResponse:
+        return PlainTextResponse("1000000")
+
+    app = Starlette(routes=[Route("/bare", bare)])
+    asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], probe: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            httpx.get(probe, timeout=5)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {' '.join(cmd)}")
+            time.sleep(0.1)
+
+
+# -- load generators (each in its own process) ----------------------------------------------------
+
+def run_wrk(url: str, seconds: float, connections: int, body: bytes | None) -> Measurement:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("done = function(summary, latency, requests)\n"
+                     "  io.write(string.format('JSON {\"requests\":%d,\"seconds\":%f,\"p50\":%d,\"p99\":%d,"
+                     "\"errors\":%d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50),"
+                     " latency:percentile(99), summary.errors.status + summary.errors.connect +"
+                     " summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n")
+        if body is not None:
+            script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
+                         "wrk.headers['Content-Type'] = 'application/json'\n")
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name,
+                              url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))  # type: ignore[union-attr]
+    return Measurement("", stats["requests"], stats["seconds"], stats["p50"] / 1000, stats["p99"] / 1000,
+                       stats["errors"])
+
+
+def run_python_client(url: str, seconds: float, connections: int, body: bytes | None) -> Measurement:
+    cmd = [sys.executable, str(HERE), "--load", url, "--seconds", str(seconds), "--connections", str(connections)]
+    if body is not None:
+        cmd += ["--body", body.decode()]
+    stats = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    return Measurement("", stats["requests"], stats["seconds"], stats["p50"], stats["p99"], stats["errors"])
+
+
+async def _load(url: str, seconds: float, connections: int, body: bytes | None) -> dict:
+    """Keep-alive HTTP/1.1 clients on raw sockets: cheap enough not to be the bottleneck."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    method = "POST" if body is not None else "GET"
+    head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body is not None else "")
+            + "\r\n").encode()
+    request = head + (body or b"")
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def one_connection() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                writer.write(request)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                if not status_line.startswith(b"HTTP/1.1 2"):
+                    errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one_connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {"requests": len(latencies), "seconds": elapsed, "p50": pick(0.50), "p99": pick(0.99), "errors": errors}
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+def measure(name: str, url: str, args: argparse.Namespace, body: bytes | None = None,
+            connections: int | None = None) -> Measurement:
+    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
+    run = run_wrk if use_wrk else run_python_client
+    run(url, 1.0, connections or args.connections, body)  # warm-up
+    result = run(url, args.seconds, connections or args.connections, body)
+    result.name = name
+    return result
+
+
+def setup_token(base: str) -> str:
+    with httpx.Client(base_url=base, timeout=300) as c:
+        r = c.post("/~process@1.0/schedule", json={"Tags": [{"name": "Module", "value": MODULE},
+                                                            {"name": "On-Boot", "value": "Data"}],
+                                                   "Data": TOKEN_BOOT})
+        r.raise_for_status()
+        pid = r.json()["process"]
+        assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").text == "1000000"
+        return pid
+
+
+def dry_run_url(base: str, pid: str) -> str | None:
+    """The legacy CU dry-run route when this build serves it (server/legacy.py), else None."""
+    probe = httpx.post(f"{base}/dry-run?process-id={pid}", json={"Tags": [{"name": "Action", "value": "Balance"}]},
+                       timeout=300)
+    return f"{base}/dry-run?process-id={pid}" if probe.status_code == 200 else None
+
+
+def in_process_dry_runs(data_dir: Path, pid: str, seconds: float) -> Measurement:
+    """Fallback when no HTTP dry-run exists: restore the process's newest snapshot into a fresh wasm
+    instance and evaluate a Balance message (what a compute unit does per dry-run), serially."""
+    from aonode.engine.message import Message
+    from aonode.engine.node import Node
+
+    node = Node(data_dir)
+    try:
+        latencies: list[float] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            node.dry_run(pid, Message.create(owner=node.address, target=pid, tags=[("Action", "Balance")]))
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        node.close()
+    total = sum(latencies)
+    return Measurement("dry-run (in process, Node.dry_run)", len(latencies), total,
+                       statistics.median(latencies) * 1000, sorted(latencies)[int(0.99 * (len(latencies) - 1))] * 1000)
+
+
+def print_table(rows: list[Measurement], client: str, connections: int) -> None:
+    print(f"\nload generator: {client}, {connections} connections (dry-run: see row)")
+    print(f"{'what':<48} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
+    for m in rows:
+        print(f"{m.name:<48} {m.rps:>10.0f} {m.p50_ms:>9.2f} {m.p99_ms:>9.2f} {m.errors:>7}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--body", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
+    if args.load:
+        body = args.body.encode() if args.body is not None else None
+        print(json.dumps(asyncio.run(_load(args.load, args.seconds, args.connections, body))))
+        return 0
+
+    client = "wrk" if (args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))) else "python asyncio"
+    with tempfile.TemporaryDirectory() as tmp:
+        node_port, bare_port = free_port(), free_port()
+        node_url, bare_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{bare_port}"
+        node_proc = start([sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(node_port),
+                           "--data-dir", tmp], node_url + "/~meta@1.0/info")
+        bare_proc = start([sys.executable, str(HERE), "--serve-bare", str(bare_port)], bare_url + "/bare")
+        rows: list[Measurement] = []
+        try:
+            pid = setup_token(node_url)
+            rows.append(measure("GET /now/cache/totalsupply (aonode)", f"{node_url}/{pid}~process@1.0/now/cache/totalsupply", args))
+            rows.append(measure("GET /compute/cache/totalsupply (aonode)",
+                                f"{node_url}/{pid}~process@1.0/compute/cache/totalsupply", args))
+            rows.append(measure("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare", args))
+            dry = dry_run_url(node_url, pid)
+            if dry is not None:
+                body = json.dumps({"Tags": [{"name": "Action", "value": "Balance"}]}).encode()
+                rows.append(measure("POST /dry-run Balance (aonode, wasm)", dry, args, body=body))
+        finally:
+            for proc in (node_proc, bare_proc):
+                proc.terminate()
+                proc.wait(timeout=120)
+        if dry is None:
+            rows.append(in_process_dry_runs(Path(tmp), pid, args.seconds))
+    print_table(rows, client, args.connections)
+    now, bare, dry_row = rows[0], rows[2], rows[-1]
+    print(f"\nnow-read / bare Starlette: {now.rps / bare.rps:.2f}x   (target >= 0.80x)")
+    print(f"now-read / dry-run:        {now.rps / dry_row.rps:.0f}x   (target >= 50x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

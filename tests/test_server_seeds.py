@@ -1,0 +1,230 @@
+"""The seed flows a web front end relies on, end to end over real HTTP against real AOS processes.
+
+A token whose boot code patches its balances into the readable cache, a PublishData handler, an
+owner-only EnableStatePatch checked with HEAD, `compute` answering the last known value while `now`
+works, a full compute queue answering 503, and `aonode serve` stopping cleanly on SIGTERM.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aonode.engine.ans104 import build_and_sign
+from aonode.engine.crypto import Wallet
+from aonode.server.app import Limits
+from httpnode import HttpNode, http_node, wait_until_answering
+
+MODULE = "aos2_0_6"
+
+TOKEN_BOOT = """
+Balances = Balances or { [Owner] = '1000' }
+TotalSupply = TotalSupply or '1000'
+CurrentStatus = CurrentStatus or 'booting'
+
+function InitialSync()
+  Send({ device = 'patch@1.0', cache = { balances = Balances, totalsupply = TotalSupply } })
+end
+
+Handlers.add('PublishData', 'PublishData', function(msg)
+  CurrentStatus = msg.Data
+  Send({ device = 'patch@1.0', cache = { currentstatus = CurrentStatus } })
+end)
+
+Handlers.add('EnableStatePatch', 'EnableStatePatch', function(msg)
+  if msg.From ~= Owner then
+    print('EnableStatePatch refused for ' .. msg.From)
+    return
+  end
+  Send({ device = 'patch@1.0', cache = { patchedstate = { status = CurrentStatus, supply = TotalSupply } } })
+  print('state patch enabled')
+end)
+
+InitialSync()
+"""
+
+# Enough Lua work that a `now` over it is still running while the test makes its other requests.
+HEAVY_EVAL = "local t = 0; for i = 1, 60000000 do t = t + i % 7 end; return 'heavy done ' .. t"
+
+
+def spawn_token(c: httpx.Client, name: str = "seed-token") -> str:
+    r = c.post("/~process@1.0/schedule", json={
+        "Tags": [{"name": "Module", "value": MODULE}, {"name": "Name", "value": name},
+                 {"name": "On-Boot", "value": "Data"}],
+        "Data": TOKEN_BOOT,
+    })
+    assert r.status_code == 200, r.text
+    return r.json()["process"]
+
+
+def schedule(c: httpx.Client, pid: str, action: str, data: str = "", **tags: str) -> int:
+    r = c.post(f"/{pid}~process@1.0/schedule", json={"Action": action, "data": data, **tags})
+    assert r.status_code == 200, r.text
+    return r.json()["slot"]
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
+    with http_node(tmp_path_factory.mktemp("seed-node"), dev=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def c(srv: HttpNode) -> Iterator[httpx.Client]:
+    with srv.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def token(c: httpx.Client) -> str:
+    return spawn_token(c)
+
+
+def test_balances_and_supply_are_readable_right_after_spawn(c: httpx.Client, srv: HttpNode, token: str) -> None:
+    supply = c.get(f"/{token}~process@1.0/now/cache/totalsupply")
+    assert supply.status_code == 200 and supply.text == "1000"
+    assert supply.headers["content-type"].startswith("text/plain")
+    balances = c.get(f"/{token}~process@1.0/now/cache/balances")
+    assert balances.status_code == 200 and balances.headers["content-type"] == "application/json"
+    assert {k.lower(): v for k, v in balances.json().items()} == {srv.node.address.lower(): "1000"}
+    assert c.get(f"/{token}~process@1.0/now/cache/balances/{srv.node.address}").text == "1000"
+    assert c.get(f"/{token}~process@1.0/compute/at-slot").text == "0"
+
+
+def test_publish_data_lands_in_the_cache(c: httpx.Client, token: str) -> None:
+    slot = schedule(c, token, "PublishData", "all systems go")
+    before = c.get(f"/{token}~process@1.0/compute/at-slot").text
+    assert int(before) < slot  # nothing computed it yet: compute never does new work
+    assert c.get(f"/{token}~process@1.0/compute/cache/currentstatus").status_code == 404
+    assert c.get(f"/{token}~process@1.0/now/at-slot").text == str(slot)
+    assert c.get(f"/{token}~process@1.0/compute/cache/currentstatus").text == "all systems go"
+    schedule(c, token, "PublishData", "second update")
+    assert c.get(f"/{token}~process@1.0/now/cache/currentstatus").text == "second update"
+    assert c.get(f"/{token}~process@1.0/now/cache/totalsupply").text == "1000"  # earlier patches stay
+
+
+def test_enable_state_patch_is_owner_only_and_head_tells(c: httpx.Client, token: str) -> None:
+    key = f"/{token}~process@1.0/now/cache/patchedstate"
+    assert c.head(key).status_code == 404
+
+    stranger = Wallet.generate("ed25519")
+    item = build_and_sign(stranger, data="", tags=[("Action", "EnableStatePatch")], target=token)
+    r = c.post(f"/{token}~process@1.0/schedule", content=item.raw,
+               headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200, r.text
+    refused_slot = r.json()["slot"]
+    assert (c.head(key).status_code, c.head(key).content) == (404, b"")
+    refused = c.get(f"/{token}~process@1.0/compute/{refused_slot}/results/data").text
+    assert f"refused for {stranger.address}" in refused
+
+    enabled_slot = schedule(c, token, "EnableStatePatch")
+    head = c.head(key)
+    assert (head.status_code, head.content) == (200, b"")
+    assert "state patch enabled" in c.get(f"/{token}~process@1.0/compute/{enabled_slot}/results/data").text
+    assert c.get(key + "/supply").text == "1000"
+
+
+def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: threading.Thread) -> httpx.Response:
+    """Ask `now` of an idle, fully computed process until the one compute worker is seen taken (503).
+
+    With one worker and no queue, a 503 there proves the heavy request in `worker` is being computed.
+    """
+    while True:
+        probe = c.get(f"/{idle_pid}~process@1.0/now/at-slot")
+        if probe.status_code == 503 or not worker.is_alive():
+            return probe
+
+
+def start_now(c: httpx.Client, pid: str, answers: dict[str, httpx.Response]) -> threading.Thread:
+    worker = threading.Thread(target=lambda: answers.update(now=c.get(f"/{pid}~process@1.0/now/at-slot")))
+    worker.start()
+    return worker
+
+
+def test_compute_answers_the_last_value_while_now_computes_and_a_full_queue_is_503(tmp_path: Path) -> None:
+    with http_node(tmp_path, dev=True, limits=Limits(compute_workers=1, compute_queue=0)) as busy, \
+            busy.client() as c:
+        pid, idle = spawn_token(c, "busy"), spawn_token(c, "idle")
+        assert c.get(f"/{idle}~process@1.0/now/at-slot").text == "0"
+        assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").text == "1000"
+        heavy_slot = schedule(c, pid, "Eval", HEAVY_EVAL)
+
+        answers: dict[str, httpx.Response] = {}
+        worker = start_now(c, pid, answers)
+        try:
+            probe = wait_until_compute_is_busy(c, idle, worker)
+            last_known = c.get(f"/{pid}~process@1.0/compute/at-slot")
+            still_running = worker.is_alive()
+        finally:
+            worker.join()
+        assert probe.status_code == 503 and probe.headers["retry-after"].isdigit() and probe.json()["error"]
+        assert last_known.status_code == 200 and last_known.text == "0"
+        assert still_running
+        assert answers["now"].text == str(heavy_slot)
+        assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
+        assert c.get(f"/{idle}~process@1.0/now/at-slot").status_code == 200
+
+
+DEMO_SCRIPT = ("import sys; from aonode.server.app import Limits; from aonode.server.serve import serve; "
+               "serve(port=int(sys.argv[1]), data_dir=sys.argv[2], dev=True, demo=True, "
+               "limits=Limits(compute_workers=1, compute_queue=0))")
+
+
+def _start_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", DEMO_SCRIPT, str(port), str(data_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_demo_and_sigterm_drains_then_closes(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start_demo(tmp_path, port)
+    try:
+        wait_until_answering(url + "/~meta@1.0/info", proc=proc)
+        pid = (tmp_path / "demo-process.txt").read_text().strip()
+        with httpx.Client(base_url=url, timeout=120) as c:
+            assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").status_code == 200
+            idle = spawn_token(c, "idle")
+            assert c.get(f"/{idle}~process@1.0/now/at-slot").text == "0"
+            heavy_slot = schedule(c, pid, "Eval", HEAVY_EVAL)
+            answers: dict[str, httpx.Response] = {}
+            worker = start_now(c, pid, answers)
+            assert wait_until_compute_is_busy(c, idle, worker).status_code == 503
+            proc.send_signal(signal.SIGTERM)  # stops the server under the heavy request
+            worker.join()
+        assert proc.wait(timeout=120) == 0
+        assert answers["now"].status_code == 200 and answers["now"].text == str(heavy_slot)
+        out = proc.stdout.read() if proc.stdout else ""
+        assert f"demo token process: {pid}" in out and f"curl {url}/{pid}~process@1.0/now/cache/totalsupply" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    again = _start_demo(tmp_path, port)  # same data dir: the demo process is reused, nothing recomputed
+    try:
+        wait_until_answering(url + "/~meta@1.0/info", proc=again)
+        assert (tmp_path / "demo-process.txt").read_text().strip() == pid
+        with httpx.Client(base_url=url, timeout=120) as c:
+            assert c.get(f"/{pid}~process@1.0/compute/at-slot").text == str(heavy_slot)
+            assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=120) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
