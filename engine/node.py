@@ -23,7 +23,6 @@ from aonode.engine.store.sqlite import SQLiteStore
 from aonode.engine.wasm.runtime import Runtime
 
 VERSION = "0.1.0"
-DEFAULT_MODULE = "aos2_0_6"
 
 
 def default_registry() -> Registry:
@@ -45,13 +44,13 @@ def default_registry() -> Registry:
 
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
-                 clock: Any = None) -> None:
+                 clock: Any = None, wallet: Wallet | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
         self.max_live = max_live
         self.store = SQLiteStore(self.data_dir)
-        self.wallet = self._wallet(self.data_dir / "wallet.json")
+        self.wallet = wallet or self._wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
         self.scheduler = Scheduler(self.store, clock=clock) if clock else Scheduler(self.store)
         self.runtime = Runtime(cache_dir=self.data_dir / "cache")
@@ -102,7 +101,9 @@ class Node:
             return msg  # a signed definition is taken as signed
         extra: dict[str, str] = {}
         if not module:
-            extra["Module"] = DEFAULT_MODULE
+            from aonode.modules.catalogue import default_name
+
+            extra["Module"] = default_name()
         if msg.tag("Type") is None:
             extra["Type"] = "Process"
         if msg.tag("Data-Protocol") is None:
@@ -212,13 +213,13 @@ class Node:
                 "stack": stack_names(process)}
 
     def info(self) -> dict[str, Any]:
-        from aonode.modules.catalogue import names as module_names
+        from aonode.modules.catalogue import entries
 
         return {
             "address": self.address,
             "version": VERSION,
             "devices": ["process@1.0", "scheduler@1.0", "stack@1.0", "push@1.0", "cron@1.0", *self.registry.names()],
-            "modules": module_names(),
+            "modules": [{"name": e.name, "id": e.id} for e in entries()],
             "processes": self.store.list_processes(),
         }
 

@@ -1,0 +1,126 @@
+"""process@1.0 end to end on the real aos2_0_6 image, a real SQLite store and real snapshots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aonode.engine.errors import NotFound
+from nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
+
+TOKEN = """
+Balances = Balances or { [ao.id] = 1000 }
+TotalSupply = 1000
+local function sync() Send({ device = 'patch@1.0', cache = { balances = Balances, totalsupply = TotalSupply } }) end
+Handlers.add('transfer', Handlers.utils.hasMatchingTag('Action', 'Transfer'), function(msg)
+  local qty = tonumber(msg.Quantity)
+  local from = msg.From
+  if (Balances[from] or 0) < qty then
+    Send({ Target = from, Action = 'Transfer-Error', Error = 'Insufficient Balance' })
+    return
+  end
+  Balances[from] = Balances[from] - qty
+  Balances[msg.Recipient] = (Balances[msg.Recipient] or 0) + qty
+  sync()
+end)
+Balances[Owner] = 500
+sync()
+return 'token ready'
+"""
+
+
+@pytest.fixture
+def node(tmp_path: Path):
+    n = make_node(tmp_path / "node")
+    yield n
+    n.close()
+
+
+def spawn(node, *tags, data: str = "") -> str:
+    return node.spawn(definition(*tags, data=data))["process"]
+
+
+def test_compute_slots_answer_and_are_cached(node) -> None:
+    pid = spawn(node)
+    node.schedule(pid, eval_msg(pid, "return 1+1"))
+    node.schedule(pid, eval_msg(pid, "return 2+2"))
+    assert output(node.compute(pid, 1)) == "2"
+    assert node.compute(pid)["at-slot"] == 1  # no slot: last computed, no work
+    assert output(node.now(pid)) == "4"
+    evaluated = node.slots_evaluated
+    assert output(node.compute(pid, 1)) == "2"  # served from the store
+    assert node.slots_evaluated == evaluated
+
+
+def test_unknown_process_and_unscheduled_slot(node) -> None:
+    with pytest.raises(NotFound):
+        node.compute("x" * 43, 0)
+    pid = spawn(node)
+    with pytest.raises(NotFound, match="not scheduled"):
+        node.compute(pid, 5)
+
+
+def test_state_survives_snapshot_restore_and_restart(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    node = make_node(data)
+    pid = spawn(node, ("Cache-Frequency", "2"))
+    node.schedule(pid, eval_msg(pid, "X = 42"))
+    node.schedule(pid, eval_msg(pid, "return X"))
+    assert output(node.now(pid)) == "42"  # slot 2: a snapshot is taken here
+    node.schedule(pid, eval_msg(pid, "X = 1337"))
+    node.now(pid)
+    node.store.close()  # a crash: no snapshot of slot 3 on close
+
+    restarted = make_node(data)
+    restarted.schedule(pid, eval_msg(pid, "return X"))
+    assert output(restarted.now(pid)) == "1337"
+    # Only slot 3 (after the slot-2 snapshot) and the new slot 4 were evaluated again.
+    assert restarted.slots_evaluated == 2
+    restarted.close()
+
+
+def test_error_keeps_state_and_process_continues(node) -> None:
+    pid = spawn(node)
+    node.schedule(pid, eval_msg(pid, "Y = 7"))
+    node.schedule(pid, eval_msg(pid, "error('boom')"))
+    node.schedule(pid, eval_msg(pid, "return Y"))
+    assert "boom" in json.dumps(node.compute(pid, 2)["results"])
+    assert output(node.now(pid)) == "7"
+
+
+def test_patch_banana(node) -> None:
+    pid = spawn(node)
+    node.schedule(pid, eval_msg(pid, "Send({device = 'patch@1.0', cache = { x = 'banana' }})"))
+    view = node.now(pid)
+    assert view["cache"]["x"] == "banana"
+    assert all((m.get("device") or "") != "patch@1.0" for m in view["results"]["Messages"])
+
+
+def test_token_balances_patched_after_every_transfer(node) -> None:
+    pid = spawn(node)
+    node.schedule(pid, eval_msg(pid, TOKEN))
+    view = node.now(pid)
+    assert view["cache"]["totalsupply"] == 1000
+    assert view["cache"]["balances"][OWNER.lower()] == 500  # keys are lowercased at every level
+    for n, qty in enumerate((10, 20, 30)):
+        node.schedule(pid, action(pid, "Transfer", ("Recipient", OTHER), ("Quantity", str(qty)), nonce=str(n)))
+        balances = node.now(pid)["cache"]["balances"]
+        received = sum((10, 20, 30)[: n + 1])
+        assert balances[OTHER.lower()] == received
+        assert balances[OWNER.lower()] == 500 - received
+
+
+def test_same_schedule_gives_same_memory_at_every_slot(tmp_path: Path) -> None:
+    hashes = []
+    for run in ("a", "b"):
+        node = make_node(tmp_path / run)
+        pid = spawn(node, ("Cache-Frequency", "1"))
+        for code in ("X = 1", "X = X + 1", "Handlers.add('p', 'Ping', function(m) Send({Target=m.From, Data='pong'}) end)"):
+            node.schedule(pid, eval_msg(pid, code))
+        node.schedule(pid, action(pid, "Ping", owner=OTHER))
+        node.now(pid)
+        hashes.append([node.store.latest_snapshot(pid, slot)[1] for slot in range(5)])
+        node.close()
+    assert hashes[0] == hashes[1]
+    assert len(set(hashes[0])) == 5  # every slot changed memory
