@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from aonode.server.app import Limits, create_app
 from aonode.server.serve import hypercorn_config, run_until
@@ -134,3 +135,17 @@ def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Pope
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# Fixtures shared by the server test modules (import them by name into a test module).
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
+    """One --dev node per test module."""
+    with http_node(tmp_path_factory.mktemp("dev-node"), dev=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def c(srv: HttpNode) -> Iterator[httpx.Client]:
+    with srv.client() as client:
+        yield client

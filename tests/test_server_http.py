@@ -10,7 +10,7 @@ import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
-from httpnode import HttpNode, http_node
+from httpnode import HttpNode, c, http_node, srv  # noqa: F401  (c, srv: fixtures)
 
 MODULE = "aos2_0_6"
 UNKNOWN = "U" * 43
@@ -27,18 +27,6 @@ def spawn(c: httpx.Client, data: str = "", *tags: dict[str, str]) -> str:
 
 def eval_body(code: str) -> dict:
     return {"Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
-    with http_node(tmp_path_factory.mktemp("dev-node"), dev=True) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def c(srv: HttpNode) -> Iterator[httpx.Client]:
-    with srv.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

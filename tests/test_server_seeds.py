@@ -19,7 +19,7 @@ import pytest
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.server.app import Limits
-from httpnode import HttpNode, http_node, wait_until_answering
+from httpnode import HttpNode, c, http_node, srv, wait_until_answering  # noqa: F401  (c, srv: fixtures)
 
 MODULE = "aos2_0_6"
 
@@ -67,18 +67,6 @@ def schedule(c: httpx.Client, pid: str, action: str, data: str = "", **tags: str
     r = c.post(f"/{pid}~process@1.0/schedule", json={"Action": action, "data": data, **tags})
     assert r.status_code == 200, r.text
     return r.json()["slot"]
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
-    with http_node(tmp_path_factory.mktemp("seed-node"), dev=True) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def c(srv: HttpNode) -> Iterator[httpx.Client]:
-    with srv.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
