@@ -7,6 +7,7 @@ is snapshotted and comes back from that snapshot.
 """
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -17,7 +18,7 @@ from aonode.engine.devices.base import ProcessState
 from aonode.engine.devices.process import ProcessDevice, stack_names
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.scheduler import Scheduler
-from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.message import Message
 from aonode.engine.store.sqlite import SQLiteStore
 from aonode.engine.wasm.runtime import Runtime
@@ -44,7 +45,7 @@ def default_registry() -> Registry:
 
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
-                 clock: Any = None, wallet: Wallet | None = None) -> None:
+                 clock: Any = None, wallet: Wallet | None = None, dry_run_slots: int = 2) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
@@ -60,6 +61,7 @@ class Node:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._images: dict[str, Any] = {}
+        self._dry_runs = threading.BoundedSemaphore(dry_run_slots)
         self.slots_evaluated = 0  # since start: restart tests count them to prove nothing is replayed twice
 
     @staticmethod
@@ -158,6 +160,29 @@ class Node:
             state = self._live_state(pid)
             self.processes.compute_to(state, slot)
             return state.view()
+
+    def dry_run(self, pid: str, msg: Message) -> dict[str, Any]:
+        """Evaluate `msg` on a throwaway copy of the last computed state; nothing is stored or pushed."""
+        if not self._dry_runs.acquire(blocking=False):
+            raise Busy("too many dry-runs in flight; retry shortly")
+        try:
+            process = self._definition(pid)
+            with self._lock(pid):
+                live = self._live_state(pid)
+                if live.at_slot < 0:
+                    self.processes.compute_to(live, 0)
+                self.processes.stack(live).snapshot(live, None)
+                blob, at_slot, cache = live.scratch.pop("snapshot"), live.at_slot, copy.deepcopy(live.cache)
+                last = self.store.get_assignment(pid, at_slot)
+            copy_state = self.processes.new_state(pid, process, live.config)
+            copy_state.scratch["snapshot"] = blob
+            self.processes.stack(copy_state).normalize(copy_state, None)
+            copy_state.at_slot, copy_state.cache = at_slot, cache
+            copy_state.scratch["assignment"] = {**(last.to_json() if last else {}), "slot": at_slot + 1}
+            self.processes.stack(copy_state).compute(copy_state, msg)
+            return {"process": pid, "at-slot": at_slot, "results": copy_state.results or {}, "cache": copy_state.cache}
+        finally:
+            self._dry_runs.release()
 
     def now(self, pid: str) -> dict[str, Any]:
         """Compute everything scheduled, then answer."""

@@ -27,6 +27,10 @@ def module_id(process: Message) -> str:
 def legacy_message(msg: Message, process_id: str, process: Message, assignment: dict[str, Any]) -> dict[str, Any]:
     """The message as the legacy CU hands it to AOS: the signed fields plus the assignment's."""
     body = msg.to_legacy_json()
+    if msg.from_ == msg.owner:
+        # From-Process is the node's word about which local process sent a message; a client's
+        # own claim is dropped so `msg.From` checks in handlers cannot be forged.
+        body["Tags"] = [t for t in body["Tags"] if t["name"].lower() != "from-process"]
     body["Target"] = msg.target or process_id
     body["Module"] = module_id(process)
     body["Timestamp"] = str(assignment.get("timestamp", 0))
