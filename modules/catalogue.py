@@ -97,6 +97,11 @@ def entries() -> list[Entry]:
     return [*builtin, *(e for e in _user_entries() if e.name not in taken and e.id not in taken)]
 
 
+def names() -> list[str]:
+    """Catalogue names, built-in first: what a user may pass instead of a path or module id."""
+    return [e.name for e in entries()]
+
+
 def default_name() -> str:
     """The image new processes get when they name none."""
     return _builtin()[0]
@@ -176,7 +181,7 @@ def resolve(ref: str) -> ModuleImage:
         return _from_file(path)
     entry = lookup(ref)
     if entry is None:
-        known = ", ".join(e.name for e in entries())
+        known = ", ".join(names())
         raise ModuleError(f"unknown module {ref!r}: not a file, catalogue name or module id. Known: {known}")
     return _image(entry, local_copy(entry) or _fetch_remote(entry))
 
