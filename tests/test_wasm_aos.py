@@ -1,6 +1,11 @@
 """aos2_0_6 in wasmtime: Eval, state across messages, handlers, print, errors, Send and Spawn."""
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from aonode.engine.aos import env_json, message_json, parse_result
@@ -78,3 +83,41 @@ def test_send_and_spawn_appear_in_outbox(proc):
     assert out.output == "ok"
     assert any(m.get("Target") == OTHER and m.get("Data") == "hi" for m in out.messages)
     assert len(out.spawns) == 1 and out.spawns[0].get("Data") == "child"
+
+
+PEER = Path(__file__).resolve().parent / "peers" / "aoloader_run.cjs"
+AO_LOADER = Path(__file__).resolve().parents[1] / "node_modules" / "@permaweb" / "ao-loader"
+
+
+def _sequence() -> list[tuple[str, str]]:
+    env = env_json(PROCESS, {"Id": MODULE, "Tags": []})
+    spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
+    codes = ["return 1+1", "x = 41", "x = x + 1; print('hi'); return x", 'error("boom")', "return x",
+             "return os.time()", "return math.random()",
+             'Send({ Target = "' + OTHER + '", Data = "hi" }); return "sent"']
+    out = [(message_json(spawn), env)]
+    for n, code in enumerate(codes, 1):
+        msg = {"Id": f"MSG{n:04d}" + "m" * 36, "From": OWNER, "Owner": OWNER, "Target": PID, "Module": MODULE,
+               "Block-Height": "1", "Timestamp": str(1700000000000 + n),
+               "Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
+        out.append((message_json(msg), env))
+    return out
+
+
+@pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
+                    reason="node, ao-loader or the peer runner is missing")
+def test_same_outputs_and_memory_as_ao_loader(runtime, aos_image, tmp_path):
+    """The reference loader and our host agree byte for byte on memory after every message."""
+    seq = _sequence()
+    (tmp_path / "m.json").write_text(json.dumps({"messages": [{"msg": m, "env": e} for m, e in seq]}))
+    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(aos_image), str(tmp_path / "m.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    theirs = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    inst = Instance(runtime, runtime.load(aos_image.read_bytes()))
+    for (msg, env), ref in zip(seq, theirs, strict=True):
+        out = parse_result(inst.handle(msg, env))
+        assert out.error == ref["error"]
+        assert out.raw_output == (ref["output"] if out.error is None else out.raw_output)
+        assert out.messages == ref["messages"]
+        assert (inst.memory_sha256(), inst.memory_size) == (ref["memory_sha256"], ref["memory_size"])

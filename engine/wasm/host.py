@@ -22,6 +22,9 @@ OVERGROW_CAP = 100663296  # ao-loader: grow at most request + 96 MiB
 TIME_START = 10000  # ao-loader replaces Date.now with a counter starting here
 FS_INIT_TICKS = 4  # Date.now calls its emscripten FS makes while the runtime starts
 
+ASYNCIFY_STACK_SIZE = 41943040  # ao-loader's Asyncify.StackSize for its data buffer
+NORMAL, UNWINDING, REWINDING = 0, 1, 2
+
 ENOENT, EBADF, EINVAL, ENOTTY, ESPIPE, ENOSYS = 44, 8, 28, 59, 70, 52
 STDIO_FLAGS = {0: 0, 1: 1, 2: 1}  # O_RDONLY / O_WRONLY for the three TTYs
 TERMIOS = (25856, 5, 191, 35387)
@@ -78,6 +81,9 @@ class Host:
         self._exception_last = 0
         self._caught: list[int] = []
         self._uncaught = 0
+        self.async_state = NORMAL
+        self.async_data = 0
+        self._async_value = 0
 
     # ---- wiring -------------------------------------------------------------------------------------
     def bind(self, exports: dict[str, Any]) -> None:
@@ -88,7 +94,7 @@ class Host:
     def resolve(self, module: str, name: str, ty: wasmtime.FuncType) -> Callable | None:
         """The Python function for one import, or None when this host does not provide it."""
         if module == "env" and name.startswith("invoke_"):
-            return self._make_invoke(ty)
+            return self._make_invoke(name, ty)
         if module == "env" and name.startswith("__cxa_find_matching_catch_"):
             return self._find_matching_catch
         if module in ("__wbindgen_placeholder__", "__wbindgen_externref_xform__"):
@@ -129,13 +135,21 @@ class Host:
         return self.exports[name](self.store, *args)
 
     # ---- exceptions and longjmp ---------------------------------------------------------------------
-    def _make_invoke(self, ty: wasmtime.FuncType) -> Callable:
+    def _make_invoke(self, name: str, ty: wasmtime.FuncType) -> Callable:
         zero = _zero_results(ty)
+        dyncall = "dynCall_" + name[len("invoke_"):]
+
+        def target(index: int) -> Callable:
+            return self.exports["__indirect_function_table"].get(self.store, index)
 
         def invoke(index: int, *args: Any) -> Any:
             sp = self.exports["emscripten_stack_get_current"](self.store)
             try:
-                return self.exports["__indirect_function_table"].get(self.store, index)(self.store, *args)
+                # Through dynCall_* when exported, as the emscripten glue does: under asyncify that
+                # frame is part of what an unwind saves, so skipping it would change memory bytes.
+                if dyncall in self.exports:
+                    return self.exports[dyncall](self.store, index, *args)
+                return target(index)(self.store, *args)
             except Unwind:
                 self.exports["_emscripten_stack_restore"](self.store, sp)
                 self.exports["setThrew"](self.store, 1, 0)
@@ -451,7 +465,49 @@ class Host:
         path = self.weavedrive_dir / rel
         return path if path.is_file() else None
 
+    # ---- asyncify: the sleep/wake dance ao-loader performs around every __asyncjs__ import ---------
+    def _asyncify(self, compute: Callable[[], int]) -> int:
+        """Unwind to `handle` and rewind, exactly as emscripten's Asyncify.handleSleep does under
+        ao-loader: the data buffer is malloc'd, filled by the unwind and freed, all inside linear
+        memory, so doing the same keeps memory byte-identical."""
+        if "asyncify_start_unwind" not in self.exports:
+            return compute()
+        if self.async_state == REWINDING:
+            self.call("asyncify_stop_rewind")
+            self.call("free", self.async_data)
+            self.async_state, self.async_data = NORMAL, 0
+            return self._async_value
+        self._async_value = compute()
+        header = 24 if self.memory64 else 12
+        data = self.call("malloc", header + ASYNCIFY_STACK_SIZE)
+        if not data:
+            raise MemoryLimitExceeded("cannot allocate the asyncify buffer")
+        self.write_ptr(data, data + header)
+        self.write_ptr(data + self.ptr_size, data + header + ASYNCIFY_STACK_SIZE)
+        self.write(data + 2 * self.ptr_size, struct.pack("<i", 0))  # rewind id of `handle`
+        self.async_state, self.async_data = UNWINDING, data
+        self.call("asyncify_start_unwind", data)
+        return 0
+
+    def finish_unwind(self) -> bool:
+        """After an export returns: if it was unwinding, stop and start rewinding (call it again)."""
+        if self.async_state != UNWINDING:
+            return False
+        self.call("asyncify_stop_unwind")
+        self.async_state = REWINDING
+        self.call("asyncify_start_rewind", self.async_data)
+        return True
+
     def imp_asyncjs__weavedrive_open(self, c_filename: int, mode: int) -> int:
+        return self._asyncify(lambda: self._drive_open(c_filename))
+
+    def imp_asyncjs__weavedrive_read(self, fd: int, dst: int, length: int) -> int:
+        return self._asyncify(lambda: self._drive_read(fd, dst, length))
+
+    def imp_asyncjs__weavedrive_close(self, fd: int) -> int:
+        return self._asyncify(lambda: self._drive_close(fd))
+
+    def _drive_open(self, c_filename: int) -> int:
         if self.weavedrive_dir is None:
             return 0  # ao-loader without a WeaveDrive extension resolves to null
         name = self.read_cstr(c_filename).decode(errors="replace")
@@ -461,7 +517,7 @@ class Host:
         self.state.open_files[fd] = [name, 0]
         return fd
 
-    def imp_asyncjs__weavedrive_read(self, fd: int, dst: int, length: int) -> int:
+    def _drive_read(self, fd: int, dst: int, length: int) -> int:
         entry = self.state.open_files.get(fd)
         path = self._drive_path(entry[0]) if entry else None
         if path is None:
@@ -473,7 +529,7 @@ class Host:
         entry[1] += len(data)
         return len(data)
 
-    def imp_asyncjs__weavedrive_close(self, fd: int) -> int:
+    def _drive_close(self, fd: int) -> int:
         return 0 if self.state.open_files.pop(fd, None) is not None else -1
 
 

@@ -212,6 +212,8 @@ class Instance:
         def run() -> str:
             sp, msg_ptr, env_ptr, owned = self._place_inputs(msg, env)
             result_ptr = self.exports["handle"](self.store, msg_ptr, env_ptr)
+            while self.host.finish_unwind():
+                result_ptr = self.exports["handle"](self.store, msg_ptr, env_ptr)
             out = self.host.read_cstr(result_ptr).decode("utf-8", errors="replace")
             self._release_inputs(sp, owned)
             return out
