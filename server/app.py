@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from aonode.engine.errors import AONodeError, Busy, TooLarge, Unauthorized
 from aonode.engine.message import Message
-from aonode.server import codec, paths
+from aonode.server import codec, legacy, paths
 
 T = TypeVar("T")
 
@@ -127,7 +127,7 @@ class Server:
     async def _post(self, request: Request, target: paths.ProcessPath) -> Response:
         if target.action != "schedule":
             raise HTTPException(405, f"POST only to /schedule, not /{target.action}", {"Allow": ALLOW})
-        body = await read_body(request, self.limits.max_body)
+        body = await codec.read_body(request, self.limits.max_body)
         msg = self.message(body, request.headers.get("content-type"), target.pid)
         if target.pid is None:
             assignment = await self.compute_gate.run(self.node.spawn, msg)
@@ -161,21 +161,6 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return Response(codec.error_body(message), status_code=status, media_type=codec.JSON, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AONodeError)
     headers: dict[str, str] = {}
@@ -197,13 +182,13 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,
-               extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The ASGI app for one Node; `extra_routes` (e.g. the legacy CU/MU API) match before the catch-all."""
+               with_legacy: bool = True, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+    """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths."""
     server = Server(node, dev=dev, limits=limits or Limits())
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         AONodeError: _engine_error, HTTPException: _http_error, Exception: _internal_error,
     }
-    routes = list(extra_routes or []) + [
+    routes = (legacy.routes(server) if with_legacy else []) + list(extra_routes or []) + [
         Route("/{path:path}", server.handle, methods=["GET", "POST", "OPTIONS"]),
     ]
     middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aonode.engine.errors import BadInput, Unauthorized
+from starlette.requests import Request
+
+from aonode.engine.errors import BadInput, TooLarge, Unauthorized
 from aonode.engine.message import Message
 
 JSON = "application/json"
@@ -136,3 +138,18 @@ def message_from_data_item(body: bytes) -> Message:
     if item.verify() is False:
         raise Unauthorized("the data item's signature does not verify")
     return item.to_message()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
