@@ -104,8 +104,7 @@ class Scheduler:
             if existing is not None:
                 return existing
             last = self._last(pid)
-            now_ts = max(self.clock(), last.timestamp)
-            now_height = max(self.block_height(), last.block_height)
+            now_ts, now_height = self._now(last)
             last = self._append_cron(pid, definition, last, now_ts, now_height)
             return self._append(pid, msg, last, now_ts, now_height)
 
@@ -116,11 +115,14 @@ class Scheduler:
             return []
         with self._lock(pid):
             last = self._last(pid)
-            now_ts = max(self.clock(), last.timestamp)
-            now_height = max(self.block_height(), last.block_height)
+            now_ts, now_height = self._now(last)
             before = last.slot
             self._append_cron(pid, definition, last, now_ts, now_height)
             return self.store.assignments(pid, before + 1)
+
+    def _now(self, last: Assignment) -> tuple[int, int]:
+        """Time and block height for the next slot: never behind the previous slot's."""
+        return max(self.clock(), last.timestamp), max(self.block_height(), last.block_height)
 
     def _last(self, pid: str) -> Assignment:
         last = self.store.last_assignment(pid)
