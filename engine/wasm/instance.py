@@ -23,6 +23,8 @@ from aonode.engine.wasm.snapshot import Snapshot
 
 UNLIMITED_FUEL = 2**62
 CHECKPOINT_EVERY = 64
+STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed
+UNKNOWN_STACK_BUDGET = 16 * 1024
 STACK_COOKIE = (34821223, 2310721022, 1668509029)  # what ao-loader's writeStackCookie() stores
 SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
@@ -227,8 +229,12 @@ class Instance:
         ex, host = self.exports, self.host
         if "_emscripten_stack_alloc" in ex and "emscripten_stack_get_current" in ex:
             sp = ex["emscripten_stack_get_current"](self.store)
-            free = sp - ex["emscripten_stack_get_end"](self.store) if "emscripten_stack_get_end" in ex else None
-            if free is None or free > len(msg) + len(env) + 65536:
+            need = len(msg) + len(env)
+            if "emscripten_stack_get_end" in ex:
+                fits = sp - ex["emscripten_stack_get_end"](self.store) > need + STACK_HEADROOM
+            else:
+                fits = need <= UNKNOWN_STACK_BUDGET  # stack size unknown: only small inputs go there
+            if fits:
                 msg_ptr = ex["_emscripten_stack_alloc"](self.store, len(msg))
                 host.write(msg_ptr, msg)
                 env_ptr = ex["_emscripten_stack_alloc"](self.store, len(env))
