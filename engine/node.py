@@ -261,7 +261,8 @@ class Node:
                 self._live.move_to_end(pid)
                 return state
         process = self._definition(pid)
-        state = self.processes.new_state(pid, process, {"weavedrive_dir": self.data_dir / "weavedrive"})
+        weavedrive = self.data_dir / "weavedrive"  # Arweave data for WeaveDrive, when an operator provides it
+        state = self.processes.new_state(pid, process, {"weavedrive_dir": weavedrive if weavedrive.is_dir() else None})
         last = self.store.last_result_slot(pid)
         state.at_slot = -1 if last is None else last
         self.processes.normalize(state)

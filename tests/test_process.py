@@ -73,7 +73,7 @@ def test_state_survives_snapshot_restore_and_restart(tmp_path: Path) -> None:
     node.store.close()  # a crash: no snapshot of slot 3 on close
 
     restarted = make_node(data)
-    restarted.schedule(pid, eval_msg(pid, "return X"))
+    restarted.schedule(pid, eval_msg(pid, "return X", nonce="after restart"))
     assert output(restarted.now(pid)) == "1337"
     # Only slot 3 (after the slot-2 snapshot) and the new slot 4 were evaluated again.
     assert restarted.slots_evaluated == 2
