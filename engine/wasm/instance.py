@@ -3,7 +3,7 @@
 A trap (fuel, memory cap, wasm fault) can leave Lua half-updated, so the instance keeps a checkpoint
 snapshot plus a journal of messages handled since; on failure it rebuilds from the checkpoint and replays
 the journal (evaluation is deterministic), then raises. Checkpoints are taken every CHECKPOINT_EVERY
-messages so replay stays short without copying memory on every message.
+messages (and whenever a snapshot is taken) so replay stays short without copying memory per message.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
 
 UNLIMITED_FUEL = 2**62
-CHECKPOINT_EVERY = 64
+CHECKPOINT_EVERY = 1000  # replay of at most this many messages after a trap (~1 ms each)
+CHECKPOINT_BYTES = 64 * 1024 * 1024  # ... or of this much message JSON
 STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed
 UNKNOWN_STACK_BUDGET = 16 * 1024
 STACK_COOKIE = (34821223, 2310721022, 1668509029)  # what ao-loader's writeStackCookie() stores
@@ -62,9 +63,9 @@ class Instance:
         self.last_gas_used = 0
         self._journal: list[tuple[str, str]] = []
         self._instantiate(_snapshot)
-        self._checkpoint: Snapshot | None = None
-        if self.has_handle:
-            self._checkpoint = _snapshot or self.snapshot()
+        # None means "a fresh start": rebuilding it is deterministic, so no copy is needed yet.
+        self._checkpoint: Snapshot | None = _snapshot
+        self._journal_bytes = 0
 
     @classmethod
     def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot, limits: Limits = Limits(),
@@ -147,8 +148,8 @@ class Instance:
         return hashlib.sha256(self.memory_view()).hexdigest()
 
     def snapshot(self) -> Snapshot:
-        view = self.memory_view()
-        return Snapshot.from_memory(view, self.host.state.to_dict())
+        """The current state; it also becomes the rollback checkpoint (the journal restarts)."""
+        return self.checkpoint()
 
     @property
     def stdout(self) -> bytes:
@@ -197,14 +198,17 @@ class Instance:
                 raise WasmTrap(str(err)) from None
             raise
         self._journal.append((msg_json, env_json))
-        if len(self._journal) >= CHECKPOINT_EVERY:
+        self._journal_bytes += len(msg_json) + len(env_json)
+        if len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES:
             self.checkpoint()
         return raw
 
     def checkpoint(self, snapshot: Snapshot | None = None) -> Snapshot:
-        """Make the current state the rollback point (also done every CHECKPOINT_EVERY messages)."""
-        self._checkpoint = snapshot or self.snapshot()
+        """Make the current state the rollback point (done every CHECKPOINT_EVERY messages and
+        whenever a snapshot is taken, which the caller does anyway)."""
+        self._checkpoint = snapshot or Snapshot.from_memory(self.memory_view(), self.host.state.to_dict())
         self._journal.clear()
+        self._journal_bytes = 0
         return self._checkpoint
 
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:

@@ -1,0 +1,91 @@
+"""Fuel and memory caps: a failing message raises, leaves the state exactly as before, and the next works."""
+from __future__ import annotations
+
+import pytest
+
+from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
+from aonode.engine.wasm.instance import Instance, Limits, parse_size
+from aonode.engine.wasm.runtime import Runtime
+
+OWNER = "OWNER" + "o" * 38
+PID = "PROCESS" + "p" * 36
+PROCESS = {"Id": PID, "Owner": OWNER, "Module": "M" * 43,
+           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Authority", "value": OWNER}]}
+ENV = env_json(PROCESS)
+
+
+def evaluate(inst: Instance, code: str, n: int = 1):
+    msg = {"Id": f"E{n:05d}" + "e" * 37, "From": OWNER, "Owner": OWNER, "Target": PID, "Block-Height": "1",
+           "Timestamp": str(1700000000000 + n), "Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
+    return parse_result(inst.handle(message_json(msg), ENV))
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory) -> Runtime:
+    return Runtime(tmp_path_factory.mktemp("wasm-cache"))
+
+
+def spawned(runtime: Runtime, aos_image, limits: Limits) -> Instance:
+    inst = Instance(runtime, runtime.load(aos_image.read_bytes()), limits)
+    spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
+    assert parse_result(inst.handle(message_json(spawn), ENV)).ok
+    return inst
+
+
+def test_parse_size():
+    assert parse_size("1-gb") == 1024**3
+    assert parse_size("512-mb") == 512 * 1024**2
+    assert parse_size("65536") == 65536
+    assert parse_size(None) is None
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_runaway_loop_runs_out_of_fuel_and_changes_nothing(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits(fuel=500_000_000))
+    evaluate(inst, "kept = 7", 1)
+    before = inst.memory_sha256()
+    with pytest.raises(ComputeLimitExceeded):
+        evaluate(inst, "while true do end", 2)
+    assert inst.memory_sha256() == before
+    assert evaluate(inst, "return kept", 3).output == "7"
+
+
+def test_memory_bomb_hits_the_cap_and_changes_nothing(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits(memory=parse_size("192-mb")))
+    evaluate(inst, "kept = 'still here'", 1)
+    before = inst.memory_sha256()
+    with pytest.raises(MemoryLimitExceeded):
+        evaluate(inst, "local s = string.rep('x', 256 * 1024 * 1024) return #s", 2)
+    assert inst.memory_sha256() == before
+    assert evaluate(inst, "return kept", 3).output == "still here"
+
+
+def test_infinite_recursion_is_an_error_with_state_kept(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits(fuel=5_000_000_000))
+    evaluate(inst, "kept = 1", 1)
+    out = evaluate(inst, "local function f() return f() + 1 end return f()", 2)
+    assert out.error is not None and "stack overflow" in out.error
+    assert evaluate(inst, "return kept + 1", 3).output == "2"
+
+
+def test_rollback_replays_from_a_checkpoint(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits(fuel=500_000_000))
+    evaluate(inst, "n = 1", 1)
+    inst.checkpoint()
+    evaluate(inst, "n = n + 1", 2)
+    evaluate(inst, "n = n * 10", 3)
+    before = inst.memory_sha256()
+    with pytest.raises(ComputeLimitExceeded):
+        evaluate(inst, "while true do n = n + 1 end", 4)
+    assert inst.memory_sha256() == before
+    assert evaluate(inst, "return n", 5).output == "20"
+
+
+def test_gas_used_is_reported(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits())
+    evaluate(inst, "return 1", 1)
+    small = inst.last_gas_used
+    evaluate(inst, "local s = 0 for i = 1, 100000 do s = s + i end return s", 2)
+    assert 0 < small < inst.last_gas_used
