@@ -1,0 +1,76 @@
+"""Snapshots: zstd memory + host state, named by the raw memory's sha256; restore continues identically."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.wasm.instance import Instance
+from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm.snapshot import Snapshot
+
+OWNER = "OWNER" + "o" * 38
+PID = "PROCESS" + "p" * 36
+PROCESS = {"Id": PID, "Owner": OWNER, "Module": "M" * 43,
+           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Authority", "value": OWNER}]}
+ENV = env_json(PROCESS)
+SPAWN = message_json(dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"},
+                          Data=""))
+CODES = ["t = {}", "for i = 1, 500 do t[i] = ('row' .. i):rep(20) end", "return #t",
+         "print(#t[500]); return t[7]:sub(1, 8)", "t = nil; collectgarbage(); return 'freed'"]
+
+
+def eval_json(code: str, n: int) -> str:
+    return message_json({"Id": f"S{n:05d}" + "s" * 37, "From": OWNER, "Owner": OWNER, "Target": PID,
+                         "Block-Height": "1", "Timestamp": str(1700000000000 + n),
+                         "Tags": [{"name": "Action", "value": "Eval"}], "Data": code})
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory) -> Runtime:
+    return Runtime(tmp_path_factory.mktemp("wasm-cache"))
+
+
+@pytest.fixture(scope="module")
+def image(runtime, aos_image):
+    return runtime.load(aos_image.read_bytes())
+
+
+def test_two_fresh_instances_agree_after_every_message(runtime, image):
+    a, b = Instance(runtime, image), Instance(runtime, image)
+    assert a.memory_sha256() == b.memory_sha256()
+    for n, msg in enumerate([SPAWN] + [eval_json(c, i) for i, c in enumerate(CODES, 1)]):
+        assert a.handle(msg, ENV) == b.handle(msg, ENV)
+        assert a.memory_sha256() == b.memory_sha256(), f"diverged after message {n}"
+
+
+def test_snapshot_round_trip_and_name(runtime, image):
+    inst = Instance(runtime, image)
+    inst.handle(SPAWN, ENV)
+    inst.handle(eval_json("x = 'snap'", 1), ENV)
+    snap = inst.snapshot()
+    raw = snap.raw()
+    assert len(raw) == snap.memory_size == inst.memory_size
+    assert snap.memory_sha256 == hashlib.sha256(raw).hexdigest() == inst.memory_sha256()
+    assert len(snap.compressed) < snap.memory_size // 20
+    again = Snapshot.from_bytes(snap.to_bytes())
+    assert again == snap and again.host_state == snap.host_state
+    with pytest.raises(ValueError):
+        Snapshot.from_bytes(b"not a snapshot")
+
+
+def test_restore_continues_with_identical_results(runtime, image):
+    original = Instance(runtime, image)
+    original.handle(SPAWN, ENV)
+    for n, code in enumerate(CODES[:2], 1):
+        original.handle(eval_json(code, n), ENV)
+    snap = Snapshot.from_bytes(original.snapshot().to_bytes())
+    restored = Instance.restore(runtime, image, snap)
+    assert restored.memory_size == original.memory_size > 71303168  # grown past the initial memory
+    assert restored.memory_sha256() == original.memory_sha256()
+    for n, code in enumerate(CODES[2:], 3):
+        left, right = original.handle(eval_json(code, n), ENV), restored.handle(eval_json(code, n), ENV)
+        assert left == right
+        assert original.memory_sha256() == restored.memory_sha256()
+    assert parse_result(left).output == "freed"
