@@ -42,22 +42,17 @@ def test_parse_size():
         parse_size("lots")
 
 
-def test_runaway_loop_runs_out_of_fuel_and_changes_nothing(runtime, aos_image):
-    inst = spawned(runtime, aos_image, Limits(fuel=500_000_000))
-    evaluate(inst, "kept = 7", 1)
-    before = inst.memory_sha256()
-    with pytest.raises(ComputeLimitExceeded):
-        evaluate(inst, "while true do end", 2)
-    assert inst.memory_sha256() == before
-    assert evaluate(inst, "return kept", 3).output == "7"
-
-
-def test_memory_bomb_hits_the_cap_and_changes_nothing(runtime, aos_image):
-    inst = spawned(runtime, aos_image, Limits(memory=parse_size("192-mb")))
+@pytest.mark.parametrize("limits,code,error", [
+    (Limits(fuel=500_000_000), "while true do end", ComputeLimitExceeded),
+    (Limits(memory=parse_size("192-mb")), "local s = string.rep('x', 256 * 1024 * 1024) return #s",
+     MemoryLimitExceeded),
+], ids=["runaway-loop", "memory-bomb"])
+def test_limit_breach_raises_and_changes_nothing(runtime, aos_image, limits, code, error):
+    inst = spawned(runtime, aos_image, limits)
     evaluate(inst, "kept = 'still here'", 1)
     before = inst.memory_sha256()
-    with pytest.raises(MemoryLimitExceeded):
-        evaluate(inst, "local s = string.rep('x', 256 * 1024 * 1024) return #s", 2)
+    with pytest.raises(error):
+        evaluate(inst, code, 2)
     assert inst.memory_sha256() == before
     assert evaluate(inst, "return kept", 3).output == "still here"
 
