@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// Reference peer: runs AOS messages through the real @permaweb/ao-loader so our engine can be
+// compared with it (outputs and memory sha256) and benchmarked against it.
+//
+// Usage (node >= 20 needs --experimental-wasm-memory64 for wasm64 images):
+//   node --experimental-wasm-memory64 tests/peers/aoloader_run.cjs IMAGE MESSAGES.json [options]
+//     MESSAGES.json: {"messages": [{"msg": {...} | "<json>", "env": {...} | "<json>"}, ...]}
+//     prints one JSON line per message: {output, error, messages, spawns, assignments,
+//     memory_sha256, memory_size}
+//   --format F          ao-loader format (default wasm64-unknown-emscripten-draft_2024_02_15)
+//   --memory-limit N    passed to AoLoader as memoryLimit (default 1 GiB)
+//   --compute-limit N   passed to AoLoader as computeLimit (default 9e12)
+//   --dump-dir DIR      also write the memory after message i to DIR/mem-<i>.bin
+//   --trace             log every wasm import call (name, args, result) to stderr as JSON lines
+//   --bench N           after the messages, run the LAST message N more times, passing the returned
+//                       Memory back each time; prints {"bench": {...}} with messages/s
+//
+// Never call Date.now or Math.random here: ao-loader replaces both with deterministic counters
+// shared with the wasm imports, so an extra call would shift the state we compare.
+"use strict";
+
+// os.date goes through host-timezone shims (_tzset_js, _localtime_js); pin them before any Date use.
+process.env.TZ = "UTC";
+
+const fs = require("fs");
+const path = require("path");
+const crypto = require("crypto");
+
+const DEFAULT_FORMAT = "wasm64-unknown-emscripten-draft_2024_02_15";
+
+function parseArgs(argv) {
+  const opts = {
+    format: DEFAULT_FORMAT,
+    memoryLimit: 1024 * 1024 * 1024,
+    computeLimit: 9e12,
+    dumpDir: null,
+    trace: false,
+    bench: 0,
+    positional: [],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--format") opts.format = argv[++i];
+    else if (a === "--memory-limit") opts.memoryLimit = Number(argv[++i]);
+    else if (a === "--compute-limit") opts.computeLimit = Number(argv[++i]);
+    else if (a === "--dump-dir") opts.dumpDir = argv[++i];
+    else if (a === "--trace") opts.trace = true;
+    else if (a === "--bench") opts.bench = Number(argv[++i]);
+    else opts.positional.push(a);
+  }
+  if (opts.positional.length !== 2) {
+    process.stderr.write("usage: aoloader_run.cjs IMAGE MESSAGES.json [options]\n");
+    process.exit(2);
+  }
+  return opts;
+}
+
+function loadAoLoader() {
+  // Resolve from the repository root so the pinned copy in node_modules is the one used.
+  const root = path.resolve(__dirname, "..", "..");
+  return require(require.resolve("@permaweb/ao-loader", { paths: [root] }));
+}
+
+// Wrap every function import so each call is logged; installed before AoLoader instantiates.
+function installImportTracer() {
+  const original = WebAssembly.instantiate;
+  // Some shims return a whole heap view (memcpy returns HEAPU8); log only scalars.
+  const show = (v) => (typeof v === "bigint" ? v.toString() : ArrayBuffer.isView(v) ? "<view>" : v);
+  let memory = null;
+  const cString = (ptr) => {
+    const bytes = new Uint8Array(memory.buffer);
+    let end = Number(ptr);
+    while (bytes[end] !== 0) end++;
+    return Buffer.from(bytes.subarray(Number(ptr), end)).toString("utf8");
+  };
+  WebAssembly.instantiate = function (binary, imports) {
+    const traced = {};
+    for (const [mod, fns] of Object.entries(imports || {})) {
+      traced[mod] = {};
+      for (const [name, fn] of Object.entries(fns)) {
+        if (typeof fn !== "function") {
+          traced[mod][name] = fn;
+          continue;
+        }
+        traced[mod][name] = function (...args) {
+          let result;
+          try {
+            result = fn.apply(this, args);
+          } catch (e) {
+            process.stderr.write(JSON.stringify({ import: name, args: args.map(show), threw: String(e) }) + "\n");
+            throw e;
+          }
+          const entry = { import: name, args: args.map(show), result: show(result) };
+          if (name === "__asyncjs__weavedrive_open") entry.filename = cString(args[0]);
+          process.stderr.write(JSON.stringify(entry) + "\n");
+          return result;
+        };
+      }
+    }
+    return original.call(WebAssembly, binary, traced).then((res) => {
+      memory = (res.instance || res).exports.memory;
+      return res;
+    });
+  };
+}
+
+function asObject(v) {
+  return typeof v === "string" ? JSON.parse(v) : v;
+}
+
+function sha256(buf) {
+  return crypto.createHash("sha256").update(buf).digest("hex");
+}
+
+function resultLine(res) {
+  const mem = Buffer.from(res.Memory.buffer, res.Memory.byteOffset, res.Memory.byteLength);
+  return {
+    output: res.Output === undefined ? null : res.Output,
+    error: res.Error === undefined ? null : res.Error,
+    messages: res.Messages || [],
+    spawns: res.Spawns || [],
+    assignments: res.Assignments || [],
+    memory_sha256: sha256(mem),
+    memory_size: mem.length,
+  };
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const [imagePath, messagesPath] = opts.positional;
+  if (opts.trace) installImportTracer();
+  const AoLoader = loadAoLoader();
+  const binary = fs.readFileSync(imagePath);
+  const { messages } = JSON.parse(fs.readFileSync(messagesPath, "utf8"));
+
+  const handle = await AoLoader(binary, {
+    format: opts.format,
+    memoryLimit: opts.memoryLimit,
+    computeLimit: opts.computeLimit,
+    // Keep the module's stdout/stderr off our stdout, which carries the JSON lines.
+    print: (s) => process.stderr.write("[wasm stdout] " + s + "\n"),
+    printErr: (s) => process.stderr.write("[wasm stderr] " + s + "\n"),
+  });
+
+  let memory = null;
+  for (let i = 0; i < messages.length; i++) {
+    const { msg, env } = messages[i];
+    let line;
+    if (opts.trace) process.stderr.write(JSON.stringify({ message: i }) + "\n");
+    try {
+      const res = await handle(memory, asObject(msg), asObject(env));
+      memory = res.Memory;
+      line = resultLine(res);
+      if (opts.dumpDir) {
+        fs.mkdirSync(opts.dumpDir, { recursive: true });
+        fs.writeFileSync(path.join(opts.dumpDir, `mem-${i}.bin`), Buffer.from(memory.buffer, memory.byteOffset, memory.byteLength));
+      }
+    } catch (e) {
+      // ao-loader throws the response when the module answers {"ok": false}.
+      line = { thrown: typeof e === "object" ? e : String(e) };
+    }
+    process.stdout.write(JSON.stringify(line) + "\n");
+  }
+
+  if (opts.bench > 0 && messages.length > 0) {
+    const { msg, env } = messages[messages.length - 1];
+    const m = asObject(msg);
+    const e = asObject(env);
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < opts.bench; i++) {
+      const res = await handle(memory, m, e);
+      memory = res.Memory;
+    }
+    const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+    process.stdout.write(JSON.stringify({ bench: { n: opts.bench, seconds, messages_per_s: opts.bench / seconds } }) + "\n");
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(String(e && e.stack ? e.stack : e) + "\n");
+  process.exit(1);
+});
