@@ -95,7 +95,7 @@ def test_compute_by_slot_in_path_or_query(c: httpx.Client, pid: str) -> None:
     in_query = c.get(f"/{pid}~process@1.0/compute", params={"slot": 2}).json()
     assert in_path == in_query and in_path["at-slot"] == 2
     assert c.get(f"/{pid}~process@1.0/compute/2/results/data").text == "2"
-    assert c.get(f"/{pid}~process@1.0/compute/1/results/data").text == "patched"
+    assert c.get(f"/{pid}~process@1.0/compute/1/results/data").text.endswith("patched")
     assert c.get(f"/{pid}~process@1.0/compute/1/at-slot").text == "1"
     assert c.get(f"/{pid}~process@1.0/compute/0/cache/greeting").status_code == 404
 
@@ -257,63 +257,8 @@ def test_data_dir_is_reused(tmp_path: Path) -> None:
         assert c.get(f"/{pid}~process@1.0/slot").json()["current"] == 0
 
 
-# -- the legacy CU/MU/SU routes aoconnect's legacy mode calls ---------------------------------------
-
-def test_legacy_messenger_compute_and_scheduler_routes(c: httpx.Client) -> None:
-    user = Wallet.generate("ed25519")
-    octet = {"Content-Type": "application/octet-stream"}
-    spawn_item = build_and_sign(user, data="", tags=[("Data-Protocol", "ao"), ("Type", "Process"),
-                                                    ("Module", MODULE), ("Name", "legacy")])
-    r = c.post("/", content=spawn_item.raw, headers=octet)
-    assert r.status_code == 202, r.text
-    assert r.json()["id"] == spawn_item.id
-    pid = r.json()["processId"]
-
-    item = build_and_sign(user, data="return 'legacy ' .. (6 * 7)", tags=[("Data-Protocol", "ao"),
-                                                                        ("Type", "Message"), ("Action", "Eval")],
-                          target=pid)
-    r = c.post("/", content=item.raw, headers=octet)
-    assert r.status_code == 202 and r.json()["id"] == item.id
-
-    result = c.get(f"/result/{item.id}", params={"process-id": pid})
-    assert result.status_code == 200, result.text
-    assert set(result.json()) >= {"Messages", "Spawns", "Output", "Assignments", "GasUsed"}
-    assert "legacy 42" in json.dumps(result.json()["Output"])
-    assert c.get(f"/result/{UNKNOWN}", params={"process-id": pid}).status_code == 404
-    assert c.get(f"/result/{item.id}").status_code == 400
-
-    results = c.get(f"/results/{pid}", params={"sort": "DESC", "limit": 1}).json()
-    assert [e["cursor"] for e in results["edges"]] == ["1"]
-    assert "legacy 42" in json.dumps(results["edges"][0]["node"]["Output"])
-    ascending = c.get(f"/results/{pid}").json()
-    assert [e["cursor"] for e in ascending["edges"]] == ["0", "1"]
-
-    dry = c.post("/dry-run", params={"process-id": pid},
-                 json={"Target": pid, "Owner": user.address, "Tags": [{"name": "Action", "value": "Eval"}],
-                       "Data": "return 'dry ' .. 1"})
-    assert dry.status_code == 200, dry.text
-    assert "dry 1" in json.dumps(dry.json()["Output"])
-    assert c.get(f"/{pid}~process@1.0/slot").json()["current"] == 1  # a dry-run schedules nothing
-
-    process = c.get(f"/{pid}")
-    assert process.status_code == 200 and process.json()["process_id"] == pid
-    assigned = c.get(f"/{item.id}", params={"process-id": pid}).json()
-    assert {"name": "Nonce", "value": "1"} in assigned["assignment"]["tags"]
+def test_legacy_routes_are_mounted_by_default(c: httpx.Client, pid: str) -> None:
+    """The legacy CU/MU/SU API (server/legacy_api.py, tested in test_legacy_api.py) is on by default."""
     assert c.get("/timestamp").json()["timestamp"] > 0
-
-
-def test_legacy_graphql_answers_what_aoconnect_spawn_asks(c: httpx.Client, srv: HttpNode) -> None:
-    from aonode.modules.catalogue import lookup
-
-    module_id = lookup(MODULE).id
-    r = c.post("/graphql", json={"query": "query GetTransactions ($transactionIds: [ID!]!) { ... }",
-                                 "variables": {"transactionIds": [module_id]}})
-    node = r.json()["data"]["transactions"]["edges"][0]["node"]
-    tags = {t["name"]: t["value"] for t in node["tags"]}
-    assert tags["Type"] == "Module" and tags["Data-Protocol"] == "ao" and tags["Module-Format"].startswith("wasm64")
-    r = c.post("/graphql", json={"query": "query GetSchedulerLocation ($owner: String!) { ... }",
-                                 "variables": {"owner": srv.node.address}})
-    location = {t["name"]: t["value"] for t in r.json()["data"]["transactions"]["edges"][0]["node"]["tags"]}
-    assert location["Type"] == "Scheduler-Location" and location["Url"].rstrip("/") == srv.url
-    r = c.post("/graphql", json={"query": "query", "variables": {"transactionIds": [UNKNOWN]}})
-    assert r.json()["data"]["transactions"]["edges"] == []
+    assert c.get(f"/results/{pid}").status_code == 200
+    assert c.get(f"/{pid}~process@1.0/slot").status_code == 200  # and never shadows the device paths
