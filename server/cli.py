@@ -5,11 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from aonode.engine.client import add_commands as add_client_commands
+from aonode.modules.cli import add_commands as add_module_commands
+
 
 def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve
 
-    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev)
+    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo)
     return 0
 
 
@@ -28,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8734)
     serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
+    serve.add_argument("--demo", action="store_true",
+                       help="spawn a token process from the default AOS module on first start and print how to read it")
     serve.set_defaults(func=_serve)
 
     ev = sub.add_parser("eval", help="spawn an in-memory process and Eval Lua code in it")
@@ -39,18 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--compute-limit", type=int, default=None, help="fuel per message")
     ev.set_defaults(func=_eval)
 
-    try:
-        from aonode.modules.cli import add_commands as add_module_commands
-    except ImportError:
-        add_module_commands = None
-    if add_module_commands:
-        add_module_commands(sub)
-    try:
-        from aonode.engine.client import add_commands as add_client_commands
-    except ImportError:
-        add_client_commands = None
-    if add_client_commands:
-        add_client_commands(sub)
+    add_module_commands(sub)
+    add_client_commands(sub)
     return parser
 
 
