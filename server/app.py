@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.convertors import Convertor, register_url_convertor
+from starlette.convertors import register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -41,19 +41,8 @@ from aonode.server import codec, legacy, paths
 T = TypeVar("T")
 
 
-class DevicePathConvertor(Convertor[str]):
-    """A path whose first segment names a device (`<pid>~process@1.0`, `~meta@1.0`)."""
-
-    regex = "[^/]*~.*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("device", DevicePathConvertor())
+# A path whose first segment names a device (`<pid>~process@1.0`, `~meta@1.0`).
+register_url_convertor("device", legacy.TextConvertor("[^/]*~.*"))
 
 ALLOW = "GET, HEAD, POST, OPTIONS"
 RETRY_AFTER_SECONDS = 1

@@ -10,10 +10,11 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import BaseRoute
 
 
-class AOIdConvertor(Convertor[str]):
-    """A 43-character base64url id."""
+class TextConvertor(Convertor[str]):
+    """A path part matched by `regex` and passed through as text."""
 
-    regex = "[A-Za-z0-9_-]{43}"
+    def __init__(self, regex: str) -> None:
+        self.regex = regex
 
     def convert(self, value: str) -> str:
         return value
@@ -22,7 +23,7 @@ class AOIdConvertor(Convertor[str]):
         return value
 
 
-register_url_convertor("aoid", AOIdConvertor())
+register_url_convertor("aoid", TextConvertor("[A-Za-z0-9_-]{43}"))  # a 43-character base64url id
 
 
 def routes() -> list[BaseRoute]:
