@@ -120,9 +120,9 @@ class ProcessDevice:
         if not state.results:
             state.results = empty_results()
         state.at_slot = assignment.slot
-        self._store_slot(state, assignment)
-        if self.after_slot is not None:
+        if self.after_slot is not None:  # delivery first, so the stored result says where messages went
             self.after_slot(state, assignment.slot)
+        self._store_slot(state, assignment)
         if state.at_slot % cache_frequency(state.process) == 0:
             self.snapshot(state)
         return signal

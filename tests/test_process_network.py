@@ -1,0 +1,116 @@
+"""Processes talking to each other and to time: push, cron, PoDA, and the bounded live set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aonode.engine.crypto import Wallet
+from aonode.engine.devices.poda import commit, with_commitments
+from nodeutil import OWNER, action, definition, eval_msg, make_node, output
+
+PONG = """
+Handlers.add('ping', Handlers.utils.hasMatchingTag('Action', 'Ping'), function(msg)
+  Pings = (Pings or 0) + 1
+  Send({ Target = msg.From, Action = 'Pong', Data = tostring(Pings) })
+end)
+return 'ready'
+"""
+
+PING = """
+Handlers.add('pong', Handlers.utils.hasMatchingTag('Action', 'Pong'), function(msg)
+  Pongs = (Pongs or 0) + 1
+  if Pongs < 3 then Send({ Target = msg.From, Action = 'Ping' }) end
+end)
+Send({ Target = '%s', Action = 'Ping' })
+return 'started'
+"""
+
+
+def test_two_processes_ping_pong_through_push(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    a = node.spawn(definition(("Name", "a")))["process"]
+    b = node.spawn(definition(("Name", "b")))["process"]
+    node.schedule(b, eval_msg(b, PONG))
+    node.schedule(a, eval_msg(a, PING % b))
+    node.settle()
+    node.schedule(a, eval_msg(a, "return Pongs", nonce="check"))
+    node.schedule(b, eval_msg(b, "return Pings", nonce="check"))
+    assert output(node.now(a)) == "3"
+    assert output(node.now(b)) == "3"
+    # The first Ping went to b's schedule, with the sender set by the node.
+    pushed = node.compute(a, 1)["results"]["Pushed"]
+    assert pushed and pushed[0]["target"] == b and isinstance(pushed[0]["slot"], int)
+    ping = node.store.get_assignment(b, pushed[0]["slot"]).message
+    assert ping.from_ == a and ping.tag("From-Process") == a
+    node.close()
+
+
+def test_push_loops_are_bounded(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    echo = ("Handlers.add('echo', Handlers.utils.hasMatchingTag('Action', 'Echo'), function(msg) "
+            "Echoes = (Echoes or 0) + 1; Send({ Target = msg.From, Action = 'Echo' }) end)")
+    a = node.spawn(definition(("Name", "a")))["process"]
+    b = node.spawn(definition(("Name", "b")))["process"]
+    node.schedule(a, eval_msg(a, echo))
+    node.schedule(b, eval_msg(b, echo))
+    node.schedule(a, eval_msg(a, f"Send({{ Target = '{b}', Action = 'Echo' }})"))
+    node.settle(max_rounds=200)
+    node.schedule(a, eval_msg(a, "return Echoes", nonce="check"))
+    echoes = int(output(node.now(a)))
+    assert 0 < echoes < 100  # the loop stopped at the push depth limit instead of running forever
+    stopped = [r for _, r in node.store.results(a, 0, None, 1000, False) + node.store.results(b, 0, None, 1000, False)
+               if any(p.get("status") == "depth-exceeded" for p in r.get("Pushed", []))]
+    assert stopped, "the bounded hop is reported in the sender's result"
+    node.close()
+
+
+def test_cron_ticks_are_in_the_schedule_and_replay_identically(tmp_path: Path) -> None:
+    counts = []
+    for run in ("one", "two"):
+        node = make_node(tmp_path / run)  # the clock steps 1 s per assignment
+        pid = node.spawn(definition(("Cron-Frequency", "2-Seconds")))["process"]
+        node.schedule(pid, eval_msg(pid, "Handlers.add('tick', Handlers.utils.hasMatchingTag('Action', 'Cron'), "
+                                         "function() Ticks = (Ticks or 0) + 1 end)"))
+        for n in range(6):
+            node.schedule(pid, eval_msg(pid, "return 1", nonce=str(n)))
+        node.schedule(pid, eval_msg(pid, "return Ticks", nonce="ticks"))
+        ticks = int(output(node.now(pid)))
+        page = node.schedule_page(pid, 0, None)["assignments"]
+        cron_slots = [a["slot"] for a in page if any(t["name"] == "Cron-Tick" for t in a["body"]["Tags"])]
+        assert ticks == len(cron_slots) and ticks >= 3
+        counts.append(cron_slots)
+        node.close()
+    assert counts[0] == counts[1]
+
+
+def test_poda_quorum_two_of_three(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    authorities = [Wallet.generate("ed25519") for _ in range(3)]
+    pid = node.spawn(definition(*[("Authority", w.address) for w in authorities], ("Quorum", "2")))["process"]
+
+    def relayed(code: str, signers: list[Wallet]):
+        msg = eval_msg(pid, code)
+        return with_commitments(msg, [commit(msg.id, w) for w in signers])
+
+    node.schedule(pid, relayed("X = 'two'", authorities[:2]))
+    assert node.now(pid)["results"]["Error"] is None
+    node.schedule(pid, relayed("X = 'one'", authorities[2:]))
+    assert node.now(pid)["results"]["Error"] == "Not enough validations"
+    stranger = Wallet.generate("ed25519")
+    node.schedule(pid, relayed("X = 'stranger'", [authorities[0], stranger]))
+    assert node.now(pid)["results"]["Error"] == "Not enough validations"
+    node.schedule(pid, relayed("return X", authorities[1:]))
+    assert output(node.now(pid)) == "two"
+    node.close()
+
+
+def test_evicted_processes_come_back_from_their_snapshot(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node", max_live=2)
+    pids = [node.spawn(definition(("Name", f"p{i}")))["process"] for i in range(4)]
+    for i, pid in enumerate(pids):
+        node.schedule(pid, eval_msg(pid, f"N = {i}"))
+        node.now(pid)
+    assert len(node._live) <= 2
+    for i, pid in enumerate(pids):
+        node.schedule(pid, eval_msg(pid, "return N", nonce="read"))
+        assert output(node.now(pid)) == str(i)
+    node.close()
