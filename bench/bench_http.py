@@ -16,11 +16,11 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -102,8 +102,8 @@ def run_wrk(url: str, seconds: float, connections: int, body: bytes | None) -> M
             script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
                          "wrk.headers['Content-Type'] = 'application/json'\n")
     try:
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name,
-                              url], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
+                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
     stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))  # type: ignore[union-attr]
@@ -161,14 +161,34 @@ async def _load(url: str, seconds: float, connections: int, body: bytes | None) 
 
 # -- the benchmark --------------------------------------------------------------------------------
 
-def measure(name: str, url: str, args: argparse.Namespace, body: bytes | None = None,
-            connections: int | None = None) -> Measurement:
-    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))
-    run = run_wrk if use_wrk else run_python_client
-    run(url, 1.0, connections or args.connections, body)  # warm-up
-    result = run(url, args.seconds, connections or args.connections, body)
-    result.name = name
-    return result
+def load_generator(args: argparse.Namespace) -> tuple[str, Callable[..., Measurement]]:
+    if args.client == "wrk" or (args.client == "auto" and shutil.which("wrk")):
+        return "wrk", run_wrk
+    return "python asyncio", run_python_client
+
+
+def measure_interleaved(targets: list[tuple[str, str]], args: argparse.Namespace) -> list[Measurement]:
+    """Each target `rounds` times, in turn (A B C A B C ...), so a noisy neighbour hits all alike;
+    the row is the round with the median requests/s."""
+    _, run = load_generator(args)
+    for _, url in targets:
+        run(url, 1.0, args.connections, None)  # warm-up
+    rounds: dict[str, list[Measurement]] = {name: [] for name, _ in targets}
+    for _ in range(args.rounds):
+        for name, url in targets:
+            m = run(url, args.seconds, args.connections, None)
+            m.name = name
+            rounds[name].append(m)
+    return [sorted(ms, key=lambda m: m.rps)[len(ms) // 2] for ms in rounds.values()]
+
+
+def measure_two_connections(name: str, url: str, args: argparse.Namespace, body: bytes | None = None) -> Measurement:
+    """Dry-runs evaluate wasm on a copy of the process, so two connections already fill the node;
+    the read is measured the same way so the latencies compare like for like."""
+    _, run = load_generator(args)
+    m = run(url, max(args.seconds, 5.0), 2, body)
+    m.name = f"{name} (2 connections)"
+    return m
 
 
 def setup_token(base: str) -> str:
@@ -182,36 +202,9 @@ def setup_token(base: str) -> str:
         return pid
 
 
-def dry_run_url(base: str, pid: str) -> str | None:
-    """The legacy CU dry-run route when this build serves it (server/legacy.py), else None."""
-    probe = httpx.post(f"{base}/dry-run?process-id={pid}", json={"Tags": [{"name": "Action", "value": "Balance"}]},
-                       timeout=300)
-    return f"{base}/dry-run?process-id={pid}" if probe.status_code == 200 else None
-
-
-def in_process_dry_runs(data_dir: Path, pid: str, seconds: float) -> Measurement:
-    """Fallback when no HTTP dry-run exists: restore the process's newest snapshot into a fresh wasm
-    instance and evaluate a Balance message (what a compute unit does per dry-run), serially."""
-    from aonode.engine.message import Message
-    from aonode.engine.node import Node
-
-    node = Node(data_dir)
-    try:
-        latencies: list[float] = []
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            node.dry_run(pid, Message.create(owner=node.address, target=pid, tags=[("Action", "Balance")]))
-            latencies.append(time.perf_counter() - t0)
-    finally:
-        node.close()
-    total = sum(latencies)
-    return Measurement("dry-run (in process, Node.dry_run)", len(latencies), total,
-                       statistics.median(latencies) * 1000, sorted(latencies)[int(0.99 * (len(latencies) - 1))] * 1000)
-
-
-def print_table(rows: list[Measurement], client: str, connections: int) -> None:
-    print(f"\nload generator: {client}, {connections} connections (dry-run: see row)")
+def print_table(rows: list[Measurement], client: str, args: argparse.Namespace) -> None:
+    print(f"\nload generator: {client} in its own process; {args.connections} connections, "
+          f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown)")
     print(f"{'what':<48} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
     for m in rows:
         print(f"{m.name:<48} {m.rps:>10.0f} {m.p50_ms:>9.2f} {m.p99_ms:>9.2f} {m.errors:>7}")
@@ -221,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
@@ -235,34 +229,35 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(_load(args.load, args.seconds, args.connections, body))))
         return 0
 
-    client = "wrk" if (args.client == "wrk" or (args.client == "auto" and shutil.which("wrk"))) else "python asyncio"
+    client, _ = load_generator(args)
     with tempfile.TemporaryDirectory() as tmp:
         node_port, bare_port = free_port(), free_port()
         node_url, bare_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{bare_port}"
         node_proc = start([sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(node_port),
                            "--data-dir", tmp], node_url + "/~meta@1.0/info")
         bare_proc = start([sys.executable, str(HERE), "--serve-bare", str(bare_port)], bare_url + "/bare")
-        rows: list[Measurement] = []
         try:
             pid = setup_token(node_url)
-            rows.append(measure("GET /now/cache/totalsupply (aonode)", f"{node_url}/{pid}~process@1.0/now/cache/totalsupply", args))
-            rows.append(measure("GET /compute/cache/totalsupply (aonode)",
-                                f"{node_url}/{pid}~process@1.0/compute/cache/totalsupply", args))
-            rows.append(measure("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare", args))
-            dry = dry_run_url(node_url, pid)
-            if dry is not None:
-                body = json.dumps({"Tags": [{"name": "Action", "value": "Balance"}]}).encode()
-                rows.append(measure("POST /dry-run Balance (aonode, wasm)", dry, args, body=body))
+            base = f"{node_url}/{pid}~process@1.0"
+            rows = measure_interleaved([
+                ("GET /now/cache/totalsupply (aonode)", f"{base}/now/cache/totalsupply"),
+                ("GET /compute/cache/totalsupply (aonode)", f"{base}/compute/cache/totalsupply"),
+                ("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare"),
+            ], args)
+            body = json.dumps({"Tags": [{"name": "Action", "value": "Balance"}]}).encode()
+            rows.append(measure_two_connections("GET /now/cache/totalsupply", f"{base}/now/cache/totalsupply", args))
+            rows.append(measure_two_connections("POST /dry-run Action=Balance (wasm)",
+                                                f"{node_url}/dry-run?process-id={pid}", args, body))
         finally:
             for proc in (node_proc, bare_proc):
                 proc.terminate()
                 proc.wait(timeout=120)
-        if dry is None:
-            rows.append(in_process_dry_runs(Path(tmp), pid, args.seconds))
-    print_table(rows, client, args.connections)
-    now, bare, dry_row = rows[0], rows[2], rows[-1]
-    print(f"\nnow-read / bare Starlette: {now.rps / bare.rps:.2f}x   (target >= 0.80x)")
-    print(f"now-read / dry-run:        {now.rps / dry_row.rps:.0f}x   (target >= 50x)")
+    print_table(rows, client, args)
+    now, bare, now2, dry = rows[0], rows[2], rows[3], rows[4]
+    print(f"\nnow-read / bare Starlette: {now.rps / bare.rps:.2f}x requests/s   (target >= 0.80x)")
+    if dry.rps:
+        print(f"now-read / dry-run (2 connections each): {now2.rps / dry.rps:.0f}x requests/s, "
+              f"p50 latency {dry.p50_ms / now2.p50_ms:.0f}x lower   (target >= 50x)")
     return 0
 
 
