@@ -4,8 +4,8 @@ Why it exists: existing AO clients (`@permaweb/aoconnect` in legacy mode, front 
 speak the legacy unit APIs, not HyperBEAM paths. These routes translate those calls onto the same
 `Node` the HyperBEAM routes use, so one node serves both and they see the same schedule and state.
 
-Mount with `create_app(node, with_legacy=False, extra_routes=legacy_routes())` (it supersedes the
-smaller server/legacy.py routes): the routes find the Node and the app's
+app.py mounts these by default (through the `server/legacy.py` hook, before the HyperBEAM
+catch-all); the routes find the Node and the app's
 thread pools through `request.app.state.server` (see server/app.py), and engine errors raised here
 become JSON `{"error": ...}` answers through the app's handlers.
 
@@ -86,13 +86,20 @@ def _checked_id(text: str, what: str) -> str:
     return text
 
 
-def _int_param(request: Request, name: str) -> int | None:
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
     text = request.query_params.get(name)
     if text is None or text == "":
-        return None
+        return default
     if not _INT.match(text):
         raise BadInput(f"{name} must be an integer, not {text[:40]!r}")
     return int(text)
+
+
+def _limit(request: Request, default: int) -> int:
+    limit = _int_param(request, "limit", default)
+    if limit is None or not 1 <= limit <= MAX_RESULTS_LIMIT:
+        raise BadInput(f"limit must be between 1 and {MAX_RESULTS_LIMIT}")
+    return limit
 
 
 def legacy_result(result: dict[str, Any], keys: tuple[str, ...] = RESULT_KEYS) -> dict[str, Any]:
@@ -210,9 +217,7 @@ async def get_results(request: Request) -> Response:
     sort = (request.query_params.get("sort") or "ASC").upper()
     if sort not in ("ASC", "DESC"):
         raise BadInput("sort must be ASC or DESC")
-    limit = _int_param(request, "limit") or DEFAULT_RESULTS_LIMIT
-    if not 1 <= limit <= MAX_RESULTS_LIMIT:
-        raise BadInput(f"limit must be between 1 and {MAX_RESULTS_LIMIT}")
+    limit = _limit(request, DEFAULT_RESULTS_LIMIT)
     frm, to = _int_param(request, "from"), _int_param(request, "to")
     await _compute(request, _compute_through, node, pid, to if sort == "ASC" else None)
     page = await _quick(request, _results_page, node, pid, frm, to, limit, sort == "DESC")
@@ -346,9 +351,7 @@ async def get_scheduled(request: Request) -> Response:
     pid = request.query_params.get("process-id")
     if pid and pid != ident:
         return _json(await _quick(request, _su_message, node, _checked_id(pid, "process-id"), ident))
-    limit = _int_param(request, "limit") or SU_PAGE_LIMIT
-    if not 1 <= limit <= MAX_RESULTS_LIMIT:
-        raise BadInput(f"limit must be between 1 and {MAX_RESULTS_LIMIT}")
+    limit = _limit(request, SU_PAGE_LIMIT)
     page = await _quick(request, _su_page, node, ident, _int_param(request, "from"),
                         _int_param(request, "to"), limit)
     return _json(page)
@@ -430,7 +433,7 @@ def answer_graphql(node: Any, query: str, variables: dict[str, Any], base_url: s
     if isinstance(ids, list):
         return _connection([t for t in (_transaction(node, i) for i in ids) if t is not None])
     owners = variables.get("owners") or variables.get("owner")
-    owners = [owners] if isinstance(owners, str) else owners or []
+    owners = [owners] if isinstance(owners, str) else owners if isinstance(owners, list) else []
     if "Scheduler-Location" in query and node.address in owners:
         return _connection([scheduler_location(node.address, base_url)])
     return _connection([])

@@ -1,9 +1,9 @@
 """aoconnect 0.0.98 (legacy mode, unmodified npm package) against a real aonode server.
 
-The node runs without --dev, so everything aoconnect sends must be a valid signed data item; the
-JS peer (tests/peers/aoconnect_flow.mjs) spawns a real AOS process, Evals a token, transfers, and
-reads result/results/dryrun and the patched balances; here we assert on what it saw and on the
-node's own store.
+The node is the real `aonode serve` CLI without --dev, so everything aoconnect sends must be a
+valid signed data item; the JS peer (tests/peers/aoconnect_flow.mjs) spawns a real AOS process,
+Evals a token, transfers, and reads result/results/dryrun and the patched balances; here we assert
+on what it saw and, over HTTP, on what the node recorded.
 """
 from __future__ import annotations
 
@@ -17,10 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aonode.engine.node import Node
-from aonode.server.app import create_app
-from aonode.server.legacy_api import legacy_routes
-from tests.httpnode import serving
+from tests.httpnode import cli_node
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "aoconnect_flow.mjs"
@@ -28,39 +25,43 @@ AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 RECIPIENT = "R" * 43
 
 
+Flow = tuple[dict[str, Any], httpx.Client]
+
+
 @pytest.fixture(scope="module")
-def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Node, str]]:
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     node_bin = shutil.which("node")
     assert node_bin, "node is required for the interop tests (the CI installs it with the JS peers)"
-    node = Node(tmp_path_factory.mktemp("aoconnect-node"), dev=False)
-    try:
-        with serving(create_app(node, dev=False, with_legacy=False, extra_routes=legacy_routes())) as url:
-            done = subprocess.run([node_bin, str(PEER), url, AOS_MODULE_ID], cwd=REPO, capture_output=True,
-                                  text=True, timeout=300)
-            assert done.returncode == 0, done.stdout + done.stderr
-            yield json.loads(done.stdout.strip().splitlines()[-1]), node, url
-    finally:
-        node.close()
+    with cli_node(tmp_path_factory.mktemp("aoconnect-node")) as (url, _proc):
+        done = subprocess.run([node_bin, str(PEER), url, AOS_MODULE_ID], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        with httpx.Client(base_url=url, timeout=120) as http:
+            yield json.loads(done.stdout.strip().splitlines()[-1]), http
 
 
-def test_spawn_goes_to_this_node_as_scheduler_with_the_aoconnect_wallet(flow: tuple[dict, Node, str]) -> None:
-    seen, node, _ = flow
-    assert seen["scheduler"] == node.address
-    definition = node.store.get_process(seen["pid"])
-    assert definition is not None and definition.signature is not None
-    assert definition.owner == seen["owner"]
-    assert definition.tag("Module") == AOS_MODULE_ID and definition.tag("Scheduler") == node.address
-    assert definition.tag("SDK") == "aoconnect"
+def _current_slot(http: httpx.Client, pid: str) -> int:
+    return http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
 
 
-def test_eval_from_the_owner_ran(flow: tuple[dict, Node, str]) -> None:
-    seen, _, _ = flow
+def test_spawn_goes_to_this_node_as_scheduler_with_the_aoconnect_wallet(flow: Flow) -> None:
+    seen, http = flow
+    assert seen["scheduler"] == http.get("/~meta@1.0/info/address").text
+    info = http.get(f"/processes/{seen['pid']}").json()["process"]
+    assert info["owner"]["address"] == seen["owner"] and info["signature"]
+    tags = {t["name"]: t["value"] for t in info["tags"]}
+    assert tags["Module"] == AOS_MODULE_ID and tags["Scheduler"] == seen["scheduler"]
+    assert tags["SDK"] == "aoconnect" and tags["Type"] == "Process"
+
+
+def test_eval_from_the_owner_ran(flow: Flow) -> None:
+    seen, _ = flow
     assert seen["evalError"] is None
     assert "token ready" in seen["evalOutput"]
 
 
-def test_transfer_result_carries_the_reply_to_the_sender(flow: tuple[dict, Node, str]) -> None:
-    seen, _, _ = flow
+def test_transfer_result_carries_the_reply_to_the_sender(flow: Flow) -> None:
+    seen, _ = flow
     assert len(seen["transferMessages"]) == 1  # the balances patch was taken out of the outbox
     notice = seen["transferMessages"][0]
     assert notice["Action"] == "Debit-Notice" and notice["Quantity"] == "250"
@@ -68,26 +69,25 @@ def test_transfer_result_carries_the_reply_to_the_sender(flow: tuple[dict, Node,
     assert seen["transferTargets"] == [seen["owner"]]
 
 
-def test_results_list_every_evaluated_slot(flow: tuple[dict, Node, str]) -> None:
-    seen, node, _ = flow
+def test_results_list_every_evaluated_slot(flow: Flow) -> None:
+    seen, http = flow
     assert seen["resultsCursors"] == ["0", "1", "2"]
     assert "token ready" in seen["resultsOutputs"][1]
     assert seen["newestCursor"] == "2"
-    assert node.slot(seen["pid"])["current"] == 2
+    assert _current_slot(http, seen["pid"]) == 2
 
 
-def test_dryrun_reads_the_balance_without_scheduling(flow: tuple[dict, Node, str]) -> None:
-    seen, node, _ = flow
+def test_dryrun_reads_the_balance_without_scheduling(flow: Flow) -> None:
+    seen, http = flow
     assert seen["dryrunError"] is None
     reply = seen["dryrunMessages"][0]
     assert reply["Action"] == "Balance-Notice" and reply["Balance"] == "750"
     assert seen["newestCursorAfterDryrun"] == "2"
-    assert node.store.last_result_slot(seen["pid"]) == 2
+    assert _current_slot(http, seen["pid"]) == 2
 
 
-def test_patched_balances_are_readable_with_a_get(flow: tuple[dict, Node, str]) -> None:
-    seen, _, url = flow
+def test_patched_balances_are_readable_with_a_get(flow: Flow) -> None:
+    seen, http = flow
     assert seen["recipientBalance"] == "250"
     assert sorted(seen["balances"].values()) == ["250", "750"]
-    owner_balance = httpx.get(f"{url}/{seen['pid']}~process@1.0/now/cache/balances/{seen['owner']}", timeout=60)
-    assert owner_balance.text == "750"
+    assert http.get(f"/{seen['pid']}~process@1.0/now/cache/balances/{seen['owner']}").text == "750"

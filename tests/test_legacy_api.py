@@ -17,7 +17,6 @@ from aonode.engine.client import build_message, build_spawn, new_anchor
 from aonode.engine.crypto import Wallet
 from aonode.engine.node import Node
 from aonode.server.app import create_app
-from aonode.server.legacy_api import legacy_routes
 from tests.httpnode import serving
 
 AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
@@ -58,7 +57,8 @@ class Legacy:
 
 
 def legacy_app(node: Node) -> Any:
-    return create_app(node, dev=False, with_legacy=False, extra_routes=legacy_routes())
+    """The app exactly as `aonode serve` builds it: the legacy routes are mounted by default."""
+    return create_app(node, dev=False)
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +169,7 @@ def test_results_pages_by_slot_cursor(lg: Legacy) -> None:
 def test_results_rejects_bad_parameters(lg: Legacy) -> None:
     assert lg.http.get(f"/results/{lg.pid}", params={"sort": "UP"}).status_code == 400
     assert lg.http.get(f"/results/{lg.pid}", params={"limit": "lots"}).status_code == 400
+    assert lg.http.get(f"/results/{lg.pid}", params={"limit": "0"}).status_code == 400
     assert lg.http.get(f"/results/{'C' * 43}").status_code == 404
 
 
@@ -269,6 +270,8 @@ def test_graphql_answers_process_tags_and_the_scheduler_location(lg: Legacy) -> 
     assert _graphql(lg, {"owner": lg.wallet.address}, query) == []
 
 
-def test_graphql_bad_body_is_400(lg: Legacy) -> None:
+def test_graphql_bad_body_is_400_and_odd_variables_find_nothing(lg: Legacy) -> None:
     assert lg.http.post("/graphql", content=b"{").status_code == 400
     assert lg.http.post("/graphql", json={"query": 5}).status_code == 400
+    assert _graphql(lg, {"owner": 5}, "Scheduler-Location") == []
+    assert _graphql(lg, {"ids": [1, None]}) == []
