@@ -275,3 +275,17 @@ def test_graphql_bad_body_is_400_and_odd_variables_find_nothing(lg: Legacy) -> N
     assert lg.http.post("/graphql", json={"query": 5}).status_code == 400
     assert _graphql(lg, {"owner": 5}, "Scheduler-Location") == []
     assert _graphql(lg, {"ids": [1, None]}) == []
+
+
+def test_assign_puts_a_held_message_on_another_process(lg: Legacy) -> None:
+    other = lg.post(build_spawn(lg.wallet, module=AOS_MODULE_ID, scheduler=lg.node.address, anchor=new_anchor()))
+    assert other.status_code == 200, other.text
+    second = other.json()["process"]
+    item = lg.eval("print('assigned')")
+    answer = lg.http.post("/", params={"process-id": second, "assign": item.id})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["slot"] == 1 and answer.json()["process"] == second
+    seen = lg.http.get(f"/{item.id}", params={"process-id": second}).json()
+    assert {t["name"]: t["value"] for t in seen["assignment"]["tags"]}["Nonce"] == "1"
+    missing = lg.http.post("/", params={"process-id": second, "assign": "G" * 43})
+    assert missing.status_code == 404
