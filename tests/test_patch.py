@@ -306,3 +306,32 @@ def test_merge_never_deletes_a_key(old: dict, body: dict) -> None:
     after = _paths(merged)
     assert all(p in after for p in before if not _replaced_above(patch, p))
     assert _paths(patch) <= after
+
+
+# --- end to end: a real AOS image on a real node ----------------------------------------------------
+
+def test_aos_seed_patch_through_a_real_node(tmp_path: Any) -> None:
+    from aonode.engine.crypto import Wallet
+    from aonode.engine.node import Node
+
+    node = Node(tmp_path, wallet=Wallet.generate("ed25519"))
+    try:
+        pid = node.spawn(Message.create(owner=USER, tags=(("Name", "token"),)))["process"]
+
+        def run(code: str) -> dict[str, Any]:
+            node.schedule(pid, Message.create(owner=USER, target=pid, tags=(("Action", "Eval"),),
+                                              data=code))
+            return node.now(pid)
+
+        seeded = run("Balances = {[ao.id] = '100', Bob = '7'}; "
+                     "Send({device = 'patch@1.0', cache = {balances = Balances, totalsupply = '107'}}); "
+                     "return 'seeded'")
+        assert seeded["results"]["Error"] is None and seeded["results"]["Messages"] == []
+        seeded_cache = copy.deepcopy(seeded["cache"])  # a live view: later slots change it
+        assert seeded_cache == {"balances": {pid.lower(): "100", "bob": "7"}, "totalsupply": "107"}
+
+        later = run("Send({device = 'patch@1.0', cache = {balances = {Carol = '1'}}}); return 'more'")
+        assert later["cache"]["balances"] == {pid.lower(): "100", "bob": "7", "carol": "1"}
+        assert node.compute(pid, 1)["cache"] == seeded_cache  # each slot keeps its own cache
+    finally:
+        node.close()
