@@ -50,7 +50,7 @@ InitialSync()
 """
 
 # Enough Lua work that a `now` over it is still running while the test makes its other requests.
-HEAVY_EVAL = "local t = 0; for i = 1, 60000000 do t = t + i % 7 end; return 'heavy done ' .. t"
+HEAVY_EVAL = "local t = 0; for i = 1, 20000000 do t = t + i % 7 end; return 'heavy done ' .. t"
 
 
 def spawn_token(c: httpx.Client, name: str = "seed-token") -> str:
@@ -119,12 +119,11 @@ def test_enable_state_patch_is_owner_only_and_head_tells(c: httpx.Client, token:
 
 
 def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: threading.Thread) -> httpx.Response:
-    """Ask `now` of an idle, fully computed process until the one compute worker is seen taken (503).
-
-    With one worker and no queue, a 503 there proves the heavy request in `worker` is being computed.
-    """
+    """Ask for an already computed slot of an idle process (a request that always takes a compute
+    worker, and is cheap) until that worker is seen taken (503). With one worker and no queue, a 503
+    there proves the heavy request in `worker` is being computed."""
     while True:
-        probe = c.get(f"/{idle_pid}~process@1.0/now/at-slot")
+        probe = c.get(f"/{idle_pid}~process@1.0/compute/0/at-slot")
         if probe.status_code == 503 or not worker.is_alive():
             return probe
 
