@@ -1,0 +1,131 @@
+"""Process-path benchmarks (issue 3): `now` latency as history grows, orchestration overhead, RSS.
+
+Run: python bench/bench_process.py [--quick]
+
+- `now` latency after 10, 1,000 and 10,000 messages with nothing new scheduled (must stay flat) and
+  with one new message scheduled (grows only by that message's work).
+- Messages/s through Node.schedule + Node.now (store, scheduler, stack, patch, push) next to the bare
+  wasm Instance.handle on the same Eval, as a ratio: the cost of the orchestration.
+- Peak RSS after spawning 1,000 processes (each evaluated to slot 0; live set bounded by the LRU).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import conftest  # noqa: E402  (sets AONODE_MODULE_PATH to ../shared/modules when present)
+from nodeutil import definition, eval_msg, make_node  # noqa: E402
+
+from aonode.engine import aos  # noqa: E402
+from aonode.engine.wasm.instance import Instance  # noqa: E402
+
+
+def timed(fn, repeat: int = 20) -> float:
+    """Median seconds of `fn()` over `repeat` calls."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def now_latency(sizes: list[int]) -> list[tuple[int, float, float]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node")
+        pid = node.spawn(definition())["process"]
+        sent = 0
+        for size in sizes:
+            while sent < size:
+                node.schedule(pid, eval_msg(pid, "return 1", nonce=str(sent)))
+                sent += 1
+            node.now(pid)
+            idle = timed(lambda: node.now(pid))
+            def one_more() -> None:
+                nonlocal sent
+                node.schedule(pid, eval_msg(pid, "return 1", nonce=str(sent)))
+                sent += 1
+                node.now(pid)
+            fresh = timed(one_more, repeat=10)
+            rows.append((size, idle, fresh))
+        node.close()
+    return rows
+
+
+def throughput(n: int) -> tuple[float, float, float]:
+    """(durable schedule msgs/s, compute msgs/s through the process path, bare wasm msgs/s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node")
+        pid = node.spawn(definition())["process"]
+        node.now(pid)
+        start = time.perf_counter()
+        for i in range(n):
+            node.schedule(pid, eval_msg(pid, "return 1", nonce=str(i)))
+        ingest = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        node.now(pid)
+        full = n / (time.perf_counter() - start)
+        image = node.load_image("aos2_0_6")
+        inst = Instance(node.runtime, image)
+        env = aos.env_json({"Id": pid, "Owner": "o" * 43, "Tags": [{"name": "Type", "value": "Process"}]})
+        first = {"Id": pid, "From": "o" * 43, "Owner": "o" * 43, "Target": pid, "Tags": [{"name": "Type", "value": "Process"}],
+                 "Data": "", "Timestamp": "1", "Block-Height": "1", "Module": "m"}
+        inst.handle(aos.message_json(first), env)
+        msg = aos.message_json({**first, "Id": "m" * 43, "Tags": [{"name": "Action", "value": "Eval"}], "Data": "return 1"})
+        start = time.perf_counter()
+        for _ in range(n):
+            inst.handle(msg, env)
+        bare = n / (time.perf_counter() - start)
+        node.close()
+    return ingest, full, bare
+
+
+def rss_after_spawns(count: int) -> tuple[float, float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp) / "node", max_live=32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        for i in range(count):
+            pid = node.spawn(definition(("Name", f"p{i}")))["process"]
+            node.now(pid)
+        elapsed = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        live = len(node._live)
+        node.close()
+    return before, after, live, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    args = parser.parse_args()
+    sizes = [10, 100, 1000] if args.quick else [10, 1000, 10000]
+    print("## `now` latency (median)")
+    print("| messages in history | now, nothing new (ms) | schedule 1 + now (ms) |")
+    print("|---:|---:|---:|")
+    for size, idle, fresh in now_latency(sizes):
+        print(f"| {size} | {idle * 1000:.3f} | {fresh * 1000:.2f} |")
+    n = 200 if args.quick else 1000
+    ingest, full, bare = throughput(n)
+    print(f"\n## throughput, {n} Eval messages\n| path | msgs/s |\n|---|---:|")
+    print(f"| Node.schedule (durable: fsync before acknowledging) | {ingest:.0f} |")
+    print(f"| Node.now over the scheduled backlog (stack, patch, push, store, snapshots) | {full:.0f} |")
+    print(f"| bare Instance.handle (wasm device only) | {bare:.0f} |")
+    print(f"| orchestration overhead (bare / process path) | {bare / full:.2f}x |")
+    count = 100 if args.quick else 1000
+    before, after, live, elapsed = rss_after_spawns(count)
+    print(f"\n## {count} spawned processes\n| peak RSS before (MiB) | peak RSS after (MiB) | live instances | spawn+slot-0 per process (ms) |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {before:.0f} | {after:.0f} | {live} | {elapsed / count * 1000:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
