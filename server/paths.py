@@ -16,6 +16,7 @@ from aonode.engine.errors import BadInput, NotFound
 PROCESS_DEVICE = "~process@1.0"
 META_DEVICE = "~meta@1.0"
 JSON_SUFFIX = "~json@1.0"
+JSON_CALLS = frozenset({"serialize"})  # `serialize~json@1.0`: the whole value, as JSON
 
 # Actions a process path may name; only `compute` and `now` take a slot and read deeper keys.
 ACTIONS = frozenset({"schedule", "slot", "snapshot", "init", "compute", "now"})
@@ -24,6 +25,7 @@ META_KEYS = frozenset({"info"})
 
 _PID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _INT = re.compile(r"^-?[0-9]+$")
+_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 # Friendly names for places in a state that HyperBEAM clients use (compared lowercased).
 _ALIASES: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -62,6 +64,8 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
     head, rest = segments[0], segments[1:]
     if head == META_DEVICE:
         return _parse_meta(rest, as_json)
+    if _ID.match(head) and rest and rest[0].lower() in ACTIONS:
+        head += PROCESS_DEVICE  # `/<pid>/now/...`: a process id names its device implicitly
     if not head.endswith(PROCESS_DEVICE):
         raise NotFound(f"no such path: /{head}; process paths look like /<pid>{PROCESS_DEVICE}/now")
     pid = head[: -len(PROCESS_DEVICE)] or None
@@ -97,13 +101,17 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
 
 
 def _split(path: str) -> tuple[list[str], bool]:
-    """Segments without empty parts, and whether a `~json@1.0` suffix asked for JSON."""
+    """Segments without empty parts, and whether a `~json@1.0` suffix asked for JSON.
+
+    Front ends write it three ways: `.../balances~json@1.0`, `.../balances/~json@1.0` and, most
+    often, `.../balances/serialize~json@1.0` (a call of the JSON device's `serialize`).
+    """
     segments = [s for s in path.split("/") if s]
     as_json = False
-    if segments and segments[-1].endswith(JSON_SUFFIX):
+    if segments and segments[-1].lower().endswith(JSON_SUFFIX):
         as_json = True
         last = segments[-1][: -len(JSON_SUFFIX)]
-        segments = segments[:-1] + ([last] if last else [])
+        segments = segments[:-1] + ([last] if last and last.lower() not in JSON_CALLS else [])
     return segments, as_json
 
 

@@ -87,6 +87,9 @@ def test_now_computes_and_deeper_paths_read_into_the_state(c: httpx.Client, pid:
     assert leaf_json.headers["content-type"] == "application/json" and leaf_json.json() == "hello"
     accept = c.get(f"/{pid}~process@1.0/now/cache/greeting", headers={"Accept": "application/json"})
     assert accept.json() == "hello"
+    serialized = c.get(f"/{pid}~process@1.0/now/cache/greeting/serialize~json@1.0")
+    assert serialized.headers["content-type"] == "application/json" and serialized.json() == "hello"
+    assert c.get(f"/{pid}/now/cache/counts/a").text == "1"  # the device is implicit for a process id
 
 
 def test_compute_by_slot_in_path_or_query(c: httpx.Client, pid: str) -> None:

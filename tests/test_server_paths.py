@@ -38,6 +38,12 @@ STATE = {
      ProcessPath(PID, "now", keys=("cache", "balances"), as_json=True)),
     (f"/{PID}~process@1.0/now/cache/~json@1.0", {}, ProcessPath(PID, "now", keys=("cache",), as_json=True)),
     (f"//{PID}~process@1.0//now/results/data/", {}, ProcessPath(PID, "now", keys=("results", "data"))),
+    (f"/{PID}~process@1.0/now/cache/balances/serialize~json@1.0", {},
+     ProcessPath(PID, "now", keys=("cache", "balances"), as_json=True)),
+    (f"/{PID}~process@1.0/now/serialize~json@1.0", {}, ProcessPath(PID, "now", as_json=True)),
+    (f"/{PID}/now/cache/balances", {}, ProcessPath(PID, "now", keys=("cache", "balances"))),
+    (f"/{PID}/compute/3", {}, ProcessPath(PID, "compute", slot=3)),
+    ("/~meta@1.0/info/serialize~json@1.0", {}, MetaPath("info", as_json=True)),
     ("/~meta@1.0/info", {}, MetaPath("info")),
     ("/~meta@1.0/info/address~json@1.0", {}, MetaPath("info", ("address",), as_json=True)),
 ])
