@@ -45,6 +45,11 @@ STEPS: list[tuple[str, str, list[dict], str]] = [
     ("send", OWNER, EVAL, 'Send({ Target = "' + STRANGER + '", Action = "Hello", Data = "hi" }); return "sent"'),
     ("os-clock", OWNER, EVAL, "return os.clock()"),  # the shared Date.now counter
     ("large-input", OWNER, EVAL, "return #'" + "a" * 200_000 + "'"),
+    ("io-write", OWNER, EVAL, "io.write('to stdout\\n'); return 'written'"),  # fd_write (+1 clock tick in the TTY)
+    ("clock-after-write", OWNER, EVAL, "return os.clock()"),  # sees the TTY's tick
+    ("spawn-child", OWNER, EVAL, 'Spawn("' + MODULE + '", { Data = "child", Tags = { Name = "kid" } }); return "spawned"'),
+    ("math-random", OWNER, EVAL, "return math.random(1, 1000000)"),
+    ("grow-heap", OWNER, EVAL, "Blob = string.rep('z', 64 * 1024 * 1024); return #Blob"),  # emscripten_resize_heap policy
     ("os-date", OWNER, EVAL, "return os.date('%Y-%m-%d %H:%M:%S', 86400)"),  # tzset/localtime/strftime shims
 ]
 LABELS = ["spawn"] + [s[0] for s in STEPS]
@@ -173,3 +178,7 @@ def test_expected_behaviour_of_the_sequence(ours):
     sent = by_label["send"].outcome.messages
     assert any(m.get("Target") == STRANGER and m.get("Data") == "hi" for m in sent)
     assert by_label["large-input"].outcome.output == "200000"
+    assert by_label["io-write"].outcome.output == "written"
+    assert len(by_label["spawn-child"].outcome.spawns) == 1
+    assert by_label["grow-heap"].outcome.output == str(64 * 1024 * 1024)
+    assert by_label["grow-heap"].memory_size > by_label["math-random"].memory_size
