@@ -18,7 +18,8 @@ META_DEVICE = "~meta@1.0"
 JSON_SUFFIX = "~json@1.0"
 JSON_CALLS = frozenset({"serialize"})  # `serialize~json@1.0`: the whole value, as JSON
 
-# Actions a process path may name; only `compute` and `now` take a slot and read deeper keys.
+# Actions a process path may name; every answer can be read into by deeper keys, and `compute`
+# also takes a slot.
 ACTIONS = frozenset({"schedule", "slot", "snapshot", "init", "compute", "now"})
 STATE_ACTIONS = frozenset({"compute", "now"})
 META_KEYS = frozenset({"info"})
@@ -79,14 +80,12 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
     if pid is None and action != "schedule":
         raise NotFound(f"/{PROCESS_DEVICE}/{action} needs a process id: /<pid>{PROCESS_DEVICE}/{action}")
     if action == "schedule":
-        if rest:
-            raise NotFound(f"nothing below /schedule: /{'/'.join(rest)}")
-        return ProcessPath(pid, action, as_json=as_json,
+        if pid is None and rest:
+            raise NotFound(f"nothing below /{PROCESS_DEVICE}/schedule")
+        return ProcessPath(pid, action, keys=tuple(rest), as_json=as_json,
                            frm=_query_int(query, "from"), to=_query_int(query, "to"))
     if action not in STATE_ACTIONS:
-        if rest:
-            raise NotFound(f"nothing below /{action}: /{'/'.join(rest)}")
-        return ProcessPath(pid, action, as_json=as_json)
+        return ProcessPath(pid, action, keys=tuple(rest), as_json=as_json)  # e.g. /slot/current
     slot = _query_int(query, "slot")
     if rest and _INT.match(rest[0]):
         if action != "compute":

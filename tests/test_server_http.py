@@ -58,6 +58,7 @@ def test_spawn_answers_process_and_slot_zero(c: httpx.Client) -> None:
     answer = r.json()
     assert answer["slot"] == 0 and len(answer["process"]) == 43
     assert c.get(f"/{answer['process']}~process@1.0/slot").json()["current"] == 0
+    assert c.get(f"/{answer['process']}~process@1.0/slot/current").text == "0"
 
 
 def test_schedule_answers_the_assignment(c: httpx.Client, pid: str) -> None:

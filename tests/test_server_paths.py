@@ -24,6 +24,7 @@ STATE = {
     ("/~process@1.0/schedule", {}, ProcessPath(None, "schedule")),
     (f"/{PID}~process@1.0/schedule", {"from": "2", "to": "9"}, ProcessPath(PID, "schedule", frm=2, to=9)),
     (f"/{PID}~process@1.0/slot", {}, ProcessPath(PID, "slot")),
+    (f"/{PID}~process@1.0/slot/current", {}, ProcessPath(PID, "slot", keys=("current",))),
     (f"/{PID}~process@1.0/snapshot", {}, ProcessPath(PID, "snapshot")),
     (f"/{PID}~process@1.0/init", {}, ProcessPath(PID, "init")),
     (f"/{PID}~process@1.0/compute", {}, ProcessPath(PID, "compute")),
@@ -67,7 +68,7 @@ def test_parse_rejects_malformed_input(path: str, query: dict) -> None:
 
 @pytest.mark.parametrize("path", [
     "/", "/favicon.ico", f"/{PID}~process@1.0", f"/{PID}~process@1.0/state", "/~process@1.0/now",
-    f"/{PID}~process@1.0/slot/extra", f"/{PID}~process@1.0/schedule/extra", f"/{PID}~process@1.0/now/3",
+    "/~process@1.0/schedule/extra", f"/{PID}~process@1.0/now/3",
     "/~meta@1.0", "/~meta@1.0/secrets",
 ])
 def test_parse_unknown_paths_are_not_found(path: str) -> None:
