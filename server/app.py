@@ -155,6 +155,10 @@ class Server:
             assignment = await self.quick_gate.run(self.node.schedule, target.pid, msg)
         return answer(assignment, True)
 
+    def in_flight(self) -> int:
+        """Engine calls still running in worker threads (the Node must not close under them)."""
+        return self.compute_gate.pending + self.quick_gate.pending
+
     def _idle(self, pid: str) -> bool:
         """True when every scheduled slot is computed (asked inline: indexed store reads, no lock)."""
         return self.node.pending(pid) == 0

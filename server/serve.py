@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
+from starlette.applications import Starlette
 
 from aonode.server.app import Limits, create_app
 
@@ -91,10 +92,13 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
         node.close()
 
 
-async def _main(app: object, config: Config) -> None:
+async def _main(app: Starlette, config: Config) -> None:
     stop = asyncio.Event()
     _stop_on_signals(asyncio.get_running_loop(), stop)
     await run_until(app, config, stop)
+    server = app.state.server
+    while server.in_flight():  # a compute past hypercorn's graceful timeout still ends its message
+        await asyncio.sleep(0.05)
 
 
 def ensure_demo_process(node: object, data_dir: Path) -> str:
