@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
@@ -164,3 +166,36 @@ def test_data_item_content_types() -> None:
 def test_truncated_data_item_is_bad_input() -> None:
     with pytest.raises(BadInput):
         codec.message_from_data_item(b"\x01\x00\x00")
+
+
+_SEGMENT = st.one_of(
+    st.sampled_from(["now", "compute", "slot", "schedule", "cache", "results", "data", "~json@1.0",
+                     "serialize~json@1.0", "0", "7", "-1", "~meta@1.0", "info", f"{PID}~process@1.0",
+                     "~process@1.0", PID]),
+    st.text(min_size=0, max_size=12),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(segments=st.lists(_SEGMENT, max_size=7), query=st.dictionaries(
+    st.sampled_from(["slot", "from", "to", "x"]), st.text(max_size=6), max_size=3))
+def test_parse_answers_or_says_what_is_wrong(segments: list[str], query: dict[str, str]) -> None:
+    """Any path is either understood or a NotFound/BadInput (a 404/400, never a 500)."""
+    try:
+        parsed = parse("/" + "/".join(segments), query)
+    except (NotFound, BadInput) as err:
+        assert str(err)
+        return
+    assert isinstance(parsed, (ProcessPath, MetaPath))
+    if isinstance(parsed, ProcessPath) and parsed.slot is not None:
+        assert parsed.action == "compute" and parsed.slot >= 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=st.lists(st.one_of(st.sampled_from(["cache", "results", "data", "flags", "1", "3", "output"]),
+                               st.text(max_size=8)), max_size=5))
+def test_select_finds_or_names_the_missing_key(keys: list[str]) -> None:
+    try:
+        select(STATE, keys)
+    except NotFound as err:
+        assert str(err).startswith("no key")
