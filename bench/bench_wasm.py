@@ -88,8 +88,14 @@ def run_peer(workload: Workload, warmup: int, repeat: int, rounds: int, unsafe: 
 def throughput(runtime: Runtime, image: Image, args: argparse.Namespace, workdir: Path) -> list[Throughput]:
     rows = []
     for workload in WORKLOADS:
-        ours, our_hash = run_ours(runtime, image, workload, args.warmup, args.repeat, args.rounds)
-        unsafe = run_peer(workload, args.warmup, args.repeat, args.rounds, True, workdir)
+        # Two interleaved passes per side (ours, peer, ours, peer), best of each: load on a shared machine
+        # comes and goes, and interleaving gives both sides the same chances.
+        ours, unsafe = 0.0, {"messages_per_s": 0.0}
+        for _ in range(2):
+            rate, our_hash = run_ours(runtime, image, workload, args.warmup, args.repeat, args.rounds)
+            ours = max(ours, rate)
+            peer = run_peer(workload, args.warmup, args.repeat, args.rounds, True, workdir)
+            unsafe = max(unsafe, peer, key=lambda b: b["messages_per_s"])
         copy = run_peer(workload, min(args.warmup, 3), args.copy_repeat, 1, False, workdir)
         rows.append(Throughput(workload.name, ours, copy["messages_per_s"], unsafe["messages_per_s"],
                                unsafe["memory_sha256"] == our_hash, unsafe["load_seconds"]))
@@ -141,8 +147,8 @@ def print_report(rows: list[Throughput], start: dict[str, float], snaps: dict[st
 
     print(f"aos2_0_6 — aonode (wasmtime-py {version('wasmtime')}) vs @permaweb/ao-loader 0.0.49 "
           f"(node {node_version()}), {os.cpu_count()} CPUs")
-    print(f"\nThroughput, messages/s (one message repeated on a live instance; best of {args.rounds} rounds of "
-          f"{args.repeat} after {args.warmup} warm-up; ao-loader copy mode: {args.copy_repeat}, one round)")
+    print(f"\nThroughput, messages/s (one message repeated on a live instance; best of 2×{args.rounds} rounds "
+          f"of {args.repeat}, interleaved, after {args.warmup} warm-up; ao-loader copy mode: {args.copy_repeat}, one round)")
     head = f"{'workload':<18}{'ours':>9}{'ao-loader':>11}{'ao-loader':>11}{'ours /':>9}{'ours /':>9}  same memory"
     print(head)
     print(f"{'':<18}{'':>9}{'UNSAFE_MEM':>11}{'copy':>11}{'unsafe':>9}{'copy':>9}  as ao-loader")
