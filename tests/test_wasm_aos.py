@@ -121,3 +121,16 @@ def test_same_outputs_and_memory_as_ao_loader(runtime, aos_image, tmp_path):
         assert out.raw_output == (ref["output"] if out.error is None else out.raw_output)
         assert out.messages == ref["messages"]
         assert (inst.memory_sha256(), inst.memory_size) == (ref["memory_sha256"], ref["memory_size"])
+
+
+@pytest.mark.parametrize("name", ["aos2_0_6.wasm", "aos2_0_4_32.wasm"])
+def test_wasm_helper_and_python_imports_agree(runtime, name):
+    """The in-wasm invoke/longjmp/memcpy helper is an optimisation only: same bytes as the Python host."""
+    from tests.conftest import image_path
+
+    image = runtime.load(image_path(name).read_bytes())
+    fast, slow = Instance(runtime, image), Instance(runtime, image, fast_imports=False)
+    assert len(fast._callbacks) < len(slow._callbacks)  # fewer imports served from Python
+    for msg, env in _sequence():
+        assert fast.handle(msg, env) == slow.handle(msg, env)
+        assert fast.memory_sha256() == slow.memory_sha256()

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import wasmtime
 
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
+from aonode.engine.wasm.fastcall import RawFunc
 
 WASM_PAGE = 65536
 HEAP_MAX = 17179869184  # ao-loader's getHeapMax(): 16 GiB
@@ -88,6 +89,9 @@ class Host:
     # ---- wiring -------------------------------------------------------------------------------------
     def bind(self, exports: dict[str, Any]) -> None:
         self.exports = exports
+        self._table_fns: dict[int, RawFunc] = {}
+        self.fn = {name: RawFunc(self.store, f) for name, f in exports.items()
+                   if isinstance(f, wasmtime.Func) and _numeric(f.type(self.store))}
         mem = exports.get("memory")
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
 
@@ -132,7 +136,7 @@ class Host:
         self.write(ptr, struct.pack("<Q" if self.memory64 else "<I", value))
 
     def call(self, name: str, *args: Any) -> Any:
-        return self.exports[name](self.store, *args)
+        return self.fn[name](*args)
 
     # ---- exceptions and longjmp ---------------------------------------------------------------------
     def _make_invoke(self, name: str, ty: wasmtime.FuncType) -> Callable:
@@ -140,19 +144,26 @@ class Host:
         dyncall = "dynCall_" + name[len("invoke_"):]
 
         def target(index: int) -> Callable:
-            return self.exports["__indirect_function_table"].get(self.store, index)
+            fn = self._table_fns.get(index)
+            if fn is None:
+                func = self.exports["__indirect_function_table"].get(self.store, index)
+                if not isinstance(func, wasmtime.Func):
+                    raise WasmTrap(f"indirect call to an empty table slot {index}")
+                fn = self._table_fns[index] = RawFunc(self.store, func)
+            return fn
 
         def invoke(index: int, *args: Any) -> Any:
-            sp = self.exports["emscripten_stack_get_current"](self.store)
+            fn = self.fn
+            sp = fn["emscripten_stack_get_current"]()
             try:
                 # Through dynCall_* when exported, as the emscripten glue does: under asyncify that
                 # frame is part of what an unwind saves, so skipping it would change memory bytes.
-                if dyncall in self.exports:
-                    return self.exports[dyncall](self.store, index, *args)
-                return target(index)(self.store, *args)
+                if dyncall in fn:
+                    return fn[dyncall](index, *args)
+                return target(index)(*args)
             except Unwind:
-                self.exports["_emscripten_stack_restore"](self.store, sp)
-                self.exports["setThrew"](self.store, 1, 0)
+                fn["_emscripten_stack_restore"](sp)
+                fn["setThrew"](1, 0)
                 return zero
 
         return invoke
@@ -179,23 +190,23 @@ class Host:
 
     def _find_matching_catch(self, *caught_types: int) -> int:
         thrown = self._exception_last
-        tempret = self.exports.get("_emscripten_tempret_set")
+        tempret = self.fn.get("_emscripten_tempret_set")
         if not thrown:
-            tempret and tempret(self.store, 0)
+            tempret and tempret(0)
             return 0
         info = self._info(thrown)
         self.write_ptr(info + self._off("adjusted"), thrown)
         thrown_type = self.read_ptr(info + self._off("type"))
         if not thrown_type:
-            tempret and tempret(self.store, 0)
+            tempret and tempret(0)
             return thrown
         for caught in caught_types:
             if caught == 0 or caught == thrown_type:
                 break
             if self.call("__cxa_can_catch", caught, thrown_type, info + self._off("adjusted")):
-                tempret and tempret(self.store, caught & 0xFFFFFFFF)
+                tempret and tempret(caught & 0xFFFFFFFF)
                 return thrown
-        tempret and tempret(self.store, thrown_type & 0xFFFFFFFF)
+        tempret and tempret(thrown_type & 0xFFFFFFFF)
         return thrown
 
     def imp_cxa_begin_catch(self, ptr: int) -> int:
@@ -207,7 +218,7 @@ class Host:
         self._caught.append(ptr)
         self.call("__cxa_increment_exception_refcount", ptr)
         thrown_type = self.read_ptr(info + self._off("type"))
-        if "__cxa_is_pointer_type" in self.exports and self.call("__cxa_is_pointer_type", thrown_type):
+        if "__cxa_is_pointer_type" in self.fn and self.call("__cxa_is_pointer_type", thrown_type):
             return self.read_ptr(self.read_ptr(info + self._off("adjusted")))
         adjusted = self.read_ptr(info + self._off("adjusted"))
         return adjusted or ptr
@@ -215,7 +226,7 @@ class Host:
     def imp_cxa_end_catch(self) -> None:
         self.call("setThrew", 0, 0)
         ptr = self._caught.pop() if self._caught else 0
-        if ptr and "__cxa_decrement_exception_refcount" in self.exports:
+        if ptr and "__cxa_decrement_exception_refcount" in self.fn:
             self.call("__cxa_decrement_exception_refcount", ptr)
         self._exception_last = 0
 
@@ -470,7 +481,7 @@ class Host:
         """Unwind to `handle` and rewind, exactly as emscripten's Asyncify.handleSleep does under
         ao-loader: the data buffer is malloc'd, filled by the unwind and freed, all inside linear
         memory, so doing the same keeps memory byte-identical."""
-        if "asyncify_start_unwind" not in self.exports:
+        if "asyncify_start_unwind" not in self.fn:
             return compute()
         if self.async_state == REWINDING:
             self.call("asyncify_stop_rewind")
@@ -531,6 +542,11 @@ class Host:
 
     def _drive_close(self, fd: int) -> int:
         return 0 if self.state.open_files.pop(fd, None) is not None else -1
+
+
+def _numeric(ty: wasmtime.FuncType) -> bool:
+    kinds = [str(t) for t in list(ty.params) + list(ty.results)]
+    return len(ty.results) <= 1 and all(k in ("i32", "i64", "f32", "f64") for k in kinds)
 
 
 def _zero_results(ty: wasmtime.FuncType) -> Any:

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import wasmtime
 
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded, ModuleError, WasmError, WasmTrap
+from aonode.engine.wasm.fastcall import define_raw, take_parked
+from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, Unwind, check_imports
 from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
@@ -54,8 +56,9 @@ class Instance:
 
     def __init__(self, runtime: Runtime, image: Image, limits: Limits = Limits(),
                  weavedrive_dir: Path | None = None, extra_imports: dict | None = None,
-                 _snapshot: Snapshot | None = None) -> None:
+                 _snapshot: Snapshot | None = None, *, fast_imports: bool = True) -> None:
         self.runtime = runtime
+        self.fast_imports = fast_imports
         self.image = image
         self.limits = limits
         self.weavedrive_dir = weavedrive_dir
@@ -69,8 +72,10 @@ class Instance:
 
     @classmethod
     def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot, limits: Limits = Limits(),
-                weavedrive_dir: Path | None = None, extra_imports: dict | None = None) -> Instance:
-        return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot)
+                weavedrive_dir: Path | None = None, extra_imports: dict | None = None,
+                *, fast_imports: bool = True) -> Instance:
+        return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot,
+                   fast_imports=fast_imports)
 
     # ---- setup --------------------------------------------------------------------------------------
     def _instantiate(self, snapshot: Snapshot | None) -> None:
@@ -83,10 +88,20 @@ class Instance:
         module = self.image.module
         check_imports(module, self.host, self.extra_imports)
         linker = wasmtime.Linker(engine)
+        self._callbacks: list = []  # the raw host callbacks must outlive the instance
+        plan = _helper_plan(self.image) if self.fast_imports else None
+        helper = Helper(self.runtime, self.store, plan, self.image.memory64) if plan else None
+        if helper:
+            helper.define(linker, self.store)
         for imp in module.imports:
-            fn = self.extra_imports.get(imp.module, {}).get(imp.name) or \
-                self.host.resolve(imp.module, imp.name, imp.type)
-            linker.define_func(imp.module, imp.name, imp.type, fn)
+            extra = self.extra_imports.get(imp.module, {}).get(imp.name)
+            if helper and imp.module == "env" and imp.name in plan.serves:
+                continue
+            if extra is not None:
+                linker.define_func(imp.module, imp.name, imp.type, extra)
+            else:
+                define_raw(linker, imp.module, imp.name, imp.type,
+                           self.host.resolve(imp.module, imp.name, imp.type), self._callbacks)
         try:
             self.instance = linker.instantiate(self.store, module)
         except wasmtime.WasmtimeError as err:
@@ -94,6 +109,8 @@ class Instance:
                 raise MemoryLimitExceeded(f"image needs more memory than the limit: {err}") from err
             raise ModuleError(f"cannot instantiate image: {err}") from err
         self.exports = dict(self.instance.exports(self.store).items())
+        if helper:
+            helper.fill(self.store, self.exports)
         self.host.bind(self.exports)
         self.memory: wasmtime.Memory | None = self.host.memory
         if snapshot is not None:
@@ -103,18 +120,18 @@ class Instance:
 
     def _start_runtime(self) -> None:
         """What ao-loader's emscripten glue does before the first message (no `main`)."""
-        ex = self.exports
+        ex = self.host.fn
         if "emscripten_stack_init" in ex:
-            ex["emscripten_stack_init"](self.store)
+            ex["emscripten_stack_init"]()
         if "emscripten_stack_get_end" in ex and self.memory is not None:
-            end = ex["emscripten_stack_get_end"](self.store) or 4
+            end = ex["emscripten_stack_get_end"]() or 4
             self.host.write(end, STACK_COOKIE[0].to_bytes(4, "little") + STACK_COOKIE[1].to_bytes(4, "little"))
             self.host.write(0, STACK_COOKIE[2].to_bytes(4, "little"))
         if "__wasm_call_ctors" in ex:
             self.host.state.time += FS_INIT_TICKS
-            self._guarded(lambda: ex["__wasm_call_ctors"](self.store))
+            self._guarded(ex["__wasm_call_ctors"])
         elif "_initialize" in ex:
-            self._guarded(lambda: ex["_initialize"](self.store))
+            self._guarded(ex["_initialize"])
 
     def _load_snapshot(self, snapshot: Snapshot) -> None:
         raw = snapshot.raw()
@@ -161,7 +178,8 @@ class Instance:
         func = self.exports.get(export)
         if not isinstance(func, wasmtime.Func):
             raise ModuleError(f"image has no exported function {export!r}")
-        return self._guarded(lambda: func(self.store, *args))
+        raw = self.host.fn.get(export)
+        return self._guarded(lambda: raw(*args) if raw else func(self.store, *args))
 
     def run_start(self) -> int:
         """Run `_start` (a WASI command) and return its exit code."""
@@ -175,16 +193,10 @@ class Instance:
         self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
         try:
             return fn()
-        except ProcExit as done:
-            raise ProcExitError(done.code) from None
-        except WasmError:
-            raise
-        except Unwind as err:
-            raise WasmTrap(f"uncaught exception or longjmp ({err.value})") from None
-        except wasmtime.Trap as trap:
-            raise _map_trap(trap) from None
-        except wasmtime.WasmtimeError as err:
-            raise WasmTrap(str(err)) from None
+        except (ProcExit, Unwind, WasmError, wasmtime.WasmtimeError, wasmtime.Trap) as err:
+            if isinstance(err, (wasmtime.WasmtimeError, wasmtime.Trap)):
+                err = take_parked() or err
+            raise _translate(err) from None
 
     def handle(self, msg_json: str, env_json: str) -> str:
         """Evaluate one message; on any failure the state is exactly as before and an error is raised."""
@@ -214,12 +226,13 @@ class Instance:
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
         budget = fuel if fuel is not None else UNLIMITED_FUEL
         msg, env = msg_json.encode() + b"\x00", env_json.encode() + b"\x00"
+        handle = self.host.fn["handle"]
 
         def run() -> str:
             sp, msg_ptr, env_ptr, owned = self._place_inputs(msg, env)
-            result_ptr = self.exports["handle"](self.store, msg_ptr, env_ptr)
+            result_ptr = handle(msg_ptr, env_ptr)
             while self.host.finish_unwind():
-                result_ptr = self.exports["handle"](self.store, msg_ptr, env_ptr)
+                result_ptr = handle(msg_ptr, env_ptr)
             out = self.host.read_cstr(result_ptr).decode("utf-8", errors="replace")
             self._release_inputs(sp, owned)
             return out
@@ -230,18 +243,19 @@ class Instance:
 
     def _place_inputs(self, msg: bytes, env: bytes) -> tuple[int | None, int, int, list[int]]:
         """ao-loader's ccall puts both strings on the C stack; without stack exports use malloc."""
-        ex, host = self.exports, self.host
+        host = self.host
+        ex = host.fn
         if "_emscripten_stack_alloc" in ex and "emscripten_stack_get_current" in ex:
-            sp = ex["emscripten_stack_get_current"](self.store)
+            sp = ex["emscripten_stack_get_current"]()
             need = len(msg) + len(env)
             if "emscripten_stack_get_end" in ex:
-                fits = sp - ex["emscripten_stack_get_end"](self.store) > need + STACK_HEADROOM
+                fits = sp - ex["emscripten_stack_get_end"]() > need + STACK_HEADROOM
             else:
                 fits = need <= UNKNOWN_STACK_BUDGET  # stack size unknown: only small inputs go there
             if fits:
-                msg_ptr = ex["_emscripten_stack_alloc"](self.store, len(msg))
+                msg_ptr = ex["_emscripten_stack_alloc"](len(msg))
                 host.write(msg_ptr, msg)
-                env_ptr = ex["_emscripten_stack_alloc"](self.store, len(env))
+                env_ptr = ex["_emscripten_stack_alloc"](len(env))
                 host.write(env_ptr, env)
                 return sp, msg_ptr, env_ptr, []
         if "free" in ex:
@@ -257,12 +271,12 @@ class Instance:
 
     def _release_inputs(self, sp: int | None, owned: list[int]) -> None:
         if sp is not None:
-            self.exports["_emscripten_stack_restore"](self.store, sp)
+            self.host.fn["_emscripten_stack_restore"](sp)
         for ptr in owned:
-            self.exports["free"](self.store, ptr)
+            self.host.fn["free"](ptr)
 
     def _malloc(self, size: int) -> int:
-        ptr = self.exports["malloc"](self.store, size)
+        ptr = self.host.fn["malloc"](size)
         if not ptr:
             raise MemoryLimitExceeded(f"malloc({size}) failed")
         return ptr
@@ -283,10 +297,32 @@ class Instance:
             self._handle_once(msg_json, env_json, None)
 
 
+_PLANS: dict[str, HelperPlan | None] = {}
+
+
+def _helper_plan(image: Image) -> HelperPlan | None:
+    if image.sha256 not in _PLANS:
+        _PLANS[image.sha256] = plan_helper(image.module, image.memory64)
+    return _PLANS[image.sha256]
+
+
 class ProcExitError(WasmTrap):
     def __init__(self, code: int) -> None:
         super().__init__(f"the image exited with code {code}")
         self.code = code
+
+
+def _translate(err: BaseException) -> BaseException:
+    """Any failure inside wasm → the engine's WasmError family."""
+    if isinstance(err, ProcExit):
+        return ProcExitError(err.code)
+    if isinstance(err, Unwind):
+        return WasmTrap(f"uncaught exception or longjmp ({err.value})")
+    if isinstance(err, wasmtime.Trap):
+        return _map_trap(err)
+    if isinstance(err, wasmtime.WasmtimeError):
+        return WasmTrap(str(err))
+    return err
 
 
 def _map_trap(trap: wasmtime.Trap) -> WasmError:
