@@ -15,7 +15,8 @@ from typing import Any
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.base import ProcessState
-from aonode.engine.devices.process import ProcessDevice, stack_names
+from aonode.engine.devices import poda
+from aonode.engine.devices.process import ProcessDevice, has_poda, stack_names
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.scheduler import Scheduler
 from aonode.engine.errors import BadInput, Busy, NotFound
@@ -157,9 +158,9 @@ class Node:
             view = self._stored_view(pid, slot)  # another thread may have computed it meanwhile
             if view is not None:
                 return view
-            state = self._live_state(pid)
-            self.processes.compute_to(state, slot)
-            return state.view()
+            self.processes.compute_to(self._live_state(pid), slot)
+        # From the store, not the live state: later slots must not change an answer already given.
+        return self._stored_view(pid, slot) or {}
 
     def dry_run(self, pid: str, msg: Message) -> dict[str, Any]:
         """Evaluate `msg` on a throwaway copy of the last computed state; nothing is stored or pushed."""
@@ -296,6 +297,10 @@ class Node:
         return bool(pid) and self.store.get_process(pid) is not None
 
     def deliver(self, target: str, msg: Message) -> dict[str, Any]:
+        """Schedule a pushed message; a PoDA target that lists this node gets the node's commitment."""
+        definition = self._definition(target)
+        if has_poda(definition) and self.address in poda.config(definition).authorities:
+            msg = poda.with_commitments(msg, [poda.commit(msg.id, self.wallet)])
         return self.schedule(target, msg)
 
     def close(self) -> None:

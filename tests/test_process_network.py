@@ -114,3 +114,23 @@ def test_evicted_processes_come_back_from_their_snapshot(tmp_path: Path) -> None
         node.schedule(pid, eval_msg(pid, "return N", nonce="read"))
         assert output(node.now(pid)) == str(i)
     node.close()
+
+
+def test_pushed_messages_into_a_poda_process_carry_the_node_commitment(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    other = Wallet.generate("ed25519")
+    guarded = node.spawn(definition(("Authority", node.address), ("Authority", other.address), ("Quorum", "1"),
+                                    ("Name", "guarded")))["process"]
+    node.schedule(guarded, relayed_eval(node, guarded, other, "Handlers.add('hi', Handlers.utils.hasMatchingTag("
+                                        "'Action', 'Hi'), function(m) Seen = m.From end)"))
+    sender = node.spawn(definition(("Name", "sender")))["process"]
+    node.schedule(sender, eval_msg(sender, f"Send({{ Target = '{guarded}', Action = 'Hi' }})"))
+    node.settle()
+    node.schedule(guarded, relayed_eval(node, guarded, other, "return Seen"))
+    assert output(node.now(guarded)) == sender
+    node.close()
+
+
+def relayed_eval(node, pid: str, wallet: Wallet, code: str):
+    msg = eval_msg(pid, code)
+    return with_commitments(msg, [commit(msg.id, wallet)])
