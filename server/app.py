@@ -74,6 +74,7 @@ class Limits:
     compute_workers: int = 2
     compute_queue: int = 256
     quick_workers: int = 8
+    quick_queue: int = 10_000
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Server:
 
     def __post_init__(self) -> None:
         self.compute_gate = Gate(self.limits.compute_workers, self.limits.compute_queue, "compute")
-        self.quick_gate = Gate(self.limits.quick_workers, 1_000_000, "read")
+        self.quick_gate = Gate(self.limits.quick_workers, self.limits.quick_queue, "read")
 
     async def handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -145,8 +146,8 @@ class Server:
         return await self.compute_gate.run(node.init, pid)
 
     async def _post(self, request: Request, target: paths.ProcessPath) -> Response:
-        if target.action != "schedule":
-            raise HTTPException(405, f"POST only to /schedule, not /{target.action}", {"Allow": ALLOW})
+        if target.action != "schedule" or target.keys:
+            raise HTTPException(405, "POST only to /schedule", {"Allow": ALLOW})
         body = await codec.read_body(request, self.limits.max_body)
         msg = self.message(body, request.headers.get("content-type"), target.pid)
         if target.pid is None:
