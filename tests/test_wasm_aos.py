@@ -94,7 +94,11 @@ def _sequence() -> list[tuple[str, str]]:
     spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
     codes = ["return 1+1", "x = 41", "x = x + 1; print('hi'); return x", 'error("boom")', "return x",
              "return os.time()", "return math.random()",
-             'Send({ Target = "' + OTHER + '", Data = "hi" }); return "sent"']
+             'Send({ Target = "' + OTHER + '", Data = "hi" }); return "sent"',
+             "return os.date('%c|%j|%U|%V|%G|%g|%a %A %b %B|%p %I|%e|%u %w|%y %C %D %F %T|%%|%z', 1700000000)",
+             "return os.date('!%x %X %r %R %h %n%t%W', 1)",
+             "return os.time({ year = 2024, month = 14, day = 35, hour = 25 })",
+             "return os.date('*t', 1709251200).yday"]
     out = [(message_json(spawn), env)]
     for n, code in enumerate(codes, 1):
         msg = {"Id": f"MSG{n:04d}" + "m" * 36, "From": OWNER, "Owner": OWNER, "Target": PID, "Module": MODULE,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import wasmtime
 
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
+from aonode.engine.wasm import timefmt
 from aonode.engine.wasm.fastcall import RawFunc
 
 WASM_PAGE = 65536
@@ -310,37 +311,60 @@ class Host:
         self.write(std_name, b"UTC\x00")
         self.write(dst_name, b"UTC\x00")
 
-    def _write_tm(self, time: int, tm: int, local: bool) -> None:
-        import datetime
+    def _tm_offsets(self) -> tuple[int, int]:
+        """(tm_gmtoff, tm_zone) offsets in `struct tm`: `long` and `char*` follow nine ints."""
+        return (40, 48) if self.memory64 else (36, 40)
 
-        date = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=time)
-        yday = date.timetuple().tm_yday - 1
-        fields = [date.second, date.minute, date.hour, date.day, date.month - 1, date.year - 1900,
-                  (date.weekday() + 1) % 7, yday]
-        self.write(tm, struct.pack("<8i", *fields))
-        if local:
+    def _write_tm(self, time: int, tm: int, local: bool) -> None:
+        _, fields = timefmt.normalize(1970, 0, 1, 0, 0, time)
+        self.write(tm, struct.pack("<8i", fields.sec, fields.min, fields.hour, fields.mday, fields.mon,
+                                   fields.year, fields.wday, fields.yday))
+        if local:  # the host is UTC: no offset, no daylight saving
             self.write(tm + 32, struct.pack("<i", 0))
-            self.write(tm + (40 if self.memory64 else 36), struct.pack("<q" if self.memory64 else "<i", 0))
+            self.write(tm + self._tm_offsets()[0], b"\0" * self.ptr_size)
+
+    def _read_tm(self, tm: int) -> timefmt.Tm:
+        fields = struct.unpack("<9i", self.read(tm, 36))
+        off_gmt, off_zone = self._tm_offsets()
+        gmtoff = int.from_bytes(self.read(tm + off_gmt, self.ptr_size), "little", signed=True)
+        zone_ptr = self.read_ptr(tm + off_zone)
+        zone = self.read_cstr(zone_ptr).decode(errors="replace") if zone_ptr else ""
+        return timefmt.Tm(*fields, gmtoff=gmtoff, zone=zone)
+
+    @staticmethod
+    def _split_time(time: int, rest: tuple[int, ...]) -> tuple[int, int]:
+        """wasm32 builds pass the 64-bit time as two i32 halves."""
+        return (time, rest[0]) if len(rest) == 1 else ((rest[0] << 32) | (time & 0xFFFFFFFF), rest[1])
 
     def imp_gmtime_js(self, time: int, *rest: int) -> None:
-        time, tm = (time, rest[0]) if len(rest) == 1 else ((rest[0] << 32) | (time & 0xFFFFFFFF), rest[1])
-        self._write_tm(time, tm, False)
+        self._write_tm(*self._split_time(time, rest), local=False)
 
     def imp_localtime_js(self, time: int, *rest: int) -> None:
-        time, tm = (time, rest[0]) if len(rest) == 1 else ((rest[0] << 32) | (time & 0xFFFFFFFF), rest[1])
-        self._write_tm(time, tm, True)
+        self._write_tm(*self._split_time(time, rest), local=True)
 
     def imp_mktime_js(self, tm: int) -> int:
-        import calendar
-
-        sec, minute, hour, mday, mon, year = struct.unpack("<6i", self.read(tm, 24))
+        """Normalises the fields in place like JS Date does, and returns seconds since the epoch."""
+        sec, minute, hour, mday, mon, year, _, _, dst = struct.unpack("<9i", self.read(tm, 36))
         try:
-            return calendar.timegm((year + 1900, mon + 1, mday, hour, minute, sec))
+            seconds, norm = timefmt.normalize(year + 1900, mon, mday, hour, minute, sec)
         except (OverflowError, ValueError):
             return -1
+        if dst < 0:
+            self.write(tm + 32, struct.pack("<i", 0))
+        self.write(tm + 24, struct.pack("<2i", norm.wday, norm.yday))
+        self.write(tm, struct.pack("<6i", norm.sec, norm.min, norm.hour, norm.mday, norm.mon, norm.year))
+        return seconds
 
     def imp_strftime(self, s: int, maxsize: int, fmt: int, tm: int) -> int:
-        return 0
+        text = timefmt.strftime(self.read_cstr(fmt).decode("utf-8", errors="replace"), self._read_tm(tm))
+        data = text.encode("utf-8", errors="surrogatepass") + b"\0"
+        if len(data) > maxsize:
+            return 0
+        self.write(s, data)
+        return len(data) - 1
+
+    def imp_strftime_l(self, s: int, maxsize: int, fmt: int, tm: int, locale: int) -> int:
+        return self.imp_strftime(s, maxsize, fmt, tm)
 
     # ---- WASI and syscalls --------------------------------------------------------------------------
     def _iovecs(self, iov: int, count: int) -> list[tuple[int, int]]:
