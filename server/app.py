@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aonode.engine.errors import AONodeError, Busy, TooLarge, Unauthorized
+from aonode.engine.errors import AONodeError, Busy, Unauthorized
 from aonode.engine.message import Message
 from aonode.server import codec, legacy, paths
 
@@ -190,24 +190,30 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return Response(codec.error_body(message), status_code=status, media_type=codec.JSON, headers=headers)
 
 
+def _error_for(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """An error answer; it closes the connection when the request body was left unread (refused
+    early: too large, wrong path or method), because the connection cannot carry another request."""
+    headers = dict(headers or {})
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if has_body and not getattr(request, "_stream_consumed", False):
+        headers["Connection"] = "close"
+    return error_response(status, message, headers)
+
+
 async def _engine_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AONodeError)
-    headers: dict[str, str] = {}
-    if isinstance(exc, Busy):
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    if isinstance(exc, TooLarge):
-        headers["Connection"] = "close"  # the rest of the body is never read, so the connection is spent
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if isinstance(exc, Busy) else None
     status = exc.status if 400 <= exc.status < 600 else 500
-    return error_response(status, str(exc) or type(exc).__name__, headers)
+    return _error_for(request, status, str(exc) or type(exc).__name__, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, exc.detail, dict(exc.headers or {}))
+    return _error_for(request, exc.status_code, exc.detail, dict(exc.headers or {}))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+    return _error_for(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,

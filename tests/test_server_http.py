@@ -199,6 +199,10 @@ def test_methods(c: httpx.Client, pid: str) -> None:
     assert c.put(f"/{pid}~process@1.0/now").status_code == 405
     wrong_post = c.post(f"/{pid}~process@1.0/compute", json=eval_body("return 1"))
     assert wrong_post.status_code == 405 and wrong_post.json()["error"]
+    # Refused before its body was read: the connection is closed, so the client does not reuse it.
+    assert wrong_post.headers["connection"] == "close"
+    assert c.post("/favicon.ico", content=b"x" * 100).headers["connection"] == "close"
+    assert c.get(f"/{pid}~process@1.0/slot").status_code == 200
     assert c.get("/~process@1.0/schedule").status_code == 405
     assert c.post("/~meta@1.0/info", json={}).status_code == 405
 
