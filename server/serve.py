@@ -84,7 +84,7 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
     try:
         url = f"http://{host}:{port}"
         if demo:
-            announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir))))
+            announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
         announce(f"aonode {node.address} serving {url} (data: {data_dir}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits)
         asyncio.run(_main(app, hypercorn_config(host, port)))
@@ -118,13 +118,22 @@ def ensure_demo_process(node: object, data_dir: Path) -> str:
     return pid
 
 
-def demo_instructions(url: str, pid: str) -> str:
+def demo_instructions(url: str, pid: str, dev: bool = False) -> str:
     base = f"{url}/{pid}~process@1.0"
-    return "\n".join([
+    lines = [
         f"demo token process: {pid}",
         f"  curl {base}/now/cache/totalsupply",
         f"  curl {base}/now/cache/balances",
         f"  curl {base}/compute/at-slot",
         f"  curl {base}/slot",
         f"  curl {url}/~meta@1.0/info",
-    ])
+    ]
+    if dev:
+        recipient = "R" * 43
+        lines += [
+            "  # --dev: send an unsigned message as the node wallet, then read the result",
+            f"  curl -X POST {base}/schedule -H 'content-type: application/json' "
+            f"-d '{{\"Action\": \"Transfer\", \"Recipient\": \"{recipient}\", \"Quantity\": \"5\"}}'",
+            f"  curl {base}/now/cache/balances/{recipient}",
+        ]
+    return "\n".join(lines)

@@ -209,6 +209,9 @@ def test_serve_demo_and_sigterm_drains_then_closes(tmp_path: Path) -> None:
         with httpx.Client(base_url=url, timeout=120) as c:
             assert c.get(f"/{pid}~process@1.0/compute/at-slot").text == str(heavy_slot)
             assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
+            recipient = "R" * 43  # the transfer the printed instructions suggest
+            schedule(c, pid, "Transfer", Recipient=recipient, Quantity="5")
+            assert c.get(f"/{pid}~process@1.0/now/cache/balances/{recipient}").text == "5"
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=120) == 0
     finally:
