@@ -19,7 +19,7 @@ import pytest
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.server.app import Limits
-from httpnode import HttpNode, c, http_node, srv, wait_until_answering  # noqa: F401  (c, srv: fixtures)
+from httpnode import HttpNode, c, cli_node, http_node, srv, wait_until_answering  # noqa: F401  (c, srv: fixtures)
 
 MODULE = "aos2_0_6"
 
@@ -202,19 +202,13 @@ def test_serve_demo_and_sigterm_drains_then_closes(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
 
-    again = _start_demo(tmp_path, port)  # same data dir: the demo process is reused, nothing recomputed
-    try:
-        wait_until_answering(url + "/~meta@1.0/info", proc=again)
+    # Same data dir through the real CLI (`aonode serve --dev --demo`): the demo process is reused.
+    with cli_node(tmp_path, "--dev", "--demo") as (url, again), httpx.Client(base_url=url, timeout=120) as c:
         assert (tmp_path / "demo-process.txt").read_text().strip() == pid
-        with httpx.Client(base_url=url, timeout=120) as c:
-            assert c.get(f"/{pid}~process@1.0/compute/at-slot").text == str(heavy_slot)
-            assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
-            recipient = "R" * 43  # the transfer the printed instructions suggest
-            schedule(c, pid, "Transfer", Recipient=recipient, Quantity="5")
-            assert c.get(f"/{pid}~process@1.0/now/cache/balances/{recipient}").text == "5"
-        again.send_signal(signal.SIGTERM)
-        assert again.wait(timeout=120) == 0
-    finally:
-        if again.poll() is None:
-            again.kill()
-            again.wait()
+        assert c.get(f"/{pid}~process@1.0/compute/at-slot").text == str(heavy_slot)
+        assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
+        recipient = "R" * 43  # the transfer the printed instructions suggest
+        schedule(c, pid, "Transfer", Recipient=recipient, Quantity="5")
+        assert c.get(f"/{pid}~process@1.0/now/cache/balances/{recipient}").text == "5"
+    assert again.returncode == 0  # cli_node stopped it with SIGTERM
+    assert f"demo token process: {pid}" in (again.stdout.read() if again.stdout else "")
