@@ -1,4 +1,4 @@
-"""Bytes on the wire <-> values: answer encoding and request-body decoding, nothing else.
+"""Bytes on the wire <-> values: answer encoding, reading a body under a size limit, and decoding it.
 
 Answers follow HyperBEAM's read convention: a scalar leaf is sent as its raw value so a front end can
 `fetch(...).then(r => r.text())`; tables are JSON; a client that asks for JSON always gets JSON.
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 
 from aonode.engine.errors import BadInput, TooLarge, Unauthorized
-from aonode.engine.message import Message
+from aonode.engine.message import Message, b64url
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
@@ -64,8 +64,6 @@ def _raw(value: str | int | float | bool) -> str:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        from aonode.engine.message import b64url
-
         return b64url(bytes(value))
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
