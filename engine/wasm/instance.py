@@ -113,6 +113,7 @@ class Instance:
             helper.fill(self.store, self.exports)
         self.host.bind(self.exports)
         self.memory: wasmtime.Memory | None = self.host.memory
+        self._stack_end: int | None = None
         if snapshot is not None:
             self._load_snapshot(snapshot)
         else:
@@ -249,7 +250,9 @@ class Instance:
             sp = ex["emscripten_stack_get_current"]()
             need = len(msg) + len(env)
             if "emscripten_stack_get_end" in ex:
-                fits = sp - ex["emscripten_stack_get_end"]() > need + STACK_HEADROOM
+                if self._stack_end is None:  # fixed once emscripten_stack_init has run
+                    self._stack_end = ex["emscripten_stack_get_end"]()
+                fits = sp - self._stack_end > need + STACK_HEADROOM
             else:
                 fits = need <= UNKNOWN_STACK_BUDGET  # stack size unknown: only small inputs go there
             if fits:
@@ -289,9 +292,15 @@ class Instance:
             state.scratch_size = max(size, 2 * state.scratch_size, 65536)
         return state.scratch_ptr
 
+    def close(self) -> None:
+        """Free the linear memory now rather than when the garbage collector finds the cycles."""
+        self.host.fn.clear()
+        self.store.close()
+
     def _rebuild(self) -> None:
         """Fresh wasmtime instance from the checkpoint, then replay the journal."""
         journal = list(self._journal)
+        self.close()
         self._instantiate(self._checkpoint)
         for msg_json, env_json in journal:
             self._handle_once(msg_json, env_json, None)
