@@ -133,6 +133,8 @@ async def _load(url: str, seconds: float, connections: int, body: bytes | None) 
     stop_at = time.perf_counter() + seconds
 
     async def one_connection() -> None:
+        """One keep-alive connection; reconnects when the server closes it (hypercorn does after
+        `keep_alive_max_requests`, as wrk does)."""
         nonlocal errors
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
@@ -140,14 +142,25 @@ async def _load(url: str, seconds: float, connections: int, body: bytes | None) 
                 t0 = time.perf_counter()
                 writer.write(request)
                 status_line = await reader.readline()
-                length = 0
+                if not status_line:  # closed before this request: reconnect and send it again
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+                    continue
+                length, close = 0, False
                 while (line := await reader.readline()) not in (b"\r\n", b""):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"connection" and value.strip().lower() == b"close":
+                        close = True
                 await reader.readexactly(length)
                 latencies.append(time.perf_counter() - t0)
                 if not status_line.startswith(b"HTTP/1.1 2"):
                     errors += 1
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         finally:
             writer.close()
 
