@@ -55,12 +55,9 @@ STEPS: list[tuple[str, str, list[dict], str]] = [
 LABELS = ["spawn"] + [s[0] for s in STEPS]
 # Known divergences from ao-loader, each with its exact cause; strict, so a fix turns them into failures
 # that ask for the marker to be removed.
-KNOWN_DIVERGENT = {
-    "os-date": "engine/wasm/host.py imp_strftime is a stub returning 0, while ao-loader implements "
-               "strftime in JS (writes the formatted text + NUL at `s`, returns its length); Lua's os.date "
-               "calls strftime once per %-conversion, so '%Y-%m-%d %H:%M:%S' comes out as '-- ::' and the "
-               "shorter Lua strings shift later heap allocations",
-}
+# Messages whose output or memory is known to differ from ao-loader, label -> the exact cause.
+# Empty since the host computes strftime/mktime/gmtime/localtime as emscripten's JS does.
+KNOWN_DIVERGENT: dict[str, str] = {}
 RESTORE_AFTER = 5  # snapshot after this many messages, restore, and finish the sequence on the copy
 
 
