@@ -1,6 +1,8 @@
 """The AOS JSON interface as pure functions: what `handle` is given and how its answer is read."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,3 +98,41 @@ def parse_result(raw: str, gas_used: int = 0) -> Outcome:
                    spawns=list(response.get("Spawns") or []), assignments=list(response.get("Assignments") or []),
                    patches=list(response.get("Patches") or []), error=error, gas_used=gas_used,
                    raw_output=output)
+
+
+EVAL_TAGS = ({"name": "Action", "value": "Eval"},)
+BASE_TIMESTAMP = 1_700_000_000_000
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A process as AOS sees it, with message ids and timestamps derived from a counter, so a
+    sequence of messages is reproducible (the eval CLI, tests and benchmarks build messages here)."""
+
+    pid: str
+    owner: str
+    module_id: str
+    name: str = "aonode"
+
+    def definition(self) -> dict:
+        return {"Id": self.pid, "Owner": self.owner, "Module": self.module_id,
+                "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": self.name},
+                         {"name": "Authority", "value": self.owner}]}
+
+    def env(self) -> str:
+        return env_json(self.definition(), {"Id": self.module_id, "Tags": []})
+
+    def spawn_json(self) -> str:
+        """The process's own spawn message, which the legacy CU evaluates first."""
+        spawn = dict(self.definition(), From=self.owner, Target=self.pid, Data="",
+                     **{"Block-Height": "0", "Timestamp": str(BASE_TIMESTAMP)})
+        return message_json(spawn)
+
+    def message_json(self, n: int, data: str = "", frm: str | None = None, tags: list | tuple = EVAL_TAGS) -> str:
+        """Message number `n` (>= 1): an Eval from the owner unless told otherwise."""
+        sender = frm or self.owner
+        digest = hashlib.sha256(f"{self.pid}\x00{n}\x00{sender}".encode()).digest()
+        return message_json({"Id": base64.urlsafe_b64encode(digest).decode().rstrip("="), "From": sender,
+                             "Owner": sender, "Target": self.pid, "Module": self.module_id,
+                             "Block-Height": str(n), "Timestamp": str(BASE_TIMESTAMP + n * 1000),
+                             "Tags": list(tags), "Data": data})

@@ -15,14 +15,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import AONodeError, WasmError
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
 from aonode.engine.wasm.runtime import Runtime
 from aonode.engine.wasm.snapshot import Snapshot
 
 OWNER = "aonode-eval-owner-" + "0" * 25
-BASE_TIMESTAMP = 1_700_000_000_000
 
 
 def _id(*parts: str) -> str:
@@ -48,34 +47,9 @@ def resolve_module(name: str) -> Module:
     return Module(Path(image.path), image.id or _id("module", name))
 
 
-@dataclass
-class EvalProcess:
-    """The spawn message and environment of the throwaway process."""
-
-    module: Module
-
-    @property
-    def pid(self) -> str:
-        return _id("process", self.module.id)
-
-    def definition(self) -> dict:
-        return {"Id": self.pid, "Owner": OWNER, "Module": self.module.id,
-                "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": "aonode-eval"},
-                         {"name": "Authority", "value": OWNER}]}
-
-    def env(self) -> str:
-        return env_json(self.definition(), {"Id": self.module.id, "Tags": []})
-
-    def spawn_json(self) -> str:
-        spawn = dict(self.definition(), From=OWNER, Target=self.pid, Data="",
-                     **{"Block-Height": "0", "Timestamp": str(BASE_TIMESTAMP)})
-        return message_json(spawn)
-
-    def eval_json(self, slot: int, code: str) -> str:
-        return message_json({"Id": _id("eval", self.pid, str(slot)), "From": OWNER, "Owner": OWNER,
-                             "Target": self.pid, "Module": self.module.id, "Block-Height": str(slot),
-                             "Timestamp": str(BASE_TIMESTAMP + slot * 1000),
-                             "Tags": [{"name": "Action", "value": "Eval"}], "Data": code})
+def eval_process(module: Module) -> ProcessSpec:
+    """The throwaway process: its id follows from the module, so runs are reproducible."""
+    return ProcessSpec(pid=_id("process", module.id), owner=OWNER, module_id=module.id, name="aonode-eval")
 
 
 def _line(slot: int, inst: Instance, raw: str | None, failure: Exception | None) -> dict:
@@ -93,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         limits = Limits(memory=parse_size(args.memory_limit), fuel=args.compute_limit)
         runtime = Runtime(Path.home() / ".cache" / "aonode" / "wasm")
         image = runtime.load(module.path.read_bytes())
-        proc = EvalProcess(module)
+        proc = eval_process(module)
         slot = 0
         if args.snapshot_in:
             snap = Snapshot.from_bytes(Path(args.snapshot_in).read_bytes())
@@ -106,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     except (AONodeError, ValueError, OSError) as err:
         print(f"aonode eval: {err}", file=sys.stderr)
         return 2
-    pending += [(slot + i, proc.eval_json(slot + i, code)) for i, code in enumerate(args.code, 1)]
+    pending += [(slot + i, proc.message_json(slot + i, code)) for i, code in enumerate(args.code, 1)]
     failed = False
     for n, msg in pending:
         raw, failure = None, None

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 
-OWNER = "OWNER" + "o" * 38
 OTHER = "OTHER" + "t" * 38
-PID = "PROCESS" + "p" * 36
 MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
-PROCESS = {"Id": PID, "Owner": OWNER, "Module": MODULE,
-           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": "demo"},
-                    {"name": "Authority", "value": OWNER}]}
+SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id=MODULE, name="demo")
 
 
 class Proc:
@@ -26,17 +22,13 @@ class Proc:
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
-        self.env = env_json(PROCESS, {"Id": MODULE, "Tags": []})
         self.n = 0
-        spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
-        self.first = parse_result(instance.handle(message_json(spawn), self.env))
+        self.first = parse_result(instance.handle(SPEC.spawn_json(), SPEC.env()))
 
-    def send(self, data: str, frm: str = OWNER, tags: list | None = None):
+    def send(self, data: str, frm: str | None = None, tags: list | None = None):
         self.n += 1
-        msg = {"Id": f"MSG{self.n:04d}" + "m" * 36, "From": frm, "Owner": frm, "Target": PID, "Module": MODULE,
-               "Block-Height": "1", "Timestamp": str(1700000000000 + self.n),
-               "Tags": tags or [{"name": "Action", "value": "Eval"}], "Data": data}
-        return parse_result(self.instance.handle(message_json(msg), self.env))
+        msg = SPEC.message_json(self.n, data, frm, tags) if tags else SPEC.message_json(self.n, data, frm)
+        return parse_result(self.instance.handle(msg, SPEC.env()))
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +82,6 @@ AO_LOADER = Path(__file__).resolve().parents[1] / "node_modules" / "@permaweb" /
 
 
 def _sequence() -> list[tuple[str, str]]:
-    env = env_json(PROCESS, {"Id": MODULE, "Tags": []})
-    spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
     codes = ["return 1+1", "x = 41", "x = x + 1; print('hi'); return x", 'error("boom")', "return x",
              "return os.time()", "return math.random()",
              'Send({ Target = "' + OTHER + '", Data = "hi" }); return "sent"',
@@ -99,13 +89,8 @@ def _sequence() -> list[tuple[str, str]]:
              "return os.date('!%x %X %r %R %h %n%t%W', 1)",
              "return os.time({ year = 2024, month = 14, day = 35, hour = 25 })",
              "return os.date('*t', 1709251200).yday"]
-    out = [(message_json(spawn), env)]
-    for n, code in enumerate(codes, 1):
-        msg = {"Id": f"MSG{n:04d}" + "m" * 36, "From": OWNER, "Owner": OWNER, "Target": PID, "Module": MODULE,
-               "Block-Height": "1", "Timestamp": str(1700000000000 + n),
-               "Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
-        out.append((message_json(msg), env))
-    return out
+    env = SPEC.env()
+    return [(SPEC.spawn_json(), env)] + [(SPEC.message_json(n, code), env) for n, code in enumerate(codes, 1)]
 
 
 @pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
@@ -138,3 +123,20 @@ def test_wasm_helper_and_python_imports_agree(runtime, name):
     for msg, env in _sequence():
         assert fast.handle(msg, env) == slow.handle(msg, env)
         assert fast.memory_sha256() == slow.memory_sha256()
+
+
+def test_parse_result_shapes():
+    ok = parse_result('{"ok":true,"response":{"Output":{"data":"hi"},"Messages":[{"Target":"x"}],"Error":null}}')
+    assert ok.ok and ok.output == "hi" and ok.messages == [{"Target": "x"}] and ok.error is None
+    failed = parse_result('{"ok":false,"response":"bad json"}')
+    assert not failed.ok and failed.error == "bad json"
+    assert parse_result("").error and not parse_result("").ok
+    assert "invalid JSON" in parse_result("{nope").error
+    structured = parse_result('{"ok":true,"response":{"Output":"plain","Error":{"code":1}}}')
+    assert structured.output == "plain" and structured.error == '{"code":1}'
+
+
+def test_message_json_is_javascript_json():
+    text = SPEC.message_json(3, "héllo ✓\n\"q\"")
+    assert '"Data":"héllo ✓\\n\\"q\\""' in text and ": " not in text and ", " not in text
+    assert text.startswith('{"Id":') and '"Tags":[{"name":"Action","value":"Eval"}]' in text

@@ -5,16 +5,13 @@ import struct
 
 import pytest
 
-from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 from tests.conftest import image_path
 
-OWNER = "OWNER" + "o" * 38
-PID = "PROCESS" + "p" * 36
-PROCESS = {"Id": PID, "Owner": OWNER, "Module": "M" * 43,
-           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Authority", "value": OWNER}]}
+SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +24,8 @@ def load(runtime: Runtime, name: str, **kwargs) -> Instance:
 
 
 def spawn_and_eval(inst: Instance, code: str):
-    env = env_json(PROCESS)
-    spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
-    first = parse_result(inst.handle(message_json(spawn), env))
-    msg = {"Id": "E" * 43, "From": OWNER, "Owner": OWNER, "Target": PID, "Block-Height": "1",
-           "Timestamp": "1700000000001", "Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
-    return first, parse_result(inst.handle(message_json(msg), env))
+    first = parse_result(inst.handle(SPEC.spawn_json(), SPEC.env()))
+    return first, parse_result(inst.handle(SPEC.message_json(1, code), SPEC.env()))
 
 
 @pytest.mark.parametrize("name,memory64", [("aos2_0_4_32.wasm", False), ("aos-2-pure-xs.wasm", True)])
@@ -53,9 +46,7 @@ def test_image_without_free_reuses_one_input_buffer(runtime):
     spawn_and_eval(inst, "return 1")
     sizes = []
     for n in range(3):
-        msg = {"Id": f"R{n}" + "r" * 41, "From": OWNER, "Owner": OWNER, "Target": PID, "Block-Height": "1",
-               "Timestamp": "1700000000009", "Tags": [{"name": "Action", "value": "Eval"}], "Data": "return 1"}
-        inst.handle(message_json(msg), env_json(PROCESS))
+        inst.handle(SPEC.message_json(2 + n, "return 1"), SPEC.env())
         sizes.append(inst.exports["sbrk"](inst.store, 0) if "sbrk" in inst.exports else inst.memory_size)
     assert sizes[0] == sizes[1] == sizes[2]
 

@@ -3,22 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
 from aonode.engine.wasm.runtime import Runtime
 
-OWNER = "OWNER" + "o" * 38
-PID = "PROCESS" + "p" * 36
-PROCESS = {"Id": PID, "Owner": OWNER, "Module": "M" * 43,
-           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Authority", "value": OWNER}]}
-ENV = env_json(PROCESS)
+SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 
 
 def evaluate(inst: Instance, code: str, n: int = 1):
-    msg = {"Id": f"E{n:05d}" + "e" * 37, "From": OWNER, "Owner": OWNER, "Target": PID, "Block-Height": "1",
-           "Timestamp": str(1700000000000 + n), "Tags": [{"name": "Action", "value": "Eval"}], "Data": code}
-    return parse_result(inst.handle(message_json(msg), ENV))
+    return parse_result(inst.handle(SPEC.message_json(n, code), SPEC.env()))
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +22,7 @@ def runtime(tmp_path_factory) -> Runtime:
 
 def spawned(runtime: Runtime, aos_image, limits: Limits) -> Instance:
     inst = Instance(runtime, runtime.load(aos_image.read_bytes()), limits)
-    spawn = dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"}, Data="")
-    assert parse_result(inst.handle(message_json(spawn), ENV)).ok
+    assert parse_result(inst.handle(SPEC.spawn_json(), SPEC.env())).ok
     return inst
 
 

@@ -5,26 +5,17 @@ import hashlib
 
 import pytest
 
-from aonode.engine.aos import env_json, message_json, parse_result
+from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 from aonode.engine.wasm.snapshot import Snapshot
 
-OWNER = "OWNER" + "o" * 38
-PID = "PROCESS" + "p" * 36
-PROCESS = {"Id": PID, "Owner": OWNER, "Module": "M" * 43,
-           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Authority", "value": OWNER}]}
-ENV = env_json(PROCESS)
-SPAWN = message_json(dict(PROCESS, From=OWNER, Target=PID, **{"Block-Height": "1", "Timestamp": "1700000000000"},
-                          Data=""))
+SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
+ENV = SPEC.env()
+SPAWN = SPEC.spawn_json()
 CODES = ["t = {}", "for i = 1, 500 do t[i] = ('row' .. i):rep(20) end", "return #t",
          "print(#t[500]); return t[7]:sub(1, 8)", "t = nil; collectgarbage(); return 'freed'"]
-
-
-def eval_json(code: str, n: int) -> str:
-    return message_json({"Id": f"S{n:05d}" + "s" * 37, "From": OWNER, "Owner": OWNER, "Target": PID,
-                         "Block-Height": "1", "Timestamp": str(1700000000000 + n),
-                         "Tags": [{"name": "Action", "value": "Eval"}], "Data": code})
+eval_json = SPEC.message_json
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +31,7 @@ def image(runtime, aos_image):
 def test_two_fresh_instances_agree_after_every_message(runtime, image):
     a, b = Instance(runtime, image), Instance(runtime, image)
     assert a.memory_sha256() == b.memory_sha256()
-    for n, msg in enumerate([SPAWN] + [eval_json(c, i) for i, c in enumerate(CODES, 1)]):
+    for n, msg in enumerate([SPAWN] + [eval_json(i, c) for i, c in enumerate(CODES, 1)]):
         assert a.handle(msg, ENV) == b.handle(msg, ENV)
         assert a.memory_sha256() == b.memory_sha256(), f"diverged after message {n}"
 
@@ -48,7 +39,7 @@ def test_two_fresh_instances_agree_after_every_message(runtime, image):
 def test_snapshot_round_trip_and_name(runtime, image):
     inst = Instance(runtime, image)
     inst.handle(SPAWN, ENV)
-    inst.handle(eval_json("x = 'snap'", 1), ENV)
+    inst.handle(eval_json(1, "x = 'snap'"), ENV)
     snap = inst.snapshot()
     raw = snap.raw()
     assert len(raw) == snap.memory_size == inst.memory_size
@@ -64,13 +55,13 @@ def test_restore_continues_with_identical_results(runtime, image):
     original = Instance(runtime, image)
     original.handle(SPAWN, ENV)
     for n, code in enumerate(CODES[:2], 1):
-        original.handle(eval_json(code, n), ENV)
+        original.handle(eval_json(n, code), ENV)
     snap = Snapshot.from_bytes(original.snapshot().to_bytes())
     restored = Instance.restore(runtime, image, snap)
     assert restored.memory_size == original.memory_size > 71303168  # grown past the initial memory
     assert restored.memory_sha256() == original.memory_sha256()
     for n, code in enumerate(CODES[2:], 3):
-        left, right = original.handle(eval_json(code, n), ENV), restored.handle(eval_json(code, n), ENV)
+        left, right = original.handle(eval_json(n, code), ENV), restored.handle(eval_json(n, code), ENV)
         assert left == right
         assert original.memory_sha256() == restored.memory_sha256()
     assert parse_result(left).output == "freed"

@@ -407,6 +407,7 @@ class Host:
         return 0
 
     def imp_environ_sizes_get(self, count_ptr: int, size_ptr: int) -> int:
+        """No strings: ao-loader's patched getEnvStrings() returns an empty list."""
         self.write_ptr(count_ptr, 0)
         self.write_ptr(size_ptr, 0)
         return 0
@@ -414,13 +415,8 @@ class Host:
     def imp_environ_get(self, environ: int, buf: int) -> int:
         return 0
 
-    def imp_args_sizes_get(self, argc_ptr: int, size_ptr: int) -> int:
-        self.write_ptr(argc_ptr, 0)
-        self.write_ptr(size_ptr, 0)
-        return 0
-
-    def imp_args_get(self, argv: int, buf: int) -> int:
-        return 0
+    imp_args_sizes_get = imp_environ_sizes_get  # no argv either
+    imp_args_get = imp_environ_get
 
     def imp_random_get(self, buf: int, length: int) -> int:
         self.write(buf, b"\x80" * length)  # Math.random is 0.5 while ao-loader runs `handle`
