@@ -539,12 +539,19 @@ class Host:
         return self._asyncify(lambda: self._drive_close(fd))
 
     def _drive_open(self, c_filename: int) -> int:
+        """Paths /data/<id>, /tx/<id>, /block/<height> come from the drive directory; any other path
+        answers 0 (the C side then falls back), and a missing /data item halts the message, as the
+        reference WeaveDrive does."""
         if self.weavedrive_dir is None:
             return 0  # ao-loader without a WeaveDrive extension resolves to null
         name = self.read_cstr(c_filename).decode(errors="replace")
+        if name.split("/")[1:2] not in (["data"], ["tx"], ["block"]):
+            return 0
         if self._drive_path(name) is None:
             raise WasmTrap(f"HALT: FILE NOT FOUND: {name}")
-        fd = max([2, *self.state.open_files]) + 1
+        fd = 3
+        while fd in self.state.open_files:  # the lowest free descriptor, as the emscripten FS picks
+            fd += 1
         self.state.open_files[fd] = [name, 0]
         return fd
 
@@ -553,10 +560,13 @@ class Host:
         path = self._drive_path(entry[0]) if entry else None
         if path is None:
             return 0
+        headers = not entry[0].startswith("/data/")
         with path.open("rb") as fh:
-            fh.seek(entry[1])
+            fh.seek(0 if headers else entry[1])
             data = fh.read(length)
         self.write(dst, data)
+        if headers:  # the reference copies header files from offset 0 and reports the full length
+            return length
         entry[1] += len(data)
         return len(data)
 
