@@ -52,6 +52,14 @@ def eval_process(module: Module) -> ProcessSpec:
     return ProcessSpec(pid=_id("process", module.id), owner=OWNER, module_id=module.id, name="aonode-eval")
 
 
+def _cache_dir() -> Path:
+    try:
+        from aonode.modules.fetch import aonode_home
+    except ImportError:
+        return Path.home() / ".cache" / "aonode" / "wasm"
+    return aonode_home() / "wasm"
+
+
 def _line(slot: int, inst: Instance, raw: str | None, failure: Exception | None) -> dict:
     if failure is not None:
         return {"slot": slot, "output": "", "error": f"{type(failure).__name__}: {failure}", "messages": [],
@@ -65,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         module = resolve_module(args.module)
         limits = Limits(memory=parse_size(args.memory_limit), fuel=args.compute_limit)
-        runtime = Runtime(Path.home() / ".cache" / "aonode" / "wasm")
+        runtime = Runtime(_cache_dir())
         image = runtime.load(module.path.read_bytes())
         proc = eval_process(module)
         slot = 0
