@@ -210,6 +210,9 @@ def test_methods(c: httpx.Client, pid: str) -> None:
 def test_cors_on_answers_errors_and_preflight(c: httpx.Client, pid: str) -> None:
     origin = {"Origin": "https://app.example"}
     assert c.get(f"/{pid}~process@1.0/compute", headers=origin).headers["access-control-allow-origin"] == "*"
+    no_origin = c.get(f"/{pid}~process@1.0/compute")  # the same public answer whoever asks
+    assert no_origin.headers["access-control-allow-origin"] == "*" and "vary" not in no_origin.headers
+    assert "retry-after" in no_origin.headers["access-control-expose-headers"].lower()
     assert c.get(f"/{UNKNOWN}~process@1.0/now", headers=origin).headers["access-control-allow-origin"] == "*"
     pre = c.options(f"/{pid}~process@1.0/schedule",
                     headers={**origin, "Access-Control-Request-Method": "POST",
