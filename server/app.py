@@ -114,8 +114,9 @@ class Server:
     async def handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers={"Allow": ALLOW})
-        target = paths.parse(request.scope["path"], request.query_params)
-        as_json = target.as_json or codec.wants_json(request.headers.get("accept"))
+        scope = request.scope
+        target = paths.parse_cached(scope["path"], scope["query_string"].decode("latin-1"))
+        as_json = target.as_json or codec.wants_json(_header(scope, b"accept"))
         if isinstance(target, paths.MetaPath):
             self._require(request, "GET")
             value = await self.quick_gate.run(self.node.info)
@@ -179,6 +180,14 @@ class Server:
     def _require(request: Request, method: str) -> None:
         if request.method not in (method, "HEAD" if method == "GET" else method):
             raise HTTPException(405, f"use {method} here", {"Allow": f"{method}, OPTIONS"})
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    """One request header straight from the ASGI scope (names arrive lowercased)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def answer(value: Any, as_json: bool) -> Response:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aonode.engine.errors import BadInput, NotFound
 
@@ -97,6 +99,12 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
     if slot is not None and action != "compute":
         raise BadInput("only /compute takes a slot; /now always computes to the latest slot")
     return ProcessPath(pid, action, slot=slot, keys=tuple(rest), as_json=as_json)
+
+
+@lru_cache(maxsize=4096)
+def parse_cached(path: str, query_string: str = "") -> ProcessPath | MetaPath:
+    """`parse` of a path and its raw query string, remembered: front ends poll the same few paths."""
+    return parse(path, dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {})
 
 
 def _split(path: str) -> tuple[list[str], bool]:

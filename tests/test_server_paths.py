@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
 from aonode.server import codec
-from aonode.server.paths import MetaPath, ProcessPath, parse, select
+from aonode.server.paths import MetaPath, ProcessPath, parse, parse_cached, select
 
 PID = "Zx9_-" + "a" * 38
 
@@ -52,6 +52,7 @@ STATE = {
 ])
 def test_parse(path: str, query: dict, expected: object) -> None:
     assert parse(path, query) == expected
+    assert parse_cached(path, "&".join(f"{k}={v}" for k, v in query.items())) == expected
 
 
 @pytest.mark.parametrize("path, query", [
