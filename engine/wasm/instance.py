@@ -135,7 +135,6 @@ class Instance:
             self._guarded(ex["_initialize"])
 
     def _load_snapshot(self, snapshot: Snapshot) -> None:
-        raw = snapshot.raw()
         current = self.memory.data_len(self.store)
         if snapshot.memory_size > current:
             pages = (snapshot.memory_size - current) // 65536
@@ -145,7 +144,7 @@ class Instance:
                 raise MemoryLimitExceeded(f"snapshot needs {snapshot.memory_size} bytes: {err}") from err
         elif snapshot.memory_size < current:
             raise ModuleError("snapshot is smaller than the image's initial memory")
-        ctypes.memmove(self.host.base(), raw, len(raw))
+        snapshot.write_into(self.memory_view())
         self.host.state = HostState.from_dict(snapshot.host_state)
 
     # ---- properties ---------------------------------------------------------------------------------
@@ -167,7 +166,9 @@ class Instance:
 
     def snapshot(self) -> Snapshot:
         """The current state; it also becomes the rollback checkpoint (the journal restarts)."""
-        return self.checkpoint()
+        snap = Snapshot.from_memory(self.memory_view(), self.host.state.to_dict())
+        self.checkpoint(snap)
+        return snap
 
     @property
     def stdout(self) -> bytes:
@@ -216,13 +217,14 @@ class Instance:
             self.checkpoint()
         return raw
 
-    def checkpoint(self, snapshot: Snapshot | None = None) -> Snapshot:
+    def checkpoint(self, snapshot: Snapshot | None = None) -> None:
         """Make the current state the rollback point (done every CHECKPOINT_EVERY messages and
         whenever a snapshot is taken, which the caller does anyway)."""
-        self._checkpoint = snapshot or Snapshot.from_memory(self.memory_view(), self.host.state.to_dict())
+        # An internal checkpoint is never published, so it skips the ~1 ms/MiB hash that names a snapshot.
+        self._checkpoint = snapshot or Snapshot.from_memory(self.memory_view(), self.host.state.to_dict(),
+                                                            sha256="unnamed")
         self._journal.clear()
         self._journal_bytes = 0
-        return self._checkpoint
 
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
         budget = fuel if fuel is not None else UNLIMITED_FUEL

@@ -33,6 +33,20 @@ class Snapshot:
             raise ValueError(f"snapshot decompressed to {len(data)} bytes, expected {self.memory_size}")
         return data
 
+    def write_into(self, target: memoryview) -> None:
+        """Decompress straight into `target` (a live linear memory), without a second full copy."""
+        if len(target) < self.memory_size:
+            raise ValueError(f"target has {len(target)} bytes, snapshot needs {self.memory_size}")
+        done = 0
+        with zstandard.ZstdDecompressor().stream_reader(self.compressed) as reader:
+            while done < self.memory_size:
+                got = reader.readinto(target[done:self.memory_size])
+                if not got:
+                    break
+                done += got
+        if done != self.memory_size:
+            raise ValueError(f"snapshot decompressed to {done} bytes, expected {self.memory_size}")
+
     def to_bytes(self) -> bytes:
         header = json.dumps({"memory_sha256": self.memory_sha256, "memory_size": self.memory_size,
                              "host_state": self.host_state}, sort_keys=True).encode()
