@@ -10,13 +10,15 @@ import ctypes
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import wasmtime
 
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
 from aonode.engine.wasm import timefmt
-from aonode.engine.wasm.fastcall import RawFunc
+from aonode.engine.wasm.cxx import EmscriptenUnwinding
+from aonode.engine.wasm.guest import zero_results
+from aonode.engine.wasm.weavedrive import WeaveDrive
 
 WASM_PAGE = 65536
 HEAP_MAX = 17179869184  # ao-loader's getHeapMax(): 16 GiB
@@ -24,21 +26,10 @@ OVERGROW_CAP = 100663296  # ao-loader: grow at most request + 96 MiB
 TIME_START = 10000  # ao-loader replaces Date.now with a counter starting here
 FS_INIT_TICKS = 4  # Date.now calls its emscripten FS makes while the runtime starts
 
-ASYNCIFY_STACK_SIZE = 41943040  # ao-loader's Asyncify.StackSize for its data buffer
-NORMAL, UNWINDING, REWINDING = 0, 1, 2
-
 ENOENT, EBADF, EINVAL, ENOTTY, ESPIPE, ENOSYS = 44, 8, 28, 59, 70, 52
 STDIO_FLAGS = {0: 0, 1: 1, 2: 1}  # O_RDONLY / O_WRONLY for the three TTYs
 TERMIOS = (25856, 5, 191, 35387)
 TERMIOS_CC = bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22] + [0] * 16)
-
-
-class Unwind(Exception):
-    """A longjmp or C++ throw travelling to the nearest `invoke_*` (JS throws a number for both)."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
 
 
 class ProcExit(Exception):
@@ -66,35 +57,15 @@ class HostState:
         return cls(data.get("time", TIME_START), data.get("scratch_ptr", 0), data.get("scratch_size", 0), files)
 
 
-class Host:
-    """Builds the import functions for one instance; `bind` hands it the instance's exports afterwards."""
+class Host(EmscriptenUnwinding, WeaveDrive):
+    """All imports an AOS image may ask for; `bind` hands it the instance's exports afterwards."""
 
     def __init__(self, store: wasmtime.Store, memory64: bool, weavedrive_dir: Path | None = None,
                  memory_limit: int | None = None) -> None:
-        self.store = store
-        self.memory64 = memory64
-        self.ptr_size = 8 if memory64 else 4
-        self.weavedrive_dir = Path(weavedrive_dir) if weavedrive_dir else None
+        super().__init__(store=store, memory64=memory64, weavedrive_dir=weavedrive_dir)
         self.memory_limit = memory_limit
         self.state = HostState()
         self.stdout = bytearray()
-        self.memory: wasmtime.Memory | None = None
-        self.exports: dict[str, Any] = {}
-        self._exception_last = 0
-        self._caught: list[int] = []
-        self._uncaught = 0
-        self.async_state = NORMAL
-        self.async_data = 0
-        self._async_value = 0
-
-    # ---- wiring -------------------------------------------------------------------------------------
-    def bind(self, exports: dict[str, Any]) -> None:
-        self.exports = exports
-        self._table_fns: dict[int, RawFunc] = {}
-        self.fn = {name: RawFunc(self.store, f) for name, f in exports.items()
-                   if isinstance(f, wasmtime.Func) and _numeric(f.type(self.store))}
-        mem = exports.get("memory")
-        self.memory = mem if isinstance(mem, wasmtime.Memory) else None
 
     def resolve(self, module: str, name: str, ty: wasmtime.FuncType) -> Callable | None:
         """The Python function for one import, or None when this host does not provide it."""
@@ -114,155 +85,17 @@ class Host:
         return fn
 
     def _make_stub(self, ty: wasmtime.FuncType) -> Callable:
-        zero = _zero_results(ty)
+        zero = zero_results(ty)
         return lambda *args: zero
-
-    # ---- memory helpers -----------------------------------------------------------------------------
-    def base(self) -> int:
-        return ctypes.addressof(self.memory.data_ptr(self.store).contents)
-
-    def read(self, ptr: int, length: int) -> bytes:
-        return ctypes.string_at(self.base() + ptr, length) if length else b""
-
-    def read_cstr(self, ptr: int) -> bytes:
-        return ctypes.string_at(self.base() + ptr)
-
-    def write(self, ptr: int, data: bytes) -> None:
-        ctypes.memmove(self.base() + ptr, data, len(data))
-
-    def read_ptr(self, ptr: int) -> int:
-        return struct.unpack("<Q" if self.memory64 else "<I", self.read(ptr, self.ptr_size))[0]
-
-    def write_ptr(self, ptr: int, value: int) -> None:
-        self.write(ptr, struct.pack("<Q" if self.memory64 else "<I", value))
-
-    def call(self, name: str, *args: Any) -> Any:
-        return self.fn[name](*args)
-
-    # ---- exceptions and longjmp ---------------------------------------------------------------------
-    def _make_invoke(self, name: str, ty: wasmtime.FuncType) -> Callable:
-        zero = _zero_results(ty)
-        dyncall = "dynCall_" + name[len("invoke_"):]
-
-        def target(index: int) -> Callable:
-            fn = self._table_fns.get(index)
-            if fn is None:
-                func = self.exports["__indirect_function_table"].get(self.store, index)
-                if not isinstance(func, wasmtime.Func):
-                    raise WasmTrap(f"indirect call to an empty table slot {index}")
-                fn = self._table_fns[index] = RawFunc(self.store, func)
-            return fn
-
-        def invoke(index: int, *args: Any) -> Any:
-            fn = self.fn
-            sp = fn["emscripten_stack_get_current"]()
-            try:
-                # Through dynCall_* when exported, as the emscripten glue does: under asyncify that
-                # frame is part of what an unwind saves, so skipping it would change memory bytes.
-                if dyncall in fn:
-                    return fn[dyncall](index, *args)
-                return target(index)(*args)
-            except Unwind:
-                fn["_emscripten_stack_restore"](sp)
-                fn["setThrew"](1, 0)
-                return zero
-
-        return invoke
-
-    def imp_emscripten_throw_longjmp(self) -> None:
-        raise Unwind(-1)
-
-    def _info(self, exc: int) -> int:
-        return exc - (48 if self.memory64 else 24)
-
-    def _off(self, field_name: str) -> int:
-        wide = self.memory64
-        return {"type": 8 if wide else 4, "caught": 24 if wide else 12, "rethrown": 25 if wide else 13,
-                "adjusted": 32 if wide else 16, "destructor": 16 if wide else 8}[field_name]
-
-    def imp_cxa_throw(self, ptr: int, type_: int, destructor: int) -> None:
-        info = self._info(ptr)
-        self.write_ptr(info + self._off("adjusted"), 0)
-        self.write_ptr(info + self._off("type"), type_)
-        self.write_ptr(info + self._off("destructor"), destructor)
-        self._exception_last = ptr
-        self._uncaught += 1
-        raise Unwind(ptr)
-
-    def _find_matching_catch(self, *caught_types: int) -> int:
-        thrown = self._exception_last
-        tempret = self.fn.get("_emscripten_tempret_set")
-        if not thrown:
-            tempret and tempret(0)
-            return 0
-        info = self._info(thrown)
-        self.write_ptr(info + self._off("adjusted"), thrown)
-        thrown_type = self.read_ptr(info + self._off("type"))
-        if not thrown_type:
-            tempret and tempret(0)
-            return thrown
-        for caught in caught_types:
-            if caught == 0 or caught == thrown_type:
-                break
-            if self.call("__cxa_can_catch", caught, thrown_type, info + self._off("adjusted")):
-                tempret and tempret(caught & 0xFFFFFFFF)
-                return thrown
-        tempret and tempret(thrown_type & 0xFFFFFFFF)
-        return thrown
-
-    def imp_cxa_begin_catch(self, ptr: int) -> int:
-        info = self._info(ptr)
-        if not self.read(info + self._off("caught"), 1)[0]:
-            self.write(info + self._off("caught"), b"\x01")
-            self._uncaught -= 1
-        self.write(info + self._off("rethrown"), b"\x00")
-        self._caught.append(ptr)
-        self.call("__cxa_increment_exception_refcount", ptr)
-        thrown_type = self.read_ptr(info + self._off("type"))
-        if "__cxa_is_pointer_type" in self.fn and self.call("__cxa_is_pointer_type", thrown_type):
-            return self.read_ptr(self.read_ptr(info + self._off("adjusted")))
-        adjusted = self.read_ptr(info + self._off("adjusted"))
-        return adjusted or ptr
-
-    def imp_cxa_end_catch(self) -> None:
-        self.call("setThrew", 0, 0)
-        ptr = self._caught.pop() if self._caught else 0
-        if ptr and "__cxa_decrement_exception_refcount" in self.fn:
-            self.call("__cxa_decrement_exception_refcount", ptr)
-        self._exception_last = 0
-
-    def imp_cxa_rethrow(self) -> None:
-        if not self._caught:
-            raise WasmTrap("no exception to rethrow")
-        ptr = self._caught.pop()
-        info = self._info(ptr)
-        if not self.read(info + self._off("rethrown"), 1)[0]:
-            self._caught.append(ptr)
-            self.write(info + self._off("rethrown"), b"\x01")
-            self.write(info + self._off("caught"), b"\x00")
-            self._uncaught += 1
-        self._exception_last = ptr
-        raise Unwind(ptr)
-
-    def imp_resumeException(self, ptr: int) -> None:
-        if not self._exception_last:
-            self._exception_last = ptr
-        raise Unwind(self._exception_last)
-
-    def imp_cxa_uncaught_exceptions(self) -> int:
-        return self._uncaught
-
-    def imp_llvm_eh_typeid_for(self, type_: int) -> int:
-        return type_ & 0xFFFFFFFF
 
     # ---- memory -------------------------------------------------------------------------------------
     def imp_emscripten_memcpy_js(self, dest: int, src: int, num: int) -> None:
-        base = self.base()
-        ctypes.memmove(base + dest, base + src, num)
+        base, mask = self.base(), self.mask
+        ctypes.memmove(base + (dest & mask), base + (src & mask), num & mask)
 
     def imp_emscripten_resize_heap(self, requested: int) -> int:
         """ao-loader's policy: over-grow by 20%, 10%, 5%, 2.5% (capped at +96 MiB), 64 KiB aligned."""
-        requested &= 0xFFFFFFFFFFFFFFFF if self.memory64 else 0xFFFFFFFF
+        requested &= self.mask
         old = self.memory.data_len(self.store)
         heap_max = HEAP_MAX if self.memory64 else 4294967296
         if self.memory_limit is not None and requested > self.memory_limit:
@@ -485,107 +318,6 @@ class Host:
 
     def imp_syscall_readlinkat(self, dirfd: int, path: int, buf: int, size: int) -> int:
         return -ENOENT
-
-    # ---- WeaveDrive: Arweave data read from a local directory ---------------------------------------
-    def _drive_path(self, name: str) -> Path | None:
-        if self.weavedrive_dir is None:
-            return None
-        rel = Path(name.lstrip("/"))
-        if ".." in rel.parts:
-            return None
-        path = self.weavedrive_dir / rel
-        return path if path.is_file() else None
-
-    # ---- asyncify: the sleep/wake dance ao-loader performs around every __asyncjs__ import ---------
-    def _asyncify(self, compute: Callable[[], int]) -> int:
-        """Unwind to `handle` and rewind, exactly as emscripten's Asyncify.handleSleep does under
-        ao-loader: the data buffer is malloc'd, filled by the unwind and freed, all inside linear
-        memory, so doing the same keeps memory byte-identical."""
-        if "asyncify_start_unwind" not in self.fn:
-            return compute()
-        if self.async_state == REWINDING:
-            self.call("asyncify_stop_rewind")
-            self.call("free", self.async_data)
-            self.async_state, self.async_data = NORMAL, 0
-            return self._async_value
-        self._async_value = compute()
-        header = 24 if self.memory64 else 12
-        data = self.call("malloc", header + ASYNCIFY_STACK_SIZE)
-        if not data:
-            raise MemoryLimitExceeded("cannot allocate the asyncify buffer")
-        self.write_ptr(data, data + header)
-        self.write_ptr(data + self.ptr_size, data + header + ASYNCIFY_STACK_SIZE)
-        self.write(data + 2 * self.ptr_size, struct.pack("<i", 0))  # rewind id of `handle`
-        self.async_state, self.async_data = UNWINDING, data
-        self.call("asyncify_start_unwind", data)
-        return 0
-
-    def finish_unwind(self) -> bool:
-        """After an export returns: if it was unwinding, stop and start rewinding (call it again)."""
-        if self.async_state != UNWINDING:
-            return False
-        self.call("asyncify_stop_unwind")
-        self.async_state = REWINDING
-        self.call("asyncify_start_rewind", self.async_data)
-        return True
-
-    def imp_asyncjs__weavedrive_open(self, c_filename: int, mode: int) -> int:
-        return self._asyncify(lambda: self._drive_open(c_filename))
-
-    def imp_asyncjs__weavedrive_read(self, fd: int, dst: int, length: int) -> int:
-        return self._asyncify(lambda: self._drive_read(fd, dst, length))
-
-    def imp_asyncjs__weavedrive_close(self, fd: int) -> int:
-        return self._asyncify(lambda: self._drive_close(fd))
-
-    def _drive_open(self, c_filename: int) -> int:
-        """Paths /data/<id>, /tx/<id>, /block/<height> come from the drive directory; any other path
-        answers 0 (the C side then falls back), and a missing /data item halts the message, as the
-        reference WeaveDrive does."""
-        if self.weavedrive_dir is None:
-            return 0  # ao-loader without a WeaveDrive extension resolves to null
-        name = self.read_cstr(c_filename).decode(errors="replace")
-        if name.split("/")[1:2] not in (["data"], ["tx"], ["block"]):
-            return 0
-        if self._drive_path(name) is None:
-            raise WasmTrap(f"HALT: FILE NOT FOUND: {name}")
-        fd = 3
-        while fd in self.state.open_files:  # the lowest free descriptor, as the emscripten FS picks
-            fd += 1
-        self.state.open_files[fd] = [name, 0]
-        return fd
-
-    def _drive_read(self, fd: int, dst: int, length: int) -> int:
-        entry = self.state.open_files.get(fd)
-        path = self._drive_path(entry[0]) if entry else None
-        if path is None:
-            return 0
-        headers = not entry[0].startswith("/data/")
-        with path.open("rb") as fh:
-            fh.seek(0 if headers else entry[1])
-            data = fh.read(length)
-        self.write(dst, data)
-        if headers:  # the reference copies header files from offset 0 and reports the full length
-            return length
-        entry[1] += len(data)
-        return len(data)
-
-    def _drive_close(self, fd: int) -> int:
-        return 0 if self.state.open_files.pop(fd, None) is not None else -1
-
-
-def _numeric(ty: wasmtime.FuncType) -> bool:
-    kinds = [str(t) for t in list(ty.params) + list(ty.results)]
-    return len(ty.results) <= 1 and all(k in ("i32", "i64", "f32", "f64") for k in kinds)
-
-
-def _zero_results(ty: wasmtime.FuncType) -> Any:
-    results = list(ty.results)
-    if not results:
-        return None
-    values = [0.0 if str(r) in ("f32", "f64") else 0 for r in results]
-    return values[0] if len(values) == 1 else values
-
 
 def missing_imports(module: wasmtime.Module, host: Host, extra: dict | None) -> list[str]:
     missing = []

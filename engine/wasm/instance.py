@@ -17,9 +17,10 @@ from typing import Any, Callable
 import wasmtime
 
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded, ModuleError, WasmError, WasmTrap
+from aonode.engine.wasm.cxx import Unwind
 from aonode.engine.wasm.fastcall import define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
-from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, Unwind, check_imports
+from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
 from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
 
