@@ -23,6 +23,7 @@ NOTE for engine/node.py (not in the contract yet):
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -175,6 +176,9 @@ class Server:
             raise Unauthorized(codec.SIGNING_HINT)
         if pid is not None and not any(k.lower() == "target" for k in obj):
             obj = {**obj, "Target": pid}
+        if not any(k.lower() == "anchor" for k in obj):
+            # Each POST is a new message, as with a signing client; an explicit Anchor makes retries idempotent.
+            obj = {**obj, "Anchor": secrets.token_urlsafe(24)}
         return codec.message_from_json(obj, owner=self.node.address)
 
     @staticmethod
