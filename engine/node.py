@@ -63,6 +63,9 @@ class Node:
         self._guard = threading.Lock()
         self._images: dict[str, Any] = {}
         self._dry_runs = threading.BoundedSemaphore(dry_run_slots)
+        self._definitions: dict[str, Message] = {}
+        self._current: dict[str, int] = {}
+        self._latest: dict[str, dict[str, Any]] = {}
         self.slots_evaluated = 0  # since start: restart tests count them to prove nothing is replayed twice
 
     @staticmethod
@@ -94,6 +97,7 @@ class Node:
         self.store.put_message(msg)
         self.store.put_process(pid, msg)
         assignment = self.scheduler.spawn(pid, msg)
+        self._scheduled(pid, assignment.slot)
         return {**assignment.to_json(), "process": pid}
 
     def _complete_definition(self, msg: Message) -> Message:
@@ -122,14 +126,46 @@ class Node:
     def schedule(self, pid: str, msg: Message) -> dict[str, Any]:
         self._definition(pid)
         self.store.put_message(msg)
-        return self.scheduler.schedule(pid, msg).to_json()
+        assignment = self.scheduler.schedule(pid, msg)
+        self._scheduled(pid, assignment.slot)
+        return assignment.to_json()
 
     # -- reads ------------------------------------------------------------------------------------
     def _definition(self, pid: str) -> Message:
-        process = self.store.get_process(pid)
+        process = self._definitions.get(pid)  # definitions never change: decode each once
         if process is None:
-            raise NotFound(f"no process {pid!r} on this node")
+            process = self.store.get_process(pid)
+            if process is None:
+                raise NotFound(f"no process {pid!r} on this node")
+            self._definitions[pid] = process
         return process
+
+    # The hot read path (`/now` with nothing new, `/compute`) answers from these, kept by the only
+    # writer (this node) right after each store write, instead of asking SQLite on every request.
+    def _current_slot(self, pid: str) -> int:
+        current = self._current.get(pid)
+        if current is None:
+            current = self._current[pid] = self.scheduler.current_slot(pid)
+        return current
+
+    def _scheduled(self, pid: str, slot: int) -> None:
+        with self._guard:
+            self._current[pid] = max(self._current.get(pid, -1), slot)
+
+    def _last_view(self, pid: str) -> dict[str, Any]:
+        view = self._latest.get(pid)
+        if view is None:
+            last = self.store.last_result_slot(pid)
+            view = {"process": pid, "at-slot": -1, "results": {}, "cache": {}} if last is None else \
+                self._stored_view(pid, last) or {}
+            self._remember(pid, view)
+        return view
+
+    def _remember(self, pid: str, view: dict[str, Any]) -> None:
+        with self._guard:
+            known = self._latest.get(pid)
+            if known is None or view.get("at-slot", -1) >= known.get("at-slot", -1):
+                self._latest[pid] = view
 
     def _stored_view(self, pid: str, slot: int) -> dict[str, Any] | None:
         result = self.store.get_result(pid, slot)
@@ -142,15 +178,15 @@ class Node:
         """The state after `slot`; without a slot, the last computed state (never any new work)."""
         self._definition(pid)
         if slot is None:
-            last = self.store.last_result_slot(pid)
-            if last is None:
-                return {"process": pid, "at-slot": -1, "results": {}, "cache": {}}
-            return self._stored_view(pid, last) or {}
+            return self._last_view(pid)
         if slot < 0:
             raise BadInput(f"slot must be ≥ 0, not {slot}")
-        current = self.scheduler.current_slot(pid)
+        current = self._current_slot(pid)
         if slot > current:
             raise NotFound(f"slot {slot} of {pid} is not scheduled yet (current slot is {current})")
+        latest = self._latest.get(pid)
+        if latest is not None and latest.get("at-slot") == slot:
+            return latest
         view = self._stored_view(pid, slot)
         if view is not None:
             return view
@@ -159,8 +195,10 @@ class Node:
             if view is not None:
                 return view
             self.processes.compute_to(self._live_state(pid), slot)
-        # From the store, not the live state: later slots must not change an answer already given.
-        return self._stored_view(pid, slot) or {}
+            # From the store, not the live state: later slots must not change an answer already given.
+            view = self._stored_view(pid, slot) or {}
+            self._remember(pid, view)
+        return view
 
     def dry_run(self, pid: str, msg: Message) -> dict[str, Any]:
         """Evaluate `msg` on a throwaway copy of the last computed state; nothing is stored or pushed."""
@@ -188,11 +226,12 @@ class Node:
     def now(self, pid: str) -> dict[str, Any]:
         """Compute everything scheduled, then answer."""
         self._definition(pid)
-        return self.compute(pid, self.scheduler.current_slot(pid))
+        return self.compute(pid, self._current_slot(pid))
 
     def pending(self, pid: str) -> int:
-        last = self.store.last_result_slot(pid)
-        return self.scheduler.current_slot(pid) - (-1 if last is None else last)
+        """Scheduled slots not computed yet (0 means `now` would answer without any work)."""
+        self._definition(pid)
+        return self._current_slot(pid) - self._last_view(pid).get("at-slot", -1)
 
     def settle(self, max_rounds: int = 64) -> int:
         """Compute every process with scheduled work until all are quiet (pushed messages included)."""
