@@ -20,8 +20,8 @@ def runtime(tmp_path_factory) -> Runtime:
     return Runtime(tmp_path_factory.mktemp("wasm-cache"))
 
 
-def spawned(runtime: Runtime, aos_image, limits: Limits) -> Instance:
-    inst = Instance(runtime, runtime.load(aos_image.read_bytes()), limits)
+def spawned(runtime: Runtime, aos_image, limits: Limits, metered: bool = False) -> Instance:
+    inst = Instance(runtime, runtime.load(aos_image.read_bytes()), limits, metered=metered)
     assert parse_result(inst.handle(SPEC.spawn_json(), SPEC.env())).ok
     return inst
 
@@ -71,9 +71,24 @@ def test_rollback_replays_from_a_checkpoint(runtime, aos_image):
     assert evaluate(inst, "return n", 5).output == "20"
 
 
-def test_gas_used_is_reported(runtime, aos_image):
-    inst = spawned(runtime, aos_image, Limits())
+def test_gas_used_is_counted_when_metered(runtime, aos_image):
+    inst = spawned(runtime, aos_image, Limits(), metered=True)
     evaluate(inst, "return 1", 1)
     small = inst.last_gas_used
     evaluate(inst, "local s = 0 for i = 1, 100000 do s = s + i end return s", 2)
     assert 0 < small < inst.last_gas_used
+
+
+@pytest.mark.parametrize("fuel", [None, 300_000_000], ids=["unlimited", "undecided-then-metered"])
+def test_fast_and_metered_engines_agree(runtime, aos_image, fuel):
+    """The fast engine only bounds wall time; a message it cannot vouch for (here: one slower than
+    fuel / FUEL_RATE_MAX) is redone metered. Either way the bytes equal an always-metered instance."""
+    fast = spawned(runtime, aos_image, Limits(fuel=fuel))
+    metered = spawned(runtime, aos_image, Limits(fuel=fuel), metered=True)
+    codes = ["acc = 0", "for i = 1, 300000 do acc = acc + i % 7 end return acc", "return acc * 2"]
+    counted = []
+    for n, code in enumerate(codes, 1):
+        assert evaluate(fast, code, n).output == evaluate(metered, code, n).output
+        assert fast.memory_sha256() == metered.memory_sha256()
+        counted.append(fast.last_gas_used > 0)  # only a metered run counts fuel
+    assert counted[1] is (fuel is not None)  # the slow loop went to the metered engine when limited

@@ -115,14 +115,15 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
 class Helper:
     """One helper instance per image instance."""
 
-    def __init__(self, runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool) -> None:
+    def __init__(self, runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: str) -> None:
         self.plan = plan
         self.runtime = runtime
         self.memory64 = memory64
+        self.flavor = flavor
         size = len(plan.table_exports)
         table_type = wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(size, size))
         self.table = wasmtime.Table(store, table_type, None)
-        module = runtime.compile_wat(plan.wat)
+        module = runtime.compile_wat(plan.wat, flavor)
         self.instance = wasmtime.Instance(store, module, [self.table])
         self.exports = self.instance.exports(store)
 
@@ -133,7 +134,7 @@ class Helper:
     def fill(self, store: wasmtime.Store, image_exports: dict) -> None:
         late = None
         if any(name.startswith(LATE) for name in self.plan.table_exports):
-            module = self.runtime.compile_wat(late_wat(self.memory64))
+            module = self.runtime.compile_wat(late_wat(self.memory64), self.flavor)
             late = wasmtime.Instance(store, module, [image_exports["memory"]]).exports(store)
         for slot, name in enumerate(self.plan.table_exports):
             func = late[name[len(LATE):]] if name.startswith(LATE) else image_exports[name]

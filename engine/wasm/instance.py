@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,10 +22,14 @@ from aonode.engine.wasm.cxx import Unwind
 from aonode.engine.wasm.fastcall import define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
-from aonode.engine.wasm.runtime import Image, Runtime
+from aonode.engine.wasm.runtime import EPOCH_TICK_SECONDS, FAST, METERED, Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
 
 UNLIMITED_FUEL = 2**62
+NO_DEADLINE = 2**62
+# No CPU executes more wasm instructions (fuel units) per second than this (~3x today's fastest), so
+# a message that finishes in under fuel/FUEL_RATE_MAX seconds of wall time used less than `fuel`.
+FUEL_RATE_MAX = 5e10
 CHECKPOINT_EVERY = 1000  # replay of at most this many messages after a trap (~1 ms each)
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # ... or of this much message JSON
 STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed
@@ -57,9 +62,11 @@ class Instance:
 
     def __init__(self, runtime: Runtime, image: Image, limits: Limits = Limits(),
                  weavedrive_dir: Path | None = None, extra_imports: dict | None = None,
-                 _snapshot: Snapshot | None = None, *, fast_imports: bool = True) -> None:
+                 _snapshot: Snapshot | None = None, *, fast_imports: bool = True, metered: bool = False) -> None:
         self.runtime = runtime
         self.fast_imports = fast_imports
+        self.always_metered = metered
+        self._flavor = METERED if metered else FAST
         self.image = image
         self.limits = limits
         self.weavedrive_dir = weavedrive_dir
@@ -74,24 +81,24 @@ class Instance:
     @classmethod
     def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot, limits: Limits = Limits(),
                 weavedrive_dir: Path | None = None, extra_imports: dict | None = None,
-                *, fast_imports: bool = True) -> Instance:
+                *, fast_imports: bool = True, metered: bool = False) -> Instance:
         return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot,
-                   fast_imports=fast_imports)
+                   fast_imports=fast_imports, metered=metered)
 
     # ---- setup --------------------------------------------------------------------------------------
     def _instantiate(self, snapshot: Snapshot | None) -> None:
-        engine = self.runtime.engine
+        engine = self.runtime.engine_for(self._flavor)
+        module = self.runtime.module_for(self.image, self._flavor)
         self.store = wasmtime.Store(engine)
         if self.limits.memory is not None:
             self.store.set_limits(memory_size=self.limits.memory)
-        self.store.set_fuel(UNLIMITED_FUEL)
+        self._set_budget(None)
         self.host = Host(self.store, self.image.memory64, self.weavedrive_dir, self.limits.memory)
-        module = self.image.module
         check_imports(module, self.host, self.extra_imports)
         linker = wasmtime.Linker(engine)
         self._callbacks: list = []  # the raw host callbacks must outlive the instance
         plan = _helper_plan(self.image) if self.fast_imports else None
-        helper = Helper(self.runtime, self.store, plan, self.image.memory64) if plan else None
+        helper = Helper(self.runtime, self.store, plan, self.image.memory64, self._flavor) if plan else None
         if helper:
             helper.define(linker, self.store)
         for imp in module.imports:
@@ -192,8 +199,17 @@ class Instance:
             return done.code
         return 0
 
+    def _set_budget(self, fuel: int | None) -> None:
+        """Metered: exactly `fuel`. Fast: an epoch deadline no message within `fuel` can reach."""
+        if self._flavor == METERED:
+            self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        elif fuel is None:
+            self.store.set_epoch_deadline(NO_DEADLINE)
+        else:
+            self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / EPOCH_TICK_SECONDS) + 2)
+
     def _guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:
-        self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        self._set_budget(fuel)
         try:
             return fn()
         except (ProcExit, Unwind, WasmError, wasmtime.WasmtimeError, wasmtime.Trap) as err:
@@ -202,21 +218,51 @@ class Instance:
             raise _translate(err) from None
 
     def handle(self, msg_json: str, env_json: str) -> str:
-        """Evaluate one message; on any failure the state is exactly as before and an error is raised."""
+        """Evaluate one message; on any failure the state is exactly as before and an error is raised.
+
+        The fast engine has no fuel counter. A message it finishes in less wall time than the fuel
+        limit could possibly take (FUEL_RATE_MAX) is certainly within the limit; any other message
+        (including one stopped by the epoch deadline) is redone on the metered engine, whose verdict
+        is deterministic. Results never depend on which engine ran."""
         if not self.has_handle:
             raise ModuleError("image exports no `handle`")
+        fuel = self.limits.fuel
+        started = time.perf_counter()
         try:
-            raw = self._handle_once(msg_json, env_json, self.limits.fuel)
-        except (WasmError, ProcExitError) as err:
+            raw = self._handle_once(msg_json, env_json, fuel)
+            undecided = (self._flavor == FAST and fuel is not None
+                         and time.perf_counter() - started >= fuel / FUEL_RATE_MAX)
+        except _DeadlineReached:
+            undecided = True
+        except WasmError:
             self._rebuild()
-            if isinstance(err, ProcExitError):
-                raise WasmTrap(str(err)) from None
             raise
+        if undecided:
+            raw = self._redo_metered(msg_json, env_json, fuel)
         self._journal.append((msg_json, env_json))
         self._journal_bytes += len(msg_json) + len(env_json)
         if len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES:
             self.checkpoint()
         return raw
+
+    def _redo_metered(self, msg_json: str, env_json: str, fuel: int | None) -> str:
+        self._rebuild()  # the state before this message
+        self._switch(METERED)
+        try:
+            return self._handle_once(msg_json, env_json, fuel)
+        except WasmError:
+            self._rebuild()
+            raise
+
+    def _switch(self, flavor: str) -> None:
+        """Carry the current state over to a fresh instance on the other engine."""
+        snap = Snapshot.from_memory(self.memory_view(), self.host.state.to_dict(), sha256="unnamed")
+        self.close()
+        self._flavor = flavor
+        self._instantiate(snap)
+        self._checkpoint = snap
+        self._journal.clear()
+        self._journal_bytes = 0
 
     def checkpoint(self, snapshot: Snapshot | None = None) -> None:
         """Make the current state the rollback point (done every CHECKPOINT_EVERY messages and
@@ -226,9 +272,12 @@ class Instance:
                                                             sha256="unnamed")
         self._journal.clear()
         self._journal_bytes = 0
+        if self._flavor == METERED and not self.always_metered:
+            self.close()  # back to the fast engine after a message that needed metering
+            self._flavor = FAST
+            self._instantiate(self._checkpoint)
 
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
-        budget = fuel if fuel is not None else UNLIMITED_FUEL
         msg, env = msg_json.encode() + b"\x00", env_json.encode() + b"\x00"
         handle = self.host.fn["handle"]
 
@@ -241,8 +290,11 @@ class Instance:
             self._release_inputs(sp, owned)
             return out
 
-        result = self._guarded(run, budget)
-        self.last_gas_used = budget - self.store.get_fuel()
+        result = self._guarded(run, fuel)
+        if self._flavor == METERED:
+            self.last_gas_used = (fuel if fuel is not None else UNLIMITED_FUEL) - self.store.get_fuel()
+        else:
+            self.last_gas_used = 0  # not counted on the fast engine (ao-loader reports 0 as well)
         return result
 
     def _place_inputs(self, msg: bytes, env: bytes) -> tuple[int | None, int, int, list[int]]:
@@ -318,6 +370,10 @@ def _helper_plan(image: Image) -> HelperPlan | None:
     return _PLANS[image.sha256]
 
 
+class _DeadlineReached(WasmTrap):
+    """The fast engine's epoch deadline: undecided, the message is redone metered."""
+
+
 class ProcExitError(WasmTrap):
     def __init__(self, code: int) -> None:
         super().__init__(f"the image exited with code {code}")
@@ -340,6 +396,8 @@ def _translate(err: BaseException) -> BaseException:
 def _map_trap(trap: wasmtime.Trap) -> WasmError:
     code = trap.trap_code
     text = str(trap).splitlines()[0] if str(trap) else "trap"
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return _DeadlineReached("epoch deadline reached")
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return ComputeLimitExceeded("compute limit exceeded (out of fuel)")
     if code == wasmtime.TrapCode.STACK_OVERFLOW:
