@@ -11,6 +11,7 @@ import pytest
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
+from tests.conftest import image_path
 
 OTHER = "OTHER" + "t" * 38
 MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
@@ -95,15 +96,18 @@ def _sequence() -> list[tuple[str, str]]:
 
 @pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
                     reason="node, ao-loader or the peer runner is missing")
-def test_same_outputs_and_memory_as_ao_loader(runtime, aos_image, tmp_path):
+@pytest.mark.parametrize("name,fmt", [("aos2_0_6.wasm", "wasm64-unknown-emscripten-draft_2024_02_15"),
+                                      ("aos2_0_4_32.wasm", "wasm32-unknown-emscripten4")])
+def test_same_outputs_and_memory_as_ao_loader(runtime, tmp_path, name, fmt):
     """The reference loader and our host agree byte for byte on memory after every message."""
+    image = image_path(name)
     seq = _sequence()
     (tmp_path / "m.json").write_text(json.dumps({"messages": [{"msg": m, "env": e} for m, e in seq]}))
-    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(aos_image), str(tmp_path / "m.json")],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(image), str(tmp_path / "m.json"),
+                           "--format", fmt], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     theirs = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    inst = Instance(runtime, runtime.load(aos_image.read_bytes()))
+    inst = Instance(runtime, runtime.load(image.read_bytes()))
     for (msg, env), ref in zip(seq, theirs, strict=True):
         out = parse_result(inst.handle(msg, env))
         assert out.error == ref["error"]
@@ -115,8 +119,6 @@ def test_same_outputs_and_memory_as_ao_loader(runtime, aos_image, tmp_path):
 @pytest.mark.parametrize("name", ["aos2_0_6.wasm", "aos2_0_4_32.wasm"])
 def test_wasm_helper_and_python_imports_agree(runtime, name):
     """The in-wasm invoke/longjmp/memcpy helper is an optimisation only: same bytes as the Python host."""
-    from tests.conftest import image_path
-
     image = runtime.load(image_path(name).read_bytes())
     fast, slow = Instance(runtime, image), Instance(runtime, image, fast_imports=False)
     assert len(fast._callbacks) < len(slow._callbacks)  # fewer imports served from Python
