@@ -1,1 +1,15 @@
-"""aonode.engine.wasm."""
+"""aonode.engine.wasm: running AOS images in wasmtime, byte-compatible with @permaweb/ao-loader.
+
+- runtime.py   Runtime: two engines (fast: epoch deadline; metered: fuel), compile + disk cache,
+               legacy-exception translation. Image: a compiled image.
+- instance.py  Instance: one process image; handle(msg, env) -> raw JSON, rollback on failure
+               (checkpoint + journal replay), snapshots, Limits, parse_size.
+- snapshot.py  Snapshot: zstd linear memory + host state, named by the raw memory's sha256.
+- host.py      Host: every import (emscripten, WASI 32/64-bit, syscalls, clock, heap growth).
+  guest.py     memory/exports access shared by the import groups
+  cxx.py       invoke_*, longjmp and the C++ exception ABI (Python path)
+  weavedrive.py  WeaveDrive files and the asyncify sleep ao-loader performs around them
+  timefmt.py   strftime/mktime as emscripten's JS computes them
+- helper.py    a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)
+- fastcall.py  raw calls into and out of wasm, past wasmtime-py's generic call path
+"""
