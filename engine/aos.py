@@ -7,9 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-MESSAGE_KEYS = ("Id", "Signature", "Owner", "From", "Target", "Anchor", "Module", "Block-Height",
-                "Timestamp", "Epoch", "Nonce", "Hash-Chain", "Cron", "Forwarded-By", "Tags", "Data")
-
 
 def _dumps(obj: Any) -> str:
     """JSON exactly as JavaScript's JSON.stringify writes it (what ao-loader hands the image)."""
