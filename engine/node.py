@@ -210,6 +210,7 @@ class Node:
                 live = self._live_state(pid)
                 if live.at_slot < 0:
                     self.processes.compute_to(live, 0)
+                live.scratch["snapshot-for-fork"] = True
                 self.processes.stack(live).snapshot(live, None)
                 blob, at_slot, cache = live.scratch.pop("snapshot"), live.at_slot, copy.deepcopy(live.cache)
                 last = self.store.get_assignment(pid, at_slot)

@@ -64,6 +64,9 @@ class WasmDevice:
         return Signal.OK
 
     def snapshot(self, state: ProcessState, msg: Message | None) -> Signal:
+        if state.scratch.pop("snapshot-for-fork", False):
+            state.scratch["snapshot"] = state.instance.fork().to_bytes()
+            return Signal.OK
         snap = state.instance.snapshot()
         state.memory_sha256 = snap.memory_sha256
         state.scratch["snapshot"] = snap.to_bytes()

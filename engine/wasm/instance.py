@@ -173,6 +173,11 @@ class Instance:
     def memory_sha256(self) -> str:
         return hashlib.sha256(self.memory_view()).hexdigest()
 
+    def fork(self) -> Snapshot:
+        """An unnamed copy of the current state for a throwaway instance (a dry-run): it skips the
+        sha256 that names published snapshots and leaves the rollback checkpoint alone."""
+        return Snapshot.from_memory(self.memory_view(), self.host.state.to_dict(), sha256="unnamed")
+
     def snapshot(self) -> Snapshot:
         """The current state; it also becomes the rollback checkpoint (the journal restarts)."""
         snap = Snapshot.from_memory(self.memory_view(), self.host.state.to_dict())
