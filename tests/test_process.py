@@ -124,3 +124,12 @@ def test_same_schedule_gives_same_memory_at_every_slot(tmp_path: Path) -> None:
         node.close()
     assert hashes[0] == hashes[1]
     assert len(set(hashes[0])) == 5  # every slot changed memory
+
+
+def test_cache_keys_limit_what_patches_publish(node) -> None:
+    pid = spawn(node, ("Cache-Keys", "Balances, TotalSupply"))
+    node.schedule(pid, eval_msg(pid, "Send({device = 'patch@1.0', cache = { balances = { a = 1 }, "
+                                     "totalsupply = 1, secret = 'hidden' }})"))
+    view = node.now(pid)
+    assert view["cache"] == {"balances": {"a": 1}, "totalsupply": 1}
+    assert view["results"]["Patch-Ignored"] == ["secret"]

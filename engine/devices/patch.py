@@ -157,6 +157,8 @@ def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
     if not isinstance(outbox, list):
         return []
     kept: list[Any] = []
+    allowed = cache_keys(state.process)
+    ignored: list[str] = []
     applied: list[dict[str, Any]] = []
     errors: list[str] = []
     for index, message in enumerate(outbox):
@@ -165,14 +167,31 @@ def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
             continue
         found = payload(message)
         errors.extend(f"patch {index}: {error}" for error in found.errors)
-        merge(state.cache, found.values)
-        applied.append(found.values)
+        values = _only_cache_keys(found.values, allowed)
+        ignored.extend(sorted(set(found.values) - set(values)))
+        merge(state.cache, values)
+        applied.append(values)
     state.results["Messages"] = kept
     # Extend rather than assign: a second pass over the same message must not lose the record.
     state.results.setdefault("Patches", []).extend(applied)
     if errors:
         state.results.setdefault("Patch-Errors", []).extend(errors)
+    if ignored:
+        state.results.setdefault("Patch-Ignored", []).extend(ignored)
     return applied
+
+
+def cache_keys(process: Message) -> frozenset[str] | None:
+    """The process's `Cache-Keys` (comma-separated, case-insensitive): the only top-level keys a
+    patch may publish. None when the definition does not restrict them."""
+    raw = process.tag("Cache-Keys")
+    if not raw:
+        return None
+    return frozenset(k.strip().lower() for k in raw.split(",") if k.strip())
+
+
+def _only_cache_keys(values: dict[str, Any], allowed: frozenset[str] | None) -> dict[str, Any]:
+    return values if allowed is None else {k: v for k, v in values.items() if k in allowed}
 
 
 @dataclass(frozen=True)
