@@ -92,7 +92,9 @@ class Node:
     def spawn(self, msg: Message) -> dict[str, Any]:
         """Schedule a process definition as slot 0 of a new process whose id is the message id."""
         msg = self._complete_definition(msg)
-        self.load_image(msg.tag("Module") or "")  # an unknown image is refused before anything is stored
+        self._check_devices(msg)
+        self.load_image(msg.tag("Module") or msg.tag("WASM-Image") or msg.tag("Image") or "")
+        # (an unknown device or image is refused before anything is stored)
         pid = msg.id
         self.store.put_message(msg)
         self.store.put_process(pid, msg)
@@ -122,6 +124,18 @@ class Node:
         tags = tuple(msg.tags) + tuple(extra.items())
         return Message.create(owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data,
                               from_=msg.from_)
+
+    def _check_devices(self, msg: Message) -> None:
+        for key, only in (("Execution-Device", "stack@1.0"), ("Scheduler-Device", "scheduler@1.0"),
+                          ("Push-Device", "push@1.0")):
+            value = msg.tag(key)
+            if value is not None and value.strip().lower() != only:
+                raise BadInput(f"{key} {value!r} is not available on this node (it runs {only})")
+        known = set(self.registry.names())
+        unknown = [n for n in stack_names(msg) if n.lower() not in known]
+        if unknown:
+            raise BadInput(f"unknown devices in the execution stack: {', '.join(unknown)}; "
+                           f"this node has {', '.join(sorted(known))}")
 
     def schedule(self, pid: str, msg: Message) -> dict[str, Any]:
         self._definition(pid)

@@ -133,3 +133,24 @@ def test_cache_keys_limit_what_patches_publish(node) -> None:
     view = node.now(pid)
     assert view["cache"] == {"balances": {"a": 1}, "totalsupply": 1}
     assert view["results"]["Patch-Ignored"] == ["secret"]
+
+
+def test_definitions_naming_unknown_devices_or_images_are_refused(node) -> None:
+    from aonode.engine.errors import BadInput, ModuleError
+
+    with pytest.raises(BadInput, match="frobnicate@1.0"):
+        node.spawn(definition(("Execution-Stack", "json-iface@1.0, frobnicate@1.0, wasm64@1.0")))
+    with pytest.raises(BadInput, match="Execution-Device"):
+        node.spawn(definition(("Execution-Device", "genesis-wasm@1.0")))
+    with pytest.raises(ModuleError):
+        node.spawn(definition(module="no-such-image"))
+    assert node.store.list_processes() == []
+
+
+def test_documented_and_reference_names_spawn_the_same_process(node) -> None:
+    documented = spawn(node, ("Execution-Stack", "json-iface@1.0,wasm64@1.0,patch@1.0"), ("Name", "doc"))
+    reference = node.spawn(definition(("Device-Stack", '["json-iface@1.0", "wasm64@1.0", "patch@1.0"]'),
+                                      ("Name", "ref")))["process"]
+    for pid in (documented, reference):
+        node.schedule(pid, eval_msg(pid, "return 6 * 7"))
+        assert output(node.now(pid)) == "42"
