@@ -7,7 +7,6 @@ standard library nor `cryptography` provides, and we do not hand-roll hash funct
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from aonode.engine.errors import BadInput
+from aonode.engine.message import b64url as b64url_encode, b64url_decode  # noqa: F401  (re-exported)
 
 RSA = 1
 ED25519 = 2
@@ -35,27 +35,8 @@ KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), S
 _SIGN_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _VERIFY_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
 
-_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 PrivateKey = Union[rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
-
-
-def b64url_encode(raw: bytes) -> str:
-    """Unpadded base64url, the encoding of every Arweave id, key part and address."""
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Inverse of `b64url_encode`; also accepts padded input. Raises BadInput on malformed text."""
-    if not isinstance(text, str):
-        raise BadInput(f"expected a base64url string, got {type(text).__name__}")
-    stripped = text.rstrip("=")
-    if not set(stripped) <= _B64URL_ALPHABET:
-        raise BadInput(f"invalid base64url: {text[:20]!r}")
-    try:
-        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
-    except (ValueError, TypeError) as err:
-        raise BadInput(f"invalid base64url: {text[:20]!r}") from err
 
 
 def address_of(owner: bytes) -> str:
