@@ -154,3 +154,15 @@ def test_documented_and_reference_names_spawn_the_same_process(node) -> None:
     for pid in (documented, reference):
         node.schedule(pid, eval_msg(pid, "return 6 * 7"))
         assert output(node.now(pid)) == "42"
+
+
+def test_runaway_and_memory_bomb_become_error_results_and_the_process_goes_on(node) -> None:
+    pid = spawn(node, ("Compute-Limit", "2000000000"), ("Memory-Limit", "256-mb"))
+    node.schedule(pid, eval_msg(pid, "Kept = 'yes'"))
+    node.schedule(pid, eval_msg(pid, "while true do end"))
+    node.schedule(pid, eval_msg(pid, "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end"))
+    node.schedule(pid, eval_msg(pid, "return Kept"))
+    assert output(node.now(pid)) == "yes"
+    runaway, bomb = node.compute(pid, 2)["results"], node.compute(pid, 3)["results"]
+    assert "ComputeLimitExceeded" in runaway["Error"]
+    assert bomb["Error"]  # out of memory: a Lua error or a MemoryLimitExceeded, never a crash
