@@ -61,10 +61,10 @@ class JSONInterface:
         if state.pass_ == 1:
             assignment = state.scratch.get("assignment", {})
             body = legacy_message(msg, state.process_id, state.process, assignment)
-            state.scratch["wasm-input"] = (
-                aos.message_json(body),
-                aos.env_json(*self._env_parts(state)),
-            )
+            env = state.scratch.get("env-json")
+            if env is None:  # the same for every message of the process
+                env = state.scratch["env-json"] = aos.env_json(*self._env_parts(state))
+            state.scratch["wasm-input"] = (aos.message_json(body), env)
             return Signal.OK
         raw = state.scratch.pop("wasm-output", None)
         if raw is None:  # the wasm device already put an error result in place

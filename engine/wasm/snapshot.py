@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import zstandard
@@ -23,8 +24,15 @@ class Snapshot:
 
     @classmethod
     def from_memory(cls, raw: bytes | memoryview, host_state: dict, sha256: str | None = None) -> Snapshot:
-        digest = sha256 or hashlib.sha256(raw).hexdigest()
-        compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+        if sha256 is not None:
+            digest = sha256
+            compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+        else:
+            # Both release the GIL: hash on a second core while this one compresses.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                hashing = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+                compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+                digest = hashing.result()
         return cls(digest, len(raw), compressed, dict(host_state))
 
     def raw(self) -> bytes:
