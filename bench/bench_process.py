@@ -24,6 +24,7 @@ import conftest  # noqa: E402  (sets AONODE_MODULE_PATH to ../shared/modules whe
 from nodeutil import definition, eval_msg, make_node  # noqa: E402
 
 from aonode.engine import aos  # noqa: E402
+from aonode.engine.devices.json_iface import environment, legacy_message  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
 
 
@@ -73,13 +74,16 @@ def throughput(n: int) -> tuple[float, float, float]:
         start = time.perf_counter()
         node.now(pid)
         full = n / (time.perf_counter() - start)
+        # The bare device gets exactly the JSON the process path hands it (same tags, assignment fields).
         image = node.load_image("aos2_0_6")
         inst = Instance(node.runtime, image)
-        env = aos.env_json({"Id": pid, "Owner": "o" * 43, "Tags": [{"name": "Type", "value": "Process"}]})
-        first = {"Id": pid, "From": "o" * 43, "Owner": "o" * 43, "Target": pid, "Tags": [{"name": "Type", "value": "Process"}],
-                 "Data": "", "Timestamp": "1", "Block-Height": "1", "Module": "m"}
-        inst.handle(aos.message_json(first), env)
-        msg = aos.message_json({**first, "Id": "m" * 43, "Tags": [{"name": "Action", "value": "Eval"}], "Data": "return 1"})
+        process = node.store.get_process(pid)
+        proc_env = environment(pid, process)
+        env = aos.env_json(proc_env["Process"], proc_env["Module"])
+        spawn = node.store.get_assignment(pid, 0)
+        inst.handle(aos.message_json(legacy_message(process, pid, process, spawn.to_json())), env)
+        last = node.store.get_assignment(pid, n)
+        msg = aos.message_json(legacy_message(last.message, pid, process, last.to_json()))
         start = time.perf_counter()
         for _ in range(n):
             inst.handle(msg, env)
