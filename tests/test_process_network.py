@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.poda import commit, with_commitments
-from nodeutil import OWNER, action, definition, eval_msg, make_node, output
+from nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
 
 PONG = """
 Handlers.add('ping', Handlers.utils.hasMatchingTag('Action', 'Ping'), function(msg)
@@ -134,3 +134,15 @@ def test_pushed_messages_into_a_poda_process_carry_the_node_commitment(tmp_path:
 def relayed_eval(node, pid: str, wallet: Wallet, code: str):
     msg = eval_msg(pid, code)
     return with_commitments(msg, [commit(msg.id, wallet)])
+
+
+def test_a_client_cannot_claim_from_process(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    pid = node.spawn(definition())["process"]
+    node.schedule(pid, eval_msg(pid, "Handlers.add('who', 'Who', function(m) "
+                                     "LastFrom = m.From .. ' ' .. tostring(m.Tags['From-Process']) end)"))
+    forged = action(pid, "Who", ("From-Process", pid), owner=OTHER)  # claims to come from the process itself
+    node.schedule(pid, forged)
+    node.schedule(pid, eval_msg(pid, "return LastFrom"))
+    assert output(node.now(pid)) == f"{OTHER} nil"  # the claim never reaches the handler
+    node.close()
