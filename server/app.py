@@ -11,15 +11,9 @@ Two reads run inline on the event loop, because a thread hop costs more than the
 take a process lock: `compute` without a slot, and `now` when `Node.pending(pid) == 0` (then `now`
 would compute nothing and answers that same last state).
 
-NOTE for engine/node.py (not in the contract yet):
-- The inline `now` relies on `pending(pid) == 0` meaning `now(pid)` would compute nothing; if `now`
-  ever appends due cron ticks first, `pending` must count them too.
-- The inline reads are only as fast as `Node.pending(pid)` and `Node.compute(pid, None)`: ~60 µs
-  each today (the definition is CBOR-decoded on every call; the current slot and the last view come
-  from SQLite), while this app adds ~7 µs over a bare Starlette route. Keeping the definition, the
-  current slot and the last computed view per process in memory (the Node is their only writer)
-  makes both O(1); with such a prototype `GET /now/cache/<key>` measured 0.82-0.93x a bare
-  Starlette route on the same hypercorn (0.6-0.65x with today's Node).
+Those two are O(1) because the Node keeps each process's definition, current slot and last
+computed view in memory (it is their only writer); `pending(pid) == 0` means `now(pid)` would
+compute nothing, cron ticks included (the scheduler appends them when a message is scheduled).
 """
 from __future__ import annotations
 
