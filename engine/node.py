@@ -16,7 +16,11 @@ from typing import Any
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.base import ProcessState
 from aonode.engine.devices import poda
-from aonode.engine.devices.process import ProcessDevice, has_poda, stack_names
+from aonode.engine.devices.json_iface import module_id
+from aonode.engine.devices.multipass import passes_of
+from aonode.engine.devices.process import ProcessDevice, cache_frequency, has_poda, stack_names
+from aonode.engine.devices.stack import Stack
+from aonode.engine.devices.wasm64 import limits_for
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.scheduler import Scheduler
 from aonode.engine.errors import BadInput, Busy, NotFound
@@ -83,7 +87,7 @@ class Node:
         if image is None:
             from aonode.modules.catalogue import resolve
 
-            image = self.runtime.load(resolve(ref).read_bytes())
+            image = self.runtime.load(resolve(ref, allow_path=False).read_bytes())
             with self._guard:
                 self._images[ref] = image
         return image
@@ -92,18 +96,14 @@ class Node:
     def spawn(self, msg: Message) -> dict[str, Any]:
         """Schedule a process definition as slot 0 of a new process whose id is the message id."""
         msg = self._complete_definition(msg)
-        self._check_devices(msg)
-        self.load_image(msg.tag("Module") or msg.tag("WASM-Image") or msg.tag("Image") or "")
-        # (an unknown device or image is refused before anything is stored)
+        self._check_definition(msg)  # an unusable definition is refused before anything is stored
         pid = msg.id
-        self.store.put_message(msg)
-        self.store.put_process(pid, msg)
         assignment = self.scheduler.spawn(pid, msg)
         self._scheduled(pid, assignment.slot)
         return {**assignment.to_json(), "process": pid}
 
     def _complete_definition(self, msg: Message) -> Message:
-        module = msg.tag("Module") or msg.tag("WASM-Image") or msg.tag("Image")
+        module = module_id(msg)
         if not module and msg.signature is not None:
             raise BadInput("the process definition names no image: add a Module tag")
         if msg.signature is not None:
@@ -125,6 +125,17 @@ class Node:
         return Message.create(owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data,
                               from_=msg.from_)
 
+    def _check_definition(self, msg: Message) -> None:
+        """Everything a definition names must work here, or every later read of it would fail."""
+        self._check_devices(msg)
+        cache_frequency(msg)
+        limits_for(msg)
+        if passes_of(msg) > Stack.max_passes:
+            raise BadInput(f"Passes must be at most {Stack.max_passes}")
+        if has_poda(msg):
+            poda.config(msg)
+        self.load_image(module_id(msg))
+
     def _check_devices(self, msg: Message) -> None:
         for key, only in (("Execution-Device", "stack@1.0"), ("Scheduler-Device", "scheduler@1.0"),
                           ("Push-Device", "push@1.0")):
@@ -139,7 +150,6 @@ class Node:
 
     def schedule(self, pid: str, msg: Message) -> dict[str, Any]:
         self._definition(pid)
-        self.store.put_message(msg)
         assignment = self.scheduler.schedule(pid, msg)
         self._scheduled(pid, assignment.slot)
         return assignment.to_json()
@@ -159,7 +169,8 @@ class Node:
     def _current_slot(self, pid: str) -> int:
         current = self._current.get(pid)
         if current is None:
-            current = self._current[pid] = self.scheduler.current_slot(pid)
+            self._scheduled(pid, self.scheduler.current_slot(pid))  # max() under the guard
+            current = self._current[pid]
         return current
 
     def _scheduled(self, pid: str, slot: int) -> None:
@@ -203,6 +214,7 @@ class Node:
             return latest
         view = self._stored_view(pid, slot)
         if view is not None:
+            self._remember(pid, view)
             return view
         with self._lock(pid):
             view = self._stored_view(pid, slot)  # another thread may have computed it meanwhile
@@ -320,7 +332,9 @@ class Node:
         state = self.processes.new_state(pid, process, {"weavedrive_dir": weavedrive if weavedrive.is_dir() else None})
         last = self.store.last_result_slot(pid)
         state.at_slot = -1 if last is None else last
-        self.processes.normalize(state)
+        self.processes.normalize(state)  # back to the newest snapshot at or below `last` ...
+        if last is not None:
+            self.processes.compute_to(state, last)  # ... and forward again (pushes are idempotent)
         with self._guard:
             self._live[pid] = state
             victims = list(self._live.items())[: max(0, len(self._live) - self.max_live)]

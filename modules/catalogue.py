@@ -174,10 +174,13 @@ def _from_file(path: Path) -> ModuleImage:
     return ModuleImage(name=path.stem, id=None, format=guess_format(data), sha256=digest, path=path)
 
 
-def resolve(ref: str) -> ModuleImage:
-    """A path, catalogue name or module id → a verified local image, fetching and caching if needed."""
+def resolve(ref: str, *, allow_path: bool = True) -> ModuleImage:
+    """A path, catalogue name or module id → a verified local image, fetching and caching if needed.
+
+    `allow_path=False` is for names that come from clients (a process's Module tag): then only
+    catalogue names and ids resolve, never a file on the node's disk."""
     path = Path(ref).expanduser()
-    if path.is_file():
+    if allow_path and path.is_file():
         return _from_file(path)
     entry = lookup(ref)
     if entry is None:

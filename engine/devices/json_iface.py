@@ -71,7 +71,7 @@ class JSONInterface:
             return Signal.OK
         outcome = aos.parse_result(raw)
         state.results = {
-            "Output": outcome.output if isinstance(outcome.output, dict) else {"data": outcome.output},
+            "Output": outcome.raw_output if isinstance(outcome.raw_output, dict) else {"data": outcome.output},
             "Messages": list(outcome.messages),
             "Spawns": list(outcome.spawns),
             "Assignments": list(outcome.assignments),

@@ -90,11 +90,12 @@ class Scheduler:
             raise BadInput(f"process id {pid} must be the id of its process message")
         cron.frequency_of(process_msg)  # reject a garbage Cron-Frequency before anything is stored
         with self._lock(pid):
-            existing = self.store.get_assignment(pid, 0)
-            if existing is not None:
-                return existing
+            assignment = self.store.get_assignment(pid, 0) or \
+                self._append(pid, process_msg, None, self.clock(), self.block_height())
+            # After slot 0: a listed process always has its spawn assigned (a crash in between
+            # leaves an unlisted slot 0, completed when the spawn is retried).
             self.store.put_process(pid, process_msg)
-            return self._append(pid, process_msg, None, self.clock(), self.block_height())
+            return assignment
 
     def schedule(self, pid: str, msg: Message) -> Assignment:
         """Assign `msg` the next slot (after any cron ticks now due); idempotent by message id."""
