@@ -166,3 +166,41 @@ def test_runaway_and_memory_bomb_become_error_results_and_the_process_goes_on(no
     runaway, bomb = node.compute(pid, 2)["results"], node.compute(pid, 3)["results"]
     assert "ComputeLimitExceeded" in runaway["Error"]
     assert bomb["Error"]  # out of memory: a Lua error or a MemoryLimitExceeded, never a crash
+
+
+def test_after_a_crash_dry_run_and_snapshot_see_the_last_computed_slot(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    node = make_node(data)
+    pid = spawn(node)
+    for n in range(3):
+        node.schedule(pid, eval_msg(pid, f"X = {n}"))
+    node.now(pid)
+    node.store.close()  # crash: the newest snapshot is slot 0
+    restarted = make_node(data)
+    view = restarted.dry_run(pid, eval_msg(pid, "return X", nonce="dry"))
+    assert (view["at-slot"], output(view)) == (3, "2")
+    assert restarted.snapshot(pid)["slot"] == 3
+    restarted.close()
+
+
+def test_a_module_tag_never_names_a_file_on_the_node(node, aos_image) -> None:
+    from aonode.engine.errors import ModuleError
+
+    with pytest.raises(ModuleError, match="unknown module"):
+        node.spawn(definition(module=str(aos_image)))
+
+
+def test_results_keep_the_whole_aos_output(node) -> None:
+    pid = spawn(node)
+    node.schedule(pid, eval_msg(pid, "return 1"))
+    out = node.now(pid)["results"]["Output"]
+    assert out["data"] == "1" and "prompt" in out
+
+
+def test_unusable_definitions_are_refused_at_spawn(node) -> None:
+    from aonode.engine.errors import BadInput
+
+    for bad in (("Cache-Frequency", "often"), ("Passes", "20"), ("Memory-Limit", "lots"), ("Quorum", "5")):
+        with pytest.raises(BadInput):
+            node.spawn(definition(bad))
+    assert node.store.list_processes() == []
