@@ -14,7 +14,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from aonode.engine.errors import BadInput, TooLarge, Unauthorized
+from aonode.engine.ans104 import DataItem
+from aonode.engine.errors import AONodeError, BadInput, TooLarge
 from aonode.engine.message import Message, b64url
 
 JSON = "application/json"
@@ -123,19 +124,25 @@ def _flat_value(key: str, value: Any) -> Any:
     raise BadInput(f"tag {key!r} must be a string, got {type(value).__name__}")
 
 
-def message_from_data_item(body: bytes) -> Message:
-    """Hook for signed ANS-104 items: parse, verify the signature, turn into a Message."""
-    try:
-        from aonode.engine.ans104 import DataItem
-    except ImportError as err:
-        raise BadInput("signed ANS-104 data items are not supported by this build yet") from err
+def verified_data_item(body: bytes) -> DataItem:
+    """A parsed data item whose signature verifies; BadInput (400) saying why not otherwise."""
     try:
         item = DataItem.parse(body)
-    except (ValueError, IndexError, TypeError) as err:
+    except AONodeError:
+        raise
+    except (ValueError, IndexError, TypeError, OverflowError) as err:
         raise BadInput(f"not an ANS-104 data item: {err}") from err
-    if item.verify() is False:
-        raise Unauthorized("the data item's signature does not verify")
-    return item.to_message()
+    try:
+        valid = item.verify()
+    except (ValueError, TypeError) as err:
+        raise BadInput(f"the data item's signature cannot be checked: {err}") from err
+    if not valid:
+        raise BadInput("the data item's signature does not verify")
+    return item
+
+
+def message_from_data_item(body: bytes) -> Message:
+    return verified_data_item(body).to_message()
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -36,7 +36,7 @@ from aonode.engine.ans104 import DataItem
 from aonode.engine.errors import AONodeError, BadInput, NotFound
 from aonode.engine.message import Message, is_id
 from aonode.engine.store.base import Assignment
-from aonode.server.codec import JSON, dump_json, parse_json_object, read_body
+from aonode.server.codec import JSON, dump_json, parse_json_object, read_body, verified_data_item
 import aonode.server.legacy  # noqa: F401  (registers the "aoid" path convertor the routes use)
 
 T = TypeVar("T")
@@ -117,23 +117,6 @@ def legacy_result(result: dict[str, Any], keys: tuple[str, ...] = RESULT_KEYS) -
 
 # -- MU: POST / -------------------------------------------------------------------------------------
 
-def parse_signed_item(body: bytes) -> DataItem:
-    """A verified data item, or BadInput saying why not (a bad signature is bad input here)."""
-    try:
-        item = DataItem.parse(body)
-    except AONodeError:
-        raise
-    except (ValueError, IndexError, TypeError, OverflowError) as err:
-        raise BadInput(f"not an ANS-104 data item: {err}") from err
-    try:
-        valid = item.verify()
-    except (ValueError, TypeError) as err:
-        raise BadInput(f"the data item's signature cannot be checked: {err}") from err
-    if not valid:
-        raise BadInput("the data item's signature does not verify")
-    return item
-
-
 def _write_item(node: Any, item: DataItem) -> dict[str, Any]:
     msg = item.to_message()
     if (item.tag("Type") or "").lower() == "process":
@@ -160,7 +143,7 @@ async def post_item(request: Request) -> Response:
         return _json({"id": assignment["message"], "message": "Processing assignment",
                       "timestamp": assignment["timestamp"], "slot": assignment["slot"],
                       "process": assignment["process"]})
-    item = parse_signed_item(await read_body(request, server.limits.max_body))
+    item = verified_data_item(await read_body(request, server.limits.max_body))
     spawning = (item.tag("Type") or "").lower() == "process"
     gate = _compute if spawning else _quick  # a spawn loads (compiles) the image first
     assignment = await gate(request, _write_item, server.node, item)

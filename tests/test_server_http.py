@@ -256,7 +256,7 @@ def test_without_dev_signed_data_items_are_accepted(strict: HttpNode) -> None:
         forged = bytearray(build_and_sign(user, data="return 0", tags=[("Action", "Eval")], target=pid).raw)
         forged[10] ^= 0xFF  # inside the signature
         r = c.post(f"/{pid}~process@1.0/schedule", content=bytes(forged), headers=octet)
-        assert r.status_code == 401 and r.json()["error"]
+        assert r.status_code == 400 and "signature" in r.json()["error"]  # issue 5: bad signature → 400
 
 
 def test_data_dir_is_reused(tmp_path: Path) -> None:
