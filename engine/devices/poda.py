@@ -30,6 +30,7 @@ from typing import Any
 
 from aonode.engine import crypto
 from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message, b64url_decode
 
@@ -168,8 +169,7 @@ def _from_the_process_itself(state: ProcessState, msg: Message) -> bool:
 
 def skip(state: ProcessState, error: str) -> Signal:
     """End this message with an error result and no effects."""
-    state.results = {"Error": error, "Output": {"data": ""}, "Messages": [], "Spawns": [],
-                     "Assignments": []}
+    state.results = empty_results(error)
     return Signal.SKIP
 
 
