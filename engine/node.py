@@ -48,6 +48,14 @@ def default_registry() -> Registry:
     return registry
 
 
+def release_instance(state: ProcessState) -> None:
+    """Free a discarded instance's wasmtime store here and now, in the thread that discards it,
+    instead of whenever (and in whichever thread) the garbage collector gets to its cycles."""
+    instance, state.instance = state.instance, None
+    if instance is not None:
+        instance.close()
+
+
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
                  clock: Any = None, wallet: Wallet | None = None, dry_run_slots: int = 2) -> None:
@@ -245,7 +253,10 @@ class Node:
             self.processes.stack(copy_state).normalize(copy_state, None)
             copy_state.at_slot, copy_state.cache = at_slot, cache
             copy_state.scratch["assignment"] = {**(last.to_json() if last else {}), "slot": at_slot + 1}
-            self.processes.stack(copy_state).compute(copy_state, msg)
+            try:
+                self.processes.stack(copy_state).compute(copy_state, msg)
+            finally:
+                release_instance(copy_state)
             return {"process": pid, "at-slot": at_slot, "results": copy_state.results or {}, "cache": copy_state.cache}
         finally:
             self._dry_runs.release()
@@ -351,6 +362,7 @@ class Node:
                 self.processes.snapshot(state)
             with self._guard:
                 self._live.pop(pid, None)
+            release_instance(state)
         finally:
             lock.release()
 
