@@ -371,6 +371,24 @@ class Node:
         from aonode.engine.devices.push import push_outbox
 
         push_outbox(state, self)
+        self._assign(state)
+
+    def _assign(self, state: ProcessState) -> None:
+        """`ao.assign`: schedule an existing message onto other processes of this node, as a scheduler
+        would; where each went is recorded in the result's `Assigned`."""
+        done = []
+        for entry in state.results.get("Assignments") or []:
+            if not isinstance(entry, dict):
+                continue
+            message = self.store.get_message(str(entry.get("Message", "")))
+            for target in entry.get("Processes") or []:
+                if message is None or not self.is_local(target):
+                    done.append({"process": target, "message": entry.get("Message"), "status": "not-local-or-unknown"})
+                    continue
+                assignment = self.schedule(target, message)
+                done.append({"process": target, "message": message.id, "slot": assignment["slot"]})
+        if done:
+            state.results["Assigned"] = done
 
     # router interface for push@1.0
     def is_local(self, pid: str | None) -> bool:

@@ -146,3 +146,22 @@ def test_a_client_cannot_claim_from_process(tmp_path: Path) -> None:
     node.schedule(pid, eval_msg(pid, "return LastFrom"))
     assert output(node.now(pid)) == f"{OTHER} nil"  # the claim never reaches the handler
     node.close()
+
+
+def test_ao_assign_schedules_an_existing_message_on_another_local_process(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    a = node.spawn(definition(("Name", "a")))["process"]
+    b = node.spawn(definition(("Name", "b")))["process"]
+    # AOS only evaluates an assigned message (its Target is another process) when it is assignable.
+    node.schedule(b, eval_msg(b, "Handlers.add('note', 'Note', function(m) Noted = m.Data end); "
+                                 "ao.addAssignable('notes', function(m) return m.Action == 'Note' end)"))
+    node.schedule(a, eval_msg(a, f"Handlers.add('fwd', 'Note', function(m) "
+                                 f"Assign({{ Processes = {{ '{b}' }}, Message = m.Id }}) end)"))
+    note = action(a, "Note", data="hello", nonce="note")
+    node.schedule(a, note)
+    node.settle()
+    assigned = node.compute(a, 2)["results"]["Assigned"]
+    assert assigned == [{"process": b, "message": note.id, "slot": 2}]
+    node.schedule(b, eval_msg(b, "return Noted", nonce="check"))
+    assert output(node.now(b)) == "hello"
+    node.close()
