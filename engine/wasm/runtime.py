@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import wasmtime
+from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_increment_epoch
 
 from aonode.engine.errors import ModuleError
 
@@ -60,26 +61,41 @@ def make_engine(flavor: str = METERED) -> wasmtime.Engine:
 
 
 class _EpochTicker:
-    """One daemon thread advancing the epoch of every live fast engine (wasm runs without the GIL)."""
+    """One daemon thread advancing the epoch of every live fast engine (wasm runs without the GIL).
 
-    _engines: weakref.WeakSet = weakref.WeakSet()
+    Its loop allocates no Python objects, so the garbage collector is never triggered from this
+    thread (it ticks every 2 ms): wasmtime objects are finalized by the threads that use wasmtime,
+    not from here while another thread may be inside a wasm call.
+    """
+
+    _engines: tuple = ()  # (weak reference to the Engine, its raw pointer)
     _thread: threading.Thread | None = None
     _lock = threading.Lock()
 
     @classmethod
     def register(cls, engine: wasmtime.Engine) -> None:
         with cls._lock:
-            cls._engines.add(engine)
+            live = tuple(entry for entry in cls._engines if entry[0]() is not None)
+            cls._engines = live + ((weakref.ref(engine), engine.ptr()),)
             if cls._thread is None:
                 cls._thread = threading.Thread(target=cls._run, name="aonode-epoch", daemon=True)
                 cls._thread.start()
 
     @classmethod
     def _run(cls) -> None:
+        increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
+        sleep, tick = time.sleep, EPOCH_TICK_SECONDS
         while True:
-            time.sleep(EPOCH_TICK_SECONDS)
-            for engine in list(cls._engines):
-                engine.increment_epoch()
+            sleep(tick)
+            engines = cls._engines
+            index, count = 0, len(engines)
+            while index < count:
+                ref, pointer = engines[index]
+                engine = ref()  # held while ticking, so the engine cannot be freed under the call
+                if engine is not None:
+                    increment(pointer)
+                engine = None
+                index += 1
 
 
 def _memory64(module: wasmtime.Module) -> bool:
