@@ -1,11 +1,12 @@
 """The AOS JSON interface as pure functions: what `handle` is given and how its answer is read."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from aonode.engine.message import b64url
 
 
 def _dumps(obj: Any) -> str:
@@ -55,15 +56,6 @@ class Outcome:
     error: str | None = None
     gas_used: int = 0
     raw_output: Any = None
-
-    def as_result(self) -> dict:
-        """The legacy CU result shape."""
-        result = {"Output": self.raw_output if self.raw_output is not None else {"data": self.output},
-                  "Messages": self.messages, "Spawns": self.spawns, "Assignments": self.assignments,
-                  "GasUsed": self.gas_used}
-        if self.error is not None:
-            result["Error"] = self.error
-        return result
 
 
 def _error_text(err: Any) -> str | None:
@@ -129,7 +121,7 @@ class ProcessSpec:
         """Message number `n` (>= 1): an Eval from the owner unless told otherwise."""
         sender = frm or self.owner
         digest = hashlib.sha256(f"{self.pid}\x00{n}\x00{sender}".encode()).digest()
-        return message_json({"Id": base64.urlsafe_b64encode(digest).decode().rstrip("="), "From": sender,
+        return message_json({"Id": b64url(digest), "From": sender,
                              "Owner": sender, "Target": self.pid, "Module": self.module_id,
                              "Block-Height": str(n), "Timestamp": str(BASE_TIMESTAMP + n * 1000),
                              "Tags": list(tags), "Data": data})

@@ -7,7 +7,6 @@ same command always prints the same memory hashes.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import hashlib
 import json
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aonode.engine.aos import ProcessSpec, parse_result
+from aonode.engine.message import b64url
 from aonode.engine.errors import AONodeError, WasmError
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
 from aonode.engine.wasm.runtime import Runtime
@@ -26,7 +26,7 @@ OWNER = "aonode-eval-owner-" + "0" * 25
 
 def _id(*parts: str) -> str:
     digest = hashlib.sha256("\x00".join(parts).encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return b64url(digest)
 
 
 @dataclass

@@ -190,7 +190,7 @@ def _results_page(node: Any, pid: str, frm: int | None, to: int | None, limit: i
 
 
 def _compute_through(node: Any, pid: str, to: int | None) -> None:
-    current = node.scheduler.current_slot(pid)
+    current = node.slot(pid)["current"]  # through the Node, which owns the scheduler
     node.compute(pid, current if to is None else max(0, min(to, current)))
 
 

@@ -42,16 +42,6 @@ class ProcessState:
     scratch: dict[str, Any] = field(default_factory=dict)  # per-message values between devices
     config: dict[str, Any] = field(default_factory=dict)  # node-wide settings (data dir, limits)
 
-    def view(self) -> dict[str, Any]:
-        """The state as HTTP reads see it: plain data, no live objects."""
-        return {
-            "process": self.process_id,
-            "at-slot": self.at_slot,
-            "results": self.results,
-            "cache": self.cache,
-            "memory-sha256": self.memory_sha256,
-        }
-
 
 class Device(Protocol):
     name: str
