@@ -27,19 +27,23 @@ class HelperPlan:
     wat: str
     serves: tuple[str, ...]
     table_exports: tuple[str, ...]
+    call_handle: bool = False  # exports `call_handle(msg, env, sp)`: AOS `handle` in one crossing
 
 
 def ptr_kind(memory64: bool) -> str:
     return "i64" if memory64 else "i32"
 
 
-def late_wat(memory64: bool) -> str:
-    """Instantiated after the image: functions that need the image's memory."""
+def late_wat(memory64: bool, index64: bool | None = None) -> str:
+    """Instantiated after the image: functions that need the image's memory. `index64` is the memory's
+    address width when it differs from the pointers' (a lowered fast variant: 64-bit pointers, 32-bit memory)."""
     ptr = ptr_kind(memory64)
+    index = ptr_kind(memory64 if index64 is None else index64)
+    args = [f"(local.get {i})" if index == ptr else f"(i32.wrap_i64 (local.get {i}))" for i in range(3)]
     return f'''(module
-  (import "image" "memory" (memory {ptr} 0))
+  (import "image" "memory" (memory {index} 0))
   (func (export "memcpy") (param {ptr} {ptr} {ptr})
-    (memory.copy (local.get 0) (local.get 1) (local.get 2))))'''
+    (memory.copy {" ".join(args)})))'''
 
 
 def _kinds(types) -> list[str]:
@@ -98,6 +102,21 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
         funcs.append(f'''
   (func (export "_emscripten_memcpy_js") (param {ptr} {ptr} {ptr})
     (call_indirect $fns (type $copy) (local.get 0) (local.get 1) (local.get 2) (i32.const {slot})))''')
+    handle = exports.get("handle")
+    call_handle = (handle is not None and _kinds(handle.params) == [ptr, ptr] and _kinds(handle.results) == [ptr])
+    if call_handle:
+        slot = len(table_exports)
+        table_exports.append("handle")
+        types.append(f"(type $handle (func (param {ptr} {ptr}) (result {ptr})))")
+        # The inputs were written below the stack pointer as two _emscripten_stack_alloc calls would
+        # place them; the stack pointer is set past them for the call and put back after.
+        funcs.append(f'''
+  (func (export "call_handle") (param {ptr} {ptr} {ptr}) (result {ptr})
+    (local $result {ptr})
+    (call_indirect $fns (type $sp_set) (local.get 1) (i32.const {SLOT_STACK_SET}))
+    (local.set $result (call_indirect $fns (type $handle) (local.get 0) (local.get 1) (i32.const {slot})))
+    (call_indirect $fns (type $sp_set) (local.get 2) (i32.const {SLOT_STACK_SET}))
+    (local.get $result))''')
     serves = tuple(invokes) + (("_emscripten_throw_longjmp",) if "_emscripten_throw_longjmp" in imports else ())
     serves += ("_emscripten_memcpy_js",) if memcpy else ()
     wat = "\n".join([
@@ -109,16 +128,18 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
         *funcs,
         ")",
     ])
-    return HelperPlan(wat, serves, tuple(table_exports))
+    return HelperPlan(wat, serves, tuple(table_exports), call_handle)
 
 
 class Helper:
     """One helper instance per image instance."""
 
-    def __init__(self, runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: str) -> None:
+    def __init__(self, runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: str,
+                 index64: bool | None = None) -> None:
         self.plan = plan
         self.runtime = runtime
         self.memory64 = memory64
+        self.index64 = memory64 if index64 is None else index64
         self.flavor = flavor
         size = len(plan.table_exports)
         table_type = wasmtime.TableType(wasmtime.ValType.funcref(), wasmtime.Limits(size, size))
@@ -134,7 +155,7 @@ class Helper:
     def fill(self, store: wasmtime.Store, image_exports: dict) -> None:
         late = None
         if any(name.startswith(LATE) for name in self.plan.table_exports):
-            module = self.runtime.compile_wat(late_wat(self.memory64), self.flavor)
+            module = self.runtime.compile_wat(late_wat(self.memory64, self.index64), self.flavor)
             late = wasmtime.Instance(store, module, [image_exports["memory"]]).exports(store)
         for slot, name in enumerate(self.plan.table_exports):
             func = late[name[len(LATE):]] if name.startswith(LATE) else image_exports[name]

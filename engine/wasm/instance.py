@@ -19,20 +19,23 @@ import wasmtime
 
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded, ModuleError, WasmError, WasmTrap
 from aonode.engine.wasm.cxx import Unwind
-from aonode.engine.wasm.fastcall import define_raw, take_parked
+from aonode.engine.wasm.fastcall import RawFunc, define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
-from aonode.engine.wasm.runtime import EPOCH_TICK_SECONDS, FAST, METERED, Image, Runtime
+from aonode.engine.wasm.runtime import EPOCH_TICK_SECONDS, FAST, METERED, OPTIMIZED, Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm.weavedrive import SuspendNeeded
 
 UNLIMITED_FUEL = 2**62
 NO_DEADLINE = 2**62
 # No CPU burns more fuel per second than this, so a message that finishes in under fuel/FUEL_RATE_MAX
-# seconds of wall time used less than `fuel`. Fuel counts wasm operators, several of which can share
-# one machine instruction (locals live in registers): 2e11/s is ~10x what today's fastest core does.
-FUEL_RATE_MAX = 2e11
+# seconds of wall time used less than `fuel`. Fuel counts the original image's wasm operators, several
+# of which can share one machine instruction; the fast variant ran a tight Lua loop at 2.3e10 fuel/s
+# on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
+FUEL_RATE_MAX = 4e11
 CHECKPOINT_EVERY = 1000  # replay of at most this many messages after a trap (~1 ms each)
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # ... or of this much message JSON
+AWAY_FIRST = 4  # messages a process stays on the original image after one needed it (then 8, 16, ...)
 STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed
 UNKNOWN_STACK_BUDGET = 16 * 1024
 STACK_COOKIE = (34821223, 2310721022, 1668509029)  # what ao-loader's writeStackCookie() stores
@@ -67,7 +70,12 @@ class Instance:
         self.runtime = runtime
         self.fast_imports = fast_imports
         self.always_metered = metered
-        self._flavor = METERED if metered else FAST
+        # Home: where messages run. A fresh instance starts (constructors, spawn) on the original
+        # image, which also serves any message that needs to suspend, then returns home.
+        self._home = METERED if metered else OPTIMIZED if image.optimized is not None else FAST
+        self._flavor = FAST if self._home == OPTIMIZED and _snapshot is None else self._home
+        self._away_left = 1  # messages to run away from home before going back
+        self._away_stay = AWAY_FIRST
         self.image = image
         self.limits = limits
         self.weavedrive_dir = weavedrive_dir
@@ -95,11 +103,13 @@ class Instance:
             self.store.set_limits(memory_size=self.limits.memory)
         self._set_budget(None)
         self.host = Host(self.store, self.image.memory64, self.weavedrive_dir, self.limits.memory)
+        self.host.can_suspend = self._flavor != OPTIMIZED
         check_imports(module, self.host, self.extra_imports)
         linker = wasmtime.Linker(engine)
         self._callbacks: list = []  # the raw host callbacks must outlive the instance
         plan = _helper_plan(self.image) if self.fast_imports else None
-        helper = Helper(self.runtime, self.store, plan, self.image.memory64, self._flavor) if plan else None
+        helper = (Helper(self.runtime, self.store, plan, self.image.memory64, self._flavor,
+                         self.image.memory_index64(self._flavor)) if plan else None)
         if helper:
             helper.define(linker, self.store)
         for imp in module.imports:
@@ -120,10 +130,16 @@ class Instance:
         self.exports = dict(self.instance.exports(self.store).items())
         if helper:
             helper.fill(self.store, self.exports)
+        # One boundary crossing per message where nothing can suspend (see _run_direct).
+        self._call_handle = (RawFunc(self.store, helper.exports["call_handle"])
+                             if helper and plan.call_handle and self._flavor == OPTIMIZED else None)
+        self._base_sp: int | None = None
         self.host.bind(self.exports)
         self.memory: wasmtime.Memory | None = self.host.memory
         self._stack_end: int | None = None
         if snapshot is not None:
+            if "emscripten_stack_init" in self.host.fn:  # globals only: the stack bounds, as on a fresh start
+                self.host.fn["emscripten_stack_init"]()
             self._load_snapshot(snapshot)
         else:
             self._start_runtime()
@@ -157,6 +173,12 @@ class Instance:
         self.host.state = HostState.from_dict(snapshot.host_state)
 
     # ---- properties ---------------------------------------------------------------------------------
+    @property
+    def flavor(self) -> str:
+        """Which build and engine runs the next message: "optimized" (the fast variant), "fast" (the
+        image itself), or "metered" (the image itself, counting fuel)."""
+        return self._flavor
+
     @property
     def has_handle(self) -> bool:
         return "handle" in self.exports and self.memory is not None
@@ -226,42 +248,51 @@ class Instance:
     def handle(self, msg_json: str, env_json: str) -> str:
         """Evaluate one message; on any failure the state is exactly as before and an error is raised.
 
-        The fast engine has no fuel counter. A message it finishes in less wall time than the fuel
+        The epoch engine has no fuel counter. A message it finishes in less wall time than the fuel
         limit could possibly take (FUEL_RATE_MAX) is certainly within the limit; any other message
         (including one stopped by the epoch deadline) is redone on the metered engine, whose verdict
-        is deterministic. Results never depend on which engine ran."""
+        is deterministic. A message that needs to suspend in the fast variant is redone on the
+        original image. Results never depend on which flavour ran: all leave the same memory."""
         if not self.has_handle:
             raise ModuleError("image exports no `handle`")
         fuel = self.limits.fuel
-        started = time.perf_counter()
-        try:
-            raw = self._handle_once(msg_json, env_json, fuel)
-            undecided = (self._flavor == FAST and fuel is not None
-                         and time.perf_counter() - started >= fuel / FUEL_RATE_MAX)
-        except _DeadlineReached:
-            undecided = True
-        except WasmError:
-            self._rebuild()
-            raise
-        if undecided:
-            raw = self._redo_metered(msg_json, env_json, fuel)
+        while True:
+            started = time.perf_counter()
+            try:
+                raw = self._handle_once(msg_json, env_json, fuel)
+                if (self._flavor == METERED or fuel is None
+                        or time.perf_counter() - started < fuel / FUEL_RATE_MAX):
+                    break
+                redo = METERED  # undecided: it may have used more than its fuel
+            except _DeadlineReached:
+                redo = METERED
+            except SuspendNeeded:
+                redo = FAST
+            except WasmError:
+                self._rebuild()
+                raise
+            self._rebuild()  # the state before this message
+            self._leave_home(redo)
         self._journal.append((msg_json, env_json))
         self._journal_bytes += len(msg_json) + len(env_json)
-        if len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES:
+        if self._flavor != self._home:
+            self._away_left -= 1
+        if (len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES
+                or (self._flavor != self._home and self._away_left <= 0)):
             self.checkpoint()
         return raw
 
-    def _redo_metered(self, msg_json: str, env_json: str, fuel: int | None) -> str:
-        self._rebuild()  # the state before this message
-        self._switch(METERED)
-        try:
-            return self._handle_once(msg_json, env_json, fuel)
-        except WasmError:
-            self._rebuild()
-            raise
+    def _leave_home(self, flavor: str) -> None:
+        """Continue on another flavour for a while; each departure stays twice as long as the last
+        (up to a checkpoint interval), so a process that suspends often stops switching back and forth."""
+        if flavor != self._flavor:
+            self._switch(flavor)
+        if self._flavor != self._home:
+            self._away_left = self._away_stay
+            self._away_stay = min(2 * self._away_stay, CHECKPOINT_EVERY)
 
     def _switch(self, flavor: str) -> None:
-        """Carry the current state over to a fresh instance on the other engine."""
+        """Carry the current state over to a fresh instance on another flavour."""
         snap = Snapshot.from_memory(self.memory_view(), self.host.state.to_dict(), sha256="unnamed")
         self.close()
         self._flavor = flavor
@@ -278,9 +309,9 @@ class Instance:
                                                             sha256="unnamed")
         self._journal.clear()
         self._journal_bytes = 0
-        if self._flavor == METERED and not self.always_metered:
-            self.close()  # back to the fast engine after a message that needed metering
-            self._flavor = FAST
+        if self._flavor != self._home:
+            self.close()  # back home after messages that needed metering or suspending
+            self._flavor = self._home
             self._instantiate(self._checkpoint)
 
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
@@ -288,6 +319,10 @@ class Instance:
         handle = self.host.fn["handle"]
 
         def run() -> str:
+            if self._call_handle is not None:
+                direct = self._run_direct(msg, env)
+                if direct is not None:
+                    return direct
             sp, msg_ptr, env_ptr, owned = self._place_inputs(msg, env)
             result_ptr = handle(msg_ptr, env_ptr)
             while self.host.finish_unwind():
@@ -302,6 +337,24 @@ class Instance:
         else:
             self.last_gas_used = 0  # not counted on the fast engine (ao-loader reports 0 as well)
         return result
+
+    def _run_direct(self, msg: bytes, env: bytes) -> str | None:
+        """`handle` through the helper's call_handle: the inputs go where ao-loader's ccall puts them
+        (two _emscripten_stack_alloc calls: `(sp - size) & -16` each) and the stack pointer is reset
+        inside wasm. None when they do not fit on the stack (the general path then mallocs)."""
+        host = self.host
+        if self._base_sp is None:
+            self._base_sp = host.fn["emscripten_stack_get_current"]()
+            if self._stack_end is None and "emscripten_stack_get_end" in host.fn:
+                self._stack_end = host.fn["emscripten_stack_get_end"]()
+        sp = self._base_sp
+        if self._stack_end is None or sp - self._stack_end <= len(msg) + len(env) + STACK_HEADROOM:
+            return None
+        msg_ptr = (sp - len(msg)) & -16
+        env_ptr = (msg_ptr - len(env)) & -16
+        host.write(msg_ptr, msg)
+        host.write(env_ptr, env)
+        return host.read_cstr(self._call_handle(msg_ptr, env_ptr, sp)).decode("utf-8", errors="replace")
 
     def _place_inputs(self, msg: bytes, env: bytes) -> tuple[int | None, int, int, list[int]]:
         """ao-loader's ccall puts both strings on the C stack; without stack exports use malloc."""

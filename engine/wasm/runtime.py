@@ -1,6 +1,7 @@
 """Compile images once per engine flavour; compiled artifacts are cached on disk by image hash + settings."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -8,7 +9,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +17,15 @@ from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_incremen
 
 from aonode.engine.errors import ModuleError
 
-METERED, FAST = "metered", "fast"
+# Flavours: the image's fast variant on the epoch engine (modules/specialize.py), the image itself on
+# the epoch engine, the image itself on the fuel-counting engine.
+OPTIMIZED, FAST, METERED = "optimized", "fast", "metered"
 # Part of the cache key: an artifact is only valid for the engine settings it was compiled with.
 ENGINE_SETTINGS = {
     METERED: "memory64=1;exceptions=1;fuel=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     FAST: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
 }
+ENGINE_SETTINGS[OPTIMIZED] = ENGINE_SETTINGS[FAST] + ";variant=fast-v1"
 LEGACY_EH_MARKER = "legacy_exceptions"
 EPOCH_TICK_SECONDS = 0.002  # how often fast engines' epoch advances (bounds runaway-loop detection)
 
@@ -30,12 +33,20 @@ EPOCH_TICK_SECONDS = 0.002  # how often fast engines' epoch advances (bounds run
 @dataclass(frozen=True)
 class Image:
     """A compiled image; `sha256` is of the bytes the user gave (before any translation).
-    `module` is compiled for the fast engine; `Runtime.module_for` gives the metered one on demand."""
+    `module` is compiled for the fast engine; `Runtime.module_for` gives the metered one on demand.
+    `optimized` is the fast variant, when the image has one: it cannot suspend (asyncify), and its
+    memory has 32-bit addresses when `optimized_lowered`."""
 
     sha256: str
     module: wasmtime.Module = field(repr=False, compare=False)
-    memory64: bool = False
+    memory64: bool = False  # the image's pointers are 64-bit (its ABI; the same in every variant)
     translated: bool = False
+    optimized: wasmtime.Module | None = field(default=None, repr=False, compare=False)
+    optimized_lowered: bool = False
+
+    def memory_index64(self, flavor: str) -> bool:
+        """Whether the module run in this flavour addresses its memory with 64-bit indexes."""
+        return self.memory64 and not (flavor == OPTIMIZED and self.optimized_lowered)
 
     @property
     def export_names(self) -> frozenset[str]:
@@ -61,41 +72,46 @@ def make_engine(flavor: str = METERED) -> wasmtime.Engine:
 
 
 class _EpochTicker:
-    """One daemon thread advancing the epoch of every live fast engine (wasm runs without the GIL).
+    """One daemon thread advancing the epoch of the fast engine (wasm runs without the GIL).
 
-    Its loop allocates no Python objects, so the garbage collector is never triggered from this
-    thread (it ticks every 2 ms): wasmtime objects are finalized by the threads that use wasmtime,
-    not from here while another thread may be inside a wasm call.
+    Its loop allocates no Python objects and never drops the last reference to anything, so no
+    garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
+    the process, and an exit hook stops the thread before interpreter shutdown frees them.
     """
 
-    _engines: tuple = ()  # (weak reference to the Engine, its raw pointer)
+    _engines: list = []  # strong references: an engine is never freed while it is ticked
+    _pointers: tuple = ()
     _thread: threading.Thread | None = None
+    _running = True
     _lock = threading.Lock()
 
     @classmethod
     def register(cls, engine: wasmtime.Engine) -> None:
         with cls._lock:
-            live = tuple(entry for entry in cls._engines if entry[0]() is not None)
-            cls._engines = live + ((weakref.ref(engine), engine.ptr()),)
+            cls._engines.append(engine)
+            cls._pointers = cls._pointers + (engine.ptr(),)
             if cls._thread is None:
                 cls._thread = threading.Thread(target=cls._run, name="aonode-epoch", daemon=True)
                 cls._thread.start()
+                atexit.register(cls._shutdown)
 
     @classmethod
     def _run(cls) -> None:
         increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
         sleep, tick = time.sleep, EPOCH_TICK_SECONDS
-        while True:
+        while cls._running:
             sleep(tick)
-            engines = cls._engines
-            index, count = 0, len(engines)
+            pointers = cls._pointers
+            index, count = 0, len(pointers)
             while index < count:
-                ref, pointer = engines[index]
-                engine = ref()  # held while ticking, so the engine cannot be freed under the call
-                if engine is not None:
-                    increment(pointer)
-                engine = None
+                increment(pointers[index])
                 index += 1
+
+    @classmethod
+    def _shutdown(cls) -> None:
+        cls._running = False
+        if cls._thread is not None:
+            cls._thread.join(timeout=1)
 
 
 def _memory64(module: wasmtime.Module) -> bool:
@@ -105,16 +121,43 @@ def _memory64(module: wasmtime.Module) -> bool:
     return False
 
 
-class Runtime:
-    """Owns the engines; `load` returns compiled images, from memory, the disk cache, or a fresh compile."""
+@dataclass(frozen=True)
+class _Compiled:
+    """One compiled build: `module` is None when an image has no fast variant; `flag` is "translated"
+    (legacy exceptions) for the image itself and "lowered" (32-bit addresses) for the variant."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
-        self.engine = make_engine(METERED)
-        self.fast_engine = make_engine(FAST)
+    module: wasmtime.Module | None
+    flag: bool
+
+
+# Engines are shared by every Runtime in the process (wasmtime engines are thread-safe), so the epoch
+# ticker only ever ticks engines that live as long as the process; compiled builds are shared too.
+_ENGINES: dict[str, wasmtime.Engine] = {}
+_COMPILED: dict[tuple[str, str], _Compiled] = {}
+_SHARED_LOCK = threading.Lock()
+_FLAG_SUFFIX = {FAST: ".translated", METERED: ".translated", OPTIMIZED: ".lowered"}
+
+
+def shared_engine(flavor: str) -> wasmtime.Engine:
+    """The process's engine for a flavour (the variant runs on the epoch engine)."""
+    kind = METERED if flavor == METERED else FAST
+    with _SHARED_LOCK:
+        if kind not in _ENGINES:
+            _ENGINES[kind] = make_engine(kind)
+        return _ENGINES[kind]
+
+
+class Runtime:
+    """Loads images: `load` returns compiled images, from this process, the disk cache, or a fresh
+    compile (and, for images that have one, their fast variant)."""
+
+    def __init__(self, cache_dir: Path | None = None, *, optimize: bool = True) -> None:
+        self.engine = shared_engine(METERED)
+        self.fast_engine = shared_engine(FAST)
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.optimize = optimize
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
-        self._metered: dict[str, wasmtime.Module] = {}
         self._helpers: dict[tuple[str, str], wasmtime.Module] = {}
 
     def engine_for(self, flavor: str) -> wasmtime.Engine:
@@ -124,8 +167,10 @@ class Runtime:
         sha = hashlib.sha256(wasm).hexdigest()
         image = self._images.get(sha)
         if image is None:
-            module, translated = self._compile(sha, wasm, FAST)
-            image = Image(sha, module, _memory64(module), translated)
+            own = self._compiled(sha, FAST, lambda: self._compile(sha, wasm, FAST))
+            variant = (self._compiled(sha, OPTIMIZED, lambda: self._compile_variant(sha, wasm, own))
+                       if self.optimize else _Compiled(None, False))
+            image = Image(sha, own.module, _memory64(own.module), own.flag, variant.module, variant.flag)
             self._images[sha] = image
             self._sources[sha] = wasm
         return image
@@ -134,18 +179,16 @@ class Runtime:
         return self.load(Path(path).read_bytes())
 
     def module_for(self, image: Image, flavor: str) -> wasmtime.Module:
-        """The image compiled for the given engine flavour (the metered one is compiled on first use:
-        most processes never need it)."""
-        if flavor == FAST:
+        """The build a flavour runs (the metered one is compiled on first use: most processes never
+        need it)."""
+        if flavor == OPTIMIZED and image.optimized is not None:
+            return image.optimized
+        if flavor in (FAST, OPTIMIZED):
             return image.module
-        module = self._metered.get(image.sha256)
-        if module is None:
-            source = self._sources.get(image.sha256)
-            if source is None:
-                raise ModuleError(f"image {image.sha256[:12]} was not loaded by this runtime")
-            module, _ = self._compile(image.sha256, source, METERED)
-            self._metered[image.sha256] = module
-        return module
+        source = self._sources.get(image.sha256)
+        if source is None:
+            raise ModuleError(f"image {image.sha256[:12]} was not loaded by this runtime")
+        return self._compiled(image.sha256, METERED, lambda: self._compile(image.sha256, source, METERED)).module
 
     def compile_wat(self, wat: str, flavor: str = METERED) -> wasmtime.Module:
         """Small helper modules written in WAT, compiled once per runtime and engine."""
@@ -156,48 +199,78 @@ class Runtime:
             self._helpers[key] = module
         return module
 
+    # ---- builds: process cache, then disk artifact, then compile ------------------------------------
+    def _compiled(self, sha: str, flavor: str, build) -> _Compiled:
+        artifact = self._artifact_path(sha, flavor)
+        with _SHARED_LOCK:
+            found = _COMPILED.get((sha, flavor))
+        if found is None and artifact is not None:
+            found = self._read_artifact(artifact, flavor)
+        if found is None:
+            found = build()
+        with _SHARED_LOCK:
+            found = _COMPILED.setdefault((sha, flavor), found)
+        if artifact is not None and not (artifact.exists() or artifact.with_suffix(".none").exists()):
+            self._write_artifact(artifact, flavor, found)
+        return found
+
+    def _compile(self, sha: str, wasm: bytes, flavor: str) -> _Compiled:
+        engine = self.engine_for(flavor)
+        try:
+            return _Compiled(wasmtime.Module(engine, wasm), False)
+        except wasmtime.WasmtimeError as err:
+            if LEGACY_EH_MARKER not in str(err):
+                raise ModuleError(f"image {sha[:12]} does not compile: {err}") from err
+        new = translate_legacy_exceptions(wasm, self.cache_dir)
+        try:
+            return _Compiled(wasmtime.Module(engine, new), True)
+        except wasmtime.WasmtimeError as err:
+            raise ModuleError(f"translated image does not compile: {err}") from err
+
+    def _compile_variant(self, sha: str, wasm: bytes, own: _Compiled) -> _Compiled:
+        from aonode.modules.specialize import fast_variant
+
+        source = translate_legacy_exceptions(wasm, self.cache_dir) if own.flag else wasm
+        variant = fast_variant(source, own.module)
+        if variant is None:
+            return _Compiled(None, False)
+        try:
+            module = wasmtime.Module(self.fast_engine, variant.wasm)
+        except wasmtime.WasmtimeError:
+            return _Compiled(None, False)
+        if {e.name for e in module.exports} != {e.name for e in own.module.exports}:
+            return _Compiled(None, False)
+        return _Compiled(module, variant.lowered)
+
     def _artifact_path(self, sha: str, flavor: str) -> Path | None:
         if self.cache_dir is None:
             return None
         key = hashlib.sha256(f"{sha};{ENGINE_SETTINGS[flavor]}".encode()).hexdigest()
         return self.cache_dir / f"{key}.cwasm"
 
-    def _compile(self, sha: str, wasm: bytes, flavor: str) -> tuple[wasmtime.Module, bool]:
-        engine = self.engine_for(flavor)
-        artifact = self._artifact_path(sha, flavor)
-        if artifact is not None and artifact.exists():
-            try:
-                module = wasmtime.Module.deserialize(engine, artifact.read_bytes())
-                return module, artifact.with_suffix(".translated").exists()
-            except wasmtime.WasmtimeError:
-                artifact.unlink(missing_ok=True)
-        translated = False
+    def _read_artifact(self, path: Path, flavor: str) -> _Compiled | None:
+        if path.with_suffix(".none").exists():
+            return _Compiled(None, False)
+        if not path.exists():
+            return None
         try:
-            module = wasmtime.Module(engine, wasm)
-        except wasmtime.WasmtimeError as err:
-            if LEGACY_EH_MARKER not in str(err):
-                raise ModuleError(f"image {sha[:12]} does not compile: {err}") from err
-            module = self._compile_translated(engine, wasm)
-            translated = True
-        if artifact is not None:
-            self._store_artifact(artifact, module.serialize(), translated)
-        return module, translated
-
-    def _compile_translated(self, engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
-        new = translate_legacy_exceptions(wasm, self.cache_dir)
-        try:
-            return wasmtime.Module(engine, new)
-        except wasmtime.WasmtimeError as err:
-            raise ModuleError(f"translated image does not compile: {err}") from err
+            module = wasmtime.Module.deserialize(self.engine_for(flavor), path.read_bytes())
+        except wasmtime.WasmtimeError:
+            path.unlink(missing_ok=True)
+            return None
+        return _Compiled(module, path.with_suffix(_FLAG_SUFFIX[flavor]).exists())
 
     @staticmethod
-    def _store_artifact(path: Path, data: bytes, translated: bool) -> None:
+    def _write_artifact(path: Path, flavor: str, compiled: _Compiled) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if compiled.module is None:
+            path.with_suffix(".none").touch()
+            return
+        if compiled.flag:
+            path.with_suffix(_FLAG_SUFFIX[flavor]).touch()
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        if translated:
-            path.with_suffix(".translated").touch()
+            out.write(compiled.module.serialize())
         os.replace(tmp, path)
 
 

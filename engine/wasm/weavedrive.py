@@ -16,6 +16,11 @@ ASYNCIFY_STACK_SIZE = 41943040  # ao-loader's Asyncify.StackSize for its data bu
 NORMAL, UNWINDING, REWINDING = 0, 1, 2
 
 
+class SuspendNeeded(WasmTrap):
+    """An `__asyncjs__` import was called in an image variant that cannot suspend: the message must
+    be run again on the original image (the instance does that; it never reaches a caller)."""
+
+
 class WeaveDrive(Guest):
     """The `__asyncjs__weavedrive_*` imports. Needs `self.state.open_files` (see host.HostState)."""
 
@@ -24,6 +29,7 @@ class WeaveDrive(Guest):
         self.weavedrive_dir = Path(weavedrive_dir) if weavedrive_dir else None
         self.async_state = NORMAL
         self.async_data = 0
+        self.can_suspend = True
         self._async_value = 0
 
     def _drive_path(self, name: str) -> Path | None:
@@ -42,6 +48,8 @@ class WeaveDrive(Guest):
         memory, so doing the same keeps memory byte-identical."""
         if "asyncify_start_unwind" not in self.fn:
             return compute()
+        if not self.can_suspend:
+            raise SuspendNeeded("this image variant cannot suspend for WeaveDrive")
         if self.async_state == REWINDING:
             self.call("asyncify_stop_rewind")
             self.call("free", self.async_data)

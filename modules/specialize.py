@@ -1,0 +1,126 @@
+"""The fast variant of an AOS image: the same program for every message that never suspends.
+
+AOS images are built with emscripten's Asyncify so WeaveDrive can block on a JS promise. Asyncify
+instruments almost every function with reads of one global (normal / unwinding / rewinding) around
+every call; under wasmtime that bookkeeping is about a quarter of a message, yet the state only leaves
+"normal" while an `__asyncjs__*` import suspends. The variant reads that global as the constant 0 and
+lets Binaryen's -O3 delete the dead branches. A wasm64 image whose memory is capped at 4 GiB or less
+is also lowered to 32-bit addresses (`--memory64-lowering`): wasmtime then elides bounds checks with
+guard pages. Pointers stay 64-bit values, data layout and every store are unchanged, so linear memory
+stays byte-identical to the original's; the engine runs the original for any message that calls an
+`__asyncjs__` import (tests/test_wasm_variant.py checks both claims on the real images).
+
+Made once per image and Binaryen version, kept next to the exnref translations.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import wasmtime
+
+from aonode.engine.errors import ModuleError
+from aonode.modules.exnref import default_cache_dir, find_wasm_opt
+
+RECIPE = "fast-v1"  # part of the cache name: change it whenever the transformation changes
+MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
+FEATURES = (
+    "--enable-exception-handling", "--enable-memory64", "--enable-bulk-memory", "--enable-sign-ext",
+    "--enable-mutable-globals", "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-simd",
+)
+STATE_EXPORT = "asyncify_get_state"
+_NONE = b"none"  # cache content meaning "this image has no fast variant"
+log = logging.getLogger("aonode.modules")
+
+
+@dataclass(frozen=True)
+class Variant:
+    wasm: bytes
+    deasyncified: bool  # asyncify reads were folded to "normal": the variant must never suspend
+    lowered: bool  # its memory has 32-bit addresses (pointers in memory and in calls stay 64-bit)
+
+
+def plan(module: wasmtime.Module) -> tuple[bool, bool]:
+    """(de-asyncify?, lower memory64?) for an image, from its compiled module."""
+    exports = {e.name for e in module.exports}
+    memories = [e.type for e in module.exports if isinstance(e.type, wasmtime.MemoryType)]
+    imported = any(isinstance(i.type, wasmtime.MemoryType) for i in module.imports)
+    lower = (len(memories) == 1 and not imported and memories[0].is_64
+             and memories[0].limits.max is not None and memories[0].limits.max <= MAX_LOWERED_PAGES)
+    return STATE_EXPORT in exports, lower
+
+
+def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None) -> Variant | None:
+    """The variant of `wasm` (compiled as `module`), cached; None when there is nothing to gain or no
+    Binaryen here (the original then runs every message)."""
+    deasync, lower = plan(module)
+    if not (deasync or lower):
+        return None
+    digest = hashlib.sha256(wasm).hexdigest()
+    target = (cache_dir or default_cache_dir()) / f"{digest}.{RECIPE}.wasm"
+    if target.is_file():
+        data = target.read_bytes()
+        return None if data == _NONE else Variant(data, deasync, lower)
+    try:
+        tool = find_wasm_opt()
+    except ModuleError as err:
+        log.warning("no fast variant for image %s: %s", digest[:12], err)
+        return None
+    try:
+        data = _derive(tool, wasm, deasync, lower)
+    except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
+        log.warning("no fast variant for image %s: %s", digest[:12], err)
+        data = _NONE
+    _write_atomic(target, data)
+    return None if data == _NONE else Variant(data, deasync, lower)
+
+
+def _derive(tool: Path, wasm: bytes, deasync: bool, lower: bool) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="aonode-variant-") as tmp:
+        src, text, out = Path(tmp) / "in.wasm", Path(tmp) / "in.wat", Path(tmp) / "out.wasm"
+        src.write_bytes(wasm)
+        if deasync:
+            _run([str(tool), *FEATURES, str(src), "-S", "-o", str(text)])
+            text.write_text(fold_asyncify_state(text.read_text()))
+            src = text
+        passes = (["--memory64-lowering"] if lower else []) + ["-O3"]
+        _run([str(tool), *FEATURES, "--debuginfo", str(src), *passes, "-o", str(out)])
+        return out.read_bytes()
+
+
+def fold_asyncify_state(wat: str) -> str:
+    """Every read of Asyncify's state global becomes `i32.const 0` (normal)."""
+    export = re.search(r'\(export "%s" \(func (\$[^\s)]+)\)\)' % STATE_EXPORT, wat)
+    if export is None:
+        raise ModuleError(f"no {STATE_EXPORT} export in the disassembly")
+    body = wat.find(f"(func {export.group(1)} ")
+    read = re.compile(r"\(global\.get (\$[^\s)]+)\)").search(wat, body) if body >= 0 else None
+    if read is None:
+        raise ModuleError(f"cannot find the global {STATE_EXPORT} returns")
+    folded = wat.replace(read.group(0), "(i32.const 0)")
+    if f"(global.set {read.group(1)}" not in folded:
+        raise ModuleError("the asyncify state global is never set: not an Asyncify build")
+    return folded
+
+
+def _run(cmd: list[str]) -> None:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as err:
+        raise ModuleError(f"cannot run {cmd[0]}: {err}") from err
+    if done.returncode != 0:
+        raise ModuleError(f"wasm-opt failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-1000:]}")
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)

@@ -1,0 +1,115 @@
+"""The fast variant of an AOS image (modules/specialize.py): byte-identical memory, original when suspending.
+
+Every message runs both on an instance of the original image only (Runtime(optimize=False)) and on a
+default instance, which runs the variant whenever the message does not suspend; outputs and the whole
+linear memory must be the same after every message.
+"""
+from __future__ import annotations
+
+import pytest
+
+from aonode.engine.aos import parse_result
+from aonode.engine.errors import ModuleError
+from aonode.engine.wasm.instance import AWAY_FIRST, Instance
+from aonode.engine.wasm.runtime import FAST, OPTIMIZED, Runtime
+from aonode.modules.specialize import fold_asyncify_state
+from tests.conftest import image_path
+from tests.test_wasm_aos import SPEC
+
+OTHER = "OTHER" + "t" * 38
+HANDLER = """Handlers.add("ping", Handlers.utils.hasMatchingTag("Action", "Ping"), function(msg)
+  Pings = (Pings or 0) + 1
+  msg.reply({ Data = "pong " .. Pings })
+end)
+return "ready\""""
+SUSPENDS = 'local ok = pcall(require, "no.such.module"); return tostring(ok)'  # the searcher asks WeaveDrive
+
+
+@pytest.fixture(scope="module")
+def runtimes(tmp_path_factory) -> tuple[Runtime, Runtime]:
+    return Runtime(tmp_path_factory.mktemp("variant-cache")), Runtime(tmp_path_factory.mktemp("plain"), optimize=False)
+
+
+def pair(runtimes, name: str, **kwargs) -> tuple[Instance, Instance]:
+    fast_rt, plain_rt = runtimes
+    wasm = image_path(name).read_bytes()
+    return Instance(fast_rt, fast_rt.load(wasm), **kwargs), Instance(plain_rt, plain_rt.load(wasm), **kwargs)
+
+
+def step(variant: Instance, original: Instance, msg: str) -> tuple[str, str]:
+    """One message on both; returns (flavour it ran on, output)."""
+    ran_on = variant.flavor
+    a, b = variant.handle(msg, SPEC.env()), original.handle(msg, SPEC.env())
+    assert a == b
+    assert variant.memory_sha256() == original.memory_sha256()
+    return ran_on, parse_result(a).output
+
+
+def test_asyncify_images_get_a_variant_and_small_memory64_is_lowered(runtimes):
+    fast_rt, plain_rt = runtimes
+    aos64 = fast_rt.load(image_path("aos2_0_6.wasm").read_bytes())
+    aos32 = fast_rt.load(image_path("aos2_0_4_32.wasm").read_bytes())
+    assert aos64.optimized is not None and aos64.optimized_lowered and aos64.memory64
+    assert aos32.optimized is not None and not aos32.optimized_lowered
+    assert fast_rt.load(image_path("test-64.wasm").read_bytes()).optimized is None  # nothing to gain
+    assert plain_rt.load(image_path("aos2_0_6.wasm").read_bytes()).optimized is None
+
+
+@pytest.mark.parametrize("name", ["aos2_0_6.wasm", "aos2_0_4_32.wasm"])
+def test_variant_leaves_the_same_memory_after_every_message(runtimes, name):
+    variant, original = pair(runtimes, name)
+    assert variant.flavor == FAST  # constructors and the spawn run on the image itself
+    ran = [step(variant, original, SPEC.spawn_json())[0]]
+    sequence = [
+        (SPEC.message_json(1, "X = 41; return X + 1"), None, "42"),
+        (SPEC.message_json(2, HANDLER), None, "ready"),
+        (SPEC.message_json(3, "", OTHER, [{"name": "Action", "value": "Ping"}]), OTHER, None),
+        (SPEC.message_json(4, 'print("side"); error("boom")'), None, None),
+        (SPEC.message_json(5, "Send({Target = 'x' .. X, Data = 'hi'}); return X"), None, "41"),
+        (SPEC.message_json(6, SUSPENDS), None, "false"),
+    ] + [(SPEC.message_json(7 + i, f"return X + {i}"), None, str(41 + i)) for i in range(AWAY_FIRST + 2)]
+    for msg, _, expected in sequence:
+        flavor, output = step(variant, original, msg)
+        ran.append(flavor)
+        if expected is not None:
+            assert output == expected
+    assert ran[1] == OPTIMIZED and ran[6] == OPTIMIZED  # home after the spawn
+    assert ran[7] == FAST and ran[-1] == OPTIMIZED  # the suspending message's stay, then home again
+
+
+def test_weavedrive_reads_match_the_original(runtimes, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "TX-abc").write_bytes(b"hello from arweave")
+    variant, original = pair(runtimes, "aos2_0_6.wasm", weavedrive_dir=tmp_path)
+    step(variant, original, SPEC.spawn_json())
+    step(variant, original, SPEC.message_json(1, "return 1"))
+    assert variant.flavor == OPTIMIZED
+    ran_on, output = step(variant, original, SPEC.message_json(2, "F = io.open('/data/TX-abc') return F:read(18)"))
+    assert output == "hello from arweave" and ran_on == OPTIMIZED and variant.flavor == FAST
+
+
+def test_variant_keeps_limits_and_rollback(runtimes):
+    """A runaway loop on the variant is stopped (redone metered) and leaves memory as before it."""
+    from aonode.engine.errors import ComputeLimitExceeded
+    from aonode.engine.wasm.instance import Limits
+
+    variant, original = pair(runtimes, "aos2_0_6.wasm", limits=Limits(fuel=2_000_000_000))
+    step(variant, original, SPEC.spawn_json())
+    step(variant, original, SPEC.message_json(1, "Y = 1; return Y"))
+    before = variant.memory_sha256()
+    for inst in (variant, original):
+        with pytest.raises(ComputeLimitExceeded):
+            inst.handle(SPEC.message_json(2, "while true do Y = Y + 1 end"), SPEC.env())
+    assert variant.memory_sha256() == before == original.memory_sha256()
+    assert step(variant, original, SPEC.message_json(3, "return Y"))[1] == "1"
+
+
+def test_fold_refuses_text_without_asyncify():
+    with pytest.raises(ModuleError, match="asyncify_get_state"):
+        fold_asyncify_state('(module (func $f (export "f")))')
+    folded = fold_asyncify_state(
+        '(module (global $s (mut i32) (i32.const 0))\n'
+        ' (export "asyncify_get_state" (func $g))\n'
+        ' (func $g (result i32) (global.get $s))\n'
+        ' (func $h (global.set $s (i32.const 1)) (drop (global.get $s))))')
+    assert "(global.get $s)" not in folded and folded.count("(i32.const 0)") == 3
