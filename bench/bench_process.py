@@ -84,6 +84,7 @@ def throughput(n: int) -> tuple[float, float, float]:
         inst.handle(aos.message_json(legacy_message(process, pid, process, spawn.to_json())), env)
         last = node.store.get_assignment(pid, n)
         msg = aos.message_json(legacy_message(last.message, pid, process, last.to_json()))
+        inst.handle(msg, env)  # untimed: moves the instance to the fast variant, as slot 0's snapshot does
         start = time.perf_counter()
         for _ in range(n):
             inst.handle(msg, env)

@@ -23,7 +23,7 @@ from aonode.engine.wasm.fastcall import RawFunc, define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
 from aonode.engine.wasm.runtime import EPOCH_TICK_SECONDS, FAST, METERED, OPTIMIZED, Image, Runtime
-from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm.snapshot import Snapshot, zero_from
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
 UNLIMITED_FUEL = 2**62
@@ -169,7 +169,10 @@ class Instance:
                 raise MemoryLimitExceeded(f"snapshot needs {snapshot.memory_size} bytes: {err}") from err
         elif snapshot.memory_size < current:
             raise ModuleError("snapshot is smaller than the image's initial memory")
-        snapshot.write_into(self.memory_view())
+        key = (self.image.sha256, self._flavor)
+        if key not in _FRESH_ZERO_FROM:  # where a just-instantiated memory turns all zero (read once)
+            _FRESH_ZERO_FROM[key] = zero_from(self.memory_view())
+        snapshot.write_into(self.memory_view(), _FRESH_ZERO_FROM[key])
         self.host.state = HostState.from_dict(snapshot.host_state)
 
     # ---- properties ---------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ class Instance:
     def flavor(self) -> str:
         """Which build and engine runs the next message: "optimized" (the fast variant), "fast" (the
         image itself), or "metered" (the image itself, counting fuel)."""
-        return self._flavor
+        return self._home if self._away_left <= 0 else self._flavor
 
     @property
     def has_handle(self) -> bool:
@@ -256,6 +259,8 @@ class Instance:
         if not self.has_handle:
             raise ModuleError("image exports no `handle`")
         fuel = self.limits.fuel
+        if self._flavor != self._home and self._away_left <= 0:
+            self.checkpoint()  # home again (deferred to here: a snapshot taken meanwhile did it for free)
         while True:
             started = time.perf_counter()
             try:
@@ -277,8 +282,7 @@ class Instance:
         self._journal_bytes += len(msg_json) + len(env_json)
         if self._flavor != self._home:
             self._away_left -= 1
-        if (len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES
-                or (self._flavor != self._home and self._away_left <= 0)):
+        if len(self._journal) >= CHECKPOINT_EVERY or self._journal_bytes >= CHECKPOINT_BYTES:
             self.checkpoint()
         return raw
 
@@ -421,6 +425,7 @@ class Instance:
 
 
 _PLANS: dict[str, HelperPlan | None] = {}
+_FRESH_ZERO_FROM: dict[tuple[str, str], int] = {}
 
 
 def _helper_plan(image: Image) -> HelperPlan | None:

@@ -138,6 +138,12 @@ _SHARED_LOCK = threading.Lock()
 _FLAG_SUFFIX = {FAST: ".translated", METERED: ".translated", OPTIMIZED: ".lowered"}
 
 
+def forget_compiled() -> None:
+    """Drop the process's compiled builds (benchmarks measuring a cold start use it)."""
+    with _SHARED_LOCK:
+        _COMPILED.clear()
+
+
 def shared_engine(flavor: str) -> wasmtime.Engine:
     """The process's engine for a flavour (the variant runs on the epoch engine)."""
     kind = METERED if flavor == METERED else FAST

@@ -11,6 +11,19 @@ import zstandard
 
 MAGIC = b"AOSNAP1\n"
 ZSTD_LEVEL = 1
+PAGE = 65536  # a wasm page
+RESTORE_CHUNK = 16 * PAGE
+_ZERO_CHUNK = bytes(RESTORE_CHUNK)
+
+
+def zero_from(memory: memoryview) -> int:
+    """The offset (a RESTORE_CHUNK boundary) from which `memory` is all zero."""
+    end = 0
+    for start in range(0, len(memory), RESTORE_CHUNK):
+        chunk = bytes(memory[start:start + RESTORE_CHUNK])
+        if chunk != _ZERO_CHUNK[:len(chunk)]:
+            end = start + len(chunk)
+    return end
 
 
 @dataclass(frozen=True)
@@ -41,17 +54,38 @@ class Snapshot:
             raise ValueError(f"snapshot decompressed to {len(data)} bytes, expected {self.memory_size}")
         return data
 
-    def write_into(self, target: memoryview) -> None:
-        """Decompress straight into `target` (a live linear memory), without a second full copy."""
+    def write_into(self, target: memoryview, zero_from: int = 0) -> None:
+        """Decompress into `target` (a live linear memory) page by page, without a full copy, leaving
+        pages that are zero on both sides untouched: a fresh instance's memory is mostly never-touched
+        zero pages, and writing zeros over them would make every restored process resident in full.
+        `target` is known to be zero from `zero_from` on, so those pages need not even be read."""
         if len(target) < self.memory_size:
             raise ValueError(f"target has {len(target)} bytes, snapshot needs {self.memory_size}")
+        buf = bytearray(RESTORE_CHUNK)
+        view = memoryview(buf)
         done = 0
         with zstandard.ZstdDecompressor().stream_reader(self.compressed) as reader:
             while done < self.memory_size:
-                got = reader.readinto(target[done:self.memory_size])
-                if not got:
-                    break
+                want = min(RESTORE_CHUNK, self.memory_size - done)
+                got = 0
+                while got < want:
+                    n = reader.readinto(view[got:want])
+                    if not n:
+                        break
+                    got += n
+                zero = buf[:got] == _ZERO_CHUNK[:got]
+                if not (zero and (done >= zero_from or bytes(target[done:done + got]) == _ZERO_CHUNK[:got])):
+                    for page in range(0, got, PAGE):
+                        end = min(page + PAGE, got)
+                        src = buf[page:end]
+                        at = done + page
+                        if src == _ZERO_CHUNK[:end - page] and (at >= zero_from
+                                                                 or bytes(target[at:at + end - page]) == src):
+                            continue
+                        target[at:at + end - page] = src
                 done += got
+                if got < want:
+                    break
         if done != self.memory_size:
             raise ValueError(f"snapshot decompressed to {done} bytes, expected {self.memory_size}")
 
