@@ -10,6 +10,12 @@ guard pages. Pointers stay 64-bit values, data layout and every store are unchan
 stays byte-identical to the original's; the engine runs the original for any message that calls an
 `__asyncjs__` import (tests/test_wasm_variant.py checks both claims on the real images).
 
+Last, every loop of the variant starts by reading one byte of a second, one-page memory it exports as
+`aonode_interrupt`, and traps if the byte is set. A loop header is the only place wasm jumps backwards,
+so a message cannot run forever without passing one (unbounded recursion ends in a stack overflow):
+the host sets the byte at the message's deadline. That costs ~3% of a message, where wasmtime's epoch
+checks (every function entry and loop) cost ~17%, so the variant runs on an engine without them.
+
 Made once per image and Binaryen version, kept next to the exnref translations.
 """
 from __future__ import annotations
@@ -26,13 +32,15 @@ from pathlib import Path
 import wasmtime
 
 from aonode.engine.errors import ModuleError
+from aonode.engine.wasm.runtime import INTERRUPT_EXPORT
 from aonode.modules.exnref import default_cache_dir, find_wasm_opt
 
-RECIPE = "fast-v1"  # part of the cache name: change it whenever the transformation changes
+RECIPE = "fast-v2"  # part of the cache name: change it whenever the transformation changes
 MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
 FEATURES = (
     "--enable-exception-handling", "--enable-memory64", "--enable-bulk-memory", "--enable-sign-ext",
     "--enable-mutable-globals", "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-simd",
+    "--enable-multimemory",
 )
 STATE_EXPORT = "asyncify_get_state"
 _NONE = b"none"  # cache content meaning "this image has no fast variant"
@@ -90,8 +98,27 @@ def _derive(tool: Path, wasm: bytes, deasync: bool, lower: bool) -> bytes:
             text.write_text(fold_asyncify_state(text.read_text()))
             src = text
         passes = (["--memory64-lowering"] if lower else []) + ["-O3"]
-        _run([str(tool), *FEATURES, "--debuginfo", str(src), *passes, "-o", str(out)])
+        _run([str(tool), *FEATURES, "--debuginfo", str(src), *passes, "-S", "-o", str(text)])
+        text.write_text(add_interrupt_checks(text.read_text()))
+        _run([str(tool), *FEATURES, "--debuginfo", str(text), "-o", str(out)])
         return out.read_bytes()
+
+
+_MEMORY = re.compile(r"^ \(memory (\$[^\s)]+)[^\n]*\)$", re.MULTILINE)
+_LOOP = re.compile(r"\(loop \$[^\s()]+(?:\s*\((?:type|param|result)[^()]*\))*")
+
+
+def add_interrupt_checks(wat: str) -> str:
+    """A one-page memory exported as INTERRUPT_EXPORT, read at the start of every loop."""
+    memories = _MEMORY.findall(wat)
+    if len(memories) != 1:
+        raise ModuleError(f"expected one defined memory in the variant, found {len(memories)}")
+    memory = _MEMORY.search(wat)
+    flag = "$aonode_interrupt"
+    declare = f'\n (memory {flag} 1 1)\n (export "{INTERRUPT_EXPORT}" (memory {flag}))'
+    wat = wat[:memory.end()] + declare + wat[memory.end():]
+    check = f"\n (if (i32.load8_u {flag} (i32.const 0)) (then (unreachable)))"
+    return _LOOP.sub(lambda m: m.group(0) + check, wat)
 
 
 def fold_asyncify_state(wat: str) -> str:

@@ -11,8 +11,8 @@ import pytest
 from aonode.engine.aos import parse_result
 from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.instance import AWAY_FIRST, Instance
-from aonode.engine.wasm.runtime import FAST, OPTIMIZED, Runtime
-from aonode.modules.specialize import fold_asyncify_state
+from aonode.engine.wasm.runtime import FAST, METERED, OPTIMIZED, Runtime
+from aonode.modules.specialize import add_interrupt_checks, fold_asyncify_state
 from tests.conftest import image_path
 from tests.test_wasm_aos import SPEC
 
@@ -102,6 +102,46 @@ def test_variant_keeps_limits_and_rollback(runtimes):
             inst.handle(SPEC.message_json(2, "while true do Y = Y + 1 end"), SPEC.env())
     assert variant.memory_sha256() == before == original.memory_sha256()
     assert step(variant, original, SPEC.message_json(3, "return Y"))[1] == "1"
+
+
+def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
+    """The variant's engine has no epoch checks: only the loop-header flag can stop this loop. It must
+    stop (then the metered engine gives the verdict), within seconds, leaving memory as before."""
+    import threading
+
+    from aonode.engine.errors import ComputeLimitExceeded
+    from aonode.engine.wasm.instance import Limits
+
+    variant, _ = pair(runtimes, "aos2_0_6.wasm", limits=Limits(fuel=4_000_000_000))
+    variant.handle(SPEC.spawn_json(), SPEC.env())  # slow enough to be redone metered under this limit
+    for n in range(1, 12):
+        variant.handle(SPEC.message_json(n, "Z = 7; return Z"), SPEC.env())
+    assert variant.flavor == OPTIMIZED
+    before, outcome = variant.memory_sha256(), []
+
+    def run() -> None:
+        try:
+            variant.handle(SPEC.message_json(12, "local n = 0 while true do n = n + 1 end"), SPEC.env())
+        except ComputeLimitExceeded as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the loop was never interrupted"
+    assert outcome and variant.memory_sha256() == before
+    assert variant.flavor == METERED  # redone metered after the deadline, as the epoch engine does
+
+
+def test_interrupt_checks_go_at_the_start_of_every_loop():
+    wat = add_interrupt_checks(
+        '(module\n (memory $0 1 2)\n (func $f (result i32)\n  (loop $a\n   (br_if $a (i32.const 0)))\n'
+        '  (loop $b (result i32)\n   (i32.const 1))))')
+    check = "(if (i32.load8_u $aonode_interrupt (i32.const 0)) (then (unreachable)))"
+    assert wat.count(check) == 2
+    assert "(loop $b (result i32)\n " + check in wat and '(export "aonode_interrupt"' in wat
+    with pytest.raises(ModuleError, match="one defined memory"):
+        add_interrupt_checks('(module (func $f))')
 
 
 def test_fold_refuses_text_without_asyncify():

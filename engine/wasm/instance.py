@@ -22,7 +22,8 @@ from aonode.engine.wasm.cxx import Unwind
 from aonode.engine.wasm.fastcall import RawFunc, define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
-from aonode.engine.wasm.runtime import EPOCH_TICK_SECONDS, FAST, METERED, OPTIMIZED, Image, Runtime
+from aonode.engine.wasm.runtime import (EPOCH_TICK_SECONDS, FAST, INTERRUPT_EXPORT, METERED, OPTIMIZED, Image, Runtime,
+                                        clear_deadline, watch_deadline)
 from aonode.engine.wasm.snapshot import Snapshot, zero_from
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
@@ -101,7 +102,9 @@ class Instance:
         self.store = wasmtime.Store(engine)
         if self.limits.memory is not None:
             self.store.set_limits(memory_size=self.limits.memory)
-        self._set_budget(None)
+        self._interrupt = None
+        if self._flavor != OPTIMIZED:
+            self._set_budget(None)
         self.host = Host(self.store, self.image.memory64, self.weavedrive_dir, self.limits.memory)
         self.host.can_suspend = self._flavor != OPTIMIZED
         check_imports(module, self.host, self.extra_imports)
@@ -128,6 +131,10 @@ class Instance:
                 raise MemoryLimitExceeded(f"image needs more memory than the limit: {err}") from err
             raise ModuleError(f"cannot instantiate image: {err}") from err
         self.exports = dict(self.instance.exports(self.store).items())
+        if self._flavor == OPTIMIZED:  # the variant's loops stop when byte 0 of this memory is set
+            flag_memory = self.exports[INTERRUPT_EXPORT]
+            self._interrupt = (ctypes.c_ubyte * 1).from_address(
+                ctypes.addressof(flag_memory.data_ptr(self.store).contents))
         if helper:
             helper.fill(self.store, self.exports)
         # One boundary crossing per message where nothing can suspend (see _run_direct).
@@ -230,23 +237,34 @@ class Instance:
             return done.code
         return 0
 
-    def _set_budget(self, fuel: int | None) -> None:
-        """Metered: exactly `fuel`. Fast: an epoch deadline no message within `fuel` can reach."""
+    def _set_budget(self, fuel: int | None) -> tuple | None:
+        """Metered: exactly `fuel`. Otherwise a deadline no message within `fuel` can reach: the
+        epoch's, or the variant's interrupt flag (returned: clear it with clear_deadline)."""
         if self._flavor == METERED:
             self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        elif self._flavor == OPTIMIZED:
+            self._interrupt[0] = 0
+            if fuel is not None:
+                return watch_deadline(self._interrupt, fuel / FUEL_RATE_MAX)
         elif fuel is None:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:
             self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / EPOCH_TICK_SECONDS) + 2)
+        return None
 
     def _guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:
-        self._set_budget(fuel)
+        deadline = self._set_budget(fuel)
         try:
             return fn()
         except (ProcExit, Unwind, WasmError, wasmtime.WasmtimeError, wasmtime.Trap) as err:
             if isinstance(err, (wasmtime.WasmtimeError, wasmtime.Trap)):
                 err = take_parked() or err
+            if self._interrupt is not None and self._interrupt[0]:
+                raise _DeadlineReached("deadline reached (interrupt flag)") from None
             raise _translate(err) from None
+        finally:
+            if deadline is not None:
+                clear_deadline(deadline)
 
     def handle(self, msg_json: str, env_json: str) -> str:
         """Evaluate one message; on any failure the state is exactly as before and an error is raised.

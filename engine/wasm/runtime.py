@@ -24,9 +24,11 @@ OPTIMIZED, FAST, METERED = "optimized", "fast", "metered"
 ENGINE_SETTINGS = {
     METERED: "memory64=1;exceptions=1;fuel=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     FAST: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
+    OPTIMIZED: "memory64=1;exceptions=1;multi-memory=1;interrupt-flag=1;spectre-heap=0;spectre-table=0;"
+               "wasmtime=50;variant=fast-v2",
 }
-ENGINE_SETTINGS[OPTIMIZED] = ENGINE_SETTINGS[FAST] + ";variant=fast-v1"
 LEGACY_EH_MARKER = "legacy_exceptions"
+INTERRUPT_EXPORT = "aonode_interrupt"  # a fast variant's one-page memory: byte 0 set stops every loop
 EPOCH_TICK_SECONDS = 0.002  # how often fast engines' epoch advances (bounds runaway-loop detection)
 
 
@@ -55,10 +57,12 @@ class Image:
 
 def make_engine(flavor: str = METERED) -> wasmtime.Engine:
     """METERED counts fuel (deterministic compute limits); FAST only checks an epoch deadline, which
-    costs about half as much per message and is enough to stop a runaway loop."""
+    costs about half as much per message and is enough to stop a runaway loop; OPTIMIZED runs fast
+    variants, whose loops check their own interrupt flag (modules/specialize.py), so it checks nothing."""
     config = wasmtime.Config()
     config.wasm_memory64 = True
     config.wasm_exceptions = True
+    config.wasm_multi_memory = flavor == OPTIMIZED
     config.consume_fuel = flavor == METERED
     config.epoch_interruption = flavor == FAST
     # Speculative-load hardening on every memory/table access costs ~8% per message; V8, which the
@@ -72,24 +76,47 @@ def make_engine(flavor: str = METERED) -> wasmtime.Engine:
 
 
 class _EpochTicker:
-    """One daemon thread advancing the epoch of the fast engine (wasm runs without the GIL).
+    """One daemon thread that, every tick, advances the fast engine's epoch and sets the interrupt
+    flag of every fast-variant message past its deadline (wasm runs without the GIL).
 
-    Its loop allocates no Python objects and never drops the last reference to anything, so no
+    Its loop allocates no container objects and never drops the last reference to anything, so no
     garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
-    the process, and an exit hook stops the thread before interpreter shutdown frees them.
+    the process, a flag is only written under the lock `unwatch` takes before its memory can go, and
+    an exit hook stops the thread before interpreter shutdown frees anything.
     """
 
     _engines: list = []  # strong references: an engine is never freed while it is ticked
     _pointers: tuple = ()
+    _ticks = 0
+    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory)
     _thread: threading.Thread | None = None
     _running = True
     _lock = threading.Lock()
+    _watch_lock = threading.Lock()
 
     @classmethod
     def register(cls, engine: wasmtime.Engine) -> None:
         with cls._lock:
             cls._engines.append(engine)
             cls._pointers = cls._pointers + (engine.ptr(),)
+        cls._start()
+
+    @classmethod
+    def watch(cls, flag, ticks: int) -> tuple:
+        cls._start()
+        entry = (cls._ticks + ticks, flag)
+        with cls._watch_lock:
+            cls._watches = cls._watches + (entry,)
+        return entry
+
+    @classmethod
+    def unwatch(cls, entry: tuple) -> None:
+        with cls._watch_lock:
+            cls._watches = tuple(w for w in cls._watches if w is not entry)
+
+    @classmethod
+    def _start(cls) -> None:
+        with cls._lock:
             if cls._thread is None:
                 cls._thread = threading.Thread(target=cls._run, name="aonode-epoch", daemon=True)
                 cls._thread.start()
@@ -98,20 +125,39 @@ class _EpochTicker:
     @classmethod
     def _run(cls) -> None:
         increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
-        sleep, tick = time.sleep, EPOCH_TICK_SECONDS
+        sleep, tick, lock = time.sleep, EPOCH_TICK_SECONDS, cls._watch_lock
         while cls._running:
             sleep(tick)
+            cls._ticks += 1
             pointers = cls._pointers
             index, count = 0, len(pointers)
             while index < count:
                 increment(pointers[index])
                 index += 1
+            with lock:
+                watches, now = cls._watches, cls._ticks
+                index, count = 0, len(watches)
+                while index < count:
+                    deadline, flag = watches[index]
+                    if now >= deadline:
+                        flag[0] = 1
+                    index += 1
 
     @classmethod
     def _shutdown(cls) -> None:
         cls._running = False
         if cls._thread is not None:
             cls._thread.join(timeout=1)
+
+
+def watch_deadline(flag, seconds: float) -> tuple:
+    """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
+    return _EpochTicker.watch(flag, int(seconds / EPOCH_TICK_SECONDS) + 2)
+
+
+def clear_deadline(entry: tuple) -> None:
+    """After this returns the flag is never written again (its memory may go)."""
+    _EpochTicker.unwatch(entry)
 
 
 def _memory64(module: wasmtime.Module) -> bool:
@@ -145,12 +191,11 @@ def forget_compiled() -> None:
 
 
 def shared_engine(flavor: str) -> wasmtime.Engine:
-    """The process's engine for a flavour (the variant runs on the epoch engine)."""
-    kind = METERED if flavor == METERED else FAST
+    """The process's engine for a flavour."""
     with _SHARED_LOCK:
-        if kind not in _ENGINES:
-            _ENGINES[kind] = make_engine(kind)
-        return _ENGINES[kind]
+        if flavor not in _ENGINES:
+            _ENGINES[flavor] = make_engine(flavor)
+        return _ENGINES[flavor]
 
 
 class Runtime:
@@ -160,6 +205,7 @@ class Runtime:
     def __init__(self, cache_dir: Path | None = None, *, optimize: bool = True) -> None:
         self.engine = shared_engine(METERED)
         self.fast_engine = shared_engine(FAST)
+        self.optimized_engine = shared_engine(OPTIMIZED)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.optimize = optimize
         self._images: dict[str, Image] = {}
@@ -167,7 +213,7 @@ class Runtime:
         self._helpers: dict[tuple[str, str], wasmtime.Module] = {}
 
     def engine_for(self, flavor: str) -> wasmtime.Engine:
-        return self.engine if flavor == METERED else self.fast_engine
+        return {METERED: self.engine, FAST: self.fast_engine, OPTIMIZED: self.optimized_engine}[flavor]
 
     def load(self, wasm: bytes) -> Image:
         sha = hashlib.sha256(wasm).hexdigest()
@@ -187,9 +233,11 @@ class Runtime:
     def module_for(self, image: Image, flavor: str) -> wasmtime.Module:
         """The build a flavour runs (the metered one is compiled on first use: most processes never
         need it)."""
-        if flavor == OPTIMIZED and image.optimized is not None:
+        if flavor == OPTIMIZED:
+            if image.optimized is None:
+                raise ModuleError(f"image {image.sha256[:12]} has no fast variant")
             return image.optimized
-        if flavor in (FAST, OPTIMIZED):
+        if flavor == FAST:
             return image.module
         source = self._sources.get(image.sha256)
         if source is None:
@@ -241,10 +289,10 @@ class Runtime:
         if variant is None:
             return _Compiled(None, False)
         try:
-            module = wasmtime.Module(self.fast_engine, variant.wasm)
+            module = wasmtime.Module(self.optimized_engine, variant.wasm)
         except wasmtime.WasmtimeError:
             return _Compiled(None, False)
-        if {e.name for e in module.exports} != {e.name for e in own.module.exports}:
+        if {e.name for e in module.exports} != {e.name for e in own.module.exports} | {INTERRUPT_EXPORT}:
             return _Compiled(None, False)
         return _Compiled(module, variant.lowered)
 
