@@ -35,12 +35,12 @@ from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.runtime import INTERRUPT_EXPORT
 from aonode.modules.exnref import default_cache_dir, find_wasm_opt
 
-RECIPE = "fast-v2"  # part of the cache name: change it whenever the transformation changes
+RECIPE = "fast-v3"  # part of the cache name: change it whenever the transformation changes
 MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
 FEATURES = (
     "--enable-exception-handling", "--enable-memory64", "--enable-bulk-memory", "--enable-sign-ext",
     "--enable-mutable-globals", "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-simd",
-    "--enable-multimemory",
+    "--enable-multimemory", "--enable-threads",
 )
 STATE_EXPORT = "asyncify_get_state"
 _NONE = b"none"  # cache content meaning "this image has no fast variant"
@@ -117,7 +117,7 @@ def add_interrupt_checks(wat: str) -> str:
     flag = "$aonode_interrupt"
     declare = f'\n (memory {flag} 1 1)\n (export "{INTERRUPT_EXPORT}" (memory {flag}))'
     wat = wat[:memory.end()] + declare + wat[memory.end():]
-    check = f"\n (if (i32.load8_u {flag} (i32.const 0)) (then (unreachable)))"
+    check = f"\n (if (i32.atomic.load8_u {flag} (i32.const 0)) (then (unreachable)))"
     return _LOOP.sub(lambda m: m.group(0) + check, wat)
 
 

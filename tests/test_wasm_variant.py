@@ -133,11 +133,47 @@ def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
     assert variant.flavor == METERED  # redone metered after the deadline, as the epoch engine does
 
 
+def test_interrupt_flag_stops_a_store_free_inner_loop():
+    """The check must be re-read on every iteration even where nothing in the loop stores (the flag's
+    load is atomic, so the compiler cannot reuse the outer loop's read)."""
+    import ctypes
+    import threading
+
+    import wasmtime
+
+    from aonode.engine.wasm.runtime import INTERRUPT_EXPORT, clear_deadline, shared_engine, watch_deadline
+
+    wat = add_interrupt_checks(
+        '(module\n (memory $0 1 1)\n (func $spin (export "spin") (param $n i32)\n'
+        '  (loop $outer\n   (i32.store (i32.const 8) (local.get $n))\n'
+        '   (loop $inner\n    (br_if $inner (i32.eqz (i32.load (i32.const 16)))))\n'
+        '   (br $outer))))')
+    engine = shared_engine(OPTIMIZED)
+    store = wasmtime.Store(engine)
+    instance = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(wat)), [])
+    flag_memory = instance.exports(store)[INTERRUPT_EXPORT]
+    flag = (ctypes.c_ubyte * 1).from_address(ctypes.addressof(flag_memory.data_ptr(store).contents))
+    spin, trapped = instance.exports(store)["spin"], []
+
+    def run() -> None:
+        try:
+            spin(store, 1)
+        except wasmtime.Trap as trap:
+            trapped.append(trap)
+
+    deadline = watch_deadline(flag, 0.05)
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    clear_deadline(deadline)
+    assert not worker.is_alive() and trapped and flag[0] == 1
+
+
 def test_interrupt_checks_go_at_the_start_of_every_loop():
     wat = add_interrupt_checks(
         '(module\n (memory $0 1 2)\n (func $f (result i32)\n  (loop $a\n   (br_if $a (i32.const 0)))\n'
         '  (loop $b (result i32)\n   (i32.const 1))))')
-    check = "(if (i32.load8_u $aonode_interrupt (i32.const 0)) (then (unreachable)))"
+    check = "(if (i32.atomic.load8_u $aonode_interrupt (i32.const 0)) (then (unreachable)))"
     assert wat.count(check) == 2
     assert "(loop $b (result i32)\n " + check in wat and '(export "aonode_interrupt"' in wat
     with pytest.raises(ModuleError, match="one defined memory"):

@@ -25,7 +25,7 @@ ENGINE_SETTINGS = {
     METERED: "memory64=1;exceptions=1;fuel=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     FAST: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     OPTIMIZED: "memory64=1;exceptions=1;multi-memory=1;interrupt-flag=1;spectre-heap=0;spectre-table=0;"
-               "wasmtime=50;variant=fast-v2",
+               "wasmtime=50;variant=fast-v3;threads=1",
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
 INTERRUPT_EXPORT = "aonode_interrupt"  # a fast variant's one-page memory: byte 0 set stops every loop
@@ -63,6 +63,7 @@ def make_engine(flavor: str = METERED) -> wasmtime.Engine:
     config.wasm_memory64 = True
     config.wasm_exceptions = True
     config.wasm_multi_memory = flavor == OPTIMIZED
+    config.wasm_threads = flavor == OPTIMIZED  # atomic loads of the interrupt flag
     config.consume_fuel = flavor == METERED
     config.epoch_interruption = flavor == FAST
     # Speculative-load hardening on every memory/table access costs ~8% per message; V8, which the
