@@ -51,6 +51,13 @@ STEPS: list[tuple[str, str, list[dict], str]] = [
     ("math-random", OWNER, EVAL, "return math.random(1, 1000000)"),
     ("grow-heap", OWNER, EVAL, "Blob = string.rep('z', 64 * 1024 * 1024); return #Blob"),  # emscripten_resize_heap policy
     ("os-date", OWNER, EVAL, "return os.date('%Y-%m-%d %H:%M:%S', 86400)"),  # tzset/localtime/strftime shims
+    # The searchers ask WeaveDrive: the fast variant cannot suspend, so this runs on the image itself.
+    ("require-missing", OWNER, EVAL, 'local ok = pcall(require, "no.such.module"); return tostring(ok)'),
+    ("io-open-file", OWNER, EVAL, "local f, e = io.open('/tmp/x.txt', 'w'); return tostring(f) .. ' ' .. tostring(e)"),
+    ("os-time", OWNER, EVAL, "return os.time()"),
+    ("handlers-count", OWNER, EVAL, "return #Handlers.list"),
+    ("read-after-suspend", OWNER, EVAL, "return greeting"),  # back on the fast variant by now
+    ("print-after-suspend", OWNER, EVAL, "print('still here'); return #Blob"),
 ]
 LABELS = ["spawn"] + [s[0] for s in STEPS]
 # Known divergences from ao-loader, each with its exact cause; strict, so a fix turns them into failures
@@ -86,6 +93,7 @@ class Ours:
     outcome: Outcome
     memory_sha256: str
     memory_size: int
+    flavor: str  # what ran it: the fast variant ("optimized") or the image itself ("fast", "metered")
 
 
 needs_node = pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
@@ -115,8 +123,17 @@ def ours(runtime, aos_image) -> list[Ours]:
     inst = Instance(runtime, runtime.load(aos_image.read_bytes()))
     results = []
     for msg, env in sequence():
-        results.append(Ours(parse_result(inst.handle(msg, env)), inst.memory_sha256(), inst.memory_size))
+        flavor = inst.flavor
+        results.append(Ours(parse_result(inst.handle(msg, env)), inst.memory_sha256(), inst.memory_size, flavor))
     return results
+
+
+def test_both_builds_are_compared(ours):
+    """Most messages run on the fast variant; the spawn and the suspending require on the image itself."""
+    flavors = dict(zip(LABELS, (o.flavor for o in ours)))
+    assert flavors["spawn"] == "fast" and flavors["eval-arith"] == "optimized"
+    assert flavors["require-missing"] == "optimized"  # started there, then redone on the image itself
+    assert flavors["io-open-file"] == "fast" and flavors["print-after-suspend"] == "optimized"
 
 
 def test_inputs_are_what_javascript_would_write():
