@@ -16,6 +16,11 @@ so a message cannot run forever without passing one (unbounded recursion ends in
 the host sets the byte at the message's deadline. That costs ~3% of a message, where wasmtime's epoch
 checks (every function entry and loop) cost ~17%, so the variant runs on an engine without them.
 
+One difference is left by construction: a wasm64 load or store at an address of 4 GiB or more traps in
+the original, while the lowered variant wraps it to 32 bits. Only a pointer-corrupting bug in the
+image's C code can form such an address (Lua itself cannot), and that is the one case where the variant
+and the reference would part; set AONODE_FAST_VARIANT=0 to run every message on the image itself.
+
 Made once per image and Binaryen version, kept next to the exnref translations.
 """
 from __future__ import annotations

@@ -55,6 +55,15 @@ def test_asyncify_images_get_a_variant_and_small_memory64_is_lowered(runtimes):
     assert plain_rt.load(image_path("aos2_0_6.wasm").read_bytes()).optimized is None
 
 
+def test_operators_can_turn_the_variant_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("AONODE_FAST_VARIANT", "0")
+    inst = Instance(rt := Runtime(tmp_path), rt.load(image_path("aos2_0_6.wasm").read_bytes()))
+    assert rt.optimize is False and inst.image.optimized is None
+    inst.handle(SPEC.spawn_json(), SPEC.env())
+    inst.handle(SPEC.message_json(1, "return 1"), SPEC.env())
+    assert inst.flavor == FAST
+
+
 @pytest.mark.parametrize("name", ["aos2_0_6.wasm", "aos2_0_4_32.wasm"])
 def test_variant_leaves_the_same_memory_after_every_message(runtimes, name):
     variant, original = pair(runtimes, name)

@@ -203,12 +203,13 @@ class Runtime:
     """Loads images: `load` returns compiled images, from this process, the disk cache, or a fresh
     compile (and, for images that have one, their fast variant)."""
 
-    def __init__(self, cache_dir: Path | None = None, *, optimize: bool = True) -> None:
+    def __init__(self, cache_dir: Path | None = None, *, optimize: bool | None = None) -> None:
         self.engine = shared_engine(METERED)
         self.fast_engine = shared_engine(FAST)
         self.optimized_engine = shared_engine(OPTIMIZED)
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.optimize = optimize
+        # The fast variants are on unless asked otherwise (AONODE_FAST_VARIANT=0 for a whole node).
+        self.optimize = optimize if optimize is not None else os.environ.get("AONODE_FAST_VARIANT", "1") != "0"
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
         self._helpers: dict[tuple[str, str], wasmtime.Module] = {}
