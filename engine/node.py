@@ -15,7 +15,7 @@ from typing import Any
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.base import ProcessState
-from aonode.engine.devices import poda
+from aonode.engine.devices import cron, poda
 from aonode.engine.devices.json_iface import module_id
 from aonode.engine.devices.multipass import passes_of
 from aonode.engine.devices.process import ProcessDevice, cache_frequency, has_poda, stack_names
@@ -283,6 +283,19 @@ class Node:
             rounds += 1
         return rounds
 
+    def tick_crons(self) -> list[str]:
+        """Append the cron messages due by now to every process with a cron frequency; the processes
+        that got some. The server calls this on a timer, so a cron process runs without any traffic."""
+        ticked = []
+        for pid in self.store.list_processes():
+            if cron.frequency_of(self._definition(pid)) is None:
+                continue
+            added = self.scheduler.tick(pid)
+            if added:
+                self._scheduled(pid, added[-1].slot)
+                ticked.append(pid)
+        return ticked
+
     def slot(self, pid: str) -> dict[str, Any]:
         self._definition(pid)
         last = self.store.last_assignment(pid)
@@ -295,9 +308,9 @@ class Node:
             "hash-chain": last.hash_chain,
         }
 
-    def schedule_page(self, pid: str, frm: int = 0, to: int | None = None) -> dict[str, Any]:
+    def schedule_page(self, pid: str, frm: int | None = 0, to: int | None = None) -> dict[str, Any]:
         self._definition(pid)
-        page, continues = self.scheduler.page(pid, frm, to)
+        page, continues = self.scheduler.page(pid, 0 if frm is None else frm, to)
         return {"process": pid, "assignments": [a.to_json() for a in page], "continues": continues}
 
     def snapshot(self, pid: str) -> dict[str, Any]:

@@ -13,12 +13,15 @@ would compute nothing and answers that same last state).
 
 Those two are O(1) because the Node keeps each process's definition, current slot and last
 computed view in memory (it is their only writer); `pending(pid) == 0` means `now(pid)` would
-compute nothing, cron ticks included (the scheduler appends them when a message is scheduled).
+compute nothing, cron ticks included (the scheduler appends them when a message is scheduled, and
+`run_crons` every second while the app is served, computing the processes that got ticks).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -45,6 +48,8 @@ register_url_convertor("device", legacy.TextConvertor("[^/]*~.*"))
 
 ALLOW = "GET, HEAD, POST, OPTIONS"
 RETRY_AFTER_SECONDS = 1
+CRON_EVERY_SECONDS = 1.0  # how often a served node looks for due cron messages
+log = logging.getLogger("aonode.server")
 
 
 class NodeAPI(Protocol):
@@ -62,6 +67,7 @@ class NodeAPI(Protocol):
     def snapshot(self, pid: str) -> dict: ...
     def init(self, pid: str) -> dict: ...
     def pending(self, pid: str) -> int: ...
+    def tick_crons(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,20 @@ class Server:
     def __post_init__(self) -> None:
         self.compute_gate = Gate(self.limits.compute_workers, self.limits.compute_queue, "compute")
         self.quick_gate = Gate(self.limits.quick_workers, self.limits.quick_queue, "read")
+
+    async def run_crons(self, every: float) -> None:
+        """Every `every` seconds: schedule the cron messages now due, then compute those processes (so
+        their outboxes are delivered and `compute` reads see the ticks) on the compute pool."""
+        while True:
+            await anyio.sleep(every)
+            try:
+                ticked = await self.quick_gate.run(self.node.tick_crons)
+                for pid in ticked:
+                    await self.compute_gate.run(self.node.now, pid)
+            except Busy:
+                continue  # the pools are full of requests: the ticks wait for the next round
+            except Exception:  # noqa: BLE001 - one bad process must not stop cron for the others
+                log.exception("cron round failed")
 
     async def handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
@@ -252,9 +272,20 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,
-               with_legacy: bool = True, extra_routes: list[BaseRoute] | None = None) -> Starlette:
-    """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths."""
+               with_legacy: bool = True, extra_routes: list[BaseRoute] | None = None,
+               cron_every: float = CRON_EVERY_SECONDS) -> Starlette:
+    """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths.
+    While it is served, cron processes are ticked every `cron_every` seconds (0: only when messages come)."""
     server = Server(node, dev=dev, limits=limits or Limits())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tasks:
+            if cron_every > 0:
+                tasks.start_soon(server.run_crons, cron_every)
+            yield
+            tasks.cancel_scope.cancel()
+
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         AONodeError: _engine_error, HTTPException: _http_error, Exception: _internal_error,
     }
@@ -267,6 +298,6 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
     ]
     middleware = [Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                              expose_headers=["Retry-After", "Content-Length"], max_age=86400)]
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
     app.state.server = server
     return app

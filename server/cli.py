@@ -12,7 +12,8 @@ from aonode.modules.cli import add_commands as add_module_commands
 def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve
 
-    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo)
+    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
+          cron_every=args.cron_every)
     return 0
 
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
     serve.add_argument("--demo", action="store_true",
                        help="spawn a token process from the default AOS module on first start and print how to read it")
+    serve.add_argument("--cron-every", type=float, default=1.0, metavar="SECONDS",
+                       help="how often cron processes are ticked without any traffic (0: only when messages come)")
     serve.set_defaults(func=_serve)
 
     ev = sub.add_parser("eval", help="spawn an in-memory process and Eval Lua code in it")

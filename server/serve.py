@@ -15,7 +15,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
-from aonode.server.app import Limits, create_app
+from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 
 GRACEFUL_SECONDS = 30.0
 DEMO_MARKER = "demo-process.txt"
@@ -75,7 +75,7 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
 
 def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
-          demo: bool = False, limits: Limits | None = None,
+          demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
           announce: Callable[[str], None] = print) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered."""
     from aonode.engine.node import Node
@@ -86,7 +86,7 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
         announce(f"aonode {node.address} serving {url} (data: {data_dir}, dev: {dev}); Ctrl-C stops")
-        app = create_app(node, dev=dev, limits=limits)
+        app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         asyncio.run(_main(app, hypercorn_config(host, port)))
     finally:
         node.close()

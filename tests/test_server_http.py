@@ -73,6 +73,8 @@ def test_schedule_answers_the_assignment(c: httpx.Client, pid: str) -> None:
     assert page["assignments"][-1]["hash-chain"] == assignment["hash-chain"]
     one = c.get(f"/{pid}~process@1.0/schedule?from=1&to=1").json()
     assert [a["slot"] for a in one["assignments"]] == [1]
+    whole = c.get(f"/{pid}~process@1.0/schedule")  # no bounds: from the spawn on
+    assert whole.status_code == 200 and whole.json()["assignments"][0]["slot"] == 0
 
 
 def test_now_computes_and_deeper_paths_read_into_the_state(c: httpx.Client, pid: str) -> None:
