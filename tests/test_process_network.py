@@ -5,7 +5,7 @@ from pathlib import Path
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.poda import commit, with_commitments
-from nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
+from nodeutil import OTHER, action, definition, eval_msg, make_node, output
 
 PONG = """
 Handlers.add('ping', Handlers.utils.hasMatchingTag('Action', 'Ping'), function(msg)

@@ -154,7 +154,8 @@ def test_interrupt_flag_stops_a_store_free_inner_loop():
 
     import wasmtime
 
-    from aonode.engine.wasm.runtime import INTERRUPT_EXPORT, clear_deadline, shared_engine, watch_deadline
+    from aonode.engine.wasm.runtime import INTERRUPT_EXPORT, shared_engine
+    from aonode.engine.wasm.ticker import clear_deadline, watch_deadline
 
     wat = add_interrupt_checks(
         '(module\n (memory $0 1 1)\n (func $spin (export "spin") (param $n i32)\n'

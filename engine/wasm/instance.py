@@ -22,8 +22,8 @@ from aonode.engine.wasm.cxx import Unwind
 from aonode.engine.wasm.fastcall import RawFunc, define_raw, take_parked
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
-from aonode.engine.wasm.runtime import (EPOCH_TICK_SECONDS, FAST, INTERRUPT_EXPORT, METERED, OPTIMIZED, Image, Runtime,
-                                        clear_deadline, watch_deadline)
+from aonode.engine.wasm.runtime import FAST, INTERRUPT_EXPORT, METERED, OPTIMIZED, Image, Runtime
+from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, watch_deadline
 from aonode.engine.wasm.snapshot import Snapshot, zero_from
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
@@ -249,7 +249,7 @@ class Instance:
         elif fuel is None:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:
-            self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / EPOCH_TICK_SECONDS) + 2)
+            self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
         return None
 
     def _guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:

@@ -1,21 +1,17 @@
 """Compile images once per engine flavour; compiled artifacts are cached on disk by image hash + settings."""
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import wasmtime
-from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_increment_epoch
 
 from aonode.engine.errors import ModuleError
+from aonode.engine.wasm import ticker
 
 # Flavours: the image's fast variant on the epoch engine (modules/specialize.py), the image itself on
 # the epoch engine, the image itself on the fuel-counting engine.
@@ -29,7 +25,6 @@ ENGINE_SETTINGS = {
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
 INTERRUPT_EXPORT = "aonode_interrupt"  # a fast variant's one-page memory: byte 0 set stops every loop
-EPOCH_TICK_SECONDS = 0.002  # how often fast engines' epoch advances (bounds runaway-loop detection)
 
 
 @dataclass(frozen=True)
@@ -72,93 +67,8 @@ def make_engine(flavor: str = METERED) -> wasmtime.Engine:
     config.cranelift_flag_set("enable_table_access_spectre_mitigation", "false")
     engine = wasmtime.Engine(config)
     if flavor == FAST:
-        _EpochTicker.register(engine)
+        ticker.register(engine)
     return engine
-
-
-class _EpochTicker:
-    """One daemon thread that, every tick, advances the fast engine's epoch and sets the interrupt
-    flag of every fast-variant message past its deadline (wasm runs without the GIL).
-
-    Its loop allocates no container objects and never drops the last reference to anything, so no
-    garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
-    the process, a flag is only written under the lock `unwatch` takes before its memory can go, and
-    an exit hook stops the thread before interpreter shutdown frees anything.
-    """
-
-    _engines: list = []  # strong references: an engine is never freed while it is ticked
-    _pointers: tuple = ()
-    _ticks = 0
-    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory)
-    _thread: threading.Thread | None = None
-    _running = True
-    _lock = threading.Lock()
-    _watch_lock = threading.Lock()
-
-    @classmethod
-    def register(cls, engine: wasmtime.Engine) -> None:
-        with cls._lock:
-            cls._engines.append(engine)
-            cls._pointers = cls._pointers + (engine.ptr(),)
-        cls._start()
-
-    @classmethod
-    def watch(cls, flag, ticks: int) -> tuple:
-        cls._start()
-        entry = (cls._ticks + ticks, flag)
-        with cls._watch_lock:
-            cls._watches = cls._watches + (entry,)
-        return entry
-
-    @classmethod
-    def unwatch(cls, entry: tuple) -> None:
-        with cls._watch_lock:
-            cls._watches = tuple(w for w in cls._watches if w is not entry)
-
-    @classmethod
-    def _start(cls) -> None:
-        with cls._lock:
-            if cls._thread is None:
-                cls._thread = threading.Thread(target=cls._run, name="aonode-epoch", daemon=True)
-                cls._thread.start()
-                atexit.register(cls._shutdown)
-
-    @classmethod
-    def _run(cls) -> None:
-        increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
-        sleep, tick, lock = time.sleep, EPOCH_TICK_SECONDS, cls._watch_lock
-        while cls._running:
-            sleep(tick)
-            cls._ticks += 1
-            pointers = cls._pointers
-            index, count = 0, len(pointers)
-            while index < count:
-                increment(pointers[index])
-                index += 1
-            with lock:
-                watches, now = cls._watches, cls._ticks
-                index, count = 0, len(watches)
-                while index < count:
-                    deadline, flag = watches[index]
-                    if now >= deadline:
-                        flag[0] = 1
-                    index += 1
-
-    @classmethod
-    def _shutdown(cls) -> None:
-        cls._running = False
-        if cls._thread is not None:
-            cls._thread.join(timeout=1)
-
-
-def watch_deadline(flag, seconds: float) -> tuple:
-    """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
-    return _EpochTicker.watch(flag, int(seconds / EPOCH_TICK_SECONDS) + 2)
-
-
-def clear_deadline(entry: tuple) -> None:
-    """After this returns the flag is never written again (its memory may go)."""
-    _EpochTicker.unwatch(entry)
 
 
 def _memory64(module: wasmtime.Module) -> bool:
@@ -331,33 +241,7 @@ class Runtime:
 
 
 def translate_legacy_exceptions(wasm: bytes, cache_dir: Path | None) -> bytes:
-    """Old try/catch → exnref, through modules/exnref when it exists, else wasm-opt directly."""
-    try:
-        from aonode.modules.exnref import translate
-    except ImportError:
-        return _wasm_opt_translate(wasm)
+    """Old try/catch → exnref (modules/exnref.py: once per image, cached)."""
+    from aonode.modules.exnref import translate
+
     return translate(wasm, cache_dir)
-
-
-def _wasm_opt_binary() -> str:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "node_modules" / ".bin" / "wasm-opt"
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("wasm-opt")
-    if not found:
-        raise ModuleError("wasm-opt (npm binaryen) is needed to translate legacy exception handling")
-    return found
-
-
-def _wasm_opt_translate(wasm: bytes) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.wasm", Path(tmp) / "out.wasm"
-        src.write_bytes(wasm)
-        cmd = [_wasm_opt_binary(), "--enable-exception-handling", "--enable-memory64",
-               "--translate-to-exnref", str(src), "-o", str(dst)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ModuleError(f"wasm-opt failed: {done.stderr.strip()[:500]}")
-        return dst.read_bytes()

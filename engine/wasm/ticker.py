@@ -1,0 +1,102 @@
+"""The one background thread that bounds running wasm: it advances the epoch of the fast engine and
+sets the interrupt flag of fast-variant messages past their deadline (modules/specialize.py)."""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+
+import wasmtime
+from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_increment_epoch
+
+TICK_SECONDS = 0.002  # epoch and deadline resolution (bounds how late a runaway loop is stopped)
+
+
+class _Ticker:
+    """One daemon thread that, every tick, advances the fast engine's epoch and sets the interrupt
+    flag of every fast-variant message past its deadline (wasm runs without the GIL).
+
+    Its loop allocates no container objects and never drops the last reference to anything, so no
+    garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
+    the process, a flag is only written under the lock `unwatch` takes before its memory can go, and
+    an exit hook stops the thread before interpreter shutdown frees anything.
+    """
+
+    _engines: list = []  # strong references: an engine is never freed while it is ticked
+    _pointers: tuple = ()
+    _ticks = 0
+    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory)
+    _thread: threading.Thread | None = None
+    _running = True
+    _lock = threading.Lock()
+    _watch_lock = threading.Lock()
+
+    @classmethod
+    def register(cls, engine: wasmtime.Engine) -> None:
+        with cls._lock:
+            cls._engines.append(engine)
+            cls._pointers = cls._pointers + (engine.ptr(),)
+        cls._start()
+
+    @classmethod
+    def watch(cls, flag, ticks: int) -> tuple:
+        cls._start()
+        entry = (cls._ticks + ticks, flag)
+        with cls._watch_lock:
+            cls._watches = cls._watches + (entry,)
+        return entry
+
+    @classmethod
+    def unwatch(cls, entry: tuple) -> None:
+        with cls._watch_lock:
+            cls._watches = tuple(w for w in cls._watches if w is not entry)
+
+    @classmethod
+    def _start(cls) -> None:
+        with cls._lock:
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._run, name="aonode-epoch", daemon=True)
+                cls._thread.start()
+                atexit.register(cls._shutdown)
+
+    @classmethod
+    def _run(cls) -> None:
+        increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
+        sleep, tick, lock = time.sleep, TICK_SECONDS, cls._watch_lock
+        while cls._running:
+            sleep(tick)
+            cls._ticks += 1
+            pointers = cls._pointers
+            index, count = 0, len(pointers)
+            while index < count:
+                increment(pointers[index])
+                index += 1
+            with lock:
+                watches, now = cls._watches, cls._ticks
+                index, count = 0, len(watches)
+                while index < count:
+                    deadline, flag = watches[index]
+                    if now >= deadline:
+                        flag[0] = 1
+                    index += 1
+
+    @classmethod
+    def _shutdown(cls) -> None:
+        cls._running = False
+        if cls._thread is not None:
+            cls._thread.join(timeout=1)
+
+
+def register(engine: wasmtime.Engine) -> None:
+    """Advance this engine's epoch every tick, for as long as the process lives."""
+    _Ticker.register(engine)
+
+
+def watch_deadline(flag, seconds: float) -> tuple:
+    """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
+    return _Ticker.watch(flag, int(seconds / TICK_SECONDS) + 2)
+
+
+def clear_deadline(entry: tuple) -> None:
+    """After this returns the flag is never written again (its memory may go)."""
+    _Ticker.unwatch(entry)
