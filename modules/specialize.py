@@ -70,8 +70,8 @@ def plan(module: wasmtime.Module) -> tuple[bool, bool]:
 
 
 def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None) -> Variant | None:
-    """The variant of `wasm` (compiled as `module`), cached; None when there is nothing to gain or no
-    Binaryen here (the original then runs every message)."""
+    """The variant of `wasm` (compiled as `module`), cached; None when there is nothing to gain or
+    Binaryen refused the image. Raises ModuleError when no wasm-opt is installed (try again later)."""
     deasync, lower = plan(module)
     if not (deasync or lower):
         return None
@@ -80,11 +80,7 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     if target.is_file():
         data = target.read_bytes()
         return None if data == _NONE else Variant(data, deasync, lower)
-    try:
-        tool = find_wasm_opt()
-    except ModuleError as err:
-        log.warning("no fast variant for image %s: %s", digest[:12], err)
-        return None
+    tool = find_wasm_opt()
     try:
         data = _derive(tool, wasm, deasync, lower)
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start

@@ -64,6 +64,23 @@ def test_operators_can_turn_the_variant_off(monkeypatch, tmp_path):
     assert inst.flavor == FAST
 
 
+def test_without_wasm_opt_images_run_as_they_are_and_nothing_sticks(monkeypatch, tmp_path):
+    """No Binaryen on the machine: the image runs without a variant, and once wasm-opt is there the
+    same cache directory gets one (the absence is not remembered)."""
+    from aonode.engine.wasm.runtime import forget_compiled
+
+    wasm = image_path("test-calling.wasm").read_bytes()  # memory64 capped at 258 pages: lowered
+    monkeypatch.setenv("AONODE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AONODE_WASM_OPT", str(tmp_path / "no-such-wasm-opt"))
+    forget_compiled()
+    try:
+        assert Runtime(tmp_path / "cache").load(wasm).optimized is None
+        monkeypatch.delenv("AONODE_WASM_OPT")
+        assert Runtime(tmp_path / "cache").load(wasm).optimized is not None
+    finally:
+        forget_compiled()
+
+
 @pytest.mark.parametrize("name,suspends", [("aos2_0_6.wasm", True), ("aos2_0_4_32.wasm", True),
                                            ("aos-2-pure-xs.wasm", False)])  # legacy exceptions, no WeaveDrive
 def test_variant_leaves_the_same_memory_after_every_message(runtimes, name, suspends):

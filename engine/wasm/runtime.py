@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -24,6 +25,7 @@ ENGINE_SETTINGS = {
                "wasmtime=50;variant=fast-v3;threads=1",
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
+log = logging.getLogger("aonode.engine")
 INTERRUPT_EXPORT = "aonode_interrupt"  # a fast variant's one-page memory: byte 0 set stops every loop
 
 
@@ -85,6 +87,7 @@ class _Compiled:
 
     module: wasmtime.Module | None
     flag: bool
+    transient: bool = False  # no variant for now (no wasm-opt installed): neither kept nor cached
 
 
 # Engines are shared by every Runtime in the process (wasmtime engines are thread-safe), so the epoch
@@ -174,6 +177,8 @@ class Runtime:
             found = self._read_artifact(artifact, flavor)
         if found is None:
             found = build()
+            if found.transient:
+                return found
         with _SHARED_LOCK:
             found = _COMPILED.setdefault((sha, flavor), found)
         if artifact is not None and not (artifact.exists() or artifact.with_suffix(".none").exists()):
@@ -197,7 +202,11 @@ class Runtime:
         from aonode.modules.specialize import fast_variant
 
         source = translate_legacy_exceptions(wasm, self.cache_dir) if own.flag else wasm
-        variant = fast_variant(source, own.module)
+        try:
+            variant = fast_variant(source, own.module)
+        except ModuleError as err:
+            log.warning("image %s runs without its fast variant: %s", sha[:12], err)
+            return _Compiled(None, False, transient=True)
         if variant is None:
             return _Compiled(None, False)
         try:
