@@ -1,9 +1,12 @@
 """Arweave-style keys: the wallets that sign ANS-104 data items and the checks that verify them.
 
 Signature types are numbered as ANS-104 numbers them: 1 = Arweave RSA-PSS (4096-bit key, SHA-256,
-MGF1-SHA-256), 2 = ed25519, 4 = Solana (ed25519 too; verified, not produced by `Wallet`).
-Type 3 (Ethereum secp256k1) is not supported: its message hash is keccak-256, which neither the
-standard library nor `cryptography` provides, and we do not hand-roll hash functions.
+MGF1-SHA-256), 2 = ed25519, 3 = Ethereum (secp256k1 ECDSA over the EIP-191 "personal message" hash of
+the signature data, as ethers' signMessage makes it), 4 = Solana (ed25519 too). Types 3 and 4 are
+verified, not produced by `Wallet`. keccak-256 comes from pycryptodome (neither the standard library
+nor `cryptography` has it; sha3_256 pads differently), the curve from `cryptography`.
+Every type's address is the Arweave one, base64url(sha256(owner)), as ANS-104 bundlers and the
+legacy ao units file owners.
 """
 from __future__ import annotations
 
@@ -16,19 +19,24 @@ from typing import Any, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from aonode.engine.errors import BadInput
 from aonode.engine.message import b64url as b64url_encode, b64url_decode  # noqa: F401  (re-exported)
 
 RSA = 1
 ED25519 = 2
+ETHEREUM = 3
 SOLANA = 4
 
 RSA_BITS = 4096
 RSA_EXPONENT = 65537
 # What each signature type puts in an item: (owner length, signature length) in bytes.
-KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), SOLANA: (32, 64)}
+KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), ETHEREUM: (65, 65),
+                                          SOLANA: (32, 64)}
+# secp256k1's group order; libsecp256k1 (what arbundles verifies with) accepts only s <= ORDER/2.
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 # Arweave nodes sign with a 32-byte salt; arweave-js (Node) signs with the maximum salt length, so
 # verification must accept any salt length the PSS encoding allows.
@@ -178,8 +186,29 @@ def verify(signature_type: int, owner: bytes, data: bytes, signature: bytes) -> 
                 return False
             public = rsa.RSAPublicNumbers(RSA_EXPONENT, n).public_key()
             public.verify(signature, data, _VERIFY_PSS, hashes.SHA256())
+        elif signature_type == ETHEREUM:
+            return _verify_ethereum(owner, data, signature)
         else:
             ed25519.Ed25519PublicKey.from_public_bytes(owner).verify(signature, data)
     except (InvalidSignature, ValueError):
         return False
+    return True
+
+
+def eip191_digest(data: bytes) -> bytes:
+    """keccak-256 of "\x19Ethereum Signed Message:\n<len>" + data: what an Ethereum wallet signs."""
+    from Crypto.Hash import keccak
+
+    prefix = b"\x19Ethereum Signed Message:\n" + str(len(data)).encode()
+    return keccak.new(digest_bits=256, data=prefix + data).digest()
+
+
+def _verify_ethereum(owner: bytes, data: bytes, signature: bytes) -> bool:
+    """r || s || v over eip191_digest(data) by the uncompressed secp256k1 key `owner`; v (the
+    recovery id) is not needed when the key is known, and is ignored as arbundles ignores it."""
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
+    if owner[0] != 4 or not (0 < r < _SECP256K1_ORDER and 0 < s <= _SECP256K1_ORDER // 2):
+        return False
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), owner)
+    public.verify(encode_dss_signature(r, s), eip191_digest(data), ec.ECDSA(Prehashed(hashes.SHA256())))
     return True

@@ -109,7 +109,7 @@ def test_malformed_items_are_refused(item: DataItem) -> None:
         "owner": raw[:80],
         "presence byte is 2": raw[:98] + b"\x02" + raw[99:],
         "tag count": raw[:170],
-        "unsupported signature type 3": b"\x03\x00" + raw[2:],
+        "unsupported signature type 9": b"\x09\x00" + raw[2:],
         "unsupported signature type 9": b"\x09\x00" + raw[2:],
         "declares 2 tags": raw[:164] + struct.pack("<Q", 2) + raw[172:],
         "tags needs": raw[:172] + struct.pack("<Q", 10_000) + raw[180:],

@@ -35,7 +35,7 @@ def js_items(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     out = tmp_path_factory.mktemp("js-items")
     _node("sign", str(out))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert {e["signer"] for e in manifest} == {"aoconnect", "arbundles", "ed25519"}
+    assert {e["signer"] for e in manifest} == {"aoconnect", "arbundles", "ed25519", "ethereum"}
     return out, manifest
 
 
@@ -56,6 +56,50 @@ def test_python_reads_and_verifies_js_items(js_items: tuple[Path, list[dict]]) -
         assert msg.from_ == msg.owner == entry["address"]
         assert msg.target == entry["target"]
         assert msg.anchor == entry["anchor"]
+
+
+def test_ethereum_items_need_a_low_s_signature_on_the_curve(js_items: tuple[Path, list[dict]]) -> None:
+    """The same checks libsecp256k1 (arbundles' verifier) makes: s above half the group order, or an
+    owner that is not an uncompressed point, is refused even when the math would otherwise hold."""
+    from aonode.engine.crypto import _SECP256K1_ORDER
+
+    out, manifest = js_items
+    entry = next(e for e in manifest if e["signer"] == "ethereum" and e["case"] == "full")
+    raw = (out / entry["file"]).read_bytes()
+    item = DataItem.parse(raw)
+    assert item.signature_type == 3 and item.verify()
+    s = int.from_bytes(item.signature[32:64], "big")
+    high = bytearray(raw)
+    high[2 + 32:2 + 64] = (_SECP256K1_ORDER - s).to_bytes(32, "big")  # the other valid-looking twin
+    assert not DataItem.parse(bytes(high)).verify()
+    assert _js_verify([out / entry["file"]])[0]["valid"] is True
+    compressed = bytearray(raw)
+    compressed[2 + 65] = 2  # owner's first byte: not 04
+    assert not DataItem.parse(bytes(compressed)).verify()
+
+
+def test_an_ethereum_key_drives_a_node_without_dev_mode(js_items: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    """Type 3 items signed by arbundles' EthereumSigner spawn an AOS process and Eval in it over HTTP."""
+    from httpnode import http_node
+
+    out, manifest = js_items
+    spawn, evaluate = (next(e for e in manifest if e["signer"] == "ethereum" and e["case"] == name)
+                       for name in ("spawn", "eval"))
+    octet = {"Content-Type": "application/octet-stream"}
+    with http_node(tmp_path / "node", dev=False) as srv, srv.client() as c:
+        r = c.post("/~process@1.0/schedule", content=(out / spawn["file"]).read_bytes(), headers=octet)
+        assert r.status_code == 200, r.text
+        pid = r.json()["process"]
+        assert pid == spawn["id"] == evaluate["target"]
+        r = c.post(f"/{pid}~process@1.0/schedule", content=(out / evaluate["file"]).read_bytes(), headers=octet)
+        assert r.status_code == 200 and r.json()["message"] == evaluate["id"], r.text
+        assert c.get(f"/{pid}~process@1.0/now/results/data").text == "42"
+        definition = srv.node.store.get_process(pid)
+        assert definition.owner == definition.from_ == spawn["address"]  # sha256(owner key), as for RSA
+        forged = bytearray((out / evaluate["file"]).read_bytes())
+        forged[10] ^= 0xFF  # inside r
+        r = c.post(f"/{pid}~process@1.0/schedule", content=bytes(forged), headers=octet)
+        assert r.status_code == 400 and "signature" in r.json()["error"]
 
 
 def test_js_jwks_load_in_python(js_items: tuple[Path, list[dict]]) -> None:

@@ -112,8 +112,30 @@ def test_bad_jwks_are_refused(tmp_path, rsa_wallet: Wallet, ed_wallet: Wallet) -
 
 
 def test_unsupported_signature_type_is_an_error() -> None:
-    with pytest.raises(BadInput, match="signature type 3"):
-        verify(3, b"\x04" * 65, b"m", b"\x00" * 65)
+    with pytest.raises(BadInput, match="signature type 9"):
+        verify(9, b"\x04" * 65, b"m", b"\x00" * 65)
+
+
+def test_ethereum_signatures_verify_over_the_eip191_digest() -> None:
+    """A secp256k1 key made here signs eip191_digest(data); verify accepts it and nothing nearby."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
+
+    from aonode.engine.crypto import _SECP256K1_ORDER, ETHEREUM, eip191_digest
+
+    key = ec.generate_private_key(ec.SECP256K1())
+    owner = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    data = b"deep hash stand-in" * 3
+    r, s = decode_dss_signature(key.sign(eip191_digest(data), ec.ECDSA(Prehashed(hashes.SHA256()))))
+    s = min(s, _SECP256K1_ORDER - s)  # low-s, as Ethereum wallets sign
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + b"\x1b"
+    assert verify(ETHEREUM, owner, data, signature)
+    assert not verify(ETHEREUM, owner, data + b"!", signature)
+    assert not verify(ETHEREUM, owner, data, signature[:32] + (_SECP256K1_ORDER - s).to_bytes(32, "big") + b"\x1b")
+    # keccak-256 with Ethereum's prefix, not SHA3-256: a known vector of the bare hash
+    from Crypto.Hash import keccak
+    assert keccak.new(digest_bits=256, data=b"").hexdigest().startswith("c5d2460186f7233c927e7db2dcc703c0")
 
 
 def test_b64url() -> None:

@@ -14,7 +14,9 @@
 //
 // Signers: "aoconnect" (createDataItemSigner(jwk) driven exactly the way aoconnect's message()
 // drives it), "arbundles" (ArweaveSigner: arweave-js crypto driver), "ed25519" (arbundles'
-// Curve25519 key class, type 2).
+// Curve25519 key class, type 2), "ethereum" (arbundles' EthereumSigner, type 3: ethers' signMessage).
+// The ethereum signer also signs an AOS spawn ("spawn" case) and an Eval to it ("eval"), so a node
+// can be driven end to end by an Ethereum key.
 import fs from "node:fs";
 import path from "node:path";
 import crypto from "node:crypto";
@@ -23,18 +25,19 @@ import { createDataItemSigner } from "@permaweb/aoconnect";
 import * as ArBundlesNs from "@dha-team/arbundles";
 
 const ArBundles = ArBundlesNs.default ?? ArBundlesNs;
-const { createData, DataItem, ArweaveSigner, Curve25519, SIG_CONFIG } = ArBundles;
+const { createData, DataItem, ArweaveSigner, Curve25519, EthereumSigner, SIG_CONFIG } = ArBundles;
 
 const PID = "WzUXz9NjE8Yf1nFRd7nJ1fUVH0Vx2xQp1nvZ9r2pHRc"; // any 43-char base64url id
+const aoTags = (type, ...more) => [
+  { name: "Data-Protocol", value: "ao" },
+  { name: "Variant", value: "ao.TN.1" },
+  { name: "Type", value: type },
+  ...more,
+];
 const CASES = {
   full: {
     data: "Send({ Target = ao.id, Data = 'ping' })",
-    tags: [
-      { name: "Data-Protocol", value: "ao" },
-      { name: "Variant", value: "ao.TN.1" },
-      { name: "Type", value: "Message" },
-      { name: "Action", value: "Eval" },
-    ],
+    tags: aoTags("Message", { name: "Action", value: "Eval" }),
     target: PID,
     anchor: "00000000000000000000000000000042",
   },
@@ -104,15 +107,23 @@ async function sign(outDir) {
   fs.writeFileSync(path.join(outDir, "ed25519.jwk.json"), JSON.stringify(ed.jwk));
   const rsaAddress = await arweave.wallets.jwkToAddress(rsaJwk);
   const edSigner = new Ed25519Signer(ed.seed, ed.pub);
+  const ethSigner = new EthereumSigner(crypto.randomBytes(32).toString("hex"));
   const signers = {
     aoconnect: { address: rsaAddress, run: (c) => signWithAoconnect(rsaJwk, c) },
     arbundles: { address: rsaAddress, run: (c) => signWithArbundles(new ArweaveSigner(rsaJwk), c) },
     ed25519: { address: addressOf(ed.pub), run: (c) => signWithArbundles(edSigner, c) },
+    ethereum: { address: addressOf(ethSigner.publicKey), run: (c) => signWithArbundles(ethSigner, c) },
   };
   const manifest = [];
+  const spawnCase = { data: "", tags: aoTags("Process", { name: "Module", value: "aos2_0_6" }) };
+  const spawn = await signWithArbundles(ethSigner, spawnCase);
+  const evalCase = { data: "return 6 * 7", tags: [{ name: "Action", value: "Eval" }], target: spawn.id };
+  const extra = { ethereum: { spawn: [spawnCase, spawn], eval: [evalCase, null] } };
   for (const [signerName, signer] of Object.entries(signers)) {
-    for (const [caseName, c] of Object.entries(CASES)) {
-      const item = await signer.run(c);
+    const cases = Object.entries(CASES).map(([name, c]) => [name, c, null]);
+    for (const [name, [c, done]] of Object.entries(extra[signerName] ?? {})) cases.push([name, c, done]);
+    for (const [caseName, c, done] of cases) {
+      const item = done ?? (await signer.run(c));
       if (!(await DataItem.verify(item.getRaw()))) throw new Error(`${signerName}/${caseName}: JS item does not verify`);
       const file = `${caseName}-${signerName}.item`;
       fs.writeFileSync(path.join(outDir, file), item.getRaw());
