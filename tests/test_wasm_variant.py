@@ -7,6 +7,8 @@ linear memory must be the same after every message.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aonode.engine.aos import parse_result
 from aonode.engine.errors import ModuleError
@@ -105,6 +107,35 @@ def test_variant_leaves_the_same_memory_after_every_message(runtimes, name, susp
         assert ran[7] == FAST and ran[-1] == OPTIMIZED  # the suspending message's stay, then home again
     else:
         assert set(ran[1:]) == {OPTIMIZED}
+
+
+# Lua statements a property test strings together: state, tables, strings, numbers, errors that are
+# caught and not, output, messages, and the one that suspends (a missing require).
+STATEMENTS = st.sampled_from([
+    "T = T or {}; T[#T + 1] = string.rep('x', 100)",
+    "N = (N or 0) + 1.5",
+    "S = (S or '') .. tostring(#(T or {}))",
+    "for i = 1, 200 do local t = { i, tostring(i) } end",
+    "print('line ' .. tostring(N))",
+    "local ok = pcall(error, 'caught')",
+    "error('uncaught')",
+    "Send({ Target = 'x', Data = tostring(N) })",
+    "collectgarbage()",
+    "local ok = pcall(require, 'missing.module')",
+    "string.format('%5.2f %s %d', 3.14159, 'y', 42)",
+    "table.sort(T or {})",
+    "M = setmetatable({}, { __index = function(_, k) return k .. '!' end }); S = M.key",
+])
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.lists(STATEMENTS, min_size=1, max_size=4), min_size=1, max_size=8))
+def test_random_message_sequences_leave_the_same_memory(runtimes, programs):
+    """Any mix of these, message after message: the variant and the image itself agree byte for byte."""
+    variant, original = pair(runtimes, "aos2_0_6.wasm")
+    step(variant, original, SPEC.spawn_json())
+    for n, program in enumerate(programs, 1):
+        step(variant, original, SPEC.message_json(n, "; ".join(program) + "; return S"))
 
 
 def test_weavedrive_reads_match_the_original(runtimes, tmp_path):
