@@ -420,4 +420,5 @@ class Node:
             live = list(self._live.items())
         for pid, state in live:
             self._evict(pid, state)
+        self.processes.flush()  # periodic snapshots still being hashed and stored in the background
         self.store.close()

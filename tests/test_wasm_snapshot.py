@@ -65,3 +65,38 @@ def test_restore_continues_with_identical_results(runtime, image):
         assert left == right
         assert original.memory_sha256() == restored.memory_sha256()
     assert parse_result(left).output == "freed"
+
+
+def test_sparse_copy_keeps_every_non_zero_byte_and_names_like_the_whole_memory():
+    """Background snapshots copy only non-zero chunks; a chunk whose one non-zero byte is its last,
+    or its first, must still be copied, and the streamed snapshot must equal the one-shot one."""
+    import ctypes
+
+    from aonode.engine.wasm.snapshot import RESTORE_CHUNK, SparseCopy
+
+    size = 5 * RESTORE_CHUNK + 1000  # a short last chunk too
+    buf = (ctypes.c_ubyte * size)()
+    memory = memoryview(buf).cast("B")
+    memory[RESTORE_CHUNK - 1] = 7  # last byte of chunk 0
+    memory[3 * RESTORE_CHUNK] = 9  # first byte of chunk 3
+    memory[size - 1] = 1  # last byte of the short chunk
+    copy = SparseCopy.of(memory, ctypes.addressof(buf))
+    assert [start for start, _ in copy.chunks] == [0, 3 * RESTORE_CHUNK, 5 * RESTORE_CHUNK]
+    assert b"".join(bytes(piece) for piece in copy.pieces()) == bytes(memory)
+    streamed = Snapshot.from_pieces(copy.size, copy.pieces(), {"time": 3})
+    whole = Snapshot.from_memory(bytes(memory), {"time": 3})
+    assert streamed.memory_sha256 == whole.memory_sha256 == hashlib.sha256(bytes(memory)).hexdigest()
+    assert streamed.raw() == bytes(memory) and streamed.host_state == {"time": 3}
+
+
+def test_background_snapshot_of_a_live_instance_equals_a_snapshot(runtime, image):
+    inst = Instance(runtime, image)
+    for n, msg in enumerate([SPAWN] + [eval_json(i, c) for i, c in enumerate(CODES[:3], 1)]):
+        inst.handle(msg, ENV)
+    stored = []
+    pending = inst.snapshot_in_background(stored.append)
+    inst.handle(eval_json(9, "t[1] = 'changed after the copy'"), ENV)  # must not reach the snapshot
+    snap = pending.result()
+    assert stored == [snap]
+    copy = Instance.restore(runtime, image, snap)
+    assert parse_result(copy.handle(eval_json(10, "return t[1]:sub(1, 4)"), ENV)).output == "row1"

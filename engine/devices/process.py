@@ -8,7 +8,8 @@ last snapshot.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aonode.engine.devices.base import ProcessState, Signal
@@ -68,6 +69,8 @@ class ProcessDevice:
     context: Any  # what device factories get (the node)
     after_slot: Callable[[ProcessState, int], None] | None = None  # e.g. push delivery
     name: str = "process@1.0"
+    _in_flight: list = field(default_factory=list, repr=False)  # (pid, PendingSnapshot) not yet stored
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def new_state(self, pid: str, process: Message, config: dict[str, Any]) -> ProcessState:
         state = ProcessState(process_id=pid, process=process, config=config)
@@ -98,19 +101,45 @@ class ProcessDevice:
         state.results = stored or {}
         return signal
 
-    def snapshot(self, state: ProcessState, msg: Message | None = None) -> Signal:
+    def snapshot(self, state: ProcessState, msg: Message | None = None, *, background: bool = False) -> Signal:
+        """Store the state at `state.at_slot`. In the background (the periodic snapshots), the
+        execution device only copies its memory; hashing, compressing and storing happen on another
+        thread while the process computes on (`flush` waits for them)."""
         if state.at_slot < 0:
             return Signal.OK
+        if background:
+            pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
+
+            def store(snap: Any) -> None:
+                self.store.put_snapshot(pid, slot, snap.memory_sha256, snap.to_bytes())
+                self.store.put_cache(pid, slot, cache)
+
+            state.scratch["snapshot-in-background"] = store
         signal = self.stack(state).snapshot(state, None)
+        state.scratch.pop("snapshot-in-background", None)
+        pending = state.scratch.pop("snapshot-pending", None)
         blob = state.scratch.pop("snapshot", None)
-        if blob is not None:
+        if pending is not None:
+            with self._lock:
+                self._in_flight.append((state.process_id, pending))
+        elif blob is not None:
             self.store.put_snapshot(state.process_id, state.at_slot, state.memory_sha256, blob)
             self.store.put_cache(state.process_id, state.at_slot, state.cache)
         state.scratch["snapshot-slot"] = state.at_slot
         return signal
 
-    def compute(self, state: ProcessState, assignment: Any) -> Signal:
-        """Evaluate exactly the next slot and store its result."""
+    def flush(self, pid: str | None = None) -> None:
+        """Wait until the background snapshots of `pid` (of every process: None) are stored."""
+        with self._lock:
+            wait = [p for owner, p in self._in_flight if pid is None or owner == pid]
+            self._in_flight = [(owner, p) for owner, p in self._in_flight
+                               if not (pid is None or owner == pid) and not p.done()]
+        for pending in wait:
+            pending.result()
+
+    def compute(self, state: ProcessState, assignment: Any, *, more: bool = False) -> Signal:
+        """Evaluate exactly the next slot and store its result. `more`: further slots follow at once,
+        so a periodic snapshot here is made in the background while they compute."""
         if assignment.slot != state.at_slot + 1:
             raise BadInput(f"slot {assignment.slot} cannot follow slot {state.at_slot}")
         stack = self.stack(state)
@@ -124,7 +153,7 @@ class ProcessDevice:
             self.after_slot(state, assignment.slot)
         self._store_slot(state, assignment)
         if state.at_slot % cache_frequency(state.process) == 0:
-            self.snapshot(state)
+            self.snapshot(state, background=more)
         return signal
 
     def _store_slot(self, state: ProcessState, assignment: Any) -> None:
@@ -135,9 +164,15 @@ class ProcessDevice:
 
     # -- the loop ------------------------------------------------------------------------------
     def compute_to(self, state: ProcessState, slot: int) -> ProcessState:
-        while state.at_slot < slot:
-            assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
-            if assignment is None:
-                raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
-            self.compute(state, assignment)
+        """Evaluate up to `slot`. Periodic snapshots are made in the background meanwhile and are
+        stored before this returns, so what a caller has been answered is never recomputed after
+        a crash beyond the last snapshot it saw."""
+        try:
+            while state.at_slot < slot:
+                assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
+                if assignment is None:
+                    raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
+                self.compute(state, assignment, more=assignment.slot < slot)
+        finally:
+            self.flush(state.process_id)
         return state

@@ -67,6 +67,11 @@ class WasmDevice:
         if state.scratch.pop("snapshot-for-fork", False):
             state.scratch["snapshot"] = state.instance.fork().to_bytes()
             return Signal.OK
+        store = state.scratch.pop("snapshot-in-background", None)
+        if store is not None:
+            state.scratch["snapshot-pending"] = state.instance.snapshot_in_background(store)
+            state.memory_sha256 = None  # named when the background hash is done
+            return Signal.OK
         snap = state.instance.snapshot()
         state.memory_sha256 = snap.memory_sha256
         state.scratch["snapshot"] = snap.to_bytes()

@@ -24,7 +24,7 @@ from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import FS_INIT_TICKS, Host, HostState, ProcExit, check_imports
 from aonode.engine.wasm.runtime import FAST, INTERRUPT_EXPORT, METERED, OPTIMIZED, Image, Runtime
 from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, watch_deadline
-from aonode.engine.wasm.snapshot import Snapshot, zero_from
+from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot, SparseCopy, zero_from
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
 UNLIMITED_FUEL = 2**62
@@ -85,7 +85,7 @@ class Instance:
         self._journal: list[tuple[str, str]] = []
         self._instantiate(_snapshot)
         # None means "a fresh start": rebuilding it is deterministic, so no copy is needed yet.
-        self._checkpoint: Snapshot | None = _snapshot
+        self._checkpoint: Snapshot | PendingSnapshot | None = _snapshot
         self._journal_bytes = 0
 
     @classmethod
@@ -323,7 +323,15 @@ class Instance:
         self._journal.clear()
         self._journal_bytes = 0
 
-    def checkpoint(self, snapshot: Snapshot | None = None) -> None:
+    def snapshot_in_background(self, then: Callable[[Snapshot], None] | None = None) -> PendingSnapshot:
+        """`snapshot()` with the hashing and compression (and `then`, e.g. storing it) moved off this
+        thread: only a copy of the memory is made here. It is also the rollback checkpoint."""
+        copy = SparseCopy.of(self.memory_view(), self.host.base())
+        pending = PendingSnapshot(copy, self.host.state.to_dict(), then)
+        self.checkpoint(pending)
+        return pending
+
+    def checkpoint(self, snapshot: Snapshot | PendingSnapshot | None = None) -> None:
         """Make the current state the rollback point (done every CHECKPOINT_EVERY messages and
         whenever a snapshot is taken, which the caller does anyway)."""
         # An internal checkpoint is never published, so it skips the ~1 ms/MiB hash that names a snapshot.
@@ -334,7 +342,7 @@ class Instance:
         if self._flavor != self._home:
             self.close()  # back home after messages that needed metering or suspending
             self._flavor = self._home
-            self._instantiate(self._checkpoint)
+            self._instantiate(self._checkpoint_snapshot())
 
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
         msg, env = msg_json.encode() + b"\x00", env_json.encode() + b"\x00"
@@ -433,11 +441,16 @@ class Instance:
         self.host.fn.clear()
         self.store.close()
 
+    def _checkpoint_snapshot(self) -> Snapshot | None:
+        if isinstance(self._checkpoint, PendingSnapshot):
+            self._checkpoint = self._checkpoint.result()
+        return self._checkpoint
+
     def _rebuild(self) -> None:
         """Fresh wasmtime instance from the checkpoint, then replay the journal."""
         journal = list(self._journal)
         self.close()
-        self._instantiate(self._checkpoint)
+        self._instantiate(self._checkpoint_snapshot())
         for msg_json, env_json in journal:
             self._handle_once(msg_json, env_json, None)
 

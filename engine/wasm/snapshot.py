@@ -1,10 +1,12 @@
 """A process's whole state: its linear memory (zstd) plus the few host counters that live outside it."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import struct
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zstandard
@@ -14,6 +16,70 @@ ZSTD_LEVEL = 1
 PAGE = 65536  # a wasm page
 RESTORE_CHUNK = 16 * PAGE
 _ZERO_CHUNK = bytes(RESTORE_CHUNK)
+
+
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-snapshot")
+
+
+_libc = ctypes.CDLL(None)
+_libc.memcmp.restype = ctypes.c_int
+_libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_ZERO_ADDRESS = ctypes.cast(ctypes.c_char_p(_ZERO_CHUNK), ctypes.c_void_p).value  # _ZERO_CHUNK lives forever
+
+
+@dataclass(frozen=True)
+class SparseCopy:
+    """A memory copied chunk by chunk, all-zero chunks left out: an AOS memory is mostly zero, and
+    copying those pages costs a page fault per 4 KiB on both sides (~60 ms for 105 MiB, vs ~3 ms)."""
+
+    size: int
+    chunks: tuple[tuple[int, bytes], ...]  # (offset, bytes), offsets multiples of RESTORE_CHUNK
+
+    @classmethod
+    def of(cls, memory: memoryview, address: int) -> SparseCopy:
+        """`memory` is the view of the live memory starting at `address`."""
+        chunks = []
+        for start in range(0, len(memory), RESTORE_CHUNK):
+            length = min(RESTORE_CHUNK, len(memory) - start)
+            if _libc.memcmp(address + start, _ZERO_ADDRESS, length):
+                chunks.append((start, bytes(memory[start:start + length])))
+        return cls(len(memory), tuple(chunks))
+
+    def pieces(self):
+        """The whole memory, in order, as bytes-like pieces (zero chunks from one shared buffer)."""
+        at = 0
+        for start, data in self.chunks:
+            while at < start:
+                step = min(RESTORE_CHUNK, start - at)
+                yield _ZERO_CHUNK[:step] if step < RESTORE_CHUNK else _ZERO_CHUNK
+                at += step
+            yield data
+            at += len(data)
+        while at < self.size:
+            step = min(RESTORE_CHUNK, self.size - at)
+            yield _ZERO_CHUNK[:step] if step < RESTORE_CHUNK else _ZERO_CHUNK
+            at += step
+
+
+class PendingSnapshot:
+    """A snapshot hashed and compressed on a background thread from a sparse copy of the memory taken
+    now, then handed to `then` (e.g. to store it) on that thread: the process goes on with its next
+    messages meanwhile. `result()` waits for both."""
+
+    def __init__(self, copy: SparseCopy, host_state: dict, then: Callable[[Snapshot], None] | None = None) -> None:
+        def make() -> Snapshot:
+            snap = Snapshot.from_pieces(copy.size, copy.pieces(), host_state)
+            if then is not None:
+                then(snap)
+            return snap
+
+        self._future = _BACKGROUND.submit(make)
+
+    def result(self) -> Snapshot:
+        return self._future.result()
+
+    def done(self) -> bool:
+        return self._future.done()
 
 
 def zero_from(memory: memoryview) -> int:
@@ -47,6 +113,25 @@ class Snapshot:
                 compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
                 digest = hashing.result()
         return cls(digest, len(raw), compressed, dict(host_state))
+
+    @classmethod
+    def from_pieces(cls, size: int, pieces, host_state: dict) -> Snapshot:
+        """The same snapshot as from_memory over the concatenation of `pieces`."""
+        pieces = list(pieces)  # references to the copied chunks and one shared zero chunk
+
+        def sha256() -> str:
+            digest = hashlib.sha256()
+            for piece in pieces:
+                digest.update(piece)
+            return digest.hexdigest()
+
+        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj(size=size)
+        with ThreadPoolExecutor(max_workers=1) as pool:  # both release the GIL: hash on a second core
+            hashing = pool.submit(sha256)
+            out = [compressor.compress(piece) for piece in pieces]
+            out.append(compressor.flush())
+            digest = hashing.result()
+        return cls(digest, size, b"".join(out), dict(host_state))
 
     def raw(self) -> bytes:
         data = zstandard.ZstdDecompressor().decompress(self.compressed, max_output_size=self.memory_size)
