@@ -135,7 +135,7 @@ class ProcessDevice:
             self._in_flight = [(owner, p) for owner, p in self._in_flight
                                if not (pid is None or owner == pid) and not p.done()]
         for pending in wait:
-            pending.result()
+            pending.wait()
 
     def compute(self, state: ProcessState, assignment: Any, *, more: bool = False) -> Signal:
         """Evaluate exactly the next slot and store its result. `more`: further slots follow at once,

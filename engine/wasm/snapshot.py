@@ -67,16 +67,27 @@ class PendingSnapshot:
     messages meanwhile. `result()` waits for both."""
 
     def __init__(self, copy: SparseCopy, host_state: dict, then: Callable[[Snapshot], None] | None = None) -> None:
+        self.error: Exception | None = None  # what `then` raised: the snapshot itself is still good
+
         def make() -> Snapshot:
             snap = Snapshot.from_pieces(copy.size, copy.pieces(), host_state)
             if then is not None:
-                then(snap)
+                try:
+                    then(snap)
+                except Exception as err:  # noqa: BLE001 - reported by wait(), the checkpoint stays usable
+                    self.error = err
             return snap
 
         self._future = _BACKGROUND.submit(make)
 
     def result(self) -> Snapshot:
         return self._future.result()
+
+    def wait(self) -> None:
+        """Until `then` has run; raises what it raised."""
+        self._future.result()
+        if self.error is not None:
+            raise self.error
 
     def done(self) -> bool:
         return self._future.done()
