@@ -81,6 +81,7 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
         data = target.read_bytes()
         return None if data == _NONE else Variant(data, deasync, lower)
     tool = find_wasm_opt()
+    log.info("preparing the fast variant of image %s (once per machine, ~10 s)", digest[:12])
     try:
         data = _derive(tool, wasm, deasync, lower)
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
