@@ -138,6 +138,16 @@ def test_random_message_sequences_leave_the_same_memory(runtimes, programs):
         step(variant, original, SPEC.message_json(n, "; ".join(program) + "; return S"))
 
 
+@pytest.mark.parametrize("name", ["process.wasm", "test-aos.wasm"])
+def test_other_asyncify_builds_agree_with_their_original(runtimes, name):
+    variant, original = pair(runtimes, name)
+    assert variant.image.optimized is not None
+    for msg in [SPEC.spawn_json()] + [SPEC.message_json(n, code) for n, code in
+                                       enumerate(["X = 5", "return X * 2", "print('p'); return X", 'error("e")'], 1)]:
+        step(variant, original, msg)
+    assert variant.flavor == OPTIMIZED
+
+
 def test_weavedrive_reads_match_the_original(runtimes, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "TX-abc").write_bytes(b"hello from arweave")
