@@ -120,12 +120,18 @@ class Server:
             await anyio.sleep(every)
             try:
                 ticked = await self.quick_gate.run(self.node.tick_crons)
-                for pid in ticked:
-                    await self.compute_gate.run(self.node.now, pid)
             except Busy:
-                continue  # the pools are full of requests: the ticks wait for the next round
-            except Exception:  # noqa: BLE001 - one bad process must not stop cron for the others
+                continue  # the read pool is full: try again next round
+            except Exception:  # noqa: BLE001 - a store error must not end the cron task
                 log.exception("cron round failed")
+                continue
+            for pid in ticked:
+                try:
+                    await self.compute_gate.run(self.node.now, pid)
+                except Busy:
+                    break  # the pool is full of requests: reads compute these when they come
+                except Exception:  # noqa: BLE001 - one bad process must not stop cron for the others
+                    log.exception("cron: computing %s failed", pid)
 
     async def handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":

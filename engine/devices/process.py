@@ -131,10 +131,9 @@ class ProcessDevice:
     def flush(self, pid: str | None = None) -> None:
         """Wait until the background snapshots of `pid` (of every process: None) are stored."""
         with self._lock:
-            wait = [p for owner, p in self._in_flight if pid is None or owner == pid]
-            self._in_flight = [(owner, p) for owner, p in self._in_flight
-                               if not (pid is None or owner == pid) and not p.done()]
-        for pending in wait:
+            mine = [entry for entry in self._in_flight if pid is None or entry[0] == pid]
+            self._in_flight = [entry for entry in self._in_flight if entry not in mine]
+        for _, pending in mine:
             pending.wait()
 
     def compute(self, state: ProcessState, assignment: Any, *, more: bool = False) -> Signal:

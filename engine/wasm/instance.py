@@ -178,7 +178,7 @@ class Instance:
             raise ModuleError("snapshot is smaller than the image's initial memory")
         key = (self.image.sha256, self._flavor)
         if key not in _FRESH_ZERO_FROM:  # where a just-instantiated memory turns all zero (read once)
-            _FRESH_ZERO_FROM[key] = zero_from(self.memory_view())
+            _FRESH_ZERO_FROM[key] = zero_from(self.host.base(), self.memory_size)
         snapshot.write_into(self.memory_view(), _FRESH_ZERO_FROM[key])
         self.host.state = HostState.from_dict(snapshot.host_state)
 

@@ -38,27 +38,20 @@ class SparseCopy:
     @classmethod
     def of(cls, memory: memoryview, address: int) -> SparseCopy:
         """`memory` is the view of the live memory starting at `address`."""
-        chunks = []
-        for start in range(0, len(memory), RESTORE_CHUNK):
-            length = min(RESTORE_CHUNK, len(memory) - start)
-            if _libc.memcmp(address + start, _ZERO_ADDRESS, length):
-                chunks.append((start, bytes(memory[start:start + length])))
-        return cls(len(memory), tuple(chunks))
+        chunks = tuple((start, bytes(memory[start:end])) for start, end in nonzero_chunks(address, len(memory)))
+        return cls(len(memory), chunks)
 
     def pieces(self):
         """The whole memory, in order, as bytes-like pieces (zero chunks from one shared buffer)."""
         at = 0
-        for start, data in self.chunks:
+        for start, data in (*self.chunks, (self.size, b"")):
             while at < start:
                 step = min(RESTORE_CHUNK, start - at)
-                yield _ZERO_CHUNK[:step] if step < RESTORE_CHUNK else _ZERO_CHUNK
+                yield _ZERO_CHUNK if step == RESTORE_CHUNK else _ZERO_CHUNK[:step]
                 at += step
-            yield data
-            at += len(data)
-        while at < self.size:
-            step = min(RESTORE_CHUNK, self.size - at)
-            yield _ZERO_CHUNK[:step] if step < RESTORE_CHUNK else _ZERO_CHUNK
-            at += step
+            if data:
+                yield data
+                at += len(data)
 
 
 class PendingSnapshot:
@@ -93,14 +86,17 @@ class PendingSnapshot:
         return self._future.done()
 
 
-def zero_from(memory: memoryview) -> int:
-    """The offset (a RESTORE_CHUNK boundary) from which `memory` is all zero."""
-    end = 0
-    for start in range(0, len(memory), RESTORE_CHUNK):
-        chunk = bytes(memory[start:start + RESTORE_CHUNK])
-        if chunk != _ZERO_CHUNK[:len(chunk)]:
-            end = start + len(chunk)
-    return end
+def nonzero_chunks(address: int, size: int):
+    """(start, end) of each RESTORE_CHUNK-sized piece of the `size` bytes at `address` that is not all zero."""
+    for start in range(0, size, RESTORE_CHUNK):
+        end = min(start + RESTORE_CHUNK, size)
+        if _libc.memcmp(address + start, _ZERO_ADDRESS, end - start):
+            yield start, end
+
+
+def zero_from(address: int, size: int) -> int:
+    """The offset (a RESTORE_CHUNK boundary) from which the `size` bytes at `address` are all zero."""
+    return max((end for _, end in nonzero_chunks(address, size)), default=0)
 
 
 @dataclass(frozen=True)
