@@ -11,7 +11,8 @@ stays byte-identical to the original's; the engine runs the original for any mes
 `__asyncjs__` import (tests/test_wasm_variant.py checks both claims on the real images).
 
 Last, every loop of the variant starts by reading one byte of a second, one-page memory it exports as
-`aonode_interrupt`, and traps if the byte is set. A loop header is the only place wasm jumps backwards,
+`aonode_interrupt`, and traps if the byte is set (an atomic read: a plain one may be reused from an
+outer loop by the compiler, and then the inner loop never sees the byte change). A loop header is the only place wasm jumps backwards,
 so a message cannot run forever without passing one (unbounded recursion ends in a stack overflow):
 the host sets the byte at the message's deadline. That costs ~3% of a message, where wasmtime's epoch
 checks (every function entry and loop) cost ~17%, so the variant runs on an engine without them.
@@ -55,7 +56,6 @@ log = logging.getLogger("aonode.modules")
 @dataclass(frozen=True)
 class Variant:
     wasm: bytes
-    deasyncified: bool  # asyncify reads were folded to "normal": the variant must never suspend
     lowered: bool  # its memory has 32-bit addresses (pointers in memory and in calls stay 64-bit)
 
 
@@ -79,7 +79,7 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     target = (cache_dir or default_cache_dir()) / f"{digest}.{RECIPE}.wasm"
     if target.is_file():
         data = target.read_bytes()
-        return None if data == _NONE else Variant(data, deasync, lower)
+        return None if data == _NONE else Variant(data, lower)
     tool = find_wasm_opt()
     log.info("preparing the fast variant of image %s (once per machine, ~10 s)", digest[:12])
     try:
@@ -88,7 +88,7 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
         log.warning("no fast variant for image %s: %s", digest[:12], err)
         data = _NONE
     _write_atomic(target, data)
-    return None if data == _NONE else Variant(data, deasync, lower)
+    return None if data == _NONE else Variant(data, lower)
 
 
 def _derive(tool: Path, wasm: bytes, deasync: bool, lower: bool) -> bytes:
