@@ -19,6 +19,7 @@ import httpx
 from tqdm import tqdm
 
 from aonode.engine.errors import ModuleError
+from aonode.engine.files import write_atomic
 
 DEFAULT_GATEWAY = "https://arweave.net"
 CHUNK = 64 * 1024
@@ -60,16 +61,7 @@ def store(data: bytes, sha256: str) -> Path:
     """Write verified bytes to the content-addressed cache atomically and return the path."""
     verify(data, sha256, "cache write")
     target = cached_path(sha256)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".fetch-", suffix=".wasm")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, data, mode=0o644)
     return target
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import subprocess
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 import wasmtime
 
 from aonode.engine.errors import ModuleError
+from aonode.engine.files import write_atomic
 from aonode.engine.wasm.runtime import INTERRUPT_EXPORT
 from aonode.modules.exnref import default_cache_dir, find_wasm_opt
 
@@ -87,7 +87,7 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
         log.warning("no fast variant for image %s: %s", digest[:12], err)
         data = _NONE
-    _write_atomic(target, data)
+    write_atomic(target, data)
     return None if data == _NONE else Variant(data, lower)
 
 
@@ -146,10 +146,3 @@ def _run(cmd: list[str]) -> None:
     if done.returncode != 0:
         raise ModuleError(f"wasm-opt failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-1000:]}")
 
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, target)

@@ -7,7 +7,6 @@ or power loss; results and caches use NORMAL (survives a process crash; recomput
 """
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 import cbor2
 
 from aonode.engine.errors import AONodeError, BadInput
+from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
 
@@ -264,13 +264,7 @@ class SQLiteStore:
     def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
         """Write the file first (atomically, fsynced), then index it, so an index row never
         points at a partial file."""
-        path = self._snapshot_path(memory_sha256)
-        tmp = path.with_name(f".{memory_sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(self._snapshot_path(memory_sha256), blob, durable=True)
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
                          (pid, slot, memory_sha256))

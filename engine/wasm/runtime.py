@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,12 @@ from pathlib import Path
 import wasmtime
 
 from aonode.engine.errors import ModuleError
+from aonode.engine.files import write_atomic
 from aonode.engine.wasm import ticker
 
-# Flavours: the image's fast variant on the epoch engine (modules/specialize.py), the image itself on
-# the epoch engine, the image itself on the fuel-counting engine.
+# Flavours: the image's fast variant (modules/specialize.py) on an engine without epoch or fuel checks
+# (its loops read their own interrupt flag), the image itself on the epoch engine, the image itself on
+# the fuel-counting engine.
 OPTIMIZED, FAST, METERED = "optimized", "fast", "metered"
 # Part of the cache key: an artifact is only valid for the engine settings it was compiled with.
 ENGINE_SETTINGS = {
@@ -211,9 +212,11 @@ class Runtime:
             return _Compiled(None, False)
         try:
             module = wasmtime.Module(self.optimized_engine, variant.wasm)
-        except wasmtime.WasmtimeError:
+        except wasmtime.WasmtimeError as err:
+            log.warning("image %s runs without its fast variant: it does not compile: %s", sha[:12], err)
             return _Compiled(None, False)
         if {e.name for e in module.exports} != {e.name for e in own.module.exports} | {INTERRUPT_EXPORT}:
+            log.warning("image %s runs without its fast variant: its exports differ from the image's", sha[:12])
             return _Compiled(None, False)
         return _Compiled(module, variant.lowered)
 
@@ -243,10 +246,7 @@ class Runtime:
             return
         if compiled.flag:
             path.with_suffix(_FLAG_SUFFIX[flavor]).touch()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(compiled.module.serialize())
-        os.replace(tmp, path)
+        write_atomic(path, compiled.module.serialize())
 
 
 def translate_legacy_exceptions(wasm: bytes, cache_dir: Path | None) -> bytes:
