@@ -81,9 +81,9 @@ def throughput(n: int) -> tuple[float, float, float]:
         proc_env = environment(pid, process)
         env = aos.env_json(proc_env["Process"], proc_env["Module"])
         spawn = node.store.get_assignment(pid, 0)
-        inst.handle(aos.message_json(legacy_message(process, pid, process, spawn.to_json())), env)
+        inst.handle(aos.message_json(legacy_message(process, pid, process, spawn)), env)
         last = node.store.get_assignment(pid, n)
-        msg = aos.message_json(legacy_message(last.message, pid, process, last.to_json()))
+        msg = aos.message_json(legacy_message(last.message, pid, process, last))
         inst.handle(msg, env)  # untimed: moves the instance to the fast variant, as slot 0's snapshot does
         start = time.perf_counter()
         for _ in range(n):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aonode.engine.crypto import Wallet
-from aonode.engine.devices.base import ProcessState
+from aonode.engine.devices.base import ProcessConfig, ProcessState, SlotContext, SnapshotMode
 from aonode.engine.devices import cron, poda
 from aonode.engine.devices.json_iface import module_id
 from aonode.engine.devices.multipass import passes_of
@@ -31,20 +32,29 @@ from aonode.engine.wasm.runtime import Runtime
 VERSION = "0.1.0"
 
 
-def default_registry() -> Registry:
+def default_registry(node: Node) -> Registry:
     """Every device this node knows, by the name process definitions use."""
     from aonode.engine.devices.json_iface import JSONInterface
-    from aonode.engine.devices.multipass import Multipass
-    from aonode.engine.devices.patch import Patch
-    from aonode.engine.devices.poda import PoDA
-    from aonode.engine.devices.wasm64 import WasmDevice
+    from aonode.engine.devices.json_iface import INFO as JSON_IFACE
+    from aonode.engine.devices.multipass import INFO as MULTIPASS, Multipass
+    from aonode.engine.devices.patch import INFO as PATCH, Patch
+    from aonode.engine.devices.poda import INFO as PODA, PoDA
+    from aonode.engine.devices.process import INFO as PROCESS
+    from aonode.engine.devices.push import INFO as PUSH, Push
+    from aonode.engine.devices.stack import INFO as STACK
+    from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice
 
     registry = Registry()
-    registry.register("json-iface@1.0", lambda node: JSONInterface())
-    registry.register("wasm64@1.0", lambda node: WasmDevice(node.runtime, node.load_image))
-    registry.register("multipass@1.0", lambda node: Multipass())
-    registry.register("patch@1.0", lambda node: Patch())
-    registry.register("poda@1.0", lambda node: PoDA())
+    registry.register(PROCESS, lambda: node.processes)
+    registry.register(node.scheduler.info(), lambda: node.scheduler)
+    registry.register(STACK, lambda: Stack([]))
+    registry.register(PUSH, lambda: Push(node))
+    registry.register(cron.INFO, lambda: cron.Cron())
+    registry.register(JSON_IFACE, JSONInterface)
+    registry.register(MULTIPASS, Multipass)
+    registry.register(PATCH, Patch)
+    registry.register(PODA, PoDA)
+    registry.register(WASM64, lambda: WasmDevice(node.runtime, node.load_image))
     return registry
 
 
@@ -68,8 +78,9 @@ class Node:
         self.address = self.wallet.address
         self.scheduler = Scheduler(self.store, clock=clock) if clock else Scheduler(self.store)
         self.runtime = Runtime(cache_dir=self.data_dir / "cache")
-        self.registry = default_registry()
-        self.processes = ProcessDevice(self.store, self.registry, self, after_slot=self._push)
+        self.registry = default_registry(self)
+        self.processes = ProcessDevice(self.store, self.registry)
+        self.processes.after = [self.registry.create("push@1.0", in_stack=False)]
         self._live: OrderedDict[str, ProcessState] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -78,7 +89,11 @@ class Node:
         self._definitions: dict[str, Message] = {}
         self._current: dict[str, int] = {}
         self._latest: dict[str, dict[str, Any]] = {}
-        self.slots_evaluated = 0  # since start: restart tests count them to prove nothing is replayed twice
+
+    @property
+    def slots_evaluated(self) -> int:
+        """Slots computed since start: restart tests count them to prove nothing is replayed twice."""
+        return self.processes.slots_evaluated
 
     @staticmethod
     def _wallet(path: Path) -> Wallet:
@@ -244,20 +259,20 @@ class Node:
                 live = self._live_state(pid)
                 if live.at_slot < 0:
                     self.processes.compute_to(live, 0)
-                live.scratch["snapshot-for-fork"] = True
-                self.processes.stack(live).snapshot(live, None)
-                blob, at_slot, cache = live.scratch.pop("snapshot"), live.at_slot, copy.deepcopy(live.cache)
+                fork = SlotContext(snapshot_mode=SnapshotMode.FORK)
+                self.processes.snapshot(live, fork)
+                blob, at_slot, cache = fork.snapshot, live.at_slot, copy.deepcopy(live.cache)
                 last = self.store.get_assignment(pid, at_slot)
             copy_state = self.processes.new_state(pid, process, live.config)
-            copy_state.scratch["snapshot"] = blob
-            self.processes.stack(copy_state).normalize(copy_state, None)
+            assert copy_state.stack is not None
+            copy_state.stack.normalize(copy_state, SlotContext(snapshot=blob))
             copy_state.at_slot, copy_state.cache = at_slot, cache
-            copy_state.scratch["assignment"] = {**(last.to_json() if last else {}), "slot": at_slot + 1}
+            ctx = SlotContext(message=msg, assignment=None if last is None else replace(last, slot=at_slot + 1))
             try:
-                self.processes.stack(copy_state).compute(copy_state, msg)
+                copy_state.stack.compute(copy_state, ctx)
             finally:
                 release_instance(copy_state)
-            return {"process": pid, "at-slot": at_slot, "results": copy_state.results or {}, "cache": copy_state.cache}
+            return {"process": pid, "at-slot": at_slot, "results": ctx.results, "cache": copy_state.cache}
         finally:
             self._dry_runs.release()
 
@@ -334,7 +349,7 @@ class Node:
         return {
             "address": self.address,
             "version": VERSION,
-            "devices": ["process@1.0", "scheduler@1.0", "stack@1.0", "push@1.0", "cron@1.0", *self.registry.names()],
+            "devices": [info.name for info in self.registry.infos()],
             "modules": [{"name": e.name, "id": e.id} for e in entries()],
             "processes": self.store.list_processes(),
         }
@@ -353,7 +368,7 @@ class Node:
                 return state
         process = self._definition(pid)
         weavedrive = self.data_dir / "weavedrive"  # Arweave data for WeaveDrive, when an operator provides it
-        state = self.processes.new_state(pid, process, {"weavedrive_dir": weavedrive if weavedrive.is_dir() else None})
+        state = self.processes.new_state(pid, process, ProcessConfig(weavedrive_dir=weavedrive if weavedrive.is_dir() else None))
         last = self.store.last_result_slot(pid)
         state.at_slot = -1 if last is None else last
         self.processes.normalize(state)  # back to the newest snapshot at or below `last` ...
@@ -371,7 +386,7 @@ class Node:
         if not lock.acquire(blocking=False):
             return  # busy: it stays live this time
         try:
-            if state.scratch.get("snapshot-slot") != state.at_slot:
+            if state.snapshot_slot != state.at_slot:
                 self.processes.snapshot(state)
             with self._guard:
                 self._live.pop(pid, None)
@@ -379,31 +394,10 @@ class Node:
         finally:
             lock.release()
 
-    def _push(self, state: ProcessState, slot: int) -> None:
-        self.slots_evaluated += 1
-        from aonode.engine.devices.push import push_outbox
-
-        push_outbox(state, self)
-        self._assign(state)
-
-    def _assign(self, state: ProcessState) -> None:
-        """`ao.assign`: schedule an existing message onto other processes of this node, as a scheduler
-        would; where each went is recorded in the result's `Assigned`."""
-        done = []
-        for entry in state.results.get("Assignments") or []:
-            if not isinstance(entry, dict):
-                continue
-            message = self.store.get_message(str(entry.get("Message", "")))
-            for target in entry.get("Processes") or []:
-                if message is None or not self.is_local(target):
-                    done.append({"process": target, "message": entry.get("Message"), "status": "not-local-or-unknown"})
-                    continue
-                assignment = self.schedule(target, message)
-                done.append({"process": target, "message": message.id, "slot": assignment["slot"]})
-        if done:
-            state.results["Assigned"] = done
-
     # router interface for push@1.0
+    def message(self, mid: str) -> Message | None:
+        return self.store.get_message(mid)
+
     def is_local(self, pid: str | None) -> bool:
         return bool(pid) and self.store.get_process(pid) is not None
 

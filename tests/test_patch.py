@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import ProcessState, Signal, SlotContext
 from aonode.engine.devices.patch import Patch, apply_patches, merge, payload
 from aonode.engine.message import Message
 
@@ -17,12 +17,12 @@ USER = "U" * 43
 OTHER = "T" * 43
 
 
-def _state(messages: list[Any], cache: dict[str, Any] | None = None) -> ProcessState:
+def _state(messages: list[Any], cache: dict[str, Any] | None = None) -> tuple[ProcessState, SlotContext]:
     process = Message.create(owner=USER, tags=(("Type", "Process"),))
     state = ProcessState(process_id=PID, process=process, cache=cache or {})
-    state.results = {"Output": {"data": ""}, "Messages": messages, "Spawns": [], "Assignments": [],
-                     "Error": None}
-    return state
+    ctx = SlotContext(results={"Output": {"data": ""}, "Messages": messages, "Spawns": [], "Assignments": [],
+                               "Error": None})
+    return state, ctx
 
 
 def _aos_send(reference: int, target: str | None, fields: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -45,14 +45,14 @@ def test_aos_seed_patch_lands_in_cache_and_leaves_outbox() -> None:
     patch = _aos_send(2, None, [("device", "patch@1.0"),
                                 ("cache", {"balances": {USER: "100", "Bob": "7"}, "totalsupply": "107"})])
     first, last = _transfer(1), _transfer(3)
-    state = _state([first, patch, last])
+    state, ctx = _state([first, patch, last])
 
-    assert Patch().compute(state, None) is Signal.OK
+    assert Patch().compute(state, ctx) is Signal.OK
 
     assert state.cache == {"balances": {USER.lower(): "100", "bob": "7"}, "totalsupply": "107"}
-    assert state.results["Messages"] == [first, last]
-    assert state.results["Patches"] == [state.cache]
-    assert "Patch-Errors" not in state.results
+    assert ctx.results["Messages"] == [first, last]
+    assert ctx.results["Patches"] == [state.cache]
+    assert "Patch-Errors" not in ctx.results
 
 
 # The outbox of `Send({Target=B, Action='Ping', Data='hi', Count=3});
@@ -72,9 +72,9 @@ CAPTURED_OUTBOX = """[
 
 def test_outbox_captured_from_the_real_image() -> None:
     outbox = json.loads(CAPTURED_OUTBOX)
-    state = _state(outbox, cache={"balances": {"alice": "3"}, "empty": {"was": "a map"}})
-    apply_patches(state)
-    assert state.results["Messages"] == [json.loads(CAPTURED_OUTBOX)[0]]
+    state, ctx = _state(outbox, cache={"balances": {"alice": "3"}, "empty": {"was": "a map"}})
+    apply_patches(state, ctx)
+    assert ctx.results["Messages"] == [json.loads(CAPTURED_OUTBOX)[0]]
     assert state.cache == {"balances": {"alice": "3", "bob": "1"}, "totalsupply": 7, "empty": []}
 
 
@@ -82,25 +82,25 @@ def test_envelope_is_never_merged() -> None:
     patch = _aos_send(1, PID, [("device", "patch@1.0"), ("From-Process", OTHER), ("Pushed-For", "x"),
                                ("Ticker", "TOK")])
     patch["Data"] = "body"
-    state = _state([patch])
-    apply_patches(state)
+    state, ctx = _state([patch])
+    apply_patches(state, ctx)
     assert state.cache == {"ticker": "TOK"}
 
 
 def test_json_string_tag_is_decoded_as_a_table() -> None:
     encoded = json.dumps({"Balances": {"A": "1"}, "Name": "{not json"})
     patch = _aos_send(1, None, [("device", "patch@1.0"), ("cache", encoded), ("Note", "{also not json")])
-    state = _state([patch])
-    apply_patches(state)
+    state, ctx = _state([patch])
+    apply_patches(state, ctx)
     assert state.cache == {"balances": {"a": "1"}, "name": "{not json", "note": "{also not json"}
 
 
 def test_hyperbeam_style_top_level_keys_and_method_patch() -> None:
     patch = {"method": "PATCH", "Prices": {"Apple": 100, "banana": 200}}
-    state = _state([patch, {"method": "GET", "prices": {"apple": 1}}])
-    apply_patches(state)
+    state, ctx = _state([patch, {"method": "GET", "prices": {"apple": 1}}])
+    apply_patches(state, ctx)
     assert state.cache == {"prices": {"apple": 100, "banana": 200}}
-    assert state.results["Messages"] == [{"method": "GET", "prices": {"apple": 1}}]
+    assert ctx.results["Messages"] == [{"method": "GET", "prices": {"apple": 1}}]
 
 
 def test_device_and_method_match_case_insensitively() -> None:
@@ -109,51 +109,51 @@ def test_device_and_method_match_case_insensitively() -> None:
         {"DEVICE": "patch@1.0", "b": "2"},
         {"Method": "patch", "c": "3"},
     ]
-    state = _state(variants)
-    apply_patches(state)
+    state, ctx = _state(variants)
+    apply_patches(state, ctx)
     assert state.cache == {"a": "1", "b": "2", "c": "3"}
-    assert state.results["Messages"] == []
+    assert ctx.results["Messages"] == []
 
 
 def test_not_a_patch_stays() -> None:
     messages = [{"Target": OTHER, "Tags": [{"name": "device", "value": "patch@2.0"}]},
                 {"Target": OTHER, "Tags": [{"name": "Action", "value": "PATCH"}]}]
-    state = _state(copy.deepcopy(messages))
-    apply_patches(state)
-    assert state.results["Messages"] == messages
+    state, ctx = _state(copy.deepcopy(messages))
+    apply_patches(state, ctx)
+    assert ctx.results["Messages"] == messages
     assert state.cache == {}
-    assert state.results["Patches"] == []
+    assert ctx.results["Patches"] == []
 
 
 def test_maps_merge_deep_scalars_and_lists_replace_nothing_deleted() -> None:
-    state = _state([], cache={"balances": {"a": "1", "b": "2"}, "list": [1, 2], "keep": "x",
+    state, ctx = _state([], cache={"balances": {"a": "1", "b": "2"}, "list": [1, 2], "keep": "x",
                               "n": {"deep": {"x": 1}}})
-    state.results["Messages"] = [
+    ctx.results["Messages"] = [
         {"device": "patch@1.0", "cache": {"balances": {"b": "3", "c": "4"}, "list": [9],
                                           "n": {"deep": {"y": 2}}}},
         {"device": "patch@1.0", "keep": {"now": "a map"}},
     ]
-    apply_patches(state)
+    apply_patches(state, ctx)
     assert state.cache == {"balances": {"a": "1", "b": "3", "c": "4"}, "list": [9],
                            "keep": {"now": "a map"}, "n": {"deep": {"x": 1, "y": 2}}}
 
 
 def test_later_patch_in_one_message_wins_in_order() -> None:
-    state = _state([{"device": "patch@1.0", "v": "1"}, {"device": "patch@1.0", "v": "2"}])
-    apply_patches(state)
+    state, ctx = _state([{"device": "patch@1.0", "v": "1"}, {"device": "patch@1.0", "v": "2"}])
+    apply_patches(state, ctx)
     assert state.cache == {"v": "2"}
-    assert state.results["Patches"] == [{"v": "1"}, {"v": "2"}]
+    assert ctx.results["Patches"] == [{"v": "1"}, {"v": "2"}]
 
 
 def test_colliding_keys_are_reported_and_not_set() -> None:
-    state = _state([], cache={"mykey": "old"})
-    state.results["Messages"] = [_aos_send(1, None, [
+    state, ctx = _state([], cache={"mykey": "old"})
+    ctx.results["Messages"] = [_aos_send(1, None, [
         ("device", "patch@1.0"),
         ("cache", {"MyKey": "a", "mykey": "b", "fine": {"In": 1, "in": 2, "ok": 3}}),
     ])]
-    apply_patches(state)
+    apply_patches(state, ctx)
     assert state.cache == {"mykey": "old", "fine": {"ok": 3}}
-    errors = state.results["Patch-Errors"]
+    errors = ctx.results["Patch-Errors"]
     assert len(errors) == 2
     assert any("'MyKey'" in e and "'mykey'" in e and "cache/mykey" in e for e in errors)
     assert any("cache/fine/in" in e for e in errors)
@@ -179,10 +179,10 @@ def test_cache_key_collides_with_root_key() -> None:
 
 
 def test_cache_that_is_not_a_table_is_refused() -> None:
-    state = _state([{"device": "patch@1.0", "cache": "scalar", "x": "1"}], cache={"y": "2"})
-    apply_patches(state)
+    state, ctx = _state([{"device": "patch@1.0", "cache": "scalar", "x": "1"}], cache={"y": "2"})
+    apply_patches(state, ctx)
     assert state.cache == {"x": "1", "y": "2"}
-    assert "must be a table" in state.results["Patch-Errors"][0]
+    assert "must be a table" in ctx.results["Patch-Errors"][0]
 
 
 def test_nested_tables_inside_lists_are_lowercased() -> None:
@@ -192,30 +192,30 @@ def test_nested_tables_inside_lists_are_lowercased() -> None:
 
 
 def test_error_result_without_outbox_is_left_alone() -> None:
-    state = _state([])
-    state.results = {"Error": "boom"}
-    apply_patches(state)
-    assert state.results == {"Error": "boom"}
+    state, ctx = _state([])
+    ctx.results = {"Error": "boom"}
+    apply_patches(state, ctx)
+    assert ctx.results == {"Error": "boom"}
 
 
 def test_second_pass_keeps_the_record() -> None:
-    state = _state([{"device": "patch@1.0", "a": "1"}])
+    state, ctx = _state([{"device": "patch@1.0", "a": "1"}])
     device = Patch()
-    device.compute(state, None)
-    device.compute(state, None)
-    assert state.results["Patches"] == [{"a": "1"}]
+    device.compute(state, ctx)
+    device.compute(state, ctx)
+    assert ctx.results["Patches"] == [{"a": "1"}]
     assert state.cache == {"a": "1"}
 
 
 def test_replaying_recorded_patches_rebuilds_the_cache() -> None:
     start = {"keep": {"x": 1}}
-    state = _state([], cache=copy.deepcopy(start))
+    state, ctx = _state([], cache=copy.deepcopy(start))
     records: list[dict[str, Any]] = []
     for batch in ([{"device": "patch@1.0", "Keep": {"Y": 2}}, _transfer(1)],
                   [{"method": "PATCH", "cache": {"keep": "flat"}}]):
-        state.results = {"Messages": batch}
-        apply_patches(state)
-        records.extend(state.results["Patches"])
+        ctx.results = {"Messages": batch}
+        apply_patches(state, ctx)
+        records.extend(ctx.results["Patches"])
     rebuilt = copy.deepcopy(start)
     for record in records:
         merge(rebuilt, record)

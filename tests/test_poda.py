@@ -7,7 +7,7 @@ import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import ProcessState, Signal, SlotContext
 from aonode.engine.devices.poda import (INVALID, NOT_ENOUGH, PoDA, commit, config,
                                         with_commitments)
 from aonode.engine.errors import BadInput
@@ -32,9 +32,11 @@ def _process(*tags: tuple[str, str]) -> Message:
 
 
 def _state(process: Message) -> ProcessState:
-    state = ProcessState(process_id=PID, process=process)
-    state.results = {"Output": {"data": "previous"}}
-    return state
+    return ProcessState(process_id=PID, process=process)
+
+
+def _ctx(msg: Message | None = None) -> SlotContext:
+    return SlotContext(message=msg, results={"Output": {"data": "previous"}})
 
 
 def _relayed(data: str = "hello") -> Message:
@@ -47,29 +49,29 @@ def _quorum_2_of_3(wallets: list[Wallet]) -> Message:
     return _process(*(("Authority", w.address) for w in wallets[:3]), ("Quorum", "2"))
 
 
-def _run(process: Message, msg: Message) -> tuple[Signal, ProcessState]:
-    state = _state(process)
-    return PoDA().compute(state, msg), state
+def _run(process: Message, msg: Message) -> tuple[Signal, SlotContext]:
+    ctx = _ctx(msg)
+    return PoDA().compute(_state(process), ctx), ctx
 
 
-def _assert_skipped(signal: Signal, state: ProcessState, error: str) -> None:
+def _assert_skipped(signal: Signal, ctx: SlotContext, error: str) -> None:
     assert signal is Signal.SKIP
-    assert state.results == {"Error": error, "Output": {"data": ""}, "Messages": [], "Spawns": [],
+    assert ctx.results == {"Error": error, "Output": {"data": ""}, "Messages": [], "Spawns": [],
                              "Assignments": []}
 
 
 def test_two_of_three_accepted(eds: list[Wallet]) -> None:
     msg = _relayed()
     msg = with_commitments(msg, [commit(msg.id, eds[0]), commit(msg.id, eds[2])])
-    signal, state = _run(_quorum_2_of_3(eds), msg)
+    signal, ctx = _run(_quorum_2_of_3(eds), msg)
     assert signal is Signal.OK
-    assert state.results == {"Output": {"data": "previous"}}
+    assert ctx.results == {"Output": {"data": "previous"}}
 
 
 def test_one_of_three_rejected(eds: list[Wallet]) -> None:
     msg = _relayed()
-    signal, state = _run(_quorum_2_of_3(eds), with_commitments(msg, [commit(msg.id, eds[1])]))
-    _assert_skipped(signal, state, NOT_ENOUGH)
+    signal, ctx = _run(_quorum_2_of_3(eds), with_commitments(msg, [commit(msg.id, eds[1])]))
+    _assert_skipped(signal, ctx, NOT_ENOUGH)
 
 
 def test_same_authority_twice_counts_once(eds: list[Wallet]) -> None:
@@ -142,9 +144,9 @@ def test_spawn_message_and_own_cron_pass(eds: list[Wallet]) -> None:
 
 
 def test_later_passes_are_not_checked_again(eds: list[Wallet]) -> None:
-    state = _state(_quorum_2_of_3(eds))
-    state.pass_ = 2
-    assert PoDA().compute(state, _relayed()) is Signal.OK
+    ctx = _ctx(_relayed())
+    ctx.pass_ = 2
+    assert PoDA().compute(_state(_quorum_2_of_3(eds)), ctx) is Signal.OK
 
 
 def test_config_from_poda_object_overrides_authority_tags(eds: list[Wallet]) -> None:
@@ -168,6 +170,6 @@ def test_config_defaults_and_repeated_tags(eds: list[Wallet]) -> None:
 def test_unusable_quorum_refused_at_init(eds: list[Wallet], quorum: str) -> None:
     process = _process(("Authority", eds[0].address), ("Authority", eds[1].address), ("Quorum", quorum))
     with pytest.raises(BadInput):
-        PoDA().init(_state(process), process)
-    signal, state = _run(process, _relayed())
-    assert signal is Signal.SKIP and state.results["Error"].startswith("Invalid PoDA configuration")
+        PoDA().init(_state(process), _ctx(process))
+    signal, ctx = _run(process, _relayed())
+    assert signal is Signal.SKIP and ctx.results["Error"].startswith("Invalid PoDA configuration")

@@ -8,13 +8,15 @@ from typing import Any
 import pytest
 
 from aonode.engine.crypto import Wallet
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import ProcessConfig, ProcessState, Signal, SlotContext
 from aonode.engine.devices.multipass import Multipass
 from aonode.engine.devices.patch import Patch
-from aonode.engine.devices.push import Push, push_outbox
+from aonode.engine.devices.push import Push
+from aonode.engine.devices.push import push_outbox as push_slot
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment
 
 USER = "U" * 43
 A, B, FAR = "A" * 43, "B" * 43, "F" * 43
@@ -62,16 +64,32 @@ def _outbox_entry(target: str | None, ref: int, *extra: tuple[str, Any], data: A
     return json.loads(json.dumps(entry))
 
 
+@dataclass
+class Slot:
+    """A process state and the context of one computed slot whose results hold an outbox."""
+
+    state: ProcessState
+    ctx: SlotContext
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return self.ctx.results
+
+
 def _state(pid: str, messages: list[dict[str, Any]], spawns: list[dict[str, Any]] | None = None,
-           source: Message | None = None, slot: int = 4, **config: Any) -> ProcessState:
+           source: Message | None = None, slot: int = 4, **config: Any) -> Slot:
     process = Message.create(owner=USER, tags=(("Type", "Process"),))
-    state = ProcessState(process_id=pid, process=process, at_slot=slot, config=dict(config))
+    state = ProcessState(process_id=pid, process=process, at_slot=slot, config=ProcessConfig(**config))
     source = source or Message.create(owner=USER, target=pid, tags=(("Action", "Eval"),), data="x")
-    state.scratch["assignment"] = {"process": pid, "slot": slot, "message": source.id,
-                                   "body": source.to_legacy_json()}
-    state.results = {"Output": {"data": ""}, "Messages": messages, "Spawns": spawns or [],
-                     "Assignments": [], "Error": None}
-    return state
+    assignment = Assignment(process=pid, slot=slot, message_id=source.id, timestamp=0, block_height=0,
+                            block_hash=None, epoch=0, hash_chain="", message=source)
+    results = {"Output": {"data": ""}, "Messages": messages, "Spawns": spawns or [],
+               "Assignments": [], "Error": None}
+    return Slot(state, SlotContext(assignment=assignment, results=results))
+
+
+def push_outbox(slot: Slot, router: Any) -> list[dict[str, Any]]:
+    return push_slot(slot.state, slot.ctx, router)
 
 
 def test_local_message_is_scheduled_with_node_set_sender_tags() -> None:
@@ -79,7 +97,7 @@ def test_local_message_is_scheduled_with_node_set_sender_tags() -> None:
     forged = _outbox_entry(B, 1, ("Action", "Ping"), ("From-Process", FAR), ("Push-Depth", "-9"),
                            ("Pushed-For", "x"), ("Count", 3), ("Table", {"k": [1, True]}))
     state = _state(A, [forged])
-    source_id = state.scratch["assignment"]["message"]
+    source_id = state.ctx.assignment.message_id
 
     report = push_outbox(state, router)
 
@@ -212,19 +230,20 @@ def test_device_form_pushes_once_after_results_are_decoded() -> None:
     class Decoder:  # stands in for json-iface: results appear on pass 2
         name = "decoder"
 
-        def compute(self, state: ProcessState, msg: Message) -> Signal:
-            if state.pass_ == 2:
-                state.results = {"Messages": copy_entries(outbox), "Spawns": []}
+        def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+            if ctx.pass_ == 2:
+                ctx.results = {"Messages": copy_entries(outbox), "Spawns": []}
             return Signal.OK
 
-    state = _state(A, [], router=router, slot=6)
-    state.results = {}
-    source = Message.create(owner=USER, target=A)
-    stack = Stack([Decoder(), Multipass(), Patch(), Push(), Push()])
-    assert stack.compute(state, source) is Signal.OK
+    slot = _state(A, [], slot=6)
+    state, ctx = slot.state, slot.ctx
+    ctx.results = {}
+    ctx.message = Message.create(owner=USER, target=A)
+    stack = Stack([Decoder(), Multipass(), Patch(), Push(router), Push(router)])
+    assert stack.compute(state, ctx) is Signal.OK
     assert len(router.schedules[B]) == 1
-    assert state.results["Pushed"] == [{"kind": "message", "index": 0, "target": B, "slot": 1,
-                                        "message": router.schedules[B][0].id}]
+    assert ctx.results["Pushed"] == [{"kind": "message", "index": 0, "target": B, "slot": 1,
+                                      "message": router.schedules[B][0].id}]
     assert state.cache == {"x": 1}
 
 
@@ -256,8 +275,7 @@ def test_multipass_passes_until_the_count(tags: tuple, passes: int) -> None:
     state = _definition(*tags)
     signals = []
     for pass_ in range(1, passes + 1):
-        state.pass_ = pass_
-        signals.append(Multipass().compute(state, None))
+        signals.append(Multipass().compute(state, SlotContext(pass_=pass_)))
     assert signals == [Signal.PASS] * (passes - 1) + [Signal.OK]
 
 
@@ -267,12 +285,12 @@ def test_multipass_drives_the_stack() -> None:
     class Recorder:
         name = "recorder"
 
-        def compute(self, state: ProcessState, msg: Message) -> Signal:
-            calls.append(state.pass_)
+        def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+            calls.append(ctx.pass_)
             return Signal.OK
 
     state = _definition(("Passes", "3"))
-    Stack([Recorder(), Multipass(), Recorder()]).compute(state, state.process)
+    Stack([Recorder(), Multipass(), Recorder()]).compute(state, SlotContext(message=state.process))
     assert calls == [1, 2, 3, 3]
 
 
@@ -280,4 +298,4 @@ def test_multipass_drives_the_stack() -> None:
 def test_multipass_refuses_bad_passes(raw: str) -> None:
     state = _definition(("Passes", raw))
     with pytest.raises(BadInput):
-        Multipass().init(state, state.process)
+        Multipass().init(state, SlotContext(message=state.process))

@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment
 
 NAME = "cron@1.0"
+INFO = DeviceInfo(NAME, ("ticks",), stackable=False,
+                  about="the cron messages due on a process's schedule (the scheduler appends them)")
 # Tag names a process definition may use for its frequency (the seed docs' and the legacy CU's).
 FREQUENCY_TAGS = ("Cron-Frequency", "Cron-Interval")
 # A definition tag `Cron-Tag-<Name>: <value>` becomes the tag `<Name>: <value>` on each cron message.
@@ -96,3 +100,34 @@ def cron_message(pid: str, definition: Message, tick: int) -> Message:
     # Extra tags are content: recompute the id so different cron payloads never share one.
     merged = base.with_tags(**extra)
     return Message.create(owner=pid, target=pid, tags=merged.tags, from_=pid)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One due cron message and the time and block height its assignment gets."""
+
+    message: Message
+    timestamp: int
+    block_height: int
+
+
+@dataclass(frozen=True)
+class Cron:
+    """The device form: which cron messages are due after `last`, counted from the spawn."""
+
+    name: str = NAME
+
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def ticks(self, pid: str, definition: Message, spawn: Assignment, last: Assignment, now_ts: int,
+              now_height: int, limit: int | None = None) -> list[Tick]:
+        freq = frequency_of(definition)
+        if freq is None:
+            return []
+        if freq.by_blocks:
+            due = due_ticks(freq, last.block_height, now_height, spawn.block_height, limit)
+            return [Tick(cron_message(pid, definition, t), now_ts, t) for t in due]
+        due = due_ticks(freq, last.timestamp, now_ts, spawn.timestamp, limit)
+        return [Tick(cron_message(pid, definition, t), t, now_height) for t in due]

@@ -1,22 +1,24 @@
 """json-iface@1.0: the AOS JSON calling convention between a message and the wasm device.
 
 Pass 1 turns the assigned message and the process into the `msg`/`env` JSON strings AOS `handle`
-reads (left in `state.scratch` for wasm64@1.0); pass 2 decodes what `handle` returned into
-`state.results`. Keeping encoding apart from execution lets the wasm device stay format-agnostic.
+reads (`ctx.wasm_input`, for wasm64@1.0); pass 2 decodes what `handle` returned (`ctx.wasm_output`)
+into `ctx.results`. Keeping encoding apart from execution lets the wasm device stay format-agnostic.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from aonode.engine import aos
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import Assignment, DeviceInfo, JsonObject, ProcessState, Signal, SlotContext
 from aonode.engine.message import Message
+
+INFO = DeviceInfo("json-iface@1.0", ("compute",), about="AOS JSON in (pass 1) and out (pass 2)")
 
 # Tags the scheduler adds to an assignment that AOS reads as top-level message fields.
 ASSIGNMENT_FIELDS = ("Timestamp", "Block-Height", "Hash-Chain", "Epoch", "Nonce")
 
 
-def empty_results(error: str | None = None) -> dict[str, Any]:
+def empty_results(error: str | None = None) -> JsonObject:
     return {"Output": {"data": ""}, "Messages": [], "Spawns": [], "Assignments": [], "Error": error}
 
 
@@ -24,8 +26,9 @@ def module_id(process: Message) -> str:
     return process.tag("Module") or process.tag("WASM-Image") or process.tag("Image") or ""
 
 
-def legacy_message(msg: Message, process_id: str, process: Message, assignment: dict[str, Any]) -> dict[str, Any]:
-    """The message as the legacy CU hands it to AOS: the signed fields plus the assignment's."""
+def legacy_message(msg: Message, process_id: str, process: Message, assignment: Assignment | None) -> dict[str, Any]:
+    """The message as the legacy CU hands it to AOS: the signed fields plus the assignment's
+    (zeros without one)."""
     body = msg.to_legacy_json()
     if msg.from_ == msg.owner:
         # From-Process is the node's word about which local process sent a message; a client's
@@ -33,11 +36,11 @@ def legacy_message(msg: Message, process_id: str, process: Message, assignment: 
         body["Tags"] = [t for t in body["Tags"] if t["name"].lower() != "from-process"]
     body["Target"] = msg.target or process_id
     body["Module"] = module_id(process)
-    body["Timestamp"] = str(assignment.get("timestamp", 0))
-    body["Block-Height"] = str(assignment.get("block-height", 0))
-    body["Epoch"] = str(assignment.get("epoch", 0))
-    body["Nonce"] = str(assignment.get("slot", 0))
-    body["Hash-Chain"] = assignment.get("hash-chain", "")
+    body["Timestamp"] = str(assignment.timestamp if assignment else 0)
+    body["Block-Height"] = str(assignment.block_height if assignment else 0)
+    body["Epoch"] = str(assignment.epoch if assignment else 0)
+    body["Nonce"] = str(assignment.slot if assignment else 0)
+    body["Hash-Chain"] = assignment.hash_chain if assignment else ""
     if any(name.lower() == "cron-tick" for name, _ in msg.tags):
         body["Cron"] = True
     return body
@@ -55,22 +58,27 @@ def environment(process_id: str, process: Message) -> dict[str, Any]:
 
 
 class JSONInterface:
-    name = "json-iface@1.0"
+    name = INFO.name
 
-    def compute(self, state: ProcessState, msg: Message) -> Signal:
-        if state.pass_ == 1:
-            assignment = state.scratch.get("assignment", {})
-            body = legacy_message(msg, state.process_id, state.process, assignment)
-            env = state.scratch.get("env-json")
-            if env is None:  # the same for every message of the process
-                env = state.scratch["env-json"] = aos.env_json(*self._env_parts(state))
-            state.scratch["wasm-input"] = (aos.message_json(body), env)
+    def __init__(self) -> None:
+        self._env: tuple[str, str] | None = None  # (process id, env JSON): the same for every message
+
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        if ctx.pass_ == 1:
+            if ctx.message is None:
+                return Signal.OK
+            body = legacy_message(ctx.message, state.process_id, state.process, ctx.assignment)
+            ctx.wasm_input = (aos.message_json(body), self._env_json(state))
             return Signal.OK
-        raw = state.scratch.pop("wasm-output", None)
+        raw, ctx.wasm_output = ctx.wasm_output, None
         if raw is None:  # the wasm device already put an error result in place
             return Signal.OK
         outcome = aos.parse_result(raw)
-        state.results = {
+        ctx.results = {
             "Output": outcome.raw_output if isinstance(outcome.raw_output, dict) else {"data": outcome.output},
             "Messages": list(outcome.messages),
             "Spawns": list(outcome.spawns),
@@ -80,7 +88,8 @@ class JSONInterface:
         }
         return Signal.OK
 
-    @staticmethod
-    def _env_parts(state: ProcessState) -> tuple[dict[str, Any], dict[str, Any]]:
-        env = environment(state.process_id, state.process)
-        return env["Process"], env["Module"]
+    def _env_json(self, state: ProcessState) -> str:
+        if self._env is None or self._env[0] != state.process_id:
+            env = environment(state.process_id, state.process)
+            self._env = (state.process_id, aos.env_json(env["Process"], env["Module"]))
+        return self._env[1]

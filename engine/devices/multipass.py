@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 
 NAME = "multipass@1.0"
+INFO = DeviceInfo(NAME, ("init", "compute"), about="runs the stack again until the Passes count")
 DEFAULT_PASSES = 2
 
 
@@ -35,9 +36,13 @@ def passes_of(process: Message) -> int:
 class Multipass:
     name: str = NAME
 
-    def init(self, state: ProcessState, msg: Message | None) -> Signal:
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def init(self, state: ProcessState, ctx: SlotContext) -> Signal:
         passes_of(state.process)  # refuse a bad definition before any message runs
         return Signal.OK
 
-    def compute(self, state: ProcessState, msg: Message | None) -> Signal:
-        return Signal.PASS if state.pass_ < passes_of(state.process) else Signal.OK
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        return Signal.PASS if ctx.pass_ < passes_of(state.process) else Signal.OK

@@ -9,13 +9,13 @@ Decisions (see docs reference-semantics §3):
   A payload key `cache` is the cache itself, so its table merges at the cache root; any other
   payload key merges at the root too.
 - Keys are lowercased at every level. Two keys that lowercase alike at one level with different
-  values collide: the collision is reported in `results["Patch-Errors"]` and that key is not set,
+  values collide: the collision is reported in `ctx.results["Patch-Errors"]` and that key is not set,
   because picking one silently would make state depend on table iteration order in Lua.
 - Maps merge deep, scalars and lists replace, keys are never deleted. AOS encodes an empty Lua
   table as `[]`, so an emptied table arrives as a list and replaces what was there.
 - A tag value that is a JSON-encoded object (a string starting with `{`) is decoded: clients that
   cannot send nested tags encode the table as JSON. Strings inside tables are never decoded.
-- What was merged is appended to `results["Patches"]`, in order, so the store can rebuild the
+- What was merged is appended to `ctx.results["Patches"]`, in order, so the store can rebuild the
   cache of any slot by replaying `merge` over those payloads.
 """
 from __future__ import annotations
@@ -24,10 +24,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext
 from aonode.engine.message import Message
 
 NAME = "patch@1.0"
+INFO = DeviceInfo(NAME, ("compute",), about="merges patch messages from the outbox into the readable cache")
 
 # Message fields and protocol tags that address or describe a message rather than carry state.
 ENVELOPE = frozenset(key.lower() for key in (
@@ -151,9 +152,10 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
-    """Take the patches out of `state.results["Messages"]`, merge them into `state.cache`."""
-    outbox = state.results.get("Messages")
+def apply_patches(state: ProcessState, ctx: SlotContext) -> list[dict[str, Any]]:
+    """Take the patches out of `ctx.results["Messages"]`, merge them into `state.cache`."""
+    results: dict[str, Any] = ctx.results
+    outbox = results.get("Messages")
     if not isinstance(outbox, list):
         return []
     kept: list[Any] = []
@@ -171,13 +173,13 @@ def apply_patches(state: ProcessState) -> list[dict[str, Any]]:
         ignored.extend(sorted(set(found.values) - set(values)))
         merge(state.cache, values)
         applied.append(values)
-    state.results["Messages"] = kept
+    results["Messages"] = kept
     # Extend rather than assign: a second pass over the same message must not lose the record.
-    state.results.setdefault("Patches", []).extend(applied)
+    results.setdefault("Patches", []).extend(applied)
     if errors:
-        state.results.setdefault("Patch-Errors", []).extend(errors)
+        results.setdefault("Patch-Errors", []).extend(errors)
     if ignored:
-        state.results.setdefault("Patch-Ignored", []).extend(ignored)
+        results.setdefault("Patch-Ignored", []).extend(ignored)
     return applied
 
 
@@ -198,6 +200,10 @@ def _only_cache_keys(values: dict[str, Any], allowed: frozenset[str] | None) -> 
 class Patch:
     name: str = NAME
 
-    def compute(self, state: ProcessState, msg: Message | None) -> Signal:
-        apply_patches(state)
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        apply_patches(state, ctx)
         return Signal.OK

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aonode.engine import crypto
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext
 from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message, b64url_decode
@@ -38,6 +38,7 @@ NAME = "poda@1.0"
 COMMITMENTS_TAG = "Commitments"
 INVALID = "Invalid commitments"
 NOT_ENOUGH = "Not enough validations"
+INFO = DeviceInfo(NAME, ("init", "compute"), about="admits only messages a quorum of authorities vouched for")
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,9 @@ def _from_the_process_itself(state: ProcessState, msg: Message) -> bool:
                                           and msg.from_ == state.process_id)
 
 
-def skip(state: ProcessState, error: str) -> Signal:
+def skip(ctx: SlotContext, error: str) -> Signal:
     """End this message with an error result and no effects."""
-    state.results = empty_results(error)
+    ctx.results = empty_results(error)
     return Signal.SKIP
 
 
@@ -177,16 +178,21 @@ def skip(state: ProcessState, error: str) -> Signal:
 class PoDA:
     name: str = NAME
 
-    def init(self, state: ProcessState, msg: Message | None) -> Signal:
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def init(self, state: ProcessState, ctx: SlotContext) -> Signal:
         config(state.process)  # refuse a definition whose quorum can never be met
         return Signal.OK
 
-    def compute(self, state: ProcessState, msg: Message | None) -> Signal:
-        if msg is None or state.pass_ > 1 or _from_the_process_itself(state, msg):
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        msg = ctx.message
+        if msg is None or ctx.pass_ > 1 or _from_the_process_itself(state, msg):
             return Signal.OK
         try:
             cfg = config(state.process)
         except BadInput as err:
-            return skip(state, f"Invalid PoDA configuration: {err}")
+            return skip(ctx, f"Invalid PoDA configuration: {err}")
         error = check(msg, cfg)
-        return Signal.OK if error is None else skip(state, error)
+        return Signal.OK if error is None else skip(ctx, error)

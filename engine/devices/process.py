@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWrite, ProcessConfig, ProcessState,
+                                        Runner, Signal, SlotContext, SnapshotMode, call_key)
 from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment, Store
 
+INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), stackable=False,
+                  about="a definition plus its computed slots: runs the execution stack, then push")
 AOS_STACK = ("json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0")
 DEFAULT_CACHE_FREQUENCY = 256  # a snapshot costs ~0.2 s (sha256 of ~70 MiB dominates): ~1 ms a slot
 
@@ -58,74 +62,82 @@ def cache_frequency(process: Message) -> int:
     return max(1, value)
 
 
-def json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+def json_safe(value: object) -> Json:
+    parsed: Json = json.loads(json.dumps(value, default=str))
+    return parsed
+
+
+def _stack(state: ProcessState) -> Runner:
+    if state.stack is None:
+        raise BadInput(f"{state.process_id} has no execution stack (make its state with new_state)")
+    return state.stack
 
 
 @dataclass
 class ProcessDevice:
-    store: Any
+    """Runs a process's slots: its execution stack (from the registry, as the definition names
+    it), then `after` (push@1.0) on each computed slot, and stores what came out."""
+
+    store: Store
     registry: Registry
-    context: Any  # what device factories get (the node)
-    after_slot: Callable[[ProcessState, int], None] | None = None  # e.g. push delivery
-    name: str = "process@1.0"
-    _in_flight: list = field(default_factory=list, repr=False)  # (pid, PendingSnapshot) not yet stored
+    after: Sequence[object] = ()  # devices run on each slot after the stack: push@1.0
+    name: str = field(default=INFO.name, init=False)
+    slots_evaluated: int = 0  # since start: restart tests count them to prove nothing is replayed twice
+    _in_flight: list[tuple[str, PendingWrite]] = field(default_factory=list, repr=False)  # not yet stored
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def new_state(self, pid: str, process: Message, config: dict[str, Any]) -> ProcessState:
-        state = ProcessState(process_id=pid, process=process, config=config)
-        state.scratch["stack"] = Stack([self.registry.create(n, self.context) for n in stack_names(process)])
-        return state
-
     @staticmethod
-    def stack(state: ProcessState) -> Stack:
-        return state.scratch["stack"]
+    def info() -> DeviceInfo:
+        return INFO
+
+    def new_state(self, pid: str, process: Message, config: ProcessConfig) -> ProcessState:
+        stack = Stack([self.registry.create(n) for n in stack_names(process)])
+        return ProcessState(process_id=pid, process=process, config=config, stack=stack)
 
     # -- the four keys -------------------------------------------------------------------------
-    def init(self, state: ProcessState, msg: Message | None = None) -> Signal:
-        state.at_slot, state.cache, state.results = -1, {}, {}
-        return self.stack(state).init(state, state.process)
+    def init(self, state: ProcessState, ctx: SlotContext | None = None) -> Signal:
+        state.at_slot, state.cache = -1, {}
+        return _stack(state).init(state, SlotContext(message=state.process))
 
-    def normalize(self, state: ProcessState, msg: Message | None = None) -> Signal:
+    def normalize(self, state: ProcessState, ctx: SlotContext | None = None) -> Signal:
         """Bring `state` to the newest snapshot at or below `state.at_slot`, or to a fresh init."""
         found = self.store.latest_snapshot(state.process_id, state.at_slot)
         if found is None:
             return self.init(state)
         slot, _sha, blob = found
-        state.scratch["snapshot"] = blob
-        signal = self.stack(state).normalize(state, None)
+        signal = _stack(state).normalize(state, SlotContext(snapshot=blob))
         state.at_slot = slot
         cached = self.store.get_cache(state.process_id, slot)
         state.cache = cached[1] if cached else {}
-        stored = self.store.get_result(state.process_id, slot)
-        state.results = stored or {}
         return signal
 
-    def snapshot(self, state: ProcessState, msg: Message | None = None, *, background: bool = False) -> Signal:
-        """Store the state at `state.at_slot`. In the background (the periodic snapshots), the
-        execution device only copies its memory; hashing, compressing and storing happen on another
-        thread while the process computes on (`flush` waits for them)."""
+    def snapshot(self, state: ProcessState, ctx: SlotContext | None = None) -> Signal:
+        """Store the state at `state.at_slot` (`ctx.snapshot_mode` says how). In the background
+        (the periodic snapshots), the execution device only copies its memory; hashing,
+        compressing and storing happen on another thread while the process computes on (`flush`
+        waits for them). FORK leaves an unnamed copy in `ctx.snapshot` and stores nothing."""
+        ctx = ctx or SlotContext()
         if state.at_slot < 0:
             return Signal.OK
-        if background:
+        if ctx.snapshot_mode is SnapshotMode.FORK:
+            return _stack(state).snapshot(state, ctx)
+        if ctx.snapshot_mode is SnapshotMode.BACKGROUND:
             pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
 
-            def store(snap: Any) -> None:
+            def store(snap: MemoryImage) -> None:
                 self.store.put_snapshot(pid, slot, snap.memory_sha256, snap.to_bytes())
                 self.store.put_cache(pid, slot, cache)
 
-            state.scratch["snapshot-in-background"] = store
-        signal = self.stack(state).snapshot(state, None)
-        state.scratch.pop("snapshot-in-background", None)
-        pending = state.scratch.pop("snapshot-pending", None)
-        blob = state.scratch.pop("snapshot", None)
+            ctx.on_snapshot = store
+        signal = _stack(state).snapshot(state, ctx)
+        pending, blob, ctx.snapshot = ctx.pending, ctx.snapshot, None
         if pending is not None:
             with self._lock:
                 self._in_flight.append((state.process_id, pending))
-        elif blob is not None:
+        elif blob is not None and state.memory_sha256 is not None:
             self.store.put_snapshot(state.process_id, state.at_slot, state.memory_sha256, blob)
             self.store.put_cache(state.process_id, state.at_slot, state.cache)
-        state.scratch["snapshot-slot"] = state.at_slot
+        state.snapshot_slot = state.at_slot
         return signal
 
     def flush(self, pid: str | None = None) -> None:
@@ -136,29 +148,30 @@ class ProcessDevice:
         for _, pending in mine:
             pending.wait()
 
-    def compute(self, state: ProcessState, assignment: Any, *, more: bool = False) -> Signal:
-        """Evaluate exactly the next slot and store its result. `more`: further slots follow at once,
-        so a periodic snapshot here is made in the background while they compute."""
-        if assignment.slot != state.at_slot + 1:
-            raise BadInput(f"slot {assignment.slot} cannot follow slot {state.at_slot}")
-        stack = self.stack(state)
-        state.scratch["assignment"] = assignment.to_json()
-        state.results = {}
-        signal = stack.compute(state, assignment.message)
-        if not state.results:
-            state.results = empty_results()
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        """Evaluate exactly the next slot (`ctx.assignment`) and store its result. A periodic
+        snapshot here is made as `ctx.snapshot_mode` says (BACKGROUND when more slots follow)."""
+        assignment = ctx.assignment
+        if assignment is None or assignment.slot != state.at_slot + 1:
+            raise BadInput(f"slot {ctx.slot} cannot follow slot {state.at_slot}")
+        ctx.message, ctx.results = assignment.message, {}
+        signal = _stack(state).compute(state, ctx)
+        if not ctx.results:
+            ctx.results = empty_results()
         state.at_slot = assignment.slot
-        if self.after_slot is not None:  # delivery first, so the stored result says where messages went
-            self.after_slot(state, assignment.slot)
-        self._store_slot(state, assignment)
+        self.slots_evaluated += 1
+        for device in self.after:  # delivery first, so the stored result says where messages went
+            call_key(device, "compute", state, ctx)
+        self._store_slot(state, assignment, ctx)
         if state.at_slot % cache_frequency(state.process) == 0:
-            self.snapshot(state, background=more)
+            self.snapshot(state, SlotContext(snapshot_mode=ctx.snapshot_mode))
         return signal
 
-    def _store_slot(self, state: ProcessState, assignment: Any) -> None:
-        record = json_safe({**state.results, "slot": assignment.slot, "message": assignment.message_id})
+    def _store_slot(self, state: ProcessState, assignment: Assignment, ctx: SlotContext) -> None:
+        record = json_safe({**ctx.results, "slot": assignment.slot, "message": assignment.message_id})
+        assert isinstance(record, dict)
         self.store.put_result(state.process_id, assignment.slot, assignment.message_id, record)
-        if state.results.get("Patches"):
+        if ctx.results.get("Patches"):
             self.store.put_cache(state.process_id, assignment.slot, state.cache)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -171,7 +184,9 @@ class ProcessDevice:
                 assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
                 if assignment is None:
                     raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
-                self.compute(state, assignment, more=assignment.slot < slot)
+                more = assignment.slot < slot
+                self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(
+                    SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED)))
         finally:
             self.flush(state.process_id)
         return state

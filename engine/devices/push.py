@@ -1,8 +1,9 @@
 """push@1.0: hands a computed message's outbox and spawns to the processes they are for.
 
 After a slot is computed, every outbox message whose Target lives on this node is scheduled on
-that process, and every spawn becomes a new process. What happened to each is recorded in
-`state.results["Pushed"]`.
+that process, every spawn becomes a new process, and every `ao.assign` puts an existing message on
+the named local processes. What happened to each is recorded in `ctx.results["Pushed"]` (and
+`["Assigned"]`). process@1.0 runs this device after its execution stack on every slot.
 
 Decisions:
 - The node, not the image, says who sent a pushed message: any `From-Process`, `Pushed-For` or
@@ -12,33 +13,34 @@ Decisions:
 - Ids are content ids with a nonce of (sending slot, outbox position), so a replayed slot
   produces the same ids and the scheduler's idempotency turns a second push into a no-op.
 - Loops are bounded: each hop carries `Push-Depth` = incoming depth + 1; above
-  `config["push_max_depth"]` (default 32) the message is reported, not delivered.
+  `state.config.push_max_depth` (default 32) the message is reported, not delivered.
 - Lock choice: pushing only schedules (appends to the target's schedule); it never computes the
   target. So it can run while the sender's compute lock is held without a lock-order cycle
-  (A's lock -> scheduler, B's lock -> scheduler). `push_outbox` is a plain function so a node
-  may equally call it after releasing the lock.
+  (A's lock -> scheduler, B's lock -> scheduler).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import DeviceInfo, JsonObject, ProcessState, Signal, SlotContext
 from aonode.engine.errors import AONodeError
 from aonode.engine.message import Message
 
 NAME = "push@1.0"
+INFO = DeviceInfo(NAME, ("compute",), stackable=False,
+                  about="delivers a slot's outbox, spawns and assigns to the processes of this node")
 DEPTH_TAG = "Push-Depth"
-DEFAULT_MAX_DEPTH = 32
 # Tags only the node may set on a pushed message (compared lowercased).
 NODE_TAGS = frozenset({"from-process", "pushed-for", "push-depth"})
 
 
 class Router(Protocol):
+    """Where pushed messages go. Optional: `address` (who vouches for pushed messages), `spawn`
+    (a router without it reports spawns as unsupported), `message` + `schedule` (for ao.assign)."""
+
     def is_local(self, pid: str | None) -> bool: ...
-    def deliver(self, target: str, msg: Message) -> dict[str, Any]: ...
-    def spawn(self, msg: Message) -> dict[str, Any]: ...
+    def deliver(self, target: str, msg: Message) -> JsonObject: ...
 
 
 def _text(value: Any) -> str:
@@ -68,14 +70,12 @@ def _depth(tags: Any) -> int:
     return 0
 
 
-def _source(state: ProcessState, source: Message | None) -> tuple[str | None, int]:
+def _source(ctx: SlotContext) -> tuple[str | None, int]:
     """Id and push depth of the message whose outbox this is."""
-    if source is not None:
-        return source.id, _depth(source.tags)
-    assignment = state.scratch.get("assignment") or {}
-    body = assignment.get("body") or {}
-    tags = [(t.get("name"), t.get("value")) for t in body.get("Tags") or [] if isinstance(t, dict)]
-    return assignment.get("message") or body.get("Id"), _depth(tags)
+    source = ctx.message or (ctx.assignment.message if ctx.assignment is not None else None)
+    if source is None:
+        return None, 0
+    return source.id, _depth(source.tags)
 
 
 def _build(state: ProcessState, router: Router, entry: dict[str, Any], nonce: str,
@@ -95,7 +95,7 @@ def _build(state: ProcessState, router: Router, entry: dict[str, Any], nonce: st
     )
 
 
-def _deliver(router: Router, target: str, msg: Message) -> dict[str, Any]:
+def _deliver(router: Router, target: str, msg: Message) -> JsonObject:
     try:
         assignment = router.deliver(target, msg)
     except AONodeError as err:
@@ -103,7 +103,7 @@ def _deliver(router: Router, target: str, msg: Message) -> dict[str, Any]:
     return {"slot": assignment.get("slot"), "message": msg.id}
 
 
-def _spawn(router: Router, msg: Message) -> dict[str, Any]:
+def _spawn(router: Router, msg: Message) -> JsonObject:
     spawn = getattr(router, "spawn", None)
     if spawn is None:
         return {"status": "unsupported"}
@@ -114,15 +114,16 @@ def _spawn(router: Router, msg: Message) -> dict[str, Any]:
     return {"process": assignment.get("process", msg.id), "slot": assignment.get("slot")}
 
 
-def push_outbox(state: ProcessState, router: Router, source: Message | None = None) -> list[dict[str, Any]]:
-    """Deliver `state.results`' Messages and Spawns through `router`; return (and record) where each went."""
-    pushed_for, incoming = _source(state, source)
+def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[dict[str, Any]]:
+    """Deliver `ctx.results`' Messages and Spawns through `router`; return (and record) where each went."""
+    results: dict[str, Any] = ctx.results
+    pushed_for, incoming = _source(ctx)
     depth = incoming + 1
-    too_deep = depth > int(state.config.get("push_max_depth", DEFAULT_MAX_DEPTH))
+    too_deep = depth > state.config.push_max_depth
     # Inside the fold at_slot is still the previous slot; the assignment names the one computed.
-    slot = (state.scratch.get("assignment") or {}).get("slot", state.at_slot)
+    slot = ctx.slot if ctx.slot is not None else state.at_slot
     report: list[dict[str, Any]] = []
-    for index, entry in enumerate(state.results.get("Messages") or []):
+    for index, entry in enumerate(results.get("Messages") or []):
         if not isinstance(entry, dict):
             continue
         target = entry.get("Target")
@@ -137,7 +138,7 @@ def push_outbox(state: ProcessState, router: Router, source: Message | None = No
             msg = _build(state, router, entry, f"{slot}:message:{index}", target, pushed_for, depth)
             row.update(_deliver(router, target, msg))
         report.append(row)
-    for index, entry in enumerate(state.results.get("Spawns") or []):
+    for index, entry in enumerate(results.get("Spawns") or []):
         if not isinstance(entry, dict):
             continue
         row = {"kind": "spawn", "index": index}
@@ -147,20 +148,47 @@ def push_outbox(state: ProcessState, router: Router, source: Message | None = No
             msg = _build(state, router, entry, f"{slot}:spawn:{index}", None, pushed_for, depth)
             row.update(_spawn(router, msg))
         report.append(row)
-    state.results["Pushed"] = report
+    results["Pushed"] = report
     return report
 
 
-@dataclass
+def assign_outbox(ctx: SlotContext, router: Router) -> list[dict[str, Any]]:
+    """`ao.assign`: schedule an existing message onto other processes of this node, as a scheduler
+    would; where each went is recorded in the result's `Assigned` (absent when there was none)."""
+    results: dict[str, Any] = ctx.results
+    find, schedule = getattr(router, "message", None), getattr(router, "schedule", None)
+    done: list[dict[str, Any]] = []
+    for entry in results.get("Assignments") or []:
+        if not isinstance(entry, dict):
+            continue
+        message = find(str(entry.get("Message", ""))) if find is not None else None
+        for target in entry.get("Processes") or []:
+            if message is None or schedule is None or not router.is_local(target):
+                done.append({"process": target, "message": entry.get("Message"), "status": "not-local-or-unknown"})
+                continue
+            assignment = schedule(target, message)
+            done.append({"process": target, "message": message.id, "slot": assignment["slot"]})
+    if done:
+        results["Assigned"] = done
+    return done
+
+
 class Push:
-    """The stack form: delivers inside the fold, with `state.config["router"]` as the router."""
+    """Delivers once per message: a later pass (or a second push device) finds "Pushed" already in
+    this message's results. In an execution stack it waits for decoded results (pass 2 of AOS)."""
 
-    name: str = NAME
+    name = NAME
 
-    def compute(self, state: ProcessState, msg: Message | None) -> Signal:
-        router = state.config.get("router")
-        decoded = "Messages" in state.results or "Spawns" in state.results
-        # Once per message: a later pass finds "Pushed" already in this message's results.
-        if router is not None and decoded and "Pushed" not in state.results:
-            push_outbox(state, router, msg)
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        decoded = "Messages" in ctx.results or "Spawns" in ctx.results
+        if decoded and "Pushed" not in ctx.results:
+            push_outbox(state, ctx, self.router)
+            assign_outbox(ctx, self.router)
         return Signal.OK

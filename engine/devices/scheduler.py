@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from aonode.engine.devices import cron
+from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
 from aonode.engine.store.base import Assignment, Store
@@ -22,6 +23,8 @@ from aonode.engine.store.base import Assignment, Store
 __all__ = ["Assignment", "MAX_CRON_CATCHUP", "PAGE_LIMIT", "Scheduler", "chain_link", "verify_chain"]
 
 NAME = "scheduler@1.0"
+INFO = DeviceInfo(NAME, ("spawn", "schedule", "tick", "slot", "page"), stackable=False,
+                  about="gives each message its slot, timestamp and hash-chain link, cron ticks included")
 PAGE_LIMIT = 1000
 MAX_CRON_CATCHUP = 10_000  # cron ticks appended at most per scheduling call
 GENESIS = b""
@@ -64,13 +67,18 @@ class Scheduler:
 
     def __init__(self, store: Store, clock: Callable[[], int] = _wall_ms,
                  block_height: Callable[[], int] = lambda: 0,
-                 block_hash: Callable[[], str | None] = lambda: None) -> None:
+                 block_hash: Callable[[], str | None] = lambda: None, crons: cron.Cron | None = None) -> None:
         self.store = store
+        self.cron = crons or cron.Cron()
         self.clock = clock
         self.block_height = block_height
         self.block_hash = block_hash
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
 
     def _lock(self, pid: str) -> threading.Lock:
         with self._locks_guard:
@@ -136,22 +144,13 @@ class Scheduler:
         """Append one cron message per period boundary since the last assignment, in one
         transaction. After a long idle time only the newest MAX_CRON_CATCHUP ticks are kept; the
         schedule records what was kept, so replays stay identical."""
-        freq = cron.frequency_of(definition)
-        if freq is None:
+        if cron.frequency_of(definition) is None:
             return last
         spawn = self.store.get_assignment(pid, 0)
         assert spawn is not None  # _last() found a schedule, so slot 0 exists
-        if freq.by_blocks:
-            ticks = cron.due_ticks(freq, last.block_height, now_height, spawn.block_height,
-                                   MAX_CRON_CATCHUP)
-        else:
-            ticks = cron.due_ticks(freq, last.timestamp, now_ts, spawn.timestamp,
-                                   MAX_CRON_CATCHUP)
         batch: list[Assignment] = []
-        for tick in ticks:
-            msg = cron.cron_message(pid, definition, tick)
-            ts, height = (now_ts, tick) if freq.by_blocks else (tick, now_height)
-            last = self._next(pid, msg, last, ts, height)
+        for tick in self.cron.ticks(pid, definition, spawn, last, now_ts, now_height, MAX_CRON_CATCHUP):
+            last = self._next(pid, tick.message, last, tick.timestamp, tick.block_height)
             batch.append(last)
         if batch:
             self.store.append_assignments(batch)

@@ -6,15 +6,18 @@ failed message into an error result so the process keeps going with its state fr
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
-from aonode.engine.devices.base import ProcessState, Signal
+from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.json_iface import empty_results, module_id
 from aonode.engine.errors import BadInput, WasmError
 from aonode.engine.message import Message
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.snapshot import Snapshot
+
+INFO = DeviceInfo("wasm64@1.0", ("init", "compute", "snapshot", "normalize"),
+                  about="the live wasm instance: runs `handle`, captures and restores memory")
 
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
 DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000
@@ -33,53 +36,66 @@ def limits_for(process: Message) -> Limits:
 
 
 class WasmDevice:
-    name = "wasm64@1.0"
+    name = INFO.name
 
-    def __init__(self, runtime: Runtime, load_image: Callable[[str], Any]) -> None:
+    def __init__(self, runtime: Runtime, load_image: Callable[[str], Image]) -> None:
         self.runtime = runtime
         self.load_image = load_image  # module ref (name or id) -> compiled Image
 
-    def _image(self, state: ProcessState) -> Any:
+    @staticmethod
+    def info() -> DeviceInfo:
+        return INFO
+
+    def _image(self, state: ProcessState) -> Image:
         ref = module_id(state.process)
         if not ref:
             raise BadInput("the process names no image: set a Module tag (e.g. aos2_0_6)")
         return self.load_image(ref)
 
-    def init(self, state: ProcessState, msg: Message | None) -> Signal:
+    @staticmethod
+    def _instance(state: ProcessState) -> Instance:
+        if state.instance is None:
+            raise BadInput(f"{state.process_id} has no live instance (init or normalize it first)")
+        return state.instance
+
+    def init(self, state: ProcessState, ctx: SlotContext) -> Signal:
         state.instance = Instance(self.runtime, self._image(state), limits=limits_for(state.process),
-                                  weavedrive_dir=state.config.get("weavedrive_dir"))
+                                  weavedrive_dir=state.config.weavedrive_dir)
         return Signal.OK
 
-    def compute(self, state: ProcessState, msg: Message) -> Signal:
-        if state.pass_ != 1:
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        if ctx.pass_ != 1:
             return Signal.OK
-        msg_json, env_json = state.scratch.pop("wasm-input")
-        state.scratch["wasm-calls"] = state.scratch.get("wasm-calls", 0) + 1
+        if ctx.wasm_input is None:
+            raise BadInput("wasm64@1.0 needs an interface device (json-iface@1.0) before it in the stack")
+        (msg_json, env_json), ctx.wasm_input = ctx.wasm_input, None
         try:
-            state.scratch["wasm-output"] = state.instance.handle(msg_json, env_json)
+            ctx.wasm_output = self._instance(state).handle(msg_json, env_json)
         except WasmError as err:
-            state.results = empty_results(f"{type(err).__name__}: {err}")
+            ctx.results = empty_results(f"{type(err).__name__}: {err}")
             return Signal.SKIP
         state.memory_sha256 = None  # known again at the next snapshot
         return Signal.OK
 
-    def snapshot(self, state: ProcessState, msg: Message | None) -> Signal:
-        if state.scratch.pop("snapshot-for-fork", False):
-            state.scratch["snapshot"] = state.instance.fork().to_bytes()
-            return Signal.OK
-        store = state.scratch.pop("snapshot-in-background", None)
-        if store is not None:
-            state.scratch["snapshot-pending"] = state.instance.snapshot_in_background(store)
+    def snapshot(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        instance = self._instance(state)
+        if ctx.snapshot_mode is SnapshotMode.FORK:
+            ctx.snapshot = instance.fork().to_bytes()
+        elif ctx.snapshot_mode is SnapshotMode.BACKGROUND:
+            ctx.pending = instance.snapshot_in_background(ctx.on_snapshot)
             state.memory_sha256 = None  # named when the background hash is done
-            return Signal.OK
-        snap = state.instance.snapshot()
-        state.memory_sha256 = snap.memory_sha256
-        state.scratch["snapshot"] = snap.to_bytes()
+        else:
+            snap = instance.snapshot()
+            state.memory_sha256 = snap.memory_sha256
+            ctx.snapshot = snap.to_bytes()
         return Signal.OK
 
-    def normalize(self, state: ProcessState, msg: Message | None) -> Signal:
-        snap = Snapshot.from_bytes(state.scratch.pop("snapshot"))
+    def normalize(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        if ctx.snapshot is None:
+            raise BadInput("wasm64@1.0 normalize needs a snapshot to restore")
+        snap = Snapshot.from_bytes(ctx.snapshot)
+        ctx.snapshot = None
         state.instance = Instance.restore(self.runtime, self._image(state), snap, limits=limits_for(state.process),
-                                          weavedrive_dir=state.config.get("weavedrive_dir"))
+                                          weavedrive_dir=state.config.weavedrive_dir)
         state.memory_sha256 = snap.memory_sha256
         return Signal.OK
