@@ -109,7 +109,7 @@ def throughput(runtime: Runtime, image: Image, args: argparse.Namespace, workdir
 
 
 def startup(image_bytes: bytes, workdir: Path) -> dict[str, float]:
-    from aonode.modules.specialize import fast_variant
+    from aonode.engine.wasm.transform import fast_variant
 
     cache = workdir / "cold-cache"
     plain = Runtime(workdir / "variant-source", optimize=False).load(image_bytes)

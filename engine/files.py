@@ -1,9 +1,16 @@
-"""Crash-safe file writes: readers see the old file or the whole new one, never a partial one."""
+"""Where aonode keeps its per-user files, and crash-safe writes: readers see the old file or the whole
+new one, never a partial one."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+
+def aonode_home() -> Path:
+    """Per-user state (fetched images, compile cache): `$AONODE_HOME`, else `~/.cache/aonode`."""
+    home = os.environ.get("AONODE_HOME")
+    return Path(home) if home else Path.home() / ".cache" / "aonode"
 
 
 def write_atomic(target: Path, data: bytes, *, durable: bool = False, mode: int | None = None) -> None:

@@ -19,7 +19,7 @@ import httpx
 from tqdm import tqdm
 
 from aonode.engine.errors import ModuleError
-from aonode.engine.files import write_atomic
+from aonode.engine.files import aonode_home, write_atomic
 
 DEFAULT_GATEWAY = "https://arweave.net"
 CHUNK = 64 * 1024
@@ -27,12 +27,6 @@ CHUNK = 64 * 1024
 
 class SourceUnavailable(ModuleError):
     """This source could not deliver the image; another one may."""
-
-
-def aonode_home() -> Path:
-    """Per-user state: `$AONODE_HOME`, else `~/.cache/aonode`."""
-    home = os.environ.get("AONODE_HOME")
-    return Path(home) if home else Path.home() / ".cache" / "aonode"
 
 
 def modules_dir() -> Path:

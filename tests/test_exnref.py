@@ -7,7 +7,7 @@ import pytest
 import wasmtime
 
 from aonode.engine.errors import ModuleError
-from aonode.modules import exnref
+from aonode.engine.wasm.transform import exnref
 
 
 def _engine() -> wasmtime.Engine:

@@ -1,4 +1,4 @@
-"""The fast variant of an AOS image (modules/specialize.py): byte-identical memory, original when suspending.
+"""The fast variant of an AOS image (engine/wasm/transform/variant.py): byte-identical memory, original when suspending.
 
 Every message runs both on an instance of the original image only (Runtime(optimize=False)) and on a
 default instance, which runs the variant whenever the message does not suspend; outputs and the whole
@@ -14,7 +14,7 @@ from aonode.engine.aos import parse_result
 from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.instance import AWAY_FIRST, Instance
 from aonode.engine.wasm.runtime import FAST, METERED, OPTIMIZED, Runtime
-from aonode.modules.specialize import add_interrupt_checks, fold_asyncify_state
+from aonode.engine.wasm.transform import add_interrupt_checks, fold_asyncify_state
 from tests.conftest import image_path
 from tests.test_wasm_aos import SPEC
 

@@ -2,7 +2,7 @@
 
 - runtime.py   Runtime: three engines (optimized: fast variants, own interrupt flag; fast: epoch
                deadline; metered: fuel), compile + disk cache, legacy-exception translation and the
-               fast variant (aonode.modules.specialize). Image: a compiled image and its variant.
+               fast variant (transform/). Image: a compiled image and its variant.
 - ticker.py    the thread that advances epochs and sets variants' interrupt flags at deadlines.
 - instance.py  Instance: one process image; handle(msg, env) -> raw JSON, rollback on failure
                (checkpoint + journal replay), snapshots, Limits, parse_size.

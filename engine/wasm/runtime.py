@@ -13,8 +13,9 @@ import wasmtime
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
 from aonode.engine.wasm import ticker
+from aonode.engine.wasm.transform import INTERRUPT_EXPORT, fast_variant, translate_exnref
 
-# Flavours: the image's fast variant (modules/specialize.py) on an engine without epoch or fuel checks
+# Flavours: the image's fast variant (transform/variant.py) on an engine without epoch or fuel checks
 # (its loops read their own interrupt flag), the image itself on the epoch engine, the image itself on
 # the fuel-counting engine.
 OPTIMIZED, FAST, METERED = "optimized", "fast", "metered"
@@ -27,7 +28,6 @@ ENGINE_SETTINGS = {
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
 log = logging.getLogger("aonode.engine")
-INTERRUPT_EXPORT = "aonode_interrupt"  # a fast variant's one-page memory: byte 0 set stops every loop
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Image:
 def make_engine(flavor: str = METERED) -> wasmtime.Engine:
     """METERED counts fuel (deterministic compute limits); FAST only checks an epoch deadline, which
     costs about half as much per message and is enough to stop a runaway loop; OPTIMIZED runs fast
-    variants, whose loops check their own interrupt flag (modules/specialize.py), so it checks nothing."""
+    variants, whose loops check their own interrupt flag (transform/variant.py), so it checks nothing."""
     config = wasmtime.Config()
     config.wasm_memory64 = True
     config.wasm_exceptions = True
@@ -193,16 +193,14 @@ class Runtime:
         except wasmtime.WasmtimeError as err:
             if LEGACY_EH_MARKER not in str(err):
                 raise ModuleError(f"image {sha[:12]} does not compile: {err}") from err
-        new = translate_legacy_exceptions(wasm, self.cache_dir)
+        new = translate_exnref(wasm, self.cache_dir)
         try:
             return _Compiled(wasmtime.Module(engine, new), True)
         except wasmtime.WasmtimeError as err:
             raise ModuleError(f"translated image does not compile: {err}") from err
 
     def _compile_variant(self, sha: str, wasm: bytes, own: _Compiled) -> _Compiled:
-        from aonode.modules.specialize import fast_variant
-
-        source = translate_legacy_exceptions(wasm, self.cache_dir) if own.flag else wasm
+        source = translate_exnref(wasm, self.cache_dir) if own.flag else wasm
         try:
             variant = fast_variant(source, own.module)
         except ModuleError as err:
@@ -248,9 +246,3 @@ class Runtime:
             path.with_suffix(_FLAG_SUFFIX[flavor]).touch()
         write_atomic(path, compiled.module.serialize())
 
-
-def translate_legacy_exceptions(wasm: bytes, cache_dir: Path | None) -> bytes:
-    """Old try/catch → exnref (modules/exnref.py: once per image, cached)."""
-    from aonode.modules.exnref import translate
-
-    return translate(wasm, cache_dir)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,19 +37,16 @@ import wasmtime
 
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
-from aonode.engine.wasm.runtime import INTERRUPT_EXPORT
-from aonode.modules.exnref import default_cache_dir, find_wasm_opt
+from aonode.engine.wasm.transform.wasm_opt import FEATURES as BASE_FEATURES
+from aonode.engine.wasm.transform.wasm_opt import default_cache_dir, find_wasm_opt, run_wasm_opt
 
 RECIPE = "fast-v3"  # part of the cache name: change it whenever the transformation changes
 MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
-FEATURES = (
-    "--enable-exception-handling", "--enable-memory64", "--enable-bulk-memory", "--enable-sign-ext",
-    "--enable-mutable-globals", "--enable-nontrapping-float-to-int", "--enable-multivalue", "--enable-simd",
-    "--enable-multimemory", "--enable-threads",
-)
+FEATURES = (*BASE_FEATURES, "--enable-multimemory", "--enable-threads")
 STATE_EXPORT = "asyncify_get_state"
+INTERRUPT_EXPORT = "aonode_interrupt"  # the variant's one-page memory: byte 0 set stops every loop
 _NONE = b"none"  # cache content meaning "this image has no fast variant"
-log = logging.getLogger("aonode.modules")
+log = logging.getLogger("aonode.engine")
 
 
 @dataclass(frozen=True)
@@ -96,13 +92,13 @@ def _derive(tool: Path, wasm: bytes, deasync: bool, lower: bool) -> bytes:
         src, text, out = Path(tmp) / "in.wasm", Path(tmp) / "in.wat", Path(tmp) / "out.wasm"
         src.write_bytes(wasm)
         if deasync:
-            _run([str(tool), *FEATURES, str(src), "-S", "-o", str(text)])
+            run_wasm_opt(tool, [*FEATURES, str(src), "-S", "-o", str(text)])
             text.write_text(fold_asyncify_state(text.read_text()))
             src = text
         passes = (["--memory64-lowering"] if lower else []) + ["-O3"]
-        _run([str(tool), *FEATURES, "--debuginfo", str(src), *passes, "-S", "-o", str(text)])
+        run_wasm_opt(tool, [*FEATURES, "--debuginfo", str(src), *passes, "-S", "-o", str(text)])
         text.write_text(add_interrupt_checks(text.read_text()))
-        _run([str(tool), *FEATURES, "--debuginfo", str(text), "-o", str(out)])
+        run_wasm_opt(tool, [*FEATURES, "--debuginfo", str(text), "-o", str(out)])
         return out.read_bytes()
 
 
@@ -136,13 +132,3 @@ def fold_asyncify_state(wat: str) -> str:
     if f"(global.set {read.group(1)}" not in folded:
         raise ModuleError("the asyncify state global is never set: not an Asyncify build")
     return folded
-
-
-def _run(cmd: list[str]) -> None:
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-    except OSError as err:
-        raise ModuleError(f"cannot run {cmd[0]}: {err}") from err
-    if done.returncode != 0:
-        raise ModuleError(f"wasm-opt failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-1000:]}")
-

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -17,35 +15,10 @@ from pathlib import Path
 import wasmtime
 
 from aonode.engine.errors import ModuleError
-from aonode.modules.fetch import aonode_home
+from aonode.engine.wasm.transform.wasm_opt import FEATURES, default_cache_dir, find_wasm_opt, run_wasm_opt
 
-# Features beyond the two the pass needs: harmless when unused, and they keep wasm-opt's validator
-# from rejecting user images built with the usual emscripten defaults.
-WASM_OPT_FLAGS = (
-    "--enable-exception-handling",
-    "--enable-memory64",
-    "--enable-bulk-memory",
-    "--enable-sign-ext",
-    "--enable-mutable-globals",
-    "--enable-nontrapping-float-to-int",
-    "--enable-multivalue",
-    "--enable-simd",
-    "--translate-to-exnref",
-    "--debuginfo",  # keep the names section: traps stay readable
-)
-
-MISSING_TOOL = (
-    "Binaryen's wasm-opt is needed to run legacy-exception images: run `npm ci` in the aonode checkout "
-    "(npm package binaryen), or set AONODE_WASM_OPT"
-)
-
+PASS = ("--translate-to-exnref", "--debuginfo")  # --debuginfo keeps the names section: traps stay readable
 _LEGACY_MARKER = "legacy_exceptions"
-
-
-def default_cache_dir() -> Path:
-    """`$AONODE_HOME/cache`, else `~/.cache/aonode` (shared with the compile cache)."""
-    home = os.environ.get("AONODE_HOME")
-    return Path(home) / "cache" if home else aonode_home()
 
 
 @lru_cache(maxsize=1)
@@ -76,23 +49,6 @@ def needs_translation(wasm: bytes) -> bool:
     return False
 
 
-def find_wasm_opt() -> Path:
-    """`$AONODE_WASM_OPT`, then the checkout's `node_modules/.bin/wasm-opt`, then PATH."""
-    configured = os.environ.get("AONODE_WASM_OPT")
-    if configured:
-        path = Path(configured)
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        raise ModuleError(f"AONODE_WASM_OPT={configured} is not an executable file. {MISSING_TOOL}")
-    bundled = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "wasm-opt"
-    if bundled.exists():
-        return bundled
-    on_path = shutil.which("wasm-opt")
-    if on_path:
-        return Path(on_path)
-    raise ModuleError(MISSING_TOOL)
-
-
 def cache_path(wasm: bytes, cache_dir: Path | None = None) -> Path:
     """Where the translation of these exact bytes lives."""
     digest = hashlib.sha256(wasm).hexdigest()
@@ -109,17 +65,9 @@ def translate(wasm: bytes, cache_dir: Path | None = None) -> bytes:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".exnref-") as tmp:
         src, out = Path(tmp) / "in.wasm", Path(tmp) / "out.wasm"
         src.write_bytes(wasm)
-        try:
-            proc = subprocess.run(
-                [str(tool), *WASM_OPT_FLAGS, str(src), "-o", str(out)],
-                capture_output=True,
-                text=True,
-            )
-        except OSError as err:
-            raise ModuleError(f"cannot run {tool}: {err}. {MISSING_TOOL}") from err
-        if proc.returncode != 0 or not out.is_file():
-            detail = (proc.stderr or proc.stdout).strip()[-2000:]
-            raise ModuleError(f"wasm-opt --translate-to-exnref failed (exit {proc.returncode}): {detail}")
+        run_wasm_opt(tool, [*FEATURES, *PASS, str(src), "-o", str(out)], "--translate-to-exnref")
+        if not out.is_file():
+            raise ModuleError("wasm-opt --translate-to-exnref wrote nothing")
         translated = out.read_bytes()
         if needs_translation(translated):
             raise ModuleError("wasm-opt output still uses legacy exception instructions")

@@ -1,0 +1,66 @@
+"""Binaryen's wasm-opt, the one external tool the transforms use: finding it, running it, and where
+its products are cached."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from aonode.engine.errors import ModuleError
+from aonode.engine.files import aonode_home
+
+# Features beyond the ones a pass needs: harmless when unused, and they keep wasm-opt's validator
+# from rejecting user images built with the usual emscripten defaults.
+FEATURES = (
+    "--enable-exception-handling",
+    "--enable-memory64",
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-multivalue",
+    "--enable-simd",
+)
+
+MISSING_TOOL = (
+    "Binaryen's wasm-opt is needed to run legacy-exception images: run `npm ci` in the aonode checkout "
+    "(npm package binaryen), or set AONODE_WASM_OPT"
+)
+
+# The checkout's root (engine/wasm/transform/ is three folders down): `npm ci` installs wasm-opt there.
+_CHECKOUT = Path(__file__).resolve().parents[3]
+
+
+def default_cache_dir() -> Path:
+    """`$AONODE_HOME/cache`, else `~/.cache/aonode` (shared with the compile cache)."""
+    return aonode_home() / "cache" if os.environ.get("AONODE_HOME") else aonode_home()
+
+
+def find_wasm_opt() -> Path:
+    """`$AONODE_WASM_OPT`, then the checkout's `node_modules/.bin/wasm-opt`, then PATH."""
+    configured = os.environ.get("AONODE_WASM_OPT")
+    if configured:
+        path = Path(configured)
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise ModuleError(f"AONODE_WASM_OPT={configured} is not an executable file. {MISSING_TOOL}")
+    bundled = _CHECKOUT / "node_modules" / ".bin" / "wasm-opt"
+    if bundled.exists():
+        return bundled
+    on_path = shutil.which("wasm-opt")
+    if on_path:
+        return Path(on_path)
+    raise ModuleError(MISSING_TOOL)
+
+
+def run_wasm_opt(tool: Path, args: list[str], what: str = "") -> None:
+    """Run `tool` with `args`; a failure becomes a ModuleError naming `what` was asked and the tool's
+    last words."""
+    try:
+        done = subprocess.run([str(tool), *args], capture_output=True, text=True)
+    except OSError as err:
+        raise ModuleError(f"cannot run {tool}: {err}. {MISSING_TOOL}") from err
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()[-2000:]
+        raise ModuleError(f"wasm-opt{' ' + what if what else ''} failed (exit {done.returncode}): {detail}")
