@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pgcluster import pg, pg_dsn, store_spec  # noqa: F401  (fixtures: a throwaway PostgreSQL)
+
 SHARED_MODULES = Path(__file__).resolve().parents[2] / "shared" / "modules"
 
 if SHARED_MODULES.is_dir():

@@ -1,10 +1,10 @@
-"""scheduler@1.0 on a real SQLite store: slots, pages, hash chain, idempotency, concurrency."""
+"""scheduler@1.0 on both real stores (SQLite, PostgreSQL): slots, pages, hash chain, idempotency,
+concurrency within one node and across nodes sharing one store."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +12,7 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.devices.scheduler import PAGE_LIMIT, Scheduler, chain_link, verify_chain
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
-from aonode.engine.store import SQLiteStore
+from aonode.engine.store import Store, open_store
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = SQLiteStore(tmp_path)
+def store(store_spec: str):
+    s = open_store(store_spec)
     yield s
     s.close()
 
@@ -47,7 +47,7 @@ def send(sched: Scheduler, pid: str, owner: str, n: int):
     return sched.schedule(pid, Message.create(owner=owner, target=pid, data=f"msg {n}"))
 
 
-def test_spawn_is_slot_zero_and_idempotent(store: SQLiteStore, owner: str):
+def test_spawn_is_slot_zero_and_idempotent(store: Store, owner: str):
     sched = Scheduler(store, clock=Clock())
     proc = Message.create(owner=owner, tags=[("Type", "Process")])
     a = sched.spawn(proc.id, proc)
@@ -59,7 +59,7 @@ def test_spawn_is_slot_zero_and_idempotent(store: SQLiteStore, owner: str):
         sched.spawn("x" * 43, proc)
 
 
-def test_unknown_process_is_not_found(store: SQLiteStore, owner: str):
+def test_unknown_process_is_not_found(store: Store, owner: str):
     sched = Scheduler(store)
     with pytest.raises(NotFound):
         send(sched, "a" * 43, owner, 1)
@@ -69,7 +69,7 @@ def test_unknown_process_is_not_found(store: SQLiteStore, owner: str):
         sched.current_slot("a" * 43)
 
 
-def test_schedule_assigns_next_slots_and_json_shape(store: SQLiteStore, owner: str):
+def test_schedule_assigns_next_slots_and_json_shape(store: Store, owner: str):
     clock = Clock()
     sched = Scheduler(store, clock=clock, block_height=lambda: 1500, block_hash=lambda: "bh")
     pid = spawn(sched, owner)
@@ -84,7 +84,7 @@ def test_schedule_assigns_next_slots_and_json_shape(store: SQLiteStore, owner: s
     }
 
 
-def test_duplicate_message_returns_original(store: SQLiteStore, owner: str):
+def test_duplicate_message_returns_original(store: Store, owner: str):
     clock = Clock()
     sched = Scheduler(store, clock=clock)
     pid = spawn(sched, owner)
@@ -97,7 +97,7 @@ def test_duplicate_message_returns_original(store: SQLiteStore, owner: str):
     assert proc_again.slot == 0
 
 
-def test_timestamps_never_go_backwards(store: SQLiteStore, owner: str):
+def test_timestamps_never_go_backwards(store: Store, owner: str):
     clock = Clock(10_000)
     sched = Scheduler(store, clock=clock)
     pid = spawn(sched, owner)
@@ -108,7 +108,7 @@ def test_timestamps_never_go_backwards(store: SQLiteStore, owner: str):
     assert (a.timestamp, b.timestamp) == (10_000, 12_000)
 
 
-def test_pages_with_from_to_and_continues(store: SQLiteStore, owner: str):
+def test_pages_with_from_to_and_continues(store: Store, owner: str):
     sched = Scheduler(store, clock=Clock())
     pid = spawn(sched, owner)
     for n in range(1, 26):
@@ -129,7 +129,7 @@ def test_pages_with_from_to_and_continues(store: SQLiteStore, owner: str):
         sched.page(pid, 5, 2)
 
 
-def test_page_is_capped_at_1000(store: SQLiteStore, owner: str):
+def test_page_is_capped_at_1000(store: Store, owner: str):
     sched = Scheduler(store, clock=Clock())
     pid = spawn(sched, owner)
     for n in range(1, PAGE_LIMIT + 5):
@@ -140,7 +140,7 @@ def test_page_is_capped_at_1000(store: SQLiteStore, owner: str):
     assert [a.slot for a in rest] == list(range(PAGE_LIMIT, PAGE_LIMIT + 5)) and not more
 
 
-def test_hash_chain_verifies_and_tampering_is_detected(store: SQLiteStore, owner: str):
+def test_hash_chain_verifies_and_tampering_is_detected(store: Store, owner: str):
     sched = Scheduler(store, clock=Clock())
     pid = spawn(sched, owner)
     for n in range(1, 10):
@@ -159,7 +159,7 @@ def test_hash_chain_verifies_and_tampering_is_detected(store: SQLiteStore, owner
     assert not verify_chain([chain[0], chain[2], chain[1]] + chain[3:])  # reordered
 
 
-def test_concurrent_schedule_gives_unique_consecutive_slots(store: SQLiteStore, owner: str):
+def test_concurrent_schedule_gives_unique_consecutive_slots(store: Store, owner: str):
     sched = Scheduler(store)
     pid = spawn(sched, owner)
     got: list[int] = []
@@ -188,17 +188,57 @@ def test_concurrent_schedule_gives_unique_consecutive_slots(store: SQLiteStore, 
     assert stamps == sorted(stamps)
 
 
-def test_schedule_survives_reopen(tmp_path: Path, owner: str):
-    first = SQLiteStore(tmp_path)
+def test_schedule_survives_reopen(store_spec: str, owner: str):
+    first = open_store(store_spec)
     sched = Scheduler(first, clock=Clock())
     pid = spawn(sched, owner)
     for n in range(1, 4):
         send(sched, pid, owner, n)
     first.close()
-    second = SQLiteStore(tmp_path)
+    second = open_store(store_spec)
     sched2 = Scheduler(second, clock=Clock())
     assert sched2.current_slot(pid) == 3
     assert send(sched2, pid, owner, 4).slot == 4
     assert send(sched2, pid, owner, 2).slot == 2  # idempotency holds across restarts
     assert verify_chain(second.assignments(pid))
     second.close()
+
+
+def test_nodes_sharing_a_store_never_fork_the_chain(store_spec: str, owner: str):
+    """Three schedulers, each on its own store connection (as three nodes would be), scheduling on
+    one process at once: one slot each, no gap, one continuous chain, cron ticks included."""
+    stores = [open_store(store_spec) for _ in range(3)]
+    try:
+        scheds = [Scheduler(s) for s in stores]
+        pid = spawn(scheds[0], owner, **{"Cron-Frequency": "100-Milliseconds"})
+        got: list[tuple[str, int]] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+
+        def worker(t: int) -> None:
+            n = t % 3  # two threads per node
+            try:
+                for i in range(12):
+                    m = Message.create(owner=owner, target=pid, data=f"thread {t} msg {i}")
+                    a = scheds[n].schedule(pid, m)
+                    again = scheds[(n + 1) % 3].schedule(pid, m)  # retried through another node
+                    assert again.slot == a.slot
+                    with lock:
+                        got.append((m.id, a.slot))
+            except BaseException as err:  # surfaced below
+                errors.append(err)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == []
+        chain = stores[1].assignments(pid)
+        assert [a.slot for a in chain] == list(range(len(chain))) and verify_chain(chain)
+        assert {a.message_id: a.slot for a in chain if a.message_id in dict(got)} == dict(got)
+        assert len(got) == 72 == len(dict(got))
+        assert any(a.message.tag("Action") == "Cron" for a in chain)  # ticks interleaved, same chain
+    finally:
+        for s in stores:
+            s.close()

@@ -1,4 +1,5 @@
-"""SQLiteStore against real SQLite files: round trips, constraints, reopen, and kill -9 durability."""
+"""Both stores against the real thing (SQLite files, a throwaway PostgreSQL): round trips, constraints,
+reopen, and kill -9 durability. Backend-specific behaviour is at the end."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ import pytest
 
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message, b64url
-from aonode.engine.store import Assignment, SQLiteStore
+from aonode.engine.store import Assignment, SQLiteStore, Store, open_store
 
 OWNER = b64url(hashlib.sha256(b"store-owner").digest())
 
@@ -30,8 +31,8 @@ def assignment(pid: str, slot: int, m: Message) -> Assignment:
 
 
 @pytest.fixture
-def store(tmp_path: Path):
-    s = SQLiteStore(tmp_path)
+def store(store_spec: str):
+    s = open_store(store_spec)
     yield s
     s.close()
 
@@ -41,7 +42,7 @@ def test_layout_on_disk(tmp_path: Path):
     assert (tmp_path / "aonode.sqlite3").is_file() and (tmp_path / "snapshots").is_dir()
 
 
-def test_processes_and_messages(store: SQLiteStore):
+def test_processes_and_messages(store: Store):
     proc = Message.create(owner=OWNER, tags=[("Type", "Process")])
     store.put_process(proc.id, proc)
     store.put_message(msg(1))
@@ -52,7 +53,7 @@ def test_processes_and_messages(store: SQLiteStore):
     assert store.list_processes() == [proc.id]
 
 
-def test_assignments_are_unique_per_slot_and_message(store: SQLiteStore):
+def test_assignments_are_unique_per_slot_and_message(store: Store):
     store.append_assignment(assignment("p", 0, msg(0)))
     store.append_assignment(assignment("p", 1, msg(1)))
     with pytest.raises(BadInput, match="already assigned"):
@@ -67,7 +68,7 @@ def test_assignments_are_unique_per_slot_and_message(store: SQLiteStore):
     assert store.last_assignment("zzz") is None and store.get_assignment("p", 9) is None
 
 
-def test_assignment_ranges(store: SQLiteStore):
+def test_assignment_ranges(store: Store):
     for i in range(10):
         store.append_assignment(assignment("p", i, msg(i)))
     assert [a.slot for a in store.assignments("p", 3, 6)] == [3, 4, 5, 6]
@@ -76,7 +77,7 @@ def test_assignment_ranges(store: SQLiteStore):
     assert store.assignments("other") == []
 
 
-def test_results_and_caches(store: SQLiteStore):
+def test_results_and_caches(store: Store):
     for i in range(6):
         store.put_result("p", i, msg(i).id, {"Output": {"data": f"out{i}"}, "Messages": [],
                                              "raw": b"\x00\x01"})
@@ -95,23 +96,37 @@ def test_results_and_caches(store: SQLiteStore):
     assert store.get_cache("p", -1) is None
 
 
-def test_snapshots(store: SQLiteStore, tmp_path: Path):
+def test_snapshots(store: Store):
+    blobs = {slot: os.urandom(100) + bytes([slot]) for slot in (5, 10)}
+    shas = {slot: hashlib.sha256(b).hexdigest() for slot, b in blobs.items()}
+    for slot in blobs:
+        store.put_snapshot("p", slot, shas[slot], blobs[slot])
+    assert store.latest_snapshot("p") == (10, shas[10], blobs[10])
+    assert store.latest_snapshot("p", 9) == (5, shas[5], blobs[5])
+    assert store.latest_snapshot("p", 4) is None and store.latest_snapshot("q") is None
+    store.put_snapshot("p", 10, shas[5], blobs[5])  # the same slot again replaces it
+    assert store.latest_snapshot("p") == (10, shas[5], blobs[5])
+    big = os.urandom(9 << 20)  # more than one PostgreSQL chunk
+    store.put_snapshot("p", 12, hashlib.sha256(big).hexdigest(), big)
+    assert store.latest_snapshot("p")[2] == big
+    with pytest.raises(BadInput):
+        store.put_snapshot("p", 11, "../../etc/passwd", b"x")
+
+
+def test_sqlite_snapshot_files(tmp_path: Path):
+    store = SQLiteStore(tmp_path)
     blobs = {slot: os.urandom(100) + bytes([slot]) for slot in (5, 10)}
     shas = {slot: hashlib.sha256(b).hexdigest() for slot, b in blobs.items()}
     for slot in blobs:
         store.put_snapshot("p", slot, shas[slot], blobs[slot])
     assert (tmp_path / "snapshots" / shas[10]).read_bytes() == blobs[10]
-    assert store.latest_snapshot("p") == (10, shas[10], blobs[10])
-    assert store.latest_snapshot("p", 9) == (5, shas[5], blobs[5])
-    assert store.latest_snapshot("p", 4) is None
     (tmp_path / "snapshots" / shas[10]).unlink()  # a lost file falls back to an older snapshot
     assert store.latest_snapshot("p")[0] == 5
-    with pytest.raises(BadInput):
-        store.put_snapshot("p", 11, "../../etc/passwd", b"x")
+    store.close()
 
 
-def test_reopen_sees_everything(tmp_path: Path):
-    first = SQLiteStore(tmp_path)
+def test_reopen_sees_everything(store_spec: str):
+    first = open_store(store_spec)
     proc = Message.create(owner=OWNER, tags=[("Type", "Process")])
     first.put_process(proc.id, proc)
     first.append_assignment(assignment(proc.id, 0, proc))
@@ -121,7 +136,7 @@ def test_reopen_sees_everything(tmp_path: Path):
     first.put_snapshot(proc.id, 0, sha, b"snapshot-bytes")
     first.close()
 
-    second = SQLiteStore(tmp_path)
+    second = open_store(store_spec)
     assert second.list_processes() == [proc.id]
     assert second.get_assignment(proc.id, 0).message == proc
     assert second.get_result(proc.id, 0) == {"ok": True}
@@ -130,7 +145,7 @@ def test_reopen_sees_everything(tmp_path: Path):
     second.close()
 
 
-def test_threads_write_and_read_concurrently(store: SQLiteStore):
+def test_threads_write_and_read_concurrently(store: Store):
     errors: list[BaseException] = []
 
     def worker(t: int) -> None:
@@ -155,8 +170,8 @@ def test_threads_write_and_read_concurrently(store: SQLiteStore):
 CHILD = textwrap.dedent("""
     import sys
     from aonode.engine.message import Message
-    from aonode.engine.store import Assignment, SQLiteStore
-    store = SQLiteStore(sys.argv[1])
+    from aonode.engine.store import Assignment, open_store
+    store = open_store(sys.argv[1])
     owner = sys.argv[2]
     for slot in range(1_000_000):
         m = Message.create(owner=owner, data=str(slot))
@@ -166,8 +181,8 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_acknowledged_assignments_survive_kill_9(tmp_path: Path):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), OWNER],
+def test_acknowledged_assignments_survive_kill_9(store_spec: str):
+    child = subprocess.Popen([sys.executable, "-c", CHILD, store_spec, OWNER],
                              stdout=subprocess.PIPE, text=True)
     acknowledged: list[int] = []
     try:
@@ -183,7 +198,7 @@ def test_acknowledged_assignments_survive_kill_9(tmp_path: Path):
         child.kill()
         child.wait()
     assert child.returncode == -signal.SIGKILL
-    store = SQLiteStore(tmp_path)
+    store = open_store(store_spec)
     for slot in acknowledged:
         a = store.get_assignment("p", slot)
         assert a is not None and a.message.data == str(slot)
@@ -191,7 +206,9 @@ def test_acknowledged_assignments_survive_kill_9(tmp_path: Path):
     store.close()
 
 
-def test_short_lived_threads_do_not_leak_connections(store: SQLiteStore):
+def test_short_lived_threads_do_not_leak_connections(tmp_path: Path):
+    store = SQLiteStore(tmp_path)
+
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
@@ -202,9 +219,10 @@ def test_short_lived_threads_do_not_leak_connections(store: SQLiteStore):
         th.start()
         th.join()
     assert open_fds() - before < 10
+    store.close()
 
 
-def test_assignment_batches_are_all_or_nothing(store: SQLiteStore):
+def test_assignment_batches_are_all_or_nothing(store: Store):
     store.append_assignment(assignment("p", 0, msg(0)))
     with pytest.raises(BadInput):
         store.append_assignments([assignment("p", 1, msg(1)), assignment("p", 2, msg(0))])

@@ -18,7 +18,7 @@ from aonode.engine.devices import cron
 from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
-from aonode.engine.store.base import Assignment, Store
+from aonode.engine.store.base import Assignment, ScheduleView, Store
 
 __all__ = ["Assignment", "MAX_CRON_CATCHUP", "PAGE_LIMIT", "Scheduler", "chain_link", "verify_chain"]
 
@@ -97,70 +97,80 @@ class Scheduler:
         if pid != process_msg.id:
             raise BadInput(f"process id {pid} must be the id of its process message")
         cron.frequency_of(process_msg)  # reject a garbage Cron-Frequency before anything is stored
+
+        def plan(view: ScheduleView) -> tuple[list[Assignment], Assignment]:
+            existing = view.get(0)
+            if existing is not None:
+                return [], existing
+            first = self._next(pid, process_msg, None, self.clock(), self.block_height())
+            return [first], first
+
         with self._lock(pid):
-            assignment = self.store.get_assignment(pid, 0) or \
-                self._append(pid, process_msg, None, self.clock(), self.block_height())
+            assignment = self.store.sequence(pid, plan)
             # After slot 0: a listed process always has its spawn assigned (a crash in between
             # leaves an unlisted slot 0, completed when the spawn is retried).
             self.store.put_process(pid, process_msg)
             return assignment
 
     def schedule(self, pid: str, msg: Message) -> Assignment:
-        """Assign `msg` the next slot (after any cron ticks now due); idempotent by message id."""
+        """Assign `msg` the next slot (after any cron ticks now due); idempotent by message id.
+        The store runs this as one transaction, so nodes sharing a database never fork the chain."""
         definition = self._definition(pid)
-        with self._lock(pid):
-            existing = self.store.assignment_for_message(pid, msg.id)
+
+        def plan(view: ScheduleView) -> tuple[list[Assignment], Assignment]:
+            existing = view.for_message(msg.id)
             if existing is not None:
-                return existing
-            last = self._last(pid)
+                return [], existing
+            last = self._last(view, pid)
             now_ts, now_height = self._now(last)
-            last = self._append_cron(pid, definition, last, now_ts, now_height)
-            return self._append(pid, msg, last, now_ts, now_height)
+            batch = self._cron_batch(view, definition, last, now_ts, now_height)
+            a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
+            return [*batch, a], a
+
+        with self._lock(pid):
+            return self.store.sequence(pid, plan)
 
     def tick(self, pid: str) -> list[Assignment]:
         """Append the cron messages due by now without any other message (e.g. before `now`)."""
         definition = self._definition(pid)
         if cron.frequency_of(definition) is None:
             return []
-        with self._lock(pid):
-            last = self._last(pid)
+
+        def plan(view: ScheduleView) -> tuple[list[Assignment], list[Assignment]]:
+            last = self._last(view, pid)
             now_ts, now_height = self._now(last)
-            before = last.slot
-            self._append_cron(pid, definition, last, now_ts, now_height)
-            return self.store.assignments(pid, before + 1)
+            batch = self._cron_batch(view, definition, last, now_ts, now_height)
+            return batch, batch
+
+        with self._lock(pid):
+            return self.store.sequence(pid, plan)
 
     def _now(self, last: Assignment) -> tuple[int, int]:
         """Time and block height for the next slot: never behind the previous slot's."""
         return max(self.clock(), last.timestamp), max(self.block_height(), last.block_height)
 
-    def _last(self, pid: str) -> Assignment:
-        last = self.store.last_assignment(pid)
+    @staticmethod
+    def _last(view: ScheduleView, pid: str) -> Assignment:
+        last = view.last()
         if last is None:
             raise NotFound(f"process {pid} has no schedule")
         return last
 
-    def _append_cron(self, pid: str, definition: Message, last: Assignment, now_ts: int,
-                     now_height: int) -> Assignment:
-        """Append one cron message per period boundary since the last assignment, in one
-        transaction. After a long idle time only the newest MAX_CRON_CATCHUP ticks are kept; the
-        schedule records what was kept, so replays stay identical."""
+    def _cron_batch(self, view: ScheduleView, definition: Message, last: Assignment, now_ts: int,
+                    now_height: int) -> list[Assignment]:
+        """One cron message per period boundary since the last assignment (stored with the rest of
+        the plan, in one transaction). After a long idle time only the newest MAX_CRON_CATCHUP
+        ticks are kept; the schedule records what was kept, so replays stay identical."""
         if cron.frequency_of(definition) is None:
-            return last
-        spawn = self.store.get_assignment(pid, 0)
+            return []
+        pid = last.process
+        spawn = view.get(0)
         assert spawn is not None  # _last() found a schedule, so slot 0 exists
         batch: list[Assignment] = []
         for tick in self.cron.ticks(pid, definition, spawn, last, now_ts, now_height, MAX_CRON_CATCHUP):
             last = self._next(pid, tick.message, last, tick.timestamp, tick.block_height)
             batch.append(last)
-        if batch:
-            self.store.append_assignments(batch)
-        return last
-
-    def _append(self, pid: str, msg: Message, last: Assignment | None, ts: int,
-                height: int) -> Assignment:
-        a = self._next(pid, msg, last, ts, height)
-        self.store.append_assignment(a)
-        return a
+        return batch
 
     def _next(self, pid: str, msg: Message, last: Assignment | None, ts: int,
               height: int) -> Assignment:
@@ -181,7 +191,10 @@ class Scheduler:
 
     def current_slot(self, pid: str) -> int:
         self._definition(pid)
-        return self._last(pid).slot
+        last = self.store.last_assignment(pid)
+        if last is None:
+            raise NotFound(f"process {pid} has no schedule")
+        return last.slot
 
     def page(self, pid: str, frm: int = 0, to: int | None = None,
              limit: int = PAGE_LIMIT) -> tuple[list[Assignment], bool]:

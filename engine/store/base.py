@@ -6,8 +6,8 @@ The Protocol names the contract; `SQLiteStore` is the default implementation. Re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from aonode.engine.message import Message
 
@@ -41,6 +41,20 @@ class Assignment:
         }
 
 
+class ScheduleView(Protocol):
+    """What a sequencer reads inside the one transaction that appends to a process's schedule: no
+    other sequencer of that process (in this node or another one on the same database) runs
+    between these reads and the append."""
+
+    def last(self) -> Assignment | None: ...
+    def get(self, slot: int) -> Assignment | None: ...
+    def for_message(self, mid: str) -> Assignment | None: ...
+
+
+T = TypeVar("T")
+Plan = Callable[[ScheduleView], tuple[Sequence[Assignment], T]]
+
+
 class Store(Protocol):
     """Durable node state. Every write is complete when the call returns; reads never recompute."""
 
@@ -50,6 +64,12 @@ class Store(Protocol):
 
     def put_message(self, msg: Message) -> None: ...
     def get_message(self, mid: str) -> Message | None: ...
+
+    def sequence(self, pid: str, plan: Plan[T]) -> T:
+        """Run `plan` on the schedule of `pid` with every other sequencer of `pid` excluded, store
+        the assignments it returns, commit durably, and only then return its answer. A taken slot
+        or an already assigned message is BadInput and stores nothing."""
+        ...
 
     def append_assignment(self, a: Assignment) -> None: ...
     def append_assignments(self, batch: Sequence[Assignment]) -> None: ...

@@ -7,11 +7,11 @@ or power loss; results and caches use NORMAL (survives a process crash; recomput
 """
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ import cbor2
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
-from aonode.engine.store.base import Assignment
+from aonode.engine.store.base import Assignment, Plan, T
+from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
+                                      check_sha256, range_clause, row_to_assignment)
 
 DB_NAME = "aonode.sqlite3"
 SNAPSHOT_DIR = "snapshots"
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS processes (
@@ -48,10 +49,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
     PRIMARY KEY (process, slot));
 """
 
-_ASSIGNMENT_COLUMNS = ("process, slot, message_id, timestamp, block_height, block_hash, epoch, "
-                       "hash_chain, message")
-
-
 def _encode(value: dict) -> bytes:
     return cbor2.dumps(value)
 
@@ -60,23 +57,22 @@ def _decode(blob: bytes) -> Any:
     return cbor2.loads(blob)
 
 
-def _row_to_assignment(row: tuple) -> Assignment:
-    process, slot, mid, ts, height, bhash, epoch, chain, body = row
-    return Assignment(process=process, slot=slot, message_id=mid, timestamp=ts,
-                      block_height=height, block_hash=bhash, epoch=epoch, hash_chain=chain,
-                      message=Message.from_cbor(body))
+@dataclass(frozen=True)
+class _View:
+    """Schedule reads inside SQLiteStore.sequence: the same thread, so the same connection and
+    transaction."""
 
+    store: SQLiteStore
+    pid: str
 
-def _range_clause(frm: int | None, to: int | None) -> tuple[str, list[int]]:
-    """SQL for an inclusive slot range; None leaves that side open."""
-    sql, args = "", []
-    if frm is not None:
-        sql += " AND slot >= ?"
-        args.append(frm)
-    if to is not None:
-        sql += " AND slot <= ?"
-        args.append(to)
-    return sql, args
+    def last(self) -> Assignment | None:
+        return self.store.last_assignment(self.pid)
+
+    def get(self, slot: int) -> Assignment | None:
+        return self.store.get_assignment(self.pid, slot)
+
+    def for_message(self, mid: str) -> Assignment | None:
+        return self.store.assignment_for_message(self.pid, mid)
 
 
 class SQLiteStore:
@@ -175,44 +171,47 @@ class SQLiteStore:
 
     def append_assignments(self, batch: Sequence[Assignment]) -> None:
         """Several assignments in one durable transaction: all of them are stored or none."""
+        self.sequence(batch[0].process if batch else "", lambda view: (batch, None))
+
+    def sequence(self, pid: str, plan: Plan[T]) -> T:
+        """BEGIN IMMEDIATE takes SQLite's one write lock before `plan` reads, so no other writer
+        (thread or process on this file) appends in between."""
+        batch: Sequence[Assignment] = ()
         try:
             with self._tx(durable=True) as conn:
+                batch, answer = plan(_View(self, pid))
                 for a in batch:
                     body = a.message.to_cbor()
-                    conn.execute(
-                        f"INSERT INTO assignments ({_ASSIGNMENT_COLUMNS}) "
-                        "VALUES (?,?,?,?,?,?,?,?,?)",
-                        (a.process, a.slot, a.message_id, a.timestamp, a.block_height,
-                         a.block_hash, a.epoch, a.hash_chain, body))
+                    conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
+                                 "VALUES (?,?,?,?,?,?,?,?,?)", assignment_values(a, body))
                     conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)",
                                  (a.message_id, body))
         except sqlite3.IntegrityError as err:
-            slots = ", ".join(str(a.slot) for a in batch[:5])
-            raise BadInput(f"process {batch[0].process}: slot(s) {slots} or their messages "
-                           f"are already assigned") from err
+            raise BadInput(already_assigned(batch)) from err
+        return answer
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
-        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments "
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
                         "WHERE process = ? AND slot = ?", (pid, slot))
-        return _row_to_assignment(row) if row else None
+        return row_to_assignment(row) if row else None
 
     def assignment_for_message(self, pid: str, mid: str) -> Assignment | None:
-        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments "
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
                         "WHERE process = ? AND message_id = ?", (pid, mid))
-        return _row_to_assignment(row) if row else None
+        return row_to_assignment(row) if row else None
 
     def assignments(self, pid: str, frm: int = 0, to: int | None = None,
                     limit: int | None = None) -> list[Assignment]:
-        where, args = _range_clause(frm, to)
+        where, args = range_clause(frm, to)
         rows = self._conn().execute(
-            f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ?{where} "
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ?{where} "
             "ORDER BY slot LIMIT ?", [pid, *args, -1 if limit is None else limit])
-        return [_row_to_assignment(r) for r in rows]
+        return [row_to_assignment(r) for r in rows]
 
     def last_assignment(self, pid: str) -> Assignment | None:
-        row = self._one(f"SELECT {_ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? "
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? "
                         "ORDER BY slot DESC LIMIT 1", (pid,))
-        return _row_to_assignment(row) if row else None
+        return row_to_assignment(row) if row else None
 
     # -- results and caches ------------------------------------------------------------------
 
@@ -232,7 +231,7 @@ class SQLiteStore:
 
     def results(self, pid: str, frm: int | None = None, to: int | None = None,
                 limit: int | None = None, descending: bool = False) -> list[tuple[int, dict]]:
-        where, args = _range_clause(frm, to)
+        where, args = range_clause(frm, to)
         order = "DESC" if descending else "ASC"
         rows = self._conn().execute(
             f"SELECT slot, body FROM results WHERE process = ?{where} ORDER BY slot {order} "
@@ -249,7 +248,7 @@ class SQLiteStore:
                          (pid, slot, _encode(cache)))
 
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
-        where, args = _range_clause(None, max_slot)
+        where, args = range_clause(None, max_slot)
         row = self._one(f"SELECT slot, body FROM caches WHERE process = ?{where} "
                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
         return (row[0], _decode(row[1])) if row else None
@@ -257,9 +256,7 @@ class SQLiteStore:
     # -- snapshots ---------------------------------------------------------------------------
 
     def _snapshot_path(self, memory_sha256: str) -> Path:
-        if not _SHA256_HEX.match(memory_sha256):
-            raise BadInput(f"memory sha256 must be 64 lowercase hex digits: {memory_sha256!r:.80}")
-        return self.snapshot_dir / memory_sha256
+        return self.snapshot_dir / check_sha256(memory_sha256)
 
     def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
         """Write the file first (atomically, fsynced), then index it, so an index row never
@@ -272,7 +269,7 @@ class SQLiteStore:
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None:
         """Newest snapshot at or before `max_slot` whose file is still present."""
-        where, args = _range_clause(None, max_slot)
+        where, args = range_clause(None, max_slot)
         rows = self._conn().execute(f"SELECT slot, sha256 FROM snapshots WHERE process = ?{where} "
                                     "ORDER BY slot DESC", [pid, *args]).fetchall()
         for slot, sha in rows:

@@ -1,0 +1,251 @@
+"""PostgresStore: the Store protocol on PostgreSQL, so several nodes can share one durable state.
+
+Why PostgreSQL: it is the database operators already run, back up and replicate, and it gives the
+two things scale-out needs: row locks (one sequencer per process across all nodes) and commits
+every node sees. Snapshots are stored in it as chunked bytea, so any node can resume any process.
+
+Every write commits before the call returns; assignments commit with `synchronous_commit=on`
+(survive a server crash), results and caches with `off` (recomputable from the schedule).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from aonode.engine.errors import AONodeError, BadInput
+from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment, Plan, T
+from aonode.engine.store.pg_schema import migrate
+from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
+                                      check_sha256, range_clause, row_to_assignment)
+
+
+def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
+    return range_clause(frm, to, "%s")
+
+CHUNK = 4 << 20  # snapshot bytes per row: well under bytea's 1 GB and kind to memory on both ends
+POOL_MAX = 16
+CONNECT_TIMEOUT = 30.0
+
+def _insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
+    for a in batch:
+        body = a.message.to_cbor()
+        conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
+                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", assignment_values(a, body))
+        conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (a.message_id, body))
+
+
+@dataclass(frozen=True)
+class _View:
+    """Schedule reads on the connection that holds the process's sequencer row lock."""
+
+    conn: psycopg.Connection
+    pid: str
+
+    def _one(self, where: str, args: tuple[Any, ...]) -> Assignment | None:
+        row = self.conn.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
+                                f"WHERE process = %s {where}", (self.pid, *args)).fetchone()
+        return row_to_assignment(row) if row else None
+
+    def last(self) -> Assignment | None:
+        return self._one("ORDER BY slot DESC LIMIT 1", ())
+
+    def get(self, slot: int) -> Assignment | None:
+        return self._one("AND slot = %s", (slot,))
+
+    def for_message(self, mid: str) -> Assignment | None:
+        return self._one("AND message_id = %s", (mid,))
+
+
+class PostgresStore:
+    """Thread safe: every call borrows a connection from a pool (autocommit; explicit transactions
+    where several statements must land together)."""
+
+    def __init__(self, dsn: str, *, pool_max: int = POOL_MAX,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.dsn = dsn
+        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_max, open=False,
+                                   kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+                                   timeout=connect_timeout, name="aonode-store")
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except (psycopg.Error, PoolTimeout) as err:
+            self.pool.close()
+            raise AONodeError(f"cannot reach PostgreSQL at {_redacted(dsn)}: {err}") from err
+        with self.pool.connection() as conn:
+            self.schema_version = migrate(conn)
+
+    def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+
+    def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- processes and messages --------------------------------------------------------------
+
+    def put_process(self, pid: str, definition: Message) -> None:
+        body = definition.to_cbor()
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("INSERT INTO processes (pid, definition) VALUES (%s, %s) "
+                         "ON CONFLICT DO NOTHING", (pid, body))
+            conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (definition.id, body))
+
+    def get_process(self, pid: str) -> Message | None:
+        row = self._one("SELECT definition FROM processes WHERE pid = %s", (pid,))
+        return Message.from_cbor(bytes(row[0])) if row else None
+
+    def list_processes(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT pid FROM processes ORDER BY seq", ())]
+
+    def put_message(self, msg: Message) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
+                         "SET body = excluded.body", (msg.id, msg.to_cbor()))
+
+    def get_message(self, mid: str) -> Message | None:
+        row = self._one("SELECT body FROM messages WHERE id = %s", (mid,))
+        return Message.from_cbor(bytes(row[0])) if row else None
+
+    # -- assignments -------------------------------------------------------------------------
+
+    def append_assignment(self, a: Assignment) -> None:
+        self.append_assignments([a])
+
+    def append_assignments(self, batch: Sequence[Assignment]) -> None:
+        """Several assignments in one transaction: all of them are stored or none."""
+        if batch:
+            self.sequence(batch[0].process, lambda view: (batch, None))
+
+    def sequence(self, pid: str, plan: Plan[T]) -> T:
+        """Lock the process's sequencer row (created on first use), let `plan` read the schedule
+        and say what to append, insert it, commit. Nodes scheduling on one process queue on that
+        row, so each sees the previous one's commit: no gap, no duplicate, no fork."""
+        batch: Sequence[Assignment] = ()
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute("INSERT INTO sequencers VALUES (%s) ON CONFLICT DO NOTHING", (pid,))
+                conn.execute("SELECT 1 FROM sequencers WHERE process = %s FOR UPDATE", (pid,))
+                batch, answer = plan(_View(conn, pid))
+                _insert_assignments(conn, batch)
+        except psycopg.errors.UniqueViolation as err:
+            raise BadInput(already_assigned(batch)) from err
+        return answer
+
+    def get_assignment(self, pid: str, slot: int) -> Assignment | None:
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE process = %s AND slot = %s", (pid, slot))
+        return row_to_assignment(row) if row else None
+
+    def assignment_for_message(self, pid: str, mid: str) -> Assignment | None:
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
+                        "WHERE process = %s AND message_id = %s", (pid, mid))
+        return row_to_assignment(row) if row else None
+
+    def assignments(self, pid: str, frm: int = 0, to: int | None = None,
+                    limit: int | None = None) -> list[Assignment]:
+        where, args = _pg_range(frm, to)
+        rows = self._all(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s"
+                         f"{where} ORDER BY slot LIMIT %s", [pid, *args, limit])
+        return [row_to_assignment(r) for r in rows]
+
+    def last_assignment(self, pid: str) -> Assignment | None:
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s "
+                        "ORDER BY slot DESC LIMIT 1", (pid,))
+        return row_to_assignment(row) if row else None
+
+    # -- results and caches ------------------------------------------------------------------
+
+    def _put_recomputable(self, sql: str, args: Sequence[Any]) -> None:
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            conn.execute(sql, args)  # type: ignore[arg-type]
+
+    def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
+        self._put_recomputable(
+            "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+            "SET message_id = excluded.message_id, body = excluded.body",
+            (pid, slot, message_id, cbor2.dumps(result)))
+
+    def get_result(self, pid: str, slot: int) -> dict | None:
+        row = self._one("SELECT body FROM results WHERE process = %s AND slot = %s", (pid, slot))
+        return cbor2.loads(row[0]) if row else None
+
+    def get_result_by_message(self, pid: str, mid: str) -> tuple[int, dict] | None:
+        row = self._one("SELECT slot, body FROM results WHERE process = %s AND message_id = %s "
+                        "ORDER BY slot LIMIT 1", (pid, mid))
+        return (row[0], cbor2.loads(row[1])) if row else None
+
+    def results(self, pid: str, frm: int | None = None, to: int | None = None,
+                limit: int | None = None, descending: bool = False) -> list[tuple[int, dict]]:
+        where, args = _pg_range(frm, to)
+        order = "DESC" if descending else "ASC"
+        rows = self._all(f"SELECT slot, body FROM results WHERE process = %s{where} "
+                         f"ORDER BY slot {order} LIMIT %s", [pid, *args, limit])
+        return [(slot, cbor2.loads(body)) for slot, body in rows]
+
+    def last_result_slot(self, pid: str) -> int | None:
+        row = self._one("SELECT max(slot) FROM results WHERE process = %s", (pid,))
+        return row[0] if row else None
+
+    def put_cache(self, pid: str, slot: int, cache: dict) -> None:
+        self._put_recomputable(
+            "INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+            "SET body = excluded.body", (pid, slot, cbor2.dumps(cache)))
+
+    def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
+        where, args = _pg_range(None, max_slot)
+        row = self._one(f"SELECT slot, body FROM caches WHERE process = %s{where} "
+                        "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        return (row[0], cbor2.loads(row[1])) if row else None
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
+        """The index row and all chunks in one transaction: a reader sees all of it or none."""
+        check_sha256(memory_sha256)
+        chunks = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
+            conn.execute("INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)",
+                         (pid, slot, memory_sha256, len(blob), len(chunks)))
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO snapshot_chunks VALUES (%s, %s, %s, %s)",
+                                [(pid, slot, n, chunk) for n, chunk in enumerate(chunks)])
+
+    def latest_snapshot(self, pid: str,
+                        max_slot: int | None = None) -> tuple[int, str, bytes] | None:
+        """Newest snapshot at or before `max_slot`, read in one statement (one consistent view)."""
+        where, args = _pg_range(None, max_slot)
+        rows = self._all(
+            "SELECT s.slot, s.sha256, s.size, c.bytes FROM snapshots s "
+            "JOIN snapshot_chunks c ON c.process = s.process AND c.slot = s.slot "
+            "WHERE s.process = %s AND s.slot = (SELECT max(slot) FROM snapshots "
+            f"WHERE process = %s{where}) ORDER BY c.n", [pid, pid, *args])
+        if not rows:
+            return None
+        blob = b"".join(bytes(r[3]) for r in rows)
+        if len(blob) != rows[0][2]:
+            raise AONodeError(f"snapshot of {pid} at slot {rows[0][0]} is damaged "
+                              f"({len(blob)} bytes stored, {rows[0][2]} expected)")
+        return rows[0][0], rows[0][1], blob
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    head, sep, tail = dsn.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return dsn
+    scheme, _, creds = head.partition("//")
+    return f"{scheme}//{creds.split(':', 1)[0]}:***@{tail}"

@@ -1,0 +1,58 @@
+"""What the two SQL stores share: the assignment row's columns and decoding, slot ranges, keys.
+
+Both stores keep the same tables under the same column names, so one mapping serves both; only
+the parameter mark differs (`?` in SQLite, `%s` in psycopg).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from aonode.engine.errors import BadInput
+from aonode.engine.message import Message
+from aonode.engine.store.base import Assignment
+
+ASSIGNMENT_COLUMNS = ("process, slot, message_id, timestamp, block_height, block_hash, epoch, "
+                      "hash_chain, message")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def row_to_assignment(row: Sequence[Any]) -> Assignment:
+    process, slot, mid, ts, height, bhash, epoch, chain, body = row
+    return Assignment(process=process, slot=slot, message_id=mid, timestamp=ts,
+                      block_height=height, block_hash=bhash, epoch=epoch, hash_chain=chain,
+                      message=Message.from_cbor(bytes(body)))
+
+
+def assignment_values(a: Assignment, body: bytes) -> tuple[Any, ...]:
+    """The values for ASSIGNMENT_COLUMNS, in order (`body` is the message's CBOR)."""
+    return (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash, a.epoch,
+            a.hash_chain, body)
+
+
+def range_clause(frm: int | None, to: int | None, mark: str = "?") -> tuple[str, list[int]]:
+    """SQL for an inclusive slot range; None leaves that side open."""
+    sql, args = "", []
+    if frm is not None:
+        sql += f" AND slot >= {mark}"
+        args.append(frm)
+    if to is not None:
+        sql += f" AND slot <= {mark}"
+        args.append(to)
+    return sql, args
+
+
+def check_sha256(memory_sha256: str) -> str:
+    """A snapshot's key, refused unless it is a sha256 in hex (it names a file in SQLiteStore)."""
+    if not _SHA256_HEX.match(memory_sha256):
+        raise BadInput(f"memory sha256 must be 64 lowercase hex digits: {memory_sha256!r:.80}")
+    return memory_sha256
+
+
+def already_assigned(batch: Sequence[Assignment]) -> str:
+    """The error text for a batch that hit a unique (process, slot) or (process, message) key."""
+    if not batch:
+        return "nothing to assign"
+    slots = ", ".join(str(a.slot) for a in batch[:5])
+    return f"process {batch[0].process}: slot(s) {slots} or their messages are already assigned"

@@ -1,0 +1,59 @@
+"""What only PostgresStore does, against a throwaway PostgreSQL: migrations, refusing a newer schema,
+nodes starting at once, a clear error when the server is not there."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import psycopg
+import pytest
+
+from aonode.engine.errors import AONodeError
+from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew
+from aonode.engine.store.postgres import PostgresStore
+
+
+def versions(dsn: str) -> list[int]:
+    with psycopg.connect(dsn) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM aonode_schema ORDER BY version")]
+
+
+def test_migrations_apply_once_when_nodes_start_together(pg_dsn: str):
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            stores.append(PostgresStore(pg_dsn, pool_max=2))
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == [] and len(stores) == 4
+    assert versions(pg_dsn) == list(range(1, len(MIGRATIONS) + 1))
+    assert {s.schema_version for s in stores} == {len(MIGRATIONS)}
+    for s in stores:
+        s.close()
+    PostgresStore(pg_dsn).close()  # a restart on a current schema changes nothing
+    assert versions(pg_dsn) == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_a_newer_schema_is_refused(pg_dsn: str):
+    PostgresStore(pg_dsn).close()
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO aonode_schema (version) VALUES (%s)", (len(MIGRATIONS) + 5,))
+    with pytest.raises(SchemaTooNew, match=f"version {len(MIGRATIONS) + 5}, newer than this aonode"):
+        PostgresStore(pg_dsn)
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password():
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(AONodeError, match="cannot reach PostgreSQL") as caught:
+        PostgresStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db", connect_timeout=2)
+    assert "s3cret" not in str(caught.value) and "u:***@" in str(caught.value)
