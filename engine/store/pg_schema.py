@@ -42,6 +42,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (process, slot, n),
             FOREIGN KEY (process, slot) REFERENCES snapshots ON DELETE CASCADE)""",
     ),
+    # 2: compute leases (engine/leases.py): which node computes a process, until when (server clock).
+    (
+        """CREATE TABLE leases (
+            process text PRIMARY KEY, owner text NOT NULL,
+            expires_at timestamptz NOT NULL)""",
+    ),
 )
 
 
