@@ -1,4 +1,4 @@
-"""Signed-message ingest and read latency through the legacy API (server/legacy_api.py).
+"""Signed-message ingest and read latency through the legacy API (server/legacy/).
 
 1. Ingest: pre-signed ANS-104 items (RSA-4096, as aoconnect signs) POSTed concurrently; each is
    parsed, verified and durably scheduled before the answer (no evaluation). Measured on the
@@ -65,7 +65,7 @@ def serve(port: int, data_dir: str) -> None:
     """The node with the legacy API mounted, as an operator would run it."""
     from aonode.engine.node import Node
     from aonode.server.app import create_app
-    from aonode.server.legacy_api import legacy_routes
+    from aonode.server.legacy import routes as legacy_routes
     from aonode.server.serve import hypercorn_config, run_until
 
     node = Node(Path(data_dir), dev=False)

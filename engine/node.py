@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from aonode.engine.answers import Assignment, Clock, ProcessMemory, SlotResult
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.base import ProcessConfig, ProcessState, SlotContext, SnapshotMode
 from aonode.engine.devices import cron, poda
@@ -28,6 +29,7 @@ from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.message import Message
 from aonode.engine.store.sqlite import SQLiteStore
 from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm.snapshot import Snapshot
 
 VERSION = "0.1.0"
 
@@ -416,3 +418,67 @@ class Node:
             self._evict(pid, state)
         self.processes.flush()  # periodic snapshots still being hashed and stored in the background
         self.store.close()
+
+    # == Queries (issue 9, server side) ============================================================
+    # Every read server/ makes beyond the HyperBEAM methods above, typed in engine/answers.py and
+    # declared in server/api.py's NodeAPI. Keep this block together when node.py is split up.
+    # (`message(mid)`, a message this node holds, is above with the router interface.)
+    def definition(self, pid: str) -> Message:
+        """The process's definition (its spawn message); NotFound for a process not on this node."""
+        return self._definition(pid)
+
+    def assignment(self, pid: str, slot: int) -> Assignment | None:
+        """The assignment at `slot` of `pid`; None when that slot is not scheduled."""
+        self._definition(pid)
+        return self.store.get_assignment(pid, slot)
+
+    def assignment_of(self, pid: str, mid: str) -> Assignment | None:
+        """Where message `mid` sits in `pid`'s schedule; None when it is not scheduled there."""
+        self._definition(pid)
+        return self.store.assignment_for_message(pid, mid)
+
+    def assignments_after(self, pid: str, timestamp: int | None, limit: int) -> list[Assignment]:
+        """Up to `limit` assignments in slot order, from the first one stamped after `timestamp`
+        (ms; None: from slot 0). Timestamps never decrease along slots, so a bisection finds it."""
+        self._definition(pid)
+        start = 0
+        if timestamp is not None:
+            last = self.store.last_assignment(pid)
+            low, high = 0, (last.slot + 1 if last else 0)
+            while low < high:
+                mid = (low + high) // 2
+                a = self.store.get_assignment(pid, mid)
+                if a is not None and a.timestamp > timestamp:
+                    high = mid
+                else:
+                    low = mid + 1
+            start = low
+        return self.store.assignments(pid, start, None, limit)
+
+    def result_of(self, pid: str, mid: str) -> SlotResult | None:
+        """The stored result of message `mid` on `pid`; None when not scheduled there or not computed."""
+        self._definition(pid)
+        found = self.store.get_result_by_message(pid, mid)
+        return None if found is None else SlotResult(found[0], found[1])
+
+    def results(self, pid: str, frm: int | None, to: int | None, limit: int,
+                descending: bool = False) -> list[SlotResult]:
+        """Up to `limit` stored results of slots `frm`..`to` (inclusive; None: open), in slot order
+        or reversed. Nothing is computed: call `compute` first for slots not evaluated yet."""
+        self._definition(pid)
+        return [SlotResult(slot, result) for slot, result in self.store.results(pid, frm, to, limit, descending)]
+
+    def memory(self, pid: str) -> ProcessMemory:
+        """The process's linear memory at its last computed slot (snapshotted first, nothing computed)."""
+        taken = self.snapshot(pid)
+        found = self.store.latest_snapshot(pid, taken["slot"])
+        if found is None:
+            raise NotFound(f"{pid} has no snapshot")
+        slot, _, blob = found
+        a = self.store.get_assignment(pid, slot)
+        return ProcessMemory(slot, a.timestamp if a else 0, a.block_height if a else 0,
+                             Snapshot.from_bytes(blob).raw())
+
+    def clock(self) -> Clock:
+        """What the scheduler would stamp a new assignment with now."""
+        return Clock(self.scheduler.clock(), self.scheduler.block_height())

@@ -37,7 +37,7 @@ class Encoded:
 
 def wants_json(accept: str | None) -> bool:
     """True when the Accept header names JSON explicitly (not just `*/*`)."""
-    return bool(accept) and "application/json" in accept.lower()
+    return accept is not None and "application/json" in accept.lower()
 
 
 def encode(value: Any, *, as_json: bool = False) -> Encoded:

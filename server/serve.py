@@ -15,7 +15,10 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
+from aonode.engine.message import Message
+from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
+from aonode.server.state import server_of_app
 
 GRACEFUL_SECONDS = 30.0
 DEMO_MARKER = "demo-process.txt"
@@ -96,24 +99,22 @@ async def _main(app: Starlette, config: Config) -> None:
     stop = asyncio.Event()
     _stop_on_signals(asyncio.get_running_loop(), stop)
     await run_until(app, config, stop)
-    server = app.state.server
+    server = server_of_app(app)
     while server.in_flight():  # a compute past hypercorn's graceful timeout still ends its message
         await asyncio.sleep(0.05)
 
 
-def ensure_demo_process(node: object, data_dir: Path) -> str:
+def ensure_demo_process(node: NodeAPI, data_dir: Path) -> str:
     """Spawn the demo token once per data directory; later starts reuse it."""
-    from aonode.engine.message import Message
-
     marker = data_dir / DEMO_MARKER
     if marker.exists():
         pid = marker.read_text().strip()
-        if pid in node.info()["processes"]:  # type: ignore[attr-defined]
+        if pid in node.info()["processes"]:
             return pid
-    msg = Message.create(owner=node.address, tags=[("Module", DEMO_MODULE), ("Name", "aonode-demo-token"),  # type: ignore[attr-defined]
+    msg = Message.create(owner=node.address, tags=[("Module", DEMO_MODULE), ("Name", "aonode-demo-token"),
                                                     ("On-Boot", "Data")], data=DEMO_TOKEN_LUA)
-    pid = node.spawn(msg)["process"]  # type: ignore[attr-defined]
-    node.now(pid)  # type: ignore[attr-defined]
+    pid = node.spawn(msg)["process"]
+    node.now(pid)
     marker.write_text(pid + "\n")
     return pid
 

@@ -1,4 +1,4 @@
-"""The legacy MU/CU/SU/gateway API (server/legacy_api.py) against a real hypercorn server and Node.
+"""The legacy MU/CU/SU/gateway API (server/legacy/) against a real hypercorn server and Node.
 
 Everything is posted as real signed ANS-104 items (RSA wallet), the node runs without --dev, and the
 process is the real aos2_0_6 image, so results are what AOS itself printed.

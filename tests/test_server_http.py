@@ -271,7 +271,7 @@ def test_data_dir_is_reused(tmp_path: Path) -> None:
 
 
 def test_legacy_routes_are_mounted_by_default(c: httpx.Client, pid: str) -> None:
-    """The legacy CU/MU/SU API (server/legacy_api.py, tested in test_legacy_api.py) is on by default."""
+    """The legacy CU/MU/SU API (server/legacy/, tested in test_legacy_api.py) is on by default."""
     assert c.get("/timestamp").json()["timestamp"] > 0
     assert c.get(f"/results/{pid}").status_code == 200
     assert c.get(f"/{pid}~process@1.0/slot").status_code == 200  # and never shadows the device paths

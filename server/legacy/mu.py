@@ -1,0 +1,50 @@
+"""MU `POST /`: a signed data item is a spawn (tag `Type: Process`) or a message for its Target;
+`?assign=<id>&process-id=<pid>` schedules a message this node already holds onto another process."""
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from aonode.engine.answers import AssignmentJSON
+from aonode.engine.ans104 import DataItem
+from aonode.engine.errors import BadInput, NotFound
+from aonode.server.api import NodeAPI
+from aonode.server.codec import read_body, verified_data_item
+from aonode.server.legacy.common import checked_id, compute, json_response, process_id, quick
+from aonode.server.state import server_of
+
+
+def _is_spawn(item: DataItem) -> bool:
+    return (item.tag("Type") or "").lower() == "process"
+
+
+def _write_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
+    msg = item.to_message()
+    if _is_spawn(item):
+        return node.spawn(msg)
+    if not msg.target:
+        raise BadInput("a message needs a Target (the process id); a process needs the tag Type: Process")
+    return node.schedule(msg.target, msg)
+
+
+def _assign(node: NodeAPI, pid: str, mid: str) -> AssignmentJSON:
+    """aoconnect's assign(): schedule a message this node already holds on another process."""
+    msg = node.message(mid)
+    if msg is None:
+        raise NotFound(f"no message {mid} on this node to assign")
+    return node.schedule(pid, msg)
+
+
+async def post_item(request: Request) -> Response:
+    server = server_of(request)
+    assign = request.query_params.get("assign")
+    if assign is not None:
+        assignment = await quick(request, _assign, server.node, process_id(request), checked_id(assign, "assign"))
+        return json_response({"id": assignment["message"], "message": "Processing assignment",
+                              "timestamp": assignment["timestamp"], "slot": assignment["slot"],
+                              "process": assignment["process"]})
+    item = verified_data_item(await read_body(request, server.limits.max_body))
+    gate = compute if _is_spawn(item) else quick  # a spawn loads (compiles) the image first
+    assignment = await gate(request, _write_item, server.node, item)
+    return json_response({"id": item.id, "message": "Processing DataItem", "timestamp": assignment["timestamp"],
+                          "slot": assignment["slot"], "process": assignment["process"]})
