@@ -77,7 +77,7 @@ def serve(port: int, data_dir: str) -> None:
 
 
 def setup_token(http: httpx.Client, wallet: object, scheduler: str) -> str:
-    from aonode.engine.client import build_message, build_spawn, new_anchor
+    from aonode.server.cli.client import build_message, build_spawn, new_anchor
 
     spawned = http.post("/", content=build_spawn(wallet, module=AOS_MODULE_ID, scheduler=scheduler).raw,  # type: ignore[arg-type]
                         headers=OCTET)
@@ -92,7 +92,7 @@ def setup_token(http: httpx.Client, wallet: object, scheduler: str) -> str:
 
 
 def sign_many(wallet: object, pid: str, count: int, label: str) -> list[bytes]:
-    from aonode.engine.client import build_message, new_anchor
+    from aonode.server.cli.client import build_message, new_anchor
 
     return [build_message(wallet, process=pid, tags=[("Action", "Ping"), ("Bench", label)],  # type: ignore[arg-type]
                           data=f"{label}-{i}", anchor=new_anchor()).raw for i in range(count)]

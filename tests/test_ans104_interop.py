@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.ans104 import DataItem, build_and_sign
-from aonode.engine.client import build_message, merge_tags, new_anchor, parse_tag, resolve_module, schedule_url
+from aonode.server.cli.client import build_message, merge_tags, new_anchor, parse_tag, resolve_module, schedule_url
 from aonode.engine.crypto import Wallet, b64url_decode
 from aonode.engine.errors import BadInput
 from aonode.server.cli import main as cli_main

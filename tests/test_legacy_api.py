@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from aonode.engine.ans104 import DataItem, build_and_sign
-from aonode.engine.client import build_message, build_spawn, new_anchor
+from aonode.server.cli.client import build_message, build_spawn, new_anchor
 from aonode.engine.crypto import Wallet
 from aonode.engine.node import Node
 from aonode.server.app import create_app

@@ -19,6 +19,7 @@ import httpx
 from aonode.engine.ans104 import DataItem, Tag, build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
+from aonode.modules import catalogue
 
 DEFAULT_NODE = "http://127.0.0.1:8734"
 VARIANT = "ao.TN.1"
@@ -105,8 +106,6 @@ def node_address(node: str) -> str:
 
 def resolve_module(ref: str | None) -> str:
     """A module id: the argument itself when it is an id, else the catalogue's id for that name."""
-    from aonode.modules import catalogue
-
     ref = ref or catalogue.default_name()
     if catalogue.MODULE_ID.match(ref):
         return ref

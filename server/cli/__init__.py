@@ -1,0 +1,44 @@
+"""The `aonode` command: one module per command group, each registering its sub-commands.
+
+- serve.py   `aonode serve`: the HTTP node (the composition root is server/serve.py)
+- eval.py    `aonode eval`: an in-memory process for trying Lua against an image
+- client.py  `aonode spawn` / `aonode send`: sign items with a wallet and post them to a node
+- module.py  `aonode module list|fetch|add`: the image catalogue on this machine
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aonode.server.cli import client, module, serve
+from aonode.server.cli import eval as evaluate  # (not to shadow the builtin)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aonode", description="An AO compute node.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (serve, evaluate, module, client):
+        group.add_commands(sub)
+    return parser
+
+
+def _log_to_stderr() -> None:
+    """aonode's own notices (one-time preparations, warnings) on stderr; stdout stays for results."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("aonode: %(message)s"))
+    root = logging.getLogger("aonode")
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _log_to_stderr()
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "eval" and not any(e.startswith("-") for e in extra):
+        args.code += extra  # Lua code after an option: `eval MODULE --snapshot-in F 'return X'`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return int(args.func(args) or 0)

@@ -1,0 +1,26 @@
+"""`aonode serve`: run the HTTP node (server/serve.py builds it and serves it)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser("serve", help="run the HTTP node")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8734)
+    serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
+    serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
+    serve.add_argument("--demo", action="store_true",
+                       help="spawn a token process from the default AOS module on first start and print how to read it")
+    serve.add_argument("--cron-every", type=float, default=1.0, metavar="SECONDS",
+                       help="how often cron processes are ticked without any traffic (0: only when messages come)")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aonode.server.serve import serve  # hypercorn and the engine load only for this command
+
+    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
+          cron_every=args.cron_every)
+    return 0
