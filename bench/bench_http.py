@@ -1,6 +1,7 @@
 """HTTP read throughput: `GET /<pid>~process@1.0/now/cache/<key>` on a process with nothing new
-scheduled, next to a bare Starlette route on the same hypercorn configuration (target: ≥ 0.8× its
-requests/s) and next to a dry-run through the wasm device (target: the read ≥ 50× faster).
+scheduled, its answer signed by the node (server/signing.py), next to a bare Starlette route on the
+same hypercorn configuration (target: ≥ 0.8× its requests/s), next to the same node app with
+unsigned answers, and next to a dry-run through the wasm device (target: the read ≥ 50× faster).
 
 Every server runs in its own process and the load generator in another one: `wrk` when it is
 installed (apt-get install wrk), otherwise the small asyncio keep-alive client in this file.
@@ -68,6 +69,20 @@ def serve_bare(port: int) -> None:
 
     app = Starlette(routes=[Route("/bare", bare)])
     asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+
+
+def serve_unsigned(port: int, data_dir: str) -> None:
+    """The same node app with its answers left unsigned: what signing (server/signing.py) costs."""
+    from aonode.engine.node import Node
+    from aonode.server.app import create_app
+    from aonode.server.serve import hypercorn_config, run_until
+
+    node = Node(Path(data_dir), dev=True)
+    try:
+        app = create_app(node, dev=True, sign_answers=False)
+        asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+    finally:
+        node.close()
 
 
 def free_port() -> int:
@@ -230,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-unsigned", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -237,37 +253,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
+    if args.serve_unsigned:
+        serve_unsigned(int(args.serve_unsigned[0]), args.serve_unsigned[1])
+        return 0
     if args.load:
         body = args.body.encode() if args.body is not None else None
         print(json.dumps(asyncio.run(_load(args.load, args.seconds, args.connections, body))))
         return 0
 
     client, _ = load_generator(args)
-    with tempfile.TemporaryDirectory() as tmp:
-        node_port, bare_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as tmp_unsigned:
+        node_port, bare_port, unsigned_port = free_port(), free_port(), free_port()
         node_url, bare_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{bare_port}"
+        unsigned_url = f"http://127.0.0.1:{unsigned_port}"
         node_proc = start([sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(node_port),
                            "--data-dir", tmp], node_url + "/~meta@1.0/info")
         bare_proc = start([sys.executable, str(HERE), "--serve-bare", str(bare_port)], bare_url + "/bare")
+        unsigned_proc = start([sys.executable, str(HERE), "--serve-unsigned", str(unsigned_port), tmp_unsigned],
+                              unsigned_url + "/~meta@1.0/info")
         try:
             pid = setup_token(node_url)
             base = f"{node_url}/{pid}~process@1.0"
+            unsigned_base = f"{unsigned_url}/{setup_token(unsigned_url)}~process@1.0"
             rows = measure_interleaved([
-                ("GET /now/cache/totalsupply (aonode)", f"{base}/now/cache/totalsupply"),
-                ("GET /compute/cache/totalsupply (aonode)", f"{base}/compute/cache/totalsupply"),
+                ("GET /now/cache/totalsupply (aonode, signed)", f"{base}/now/cache/totalsupply"),
+                ("GET /compute/cache/totalsupply (aonode, signed)", f"{base}/compute/cache/totalsupply"),
                 ("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare"),
+                ("GET /now/cache/totalsupply (aonode, unsigned)", f"{unsigned_base}/now/cache/totalsupply"),
             ], args)
             body = json.dumps({"Tags": [{"name": "Action", "value": "Balance"}]}).encode()
             rows.append(measure_two_connections("GET /now/cache/totalsupply", f"{base}/now/cache/totalsupply", args))
             rows.append(measure_two_connections("POST /dry-run Action=Balance (wasm)",
                                                 f"{node_url}/dry-run?process-id={pid}", args, body))
         finally:
-            for proc in (node_proc, bare_proc):
+            for proc in (node_proc, bare_proc, unsigned_proc):
                 proc.terminate()
                 proc.wait(timeout=120)
     print_table(rows, client, args)
-    now, bare, now2, dry = rows[0], rows[2], rows[3], rows[4]
-    print(f"\nnow-read / bare Starlette: {now.rps / bare.rps:.2f}x requests/s   (target >= 0.80x)")
+    now, bare, unsigned, now2, dry = rows[0], rows[2], rows[3], rows[4], rows[5]
+    print(f"\nnow-read (signed) / bare Starlette: {now.rps / bare.rps:.2f}x requests/s   (target >= 0.80x)")
+    print(f"now-read signed / unsigned: {now.rps / unsigned.rps:.2f}x requests/s")
     if dry.rps:
         print(f"now-read / dry-run (2 connections each): {now2.rps / dry.rps:.0f}x requests/s, "
               f"p50 latency {dry.p50_ms / now2.p50_ms:.0f}x lower   (target >= 50x)")

@@ -2,8 +2,9 @@
 
 1. Ingest: pre-signed ANS-104 items (RSA-4096, as aoconnect signs) POSTed concurrently; each is
    parsed, verified and durably scheduled before the answer (no evaluation). Measured on the
-   legacy MU route `POST /` and on the HyperBEAM route `POST /<pid>~process@1.0/schedule`, next to
-   the in-process parse+verify rate (the ceiling the crypto sets).
+   legacy MU route `POST /` and on the HyperBEAM route `POST /<pid>~process@1.0/schedule`, there also
+   with the same messages as httpsig@1.0 (RFC 9421 rsa-pss-sha512), next to the in-process
+   parse+verify rate (the ceiling the crypto sets).
 2. Reads of one value, one keep-alive connection, sequential: a dry-run (`POST /dry-run`, the
    legacy way: a wasm evaluation per read) against `GET /<pid>~process@1.0/now/cache/balances/<addr>`
    (a patched-cache read); both must answer the same balance.
@@ -98,19 +99,31 @@ def sign_many(wallet: object, pid: str, count: int, label: str) -> list[bytes]:
                           data=f"{label}-{i}", anchor=new_anchor()).raw for i in range(count)]
 
 
-async def _post_all(url: str, bodies: list[bytes], connections: int) -> Row:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+def sign_many_httpsig(wallet: object, pid: str, count: int) -> list[tuple[dict[str, str], bytes]]:
+    """httpsig@1.0 messages (RFC 9421, rsa-pss-sha512) with the same content as `sign_many`'s."""
+    from aonode.engine import httpsig
+
+    out = []
+    for i in range(count):
+        req = httpsig.signed_message(wallet, {"action": b"Ping", "bench": b"httpsig", "target": pid.encode(),  # type: ignore[arg-type]
+                                              "data": f"httpsig-{i}".encode()})
+        out.append((dict(req.headers), req.body))
+    return out
+
+
+async def _post_all(url: str, bodies: list[bytes] | list[tuple[dict[str, str], bytes]], connections: int) -> Row:
+    queue: asyncio.Queue[tuple[dict[str, str], bytes]] = asyncio.Queue()
     for body in bodies:
-        queue.put_nowait(body)
+        queue.put_nowait(body if isinstance(body, tuple) else (OCTET, body))
     latencies: list[float] = []
     failures: list[str] = []
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
         async def worker() -> None:
             while not queue.empty():
-                body = queue.get_nowait()
+                headers, body = queue.get_nowait()
                 t0 = time.perf_counter()
-                answer = await client.post(url, content=body, headers=OCTET)
+                answer = await client.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - t0)
                 if answer.status_code != 200:
                     failures.append(answer.text[:200])
@@ -123,7 +136,7 @@ async def _post_all(url: str, bodies: list[bytes], connections: int) -> Row:
     return Row("", len(bodies), elapsed, latencies)
 
 
-def ingest(url: str, bodies: list[bytes], connections: int, name: str) -> Row:
+def ingest(url: str, bodies: list[bytes] | list[tuple[dict[str, str], bytes]], connections: int, name: str) -> Row:
     row = asyncio.run(_post_all(url, bodies, connections))
     row.name = name
     return row
@@ -208,22 +221,25 @@ def main(argv: list[str] | None = None) -> int:
                 wallet = Wallet.generate("rsa")
                 pid = setup_token(http, wallet, address)
                 reads = read_latency(http, pid, wallet.address, args.reads)
-                print(f"signing {2 * args.messages} RSA-4096 items ...", file=sys.stderr)
+                print(f"signing {3 * args.messages} RSA-4096 items/messages ...", file=sys.stderr)
                 legacy_items = sign_many(wallet, pid, args.messages, "mu")
                 hb_items = sign_many(wallet, pid, args.messages, "hb")
+                httpsig_items = sign_many_httpsig(wallet, pid, args.messages)
                 before = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
                 ingests = [
                     ingest(f"{base}/", legacy_items, args.connections, "POST / (legacy MU): verify + schedule"),
                     ingest(f"{base}/{pid}~process@1.0/schedule", hb_items, args.connections,
                            "POST /<pid>~process@1.0/schedule: verify + schedule"),
+                    ingest(f"{base}/{pid}~process@1.0/schedule", httpsig_items, args.connections,
+                           "POST /<pid>~process@1.0/schedule httpsig@1.0: verify + schedule"),
                     verify_in_process(legacy_items),
                 ]
                 after = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
         finally:
             proc.terminate()
             proc.wait(timeout=120)
-    if after - before != 2 * args.messages:
-        raise RuntimeError(f"expected {2 * args.messages} new slots, got {after - before}")
+    if after - before != 3 * args.messages:
+        raise RuntimeError(f"expected {3 * args.messages} new slots, got {after - before}")
     print_table(f"ingest: {args.messages} signed items per route, {args.connections} connections", ingests, "items/s")
     print_table("reads of the same balance: one connection, sequential", reads, "reads/s")
     ratio = statistics.median(reads[0].latencies) / statistics.median(reads[1].latencies)

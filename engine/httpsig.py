@@ -340,8 +340,13 @@ def encode(fields: Mapping[str, Value]) -> tuple[list[tuple[str, str]], bytes]:
         headers["body-keys"] = ", ".join(json.dumps(p[0]) for p in parts)
         headers["content-type"], body = build_multipart(parts)
     if body:
-        headers["content-digest"] = f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+        headers["content-digest"] = content_digest(body)
     return sorted(headers.items()), body
+
+
+def content_digest(body: bytes) -> str:
+    """The RFC 9530 `content-digest` field of `body` (sha-256, standard base64)."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 
 def _nested_parts(key: str, value: Mapping[str, Value]) -> list[tuple[str, dict[str, bytes], bytes]]:

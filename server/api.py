@@ -12,11 +12,13 @@ from aonode.engine.answers import (
     Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory, ProcessView, SchedulePage,
     SlotInfo, SlotResult, SnapshotInfo,
 )
+from aonode.engine.crypto import Wallet
 from aonode.engine.message import Message
 
 
 class NodeAPI(Protocol):
     address: str  # the node wallet's address: the scheduler a spawn here names
+    wallet: Wallet  # signs every answer (server/signing.py)
 
     # -- HyperBEAM-style (process@1.0, scheduler@1.0, meta@1.0) -----------------------------------
     def info(self) -> NodeInfo: ...

@@ -2,9 +2,9 @@
 
 Every decision about processes lives in `aonode.engine`; the route modules only map HTTP onto
 NodeAPI calls (server/api.py) through the two pools of server/gates.py. The route table is a list
-of route lists, one per module, in match order: the device paths first (the hot read path
-matches at once), then the legacy MU/CU/SU/gateway routes, then any `extra_routes`, and the
-HyperBEAM catch-all last. A new group of routes is one more list here.
+of route lists, one per module, in match order: HyperBEAM's own verbs (server/hyperbeam.py), the
+device paths (the hot read path matches at once), then the legacy MU/CU/SU/gateway routes, then
+any `extra_routes`, and the HyperBEAM catch-all last. A new group of routes is one more list here.
 
 Cron processes are ticked every `cron_every` seconds while the app is served (Server.run_crons).
 """
@@ -25,9 +25,10 @@ from starlette.routing import BaseRoute
 from starlette.types import Message as ASGIMessage, Receive, Scope, Send
 
 from aonode.engine.errors import AONodeError, Busy
-from aonode.server import codec, device_paths, legacy
+from aonode.server import codec, device_paths, hyperbeam, legacy
 from aonode.server.api import NodeAPI
 from aonode.server.gates import Limits
+from aonode.server.signing import EXPOSED, SignedResponses
 from aonode.server.state import Server
 
 __all__ = ["CRON_EVERY_SECONDS", "Limits", "NodeAPI", "Server", "create_app", "error_response"]
@@ -94,7 +95,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,
                with_legacy: bool = True, extra_routes: list[BaseRoute] | None = None,
-               cron_every: float = CRON_EVERY_SECONDS) -> Starlette:
+               cron_every: float = CRON_EVERY_SECONDS, sign_answers: bool = True) -> Starlette:
     """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths.
     While it is served, cron processes are ticked every `cron_every` seconds (0: only when messages come)."""
     server = Server(node, dev=dev, limits=limits or Limits())
@@ -112,13 +113,16 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
     }
     first, catch_all = device_paths.routes(server)
     route_lists: list[list[BaseRoute]] = [
+        hyperbeam.routes(server),  # /push, scheduler and relay devices, POST reads, key=value segments
         first,
         legacy.routes() if with_legacy else [],
         extra_routes or [],
         catch_all,
     ]
     middleware = [Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-                             expose_headers=["Retry-After", "Content-Length"], max_age=86400)]
+                             expose_headers=["Retry-After", "Content-Length", *EXPOSED], max_age=86400)]
+    if sign_answers:  # every answer signed by the node wallet (server/signing.py)
+        middleware.append(Middleware(SignedResponses, wallet=node.wallet))
     app = Starlette(routes=[route for routes in route_lists for route in routes], middleware=middleware,
                     exception_handlers=handlers, lifespan=lifespan)
     app.state.server = server

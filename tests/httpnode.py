@@ -149,3 +149,21 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
 def c(srv: HttpNode) -> Iterator[httpx.Client]:
     with srv.client() as client:
         yield client
+
+
+@contextmanager
+def peer_flow(script: Path, data_dir: Path, *args: str, timeout: float = 600) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
+    """`aonode serve` (no --dev), then a JS peer `node SCRIPT URL *ARGS` against it: the peer's last
+    stdout line as JSON, and a client on the still-running node for assertions on what it recorded."""
+    import json
+    import shutil
+
+    node_bin = shutil.which("node")
+    assert node_bin, "node is required for the interop tests (the CI installs it with the JS peers)"
+    with cli_node(data_dir) as (url, _proc):
+        done = subprocess.run([node_bin, str(script), url, *args], cwd=script.parents[2], capture_output=True,
+                              text=True, timeout=timeout)
+        assert done.returncode == 0, done.stdout + done.stderr
+        with httpx.Client(base_url=url, timeout=120) as http:
+            yield json.loads(done.stdout.strip().splitlines()[-1]), http
+

@@ -7,9 +7,6 @@ on what it saw and, over HTTP, on what the node recorded.
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.httpnode import cli_node
+from tests.httpnode import peer_flow
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "aoconnect_flow.mjs"
@@ -30,14 +27,8 @@ Flow = tuple[dict[str, Any], httpx.Client]
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
-    node_bin = shutil.which("node")
-    assert node_bin, "node is required for the interop tests (the CI installs it with the JS peers)"
-    with cli_node(tmp_path_factory.mktemp("aoconnect-node")) as (url, _proc):
-        done = subprocess.run([node_bin, str(PEER), url, AOS_MODULE_ID], cwd=REPO, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stdout + done.stderr
-        with httpx.Client(base_url=url, timeout=120) as http:
-            yield json.loads(done.stdout.strip().splitlines()[-1]), http
+    with peer_flow(PEER, tmp_path_factory.mktemp("aoconnect-node"), AOS_MODULE_ID) as seen:
+        yield seen
 
 
 def _current_slot(http: httpx.Client, pid: str) -> int:

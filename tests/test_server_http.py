@@ -199,10 +199,13 @@ def test_a_message_the_process_rejects_is_an_error_result_not_a_500(c: httpx.Cli
 
 def test_methods(c: httpx.Client, pid: str) -> None:
     assert c.put(f"/{pid}~process@1.0/now").status_code == 405
-    wrong_post = c.post(f"/{pid}~process@1.0/compute", json=eval_body("return 1"))
-    assert wrong_post.status_code == 405 and wrong_post.json()["error"]
+    # POST on a read path reads, as HyperBEAM answers it (the body is the caller's request message).
+    read_post = c.post(f"/{pid}~process@1.0/compute", json=eval_body("return 1"))
+    assert read_post.status_code == 200 and read_post.json() == c.get(f"/{pid}~process@1.0/compute").json()
+    wrong_put = c.put(f"/{pid}~process@1.0/compute", json=eval_body("return 1"))
+    assert wrong_put.status_code == 405 and wrong_put.json()["error"]
     # Refused before its body was read: the connection is closed, so the client does not reuse it.
-    assert wrong_post.headers["connection"] == "close"
+    assert wrong_put.headers["connection"] == "close"
     assert c.post("/favicon.ico", content=b"x" * 100).headers["connection"] == "close"
     assert c.get(f"/{pid}~process@1.0/slot").status_code == 200
     assert c.get("/~process@1.0/schedule").status_code == 405

@@ -1,0 +1,85 @@
+"""Signed answers: every response the node gives carries an httpsig@1.0 signature by its wallet.
+
+The signed fields are the answer itself: `ao-result: body` (the single returned key is the body),
+`content-type`, and `content-digest` binding the body bytes; any RFC 9421 verifier checks them with the
+`keyid` (the node's public key), and the node's address is base64url(sha256(keyid)).
+
+A state at a slot never changes, and neither does the answer to a read of it, so signatures are kept
+by what they cover (status, content type, sha-256 of the body): a repeated read costs one hash and
+one dictionary lookup instead of an RSA signature. Answers a route already signed pass through.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aonode.engine import httpsig
+from aonode.engine.crypto import Wallet
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CACHE_SIZE = 4096
+# Answer fields a browser's fetch may read (CORS): the signature and the fields it covers.
+EXPOSED = ("signature", "signature-input", "content-digest", "ao-result", "ao-types", "process", "slot")
+
+
+class SignatureCache:
+    """Signature headers by (status, content type, body sha-256); least recently used go first."""
+
+    def __init__(self, wallet: Wallet, size: int = CACHE_SIZE) -> None:
+        self.wallet = wallet
+        self.size = size
+        self._entries: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, bytes]]] = OrderedDict()
+
+    def headers_for(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+        key = (status, content_type, hashlib.sha256(body).digest())
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+            return found
+        fields = [("ao-result", "body"),
+                  ("content-digest", httpsig.content_digest(body))]
+        if content_type:
+            fields.append(("content-type", content_type.decode("latin-1")))
+        signed = httpsig.sign(self.wallet, fields, body=body, status=status)
+        made = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed if k != "content-type"]
+        self._entries[key] = made
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return made
+
+
+class SignedResponses:
+    """ASGI middleware adding the node's signature to every complete (non-streamed) answer."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], wallet: Wallet) -> None:
+        self.app = app
+        self.cache = SignatureCache(wallet)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        head = scope["method"] == "HEAD"
+        start: Message | None = None
+
+        async def send_signed(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if start is not None and message["type"] == "http.response.body":
+                pending, start = start, None
+                headers = list(pending.get("headers", ()))
+                if not head and not message.get("more_body") and not any(k == b"signature" for k, _ in headers):
+                    content_type = next((v for k, v in headers if k == b"content-type"), b"")
+                    headers += self.cache.headers_for(pending["status"], content_type, message.get("body", b""))
+                await send({**pending, "headers": headers})
+            await send(message)
+
+        await self.app(scope, receive, send_signed)

@@ -1,0 +1,149 @@
+"""HyperBEAM's paths on a real hypercorn node without --dev: /push with httpsig and ANS-104 messages,
+replays, refusals, the scheduler and relay devices, key=value segments, and signed answers."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from aonode.engine import httpsig
+from aonode.engine.ans104 import build_and_sign
+from aonode.engine.crypto import Wallet
+from tests.httpnode import HttpNode, http_node
+
+EVAL = b"Counter = (Counter or 0) + 1\nSend({ device = 'patch@1.0', cache = { counter = Counter } })"
+
+
+@pytest.fixture(scope="module")
+def hb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
+    with http_node(tmp_path_factory.mktemp("hb-node"), dev=False) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def wallet() -> Wallet:
+    return Wallet.generate("rsa")
+
+
+def _send(http: httpx.Client, req: httpsig.Request) -> httpx.Response:
+    return http.request(req.method, req.url, headers=list(req.headers), content=req.body)
+
+
+def _verified_answer(node: HttpNode, resp: httpx.Response) -> httpsig.Decoded:
+    decoded = httpsig.decode(httpsig.Request("GET", str(resp.url), tuple(resp.headers.multi_items()),
+                                             resp.content, status=resp.status_code))
+    assert decoded.signer is not None and decoded.signer.committer == node.node.address
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def pid(hb: HttpNode, wallet: Wallet) -> str:
+    spawn = httpsig.signed_message(wallet, {
+        "type": b"Process", "data-protocol": b"ao", "variant": b"ao.N.1", "module": b"aos2_0_6",
+        "scheduler": hb.node.address.encode(), "device": b"process@1.0",
+        "device-stack": [b"genesis-wasm@1.0", b"patch@1.0"], "execution-device": b"stack@1.0",
+        "name": b"httpsig-spawn",
+    }, url=f"{hb.url}/push")
+    with hb.client() as http:
+        resp = _send(http, spawn)
+        assert resp.status_code == 200, resp.text
+        _verified_answer(hb, resp)
+        return resp.headers["process"]
+
+
+def _eval(wallet: Wallet, hb: HttpNode, pid: str, code: bytes = EVAL) -> httpsig.Request:
+    return httpsig.signed_message(wallet, {"action": b"Eval", "target": pid.encode(), "data": code},
+                                  url=f"{hb.url}/{pid}~process@1.0/push")
+
+
+def test_unsigned_pushes_are_refused(hb: HttpNode, pid: str) -> None:
+    with hb.client() as http:
+        assert http.post("/push", headers={"type": "Process", "module": "aos2_0_6"}).status_code == 401
+        resp = http.post(f"/{pid}~process@1.0/push", headers={"action": "Eval"}, content=b"return 1")
+        assert resp.status_code == 401 and "signed" in resp.json()["error"]
+
+
+def test_httpsig_push_schedules_computes_and_replays_to_its_slot(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    first = _eval(wallet, hb, pid)
+    with hb.client() as http:
+        resp = _send(http, first)
+        assert resp.status_code == 200, resp.text
+        answer = _verified_answer(hb, resp)
+        slot = answer.fields["slot"]
+        assert isinstance(slot, int) and slot >= 1 and resp.json()["results"].get("Error") is None
+        again = _send(http, first)  # the same signed message: its original slot, nothing new
+        assert again.json()["slot"] == slot and http.get(f"/{pid}/slot/current").text == str(slot)
+        counter = http.get(f"/{pid}~process@1.0/now/cache/counter").text
+        flipped = httpsig.Request(first.method, first.url, first.headers, first.body.replace(b"+ 1", b"+ 2"))
+        bad = _send(http, flipped)
+        assert bad.status_code == 400 and "content-digest" in bad.json()["error"]
+        assert http.get(f"/{pid}/slot/current").text == str(slot)
+        assert http.get(f"/{pid}~process@1.0/now/cache/counter").text == counter
+
+
+def test_ans104_push_with_codec_device(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    item = build_and_sign(wallet, data="Send({ device = 'patch@1.0', cache = { via = 'ans104' } })",
+                          tags=[("Action", "Eval"), ("Data-Protocol", "ao"), ("Type", "Message")], target=pid)
+    with hb.client() as http:
+        resp = http.post(f"/{pid}~process@1.0/push", content=item.raw,
+                         headers={"content-type": "application/ans104", "codec-device": "ans104@1.0"})
+        assert resp.status_code == 200 and resp.json()["id"] == item.id
+        assert http.get(f"/{pid}~process@1.0/now/cache/via").text == "ans104"
+        broken = bytearray(item.raw)
+        broken[-3] ^= 1
+        assert http.post(f"/{pid}~process@1.0/push", content=bytes(broken),
+                         headers={"content-type": "application/ans104"}).status_code == 400
+
+
+def test_key_value_segments_and_json_serialize(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    with hb.client() as http:
+        _send(http, _eval(wallet, hb, pid))
+        results = http.post(f"/{pid}~process@1.0/compute/results=1", headers={"accept": "application/json"})
+        assert results.status_code == 200 and "raw" in results.json() and "Output" in results.json()["raw"]
+        serialized = http.get(f"/{pid}/compute/~json@1.0/serialize", params={"slot": 1})
+        assert serialized.headers["content-type"].startswith("application/json")
+        assert serialized.json()["at-slot"] == 1
+        dry = http.post(f"/{pid}~process@1.0/as=execution/compute&Action=Eval", content=b"")
+        assert dry.status_code == 200 and "raw" in dry.json()
+        slot_before = http.get(f"/{pid}/slot/current").text
+        dry = http.post(f"/{pid}~process@1.0/as=execution/compute&Action=Eval")
+        assert http.get(f"/{pid}/slot/current").text == slot_before  # a dry-run schedules nothing
+
+
+def test_scheduler_device_paths(hb: HttpNode, pid: str) -> None:
+    with hb.client() as http:
+        page = http.get("/~scheduler@1.0/schedule", params={"target": pid, "from": "", "accept": "application/aos-2"})
+        assert page.status_code == 200
+        body = page.json()
+        assert "page_info" in body and body["edges"][0]["node"]["assignment"]["tags"]
+        current = http.get("/~scheduler@1.0/slot", params={"target": pid}).json()["current"]
+        assert current == len(body["edges"]) - 1
+        _verified_answer(hb, page)
+        assert http.get("/~scheduler@1.0/slot").status_code == 400
+
+
+def test_relay_reaches_only_this_node(hb: HttpNode) -> None:
+    with hb.client() as http:
+        relayed = http.get("/~relay@1.0/call", params={"relay-path": "/~meta@1.0/info/address"})
+        assert relayed.status_code == 200 and relayed.text == hb.node.address
+        outside = http.get("/~relay@1.0/call", params={"relay-path": "http://example.com/"})
+        assert outside.status_code == 400 and "own routes" in outside.json()["error"]
+
+
+def test_every_answer_is_signed_and_errors_too(hb: HttpNode, pid: str) -> None:
+    with hb.client() as http:
+        for resp in (http.get("/~meta@1.0/info/address"), http.get(f"/{pid}~process@1.0/now/cache/counter"),
+                     http.get(f"/{pid}~process@1.0/now/cache/nothing-here")):
+            answer = _verified_answer(hb, resp)
+            assert answer.fields["ao-result"] == b"body"
+        assert http.get("/~meta@1.0/info/address").text == hb.node.address
+
+
+def test_httpsig_on_the_schedule_path(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    req = httpsig.signed_message(wallet, {"action": b"Ping", "target": pid.encode(), "note": b"scheduled"},
+                                 url=f"{hb.url}/{pid}~process@1.0/schedule")
+    with hb.client() as http:
+        assignment = _send(http, req).json()
+        assert assignment["process"] == pid and assignment["message"] == httpsig.decode(req).to_message().id
+        assert _send(http, req).json()["slot"] == assignment["slot"]
