@@ -2,7 +2,9 @@
 replays, refusals, the scheduler and relay devices, key=value segments, and signed answers."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -147,3 +149,24 @@ def test_httpsig_on_the_schedule_path(hb: HttpNode, wallet: Wallet, pid: str) ->
         assignment = _send(http, req).json()
         assert assignment["process"] == pid and assignment["message"] == httpsig.decode(req).to_message().id
         assert _send(http, req).json()["slot"] == assignment["slot"]
+
+
+def test_cli_spawn_and_send_with_httpsig(hb: HttpNode, wallet: Wallet, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from aonode.server.cli import main as cli_main
+
+    wallet_path = tmp_path / "key.json"
+    wallet.save(wallet_path)
+    common = ["--wallet", str(wallet_path), "--node", hb.url, "--httpsig"]
+    assert cli_main(["spawn", *common, "--module", "aos2_0_6", "--tag", "Name=cli-httpsig"]) == 0
+    spawned = json.loads(capsys.readouterr().out)
+    assert spawned["answered-by"] == hb.node.address and spawned["slot"] == 0
+    new_pid = spawned["process"]
+    code = "Greeting = 'hi from the cli'\nSend({ device = 'patch@1.0', cache = { greeting = Greeting } })"
+    assert cli_main(["send", new_pid, *common, "--tag", "Action=Eval", "--data", code]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["slot"] == 1 and sent["answered-by"] == hb.node.address and "Error" not in sent["results"]
+    with hb.client() as http:
+        assert http.get(f"/{new_pid}~process@1.0/now/cache/greeting").text == "hi from the cli"
+        definition = http.get(f"/{new_pid}~process@1.0/init", headers={"accept": "application/json"}).json()
+        assert definition["definition"]["Owner"] == wallet.address

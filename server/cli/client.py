@@ -1,5 +1,9 @@
 """`aonode spawn` / `aonode send`: sign an ANS-104 item with the user's wallet and POST it to a node.
 
+With `--httpsig` the same fields travel as an httpsig@1.0 message (RFC 9421, engine/httpsig.py) to
+HyperBEAM's `/push` paths, which also compute it; the node's signature on the answer is checked and
+its signer printed as `answered-by`.
+
 Items are built as aoconnect builds them (protocol tags first, then the user's), so a node sees the
 same thing whichever client a user picks. Spawn items name the node's scheduler; when the user does
 not pass `--scheduler`, the node is asked for its address (`GET /~meta@1.0/info/address`).
@@ -16,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from aonode.engine import httpsig
 from aonode.engine.ans104 import DataItem, Tag, build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
@@ -48,18 +53,24 @@ def new_anchor() -> str:
     return secrets.token_hex(16)
 
 
-def build_spawn(wallet: Wallet, *, module: str, scheduler: str, tags: Sequence[Tag] = (),
-                data: bytes | str = "", anchor: str | None = None) -> DataItem:
+def spawn_tags(module: str, scheduler: str, tags: Sequence[Tag] = ()) -> list[Tag]:
     protocol = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
                 ("Module", module), ("Scheduler", scheduler)]
-    return build_and_sign(wallet, data=data, tags=merge_tags(protocol, tags), anchor=anchor)
+    return merge_tags(protocol, tags)
+
+
+def message_tags(tags: Sequence[Tag] = ()) -> list[Tag]:
+    return merge_tags([("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")], tags)
+
+
+def build_spawn(wallet: Wallet, *, module: str, scheduler: str, tags: Sequence[Tag] = (),
+                data: bytes | str = "", anchor: str | None = None) -> DataItem:
+    return build_and_sign(wallet, data=data, tags=spawn_tags(module, scheduler, tags), anchor=anchor)
 
 
 def build_message(wallet: Wallet, *, process: str, tags: Sequence[Tag] = (),
                   data: bytes | str = "", anchor: str | None = None) -> DataItem:
-    protocol = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")]
-    return build_and_sign(wallet, data=data, tags=merge_tags(protocol, tags), target=process,
-                          anchor=anchor)
+    return build_and_sign(wallet, data=data, tags=message_tags(tags), target=process, anchor=anchor)
 
 
 def schedule_url(node: str, process: str | None = None) -> str:
@@ -85,6 +96,33 @@ def post_item(url: str, item: DataItem, *, client: httpx.Client | None = None) -
         return reply.json()
     except ValueError:
         return {"id": item.id, "reply": reply.text}
+
+
+def build_httpsig(wallet: Wallet, url: str, *, tags: Sequence[Tag], data: bytes | str,
+                  target: str | None = None, anchor: str | None = None) -> httpsig.Request:
+    """The message as httpsig@1.0 fields (names lowercased; a later tag of the same name wins)."""
+    fields: dict[str, httpsig.Value] = {name.lower(): value.encode() for name, value in tags}
+    fields["data"] = data.encode() if isinstance(data, str) else data
+    for key, value in (("target", target), ("anchor", anchor)):
+        if value is not None:
+            fields[key] = value.encode()
+    return httpsig.signed_message(wallet, fields, url=url)
+
+
+def post_httpsig(req: httpsig.Request) -> Any:
+    """POST a signed httpsig request; the node's JSON answer plus `answered-by`, the address whose
+    signature on the answer verified (AONodeError when the answer is an error or its signature fails)."""
+    try:
+        reply = httpx.post(req.url, content=req.body, headers=list(req.headers), timeout=TIMEOUT_S)
+    except httpx.HTTPError as err:
+        raise AONodeError(f"cannot reach {req.url}: {err}") from err
+    if reply.status_code >= 400:
+        raise AONodeError(f"{req.url} answered {reply.status_code}: {reply.text[:500]}")
+    answer = httpsig.decode(httpsig.Request("POST", req.url, tuple(reply.headers.multi_items()), reply.content,
+                                            status=reply.status_code))
+    body = reply.json()
+    signer = answer.signer
+    return {**body, "answered-by": signer.committer if signer else None}
 
 
 def node_address(node: str) -> str:
@@ -126,22 +164,34 @@ def _run(args: argparse.Namespace) -> int:
         wallet = Wallet.load(args.wallet)
         tags = [parse_tag(t) for t in args.tag]
         anchor = args.anchor or new_anchor()
-        if args.command == "spawn":
-            scheduler = args.scheduler or node_address(args.node)
-            # aoconnect sends "1984" when a spawn has no data; gateways refuse empty items.
-            item = build_spawn(wallet, module=resolve_module(args.module), scheduler=scheduler,
-                               tags=tags, data=_read_data(args, "1984"), anchor=anchor)
-            url = schedule_url(args.node)
-        else:
-            item = build_message(wallet, process=args.process, tags=tags,
-                                 data=_read_data(args, ""), anchor=anchor)
-            url = schedule_url(args.node, args.process)
-        answer = post_item(url, item)
+        answer = _run_httpsig(args, wallet, tags, anchor) if args.httpsig else \
+            post_item(*_ans104_item(args, wallet, tags, anchor))
     except (AONodeError, OSError) as err:
         print(f"aonode {args.command}: {err}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2))
     return 0
+
+
+def _ans104_item(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anchor: str) -> tuple[str, DataItem]:
+    if args.command == "spawn":
+        scheduler = args.scheduler or node_address(args.node)
+        # aoconnect sends "1984" when a spawn has no data; gateways refuse empty items.
+        item = build_spawn(wallet, module=resolve_module(args.module), scheduler=scheduler,
+                           tags=tags, data=_read_data(args, "1984"), anchor=anchor)
+        return schedule_url(args.node), item
+    item = build_message(wallet, process=args.process, tags=tags, data=_read_data(args, ""), anchor=anchor)
+    return schedule_url(args.node, args.process), item
+
+
+def _run_httpsig(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anchor: str) -> Any:
+    base = args.node.rstrip("/")
+    if args.command == "spawn":
+        all_tags = spawn_tags(resolve_module(args.module), args.scheduler or node_address(args.node), tags)
+        return post_httpsig(build_httpsig(wallet, f"{base}/push", tags=all_tags,
+                                          data=_read_data(args, "1984"), anchor=anchor))
+    return post_httpsig(build_httpsig(wallet, f"{base}/{args.process}~process@1.0/push", tags=message_tags(tags),
+                                      data=_read_data(args, ""), target=args.process, anchor=anchor))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +203,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", help="the item's data as text")
     group.add_argument("--data-file", help="read the item's data from this file")
     parser.add_argument("--anchor", help="32-character anchor (default: random)")
+    parser.add_argument("--httpsig", action="store_true",
+                        help="send an httpsig@1.0 (RFC 9421) message to /push (scheduled and computed) "
+                             "instead of an ANS-104 item to /schedule")
     parser.set_defaults(func=_run)
 
 
