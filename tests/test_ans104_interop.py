@@ -18,6 +18,8 @@ from aonode.engine.crypto import Wallet, b64url_decode
 from aonode.engine.errors import BadInput
 from aonode.server.cli import main as cli_main
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]  # signs and verifies with arbundles/arweave-js in node
+
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "sign_item.mjs"
 

@@ -16,6 +16,8 @@ import pytest
 
 from tests.httpnode import peer_flow
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]  # drives the node with aoconnect in node
+
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "aoconnect_flow.mjs"
 AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"

@@ -5,8 +5,11 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from httpnode import cli_node
+
+pytestmark = pytest.mark.slow  # kill -9 of a served node, restart, replay
 
 COUNTER = "Count = 0; Handlers.add('inc', 'Inc', function(m) Count = Count + 1 end)"
 

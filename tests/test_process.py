@@ -9,6 +9,8 @@ import pytest
 from aonode.engine.errors import NotFound
 from nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
 
+pytestmark = pytest.mark.slow  # runaway, memory-bomb and restart scenarios on real images
+
 TOKEN = """
 Balances = Balances or { [ao.id] = 1000 }
 TotalSupply = 1000

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.poda import commit, with_commitments
 from nodeutil import OTHER, action, definition, eval_msg, make_node, output
+
+pytestmark = pytest.mark.slow  # many processes, eviction and reload
 
 PONG = """
 Handlers.add('ping', Handlers.utils.hasMatchingTag('Action', 'Ping'), function(msg)

@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from httpnode import http_node
+
+pytestmark = pytest.mark.slow  # waits for real cron timers
 
 COUNTER = """
 Count = 0

@@ -20,6 +20,8 @@ from aonode.engine.crypto import Wallet
 from aonode.server.app import Limits
 from httpnode import HttpNode, c, cli_node, http_node, srv, wait_until_answering  # noqa: F401  (c, srv: fixtures)
 
+pytestmark = pytest.mark.slow  # starts and stops `aonode serve` subprocesses
+
 MODULE = "aos2_0_6"
 
 TOKEN_BOOT = """

@@ -13,6 +13,8 @@ from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 from tests.conftest import image_path
 
+pytestmark = pytest.mark.slow  # two full AOS images, and ao-loader in node
+
 OTHER = "OTHER" + "t" * 38
 MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id=MODULE, name="demo")
@@ -94,6 +96,7 @@ def _sequence() -> list[tuple[str, str]]:
     return [(SPEC.spawn_json(), env)] + [(SPEC.message_json(n, code), env) for n, code in enumerate(codes, 1)]
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
                     reason="node, ao-loader or the peer runner is missing")
 @pytest.mark.parametrize("name,fmt", [("aos2_0_6.wasm", "wasm64-unknown-emscripten-draft_2024_02_15"),

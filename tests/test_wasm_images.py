@@ -11,6 +11,8 @@ from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
 from tests.conftest import image_path
 
+pytestmark = pytest.mark.slow  # compiles eight images
+
 SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 
 

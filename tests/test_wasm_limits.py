@@ -8,6 +8,8 @@ from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
 from aonode.engine.wasm.runtime import Runtime
 
+pytestmark = pytest.mark.slow  # fuel-metered and limit-breach runs compile the image twice
+
 SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 
 

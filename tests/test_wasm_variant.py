@@ -18,6 +18,8 @@ from aonode.engine.wasm.transform import add_interrupt_checks, fold_asyncify_sta
 from tests.conftest import image_path
 from tests.test_wasm_aos import SPEC
 
+pytestmark = pytest.mark.slow  # derives and compares fast variants of five images
+
 OTHER = "OTHER" + "t" * 38
 HANDLER = """Handlers.add("ping", Handlers.utils.hasMatchingTag("Action", "Ping"), function(msg)
   Pings = (Pings or 0) + 1
