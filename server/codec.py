@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 
+from aonode.engine.answers import JSON as JSONValue
 from aonode.engine.ans104 import DataItem
 from aonode.engine.errors import AONodeError, BadInput, TooLarge
 from aonode.engine.message import Message, b64url
@@ -40,14 +40,14 @@ def wants_json(accept: str | None) -> bool:
     return accept is not None and "application/json" in accept.lower()
 
 
-def encode(value: Any, *, as_json: bool = False) -> Encoded:
+def encode(value: object, *, as_json: bool = False) -> Encoded:
     """A scalar leaf as raw text unless JSON was asked for; tables, lists and null always as JSON."""
     if not as_json and isinstance(value, (str, int, float, bool)):
         return Encoded(_raw(value).encode("utf-8"), TEXT)
     return Encoded(dump_json(value), JSON)
 
 
-def dump_json(value: Any) -> bytes:
+def dump_json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_jsonable).encode("utf-8")
 
 
@@ -63,7 +63,7 @@ def _raw(value: str | int | float | bool) -> str:
     return json.dumps(value)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> object:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return b64url(bytes(value))
     if isinstance(value, (set, frozenset, tuple)):
@@ -80,7 +80,7 @@ def is_data_item(content_type: str | None) -> bool:
     return media_type(content_type) in DATA_ITEM_TYPES
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
+def parse_json_object(body: bytes) -> dict[str, JSONValue]:
     """The body as a JSON object, or BadInput saying what is wrong with it."""
     if not body.strip():
         raise BadInput("empty body: send a JSON message ({Target, Tags: [{name, value}], Data}) "
@@ -94,7 +94,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return obj
 
 
-def message_from_json(obj: Mapping[str, Any], *, owner: str) -> Message:
+def message_from_json(obj: Mapping[str, object], *, owner: str) -> Message:
     """Legacy AO shape when `Tags` is a list, otherwise a flat map of tags plus data/target/anchor."""
     tags = next((v for k, v in obj.items() if k.lower() == "tags"), None)
     if tags is not None and not isinstance(tags, list):
@@ -113,7 +113,7 @@ def _legacy_key(key: str) -> str:
     return _LEGACY_FIELDS.get(key.lower(), key)
 
 
-def _flat_value(key: str, value: Any) -> Any:
+def _flat_value(key: str, value: object) -> str | None:
     """Flat-map tag values are strings on the wire; accept JSON numbers and booleans as their text."""
     if isinstance(value, bool):
         return "true" if value else "false"

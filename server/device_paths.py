@@ -9,7 +9,6 @@ definition, current slot and last computed view in memory (it is their only writ
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
 from typing import Union
 
 from starlette.exceptions import HTTPException
@@ -18,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
-from aonode.engine.answers import JSON, InitInfo, ProcessView, SchedulePage, SlotInfo, SnapshotInfo
+from aonode.engine.answers import InitInfo, ProcessView, SchedulePage, SlotInfo, SnapshotInfo
 from aonode.engine.errors import Unauthorized
 from aonode.engine.message import Message
 from aonode.server import codec, convertors, paths
@@ -111,7 +110,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def answer(value: JSON | Mapping[str, object], as_json: bool) -> Response:
+def answer(value: object, as_json: bool) -> Response:
     encoded = codec.encode(value, as_json=as_json)
     return Response(encoded.body, media_type=encoded.media_type)
 

@@ -184,6 +184,7 @@ class Hyperbeam:
         msg = await self.incoming(request, target.pid, required=False) if request.method == "POST" else None
         as_json = target.as_json or codec.wants_json(request.headers.get("accept")) or \
             (msg is not None and (msg.tag("require-codec") or "").lower() == "application/json")
+        value: object
         if target.execute:
             value = await self.server.compute_gate.run(self._dry_run, target, msg)
         else:

@@ -10,7 +10,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 from urllib.parse import parse_qsl
 
 from aonode.engine.errors import BadInput, NotFound
@@ -144,7 +143,7 @@ def _query_int(query: Mapping[str, str], name: str) -> int | None:
     return _slot(text.strip(), f"?{name}=")
 
 
-def select(value: Any, keys: Sequence[str]) -> Any:
+def select(value: object, keys: Sequence[str]) -> object:
     """Read `keys` into a state: map keys case-insensitively, lists by 1-based index (as Lua counts).
 
     `results/data` is the process's printed output (`results.Output.data`, or `Output` when it is
@@ -164,7 +163,7 @@ def select(value: Any, keys: Sequence[str]) -> Any:
     return _walk(value, tuple(keys))
 
 
-def _walk(value: Any, keys: tuple[str, ...], done: tuple[str, ...] = ()) -> Any:
+def _walk(value: object, keys: tuple[str, ...], done: tuple[str, ...] = ()) -> object:
     for i, key in enumerate(keys):
         found, value = _child(value, key)
         if not found:
@@ -172,7 +171,7 @@ def _walk(value: Any, keys: tuple[str, ...], done: tuple[str, ...] = ()) -> Any:
     return value
 
 
-def _child(value: Any, key: str) -> tuple[bool, Any]:
+def _child(value: object, key: str) -> tuple[bool, object]:
     if isinstance(value, Mapping):
         if key in value:
             return True, value[key]

@@ -7,6 +7,7 @@ dry-run first computes what is scheduled (as the legacy CU does), then evaluates
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -75,7 +76,7 @@ async def get_results(request: Request) -> Response:
     return json_response(page)
 
 
-def dry_run_message(obj: dict[str, object], pid: str) -> Message:
+def dry_run_message(obj: Mapping[str, object], pid: str) -> Message:
     """aoconnect's dry-run body ({Id, Target, Owner, Anchor, Data, Tags}) as an unsigned Message.
 
     Dry-runs are unsigned reads, so Owner/From are taken from the body; its placeholder Id ("1234")
