@@ -64,12 +64,12 @@ class Row:
 
 def serve(port: int, data_dir: str) -> None:
     """The node with the legacy API mounted, as an operator would run it."""
-    from aonode.engine.node import Node
+    from aonode.server.compose import make_node
     from aonode.server.app import create_app
     from aonode.server.legacy import routes as legacy_routes
     from aonode.server.serve import hypercorn_config, run_until
 
-    node = Node(Path(data_dir), dev=False)
+    node = make_node(Path(data_dir), dev=False)
     try:
         app = create_app(node, with_legacy=False, extra_routes=legacy_routes())
         asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))

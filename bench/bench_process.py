@@ -75,7 +75,7 @@ def throughput(n: int) -> tuple[float, float, float]:
         node.now(pid)
         full = n / (time.perf_counter() - start)
         # The bare device gets exactly the JSON the process path hands it (same tags, assignment fields).
-        image = node.load_image("aos2_0_6")
+        image = node.images.load("aos2_0_6")
         inst = Instance(node.runtime, image)
         process = node.store.get_process(pid)
         proc_env = environment(pid, process)
@@ -103,7 +103,7 @@ def rss_after_spawns(count: int) -> tuple[float, float, int]:
             node.now(pid)
         elapsed = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        live = len(node._live)
+        live = len(node.live)
         node.close()
     return before, after, live, elapsed
 

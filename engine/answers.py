@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict, Union
 
+from aonode.engine.jsondata import Json as JSON
 from aonode.engine.store.base import Assignment
 
 __all__ = ["Assignment", "JSON", "Result", "SlotResult", "ProcessMemory", "Clock", "ProcessView",
            "AssignmentJSON", "SlotInfo", "SchedulePage", "SnapshotInfo", "InitInfo", "ModuleInfo",
            "NodeInfo"]
 
-JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
 Result = dict[str, JSON]  # one slot's result: Output, Messages, Spawns, Assignments, Error, Patches, ...
 
 

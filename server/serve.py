@@ -81,9 +81,9 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
           demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
           announce: Callable[[str], None] = print) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered."""
-    from aonode.engine.node import Node
+    from aonode.server.compose import make_node
 
-    node = Node(Path(data_dir), dev=dev)
+    node = make_node(Path(data_dir), dev=dev)
     try:
         url = f"http://{host}:{port}"
         if demo:

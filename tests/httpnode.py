@@ -103,9 +103,9 @@ def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 def http_node(data_dir: Path, *, dev: bool = True, limits: Limits | None = None,
               **node_kwargs: Any) -> Iterator[HttpNode]:
     """A Node on `data_dir` behind a real hypercorn server; closed after the server has drained."""
-    from aonode.engine.node import Node
+    from aonode.server.compose import make_node
 
-    node = Node(data_dir, dev=dev, **node_kwargs)
+    node = make_node(data_dir, dev=dev, **node_kwargs)
     try:
         with serving(create_app(node, dev=dev, limits=limits)) as url:
             yield HttpNode(url, node)

@@ -8,6 +8,7 @@ from typing import Callable
 from aonode.engine.crypto import Wallet
 from aonode.engine.message import Message
 from aonode.engine.node import Node
+from aonode.server.compose import make_node as compose_node
 
 OWNER = "OWNER-0000000000000000000000000000000000000"[:43]
 OTHER = "OTHER-0000000000000000000000000000000000000"[:43]
@@ -23,7 +24,7 @@ def ticking_clock(start: int = 1_700_000_000_000, step: int = 1000) -> Callable[
 def make_node(data_dir: Path, **kwargs) -> Node:
     kwargs.setdefault("clock", ticking_clock())
     kwargs.setdefault("wallet", _NODE_WALLET)
-    return Node(data_dir, **kwargs)
+    return compose_node(data_dir, **kwargs)
 
 
 def definition(*tags: tuple[str, str], data: str = "", owner: str = OWNER, module: str = "aos2_0_6") -> Message:

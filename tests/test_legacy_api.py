@@ -16,6 +16,7 @@ from aonode.engine.ans104 import DataItem, build_and_sign
 from aonode.server.cli.client import build_message, build_spawn, new_anchor
 from aonode.engine.crypto import Wallet
 from aonode.engine.node import Node
+from aonode.server.compose import make_node
 from aonode.server.app import create_app
 from tests.httpnode import serving
 
@@ -65,7 +66,7 @@ def legacy_app(node: Node) -> Any:
 
 @pytest.fixture(scope="module")
 def lg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Legacy]:
-    node = Node(tmp_path_factory.mktemp("legacy-node"), dev=False)
+    node = make_node(tmp_path_factory.mktemp("legacy-node"), dev=False)
     try:
         with serving(legacy_app(node)) as url:
             running = Legacy(url, node, Wallet.generate("rsa"))
@@ -195,7 +196,7 @@ def test_dry_run_needs_a_json_body_and_a_process(lg: Legacy) -> None:
 
 
 def test_dry_run_is_503_with_retry_after_when_full(tmp_path: Path) -> None:
-    node = Node(tmp_path, dev=False, dry_run_slots=0)  # no dry-run slot at all: always busy
+    node = make_node(tmp_path, dev=False, dry_run_slots=0)  # no dry-run slot at all: always busy
     try:
         pid = node.spawn(build_spawn(node.wallet, module=AOS_MODULE_ID, scheduler=node.address).to_message())["process"]
         with serving(legacy_app(node)) as url:

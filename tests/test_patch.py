@@ -315,9 +315,9 @@ def test_merge_never_deletes_a_key(old: dict, body: dict) -> None:
 
 def test_aos_seed_patch_through_a_real_node(tmp_path: Any) -> None:
     from aonode.engine.crypto import Wallet
-    from aonode.engine.node import Node
+    from aonode.server.compose import make_node
 
-    node = Node(tmp_path, wallet=Wallet.generate("ed25519"))
+    node = make_node(tmp_path, wallet=Wallet.generate("ed25519"))
     try:
         pid = node.spawn(Message.create(owner=USER, tags=(("Name", "token"),)))["process"]
 

@@ -113,7 +113,7 @@ def test_evicted_processes_come_back_from_their_snapshot(tmp_path: Path) -> None
     for i, pid in enumerate(pids):
         node.schedule(pid, eval_msg(pid, f"N = {i}"))
         node.now(pid)
-    assert len(node._live) <= 2
+    assert len(node.live) <= 2
     for i, pid in enumerate(pids):
         node.schedule(pid, eval_msg(pid, "return N", nonce="read"))
         assert output(node.now(pid)) == str(i)

@@ -247,15 +247,15 @@ def test_device_form_pushes_once_after_results_are_decoded() -> None:
     assert state.cache == {"x": 1}
 
 
-def test_node_as_router_schedules_on_the_target(tmp_path: Any) -> None:
-    from aonode.engine.node import Node
+def test_node_router_schedules_on_the_target(tmp_path: Any) -> None:
+    from aonode.server.compose import make_node
 
-    node = Node(tmp_path, wallet=Wallet.generate("ed25519"))
+    node = make_node(tmp_path, wallet=Wallet.generate("ed25519"))
     try:
         a = node.spawn(Message.create(owner=USER, tags=(("Name", "a"),)))["process"]
         b = node.spawn(Message.create(owner=USER, tags=(("Name", "b"),)))["process"]
         report = push_outbox(_state(a, [_outbox_entry(b, 1, ("Action", "Ping")),
-                                        _outbox_entry(FAR, 2)]), node)
+                                        _outbox_entry(FAR, 2)]), node.router)
         assert report[0]["slot"] == 1 and report[1]["status"] == "remote"
         stored = node.store.get_assignment(b, 1).message
         assert stored.tag("From-Process") == a and stored.from_ == a and stored.owner == node.address

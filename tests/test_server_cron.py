@@ -55,11 +55,11 @@ def test_a_served_cron_process_ticks_without_traffic(tmp_path: Path) -> None:
 
 
 def test_cron_timer_can_be_turned_off(tmp_path: Path) -> None:
-    from aonode.engine.node import Node
+    from aonode.server.compose import make_node
     from aonode.server.app import create_app
     from httpnode import serving
 
-    node = Node(tmp_path / "node", dev=True)
+    node = make_node(tmp_path / "node", dev=True)
     try:
         with serving(create_app(node, dev=True, cron_every=0)) as url, httpx.Client(base_url=url, timeout=120) as c:
             pid = c.post("/~process@1.0/schedule", json={

@@ -21,6 +21,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from aonode.engine.devices.base import DeviceInfo, JsonObject, ProcessState, Signal, SlotContext
@@ -40,7 +41,7 @@ class Router(Protocol):
     (a router without it reports spawns as unsupported), `message` + `schedule` (for ao.assign)."""
 
     def is_local(self, pid: str | None) -> bool: ...
-    def deliver(self, target: str, msg: Message) -> JsonObject: ...
+    def deliver(self, target: str, msg: Message) -> Mapping[str, object]: ...
 
 
 def _text(value: Any) -> str:

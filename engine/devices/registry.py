@@ -11,14 +11,14 @@ from collections.abc import Callable
 from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.errors import BadInput
 
-Factory = Callable[[], object]  # a fresh device (or the node's one instance of it)
+Factory = Callable[[], object]  # a fresh device (or the node's one instance of it); None: listed only
 
 
 class Registry:
     def __init__(self) -> None:
-        self._devices: dict[str, tuple[DeviceInfo, Factory]] = {}
+        self._devices: dict[str, tuple[DeviceInfo, Factory | None]] = {}
 
-    def register(self, info: DeviceInfo, factory: Factory) -> None:
+    def register(self, info: DeviceInfo, factory: Factory | None) -> None:
         self._devices[info.name.lower()] = (info, factory)
 
     def infos(self) -> list[DeviceInfo]:
@@ -32,6 +32,6 @@ class Registry:
     def create(self, name: str, *, in_stack: bool = True) -> object:
         """The device named `name`; `in_stack` refuses those an Execution-Stack may not name."""
         found = self._devices.get(name.strip().lower())
-        if found is None or (in_stack and not found[0].stackable):
+        if found is None or found[1] is None or (in_stack and not found[0].stackable):
             raise BadInput(f"unknown device {name!r}; this node has {', '.join(self.names())}")
         return found[1]()
