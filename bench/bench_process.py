@@ -18,14 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import conftest  # noqa: E402  (sets AONODE_MODULE_PATH to ../shared/modules when present)
-from nodeutil import definition, eval_msg, make_node  # noqa: E402
+from tests.helpers.images import use_shared_modules  # noqa: E402
+from tests.helpers.nodeutil import definition, eval_msg, make_node  # noqa: E402
 
 from aonode.engine import aos  # noqa: E402
 from aonode.engine.devices.json_iface import environment, legacy_message  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
+
+use_shared_modules()
 
 
 def timed(fn, repeat: int = 20) -> float:

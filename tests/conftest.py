@@ -1,28 +1,21 @@
-"""Shared fixtures: where the real AOS images are, and fresh data directories."""
+"""Shared fixtures: where the real AOS images are, fresh data directories, a served --dev node."""
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pgcluster import pg, pg_dsn, store_spec  # noqa: F401  (fixtures: a throwaway PostgreSQL)
+from tests.helpers.images import SHARED_MODULES, image_path, use_shared_modules
+from tests.helpers.pgcluster import pg, pg_dsn, store_spec  # noqa: F401  (fixtures: a throwaway PostgreSQL)
 
-SHARED_MODULES = Path(__file__).resolve().parents[2] / "shared" / "modules"
+if TYPE_CHECKING:
+    import httpx
 
-if SHARED_MODULES.is_dir():
-    # The catalogue finds the real images here first, so no test needs the network for them.
-    os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
+    from tests.helpers.httpnode import HttpNode
 
-
-def image_path(filename: str) -> Path:
-    """A real image from ../shared/modules, or fetched through the catalogue when that folder is absent."""
-    local = SHARED_MODULES / filename
-    if local.exists():
-        return local
-    from aonode.modules.catalogue import resolve
-
-    return resolve(filename.removesuffix(".wasm")).path
+use_shared_modules()
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +26,18 @@ def modules_dir() -> Path:
 @pytest.fixture(scope="session")
 def aos_image() -> Path:
     return image_path("aos2_0_6.wasm")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
+    """One --dev node behind a real hypercorn per test module that asks for it."""
+    from tests.helpers.httpnode import http_node
+
+    with http_node(tmp_path_factory.mktemp("dev-node"), dev=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def c(srv: HttpNode) -> Iterator[httpx.Client]:
+    with srv.client() as client:
+        yield client

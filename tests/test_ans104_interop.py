@@ -82,7 +82,7 @@ def test_ethereum_items_need_a_low_s_signature_on_the_curve(js_items: tuple[Path
 
 def test_an_ethereum_key_drives_a_node_without_dev_mode(js_items: tuple[Path, list[dict]], tmp_path: Path) -> None:
     """Type 3 items signed by arbundles' EthereumSigner spawn an AOS process and Eval in it over HTTP."""
-    from httpnode import http_node
+    from tests.helpers.httpnode import http_node
 
     out, manifest = js_items
     spawn, evaluate = (next(e for e in manifest if e["signer"] == "ethereum" and e["case"] == name)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.httpnode import peer_flow
+from tests.helpers.httpnode import peer_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # drives the node with aoconnect in node
 

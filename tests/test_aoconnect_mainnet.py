@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.httpnode import peer_flow
+from tests.helpers.httpnode import peer_flow
 
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "aoconnect_mainnet.mjs"

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from httpnode import cli_node
+from tests.helpers.httpnode import cli_node
 
 pytestmark = pytest.mark.slow  # kill -9 of a served node, restart, replay
 

@@ -12,7 +12,7 @@ import pytest
 from aonode.engine import httpsig
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
-from tests.httpnode import HttpNode, http_node
+from tests.helpers.httpnode import HttpNode, http_node
 
 EVAL = b"Counter = (Counter or 0) + 1\nSend({ device = 'patch@1.0', cache = { counter = Counter } })"
 

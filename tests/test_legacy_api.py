@@ -18,7 +18,7 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.node import Node
 from aonode.server.compose import make_node
 from aonode.server.app import create_app
-from tests.httpnode import serving
+from tests.helpers.httpnode import serving
 
 pytestmark = pytest.mark.slow  # the legacy API over many spawned processes
 

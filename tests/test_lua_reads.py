@@ -17,8 +17,8 @@ from aonode.engine.lua.modules import LuaModules
 from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.lua.sandbox import LuaLimits
 from aonode.engine.node import Node
-from tests.httpnode import serving
-from tests.nodeutil import definition, eval_msg, make_node, output
+from tests.helpers.httpnode import serving
+from tests.helpers.nodeutil import definition, eval_msg, make_node, output
 
 TOKEN = """
 Balances = Balances or {}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.errors import NotFound
-from nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
+from tests.helpers.nodeutil import OTHER, OWNER, action, definition, eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # runaway, memory-bomb and restart scenarios on real images
 

@@ -7,7 +7,7 @@ import pytest
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.poda import commit, with_commitments
-from nodeutil import OTHER, action, definition, eval_msg, make_node, output
+from tests.helpers.nodeutil import OTHER, action, definition, eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # many processes, eviction and reload
 

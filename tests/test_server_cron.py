@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from httpnode import http_node
+from tests.helpers.httpnode import http_node
 
 pytestmark = pytest.mark.slow  # waits for real cron timers
 
@@ -57,7 +57,7 @@ def test_a_served_cron_process_ticks_without_traffic(tmp_path: Path) -> None:
 def test_cron_timer_can_be_turned_off(tmp_path: Path) -> None:
     from aonode.server.compose import make_node
     from aonode.server.app import create_app
-    from httpnode import serving
+    from tests.helpers.httpnode import serving
 
     node = make_node(tmp_path / "node", dev=True)
     try:

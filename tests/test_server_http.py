@@ -10,7 +10,7 @@ import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
-from httpnode import HttpNode, c, http_node, srv  # noqa: F401  (c, srv: fixtures)
+from tests.helpers.httpnode import HttpNode, http_node
 
 MODULE = "aos2_0_6"
 UNKNOWN = "U" * 43

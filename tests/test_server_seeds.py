@@ -18,7 +18,7 @@ import pytest
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.server.app import Limits
-from httpnode import HttpNode, c, cli_node, http_node, srv, wait_until_answering  # noqa: F401  (c, srv: fixtures)
+from tests.helpers.httpnode import HttpNode, cli_node, http_node, wait_until_answering
 
 pytestmark = pytest.mark.slow  # starts and stops `aonode serve` subprocesses
 

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from aonode.engine.aos import ProcessSpec, parse_result
+from aonode.engine.aos import parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
-from tests.conftest import image_path
+from tests.helpers.images import AOS_MODULE_ID, SPEC, image_path
 
 pytestmark = pytest.mark.slow  # two full AOS images, and ao-loader in node
 
 OTHER = "OTHER" + "t" * 38
-MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
-SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id=MODULE, name="demo")
 
 
 class Proc:
@@ -74,7 +72,7 @@ def test_handler_replies_to_other_sender(proc):
 
 def test_send_and_spawn_appear_in_outbox(proc):
     out = proc.send('Send({ Target = "' + OTHER + '", Data = "hi", Action = "Hello" }); '
-                    'Spawn("' + MODULE + '", { Data = "child" }); return "ok"')
+                    'Spawn("' + AOS_MODULE_ID + '", { Data = "child" }); return "ok"')
     assert out.output == "ok"
     assert any(m.get("Target") == OTHER and m.get("Data") == "hi" for m in out.messages)
     assert len(out.spawns) == 1 and out.spawns[0].get("Data") == "child"

@@ -9,7 +9,7 @@ from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
-from tests.conftest import image_path
+from tests.helpers.images import image_path
 
 pytestmark = pytest.mark.slow  # compiles eight images
 

@@ -15,8 +15,7 @@ from aonode.engine.errors import ModuleError
 from aonode.engine.wasm.instance import AWAY_FIRST, Instance
 from aonode.engine.wasm.runtime import FAST, METERED, OPTIMIZED, Runtime
 from aonode.engine.wasm.transform import add_interrupt_checks, fold_asyncify_state
-from tests.conftest import image_path
-from tests.test_wasm_aos import SPEC
+from tests.helpers.images import SPEC, image_path
 
 pytestmark = pytest.mark.slow  # derives and compares fast variants of five images
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from aonode.server.app import Limits, create_app
 from aonode.server.serve import hypercorn_config, run_until
@@ -137,20 +136,6 @@ def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Pope
                 proc.wait()
 
 
-# Fixtures shared by the server test modules (import them by name into a test module).
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
-    """One --dev node per test module."""
-    with http_node(tmp_path_factory.mktemp("dev-node"), dev=True) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def c(srv: HttpNode) -> Iterator[httpx.Client]:
-    with srv.client() as client:
-        yield client
-
-
 @contextmanager
 def peer_flow(script: Path, data_dir: Path, *args: str, timeout: float = 600) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
     """`aonode serve` (no --dev), then a JS peer `node SCRIPT URL *ARGS` against it: the peer's last
@@ -166,4 +151,3 @@ def peer_flow(script: Path, data_dir: Path, *args: str, timeout: float = 600) ->
         assert done.returncode == 0, done.stdout + done.stderr
         with httpx.Client(base_url=url, timeout=120) as http:
             yield json.loads(done.stdout.strip().splitlines()[-1]), http
-
