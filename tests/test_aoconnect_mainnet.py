@@ -18,6 +18,8 @@ import pytest
 
 from tests.helpers.httpnode import peer_flow
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]  # drives a served node with aoconnect in node
+
 REPO = Path(__file__).resolve().parents[1]
 PEER = REPO / "tests" / "peers" / "aoconnect_mainnet.mjs"
 VERIFIER = REPO / "tests" / "peers" / "httpsig_peer.mjs"

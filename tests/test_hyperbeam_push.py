@@ -14,6 +14,8 @@ from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from tests.helpers.httpnode import HttpNode, http_node
 
+pytestmark = pytest.mark.slow  # real AOS processes on a served node
+
 EVAL = b"Counter = (Counter or 0) + 1\nSend({ device = 'patch@1.0', cache = { counter = Counter } })"
 
 
