@@ -15,6 +15,7 @@ unsigned ones only in --dev (then owned by the node wallet).
 """
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -142,8 +143,8 @@ class Hyperbeam:
         assignment = await self.server.compute_gate.run(self.node.spawn, definition)
         pid = assignment["process"]
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
-        return self.signed({"process": pid, "slot": assignment["slot"]},
-                           {**assignment, "results": legacy_result(view.get("results") or {})})
+        return await self.signed({"process": pid, "slot": assignment["slot"]},
+                                 {**assignment, "results": legacy_result(view.get("results") or {})})
 
     async def push(self, request: Request) -> Response:
         pid = request.path_params["pid"]
@@ -151,8 +152,8 @@ class Hyperbeam:
         assert msg is not None
         assignment = await self.server.quick_gate.run(self.node.schedule, pid, msg)
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
-        return self.signed({"process": pid, "slot": assignment["slot"]},
-                           {**assignment, "id": msg.id, "results": legacy_result(view.get("results") or {})})
+        return await self.signed({"process": pid, "slot": assignment["slot"]},
+                                 {**assignment, "id": msg.id, "results": legacy_result(view.get("results") or {})})
 
     async def schedule(self, request: Request) -> Response:
         """`/schedule` with an httpsig@1.0 message (the server takes ANS-104 and --dev JSON there)."""
@@ -164,14 +165,16 @@ class Hyperbeam:
             return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
         return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
 
-    def signed(self, header_fields: dict[str, str | int], body: dict[str, object]) -> Response:
-        """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers)."""
+    async def signed(self, header_fields: dict[str, str | int], body: dict[str, object]) -> Response:
+        """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the
+        RSA signature is made on the quick pool, off the event loop."""
         payload = codec.dump_json(body)
         fields: dict[str, httpsig.Value] = {k: (v if isinstance(v, int) else v.encode()) for k, v in header_fields.items()}
         headers, _ = httpsig.encode(fields)
         headers += [("content-type", codec.JSON), ("ao-result", "body"),
                     ("content-digest", httpsig.content_digest(payload))]
-        signed = httpsig.sign(self.node.wallet, sorted(headers), body=payload, status=200)
+        signed = await self.server.quick_gate.run(functools.partial(
+            httpsig.sign, self.node.wallet, sorted(headers), body=payload, status=200))
         return Response(payload, headers=dict(signed))
 
     # -- read paths (GET or POST), dry-runs -------------------------------------------------------

@@ -15,6 +15,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from aonode.engine import httpsig
 from aonode.engine.crypto import Wallet
 
@@ -24,34 +27,46 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CACHE_SIZE = 4096
+SIGNERS = 2  # answers signed at once (threads): the machine's cores, not the compute pools'
 # Answer fields a browser's fetch may read (CORS): the signature and the fields it covers.
 EXPOSED = ("signature", "signature-input", "content-digest", "ao-result", "ao-types", "process", "slot")
 
 
 class SignatureCache:
-    """Signature headers by (status, content type, body sha-256); least recently used go first."""
+    """Signature headers by (status, content type, body sha-256); least recently used go first.
+
+    Lookups and inserts run on the event loop; only `make` (one RSA signature, milliseconds) runs in
+    a worker thread, at most SIGNERS at a time, so a burst of distinct answers (writes, errors)
+    neither blocks the loop nor takes the threads the compute pools need.
+    """
 
     def __init__(self, wallet: Wallet, size: int = CACHE_SIZE) -> None:
         self.wallet = wallet
         self.size = size
         self._entries: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, bytes]]] = OrderedDict()
+        self._signers: anyio.CapacityLimiter | None = None  # made lazily: it belongs to the running loop
 
-    def headers_for(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+    async def headers_for(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
         key = (status, content_type, hashlib.sha256(body).digest())
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
             return found
-        fields = [("ao-result", "body"),
-                  ("content-digest", httpsig.content_digest(body))]
-        if content_type:
-            fields.append(("content-type", content_type.decode("latin-1")))
-        signed = httpsig.sign(self.wallet, fields, body=body, status=status)
-        made = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed if k != "content-type"]
+        if self._signers is None:
+            self._signers = anyio.CapacityLimiter(SIGNERS)
+        made = await anyio.to_thread.run_sync(self.make, status, content_type, body, limiter=self._signers)
         self._entries[key] = made
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return made
+
+    def make(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+        """The signature headers of one answer (without content-type, which the answer has)."""
+        fields = [("ao-result", "body"), ("content-digest", httpsig.content_digest(body))]
+        if content_type:
+            fields.append(("content-type", content_type.decode("latin-1")))
+        signed = httpsig.sign(self.wallet, fields, body=body, status=status)
+        return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed if k != "content-type"]
 
 
 class SignedResponses:
@@ -78,7 +93,7 @@ class SignedResponses:
                 headers = list(pending.get("headers", ()))
                 if not head and not message.get("more_body") and not any(k == b"signature" for k, _ in headers):
                     content_type = next((v for k, v in headers if k == b"content-type"), b"")
-                    headers += self.cache.headers_for(pending["status"], content_type, message.get("body", b""))
+                    headers += await self.cache.headers_for(pending["status"], content_type, message.get("body", b""))
                 await send({**pending, "headers": headers})
             await send(message)
 

@@ -172,3 +172,19 @@ def test_cli_spawn_and_send_with_httpsig(hb: HttpNode, wallet: Wallet, tmp_path:
         assert http.get(f"/{new_pid}~process@1.0/now/cache/greeting").text == "hi from the cli"
         definition = http.get(f"/{new_pid}~process@1.0/init", headers={"accept": "application/json"}).json()
         assert definition["definition"]["Owner"] == wallet.address
+
+
+@pytest.mark.parametrize("field", ["action", "signature", "content-digest", "signature-input"])
+def test_one_flipped_byte_in_a_signed_push_is_a_400(hb: HttpNode, wallet: Wallet, pid: str, field: str) -> None:
+    req = _eval(wallet, hb, pid, b"Flipped = true\nreturn 1")
+    headers = []
+    for k, v in req.headers:
+        if k == field:
+            i = len(v) // 2
+            v = v[:i] + ("B" if v[i] != "B" else "C") + v[i + 1:]
+        headers.append((k, v))
+    with hb.client() as http:
+        before = http.get(f"/{pid}/slot/current").text
+        resp = http.post(f"/{pid}~process@1.0/push", headers=headers, content=req.body)
+        assert resp.status_code == 400 and resp.json()["error"]
+        assert http.get(f"/{pid}/slot/current").text == before
