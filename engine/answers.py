@@ -7,7 +7,7 @@ record, named here so that callers need not import the store to read one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict, Union
+from typing import TypedDict
 
 from aonode.engine.jsondata import Json as JSON
 from aonode.engine.store.base import Assignment
@@ -50,9 +50,9 @@ ProcessView = TypedDict("ProcessView", {"process": str, "at-slot": int, "results
                                         "cache": dict[str, JSON]})
 AssignmentJSON = TypedDict("AssignmentJSON", {
     "process": str, "slot": int, "message": str, "timestamp": int, "block-height": int,
-    "block-hash": Union[str, None], "epoch": int, "hash-chain": str, "body": dict[str, JSON]})
+    "block-hash": str | None, "epoch": int, "hash-chain": str, "body": dict[str, JSON]})
 SlotInfo = TypedDict("SlotInfo", {"process": str, "current": int, "timestamp": int, "block-height": int,
-                                  "block-hash": Union[str, None], "hash-chain": str})
+                                  "block-hash": str | None, "hash-chain": str})
 SchedulePage = TypedDict("SchedulePage", {"process": str, "assignments": list[AssignmentJSON],
                                           "continues": bool})
 SnapshotInfo = TypedDict("SnapshotInfo", {"process": str, "slot": int, "memory-sha256": str})
@@ -62,7 +62,7 @@ InitInfo = TypedDict("InitInfo", {"process": str, "at-slot": int, "definition": 
 
 class ModuleInfo(TypedDict):
     name: str
-    id: Union[str, None]
+    id: str | None
 
 
 class NodeInfo(TypedDict):

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,7 +44,7 @@ _SIGN_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _VERIFY_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
 
 
-PrivateKey = Union[rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
 def address_of(owner: bytes) -> str:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Union
 
 import http_sfv
 
@@ -34,7 +33,7 @@ class Atom:
     name: str
 
 
-Value = Union[bytes, int, float, Atom, list["Value"], dict[str, "Value"]]
+Value = bytes | int | float | Atom | list["Value"] | dict[str, "Value"]
 Fields = dict[str, Value]
 
 _VISIBLE = re.compile(rb"^[\x20-\x7e]*$")
@@ -212,7 +211,8 @@ def _part(part: bytes, inline_key: str) -> tuple[str, Value]:
     if str(item.value) == "inline":
         name = inline_key
     else:
-        name = item.params.get("name")
+        param = item.params.get("name")
+        name = param if isinstance(param, str) else ""
         if not name:
             raise BadInput("a multipart part names no key")
     if not headers:

@@ -186,7 +186,7 @@ class PgLeases:
             if remaining <= 0:
                 return False
             with self._cond:
-                self._cond.wait_for(lambda: self._notices.get(pid, 0) != seen,
+                self._cond.wait_for(lambda: self._notices.get(pid, 0) != seen,  # noqa: B023  (used now)
                                     timeout=min(remaining, POLL))
 
     def _listen(self) -> None:

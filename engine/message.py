@@ -160,7 +160,7 @@ class Message:
         target = _check_str(obj.get("Target"), "Target", optional=True)
         anchor = _check_str(obj.get("Anchor"), "Anchor", optional=True)
         data = obj.get("Data", "")
-        data = "" if data is None else _check_str(data, "Data")
+        data = "" if data is None else _check_str(data, "Data") or ""
         tags = _normalize_tags(obj.get("Tags") or [])
         frm = _check_str(obj.get("From"), "From", optional=True)
         mid = obj.get("Id")

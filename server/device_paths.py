@@ -9,7 +9,6 @@ definition, current slot and last computed view in memory (it is their only writ
 from __future__ import annotations
 
 import secrets
-from typing import Union
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -25,7 +24,7 @@ from aonode.server.state import Server
 
 ALLOW = "GET, HEAD, POST, OPTIONS"
 METHODS = ["GET", "POST", "OPTIONS"]
-Read = Union[ProcessView, SchedulePage, SlotInfo, SnapshotInfo, InitInfo]
+Read = ProcessView | SchedulePage | SlotInfo | SnapshotInfo | InitInfo
 assert convertors  # registers the `device` path convertor used below
 
 

@@ -81,7 +81,8 @@ def parse_path(path: str, query: dict[str, str]) -> HbPath:
     pid = plain[0].removesuffix(paths.PROCESS_DEVICE)
     if not is_id(pid):
         raise NotFound(f"not a process path: /{plain[0]}")
-    rest, execute, slot, keys = plain[1:], False, None, []
+    rest, execute, slot = plain[1:], False, None
+    keys: list[str] = []
     action = ""
     for seg in rest:
         k, eq, v = seg.partition("=")
@@ -169,7 +170,8 @@ class Hyperbeam:
         """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the
         RSA signature is made on the quick pool, off the event loop."""
         payload = codec.dump_json(body)
-        fields: dict[str, httpsig.Value] = {k: (v if isinstance(v, int) else v.encode()) for k, v in header_fields.items()}
+        fields: dict[str, httpsig.Value] = {k: (v if isinstance(v, int) else v.encode())
+                                            for k, v in header_fields.items()}
         headers, _ = httpsig.encode(fields)
         headers += [("content-type", codec.JSON), ("ao-result", "body"),
                     ("content-digest", httpsig.content_digest(payload))]
@@ -240,6 +242,7 @@ class Hyperbeam:
             raise NotFound(f"~scheduler@1.0 answers schedule and slot, not {what!r}")
         if request.method == "POST":
             msg = await self.incoming(request, pid)
+            assert msg is not None  # required: incoming raised if there was none
             return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
         frm, to = _int(query.get("from")), _int(query.get("to"))
         if "aos-2" in (query.get("accept") or request.headers.get("accept") or ""):

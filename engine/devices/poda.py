@@ -132,8 +132,10 @@ def parse_commitments(raw: str) -> list[Commitment]:
         kind = item.get("signature-type")
         if isinstance(kind, bool) or not isinstance(kind, int):
             raise BadInput("signature-type must be an integer")
-        out.append(Commitment(kind, b64url_decode(item.get("owner")),
-                              b64url_decode(item.get("signature"))))
+        owner, signature = item.get("owner"), item.get("signature")
+        if not isinstance(owner, str) or not isinstance(signature, str):
+            raise BadInput("a commitment needs owner and signature strings")
+        out.append(Commitment(kind, b64url_decode(owner), b64url_decode(signature)))
     return out
 
 

@@ -123,6 +123,7 @@ class ProcessDevice:
             return _stack(state).snapshot(state, ctx)
         if ctx.snapshot_mode is SnapshotMode.BACKGROUND:
             pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
+            assert isinstance(cache, dict)  # a JSON copy of a dict
 
             def store(snap: MemoryImage) -> None:
                 self.store.put_snapshot(pid, slot, snap.memory_sha256, snap.to_bytes())

@@ -101,7 +101,8 @@ def _deliver(router: Router, target: str, msg: Message) -> JsonObject:
         assignment = router.deliver(target, msg)
     except AONodeError as err:
         return {"status": "error", "error": str(err)}
-    return {"slot": assignment.get("slot"), "message": msg.id}
+    slot = assignment.get("slot")
+    return {"slot": slot if isinstance(slot, int) else None, "message": msg.id}
 
 
 def _spawn(router: Router, msg: Message) -> JsonObject:

@@ -47,7 +47,8 @@ class LuaCall:
 
 
 def is_lua_segment(segment: str) -> bool:
-    return segment.lower().startswith(SEGMENT_PREFIX) and segment[len(SEGMENT_PREFIX):len(SEGMENT_PREFIX) + 1] in ("", "&")
+    rest = segment[len(SEGMENT_PREFIX):]
+    return segment.lower().startswith(SEGMENT_PREFIX) and rest[:1] in ("", "&")
 
 
 Key = tuple[str, int, str, str, tuple[tuple[str, str], ...]]

@@ -76,7 +76,7 @@ class RawFunc:
         self._trap = ctypes.c_void_p()
 
     def __call__(self, *args: Any) -> Any:
-        for (view, index), value in zip(self._args, args):
+        for (view, index), value in zip(self._args, args, strict=False):
             view[index] = value
         trap = self._trap
         trap.value = None

@@ -42,7 +42,7 @@ def _list(args: argparse.Namespace) -> int:
         rows.append((name, e.id or "-", e.format, e.sha256[:12], _availability(e)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("* default module for new processes")
     return 0
 

@@ -12,10 +12,11 @@ stays byte-identical to the original's; the engine runs the original for any mes
 
 Last, every loop of the variant starts by reading one byte of a second, one-page memory it exports as
 `aonode_interrupt`, and traps if the byte is set (an atomic read: a plain one may be reused from an
-outer loop by the compiler, and then the inner loop never sees the byte change). A loop header is the only place wasm jumps backwards,
-so a message cannot run forever without passing one (unbounded recursion ends in a stack overflow):
-the host sets the byte at the message's deadline. That costs ~3% of a message, where wasmtime's epoch
-checks (every function entry and loop) cost ~17%, so the variant runs on an engine without them.
+outer loop by the compiler, and then the inner loop never sees the byte change). A loop header is the
+only place wasm jumps backwards, so a message cannot run forever without passing one (unbounded
+recursion ends in a stack overflow): the host sets the byte at the message's deadline. That costs ~3%
+of a message, where wasmtime's epoch checks (every function entry and loop) cost ~17%, so the variant
+runs on an engine without them.
 
 One difference is left by construction: a wasm64 load or store at an address of 4 GiB or more traps in
 the original, while the lowered variant wraps it to 32 bits. Only a pointer-corrupting bug in the
@@ -121,7 +122,7 @@ def add_interrupt_checks(wat: str) -> str:
 
 def fold_asyncify_state(wat: str) -> str:
     """Every read of Asyncify's state global becomes `i32.const 0` (normal)."""
-    export = re.search(r'\(export "%s" \(func (\$[^\s)]+)\)\)' % STATE_EXPORT, wat)
+    export = re.search(rf'\(export "{STATE_EXPORT}" \(func (\$[^\s)]+)\)\)', wat)
     if export is None:
         raise ModuleError(f"no {STATE_EXPORT} export in the disassembly")
     body = wat.find(f"(func {export.group(1)} ")
