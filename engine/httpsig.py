@@ -54,6 +54,10 @@ ENCODING = frozenset({"signature", "signature-input", "content-digest", "ao-type
                       "body-keys", "content-type"})
 
 
+# Keys the node sets from the commitment itself; a message's own field of that name is not a tag.
+ENVELOPE = frozenset({"from", "owner", "id", "signature", "commitments"})
+
+
 @dataclass(frozen=True)
 class Request:
     """One HTTP request or response as the codec sees it (field names any case)."""
@@ -101,7 +105,8 @@ class Decoded:
 
     def to_message(self, *, owner: str | None = None) -> Message:
         """The node's Message: `data` (or the body) is Data, `target`/`anchor` are fields, every
-        other key is a tag; tag names are Title-Cased (HTTP lowercases them, AOS matches `Action`)."""
+        other key is a tag (but `from`, `owner`, `id`: the signer's, never the sender's claim);
+        tag names are Title-Cased (HTTP lowercases them, AOS matches `Action`)."""
         signer = self.signer
         if signer is None and owner is None:
             raise BadInput("an unsigned httpsig message needs an owner")
@@ -114,7 +119,7 @@ class Decoded:
             fields["body"] = body
         target = _text(fields.pop("target", None))
         anchor = _text(fields.pop("anchor", None))
-        tags = [(title_case(k), _tag_text(v)) for k, v in fields.items()]
+        tags = [(title_case(k), _tag_text(v)) for k, v in fields.items() if k not in ENVELOPE]
         sender = signer.committer if signer is not None and signer.committer else owner
         assert sender is not None
         msg = Message.create(owner=sender, target=target, anchor=anchor, tags=tags, data=_text(data) or "")
@@ -294,14 +299,16 @@ def decode(req: Request) -> Decoded:
     else:
         names = {k for k in fields if k not in TRANSPORT}
     raw: dict[str, Value] = {k: fields[k].encode("utf-8") for k in names if k in fields and k not in ENCODING}
-    inline_key = fields.get("inline-body-key", "body").lower() or "body"
+    # How the fields are read (types, the body's key, its parts) counts only when signed too.
+    encoding = {k: v for k, v in fields.items() if k in ENCODING and (not commitments or k in covered)}
+    inline_key = encoding.get("inline-body-key", "body").lower() or "body"
     if req.body:
-        boundary = boundary_of(fields.get("content-type", ""))
+        boundary = boundary_of(encoding.get("content-type", ""))
         if boundary is not None:
             raw.update(parse_multipart(req.body, boundary, inline_key))
         else:
             raw[inline_key] = req.body
-    typed = apply_types(raw, parse_types(fields["ao-types"])) if "ao-types" in fields else raw
+    typed = apply_types(raw, parse_types(encoding["ao-types"])) if "ao-types" in encoding else raw
     return Decoded(typed, commitments, frozenset(names))
 
 

@@ -194,3 +194,16 @@ def test_unsigned_request_keeps_message_fields_only() -> None:
     decoded = httpsig.decode(req)
     assert decoded.commitments == () and decoded.fields == {"action": b"Eval", "body": b"1+1"}
     assert decoded.to_message(owner="me").data == "1+1"
+
+
+def test_uncovered_encoding_fields_and_envelope_claims_do_not_count() -> None:
+    """A header added after signing cannot retype, rename or split the signed message, nor claim a sender."""
+    wallet = Wallet.generate("ed25519")
+    req = httpsig.signed_message(wallet, {"count": b"7", "from": b"someone-else", "body": b"a\nb"})
+    assert {k for k, _ in req.headers} == {"count", "from", "content-digest", "signature", "signature-input"}
+    extra = (("ao-types", "count=integer, ghost=empty-list"), ("inline-body-key", "target"),
+             ("content-type", 'multipart/form-data; boundary="x"'))
+    decoded = httpsig.decode(httpsig.Request(req.method, req.url, req.headers + extra, req.body))
+    assert decoded.fields == {"count": b"7", "from": b"someone-else", "body": b"a\nb"}
+    msg = decoded.to_message()
+    assert msg.owner == msg.from_ == wallet.address and msg.tag("From") is None and msg.target is None
