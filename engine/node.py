@@ -126,7 +126,10 @@ class Node:
         current = self.views.current_slot(pid)
         if slot > current:
             raise NotFound(f"slot {slot} of {pid} is not scheduled yet (current slot is {current})")
-        view = self.views.latest_at(pid, slot) or self.views.stored(pid, slot)
+        latest = self.views.latest_at(pid, slot)
+        if latest is not None:
+            return latest
+        view = self.views.stored(pid, slot)
         if view is not None:
             self.views.remember(pid, view)
             return view
