@@ -50,3 +50,11 @@ class MemoryLimitExceeded(WasmError):
 
 class WasmTrap(WasmError):
     pass
+
+
+class DataUnavailable(WasmError):
+    """Data a message needs (WeaveDrive through a gateway) cannot be had right now. The message is not
+    computed: its slot stays pending and a later compute retries it, so no node ever records an answer
+    that depends on a gateway's outage."""
+
+    status = 503

@@ -16,8 +16,12 @@ import wasmtime
 
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
 from aonode.engine.wasm import timefmt
+from aonode.engine.wasm import memfs_state
 from aonode.engine.wasm.cxx import EmscriptenUnwinding
+from aonode.engine.wasm.drive_store import DriveStore
+from aonode.engine.wasm.fs_path_syscalls import PathSyscalls
 from aonode.engine.wasm.guest import zero_results
+from aonode.engine.wasm.memfs_io import MemFS
 from aonode.engine.wasm.weavedrive import WeaveDrive
 
 WASM_PAGE = 65536
@@ -26,10 +30,6 @@ OVERGROW_CAP = 100663296  # ao-loader: grow at most request + 96 MiB
 TIME_START = 10000  # ao-loader replaces Date.now with a counter starting here
 FS_INIT_TICKS = 4  # Date.now calls its emscripten FS makes while the runtime starts
 
-ENOENT, EBADF, EINVAL, ENOTTY, ESPIPE, ENOSYS = 44, 8, 28, 59, 70, 52
-STDIO_FLAGS = {0: 0, 1: 1, 2: 1}  # O_RDONLY / O_WRONLY for the three TTYs
-TERMIOS = (25856, 5, 191, 35387)
-TERMIOS_CC = bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22] + [0] * 16)
 
 
 class ProcExit(Exception):
@@ -38,34 +38,63 @@ class ProcExit(Exception):
         self.code = code
 
 
+def _no_clock() -> int:
+    return 0
+
+
 @dataclass
 class HostState:
-    """Host-side state that must travel with a snapshot (everything else lives in linear memory)."""
+    """Host-side state that must travel with a snapshot (everything else lives in linear memory):
+    the clock counter, the input buffer of images without `free`, and the emscripten filesystem."""
 
     time: int = TIME_START
     scratch_ptr: int = 0
     scratch_size: int = 0
-    open_files: dict[int, list] = field(default_factory=dict)  # fd -> [relative path, position]
+    fs: MemFS = field(default_factory=lambda: MemFS(_no_clock))
 
     def to_dict(self) -> dict:
         return {"time": self.time, "scratch_ptr": self.scratch_ptr, "scratch_size": self.scratch_size,
-                "open_files": {str(k): v for k, v in self.open_files.items()}}
+                "fs": memfs_state.to_dict(self.fs)}
 
     @classmethod
     def from_dict(cls, data: dict) -> HostState:
-        files = {int(k): list(v) for k, v in data.get("open_files", {}).items()}
-        return cls(data.get("time", TIME_START), data.get("scratch_ptr", 0), data.get("scratch_size", 0), files)
+        if data.get("fs"):
+            fs = memfs_state.from_dict(data["fs"], _no_clock)
+        else:  # a snapshot from before the filesystem was state: the tree as right after start-up
+            fs = MemFS(_no_clock)
+            fs.start()
+        return cls(data.get("time", TIME_START), data.get("scratch_ptr", 0), data.get("scratch_size", 0), fs)
 
 
-class Host(EmscriptenUnwinding, WeaveDrive):
+class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
     """All imports an AOS image may ask for; `bind` hands it the instance's exports afterwards."""
 
-    def __init__(self, store: wasmtime.Store, memory64: bool, weavedrive_dir: Path | None = None,
+    def __init__(self, store: wasmtime.Store, memory64: bool, weavedrive_dir: Path | DriveStore | None = None,
                  memory_limit: int | None = None) -> None:
         super().__init__(store=store, memory64=memory64, weavedrive_dir=weavedrive_dir)
         self.memory_limit = memory_limit
-        self.state = HostState()
         self.stdout = bytearray()
+        self.state = HostState()
+        # emscripten's FS.init and ao-loader's /data make FS_INIT_TICKS clock calls; the instance
+        # counts them when it starts the runtime, so the counter is rewound here.
+        self.fs.start()
+        self.state.time = TIME_START
+
+    @property
+    def state(self) -> HostState:
+        return self._state
+
+    @state.setter
+    def state(self, value: HostState) -> None:
+        """A restored state's filesystem is wired to this host's clock, output and drive."""
+        self._state = value
+        value.fs.clock = self.tick
+        value.fs.stdout = self.stdout
+        value.fs.drive_reader = self.drive_reader
+
+    @property
+    def fs(self) -> MemFS:
+        return self._state.fs
 
     def resolve(self, module: str, name: str, ty: wasmtime.FuncType) -> Callable | None:
         """The Python function for one import, or None when this host does not provide it."""
@@ -77,12 +106,7 @@ class Host(EmscriptenUnwinding, WeaveDrive):
             return self._make_stub(ty)
         if module not in ("env", "wasi_snapshot_preview1", "wasi_unstable"):
             return None
-        fn = getattr(self, "imp_" + name.lstrip("_"), None) if name.lstrip("_") else None
-        if fn is None:
-            return None
-        if name == "fd_seek" and len(ty.params) == 5:
-            return self.imp_fd_seek_legalized
-        return fn
+        return getattr(self, "imp_" + name.lstrip("_"), None) if name.lstrip("_") else None
 
     def _make_stub(self, ty: wasmtime.FuncType) -> Callable:
         zero = zero_results(ty)
@@ -199,46 +223,7 @@ class Host(EmscriptenUnwinding, WeaveDrive):
     def imp_strftime_l(self, s: int, maxsize: int, fmt: int, tm: int, locale: int) -> int:
         return self.imp_strftime(s, maxsize, fmt, tm)
 
-    # ---- WASI and syscalls --------------------------------------------------------------------------
-    def _iovecs(self, iov: int, count: int) -> list[tuple[int, int]]:
-        size = 16 if self.memory64 else 8
-        raw = self.read(iov, size * count)
-        fmt = "<QQ" if self.memory64 else "<II"
-        return [struct.unpack_from(fmt, raw, i * size) for i in range(count)]
-
-    def imp_fd_write(self, fd: int, iov: int, iovcnt: int, pnum: int) -> int:
-        if fd not in (1, 2):
-            return EBADF
-        total = 0
-        for ptr, length in self._iovecs(iov, iovcnt):
-            if length:
-                self.stdout += self.read(ptr, length)
-                self.tick()  # the TTY stamps its node with Date.now() per non-empty write
-            total += length
-        self.write_ptr(pnum, total)
-        return 0
-
-    def imp_fd_read(self, fd: int, iov: int, iovcnt: int, pnum: int) -> int:
-        if fd != 0:
-            return EBADF
-        self.write_ptr(pnum, 0)
-        return 0
-
-    def imp_fd_close(self, fd: int) -> int:
-        return 0 if fd in STDIO_FLAGS else EBADF
-
-    def imp_fd_seek(self, fd: int, offset: int, whence: int, new_offset: int) -> int:
-        return ESPIPE if fd in STDIO_FLAGS else EBADF
-
-    def imp_fd_seek_legalized(self, fd: int, lo: int, hi: int, whence: int, new_offset: int) -> int:
-        return ESPIPE if fd in STDIO_FLAGS else EBADF
-
-    def imp_fd_fdstat_get(self, fd: int, buf: int) -> int:
-        if fd not in STDIO_FLAGS:
-            return EBADF
-        self.write(buf, struct.pack("<BxHxxxxQQ", 2, 0, 0, 0))
-        return 0
-
+    # ---- WASI process interface --------------------------------------------------------------------
     def imp_environ_sizes_get(self, count_ptr: int, size_ptr: int) -> int:
         """No strings: ao-loader's patched getEnvStrings() returns an empty list."""
         self.write_ptr(count_ptr, 0)
@@ -270,54 +255,6 @@ class Host(EmscriptenUnwinding, WeaveDrive):
     def imp_emscripten_system(self, command: int) -> int:
         return 0
 
-    def _vararg_ptr(self, varargs: int) -> int:
-        return self.read_ptr(varargs)
-
-    def imp_syscall_ioctl(self, fd: int, op: int, varargs: int) -> int:
-        if fd not in STDIO_FLAGS:
-            return -EBADF
-        if op == 21523:  # TIOCGWINSZ
-            self.write(self._vararg_ptr(varargs), struct.pack("<hh", 24, 80))
-            return 0
-        if op == 21505:  # TCGETS
-            argp = self._vararg_ptr(varargs)
-            self.write(argp, struct.pack("<4i", *TERMIOS))
-            self.write(argp + 17, TERMIOS_CC)
-            return 0
-        if op == 21519:  # TIOCGPGRP
-            self.write(self._vararg_ptr(varargs), struct.pack("<i", 0))
-            return 0
-        if op == 21520:
-            return -EINVAL
-        return 0
-
-    def imp_syscall_fcntl64(self, fd: int, cmd: int, varargs: int) -> int:
-        if fd not in STDIO_FLAGS:
-            return -EBADF
-        if cmd == 3:
-            return STDIO_FLAGS[fd]
-        if cmd == 5:
-            self.write(self._vararg_ptr(varargs), struct.pack("<h", 2))
-            return 0
-        return 0 if cmd in (1, 2, 4, 6, 7) else -EINVAL
-
-    def imp_syscall_openat(self, dirfd: int, path: int, flags: int, varargs: int) -> int:
-        return -ENOENT
-
-    def imp_syscall_dup3(self, fd: int, suggest: int, flags: int) -> int:
-        return -EBADF
-
-    def imp_syscall_unlinkat(self, dirfd: int, path: int, flags: int) -> int:
-        return -ENOENT
-
-    def imp_syscall_rmdir(self, path: int) -> int:
-        return -ENOENT
-
-    def imp_syscall_renameat(self, olddirfd: int, old: int, newdirfd: int, new: int) -> int:
-        return -ENOENT
-
-    def imp_syscall_readlinkat(self, dirfd: int, path: int, buf: int, size: int) -> int:
-        return -ENOENT
 
 def missing_imports(module: wasmtime.Module, host: Host, extra: dict | None) -> list[str]:
     missing = []

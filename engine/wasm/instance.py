@@ -37,7 +37,13 @@ FUEL_RATE_MAX = 4e11
 CHECKPOINT_EVERY = 1000  # replay of at most this many messages after a trap (~1 ms each)
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # ... or of this much message JSON
 AWAY_FIRST = 4  # messages a process stays on the original image after one needed it (then 8, 16, ...)
-STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed
+STACK_HEADROOM = 256 * 1024  # stack left for `handle` itself after the inputs are placed ...
+# ... or half the stack, whichever is less: ao-loader always places the inputs on the stack, and an
+# image built with a small stack (AOS-SQLite: 64 KiB) must see them there too to match its memory.
+
+
+def headroom(sp: int, stack_end: int) -> int:
+    return min(STACK_HEADROOM, (sp - stack_end) // 2)
 UNKNOWN_STACK_BUDGET = 16 * 1024
 STACK_COOKIE = (34821223, 2310721022, 1668509029)  # what ao-loader's writeStackCookie() stores
 SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
@@ -347,6 +353,7 @@ class Instance:
     def _handle_once(self, msg_json: str, env_json: str, fuel: int | None) -> str:
         msg, env = msg_json.encode() + b"\x00", env_json.encode() + b"\x00"
         handle = self.host.fn["handle"]
+        self.host.inputs = (msg_json, env_json)  # WeaveDrive's admissibility reads the process tags
 
         def run() -> str:
             if self._call_handle is not None:
@@ -378,7 +385,7 @@ class Instance:
             if self._stack_end is None and "emscripten_stack_get_end" in host.fn:
                 self._stack_end = host.fn["emscripten_stack_get_end"]()
         sp = self._base_sp
-        if self._stack_end is None or sp - self._stack_end <= len(msg) + len(env) + STACK_HEADROOM:
+        if self._stack_end is None or sp - self._stack_end <= len(msg) + len(env) + headroom(sp, self._stack_end):
             return None
         msg_ptr = (sp - len(msg)) & -16
         env_ptr = (msg_ptr - len(env)) & -16
@@ -396,7 +403,7 @@ class Instance:
             if "emscripten_stack_get_end" in ex:
                 if self._stack_end is None:  # fixed once emscripten_stack_init has run
                     self._stack_end = ex["emscripten_stack_get_end"]()
-                fits = sp - self._stack_end > need + STACK_HEADROOM
+                fits = sp - self._stack_end > need + headroom(sp, self._stack_end)
             else:
                 fits = need <= UNKNOWN_STACK_BUDGET  # stack size unknown: only small inputs go there
             if fits:

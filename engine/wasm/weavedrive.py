@@ -1,19 +1,25 @@
 """WeaveDrive (Arweave data as files) and the asyncify sleep ao-loader wraps around it.
 
-Data comes from a local directory laid out as the drive's paths (`data/<id>`, `tx/<id>`,
-`block/<height>`). The open files are host state and travel with snapshots.
+As ao-loader's WeaveDrive extension does it, an opened item becomes a node of the process's emscripten
+filesystem (`/data/<id>`, `/tx/<id>`, `/block/<height>`) with an ordinary descriptor, so fseek/fstat
+work on it; `/data` nodes keep only (id, size) and read their bytes from the DriveStore at any offset.
 """
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Any, Callable
 
 from aonode.engine.errors import MemoryLimitExceeded, WasmTrap
+from aonode.engine.wasm.drive_store import DriveContext, DriveStore
 from aonode.engine.wasm.guest import Guest
+from aonode.engine.wasm.memfs import S_IFREG, FSError, Node, Stream
+from aonode.engine.wasm.memfs_io import MemFS
 
 ASYNCIFY_STACK_SIZE = 41943040  # ao-loader's Asyncify.StackSize for its data buffer
 NORMAL, UNWINDING, REWINDING = 0, 1, 2
+DRIVE_MODE = S_IFREG | 0o555  # FS_getMode(canRead=true, canWrite=false)
 
 
 class SuspendNeeded(WasmTrap):
@@ -22,24 +28,25 @@ class SuspendNeeded(WasmTrap):
 
 
 class WeaveDrive(Guest):
-    """The `__asyncjs__weavedrive_*` imports. Needs `self.state.open_files` (see host.HostState)."""
+    """The `__asyncjs__weavedrive_*` imports. Needs `self.fs` (the MemFS) and `self.inputs` (the
+    message and env JSON being handled, for admissibility)."""
 
-    def __init__(self, weavedrive_dir: Path | None = None, **kwargs: Any) -> None:
+    fs: MemFS
+    inputs: tuple[str, str] = ("{}", "{}")
+
+    def __init__(self, weavedrive_dir: Path | DriveStore | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.weavedrive_dir = Path(weavedrive_dir) if weavedrive_dir else None
+        if isinstance(weavedrive_dir, DriveStore) or weavedrive_dir is None:
+            self.drive = weavedrive_dir
+        else:  # a bare directory: local fixtures, everything admissible (ao-loader's test mode)
+            self.drive = DriveStore(Path(weavedrive_dir), test=True)
         self.async_state = NORMAL
         self.async_data = 0
         self.can_suspend = True
         self._async_value = 0
 
-    def _drive_path(self, name: str) -> Path | None:
-        if self.weavedrive_dir is None:
-            return None
-        rel = Path(name.lstrip("/"))
-        if ".." in rel.parts:
-            return None
-        path = self.weavedrive_dir / rel
-        return path if path.is_file() else None
+    def drive_reader(self, item: str, offset: int, length: int) -> bytes:
+        return self.drive.read(item, offset, length) if self.drive is not None else b""
 
     # ---- asyncify: the sleep/wake dance ao-loader performs around every __asyncjs__ import ---------
     def _asyncify(self, compute: Callable[[], int]) -> int:
@@ -85,37 +92,82 @@ class WeaveDrive(Guest):
     def imp_asyncjs__weavedrive_close(self, fd: int) -> int:
         return self._asyncify(lambda: self._drive_close(fd))
 
+    def _context(self) -> DriveContext:
+        msg, env = (json.loads(text or "{}") for text in self.inputs)
+
+        def tags(items: Any) -> tuple[tuple[str, str], ...]:
+            return tuple((str(t.get("name")), str(t.get("value"))) for t in items or [] if isinstance(t, dict))
+
+        try:
+            height = int(msg.get("Block-Height") or 0)
+        except (TypeError, ValueError):
+            height = 0
+        return DriveContext(tags((env.get("Process") or {}).get("Tags")), tags((env.get("Module") or {}).get("Tags")),
+                            height)
+
     def _drive_open(self, c_filename: int) -> int:
-        """Paths /data/<id>, /tx/<id>, /block/<height> come from the drive directory; any other path
-        answers 0 (the C side then falls back), and a missing /data item halts the message, as the
-        reference WeaveDrive does."""
-        if self.weavedrive_dir is None:
+        """`/data/<id>`, `/tx/<id>`, `/block/<height>` open (creating the node the first time);
+        anything else answers 0 (no such drive file), as does an item the process may not read."""
+        if self.drive is None:
             return 0  # ao-loader without a WeaveDrive extension resolves to null
-        name = self.read_cstr(c_filename).decode(errors="replace")
-        if name.split("/")[1:2] not in (["data"], ["tx"], ["block"]):
+        name = self.read_cstr(c_filename).decode("utf-8", errors="replace")
+        parts = name.split("/")
+        kind, key = (parts[1], parts[2]) if len(parts) == 3 and not parts[0] else ("", "")
+        if kind not in ("data", "tx", "block") or not key:
             return 0
-        if self._drive_path(name) is None:
-            raise WasmTrap(f"HALT: FILE NOT FOUND: {name}")
-        fd = 3
-        while fd in self.state.open_files:  # the lowest free descriptor, as the emscripten FS picks
-            fd += 1
-        self.state.open_files[fd] = [name, 0]
-        return fd
+        try:
+            if self._exists(name):
+                return self.fs.open(name, 0).fd
+            if kind == "data":
+                if not self.drive.admissible(key, self._context()):
+                    return 0
+                size = self.drive.data_size(key)
+                node = self.fs.mknod(name, DRIVE_MODE)
+                node.drive = (key, size)
+            else:
+                body = self.drive.tx_header(key) if kind == "tx" else self.drive.block_header(key)
+                self._create_data_file(kind, key, body)
+            return self.fs.open(name, 0).fd
+        except FSError:
+            return 0
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.fs.lookup(path, follow=True)
+            return True
+        except FSError:
+            return False
+
+    def _create_data_file(self, kind: str, key: str, body: bytes) -> Node:
+        """FS.createPath + FS.createDataFile, with the clock ticks they make in emscripten's FS."""
+        if not self._exists("/" + kind):
+            self.fs.mkdir("/" + kind)
+        node = self.fs.mknod(f"/{kind}/{key}", DRIVE_MODE)
+        self.fs.chmod(node, DRIVE_MODE | 0o222)
+        self.fs.truncate(node, 0)
+        if body:
+            node.timestamp = self.fs.clock()
+            node.data = bytearray(body)
+        self.fs.chmod(node, DRIVE_MODE)
+        return node
 
     def _drive_read(self, fd: int, dst: int, length: int) -> int:
-        entry = self.state.open_files.get(fd)
-        path = self._drive_path(entry[0]) if entry else None
-        if path is None:
+        stream: Stream | None = self.fs.streams.get(fd)
+        if stream is None:
             return 0
-        headers = not entry[0].startswith("/data/")
-        with path.open("rb") as fh:
-            fh.seek(0 if headers else entry[1])
-            data = fh.read(length)
-        self.write(dst, data)
-        if headers:  # the reference copies header files from offset 0 and reports the full length
+        if stream.path.startswith(("/tx/", "/block/")):
+            self.write(dst, bytes(stream.node.data[:length]))  # headers: from the start, full length reported
             return length
-        entry[1] += len(data)
+        try:
+            data = self.fs.read(stream, length)
+        except FSError:
+            return 0
+        self.write(dst, data)
         return len(data)
 
     def _drive_close(self, fd: int) -> int:
-        return 0 if self.state.open_files.pop(fd, None) is not None else -1
+        stream = self.fs.streams.get(fd)
+        if stream is None:
+            return -1
+        self.fs.close(stream)
+        return 0

@@ -65,6 +65,22 @@ function parseArgs(argv) {
   return opts;
 }
 
+// emscripten's /dev/random and /dev/urandom refill a 1024-byte buffer from crypto.getRandomValues
+// (SQLite reads them to seed its PRNG). Feed it the fixed stream aonode's MemFS uses
+// (engine/wasm/memfs.py random_fill), so memories that depend on it can be compared at all.
+function installDeterministicRandom() {
+  let fill = 0;
+  globalThis.crypto.getRandomValues = (view) => {
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    for (let at = 0, j = 0; at < bytes.length; at += 32, j++) {
+      const block = crypto.createHash("sha256").update(`aonode-urandom:${fill}:${j}`).digest();
+      bytes.set(block.subarray(0, Math.min(32, bytes.length - at)), at);
+    }
+    fill++;
+    return view;
+  };
+}
+
 function loadAoLoader() {
   // Resolve from the repository root so the pinned copy in node_modules is the one used.
   const root = path.resolve(__dirname, "..", "..");
@@ -146,6 +162,7 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const [imagePath, messagesPath] = opts.positional;
   if (opts.trace) installImportTracer();
+  installDeterministicRandom();
   const AoLoader = loadAoLoader();
   const binary = fs.readFileSync(imagePath);
   const { messages } = JSON.parse(fs.readFileSync(messagesPath, "utf8"));
