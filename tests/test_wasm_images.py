@@ -114,7 +114,7 @@ def test_stack_pointer_returns_to_base_between_messages(runtime):
 
 
 def test_weavedrive_reads_local_data_and_halts_on_missing(runtime, tmp_path):
-    from aonode.engine.errors import WasmTrap
+    from aonode.engine.errors import DataUnavailable
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "TX-abc").write_bytes(b"hello from arweave")
@@ -122,7 +122,7 @@ def test_weavedrive_reads_local_data_and_halts_on_missing(runtime, tmp_path):
     first, out = spawn_and_eval(inst, "F = io.open('/data/TX-abc') return F:read(5) .. '|' .. F:read(13)")
     assert out.error is None and out.output == "hello| from arweave"
     before = inst.memory_sha256()
-    with pytest.raises(WasmTrap, match="FILE NOT FOUND"):
+    with pytest.raises(DataUnavailable, match="no data item 'missing'"):
         inst.handle(SPEC.message_json(2, "return io.open('/data/missing')"), SPEC.env())
     assert inst.memory_sha256() == before
     assert parse_result(inst.handle(SPEC.message_json(3, "return 'still ok'"), SPEC.env())).output == "still ok"

@@ -11,7 +11,7 @@ from typing import Callable
 
 from aonode.engine.wasm.guest import Guest
 from aonode.engine.wasm.memfs import (
-    DEV_TTY, EACCES, EBADF, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTDIR, ENOTTY, EOVERFLOW, ERANGE, O_ACCMODE,
+    DEV_TTY, EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTDIR, ENOTTY, EOVERFLOW, ERANGE, O_ACCMODE,
     O_RDWR, O_WRONLY, FSError, Stream, is_chrdev, is_dir, is_file, is_link,
 )
 from aonode.engine.wasm.memfs_io import SEEK_CUR, SEEK_SET, MemFS
@@ -249,21 +249,21 @@ class FileSystemImports(Guest):
         self.write_ptr(pnum, self._writev(self.fs.stream(fd), iov, iovcnt, None))
         return 0
 
-    @wasi
-    def imp_fd_pread(self, fd: int, iov: int, iovcnt: int, *rest: int) -> int:
+    def _positioned(self, fd: int, iov: int, iovcnt: int, rest: tuple[int, ...],
+                    transfer: Callable[[Stream, int, int, int | None], int]) -> int:
         offset, (pnum,) = self._wide(rest, 2)
         if not -MAX_SAFE < offset < MAX_SAFE:
             return EOVERFLOW
-        self.write_ptr(pnum, self._readv(self.fs.stream(fd), iov, iovcnt, offset))
+        self.write_ptr(pnum, transfer(self.fs.stream(fd), iov, iovcnt, offset))
         return 0
 
     @wasi
+    def imp_fd_pread(self, fd: int, iov: int, iovcnt: int, *rest: int) -> int:
+        return self._positioned(fd, iov, iovcnt, rest, self._readv)
+
+    @wasi
     def imp_fd_pwrite(self, fd: int, iov: int, iovcnt: int, *rest: int) -> int:
-        offset, (pnum,) = self._wide(rest, 2)
-        if not -MAX_SAFE < offset < MAX_SAFE:
-            return EOVERFLOW
-        self.write_ptr(pnum, self._writev(self.fs.stream(fd), iov, iovcnt, offset))
-        return 0
+        return self._positioned(fd, iov, iovcnt, rest, self._writev)
 
     @wasi
     def imp_fd_seek(self, fd: int, *rest: int) -> int:

@@ -10,7 +10,7 @@ from typing import Callable
 
 from aonode.engine.wasm.memfs import (
     DEV_NULL, DEV_RANDOM, DEV_TTY, DEV_TTY1, DEV_URANDOM, EBADF, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT,
-    ENOTDIR, ESPIPE, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDWR, O_TRUNC,
+    ENOTDIR, ESPIPE, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC,
     O_WRONLY, S_IFREG, FSError, Node, Shared, Stream, Tree, is_chrdev, is_dir, is_file, is_link,
 )
 
@@ -125,16 +125,21 @@ class MemFS(Tree):
         return position
 
     # ---- data ---------------------------------------------------------------------------------------
-    def read(self, stream: Stream, length: int, position: int | None = None) -> bytes:
+    @staticmethod
+    def _check(stream: Stream, length: int, position: int | None, denied: int) -> Node:
+        """FS.read/FS.write's checks, in their order; `denied` is the access mode that may not."""
         if length < 0 or (position is not None and position < 0):
             raise FSError(EINVAL)
-        if stream.flags & O_ACCMODE == O_WRONLY:
+        if stream.flags & O_ACCMODE == denied:
             raise FSError(EBADF)
-        node = stream.node
-        if is_dir(node.mode):
+        if is_dir(stream.node.mode):
             raise FSError(EISDIR)
-        if is_link(node.mode):
+        if is_link(stream.node.mode):
             raise FSError(EINVAL)
+        return stream.node
+
+    def read(self, stream: Stream, length: int, position: int | None = None) -> bytes:
+        node = self._check(stream, length, position, O_WRONLY)
         if position is not None and not stream.seekable:
             raise FSError(ESPIPE)
         at = stream.shared.position if position is None else position
@@ -158,15 +163,7 @@ class MemFS(Tree):
         return b""  # /dev/null; the TTY's stdin is empty (EOF)
 
     def write(self, stream: Stream, data: bytes, position: int | None = None) -> int:
-        if position is not None and position < 0:
-            raise FSError(EINVAL)
-        if stream.flags & O_ACCMODE == 0:
-            raise FSError(EBADF)
-        node = stream.node
-        if is_dir(node.mode):
-            raise FSError(EISDIR)
-        if is_link(node.mode):
-            raise FSError(EINVAL)
+        node = self._check(stream, len(data), position, 0)
         if stream.seekable and stream.flags & O_APPEND and not is_chrdev(node.mode):
             self.llseek(stream, 0, SEEK_END)
         if position is not None and not stream.seekable:
@@ -207,5 +204,3 @@ class MemFS(Tree):
             return self.drive_reader(node.drive[0], 0, node.drive[1]) if self.drive_reader else b""
         return bytes(node.data)
 
-
-__all__ = ["MemFS", "Stat", "EIO", "SEEK_SET", "SEEK_CUR", "SEEK_END", "O_RDWR"]
