@@ -17,8 +17,9 @@ import pytest
 from aonode.engine.aos import env_json, message_json, parse_result
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Runtime
-from conftest import image_path
+from tests.helpers.images import image_path
 
+pytestmark = [pytest.mark.slow, pytest.mark.peers]  # runs the reference ao-loader in node
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "tests" / "peers" / "aoloader_run.cjs"
 OWNER = "FSOWNER" + "o" * 36
