@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from aonode.engine.devices.base import ProcessConfig, ProcessState
@@ -26,8 +27,10 @@ def release_instance(state: ProcessState) -> None:
 
 
 class LiveProcesses:
-    def __init__(self, processes: ProcessDevice, views: Views, data_dir: Path, max_live: int = 32) -> None:
+    def __init__(self, processes: ProcessDevice, views: Views, data_dir: Path, max_live: int = 32,
+                 on_evict: Callable[[str], object] = lambda pid: None) -> None:
         self.processes = processes
+        self.on_evict = on_evict  # the node's compute lease on the process ends with its live state
         self.views = views
         self.data_dir = data_dir
         self.max_live = max_live
@@ -91,6 +94,13 @@ class LiveProcesses:
             release_instance(state)
         finally:
             lock.release()
+        self.on_evict(pid)
+
+    def forget(self, pid: str) -> ProcessState | None:
+        """Drop the live state without a snapshot: another node computed the process since (its
+        memory here is stale). The caller frees the instance if it holds the process's lock."""
+        with self._guard:
+            return self._live.pop(pid, None)
 
     def close(self) -> None:
         """Snapshot every live process so the next start replays nothing."""

@@ -12,6 +12,7 @@ lock; only work that evaluates new slots takes the process's lock. Nothing below
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -34,11 +35,12 @@ from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice
 from aonode.engine.dryrun import DryRuns
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.images import Catalogue, Images
-from aonode.engine.live import LiveProcesses
+from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, make_leases, run_leased
+from aonode.engine.live import LiveProcesses, release_instance
 from aonode.engine.message import Message
 from aonode.engine.queries import Queries
 from aonode.engine.router import Router
-from aonode.engine.store.sqlite import SQLiteStore
+from aonode.engine.store import SQLiteStore, open_store
 from aonode.engine.views import Views
 from aonode.engine.wasm.runtime import Runtime
 
@@ -73,22 +75,25 @@ def _wallet(path: Path) -> Wallet:
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, catalogue: Catalogue | None = None,
                  max_live: int = 32, clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-                 dry_run_slots: int = 2) -> None:
+                 dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
-        self.store = SQLiteStore(self.data_dir)
+        self.store = open_store(store or self.data_dir)  # a postgresql:// URL: shared with other nodes
         self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
         self.scheduler = Scheduler(self.store, clock=clock) if clock else Scheduler(self.store)
         self.images = Images(Runtime(cache_dir=self.data_dir / "cache"), catalogue or Catalogue())
-        self.views = Views(self.store, self.scheduler)
+        self.views = Views(self.store, self.scheduler, shared=not isinstance(self.store, SQLiteStore))
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
         self.router = Router(self.scheduler, self.views, self.registry, self.images, self.wallet)
         register_devices(self.registry, self.scheduler, self.router, self.images)
         push = self.registry.create(PUSH.name, in_stack=False)
         self.processes = ProcessDevice(self.store, self.registry, after=[push])
-        self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live)
+        self.leases = make_leases(self.store, f"{self.address}/{uuid.uuid4().hex[:12]}", leases,
+                                  on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
+        self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live,
+                                  on_evict=self.leases.release)
         self.dry_runs = DryRuns(self.live, dry_run_slots)
         self.crons = CronTicker(self.scheduler, self.views)
         self.queries = Queries(self.store, self.scheduler, self.views, self.live)
@@ -130,18 +135,25 @@ class Node:
         if latest is not None:
             return latest
         view = self.views.stored(pid, slot)
-        if view is not None:
-            self.views.remember(pid, view)
-            return view
-        with self.live.lock(pid):
-            view = self.views.stored(pid, slot)  # another thread may have computed it meanwhile
-            if view is not None:
-                return view
-            self.live.compute_to(pid, slot)
-            # From the store, not the live state: later slots must not change an answer already given.
+        if view is None:
+            # Here if this node holds the process's compute lease (always, on its own store), else by
+            # the node that does; then from the store, not the live state: later slots must not
+            # change an answer already given.
+            run_leased(self.leases, pid, lambda: self.views.stored(pid, slot) is not None,
+                       lambda claim: self._compute_here(pid, slot, claim))
             view = self.views.stored(pid, slot) or cast(ProcessView, {})
-            self.views.remember(pid, view)
+        self.views.remember(pid, view)
         return view
+
+    def _compute_here(self, pid: str, slot: int, claim: Claim) -> None:
+        with self.live.lock(pid):
+            if claim is Claim.FRESH:  # another node may have computed it since this one last did
+                stale = self.live.forget(pid)
+                if stale is not None:
+                    release_instance(stale)
+            if self.views.stored(pid, slot) is None:  # another thread may have computed it meanwhile
+                self.live.compute_to(pid, slot)
+        self.leases.computed(pid)
 
     def dry_run(self, pid: str, msg: Message) -> ProcessView:
         """Evaluate `msg` on a throwaway copy of the last computed state; nothing is stored or pushed."""
@@ -249,5 +261,6 @@ class Node:
     def close(self) -> None:
         """Snapshot every live process so the next start replays nothing, then close the store."""
         self.live.close()
+        self.leases.close()
         self.store.close()
 

@@ -25,9 +25,10 @@ def at_slot(view: ProcessView) -> int:
 
 
 class Views:
-    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+    def __init__(self, store: Store, scheduler: Scheduler, *, shared: bool = False) -> None:
         self.store = store
         self.scheduler = scheduler
+        self.shared = shared  # other nodes write this store too: current slot and latest come from it
         self._guard = threading.Lock()
         self._definitions: dict[str, Message] = {}
         self._current: dict[str, int] = {}
@@ -45,7 +46,7 @@ class Views:
 
     def current_slot(self, pid: str) -> int:
         current = self._current.get(pid)
-        if current is None:
+        if current is None or self.shared:
             self.scheduled(pid, self.scheduler.current_slot(pid))  # max() under the guard
             current = self._current[pid]
         return current
@@ -58,8 +59,10 @@ class Views:
     def last(self, pid: str) -> ProcessView:
         """The last computed state (the empty view before slot 0 is computed)."""
         view = self._latest.get(pid)
-        if view is None:
+        if view is None or self.shared:
             last = self.store.last_result_slot(pid)
+            if view is not None and at_slot(view) == (-1 if last is None else last):
+                return view
             view = empty_view(pid) if last is None else self.stored(pid, last) or cast(ProcessView, {})
             self.remember(pid, view)
         return view

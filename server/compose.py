@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.images import Catalogue, ModuleRef, ResolvedImage
+from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.node import Node
 from aonode.modules import catalogue as modules
 
@@ -30,7 +31,7 @@ def module_catalogue() -> Catalogue:
 
 def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
               clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-              dry_run_slots: int = 2) -> Node:
+              dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES) -> Node:
     """A Node on `data_dir` that runs the catalogue's images (the other arguments as `Node` takes)."""
     return Node(data_dir, dev, catalogue=module_catalogue(), max_live=max_live, clock=clock, wallet=wallet,
-                dry_run_slots=dry_run_slots)
+                dry_run_slots=dry_run_slots, store=store, leases=leases)

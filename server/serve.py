@@ -15,6 +15,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
+from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
@@ -79,16 +80,19 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
 def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
           demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
-          announce: Callable[[str], None] = print) -> None:
-    """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered."""
+          announce: Callable[[str], None] = print, store: str | None = None,
+          leases: LeaseConfig = DEFAULT_LEASES) -> None:
+    """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
+    `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir."""
     from aonode.server.compose import make_node
 
-    node = make_node(Path(data_dir), dev=dev)
+    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases)
     try:
         url = f"http://{host}:{port}"
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
-        announce(f"aonode {node.address} serving {url} (data: {data_dir}, dev: {dev}); Ctrl-C stops")
+        where = f"data: {data_dir}" + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
+        announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         asyncio.run(_main(app, hypercorn_config(host, port)))
     finally:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aonode.engine.leases import Claim, LeaseConfig, LocalLeases, PgLeases
+from aonode.engine.leases import Claim, LeaseConfig, LocalLeases
+from aonode.engine.store.pg_leases import PgLeases
 from aonode.engine.store.postgres import PostgresStore
 
 TTL = 1.0

@@ -13,6 +13,7 @@ from aonode.engine.devices.scheduler import PAGE_LIMIT, Scheduler, chain_link, v
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
 from aonode.engine.store import Store, open_store
+from tests.helpers.threads import in_threads
 
 
 @pytest.fixture(scope="module")
@@ -163,24 +164,15 @@ def test_concurrent_schedule_gives_unique_consecutive_slots(store: Store, owner:
     sched = Scheduler(store)
     pid = spawn(sched, owner)
     got: list[int] = []
-    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def worker(t: int) -> None:
-        try:
-            for i in range(15):
-                a = send(sched, pid, owner, t * 100 + i)
-                with lock:
-                    got.append(a.slot)
-        except BaseException as err:  # surfaced below
-            errors.append(err)
+        for i in range(15):
+            a = send(sched, pid, owner, t * 100 + i)
+            with lock:
+                got.append(a.slot)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert in_threads(worker, 8) == []
     assert sorted(got) == list(range(1, 121))
     chain = store.assignments(pid)
     assert verify_chain(chain)
@@ -212,28 +204,19 @@ def test_nodes_sharing_a_store_never_fork_the_chain(store_spec: str, owner: str)
         scheds = [Scheduler(s) for s in stores]
         pid = spawn(scheds[0], owner, **{"Cron-Frequency": "100-Milliseconds"})
         got: list[tuple[str, int]] = []
-        errors: list[BaseException] = []
         lock = threading.Lock()
 
         def worker(t: int) -> None:
             n = t % 3  # two threads per node
-            try:
-                for i in range(12):
-                    m = Message.create(owner=owner, target=pid, data=f"thread {t} msg {i}")
-                    a = scheds[n].schedule(pid, m)
-                    again = scheds[(n + 1) % 3].schedule(pid, m)  # retried through another node
-                    assert again.slot == a.slot
-                    with lock:
-                        got.append((m.id, a.slot))
-            except BaseException as err:  # surfaced below
-                errors.append(err)
+            for i in range(12):
+                m = Message.create(owner=owner, target=pid, data=f"thread {t} msg {i}")
+                a = scheds[n].schedule(pid, m)
+                again = scheds[(n + 1) % 3].schedule(pid, m)  # retried through another node
+                assert again.slot == a.slot
+                with lock:
+                    got.append((m.id, a.slot))
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        assert errors == []
+        assert in_threads(worker, 6) == []
         chain = stores[1].assignments(pid)
         assert [a.slot for a in chain] == list(range(len(chain))) and verify_chain(chain)
         assert {a.message_id: a.slot for a in chain if a.message_id in dict(got)} == dict(got)

@@ -16,6 +16,7 @@ import pytest
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message, b64url
 from aonode.engine.store import Assignment, SQLiteStore, Store, open_store
+from tests.helpers.threads import in_threads
 
 OWNER = b64url(hashlib.sha256(b"store-owner").digest())
 
@@ -146,24 +147,14 @@ def test_reopen_sees_everything(store_spec: str):
 
 
 def test_threads_write_and_read_concurrently(store: Store):
-    errors: list[BaseException] = []
-
     def worker(t: int) -> None:
-        try:
-            for i in range(30):
-                m = msg(t * 1000 + i)
-                store.append_assignment(assignment(f"p{t}", i, m))
-                store.put_result(f"p{t}", i, m.id, {"t": t, "i": i})
-                assert store.get_result(f"p{t}", i) == {"t": t, "i": i}
-        except BaseException as err:  # surfaced below; a thread's assert would be lost
-            errors.append(err)
+        for i in range(30):
+            m = msg(t * 1000 + i)
+            store.append_assignment(assignment(f"p{t}", i, m))
+            store.put_result(f"p{t}", i, m.id, {"t": t, "i": i})
+            assert store.get_result(f"p{t}", i) == {"t": t, "i": i}
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert in_threads(worker, 6) == []
     assert all(len(store.assignments(f"p{t}")) == 30 for t in range(6))
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+from aonode.engine.leases import LeaseConfig
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +18,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                        help="spawn a token process from the default AOS module on first start and print how to read it")
     serve.add_argument("--cron-every", type=float, default=1.0, metavar="SECONDS",
                        help="how often cron processes are ticked without any traffic (0: only when messages come)")
+    serve.add_argument("--store", default=os.environ.get("AONODE_STORE") or None, metavar="URL",
+                       help="postgresql://user@host:port/db to share one store with other nodes "
+                            "(docs/scale-out.md; also AONODE_STORE); default: SQLite in --data-dir")
+    serve.add_argument("--lease-ttl", type=float, default=LeaseConfig.ttl, metavar="SECONDS",
+                       help="with --store: how long a dead node's processes wait before another takes them")
+    serve.add_argument("--lease-wait", type=float, default=LeaseConfig.wait, metavar="SECONDS",
+                       help="with --store: how long a `now` waits for the node computing the process (then 503)")
     serve.set_defaults(func=_serve)
 
 
@@ -22,5 +32,6 @@ def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
-          cron_every=args.cron_every)
+          cron_every=args.cron_every, store=args.store,
+          leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
     return 0

@@ -1,0 +1,158 @@
+"""Scale-out: schedule throughput and `now` latency, one node on SQLite vs one and three nodes on one
+PostgreSQL (docs/scale-out.md).
+
+Each configuration runs real `aonode serve` processes on loopback (PostgreSQL: a throwaway cluster
+from tests/pgcluster.py, or `--dsn` for an operator's server; a fresh database per configuration).
+1. Schedule: `--messages` Add messages POSTed by `--connections` concurrent clients, spread
+   round-robin over the nodes; messages/s and p50/p95 of the acknowledgement (durable commit).
+2. now: `--rounds` times, one message scheduled through node i and `now` read through node i+1
+   (so with three nodes most reads are on a node without the lease: ask the holder, wait for its
+   notice); p50/p95 of the `now`.
+
+    python bench/bench_scaleout.py [--messages 300] [--connections 8] [--rounds 30] [--dsn URL]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
+from bench_http import free_port, start  # noqa: E402  (same folder: server start-up helpers)
+from tests.helpers.pgcluster import PgCluster, pg_cluster  # noqa: E402  (the tests' throwaway PostgreSQL)
+
+COUNTER = """
+Count = Count or 0
+Handlers.add('Add', 'Add', function(m)
+  Count = Count + 1
+  Send({ device = 'patch@1.0', cache = { count = Count } })
+end)
+Send({ device = 'patch@1.0', cache = { count = Count } })
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    ack_p50: float
+    ack_p95: float
+    now_p50: float
+    now_p95: float
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+@contextmanager
+def nodes(count: int, store: str | None, base: Path) -> Iterator[list[str]]:
+    with ExitStack() as stack:
+        urls = []
+        for i in range(count):
+            port = free_port()
+            cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(port),
+                   "--data-dir", str(base / f"node{i}"), "--cron-every", "0"]
+            if store:
+                cmd += ["--store", store]
+            url = f"http://127.0.0.1:{port}"
+            proc = start(cmd, url + "/~meta@1.0/info")
+            stack.callback(_stop, proc)
+            urls.append(url)
+        yield urls
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def add_body(tag: str) -> dict:
+    return {"Tags": [{"name": "Action", "value": "Add"}], "Data": tag}
+
+
+async def schedule_load(urls: list[str], pid: str, messages: int, connections: int) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(messages))
+
+    async def client(c: int) -> None:
+        async with httpx.AsyncClient(timeout=120) as http:
+            for n in counter:
+                url = urls[n % len(urls)]
+                t0 = time.perf_counter()
+                answer = await http.post(f"{url}/{pid}~process@1.0/schedule", json=add_body(f"s{n}"))
+                answer.raise_for_status()
+                latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(connections)))
+    return time.perf_counter() - t0, latencies
+
+
+def run(name: str, urls: list[str], args: argparse.Namespace) -> Result:
+    with httpx.Client(timeout=120) as http:
+        pid = http.post(f"{urls[0]}/~process@1.0/schedule", json={
+            "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}],
+            "Data": COUNTER}).json()["process"]
+        http.get(f"{urls[0]}/{pid}~process@1.0/now/cache/count").raise_for_status()
+        seconds, acks = asyncio.run(schedule_load(urls, pid, args.messages, args.connections))
+        http.get(f"{urls[0]}/{pid}~process@1.0/now/cache/count").raise_for_status()  # catch up
+        nows = []
+        for i in range(args.rounds):
+            http.post(f"{urls[i % len(urls)]}/{pid}~process@1.0/schedule",
+                      json=add_body(f"n{i}")).raise_for_status()
+            t0 = time.perf_counter()
+            answer = http.get(f"{urls[(i + 1) % len(urls)]}/{pid}~process@1.0/now/cache/count")
+            nows.append(time.perf_counter() - t0)
+            assert answer.text == str(args.messages + i + 1), answer.text
+    return Result(name, args.messages / seconds, pct(acks, 0.5), pct(acks, 0.95), pct(nows, 0.5),
+                  pct(nows, 0.95))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--dsn", help="an existing PostgreSQL (a database per configuration is created)")
+    args = parser.parse_args(argv)
+    results = []
+    with ExitStack() as stack:
+        cluster: PgCluster | None = None if args.dsn else stack.enter_context(pg_cluster())
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aonode-bench-")))
+        configs = [("1 node, SQLite", 1, None), ("1 node, PostgreSQL", 1, "pg"), ("3 nodes, PostgreSQL", 3, "pg")]
+        for i, (name, count, backend) in enumerate(configs):
+            store = None
+            if backend:
+                store = cluster.create_database("bench") if cluster else args.dsn
+            with nodes(count, store, base / f"c{i}") as urls:
+                results.append(run(name, urls, args))
+    print(f"\n{args.messages} messages over {args.connections} connections; {args.rounds} now rounds\n")
+    print(f"| configuration | schedule msg/s | ack p50 ms | ack p95 ms | now p50 ms | now p95 ms |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.name} | {r.rate:.0f} | {r.ack_p50:.1f} | {r.ack_p95:.1f} | {r.now_p50:.1f} | {r.now_p95:.1f} |")
+    base_rate = results[0].rate
+    print("\nschedule throughput relative to 1 node on SQLite: " +
+          ", ".join(f"{r.name}: {r.rate / base_rate:.2f}x" for r in results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

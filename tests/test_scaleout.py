@@ -1,0 +1,184 @@
+"""Three real `aonode serve --store postgresql://...` nodes on one throwaway PostgreSQL: any node
+schedules, one computes each process at a time (its lease), every node answers the same; concurrent
+schedules through all of them leave one continuous hash chain; kill -9 of the computing node loses
+nothing acknowledged and the survivors finish the work from the stored snapshot."""
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from subprocess import Popen
+
+import httpx
+import psycopg
+import pytest
+
+from aonode.engine.devices.scheduler import chain_link
+from tests.helpers.httpnode import cli_node
+from tests.helpers.pgcluster import PgCluster
+from tests.helpers.threads import in_threads
+
+pytestmark = pytest.mark.slow
+
+LEASE_TTL = "2"
+COUNTER = """
+Count = Count or 0
+Seen = Seen or {}
+Handlers.add('Add', 'Add', function(m)
+  Count = Count + 1
+  Seen[m.Data] = true
+  Send({ device = 'patch@1.0', cache = { count = Count, seen = Seen } })
+end)
+Send({ device = 'patch@1.0', cache = { count = Count } })
+"""
+
+
+@dataclass
+class Served:
+    url: str
+    proc: Popen[str]
+    client: httpx.Client
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
+class Cluster:
+    dsn: str
+    nodes: list[Served]
+    pid: str
+
+
+def add(node: Served, pid: str, data: str) -> dict:
+    answer = node.client.post(f"/{pid}~process@1.0/schedule", json={
+        "Tags": [{"name": "Action", "value": "Add"}], "Data": data})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def schedule_of(node: Served, pid: str) -> list[dict]:
+    rows: list[dict] = []
+    while True:
+        page = node.client.get(f"/{pid}~process@1.0/schedule", params={"from": len(rows)},
+                               headers={"accept": "application/json"}).json()
+        rows += page["assignments"]
+        if not page["continues"]:
+            return rows
+
+
+def assert_one_chain(rows: list[dict], pid: str) -> None:
+    assert [a["slot"] for a in rows] == list(range(len(rows)))
+    previous = None
+    for a in rows:
+        assert a["hash-chain"] == chain_link(previous, a["message"]), f"chain breaks at {a['slot']}"
+        previous = a["hash-chain"]
+    assert rows[0]["message"] == pid
+
+
+@pytest.fixture(scope="module")
+def cluster(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    dsn = pg.create_database("scaleout")
+    with ExitStack() as stack:
+        nodes = []
+        for i in range(3):
+            url, proc = stack.enter_context(cli_node(
+                tmp_path_factory.mktemp(f"node{i}"), "--dev", "--store", dsn, "--lease-ttl", LEASE_TTL,
+                "--cron-every", "0"))
+            nodes.append(Served(url, proc, stack.enter_context(httpx.Client(base_url=url, timeout=120))))
+        spawned = nodes[0].client.post("/~process@1.0/schedule", json={
+            "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}],
+            "Data": COUNTER})
+        assert spawned.status_code == 200, spawned.text
+        yield Cluster(dsn, nodes, spawned.json()["process"])
+
+
+def test_every_node_answers_the_same(cluster: Cluster):
+    pid, nodes = cluster.pid, cluster.nodes
+    for i in range(12):  # round-robin through all three
+        add(nodes[i % 3], pid, f"rr-{i}")
+    counts = {n.client.get(f"/{pid}~process@1.0/now/cache/count").text for n in nodes}
+    assert counts == {"12"}
+    for read in ("/slot", "/compute/at-slot", "/compute/cache/seen", "/compute/5/cache/count"):
+        answers = [n.client.get(f"/{pid}~process@1.0{read}", headers={"accept": "application/json"})
+                   for n in nodes]
+        assert {a.status_code for a in answers} == {200}, read
+        assert len({a.text for a in answers}) == 1, (read, [a.text for a in answers])
+    assert len({str(schedule_of(n, pid)) for n in nodes}) == 1
+
+
+def test_concurrent_schedules_through_all_nodes_make_one_chain(cluster: Cluster):
+    pid, nodes = cluster.pid, cluster.nodes
+    acked: list[int] = []
+
+    def sender(n: int) -> None:
+        for i in range(15):
+            acked.append(add(nodes[n % 3], pid, f"c-{n}-{i}")["slot"])
+
+    assert in_threads(sender, 6) == [] and len(set(acked)) == 90
+    rows = schedule_of(nodes[2], pid)
+    assert_one_chain(rows, pid)
+    assert set(acked) <= {a["slot"] for a in rows}
+    assert {n.client.get(f"/{pid}~process@1.0/now/cache/count").text for n in nodes} == {str(len(rows) - 1)}
+
+
+def holder_of(cluster: Cluster) -> Served:
+    with psycopg.connect(cluster.dsn) as conn:
+        row = conn.execute("SELECT owner FROM leases WHERE process = %s AND expires_at > now()",
+                           (cluster.pid,)).fetchone()
+    assert row and row[0], "nobody holds the lease after a `now`"
+    for node in [n for n in cluster.nodes if n.alive()]:
+        if row[0].startswith(node.client.get("/~meta@1.0/info").json()["address"]):
+            return node
+    raise AssertionError(f"lease owner {row[0]} is none of the nodes")
+
+
+def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluster):
+    pid, nodes = cluster.pid, cluster.nodes
+    nodes[1].client.get(f"/{pid}~process@1.0/now/cache/count")
+    victim = holder_of(cluster)
+    acked: dict[str, int] = {}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def sender(n: int) -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            node, data = nodes[(n + i) % 3], f"k-{n}-{i}"
+            try:
+                slot = add(node, pid, data)["slot"]
+            except (httpx.TransportError, AssertionError):
+                continue  # the killed node: not acknowledged, so nothing is promised about it
+            with lock:
+                acked[data] = slot
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(3)]
+    for th in threads:
+        th.start()
+    time.sleep(1.5)
+    victim.client.get(f"/{pid}~process@1.0/now/cache/count", timeout=30)
+    victim.proc.send_signal(signal.SIGKILL)  # mid-load, holding the lease, live state in memory
+    victim.proc.wait()
+    time.sleep(1.5)  # the survivors keep scheduling
+    stop.set()
+    for th in threads:
+        th.join()
+
+    survivors = [n for n in nodes if n is not victim]
+    rows = schedule_of(survivors[0], pid)
+    assert_one_chain(rows, pid)
+    by_slot = {a["slot"]: a for a in rows}
+    assert all(slot in by_slot for slot in acked.values())
+    started = time.monotonic()
+    counts = {n.client.get(f"/{pid}~process@1.0/now/cache/count").text for n in survivors}
+    assert counts == {str(len(rows) - 1)}
+    assert time.monotonic() - started < 60
+    seen = survivors[1].client.get(f"/{pid}~process@1.0/compute/cache/seen",
+                                   headers={"accept": "application/json"}).json()
+    assert set(acked) <= set(seen)
+    assert holder_of(cluster) in survivors
