@@ -16,6 +16,8 @@ from aonode.engine.devices.base import ProcessConfig, ProcessState
 from aonode.engine.devices.process import ProcessDevice
 from aonode.engine.errors import NotFound
 from aonode.engine.views import Views
+from aonode.engine.wasm.drive_store import DriveStore
+from aonode.modules.fetch import gateway_url
 
 
 def release_instance(state: ProcessState) -> None:
@@ -37,6 +39,7 @@ class LiveProcesses:
         self._live: OrderedDict[str, ProcessState] = OrderedDict()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._drive: DriveStore | None = None
 
     def __len__(self) -> int:
         return len(self._live)
@@ -46,8 +49,10 @@ class LiveProcesses:
             return self._locks.setdefault(pid, threading.Lock())
 
     def config(self) -> ProcessConfig:
-        weavedrive = self.data_dir / "weavedrive"  # Arweave data for WeaveDrive, when an operator provides it
-        return ProcessConfig(weavedrive_dir=weavedrive if weavedrive.is_dir() else None)
+        """WeaveDrive reads `<data dir>/weavedrive` and fills it from the gateway (AONODE_GATEWAY)."""
+        if self._drive is None:
+            self._drive = DriveStore(self.data_dir / "weavedrive", gateway_url())
+        return ProcessConfig(weavedrive_dir=self._drive)
 
     def state(self, pid: str) -> ProcessState:
         """The live state of `pid` (caller holds its lock), restored from its newest snapshot if cold."""

@@ -25,6 +25,7 @@ from aonode.engine.message import Message
 from aonode.engine.jsondata import Json, JsonObject
 from aonode.engine.store.base import Assignment
 from aonode.engine.wasm.instance import Instance
+from aonode.engine.wasm.drive_store import DriveStore
 
 __all__ = ["KEYS", "Assignment", "Device", "DeviceInfo", "Json", "JsonObject", "MemoryImage", "PendingWrite",
            "ProcessConfig", "ProcessState", "Runner", "Signal", "SlotContext", "SnapshotMode", "WasmInput",
@@ -85,7 +86,8 @@ class DeviceInfo:
 class ProcessConfig:
     """Node-wide settings the devices of every process read."""
 
-    weavedrive_dir: Path | None = None  # Arweave data for WeaveDrive, when an operator provides it
+    # WeaveDrive's Arweave data: the node's DriveStore (local dir + gateway), or a bare fixtures dir
+    weavedrive_dir: Path | DriveStore | None = None
     push_max_depth: int = 32  # hops a chain of pushed messages may take
 
 

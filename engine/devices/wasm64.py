@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.json_iface import empty_results, module_id
-from aonode.engine.errors import BadInput, WasmError
+from aonode.engine.errors import BadInput, DataUnavailable, WasmError
 from aonode.engine.message import Message
 from aonode.engine.wasm.instance import Instance, Limits, parse_size
 from aonode.engine.wasm.runtime import Image, Runtime
@@ -71,6 +71,8 @@ class WasmDevice:
         (msg_json, env_json), ctx.wasm_input = ctx.wasm_input, None
         try:
             ctx.wasm_output = self._instance(state).handle(msg_json, env_json)
+        except DataUnavailable:
+            raise  # not an answer: the slot stays uncomputed and is retried (the state is as before it)
         except WasmError as err:
             ctx.results = empty_results(f"{type(err).__name__}: {err}")
             return Signal.SKIP

@@ -11,6 +11,9 @@
   guest.py     memory/exports access shared by the import groups
   cxx.py       invoke_*, longjmp and the C++ exception ABI (Python path)
   weavedrive.py  WeaveDrive files and the asyncify sleep ao-loader performs around them
+  drive_store.py WeaveDrive's data: local dir filled once from the gateway; legacy-CU admissibility
+  memfs.py, memfs_io.py, memfs_state.py  emscripten's MEMFS: the tree, open files, snapshot state
+  fs_syscalls.py, fs_path_syscalls.py    the libc syscalls and WASI fd imports served from it
   timefmt.py   strftime/mktime as emscripten's JS computes them
 - helper.py    a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)
 - fastcall.py  raw calls into and out of wasm, past wasmtime-py's generic call path

@@ -158,8 +158,16 @@ class WeaveDrive(Guest):
         if stream.path.startswith(("/tx/", "/block/")):
             self.write(dst, bytes(stream.node.data[:length]))  # headers: from the start, full length reported
             return length
+        drive = stream.node.drive
         try:
-            data = self.fs.read(stream, length)
+            if drive is not None and drive[1] and stream.shared.position >= drive[1]:
+                # The extension asks the gateway for `Range: bytes=<position>-...`; past the end a
+                # gateway ignores the range and sends the whole item, which lands from its start.
+                # AOS's boot loader relies on it: `file:read(file:seek('end'))`.
+                data = self.drive_reader(drive[0], 0, min(length, drive[1]))
+                stream.shared.position += len(data)
+            else:
+                data = self.fs.read(stream, length)
         except FSError:
             return 0
         self.write(dst, data)
