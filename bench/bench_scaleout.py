@@ -8,6 +8,8 @@ from tests/pgcluster.py, or `--dsn` for an operator's server; a fresh database p
 2. now: `--rounds` times, one message scheduled through node i and `now` read through node i+1
    (so with three nodes most reads are on a node without the lease: ask the holder, wait for its
    notice); p50/p95 of the `now`.
+3. The sequencer alone, in this process (no HTTP, no dev-mode signing, no wasm): `--sequenced`
+   messages through 1 or 3 Scheduler+store pairs ("nodes") on one process, 4 threads per pair.
 
     python bench/bench_scaleout.py [--messages 300] [--connections 8] [--rounds 30] [--dsn URL]
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,14 +126,52 @@ def run(name: str, urls: list[str], args: argparse.Namespace) -> Result:
                   pct(nows, 0.95))
 
 
+def sequencer_rate(spec: str, count: int, node_count: int, threads: int = 4) -> float:
+    """Messages/s through `node_count` Scheduler+store pairs on one process (one sequencer row)."""
+    from aonode.engine.devices.scheduler import Scheduler, verify_chain
+    from aonode.engine.message import Message
+    from aonode.engine.store import open_store
+
+    stores = [open_store(spec) for _ in range(node_count)]
+    try:
+        scheds = [Scheduler(s) for s in stores]
+        owner = "bench-owner-0000000000000000000000000000000"[:43]
+        proc = Message.create(owner=owner, tags=[("Type", "Process")], data=spec)
+        scheds[0].spawn(proc.id, proc)
+        per = count // (node_count * threads)
+
+        def work(t: int) -> None:
+            sched = scheds[t % node_count]
+            for i in range(per):
+                sched.schedule(proc.id, Message.create(owner=owner, target=proc.id, data=f"{t}-{i}"))
+
+        import threading
+
+        workers = [threading.Thread(target=work, args=(t,)) for t in range(node_count * threads)]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        seconds = time.perf_counter() - t0
+        chain = stores[0].assignments(proc.id)
+        assert len(chain) == per * node_count * threads + 1 and verify_chain(chain)
+        return per * node_count * threads / seconds
+    finally:
+        for s in stores:
+            s.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--sequenced", type=int, default=1200)
     parser.add_argument("--dsn", help="an existing PostgreSQL (a database per configuration is created)")
     args = parser.parse_args(argv)
     results = []
+    sequenced: list[tuple[str, float]] = []
     with ExitStack() as stack:
         cluster: PgCluster | None = None if args.dsn else stack.enter_context(pg_cluster())
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aonode-bench-")))
@@ -143,14 +182,21 @@ def main(argv: list[str] | None = None) -> int:
                 store = cluster.create_database("bench") if cluster else args.dsn
             with nodes(count, store, base / f"c{i}") as urls:
                 results.append(run(name, urls, args))
+            spec = store or str(base / f"seq{i}")
+            if backend:
+                spec = cluster.create_database("seq") if cluster else args.dsn
+            sequenced.append((name, sequencer_rate(spec, args.sequenced, count)))
     print(f"\n{args.messages} messages over {args.connections} connections; {args.rounds} now rounds\n")
-    print(f"| configuration | schedule msg/s | ack p50 ms | ack p95 ms | now p50 ms | now p95 ms |")
+    print("| configuration | schedule msg/s | ack p50 ms | ack p95 ms | now p50 ms | now p95 ms |")
     print("|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.name} | {r.rate:.0f} | {r.ack_p50:.1f} | {r.ack_p95:.1f} | {r.now_p50:.1f} | {r.now_p95:.1f} |")
     base_rate = results[0].rate
     print("\nschedule throughput relative to 1 node on SQLite: " +
           ", ".join(f"{r.name}: {r.rate / base_rate:.2f}x" for r in results))
+    print(f"\nsequencer alone ({args.sequenced} messages, 4 threads per node, one process):")
+    for name, rate in sequenced:
+        print(f"  {name}: {rate:.0f} msg/s ({rate / sequenced[0][1]:.2f}x)")
     return 0
 
 

@@ -35,7 +35,7 @@ def pair(pg_dsn: str) -> Iterator[tuple[PgLeases, PgLeases, Node, Node]]:
     nodes = [Node(), Node()]
     leases = [PgLeases(store.pool, pg_dsn, f"node-{i}", LeaseConfig(ttl=TTL, wait=5), n.work, n.lost.append)
               for i, n in enumerate(nodes)]
-    for lease, node in zip(leases, nodes):
+    for lease, node in zip(leases, nodes, strict=True):
         node.leases = lease
     yield leases[0], leases[1], nodes[0], nodes[1]
     for lease in leases:

@@ -1,7 +1,8 @@
 """Three real `aonode serve --store postgresql://...` nodes on one throwaway PostgreSQL: any node
 schedules, one computes each process at a time (its lease), every node answers the same; concurrent
 schedules through all of them leave one continuous hash chain; kill -9 of the computing node loses
-nothing acknowledged and the survivors finish the work from the stored snapshot."""
+nothing acknowledged and the survivors finish the work from the stored snapshot, reaching the same
+memory (sha256) as one node on SQLite given the same schedule."""
 from __future__ import annotations
 
 import itertools
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from subprocess import Popen
 
 import httpx
@@ -18,7 +20,9 @@ import psycopg
 import pytest
 
 from aonode.engine.devices.scheduler import chain_link
+from aonode.engine.store.postgres import PostgresStore
 from tests.helpers.httpnode import cli_node
+from tests.helpers.nodeutil import make_node
 from tests.helpers.pgcluster import PgCluster
 from tests.helpers.threads import in_threads
 
@@ -137,7 +141,7 @@ def holder_of(cluster: Cluster) -> Served:
     raise AssertionError(f"lease owner {row[0]} is none of the nodes")
 
 
-def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluster):
+def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluster, tmp_path: Path):
     pid, nodes = cluster.pid, cluster.nodes
     nodes[1].client.get(f"/{pid}~process@1.0/now/cache/count")
     victim = holder_of(cluster)
@@ -181,4 +185,24 @@ def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluste
     seen = survivors[1].client.get(f"/{pid}~process@1.0/compute/cache/seen",
                                    headers={"accept": "application/json"}).json()
     assert set(acked) <= set(seen)
-    assert holder_of(cluster) in survivors
+    holder = holder_of(cluster)
+    assert holder in survivors
+    assert_same_memory_as_one_node(cluster, holder, tmp_path)
+
+
+def assert_same_memory_as_one_node(cluster: Cluster, node: Served, tmp_path: Path) -> None:
+    """The memory the survivors reached (after a takeover from a snapshot) is byte for byte the memory
+    one node on SQLite reaches from the same schedule."""
+    taken = node.client.get(f"/{cluster.pid}~process@1.0/snapshot").json()
+    shared = PostgresStore(cluster.dsn)
+    schedule, process = shared.assignments(cluster.pid), shared.get_process(cluster.pid)
+    shared.close()
+    alone = make_node(tmp_path / "one-node")
+    try:
+        assert process is not None
+        alone.store.append_assignments(schedule)
+        alone.store.put_process(cluster.pid, process)
+        alone.compute(cluster.pid, taken["slot"])
+        assert alone.snapshot(cluster.pid) == taken
+    finally:
+        alone.close()
