@@ -25,7 +25,7 @@ from tests.helpers.nodeutil import definition, eval_msg, make_node  # noqa: E402
 
 from aonode.engine import aos  # noqa: E402
 from aonode.engine.devices.json_iface import environment, legacy_message  # noqa: E402
-from aonode.engine.wasm.instance import Instance  # noqa: E402
+from aonode.engine.wasm import Instance  # noqa: E402
 
 use_shared_modules()
 

@@ -31,8 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from workloads import EVAL, OWNER, TOKEN_TRANSFER, WORKLOADS, Step, Workload, fill_lua, message, spawn_message  # noqa: E402,E501
 
 from aonode.engine.aos import parse_result  # noqa: E402
-from aonode.engine.wasm.instance import Instance  # noqa: E402
-from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled  # noqa: E402
+from aonode.engine.wasm import Image, Instance, Runtime, forget_compiled  # noqa: E402
 
 PEER = ROOT / "tests" / "peers" / "aoloader_run.cjs"
 IMAGE = ROOT.parent / "shared" / "modules" / "aos2_0_6.wasm"
@@ -89,7 +88,7 @@ def run_peer(workload: Workload, warmup: int, repeat: int, rounds: int, unsafe: 
 
 
 def throughput(runtime: Runtime, image: Image, args: argparse.Namespace, workdir: Path) -> list[Throughput]:
-    plain = Runtime(workdir / "plain-cache", optimize=False)
+    plain = Runtime(workdir / "plain-cache", fast_variant=False)
     plain_image = plain.load(IMAGE.read_bytes())
     rows = []
     for workload in WORKLOADS:
@@ -112,7 +111,7 @@ def startup(image_bytes: bytes, workdir: Path) -> dict[str, float]:
     from aonode.engine.wasm.transform import fast_variant
 
     cache = workdir / "cold-cache"
-    plain = Runtime(workdir / "variant-source", optimize=False).load(image_bytes)
+    plain = Runtime(workdir / "variant-source", fast_variant=False).load(image_bytes)
     derive, _ = seconds(lambda: fast_variant(image_bytes, plain.module, cache_dir=workdir / "variant-bytes"))
     fast_variant(image_bytes, plain.module)  # the machine-wide copy the runtime reads
     forget_compiled()

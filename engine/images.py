@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aonode.engine.errors import NotFound
-from aonode.engine.wasm.runtime import Image, Runtime
+from aonode.engine.wasm import Image, Runtime
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from aonode.engine.devices.base import ProcessConfig, ProcessState
 from aonode.engine.devices.process import ProcessDevice
 from aonode.engine.errors import NotFound
 from aonode.engine.views import Views
-from aonode.engine.wasm.drive_store import DriveStore
+from aonode.engine.wasm import DriveStore
 from aonode.modules.fetch import gateway_url
 
 

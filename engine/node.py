@@ -42,7 +42,7 @@ from aonode.engine.queries import Queries
 from aonode.engine.router import Router
 from aonode.engine.store import SQLiteStore, open_store
 from aonode.engine.views import Views
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm import Runtime
 
 VERSION = "0.1.0"
 

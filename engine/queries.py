@@ -13,7 +13,7 @@ from aonode.engine.live import LiveProcesses
 from aonode.engine.message import Message
 from aonode.engine.store.base import Store
 from aonode.engine.views import Views
-from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm import Snapshot
 
 
 class Queries:

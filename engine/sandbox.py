@@ -17,9 +17,7 @@ from aonode.engine.answers import JSON
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import WasmError
 from aonode.engine.message import b64url
-from aonode.engine.wasm.instance import Instance, Limits, parse_size
-from aonode.engine.wasm.runtime import Runtime
-from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm import Instance, Limits, Runtime, Snapshot, parse_size
 
 OWNER = "aonode-eval-owner-" + "0" * 25
 

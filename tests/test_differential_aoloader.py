@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.aos import Outcome, env_json, message_json, parse_result
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm import Flavor, Instance, Runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # runs the reference ao-loader in node
 
@@ -95,7 +94,7 @@ class Ours:
     outcome: Outcome
     memory_sha256: str
     memory_size: int
-    flavor: str  # what ran it: the fast variant ("optimized") or the image itself ("fast", "metered")
+    flavor: Flavor  # what ran it: the fast variant or the image itself (original, metered)
 
 
 needs_node = pytest.mark.skipif(not (shutil.which("node") and PEER.exists() and AO_LOADER.exists()),
@@ -133,9 +132,9 @@ def ours(runtime, aos_image) -> list[Ours]:
 def test_both_builds_are_compared(ours):
     """Most messages run on the fast variant; the spawn and the suspending require on the image itself."""
     flavors = dict(zip(LABELS, (o.flavor for o in ours)))
-    assert flavors["spawn"] == "fast" and flavors["eval-arith"] == "optimized"
-    assert flavors["require-missing"] == "optimized"  # started there, then redone on the image itself
-    assert flavors["io-open-file"] == "fast" and flavors["print-after-suspend"] == "optimized"
+    assert flavors["spawn"] == Flavor.ORIGINAL and flavors["eval-arith"] == Flavor.VARIANT
+    assert flavors["require-missing"] == Flavor.VARIANT  # started there, then redone on the image itself
+    assert flavors["io-open-file"] == Flavor.ORIGINAL and flavors["print-after-suspend"] == Flavor.VARIANT
 
 
 def test_inputs_are_what_javascript_would_write():

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.aos import env_json, message_json, parse_result
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm import Instance, Runtime
 from tests.helpers.images import image_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # runs the reference ao-loader in node

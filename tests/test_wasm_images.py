@@ -7,8 +7,7 @@ import pytest
 
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ModuleError
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm import Instance, Runtime
 from tests.helpers.images import image_path
 
 pytestmark = pytest.mark.slow  # compiles eight images

@@ -5,8 +5,7 @@ import pytest
 
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
-from aonode.engine.wasm.instance import Instance, Limits, parse_size
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm import Instance, Limits, Runtime, parse_size
 
 pytestmark = pytest.mark.slow  # fuel-metered and limit-breach runs compile the image twice
 

@@ -6,9 +6,7 @@ import hashlib
 import pytest
 
 from aonode.engine.aos import ProcessSpec, parse_result
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.runtime import Runtime
-from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm import Instance, Runtime, Snapshot
 
 SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 ENV = SPEC.env()

@@ -1,6 +1,6 @@
 """The fast variant of an AOS image (engine/wasm/transform/variant.py): byte-identical memory, original when suspending.
 
-Every message runs both on an instance of the original image only (Runtime(optimize=False)) and on a
+Every message runs both on an instance of the original image only (Runtime(fast_variant=False)) and on a
 default instance, which runs the variant whenever the message does not suspend; outputs and the whole
 linear memory must be the same after every message.
 """
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from aonode.engine.aos import parse_result
 from aonode.engine.errors import ModuleError
-from aonode.engine.wasm.instance import AWAY_FIRST, Instance
-from aonode.engine.wasm.runtime import FAST, METERED, OPTIMIZED, Runtime
-from aonode.engine.wasm.transform import add_interrupt_checks, fold_asyncify_state
+from aonode.engine.wasm import Flavor, Instance, Limits, Runtime, forget_compiled
+from aonode.engine.wasm.flavors import AWAY_FIRST
+from aonode.engine.wasm.transform import INTERRUPT_EXPORT, add_interrupt_checks, fold_asyncify_state
 from tests.helpers.images import SPEC, image_path
 
 pytestmark = pytest.mark.slow  # derives and compares fast variants of five images
@@ -30,7 +30,8 @@ SUSPENDS = 'local ok = pcall(require, "no.such.module"); return tostring(ok)'  #
 
 @pytest.fixture(scope="module")
 def runtimes(tmp_path_factory) -> tuple[Runtime, Runtime]:
-    return Runtime(tmp_path_factory.mktemp("variant-cache")), Runtime(tmp_path_factory.mktemp("plain"), optimize=False)
+    plain = Runtime(tmp_path_factory.mktemp("plain"), fast_variant=False)
+    return Runtime(tmp_path_factory.mktemp("variant-cache")), plain
 
 
 def pair(runtimes, name: str, **kwargs) -> tuple[Instance, Instance]:
@@ -52,34 +53,32 @@ def test_asyncify_images_get_a_variant_and_small_memory64_is_lowered(runtimes):
     fast_rt, plain_rt = runtimes
     aos64 = fast_rt.load(image_path("aos2_0_6.wasm").read_bytes())
     aos32 = fast_rt.load(image_path("aos2_0_4_32.wasm").read_bytes())
-    assert aos64.optimized is not None and aos64.optimized_lowered and aos64.memory64
-    assert aos32.optimized is not None and not aos32.optimized_lowered
-    assert fast_rt.load(image_path("test-64.wasm").read_bytes()).optimized is None  # nothing to gain
-    assert plain_rt.load(image_path("aos2_0_6.wasm").read_bytes()).optimized is None
+    assert aos64.variant is not None and aos64.variant_lowered and aos64.memory64
+    assert aos32.variant is not None and not aos32.variant_lowered
+    assert fast_rt.load(image_path("test-64.wasm").read_bytes()).variant is None  # nothing to gain
+    assert plain_rt.load(image_path("aos2_0_6.wasm").read_bytes()).variant is None
 
 
 def test_operators_can_turn_the_variant_off(monkeypatch, tmp_path):
     monkeypatch.setenv("AONODE_FAST_VARIANT", "0")
     inst = Instance(rt := Runtime(tmp_path), rt.load(image_path("aos2_0_6.wasm").read_bytes()))
-    assert rt.optimize is False and inst.image.optimized is None
+    assert rt.fast_variant is False and inst.image.variant is None
     inst.handle(SPEC.spawn_json(), SPEC.env())
     inst.handle(SPEC.message_json(1, "return 1"), SPEC.env())
-    assert inst.flavor == FAST
+    assert inst.flavor == Flavor.ORIGINAL
 
 
 def test_without_wasm_opt_images_run_as_they_are_and_nothing_sticks(monkeypatch, tmp_path):
     """No Binaryen on the machine: the image runs without a variant, and once wasm-opt is there the
     same cache directory gets one (the absence is not remembered)."""
-    from aonode.engine.wasm.runtime import forget_compiled
-
     wasm = image_path("test-calling.wasm").read_bytes()  # memory64 capped at 258 pages: lowered
     monkeypatch.setenv("AONODE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AONODE_WASM_OPT", str(tmp_path / "no-such-wasm-opt"))
     forget_compiled()
     try:
-        assert Runtime(tmp_path / "cache").load(wasm).optimized is None
+        assert Runtime(tmp_path / "cache").load(wasm).variant is None
         monkeypatch.delenv("AONODE_WASM_OPT")
-        assert Runtime(tmp_path / "cache").load(wasm).optimized is not None
+        assert Runtime(tmp_path / "cache").load(wasm).variant is not None
     finally:
         forget_compiled()
 
@@ -88,7 +87,7 @@ def test_without_wasm_opt_images_run_as_they_are_and_nothing_sticks(monkeypatch,
                                            ("aos-2-pure-xs.wasm", False)])  # legacy exceptions, no WeaveDrive
 def test_variant_leaves_the_same_memory_after_every_message(runtimes, name, suspends):
     variant, original = pair(runtimes, name)
-    assert variant.flavor == FAST  # constructors and the spawn run on the image itself
+    assert variant.flavor == Flavor.ORIGINAL  # constructors and the spawn run on the image itself
     ran = [step(variant, original, SPEC.spawn_json())[0]]
     sequence = [
         (SPEC.message_json(1, "X = 41; return X + 1"), None, "42"),
@@ -103,11 +102,12 @@ def test_variant_leaves_the_same_memory_after_every_message(runtimes, name, susp
         ran.append(flavor)
         if expected is not None:
             assert output == expected
-    assert ran[1] == OPTIMIZED and ran[6] == OPTIMIZED  # home after the spawn
+    assert ran[1] == Flavor.VARIANT and ran[6] == Flavor.VARIANT  # home after the spawn
     if suspends:
-        assert ran[7] == FAST and ran[-1] == OPTIMIZED  # the suspending message's stay, then home again
+        # the suspending message's stay on the image itself, then home again
+        assert ran[7] == Flavor.ORIGINAL and ran[-1] == Flavor.VARIANT
     else:
-        assert set(ran[1:]) == {OPTIMIZED}
+        assert set(ran[1:]) == {Flavor.VARIANT}
 
 
 # Lua statements a property test strings together: state, tables, strings, numbers, errors that are
@@ -142,11 +142,11 @@ def test_random_message_sequences_leave_the_same_memory(runtimes, programs):
 @pytest.mark.parametrize("name", ["process.wasm", "test-aos.wasm"])
 def test_other_asyncify_builds_agree_with_their_original(runtimes, name):
     variant, original = pair(runtimes, name)
-    assert variant.image.optimized is not None
+    assert variant.image.variant is not None
     for msg in [SPEC.spawn_json()] + [SPEC.message_json(n, code) for n, code in
                                        enumerate(["X = 5", "return X * 2", "print('p'); return X", 'error("e")'], 1)]:
         step(variant, original, msg)
-    assert variant.flavor == OPTIMIZED
+    assert variant.flavor == Flavor.VARIANT
 
 
 def test_weavedrive_reads_match_the_original(runtimes, tmp_path):
@@ -155,16 +155,14 @@ def test_weavedrive_reads_match_the_original(runtimes, tmp_path):
     variant, original = pair(runtimes, "aos2_0_6.wasm", weavedrive_dir=tmp_path)
     step(variant, original, SPEC.spawn_json())
     step(variant, original, SPEC.message_json(1, "return 1"))
-    assert variant.flavor == OPTIMIZED
+    assert variant.flavor == Flavor.VARIANT
     ran_on, output = step(variant, original, SPEC.message_json(2, "F = io.open('/data/TX-abc') return F:read(18)"))
-    assert output == "hello from arweave" and ran_on == OPTIMIZED and variant.flavor == FAST
+    assert output == "hello from arweave" and ran_on == Flavor.VARIANT and variant.flavor == Flavor.ORIGINAL
 
 
 def test_variant_keeps_limits_and_rollback(runtimes):
     """A runaway loop on the variant is stopped (redone metered) and leaves memory as before it."""
     from aonode.engine.errors import ComputeLimitExceeded
-    from aonode.engine.wasm.instance import Limits
-
     variant, original = pair(runtimes, "aos2_0_6.wasm", limits=Limits(fuel=2_000_000_000))
     step(variant, original, SPEC.spawn_json())
     step(variant, original, SPEC.message_json(1, "Y = 1; return Y"))
@@ -182,13 +180,12 @@ def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
     import threading
 
     from aonode.engine.errors import ComputeLimitExceeded
-    from aonode.engine.wasm.instance import Limits
 
     variant, _ = pair(runtimes, "aos2_0_6.wasm", limits=Limits(fuel=4_000_000_000))
     variant.handle(SPEC.spawn_json(), SPEC.env())  # slow enough to be redone metered under this limit
     for n in range(1, 12):
         variant.handle(SPEC.message_json(n, "Z = 7; return Z"), SPEC.env())
-    assert variant.flavor == OPTIMIZED
+    assert variant.flavor == Flavor.VARIANT
     before, outcome = variant.memory_sha256(), []
 
     def run() -> None:
@@ -202,7 +199,7 @@ def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
     worker.join(timeout=60)
     assert not worker.is_alive(), "the loop was never interrupted"
     assert outcome and variant.memory_sha256() == before
-    assert variant.flavor == METERED  # redone metered after the deadline, as the epoch engine does
+    assert variant.flavor == Flavor.METERED  # redone metered after the deadline, as the epoch engine does
 
 
 def test_interrupt_flag_stops_a_store_free_inner_loop():
@@ -213,7 +210,6 @@ def test_interrupt_flag_stops_a_store_free_inner_loop():
 
     import wasmtime
 
-    from aonode.engine.wasm.runtime import INTERRUPT_EXPORT, shared_engine
     from aonode.engine.wasm.ticker import clear_deadline, watch_deadline
 
     wat = add_interrupt_checks(
@@ -221,7 +217,7 @@ def test_interrupt_flag_stops_a_store_free_inner_loop():
         '  (loop $outer\n   (i32.store (i32.const 8) (local.get $n))\n'
         '   (loop $inner\n    (br_if $inner (i32.eqz (i32.load (i32.const 16)))))\n'
         '   (br $outer))))')
-    engine = shared_engine(OPTIMIZED)
+    engine = Runtime().engine_for(Flavor.VARIANT)
     store = wasmtime.Store(engine)
     instance = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(wat)), [])
     flag_memory = instance.exports(store)[INTERRUPT_EXPORT]

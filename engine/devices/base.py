@@ -24,8 +24,7 @@ from typing import Protocol, TypeAlias
 from aonode.engine.message import Message
 from aonode.engine.jsondata import Json, JsonObject
 from aonode.engine.store.base import Assignment
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.drive_store import DriveStore
+from aonode.engine.wasm import DriveStore, Instance
 
 __all__ = ["KEYS", "Assignment", "Device", "DeviceInfo", "Json", "JsonObject", "MemoryImage", "PendingWrite",
            "ProcessConfig", "ProcessState", "Runner", "Signal", "SlotContext", "SnapshotMode", "WasmInput",

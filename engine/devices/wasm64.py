@@ -12,9 +12,7 @@ from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotCon
 from aonode.engine.devices.json_iface import empty_results, module_id
 from aonode.engine.errors import BadInput, DataUnavailable, WasmError
 from aonode.engine.message import Message
-from aonode.engine.wasm.instance import Instance, Limits, parse_size
-from aonode.engine.wasm.runtime import Image, Runtime
-from aonode.engine.wasm.snapshot import Snapshot
+from aonode.engine.wasm import Image, Instance, Limits, Runtime, Snapshot, parse_size
 
 INFO = DeviceInfo("wasm64@1.0", ("init", "compute", "snapshot", "normalize"),
                   about="the live wasm instance: runs `handle`, captures and restores memory")

@@ -1,20 +1,44 @@
 """aonode.engine.wasm: running AOS images in wasmtime, byte-compatible with @permaweb/ao-loader.
 
-- runtime.py   Runtime: three engines (optimized: fast variants, own interrupt flag; fast: epoch
-               deadline; metered: fuel), compile + disk cache, legacy-exception translation and the
-               fast variant (transform/). Image: a compiled image and its variant.
-- ticker.py    the thread that advances epochs and sets variants' interrupt flags at deadlines.
-- instance.py  Instance: one process image; handle(msg, env) -> raw JSON, rollback on failure
-               (checkpoint + journal replay), snapshots, Limits, parse_size.
-- snapshot.py  Snapshot: zstd linear memory + host state, named by the raw memory's sha256.
-- host.py      Host: every import (emscripten, WASI 32/64-bit, syscalls, clock, heap growth).
-  guest.py     memory/exports access shared by the import groups
-  cxx.py       invoke_*, longjmp and the C++ exception ABI (Python path)
-  weavedrive.py  WeaveDrive files and the asyncify sleep ao-loader performs around them
+The public surface is what this package exports; callers outside engine/wasm import from here:
+
+    runtime = Runtime(cache_dir)                  # compiles images once, cached on disk
+    image = runtime.load(wasm_bytes)              # an Image (and its fast variant, when it has one)
+    inst = Instance(runtime, image, Limits(memory=..., fuel=...))
+    raw = inst.handle(msg_json, env_json)         # rollback on failure: the WasmError family
+    snap = inst.snapshot()                        # a Snapshot, named by the memory's sha256
+
+Inside (helpers; only this package imports them):
+- runtime.py    Runtime and Image: one engine per Flavor, compile + disk cache, the transforms.
+- flavors.py    Flavor (ORIGINAL the image itself, VARIANT its fast variant, METERED counting fuel)
+                and when an instance moves between them.
+- instance.py   Instance: one process image; ties the parts below together.
+  linking.py    a wasmtime instance of one flavour, every import linked, started or restored.
+  aos_abi.py    ao-loader's handle(msg, env) ABI: where the inputs go, the emscripten start.
+  budget.py     fuel and deadlines per call, failures mapped to the WasmError family.
+  journal.py    the rollback checkpoint and the messages since.
+  limits.py     Limits and parse_size.
+- snapshot.py   Snapshot and PendingSnapshot: zstd linear memory + host state, named by sha256.
+- ticker.py     the thread that advances epochs and sets variants' interrupt flags at deadlines.
+- host.py       Host: every import (emscripten, WASI 32/64-bit, syscalls, clock, heap growth).
+  guest.py      memory/exports access shared by the import groups
+  cxx.py        invoke_*, longjmp and the C++ exception ABI (Python path)
+  weavedrive.py WeaveDrive files and the asyncify sleep ao-loader performs around them
   drive_store.py WeaveDrive's data: local dir filled once from the gateway; legacy-CU admissibility
   memfs.py, memfs_io.py, memfs_state.py  emscripten's MEMFS: the tree, open files, snapshot state
   fs_syscalls.py, fs_path_syscalls.py    the libc syscalls and WASI fd imports served from it
-  timefmt.py   strftime/mktime as emscripten's JS computes them
-- helper.py    a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)
-- fastcall.py  raw calls into and out of wasm, past wasmtime-py's generic call path
+  timefmt.py    strftime/mktime as emscripten's JS computes them
+- helper.py     a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)
+- fastcall.py   raw calls into and out of wasm, past wasmtime-py's generic call path
+- transform/    Binaryen rewrites before compiling: exnref translation, the fast variant.
 """
+from aonode.engine.wasm.budget import ProcExitError
+from aonode.engine.wasm.drive_store import DriveStore
+from aonode.engine.wasm.flavors import Flavor
+from aonode.engine.wasm.instance import Instance
+from aonode.engine.wasm.limits import Limits, parse_size
+from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
+from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
+
+__all__ = ["DriveStore", "Flavor", "Image", "Instance", "Limits", "PendingSnapshot", "ProcExitError", "Runtime",
+           "Snapshot", "forget_compiled", "parse_size"]

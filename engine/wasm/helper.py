@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import wasmtime
 
+from aonode.engine.wasm.flavors import Flavor
+from aonode.engine.wasm.runtime import Runtime
+
 SLOT_STACK_GET, SLOT_STACK_SET, SLOT_SET_THREW = 0, 1, 2
 ZERO = {"i32": "(i32.const 0)", "i64": "(i64.const 0)", "f32": "(f32.const 0)", "f64": "(f64.const 0)"}
 LATE = "late:"  # table entries served by the late module rather than the image
@@ -134,7 +137,7 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
 class Helper:
     """One helper instance per image instance."""
 
-    def __init__(self, runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: str,
+    def __init__(self, runtime: Runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: Flavor,
                  index64: bool | None = None) -> None:
         self.plan = plan
         self.runtime = runtime

@@ -14,9 +14,9 @@ from typing import Callable
 
 import wasmtime
 
+import aonode.engine.wasm.memfs_state as memfs_state
+import aonode.engine.wasm.timefmt as timefmt
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
-from aonode.engine.wasm import timefmt
-from aonode.engine.wasm import memfs_state
 from aonode.engine.wasm.cxx import EmscriptenUnwinding
 from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.fs_path_syscalls import PathSyscalls

@@ -7,23 +7,25 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 
+import aonode.engine.wasm.ticker as ticker
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
-from aonode.engine.wasm import ticker
+from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.transform import INTERRUPT_EXPORT, fast_variant, translate_exnref
 
-# Flavours: the image's fast variant (transform/variant.py) on an engine without epoch or fuel checks
-# (its loops read their own interrupt flag), the image itself on the epoch engine, the image itself on
-# the fuel-counting engine.
-OPTIMIZED, FAST, METERED = "optimized", "fast", "metered"
+# One engine per flavour (flavors.py): the image's fast variant (transform/variant.py) on an engine
+# without epoch or fuel checks (its loops read their own interrupt flag), the image itself on the epoch
+# engine, the image itself on the fuel-counting engine.
+ORIGINAL, VARIANT, METERED = Flavor.ORIGINAL, Flavor.VARIANT, Flavor.METERED
 # Part of the cache key: an artifact is only valid for the engine settings it was compiled with.
 ENGINE_SETTINGS = {
     METERED: "memory64=1;exceptions=1;fuel=1;spectre-heap=0;spectre-table=0;wasmtime=50",
-    FAST: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
-    OPTIMIZED: "memory64=1;exceptions=1;multi-memory=1;interrupt-flag=1;spectre-heap=0;spectre-table=0;"
+    ORIGINAL: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
+    VARIANT: "memory64=1;exceptions=1;multi-memory=1;interrupt-flag=1;spectre-heap=0;spectre-table=0;"
                "wasmtime=50;variant=fast-v3;threads=1",
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
@@ -33,43 +35,43 @@ log = logging.getLogger("aonode.engine")
 @dataclass(frozen=True)
 class Image:
     """A compiled image; `sha256` is of the bytes the user gave (before any translation).
-    `module` is compiled for the fast engine; `Runtime.module_for` gives the metered one on demand.
-    `optimized` is the fast variant, when the image has one: it cannot suspend (asyncify), and its
-    memory has 32-bit addresses when `optimized_lowered`."""
+    `module` is the image itself compiled for the epoch engine (Flavor.ORIGINAL); `Runtime.module_for`
+    gives the metered one on demand. `variant` is the fast variant, when the image has one: it cannot
+    suspend (asyncify), and its memory has 32-bit addresses when `variant_lowered`."""
 
     sha256: str
     module: wasmtime.Module = field(repr=False, compare=False)
     memory64: bool = False  # the image's pointers are 64-bit (its ABI; the same in every variant)
     translated: bool = False
-    optimized: wasmtime.Module | None = field(default=None, repr=False, compare=False)
-    optimized_lowered: bool = False
+    variant: wasmtime.Module | None = field(default=None, repr=False, compare=False)
+    variant_lowered: bool = False
 
-    def memory_index64(self, flavor: str) -> bool:
+    def memory_index64(self, flavor: Flavor) -> bool:
         """Whether the module run in this flavour addresses its memory with 64-bit indexes."""
-        return self.memory64 and not (flavor == OPTIMIZED and self.optimized_lowered)
+        return self.memory64 and not (flavor == VARIANT and self.variant_lowered)
 
     @property
     def export_names(self) -> frozenset[str]:
         return frozenset(e.name for e in self.module.exports)
 
 
-def make_engine(flavor: str = METERED) -> wasmtime.Engine:
-    """METERED counts fuel (deterministic compute limits); FAST only checks an epoch deadline, which
-    costs about half as much per message and is enough to stop a runaway loop; OPTIMIZED runs fast
+def make_engine(flavor: Flavor = METERED) -> wasmtime.Engine:
+    """METERED counts fuel (deterministic compute limits); ORIGINAL only checks an epoch deadline, which
+    costs about half as much per message and is enough to stop a runaway loop; VARIANT runs fast
     variants, whose loops check their own interrupt flag (transform/variant.py), so it checks nothing."""
     config = wasmtime.Config()
     config.wasm_memory64 = True
     config.wasm_exceptions = True
-    config.wasm_multi_memory = flavor == OPTIMIZED
-    config.wasm_threads = flavor == OPTIMIZED  # atomic loads of the interrupt flag
+    config.wasm_multi_memory = flavor == VARIANT
+    config.wasm_threads = flavor == VARIANT  # atomic loads of the interrupt flag
     config.consume_fuel = flavor == METERED
-    config.epoch_interruption = flavor == FAST
+    config.epoch_interruption = flavor == ORIGINAL
     # Speculative-load hardening on every memory/table access costs ~8% per message; V8, which the
     # reference loader runs on, does not apply it to wasm either.
     config.cranelift_flag_set("enable_heap_access_spectre_mitigation", "false")
     config.cranelift_flag_set("enable_table_access_spectre_mitigation", "false")
     engine = wasmtime.Engine(config)
-    if flavor == FAST:
+    if flavor == ORIGINAL:
         ticker.register(engine)
     return engine
 
@@ -93,10 +95,10 @@ class _Compiled:
 
 # Engines are shared by every Runtime in the process (wasmtime engines are thread-safe), so the epoch
 # ticker only ever ticks engines that live as long as the process; compiled builds are shared too.
-_ENGINES: dict[str, wasmtime.Engine] = {}
-_COMPILED: dict[tuple[str, str], _Compiled] = {}
+_ENGINES: dict[Flavor, wasmtime.Engine] = {}
+_COMPILED: dict[tuple[str, Flavor], _Compiled] = {}
 _SHARED_LOCK = threading.Lock()
-_FLAG_SUFFIX = {FAST: ".translated", METERED: ".translated", OPTIMIZED: ".lowered"}
+_FLAG_SUFFIX = {ORIGINAL: ".translated", METERED: ".translated", VARIANT: ".lowered"}
 
 
 def forget_compiled() -> None:
@@ -105,7 +107,7 @@ def forget_compiled() -> None:
         _COMPILED.clear()
 
 
-def shared_engine(flavor: str) -> wasmtime.Engine:
+def shared_engine(flavor: Flavor) -> wasmtime.Engine:
     """The process's engine for a flavour."""
     with _SHARED_LOCK:
         if flavor not in _ENGINES:
@@ -117,27 +119,28 @@ class Runtime:
     """Loads images: `load` returns compiled images, from this process, the disk cache, or a fresh
     compile (and, for images that have one, their fast variant)."""
 
-    def __init__(self, cache_dir: Path | None = None, *, optimize: bool | None = None) -> None:
-        self.engine = shared_engine(METERED)
-        self.fast_engine = shared_engine(FAST)
-        self.optimized_engine = shared_engine(OPTIMIZED)
+    def __init__(self, cache_dir: Path | None = None, *, fast_variant: bool | None = None) -> None:
+        self.metered_engine = shared_engine(METERED)
+        self.original_engine = shared_engine(ORIGINAL)
+        self.variant_engine = shared_engine(VARIANT)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         # The fast variants are on unless asked otherwise (AONODE_FAST_VARIANT=0 for a whole node).
-        self.optimize = optimize if optimize is not None else os.environ.get("AONODE_FAST_VARIANT", "1") != "0"
+        self.fast_variant = (fast_variant if fast_variant is not None
+                             else os.environ.get("AONODE_FAST_VARIANT", "1") != "0")
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
-        self._helpers: dict[tuple[str, str], wasmtime.Module] = {}
+        self._helpers: dict[tuple[str, Flavor], wasmtime.Module] = {}
 
-    def engine_for(self, flavor: str) -> wasmtime.Engine:
-        return {METERED: self.engine, FAST: self.fast_engine, OPTIMIZED: self.optimized_engine}[flavor]
+    def engine_for(self, flavor: Flavor) -> wasmtime.Engine:
+        return {METERED: self.metered_engine, ORIGINAL: self.original_engine, VARIANT: self.variant_engine}[flavor]
 
     def load(self, wasm: bytes) -> Image:
         sha = hashlib.sha256(wasm).hexdigest()
         image = self._images.get(sha)
         if image is None:
-            own = self._compiled(sha, FAST, lambda: self._compile(sha, wasm, FAST))
-            variant = (self._compiled(sha, OPTIMIZED, lambda: self._compile_variant(sha, wasm, own))
-                       if self.optimize else _Compiled(None, False))
+            own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
+            variant = (self._compiled(sha, VARIANT, lambda: self._compile_variant(sha, wasm, own))
+                       if self.fast_variant else _Compiled(None, False))
             image = Image(sha, own.module, _memory64(own.module), own.flag, variant.module, variant.flag)
             self._images[sha] = image
             self._sources[sha] = wasm
@@ -146,21 +149,21 @@ class Runtime:
     def load_path(self, path: Path) -> Image:
         return self.load(Path(path).read_bytes())
 
-    def module_for(self, image: Image, flavor: str) -> wasmtime.Module:
+    def module_for(self, image: Image, flavor: Flavor) -> wasmtime.Module:
         """The build a flavour runs (the metered one is compiled on first use: most processes never
         need it)."""
-        if flavor == OPTIMIZED:
-            if image.optimized is None:
+        if flavor == VARIANT:
+            if image.variant is None:
                 raise ModuleError(f"image {image.sha256[:12]} has no fast variant")
-            return image.optimized
-        if flavor == FAST:
+            return image.variant
+        if flavor == ORIGINAL:
             return image.module
         source = self._sources.get(image.sha256)
         if source is None:
             raise ModuleError(f"image {image.sha256[:12]} was not loaded by this runtime")
         return self._compiled(image.sha256, METERED, lambda: self._compile(image.sha256, source, METERED)).module
 
-    def compile_wat(self, wat: str, flavor: str = METERED) -> wasmtime.Module:
+    def compile_wat(self, wat: str, flavor: Flavor = METERED) -> wasmtime.Module:
         """Small helper modules written in WAT, compiled once per runtime and engine."""
         key = (hashlib.sha256(wat.encode()).hexdigest(), flavor)
         module = self._helpers.get(key)
@@ -170,7 +173,7 @@ class Runtime:
         return module
 
     # ---- builds: process cache, then disk artifact, then compile ------------------------------------
-    def _compiled(self, sha: str, flavor: str, build) -> _Compiled:
+    def _compiled(self, sha: str, flavor: Flavor, build: Callable[[], _Compiled]) -> _Compiled:
         artifact = self._artifact_path(sha, flavor)
         with _SHARED_LOCK:
             found = _COMPILED.get((sha, flavor))
@@ -186,7 +189,7 @@ class Runtime:
             self._write_artifact(artifact, flavor, found)
         return found
 
-    def _compile(self, sha: str, wasm: bytes, flavor: str) -> _Compiled:
+    def _compile(self, sha: str, wasm: bytes, flavor: Flavor) -> _Compiled:
         engine = self.engine_for(flavor)
         try:
             return _Compiled(wasmtime.Module(engine, wasm), False)
@@ -209,7 +212,7 @@ class Runtime:
         if variant is None:
             return _Compiled(None, False)
         try:
-            module = wasmtime.Module(self.optimized_engine, variant.wasm)
+            module = wasmtime.Module(self.variant_engine, variant.wasm)
         except wasmtime.WasmtimeError as err:
             log.warning("image %s runs without its fast variant: it does not compile: %s", sha[:12], err)
             return _Compiled(None, False)
@@ -218,13 +221,13 @@ class Runtime:
             return _Compiled(None, False)
         return _Compiled(module, variant.lowered)
 
-    def _artifact_path(self, sha: str, flavor: str) -> Path | None:
+    def _artifact_path(self, sha: str, flavor: Flavor) -> Path | None:
         if self.cache_dir is None:
             return None
         key = hashlib.sha256(f"{sha};{ENGINE_SETTINGS[flavor]}".encode()).hexdigest()
         return self.cache_dir / f"{key}.cwasm"
 
-    def _read_artifact(self, path: Path, flavor: str) -> _Compiled | None:
+    def _read_artifact(self, path: Path, flavor: Flavor) -> _Compiled | None:
         if path.with_suffix(".none").exists():
             return _Compiled(None, False)
         if not path.exists():
@@ -237,7 +240,7 @@ class Runtime:
         return _Compiled(module, path.with_suffix(_FLAG_SUFFIX[flavor]).exists())
 
     @staticmethod
-    def _write_artifact(path: Path, flavor: str, compiled: _Compiled) -> None:
+    def _write_artifact(path: Path, flavor: Flavor, compiled: _Compiled) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if compiled.module is None:
             path.with_suffix(".none").touch()

@@ -1,0 +1,111 @@
+"""How long a call into wasm may run, and what its failure means.
+
+The metered flavour gets exactly its fuel. The others get a wall-clock deadline no call within that
+fuel can reach (FUEL_RATE_MAX): the epoch's for the image itself, the interrupt flag for the variant
+(the ticker sets it). A call that reaches it is undecided, and the instance redoes it metered.
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Any, Callable
+
+import wasmtime
+
+from aonode.engine.errors import ComputeLimitExceeded, WasmError, WasmTrap
+from aonode.engine.wasm.cxx import Unwind
+from aonode.engine.wasm.fastcall import take_parked
+from aonode.engine.wasm.flavors import Flavor
+from aonode.engine.wasm.host import ProcExit
+from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, watch_deadline
+
+UNLIMITED_FUEL = 2**62
+NO_DEADLINE = 2**62
+# No CPU burns more fuel per second than this, so a message that finishes in under fuel/FUEL_RATE_MAX
+# seconds of wall time used less than `fuel`. Fuel counts the original image's wasm operators, several
+# of which can share one machine instruction; the fast variant ran a tight Lua loop at 2.3e10 fuel/s
+# on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
+FUEL_RATE_MAX = 4e11
+
+class DeadlineReached(WasmTrap):
+    """The deadline (epoch or interrupt flag) passed: undecided, the message is redone metered."""
+
+
+class ProcExitError(WasmTrap):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the image exited with code {code}")
+        self.code = code
+
+
+class Budget:
+    """Runs calls on one store under a fuel limit, mapping every failure to the WasmError family."""
+
+    def __init__(self, store: wasmtime.Store, flavor: Flavor) -> None:
+        self.store = store
+        self.flavor = flavor
+        # Byte 0 of the variant's interrupt memory, once it is instantiated.
+        self.interrupt: ctypes.Array[ctypes.c_ubyte] | None = None
+
+    def fits(self, seconds: float, fuel: int | None) -> bool:
+        """Whether a call that took `seconds` certainly stayed within `fuel` (always, when metered)."""
+        return self.flavor == Flavor.METERED or fuel is None or seconds < fuel / FUEL_RATE_MAX
+
+    def gas_used(self, fuel: int | None) -> int:
+        """Fuel the last call burnt; only the metered engine counts it (ao-loader reports 0 as well)."""
+        if self.flavor != Flavor.METERED:
+            return 0
+        return (fuel if fuel is not None else UNLIMITED_FUEL) - self.store.get_fuel()
+
+    def set(self, fuel: int | None) -> tuple | None:
+        """Metered: exactly `fuel`. Otherwise a deadline no call within `fuel` can reach: the epoch's,
+        or the variant's interrupt flag (returned: clear it with clear_deadline)."""
+        if self.flavor == Flavor.METERED:
+            self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+        elif self.flavor == Flavor.VARIANT:
+            assert self.interrupt is not None
+            self.interrupt[0] = 0
+            if fuel is not None:
+                return watch_deadline(self.interrupt, fuel / FUEL_RATE_MAX)
+        elif fuel is None:
+            self.store.set_epoch_deadline(NO_DEADLINE)
+        else:
+            self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
+        return None
+
+    def guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:
+        deadline = self.set(fuel)
+        try:
+            return fn()
+        except (ProcExit, Unwind, WasmError, wasmtime.WasmtimeError, wasmtime.Trap) as err:
+            if isinstance(err, (wasmtime.WasmtimeError, wasmtime.Trap)):
+                err = take_parked() or err
+            if self.interrupt is not None and self.interrupt[0]:
+                raise DeadlineReached("deadline reached (interrupt flag)") from None
+            raise _translate(err) from None
+        finally:
+            if deadline is not None:
+                clear_deadline(deadline)
+
+
+def _translate(err: BaseException) -> BaseException:
+    """Any failure inside wasm → the engine's WasmError family."""
+    if isinstance(err, ProcExit):
+        return ProcExitError(err.code)
+    if isinstance(err, Unwind):
+        return WasmTrap(f"uncaught exception or longjmp ({err.value})")
+    if isinstance(err, wasmtime.Trap):
+        return _map_trap(err)
+    if isinstance(err, wasmtime.WasmtimeError):
+        return WasmTrap(str(err))
+    return err
+
+
+def _map_trap(trap: wasmtime.Trap) -> WasmError:
+    code = trap.trap_code
+    text = str(trap).splitlines()[0] if str(trap) else "trap"
+    if code == wasmtime.TrapCode.INTERRUPT:
+        return DeadlineReached("epoch deadline reached")
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return ComputeLimitExceeded("compute limit exceeded (out of fuel)")
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return WasmTrap("wasm stack overflow")
+    return WasmTrap(f"wasm trap: {text}")

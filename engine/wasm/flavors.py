@@ -1,0 +1,67 @@
+"""Which build of an image runs a message, and when an instance moves between builds.
+
+All three leave the same linear memory byte for byte; they differ in speed and in what they can do.
+An instance has a home: the variant when the image has one, else the image itself (or always the
+metered engine, when asked). A fresh instance starts on the image itself (constructors, the spawn). A
+message the home cannot finish is redone elsewhere: one that must suspend (WeaveDrive) on the image
+itself, one whose time cannot prove it stayed under its Compute-Limit on the metered engine. The
+instance then stays away for 4 messages, then 8, 16, ... (up to a checkpoint interval), so a process
+that suspends often stops switching back and forth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+AWAY_FIRST = 4  # messages a process stays away from home after one needed it (then 8, 16, ...)
+
+
+class Flavor(StrEnum):
+    ORIGINAL = "original"  # the image itself, on an engine with an epoch deadline
+    VARIANT = "variant"  # its fast variant (transform/variant.py), on an engine that checks nothing
+    METERED = "metered"  # the image itself, counting fuel: the deterministic Compute-Limit verdict
+
+
+@dataclass
+class Itinerary:
+    """Where an instance is (`current`), where it belongs (`home`), and how long it stays away."""
+
+    home: Flavor
+    current: Flavor
+    max_stay: int
+    away_left: int = 1  # messages still to run away from home before going back
+    away_stay: int = AWAY_FIRST  # the length of the next stay away
+
+    @classmethod
+    def start(cls, *, has_variant: bool, metered: bool, restored: bool, max_stay: int) -> Itinerary:
+        home = Flavor.METERED if metered else Flavor.VARIANT if has_variant else Flavor.ORIGINAL
+        current = Flavor.ORIGINAL if home == Flavor.VARIANT and not restored else home
+        return cls(home, current, max_stay)
+
+    @property
+    def next(self) -> Flavor:
+        """The flavour the next message runs on."""
+        return self.home if self.away_left <= 0 else self.current
+
+    @property
+    def away(self) -> bool:
+        return self.current != self.home
+
+    @property
+    def stay_over(self) -> bool:
+        """Away, with no message left to run there: the next message goes home."""
+        return self.away and self.away_left <= 0
+
+    def arrive(self, flavor: Flavor) -> None:
+        """Now on `flavor` (which a message needed); a stay away lasts twice as long as the last one."""
+        self.current = flavor
+        if self.away:
+            self.away_left = self.away_stay
+            self.away_stay = min(2 * self.away_stay, self.max_stay)
+
+    def ran_one(self) -> None:
+        if self.away:
+            self.away_left -= 1
+
+    def go_home(self) -> None:
+        self.current = self.home
