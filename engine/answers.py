@@ -65,9 +65,5 @@ class ModuleInfo(TypedDict):
     id: str | None
 
 
-class NodeInfo(TypedDict):
-    address: str
-    version: str
-    devices: list[str]
-    modules: list[ModuleInfo]
-    processes: list[str]
+NodeInfo = TypedDict("NodeInfo", {"address": str, "version": str, "devices": list[str], "modules": list[ModuleInfo],
+                                   "processes": list[str], "block-height": int})

@@ -15,34 +15,42 @@ from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
 from aonode.engine.devices.wasm64 import limits_for
 from aonode.engine.errors import BadInput
+from aonode.engine.images import Catalogue
 from aonode.engine.message import Message
+
+MODULE_TAGS = ("module", "wasm-image", "image")  # the tags json-iface's module_id reads, in its order
 
 # The frame devices this node runs, by the definition tag that may name them.
 FRAME_DEVICES = (("Execution-Device", "stack@1.0"), ("Scheduler-Device", "scheduler@1.0"),
                  ("Push-Device", "push@1.0"))
 
 
-def complete(msg: Message, default_module: str | None, authority: str) -> Message:
-    """An unsigned definition with the tags it leaves out filled in (a signed one is taken as signed)."""
+def complete(msg: Message, catalogue: Catalogue, authority: str) -> Message:
+    """An unsigned definition with the tags it leaves out filled in (a signed one is taken as signed).
+
+    A catalogue name in `Module` (or the default image) becomes the module's transaction id, so the
+    process sees `ao.env.Module.Id` as it would on the network."""
     module = module_id(msg)
     if not module and msg.signature is not None:
         raise BadInput("the process definition names no image: add a Module tag")
     if msg.signature is not None:
         return msg
     extra: dict[str, str] = {}
+    canonical = catalogue.canonical(module) if module else module
     if not module:
-        if not default_module:
+        if not catalogue.default_module:
             raise BadInput("the process definition names no image and this node has no default: add a Module tag")
-        extra["Module"] = default_module
+        extra["Module"] = catalogue.canonical(catalogue.default_module)
     if msg.tag("Type") is None:
         extra["Type"] = "Process"
     if msg.tag("Data-Protocol") is None:
         extra["Data-Protocol"] = "ao"
     if msg.tag("Authority") is None:
         extra["Authority"] = authority  # so messages the node pushes between processes are trusted
-    if not extra:
+    if not extra and canonical == module:
         return msg
-    tags = tuple(msg.tags) + tuple(extra.items())
+    tags = tuple((name, canonical if value == module and name.lower() in MODULE_TAGS else value)
+                 for name, value in msg.tags) + tuple(extra.items())
     return Message.create(owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data,
                           from_=msg.from_)
 

@@ -31,6 +31,11 @@ class ModuleRef:
 
 
 ImageResolver = Callable[[str], ResolvedImage]  # raises an AONodeError (e.g. ModuleError) when unknown
+ModuleIdOf = Callable[[str], str | None]  # a reference -> the module's transaction id, None when it has none
+
+
+def _no_id(ref: str) -> str | None:
+    return None
 
 
 def _no_images(ref: str) -> ResolvedImage:
@@ -41,11 +46,17 @@ def _no_images(ref: str) -> ResolvedImage:
 @dataclass(frozen=True)
 class Catalogue:
     """What the Node needs from an image catalogue: resolve a reference, the image a definition
-    that names none gets (None: such a definition is refused), and the list to publish."""
+    that names none gets (None: such a definition is refused), the list to publish, and the
+    module id a name stands for (processes see ids, as on the network; names are only labels)."""
 
     resolve: ImageResolver = _no_images
     default_module: str | None = None
     modules: Callable[[], list[ModuleRef]] = list
+    module_id: ModuleIdOf = _no_id
+
+    def canonical(self, ref: str) -> str:
+        """The module id `ref` names when the catalogue knows one, else `ref` as given."""
+        return self.module_id(ref) or ref
 
 
 class Images:

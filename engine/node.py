@@ -20,6 +20,7 @@ from typing import cast
 from aonode.engine.answers import (Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory,
                                    ProcessView, SchedulePage, SlotInfo, SlotResult, SnapshotInfo)
 from aonode.engine.crypto import Wallet
+from aonode.engine.chaintip import ChainTip
 from aonode.engine.crons import CronTicker
 from aonode.engine.devices import cron
 from aonode.engine.devices.json_iface import INFO as JSON_IFACE, JSONInterface
@@ -82,7 +83,9 @@ class Node:
         self.store = open_store(store or self.data_dir)  # a postgresql:// URL: shared with other nodes
         self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
-        self.scheduler = Scheduler(self.store, clock=clock) if clock else Scheduler(self.store)
+        self.chain = ChainTip(self.data_dir / "chain-tip.json")
+        self.scheduler = Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash,
+                                   **({"clock": clock} if clock else {}))
         self.images = Images(Runtime(cache_dir=self.data_dir / "cache"), catalogue or Catalogue())
         self.views = Views(self.store, self.scheduler, shared=not isinstance(self.store, SQLiteStore))
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
@@ -218,7 +221,12 @@ class Node:
             "devices": [info.name for info in self.registry.infos()],
             "modules": [{"name": m.name, "id": m.id} for m in self.images.catalogue.modules()],
             "processes": list(self.store.list_processes()),
+            "block-height": self.chain.height(),
         }
+
+    def observe_block(self, height: int, block_hash: str | None = None) -> None:
+        """The gateway's current block: new assignments carry it (a lower one is ignored)."""
+        self.chain.observe(height, block_hash)
 
     # -- queries: the legacy MU/CU/SU and gateway routes' reads (engine/queries.py) ------------
     def message(self, mid: str) -> Message | None:

@@ -33,7 +33,7 @@ class Router:
 
     def spawn(self, msg: Message) -> AssignmentJSON:
         """Schedule a process definition as slot 0 of a new process whose id is the message id."""
-        msg = definitions.complete(msg, self.images.catalogue.default_module, self.address)
+        msg = definitions.complete(msg, self.images.catalogue, self.address)
         definitions.check(msg, self.registry, self.images.load)  # refused before anything is stored
         pid = msg.id
         assignment = self.scheduler.spawn(pid, msg)

@@ -25,8 +25,15 @@ def module_list() -> list[ModuleRef]:
     return [ModuleRef(name=e.name, id=e.id) for e in modules.entries()]
 
 
+def module_id(ref: str) -> str | None:
+    """The transaction id a catalogue name (or id) stands for; None for images the catalogue has no id for."""
+    entry = modules.lookup(ref)
+    return entry.id if entry is not None else None
+
+
 def module_catalogue() -> Catalogue:
-    return Catalogue(resolve=resolve_image, default_module=modules.default_name(), modules=module_list)
+    return Catalogue(resolve=resolve_image, default_module=modules.default_name(), modules=module_list,
+                     module_id=module_id)
 
 
 def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,

@@ -17,7 +17,9 @@ from starlette.applications import Starlette
 
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
+from aonode.modules.fetch import gateway_url
 from aonode.server.api import NodeAPI
+from aonode.server.chainwatch import watch_chain
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.state import server_of_app
 
@@ -87,6 +89,7 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
     from aonode.server.compose import make_node
 
     node = make_node(Path(data_dir), dev=dev, store=store, leases=leases)
+    chain_watch = watch_chain(node, gateway_url())
     try:
         url = f"http://{host}:{port}"
         if demo:
@@ -96,6 +99,7 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         asyncio.run(_main(app, hypercorn_config(host, port)))
     finally:
+        chain_watch.set()
         node.close()
 
 

@@ -79,7 +79,7 @@ class JSONInterface:
             return Signal.OK
         outcome = aos.parse_result(raw)
         ctx.results = {
-            "Output": outcome.raw_output if isinstance(outcome.raw_output, dict) else {"data": outcome.output},
+            "Output": outcome.raw_output,  # as the image returned it (None when AOS printed nothing), as ao-loader does
             "Messages": list(outcome.messages),
             "Spawns": list(outcome.spawns),
             "Assignments": list(outcome.assignments),
