@@ -60,7 +60,12 @@ class LiveProcesses:
             state = self._live.get(pid)
             if state is not None:
                 self._live.move_to_end(pid)
-                return state
+        if state is not None:
+            if self.views.shared:  # another node may have computed further since: catch up (same results)
+                last = self.processes.store.last_result_slot(pid)
+                if last is not None and last > state.at_slot:
+                    self.processes.compute_to(state, last)
+            return state
         state = self.processes.new_state(pid, self.views.definition(pid), self.config())
         last = self.processes.store.last_result_slot(pid)
         state.at_slot = -1 if last is None else last
