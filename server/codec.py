@@ -8,6 +8,7 @@ the legacy AO shape or as a flat map of tags; deciding whether unsigned is accep
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from aonode.engine.message import Message, b64url
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 DATA_ITEM_TYPES = frozenset({"application/octet-stream", "application/ans104"})
+MAX_INT = 2**53 - 1  # slots, timestamps and cursors in a query: JS-safe, and far inside SQLite's int64
+_INT_TEXT = re.compile(r"-?[0-9]{1,20}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # `\ud800`..`\udfff` in JSON text
 
 SIGNING_HINT = (
     "this node accepts only signed messages: send an ANS-104 data item signed with your wallet as "
@@ -80,8 +84,21 @@ def is_data_item(content_type: str | None) -> bool:
     return media_type(content_type) in DATA_ITEM_TYPES
 
 
+def parse_int(text: str, what: str, *, negative: bool = False) -> int:
+    """An integer from a query or path (at most 20 digits, |value| <= MAX_INT), or BadInput naming `what`."""
+    text = text.strip()
+    kind = "an integer" if negative else "a non-negative integer"
+    if not _INT_TEXT.fullmatch(text) or (text.startswith("-") and not negative):
+        raise BadInput(f"{what} must be {kind}, got {text!r:.40}")
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise BadInput(f"{what} must be {kind} of at most {MAX_INT}, got {text!r:.40}")
+    return value
+
+
 def parse_json_object(body: bytes) -> dict[str, JSONValue]:
-    """The body as a JSON object, or BadInput saying what is wrong with it."""
+    """The body as a JSON object, or BadInput saying what is wrong with it (not JSON, nested too
+    deep to parse, or text with a lone UTF-16 surrogate, which no UTF-8 store or signer can hold)."""
     if not body.strip():
         raise BadInput("empty body: send a JSON message ({Target, Tags: [{name, value}], Data}) "
                        "or a signed ANS-104 data item")
@@ -89,9 +106,30 @@ def parse_json_object(body: bytes) -> dict[str, JSONValue]:
         obj = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BadInput(f"body is not JSON: {err}") from err
+    except RecursionError as err:
+        raise BadInput("body is nested too deeply to be a message") from err
     if not isinstance(obj, dict):
         raise BadInput(f"body must be a JSON object, got {type(obj).__name__}")
+    if _SURROGATE_ESCAPE.search(body):
+        _refuse_surrogates(obj)
     return obj
+
+
+def _refuse_surrogates(value: object) -> None:
+    """BadInput when any key or string in `value` holds a lone surrogate (walked without recursion)."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise BadInput(f"body holds a lone UTF-16 surrogate ({item[err.start]!r}): not valid text") from err
 
 
 def message_from_json(obj: Mapping[str, object], *, owner: str) -> Message:

@@ -16,7 +16,6 @@ unsigned ones only in --dev (then owned by the node wallet).
 from __future__ import annotations
 
 import functools
-import re
 import secrets
 from dataclasses import dataclass, field
 import httpx
@@ -91,13 +90,13 @@ def parse_path(path: str, query: dict[str, str]) -> HbPath:
         elif not action:
             action = seg.lower()
         elif eq:  # `results=<slot or message id>`: the key, at that slot
-            slot, keys = (int(v) if v.isdigit() else v), [*keys, k]
-        elif not keys and action == "compute" and seg.isdigit() and slot is None:
-            slot = int(seg)
+            slot, keys = (codec.parse_int(v, k) if v.isdecimal() else v), [*keys, k]
+        elif not keys and action == "compute" and seg.isdecimal() and slot is None:
+            slot = codec.parse_int(seg, "slot")
         else:
             keys.append(seg)
     if "slot" in query and slot is None and query["slot"].isdigit():
-        slot = int(query["slot"])
+        slot = codec.parse_int(query["slot"], "slot")
     if action not in paths.ACTIONS:
         raise NotFound(f"unknown action {action!r} on {pid}")
     return HbPath(pid, action, slot, tuple(keys), params, as_json, execute)
@@ -272,9 +271,7 @@ def _is_schedule(path: str) -> bool:
 def _int(text: str | None) -> int | None:
     if text is None or text == "":
         return None
-    if not re.fullmatch(r"[0-9]+", text):
-        raise BadInput(f"not a non-negative integer: {text!r:.40}")
-    return int(text)
+    return codec.parse_int(text, "from/to")
 
 
 def _answer(value: object, as_json: bool) -> Response:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from aonode.engine.errors import BadInput, NotFound
+from aonode.server.codec import parse_int
 
 PROCESS_DEVICE = "~process@1.0"
 META_DEVICE = "~meta@1.0"
@@ -128,12 +129,7 @@ def _parse_meta(rest: list[str], as_json: bool) -> MetaPath:
 
 
 def _slot(text: str, what: str) -> int:
-    if not _INT.match(text):
-        raise BadInput(f"{what} must be a non-negative integer, got {text!r:.40}")
-    value = int(text)
-    if value < 0:
-        raise BadInput(f"{what} must be a non-negative integer, got {value}")
-    return value
+    return parse_int(text, what)
 
 
 def _query_int(query: Mapping[str, str], name: str) -> int | None:
@@ -180,7 +176,7 @@ def _child(value: object, key: str) -> tuple[bool, object]:
             if isinstance(name, str) and name.lower() == wanted:
                 return True, child
         return False, None
-    if isinstance(value, list) and _INT.match(key):
+    if isinstance(value, list) and _INT.match(key) and len(key) <= 20:
         index = int(key)
         if 1 <= index <= len(value):
             return True, value[index - 1]

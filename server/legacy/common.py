@@ -1,7 +1,6 @@
 """What every legacy route shares: the two pools, query-parameter checks, the legacy result shape."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple, Unpack
 
@@ -11,7 +10,7 @@ from starlette.responses import Response
 from aonode.engine.answers import JSON, Result
 from aonode.engine.errors import BadInput
 from aonode.engine.message import is_id
-from aonode.server.codec import dump_json
+from aonode.server.codec import dump_json, parse_int
 from aonode.server.codec import JSON as JSON_TYPE
 from aonode.server.state import server_of
 
@@ -21,7 +20,6 @@ Ts = TypeVarTuple("Ts")
 RESULT_KEYS = ("Messages", "Spawns", "Output", "Error", "Assignments", "GasUsed")
 EDGE_KEYS = ("Messages", "Spawns", "Output", "Error")
 MAX_RESULTS_LIMIT = 1000
-_INT = re.compile(r"^-?[0-9]+$")
 
 
 async def quick(request: Request, fn: Callable[[Unpack[Ts]], T], *args: Unpack[Ts]) -> T:
@@ -55,9 +53,7 @@ def int_param(request: Request, name: str, default: int | None = None) -> int | 
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    if not _INT.match(text):
-        raise BadInput(f"{name} must be an integer, not {text[:40]!r}")
-    return int(text)
+    return parse_int(text, name, negative=True)
 
 
 def limit_param(request: Request, default: int) -> int:
