@@ -183,16 +183,34 @@ def message_from_data_item(body: bytes) -> Message:
     return verified_data_item(body).to_message()
 
 
+DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit before the 413
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or TooLarge as soon as Content-Length or the bytes received pass `limit`."""
+    """The request body, or TooLarge once Content-Length or the bytes received pass `limit`.
+
+    The rest of an oversized body is read and dropped (up to DRAIN_FACTOR x the limit) before the
+    413 is sent: a client still writing its body when the server answers and closes would see a
+    broken connection instead of the 413 that tells it why."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_FACTOR * limit:
+            await _drain(request, DRAIN_FACTOR * limit)
         raise TooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
+            await _drain(request, DRAIN_FACTOR * limit - size)
             raise TooLarge(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(request: Request, budget: int) -> None:
+    """Read and drop what is left of the body, at most `budget` bytes."""
+    async for chunk in request.stream():
+        budget -= len(chunk)
+        if budget <= 0:
+            return
