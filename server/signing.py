@@ -93,7 +93,13 @@ class SignedResponses:
                 headers = list(pending.get("headers", ()))
                 if not head and not message.get("more_body") and not any(k == b"signature" for k, _ in headers):
                     content_type = next((v for k, v in headers if k == b"content-type"), b"")
-                    headers += await self.cache.headers_for(pending["status"], content_type, message.get("body", b""))
+                    body = message.get("body", b"")
+                    if any(k == b"connection" and v == b"close" for k, v in headers):
+                        # refused before its upload was read: answered at once, no await in between
+                        # (a thread hop here let the unread upload stall the connection, 2 in 24 tries)
+                        headers += self.cache.make(pending["status"], content_type, body)
+                    else:
+                        headers += await self.cache.headers_for(pending["status"], content_type, body)
                 await send({**pending, "headers": headers})
             await send(message)
 
