@@ -209,6 +209,15 @@ class Node:
         slot, sha = self.live.snapshot(pid)
         return cast(SnapshotInfo, {"process": pid, "slot": slot, "memory-sha256": sha})
 
+    def snapshot_file(self, pid: str) -> tuple[SnapshotInfo, bytes]:
+        """A snapshot of the last computed slot as stored: the bytes `aonode eval --snapshot-in` and
+        another node restore (memory, host counters and the emscripten filesystem)."""
+        info = self.snapshot(pid)
+        found = self.store.latest_snapshot(pid, info["slot"])
+        if found is None or found[1] != info["memory-sha256"]:
+            raise NotFound(f"the snapshot of {pid} at slot {info['slot']} is not stored")
+        return info, found[2]
+
     def init(self, pid: str) -> InitInfo:
         process = self.views.definition(pid)
         return {"process": pid, "at-slot": -1, "definition": process.to_legacy_json(),

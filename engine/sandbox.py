@@ -17,7 +17,7 @@ from aonode.engine.answers import JSON
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import WasmError
 from aonode.engine.message import b64url
-from aonode.engine.wasm import Instance, Limits, Runtime, Snapshot, parse_size
+from aonode.engine.wasm import Instance, Limits, Runtime, parse_size, read_snapshot
 
 OWNER = "aonode-eval-owner-" + "0" * 25
 
@@ -48,15 +48,15 @@ class Sandbox:
     """One image instance driven message by message, as a process with id derived from the module."""
 
     def __init__(self, wasm: bytes, module_id: str, cache_dir: Path, *, memory_limit: str | None = None,
-                 compute_limit: int | None = None, snapshot: bytes | None = None) -> None:
+                 compute_limit: int | None = None, snapshot: bytes | None = None, owner: str = OWNER) -> None:
         """Raises ValueError (bad limit or snapshot), OSError or AONodeError (unusable image)."""
         limits = Limits(memory=parse_size(memory_limit), fuel=compute_limit)
         runtime = Runtime(cache_dir)
         image = runtime.load(wasm)
-        self.process = ProcessSpec(pid=content_id("process", module_id), owner=OWNER, module_id=module_id,
+        self.process = ProcessSpec(pid=content_id("process", module_id), owner=owner, module_id=module_id,
                                    name="aonode-eval")
         if snapshot is not None:
-            snap = Snapshot.from_bytes(snapshot)
+            snap = read_snapshot(snapshot)  # aonode's format, or ao-loader's bare memory
             self.instance = Instance.restore(runtime, image, snap, limits)
             self.slot = int(snap.host_state.get("eval_slot", 0))
             self._spawned = True

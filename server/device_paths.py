@@ -19,7 +19,7 @@ from starlette.types import Scope
 from aonode.engine.answers import InitInfo, ProcessView, SchedulePage, SlotInfo, SnapshotInfo
 from aonode.engine.errors import Unauthorized
 from aonode.engine.message import Message
-from aonode.server import codec, convertors, paths
+from aonode.server import codec, convertors, paths, snapshot_file
 from aonode.server.state import Server
 
 ALLOW = "GET, HEAD, POST, OPTIONS"
@@ -48,6 +48,8 @@ class DevicePaths:
             return await self._post(request, target)
         if target.pid is None:
             raise HTTPException(405, "spawn with POST /~process@1.0/schedule", {"Allow": "POST, OPTIONS"})
+        if target.action == "snapshot" and not as_json and not target.keys:
+            return await snapshot_file.download(self.server, target.pid)
         value = await self._read(target, target.pid)
         return answer(paths.select(value, target.keys), as_json)
 

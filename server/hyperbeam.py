@@ -29,7 +29,7 @@ from aonode.engine.genesis import as_aos_definition
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.engine.answers import JSON
 from aonode.engine.message import Message, is_id
-from aonode.server import codec, convertors, paths
+from aonode.server import codec, convertors, paths, snapshot_file
 from aonode.server.api import NodeAPI
 from aonode.server.device_paths import DevicePaths, Read
 from aonode.server.legacy.common import legacy_result
@@ -188,6 +188,8 @@ class Hyperbeam:
         msg = await self.incoming(request, target.pid, required=False) if request.method == "POST" else None
         as_json = target.as_json or codec.wants_json(request.headers.get("accept")) or \
             (msg is not None and (msg.tag("require-codec") or "").lower() == "application/json")
+        if target.action == "snapshot" and not as_json and not target.keys and not target.execute:
+            return await snapshot_file.download(self.server, target.pid)
         value: object
         if target.execute:
             value = await self.server.compute_gate.run(self._dry_run, target, msg)

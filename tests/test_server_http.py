@@ -114,8 +114,11 @@ def test_compute_without_slot_is_the_last_computed_state(c: httpx.Client, pid: s
 
 def test_snapshot_and_init(c: httpx.Client, pid: str) -> None:
     c.get(f"/{pid}~process@1.0/now")
-    snap = c.get(f"/{pid}~process@1.0/snapshot")
+    snap = c.get(f"/{pid}~process@1.0/snapshot", headers={"accept": "application/json"})
     assert snap.status_code == 200 and snap.json()["process"] == pid
+    blob = c.get(f"/{pid}~process@1.0/snapshot")  # the snapshot itself (tests/test_portable_snapshot.py)
+    assert blob.headers["content-type"] == "application/octet-stream"
+    assert blob.content.startswith(b"AOSNAP1\n") and blob.headers["x-memory-sha256"] == snap.json()["memory-sha256"]
     init = c.get(f"/{pid}~process@1.0/init")
     assert init.status_code == 200 and init.json()["process"] == pid
 

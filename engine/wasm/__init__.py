@@ -19,6 +19,7 @@ Inside (helpers; only this package imports them):
   journal.py    the rollback checkpoint and the messages since.
   limits.py     Limits and parse_size.
 - snapshot.py   Snapshot and PendingSnapshot: zstd linear memory + host state, named by sha256.
+  portable.py   read_snapshot: aonode's format, or a bare ao-loader / legacy-CU memory dump.
 - ticker.py     the thread that advances epochs and sets variants' interrupt flags at deadlines.
 - host.py       Host: every import (emscripten, WASI 32/64-bit, syscalls, clock, heap growth).
   guest.py      memory/exports access shared by the import groups
@@ -38,7 +39,8 @@ from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.limits import Limits, parse_size
 from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
+from aonode.engine.wasm.portable import read_snapshot
 from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
 
 __all__ = ["DriveStore", "Flavor", "Image", "Instance", "Limits", "PendingSnapshot", "ProcExitError", "Runtime",
-           "Snapshot", "forget_compiled", "parse_size"]
+           "Snapshot", "forget_compiled", "parse_size", "read_snapshot"]

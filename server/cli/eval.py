@@ -27,8 +27,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     ev = subparsers.add_parser("eval", help="spawn an in-memory process and Eval Lua code in it")
     ev.add_argument("module", help="a .wasm path or a catalogue name (aonode module list)")
     ev.add_argument("code", nargs="*", help="Lua code, one Eval message each")
-    ev.add_argument("--snapshot-in", help="continue from this snapshot instead of spawning")
+    ev.add_argument("--snapshot-in", help="continue from this snapshot instead of spawning: an aonode snapshot "
+                    "(GET /<pid>~process@1.0/snapshot) or a linear-memory dump from ao-loader / a legacy CU "
+                    "checkpoint (raw or gzip)")
     ev.add_argument("--snapshot-out", help="write the final snapshot here")
+    ev.add_argument("--owner", default=None, help="the process owner the Evals come from (a snapshot of "
+                    "another node's process answers only its own owner's Evals)")
     ev.add_argument("--memory-limit", default=None, help='e.g. "1-gb"')
     ev.add_argument("--compute-limit", type=int, default=None, help="fuel per message")
     ev.set_defaults(func=run)
@@ -46,13 +50,14 @@ def resolve_module(name: str) -> Module:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aonode.engine.sandbox import Sandbox  # wasmtime loads only for this command
+    from aonode.engine.sandbox import OWNER, Sandbox  # wasmtime loads only for this command
 
     try:
         module = resolve_module(args.module)
         snapshot = Path(args.snapshot_in).read_bytes() if args.snapshot_in else None
         sandbox = Sandbox(module.path.read_bytes(), module.id, aonode_home() / "wasm",
-                          memory_limit=args.memory_limit, compute_limit=args.compute_limit, snapshot=snapshot)
+                          memory_limit=args.memory_limit, compute_limit=args.compute_limit, snapshot=snapshot,
+                          owner=args.owner or OWNER)
     except (AONodeError, ValueError, OSError) as err:
         print(f"aonode eval: {err}", file=sys.stderr)
         return 2
