@@ -12,6 +12,8 @@ lock; only work that evaluates new slots takes the process's lock. Nothing below
 """
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +95,9 @@ class Node:
         register_devices(self.registry, self.scheduler, self.router, self.images)
         push = self.registry.create(PUSH.name, in_stack=False)
         self.processes = ProcessDevice(self.store, self.registry, after=[push])
-        self.leases = make_leases(self.store, f"{self.address}/{uuid.uuid4().hex[:12]}", leases,
+        # The lease owner names this node instance (a restart is a new owner): address, host, pid.
+        owner = f"{self.address}/{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.leases = make_leases(self.store, owner, leases,
                                   on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
         self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live,
                                   on_evict=self.leases.release)

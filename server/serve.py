@@ -15,6 +15,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
+from aonode.engine.crypto import Wallet
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
 from aonode.modules.fetch import gateway_url
@@ -83,12 +84,13 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
           demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
           announce: Callable[[str], None] = print, store: str | None = None,
-          leases: LeaseConfig = DEFAULT_LEASES) -> None:
+          leases: LeaseConfig = DEFAULT_LEASES, wallet: str | None = None) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir."""
     from aonode.server.compose import make_node
 
-    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases)
+    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases,
+                     wallet=Wallet.load(wallet) if wallet else None)
     chain_watch = watch_chain(node, gateway_url())
     try:
         url = f"http://{host}:{port}"

@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from aonode.engine.crypto import Wallet
 from aonode.engine.devices.scheduler import chain_link
 from aonode.engine.store.postgres import PostgresStore
 from tests.helpers.httpnode import cli_node
@@ -29,12 +30,20 @@ from tests.helpers.threads import in_threads
 pytestmark = pytest.mark.slow
 
 LEASE_TTL = "2"
+SINK = """
+Got = Got or 0
+Handlers.add('Got', 'Got', function(m)
+  Got = Got + 1
+  Send({ device = 'patch@1.0', cache = { got = Got } })
+end)
+"""
 COUNTER = """
 Count = Count or 0
 Seen = Seen or {}
 Handlers.add('Add', 'Add', function(m)
   Count = Count + 1
   Seen[m.Data] = true
+  Send({ Target = Sink, Action = 'Got', Data = m.Data })
   Send({ device = 'patch@1.0', cache = { count = Count, seen = Seen } })
 end)
 Send({ device = 'patch@1.0', cache = { count = Count } })
@@ -55,7 +64,8 @@ class Served:
 class Cluster:
     dsn: str
     nodes: list[Served]
-    pid: str
+    pid: str  # the counter: every Add also sends one Got to the sink
+    sink: str
 
 
 def add(node: Served, pid: str, data: str) -> dict:
@@ -87,18 +97,30 @@ def assert_one_chain(rows: list[dict], pid: str) -> None:
 @pytest.fixture(scope="module")
 def cluster(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     dsn = pg.create_database("scaleout")
+    wallet = tmp_path_factory.mktemp("key") / "wallet.json"
+    Wallet.generate("ed25519").save(wallet)  # one identity: pushed messages are the same whoever computes
     with ExitStack() as stack:
         nodes = []
         for i in range(3):
             url, proc = stack.enter_context(cli_node(
                 tmp_path_factory.mktemp(f"node{i}"), "--dev", "--store", dsn, "--lease-ttl", LEASE_TTL,
-                "--cron-every", "0"))
+                "--cron-every", "0", "--wallet", str(wallet)))
             nodes.append(Served(url, proc, stack.enter_context(httpx.Client(base_url=url, timeout=120))))
-        spawned = nodes[0].client.post("/~process@1.0/schedule", json={
-            "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}],
-            "Data": COUNTER})
-        assert spawned.status_code == 200, spawned.text
-        yield Cluster(dsn, nodes, spawned.json()["process"])
+        sink = spawn(nodes[2], SINK)
+        yield Cluster(dsn, nodes, spawn(nodes[0], f"Sink = '{sink}'\n" + COUNTER), sink)
+
+
+def spawn(node: Served, code: str) -> str:
+    spawned = node.client.post("/~process@1.0/schedule", json={
+        "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}], "Data": code})
+    assert spawned.status_code == 200, spawned.text
+    return spawned.json()["process"]
+
+
+def assert_sink_got_each_once(cluster: Cluster, node: Served, count: int) -> None:
+    """Every Add pushed exactly one Got to the sink, replays after a takeover included."""
+    assert node.client.get(f"/{cluster.sink}~process@1.0/now/cache/got").text == str(count)
+    assert len(schedule_of(node, cluster.sink)) == count + 1
 
 
 def test_every_node_answers_the_same(cluster: Cluster):
@@ -113,6 +135,7 @@ def test_every_node_answers_the_same(cluster: Cluster):
         assert {a.status_code for a in answers} == {200}, read
         assert len({a.text for a in answers}) == 1, (read, [a.text for a in answers])
     assert len({str(schedule_of(n, pid)) for n in nodes}) == 1
+    assert_sink_got_each_once(cluster, nodes[1], 12)
 
 
 def test_concurrent_schedules_through_all_nodes_make_one_chain(cluster: Cluster):
@@ -136,7 +159,7 @@ def holder_of(cluster: Cluster) -> Served:
                            (cluster.pid,)).fetchone()
     assert row and row[0], "nobody holds the lease after a `now`"
     for node in [n for n in cluster.nodes if n.alive()]:
-        if row[0].startswith(node.client.get("/~meta@1.0/info").json()["address"]):
+        if f":{node.proc.pid}/" in row[0]:  # owner: address/host:pid/instance
             return node
     raise AssertionError(f"lease owner {row[0]} is none of the nodes")
 
@@ -187,6 +210,7 @@ def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluste
     assert set(acked) <= set(seen)
     holder = holder_of(cluster)
     assert holder in survivors
+    assert_sink_got_each_once(cluster, survivors[0], len(rows) - 1)
     assert_same_memory_as_one_node(cluster, holder, tmp_path)
 
 

@@ -21,6 +21,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--store", default=os.environ.get("AONODE_STORE") or None, metavar="URL",
                        help="postgresql://user@host:port/db to share one store with other nodes "
                             "(docs/scale-out.md; also AONODE_STORE); default: SQLite in --data-dir")
+    serve.add_argument("--wallet", default=None, metavar="JWK",
+                       help="the node's key (default: <data-dir>/wallet.json, made on first start); nodes sharing a "
+                            "--store share one, so pushed messages and Authority are the same whichever computes")
     serve.add_argument("--lease-ttl", type=float, default=LeaseConfig.ttl, metavar="SECONDS",
                        help="with --store: how long a dead node's processes wait before another takes them")
     serve.add_argument("--lease-wait", type=float, default=LeaseConfig.wait, metavar="SECONDS",
@@ -32,6 +35,6 @@ def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
-          cron_every=args.cron_every, store=args.store,
+          cron_every=args.cron_every, store=args.store, wallet=args.wallet,
           leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
     return 0
