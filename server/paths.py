@@ -140,7 +140,8 @@ def _query_int(query: Mapping[str, str], name: str) -> int | None:
 
 
 def select(value: object, keys: Sequence[str]) -> object:
-    """Read `keys` into a state: map keys case-insensitively, lists by 1-based index (as Lua counts).
+    """Read `keys` into a state: map keys exactly, else ignoring case when that names one key; lists
+    by 1-based index (as Lua counts).
 
     `results/data` is the process's printed output (`results.Output.data`, or `Output` when it is
     text); other aliases are in `_ALIASES`. NotFound names the first missing key.
@@ -161,21 +162,25 @@ def select(value: object, keys: Sequence[str]) -> object:
 
 def _walk(value: object, keys: tuple[str, ...], done: tuple[str, ...] = ()) -> object:
     for i, key in enumerate(keys):
-        found, value = _child(value, key)
+        found, value = _child(value, key, done + keys[: i + 1])
         if not found:
             raise NotFound(f"no key '{'/'.join(done + keys[: i + 1])}' in this state")
     return value
 
 
-def _child(value: object, key: str) -> tuple[bool, object]:
+def _child(value: object, key: str, where: tuple[str, ...]) -> tuple[bool, object]:
+    """A map's key exactly as written; else the one key equal to it ignoring case (keys are kept as
+    the process wrote them, so `ALICE` and `alice` may both exist: then NotFound names them)."""
     if isinstance(value, Mapping):
         if key in value:
             return True, value[key]
         wanted = key.lower()
-        for name, child in value.items():
-            if isinstance(name, str) and name.lower() == wanted:
-                return True, child
-        return False, None
+        matches = [name for name in value if isinstance(name, str) and name.lower() == wanted]
+        if len(matches) > 1:
+            names = ", ".join(sorted(matches)[:10])
+            raise NotFound(f"no key '{'/'.join(where)}' in this state; it matches {len(matches)} keys "
+                           f"ignoring case: {names}; name one exactly")
+        return (True, value[matches[0]]) if matches else (False, None)
     if isinstance(value, list) and _INT.match(key) and len(key) <= 20:
         index = int(key)
         if 1 <= index <= len(value):

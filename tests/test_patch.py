@@ -1,4 +1,4 @@
-"""patch@1.0: patch messages leave the outbox and their payload lands, lowercased, in state.cache."""
+"""patch@1.0: patch messages leave the outbox and their payload lands, keys exactly as written, in state.cache."""
 from __future__ import annotations
 
 import copy
@@ -52,7 +52,7 @@ def test_aos_seed_patch_lands_in_cache_and_leaves_outbox() -> None:
 
     assert Patch().compute(state, ctx) is Signal.OK
 
-    assert state.cache == {"balances": {USER.lower(): "100", "bob": "7"}, "totalsupply": "107"}
+    assert state.cache == {"balances": {USER: "100", "Bob": "7"}, "totalsupply": "107"}
     assert ctx.results["Messages"] == [first, last]
     assert ctx.results["Patches"] == [state.cache]
     assert "Patch-Errors" not in ctx.results
@@ -75,10 +75,10 @@ CAPTURED_OUTBOX = """[
 
 def test_outbox_captured_from_the_real_image() -> None:
     outbox = json.loads(CAPTURED_OUTBOX)
-    state, ctx = _state(outbox, cache={"balances": {"alice": "3"}, "empty": {"was": "a map"}})
+    state, ctx = _state(outbox, cache={"Balances": {"alice": "3"}, "Empty": {"was": "a map"}, "empty": "kept"})
     apply_patches(state, ctx)
     assert ctx.results["Messages"] == [json.loads(CAPTURED_OUTBOX)[0]]
-    assert state.cache == {"balances": {"alice": "3", "bob": "1"}, "totalsupply": 7, "empty": []}
+    assert state.cache == {"Balances": {"alice": "3", "Bob": "1"}, "TotalSupply": 7, "Empty": [], "empty": "kept"}
 
 
 def test_envelope_is_never_merged() -> None:
@@ -87,7 +87,7 @@ def test_envelope_is_never_merged() -> None:
     patch["Data"] = "body"
     state, ctx = _state([patch])
     apply_patches(state, ctx)
-    assert state.cache == {"ticker": "TOK"}
+    assert state.cache == {"Ticker": "TOK"}
 
 
 def test_json_string_tag_is_decoded_as_a_table() -> None:
@@ -95,14 +95,14 @@ def test_json_string_tag_is_decoded_as_a_table() -> None:
     patch = _aos_send(1, None, [("device", "patch@1.0"), ("cache", encoded), ("Note", "{also not json")])
     state, ctx = _state([patch])
     apply_patches(state, ctx)
-    assert state.cache == {"balances": {"a": "1"}, "name": "{not json", "note": "{also not json"}
+    assert state.cache == {"Balances": {"A": "1"}, "Name": "{not json", "Note": "{also not json"}
 
 
 def test_hyperbeam_style_top_level_keys_and_method_patch() -> None:
     patch = {"method": "PATCH", "Prices": {"Apple": 100, "banana": 200}}
     state, ctx = _state([patch, {"method": "GET", "prices": {"apple": 1}}])
     apply_patches(state, ctx)
-    assert state.cache == {"prices": {"apple": 100, "banana": 200}}
+    assert state.cache == {"Prices": {"Apple": 100, "banana": 200}}
     assert ctx.results["Messages"] == [{"method": "GET", "prices": {"apple": 1}}]
 
 
@@ -148,37 +148,44 @@ def test_later_patch_in_one_message_wins_in_order() -> None:
     assert ctx.results["Patches"] == [{"v": "1"}, {"v": "2"}]
 
 
-def test_colliding_keys_are_reported_and_not_set() -> None:
+def test_keys_that_differ_only_in_case_are_two_keys() -> None:
+    """Issue 10 item 1: `Book = { ALICE = 7, alice = 25 }` keeps both; nothing is lowercased."""
     state, ctx = _state([], cache={"mykey": "old"})
     ctx.results["Messages"] = [_aos_send(1, None, [
         ("device", "patch@1.0"),
-        ("cache", {"MyKey": "a", "mykey": "b", "fine": {"In": 1, "in": 2, "ok": 3}}),
+        ("cache", {"MyKey": "a", "Book": {"ALICE": 7, "alice": 25}, "fine": {"In": 1, "in": 2}}),
     ])]
     apply_patches(state, ctx)
-    assert state.cache == {"mykey": "old", "fine": {"ok": 3}}
+    assert state.cache == {"mykey": "old", "MyKey": "a", "Book": {"ALICE": 7, "alice": 25},
+                           "fine": {"In": 1, "in": 2}}
+    assert "Patch-Errors" not in ctx.results
+
+
+def test_the_same_name_twice_with_different_values_is_reported_and_not_set() -> None:
+    state, ctx = _state([], cache={"total": "old"})
+    ctx.results["Messages"] = [{"device": "patch@1.0", "cache": {"total": "1", "ok": "2"}, "total": "3"}]
+    apply_patches(state, ctx)
+    assert state.cache == {"total": "old", "ok": "2"}
     errors = ctx.results["Patch-Errors"]
-    assert len(errors) == 2
-    assert any("'MyKey'" in e and "'mykey'" in e and "cache/mykey" in e for e in errors)
-    assert any("cache/fine/in" in e for e in errors)
-    assert all(e.startswith("patch 0: ") for e in errors)
+    assert len(errors) == 1 and "'total'" in errors[0] and errors[0].startswith("patch 0: ")
 
 
 def test_same_key_with_same_value_twice_is_not_a_collision() -> None:
     message = {"device": "patch@1.0", "Name": "x", "Tags": [{"name": "name", "value": "x"},
                                                            {"name": "Name", "value": "x"}]}
     found = payload(message)
-    assert found.values == {"name": "x"} and found.errors == []
+    assert found.values == {"Name": "x", "name": "x"} and found.errors == []
 
 
 def test_json_equal_is_type_strict() -> None:
-    found = payload({"device": "patch@1.0", "A": 1, "a": True})
+    found = payload({"device": "patch@1.0", "a": 1, "Tags": [{"name": "a", "value": True}]})
     assert found.values == {} and len(found.errors) == 1
 
 
 def test_cache_key_collides_with_root_key() -> None:
-    found = payload({"device": "patch@1.0", "cache": {"Total": "1"}, "total": "2", "other": "3"})
-    assert found.values == {"other": "3"}
-    assert len(found.errors) == 1 and "cache/total" in found.errors[0]
+    found = payload({"device": "patch@1.0", "cache": {"Total": "1", "total": "4"}, "Total": "2", "other": "3"})
+    assert found.values == {"total": "4", "other": "3"}
+    assert len(found.errors) == 1 and "'Total'" in found.errors[0]
 
 
 def test_cache_that_is_not_a_table_is_refused() -> None:
@@ -188,10 +195,10 @@ def test_cache_that_is_not_a_table_is_refused() -> None:
     assert "must be a table" in ctx.results["Patch-Errors"][0]
 
 
-def test_nested_tables_inside_lists_are_lowercased() -> None:
+def test_keys_inside_lists_are_kept_exactly() -> None:
     found = payload({"device": "patch@1.0", "Rows": [{"ID": 1}, {"Id": 2, "id": 3}]})
-    assert found.values == {"rows": [{"id": 1}, {}]}
-    assert found.errors and "cache/rows/1/id" in found.errors[0]
+    assert found.values == {"Rows": [{"ID": 1}, {"Id": 2, "id": 3}]}
+    assert found.errors == []
 
 
 def test_error_result_without_outbox_is_left_alone() -> None:
@@ -222,7 +229,7 @@ def test_replaying_recorded_patches_rebuilds_the_cache() -> None:
     rebuilt = copy.deepcopy(start)
     for record in records:
         merge(rebuilt, record)
-    assert rebuilt == state.cache == {"keep": "flat"}
+    assert rebuilt == state.cache == {"keep": "flat", "Keep": {"Y": 2}}
 
 
 def test_merge_does_not_alias_the_patch() -> None:
@@ -259,22 +266,11 @@ def test_merge_is_associative_for_shape_consistent_maps(a: dict, b: dict, c: dic
     assert left == right
 
 
-def _keys_all_lowercase(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(k == k.lower() and _keys_all_lowercase(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_keys_all_lowercase(v) for v in value)
-    return True
-
-
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=4), _any_json, max_size=5))
-def test_payload_keys_are_lowercase_at_every_level(body: dict) -> None:
+def test_payload_keys_are_kept_exactly_at_every_level(body: dict) -> None:
     found = payload({"device": "patch@1.0", "cache": body})
-    assert _keys_all_lowercase(found.values)
-    # Every key the input had either arrives (lowercased) or is reported.
-    for key in body:
-        assert key.lower() in found.values or any(repr(key) in e for e in found.errors)
+    assert found.values == body and found.errors == []
 
 
 def _paths(value: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -331,10 +327,10 @@ def test_aos_seed_patch_through_a_real_node(tmp_path: Any) -> None:
                      "return 'seeded'")
         assert seeded["results"]["Error"] is None and seeded["results"]["Messages"] == []
         seeded_cache = copy.deepcopy(seeded["cache"])  # a live view: later slots change it
-        assert seeded_cache == {"balances": {pid.lower(): "100", "bob": "7"}, "totalsupply": "107"}
+        assert seeded_cache == {"balances": {pid: "100", "Bob": "7"}, "totalsupply": "107"}
 
         later = run("Send({device = 'patch@1.0', cache = {balances = {Carol = '1'}}}); return 'more'")
-        assert later["cache"]["balances"] == {pid.lower(): "100", "bob": "7", "carol": "1"}
+        assert later["cache"]["balances"] == {pid: "100", "Bob": "7", "Carol": "1"}
         assert node.compute(pid, 1)["cache"] == seeded_cache  # each slot keeps its own cache
     finally:
         node.close()

@@ -95,6 +95,22 @@ def test_now_computes_and_deeper_paths_read_into_the_state(c: httpx.Client, pid:
     assert c.get(f"/{pid}/now/cache/counts/a").text == "1"  # the device is implicit for a process id
 
 
+def test_patched_keys_are_kept_exactly_as_written(c: httpx.Client) -> None:
+    """Issue 10 item 1: `Book = { ALICE = 7, alice = 25 }` keeps the 7; an address key stays an address."""
+    pid = spawn(c)
+    r = c.post(f"/{pid}~process@1.0/schedule", json=eval_body(
+        "Book = { ALICE = 7, alice = 25, Carol = 3 }; Send({device='patch@1.0', cache={Book=Book, [ao.id]='me'}})"))
+    assert r.status_code == 200, r.text
+    assert c.get(f"/{pid}~process@1.0/now/cache/Book").json() == {"ALICE": 7, "alice": 25, "Carol": 3}
+    assert c.get(f"/{pid}~process@1.0/now/cache/Book/ALICE").text == "7"
+    assert c.get(f"/{pid}~process@1.0/now/cache/book/alice").text == "25"
+    assert c.get(f"/{pid}~process@1.0/now/cache/Book/carol").text == "3"
+    assert c.get(f"/{pid}~process@1.0/now/cache/{pid}").text == "me"
+    ambiguous = c.get(f"/{pid}~process@1.0/now/cache/Book/Alice")
+    assert ambiguous.status_code == 404
+    assert "ALICE" in ambiguous.json()["error"] and "alice" in ambiguous.json()["error"]
+
+
 def test_compute_by_slot_in_path_or_query(c: httpx.Client, pid: str) -> None:
     c.get(f"/{pid}~process@1.0/now")
     in_path = c.get(f"/{pid}~process@1.0/compute/2").json()

@@ -97,6 +97,17 @@ def test_select(keys: tuple[str, ...], expected: object) -> None:
     assert select(STATE, keys) == expected
 
 
+def test_select_matches_exactly_first_then_ignoring_case_and_names_ambiguity() -> None:
+    """Issue 10 item 1: keys are stored as written; `ALICE` and `alice` are two keys."""
+    book = {"cache": {"Book": {"ALICE": 7, "alice": 25, "Bob": 1}}}
+    assert select(book, ("cache", "Book", "ALICE")) == 7
+    assert select(book, ("cache", "book", "alice")) == 25
+    assert select(book, ("cache", "book", "bob")) == 1  # the one key equal ignoring case
+    with pytest.raises(NotFound) as err:
+        select(book, ("cache", "Book", "Alice"))
+    assert "ALICE" in str(err.value) and "alice" in str(err.value)
+
+
 def test_select_results_data_when_output_is_text() -> None:
     assert select({"results": {"Output": "plain"}}, ("results", "data")) == "plain"
 

@@ -8,9 +8,12 @@ Decisions (see docs reference-semantics §3):
 - Only the payload merges, never the envelope (Target, Anchor, protocol tags, `device`, ...).
   A payload key `cache` is the cache itself, so its table merges at the cache root; any other
   payload key merges at the root too.
-- Keys are lowercased at every level. Two keys that lowercase alike at one level with different
-  values collide: the collision is reported in `ctx.results["Patch-Errors"]` and that key is not set,
-  because picking one silently would make state depend on table iteration order in Lua.
+- Keys are kept exactly as the process wrote them, at every level (`ALICE` and `alice` are two
+  keys; an address stays an address). HTTP reads match a path segment exactly first and
+  case-insensitively only when no exact key exists (server/paths.py). The same name given twice
+  (a top-level key and a tag, or at the root and inside `cache`) with different values collides: the
+  collision is reported in `ctx.results["Patch-Errors"]` and that key is not set, because picking one
+  silently would make state depend on table iteration order in Lua.
 - Maps merge deep, scalars and lists replace, keys are never deleted. AOS encodes an empty Lua
   table as `[]`, so an emptied table arrives as a list and replaces what was there.
 - A tag value that is a JSON-encoded object (a string starting with `{`) is decoded: clients that
@@ -83,31 +86,27 @@ def _decode_tag_value(value: Any) -> Any:
     return value
 
 
-def lowercase(value: Any, path: str, errors: list[str]) -> Any:
-    """`value` with every map key lowercased; colliding keys are dropped and reported in `errors`."""
+def keyed(value: Any) -> Any:
+    """`value` with every map key as text (JSON keys are text), names kept exactly as written."""
     if isinstance(value, list):
-        return [lowercase(item, f"{path}/{i}", errors) for i, item in enumerate(value)]
+        return [keyed(item) for item in value]
     if isinstance(value, dict):
-        return _lowercase_pairs([(str(k), v) for k, v in value.items()], path, errors)
+        return {str(k): keyed(v) for k, v in value.items()}
     return value
 
 
-def _lowercase_pairs(pairs: list[tuple[str, Any]], path: str, errors: list[str]) -> dict[str, Any]:
-    """Pairs to a lowercased map. Names that lowercase alike (or repeat) are kept only when they
-    all carry the same value, so no value is ever chosen over another."""
-    groups: dict[str, list[tuple[str, Any]]] = {}
+def _pairs_to_map(pairs: list[tuple[str, Any]], path: str, errors: list[str]) -> dict[str, Any]:
+    """Pairs to a map. A name given more than once is kept only when every copy carries the same
+    value, so no value is ever chosen over another."""
+    groups: dict[str, list[Any]] = {}
     for name, value in pairs:
-        groups.setdefault(name.lower(), []).append((name, value))
+        groups.setdefault(name, []).append(keyed(value))
     out: dict[str, Any] = {}
-    for lowered, members in groups.items():
-        inner: list[str] = []
-        values = [lowercase(value, f"{path}/{lowered}", inner) for _, value in members]
+    for name, values in groups.items():
         if all(_same(v, values[0]) for v in values[1:]):
-            errors.extend(dict.fromkeys(inner))
-            out[lowered] = values[0]
+            out[name] = values[0]
         else:
-            names = ", ".join(repr(name) for name, _ in members)
-            errors.append(f"keys {names} collide at {path}/{lowered}; not set")
+            errors.append(f"key {name!r} is given {len(values)} times with different values at {path}; not set")
     return out
 
 
@@ -117,7 +116,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def payload(message: dict[str, Any]) -> Payload:
-    """The lowercased state a patch message carries, `cache` unwrapped to the root."""
+    """The state a patch message carries, `cache` unwrapped to the root."""
     errors: list[str] = []
     pairs: list[tuple[str, Any]] = []
     for name, value in _entries(message):
@@ -130,7 +129,7 @@ def payload(message: dict[str, Any]) -> Payload:
             pairs.extend((str(key), item) for key, item in value.items())
         else:
             errors.append(f"'{name}' must be a table, got {type(value).__name__}; not set")
-    return Payload(values=_lowercase_pairs(pairs, CACHE_KEY, errors), errors=errors)
+    return Payload(values=_pairs_to_map(pairs, CACHE_KEY, errors), errors=errors)
 
 
 def merge(cache: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +192,7 @@ def cache_keys(process: Message) -> frozenset[str] | None:
 
 
 def _only_cache_keys(values: dict[str, Any], allowed: frozenset[str] | None) -> dict[str, Any]:
-    return values if allowed is None else {k: v for k, v in values.items() if k in allowed}
+    return values if allowed is None else {k: v for k, v in values.items() if k.lower() in allowed}
 
 
 @dataclass(frozen=True)
