@@ -8,7 +8,7 @@ import threading
 import psycopg
 import pytest
 
-from aonode.engine.errors import AONodeError
+from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew
 from aonode.engine.store.postgres import PostgresStore
 
@@ -57,3 +57,26 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password():
     with pytest.raises(AONodeError, match="cannot reach PostgreSQL") as caught:
         PostgresStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db", connect_timeout=2)
     assert "s3cret" not in str(caught.value) and "u:***@" in str(caught.value)
+
+
+def test_dropped_connections_are_replaced(pg_dsn: str):
+    store = PostgresStore(pg_dsn, pool_max=2)
+    try:
+        assert store.list_processes() == []
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:  # as a database restart would
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert store.list_processes() == []  # the pool checks a connection before lending it
+    finally:
+        store.close()
+
+
+def test_no_connection_in_time_is_busy_not_a_crash(pg_dsn: str):
+    store = PostgresStore(pg_dsn, pool_max=1, connect_timeout=1)
+    try:
+        with store.pool.connection():  # the only connection, taken
+            with pytest.raises(Busy, match="database is unavailable"):
+                store.list_processes()
+        assert store.list_processes() == []
+    finally:
+        store.close()

@@ -9,7 +9,8 @@ Every write commits before the call returns; assignments commit with `synchronou
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import cbor2
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from aonode.engine.errors import AONodeError, BadInput
+from aonode.engine.errors import AONodeError, BadInput, Busy
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.pg_schema import migrate
@@ -81,12 +82,22 @@ class PostgresStore:
         with self.pool.connection() as conn:
             self.schema_version = migrate(conn)
 
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection; the database being away (no free connection in time, a dropped
+        connection) is Busy (HTTP 503), so the node keeps serving what does not need it."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError) as err:
+            raise Busy(f"the database is unavailable ({type(err).__name__}); retry shortly") from err
+
     def _one(self, sql: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -96,7 +107,7 @@ class PostgresStore:
 
     def put_process(self, pid: str, definition: Message) -> None:
         body = definition.to_cbor()
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute("INSERT INTO processes (pid, definition) VALUES (%s, %s) "
                          "ON CONFLICT DO NOTHING", (pid, body))
             conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -110,7 +121,7 @@ class PostgresStore:
         return [r[0] for r in self._all("SELECT pid FROM processes ORDER BY seq", ())]
 
     def put_message(self, msg: Message) -> None:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
                          "SET body = excluded.body", (msg.id, msg.to_cbor()))
 
@@ -134,7 +145,7 @@ class PostgresStore:
         row, so each sees the previous one's commit: no gap, no duplicate, no fork."""
         batch: Sequence[Assignment] = ()
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("INSERT INTO sequencers VALUES (%s) ON CONFLICT DO NOTHING", (pid,))
                 conn.execute("SELECT 1 FROM sequencers WHERE process = %s FOR UPDATE", (pid,))
                 batch, answer = plan(_View(conn, pid))
@@ -168,7 +179,7 @@ class PostgresStore:
     # -- results and caches ------------------------------------------------------------------
 
     def _put_recomputable(self, sql: str, args: Sequence[Any]) -> None:
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = off")
             conn.execute(sql, args)  # type: ignore[arg-type]
 
@@ -216,7 +227,7 @@ class PostgresStore:
         """The index row and all chunks in one transaction: a reader sees all of it or none."""
         check_sha256(memory_sha256)
         chunks = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
             conn.execute("INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)",
                          (pid, slot, memory_sha256, len(blob), len(chunks)))
