@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from aonode.engine.errors import AONodeError, Busy
-from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew
+from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew, migrate
 from aonode.engine.store.postgres import PostgresStore
 
 
@@ -78,5 +78,19 @@ def test_no_connection_in_time_is_busy_not_a_crash(pg_dsn: str):
             with pytest.raises(Busy, match="database is unavailable"):
                 store.list_processes()
         assert store.list_processes() == []
+    finally:
+        store.close()
+
+
+def test_an_older_schema_is_migrated_forward_with_its_rows_kept(pg_dsn: str):
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert migrate(conn, MIGRATIONS[:1]) == 1  # as an aonode that knew only version 1 left it
+        conn.execute("INSERT INTO processes (pid, definition) VALUES ('p', '\\x00')")
+    store = PostgresStore(pg_dsn)
+    try:
+        assert store.schema_version == len(MIGRATIONS) and versions(pg_dsn) == list(range(1, len(MIGRATIONS) + 1))
+        assert store.list_processes() == ["p"]
+        with psycopg.connect(pg_dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)  # version 2's table
     finally:
         store.close()
