@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,11 +108,40 @@ def pg_cluster(run_as: str = "nobody") -> Iterator[PgCluster]:
                            "--encoding=UTF8", "--locale=C", "--no-sync"], user, base), "initdb")
         cluster = _start(base, user)
         try:
+            _watch(cluster)
             yield cluster
         finally:
             cluster.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# Stops the cluster and removes its directory if the test process dies without tearing it down
+# (SIGKILL, a CI timeout); exits on its own once the directory is gone (a normal teardown). It runs
+# as the test process's user, which may signal the postmaster (root, or the same user).
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+parent, base = int(sys.argv[1]), sys.argv[2]
+while os.path.isdir(base):
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        try:
+            with open(os.path.join(base, "data", "postmaster.pid")) as f:
+                os.kill(int(f.readline()), signal.SIGQUIT)  # immediate shutdown
+            time.sleep(2)
+        except (OSError, ValueError):
+            pass
+        shutil.rmtree(base, ignore_errors=True)
+        break
+    time.sleep(1)
+"""
+
+
+def _watch(cluster: PgCluster) -> None:
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(cluster.base)],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
 
 
 def _start(base: Path, user: str | None) -> PgCluster:
