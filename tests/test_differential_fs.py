@@ -1,7 +1,7 @@
 """Differential test of the emscripten filesystem: files and SQLite under the real ao-loader and ours.
 
-Each message's output and the sha256 of the whole linear memory must agree, for the main AOS image and
-the AOS-SQLite image (whose SQLite writes a database file, a journal, fsyncs and reads /dev/urandom),
+Each message's output and the sha256 of the whole linear memory must agree, for the main AOS image, its
+32-bit build and the AOS-SQLite image (whose SQLite writes a database file, a journal, fsyncs and reads /dev/urandom),
 also across a snapshot/restore taken while files and a database handle are open. The peer feeds
 ao-loader's /dev/urandom the fixed stream our MemFS uses (tests/peers/aoloader_run.cjs).
 """
@@ -57,7 +57,7 @@ SQLITE_STEPS = [
                       "local n; for c in Db:urows('SELECT count(*) FROM t') do n = c end; return n"),
     ("sqlite-memory-again", "local n; for c in Mem:urows('SELECT sum(a) FROM t') do n = c end; return n"),
 ]
-RESTORE_AFTER = {"aos2_0_6": 2, "sqlite": 8}  # mid-sequence: files, a tmpfile and databases are open
+RESTORE_AFTER = {"aos2_0_6": 2, "aos2_0_4_32": 2, "sqlite": 8}  # mid-sequence: files, a tmpfile and databases are open
 
 needs_node = pytest.mark.skipif(not (shutil.which("node") and PEER.exists()), reason="node or the peer is missing")
 
@@ -74,7 +74,8 @@ def sequence(steps: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-CASES = {"aos2_0_6": FILE_STEPS, "sqlite": FILE_STEPS + SQLITE_STEPS}
+CASES = {"aos2_0_6": FILE_STEPS, "aos2_0_4_32": FILE_STEPS, "sqlite": FILE_STEPS + SQLITE_STEPS}
+FORMATS = {"aos2_0_4_32": "wasm32-unknown-emscripten4"}  # the rest: the peer's wasm64 default
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,8 @@ def case(request, runtime, tmp_path_factory):
     seq = sequence(CASES[name])
     msgs = tmp_path_factory.mktemp("fs-peer") / "messages.json"
     msgs.write_text(json.dumps({"messages": [{"msg": m, "env": e} for m, e in seq]}))
-    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(path), str(msgs)],
+    fmt = ["--format", FORMATS[name]] if name in FORMATS else []
+    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(path), str(msgs), *fmt],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     reference = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

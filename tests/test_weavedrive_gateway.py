@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.errors import DataUnavailable
+from tests.helpers.httpnode import http_node
 from tests.helpers.nodeutil import OWNER, definition, eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # real AOS processes on a node
@@ -147,3 +148,18 @@ def test_gateway_failure_leaves_the_message_pending(gateway, tmp_path: Path) -> 
     with pytest.raises(DataUnavailable, match="404"):
         node.now(missing)
     node.close()
+
+
+def test_served_node_answers_503_until_the_data_arrives(gateway, tmp_path: Path) -> None:
+    gateway.down = True
+    with http_node(tmp_path / "node") as srv, srv.client() as c:
+        tags = [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": LATE}]
+        pid = c.post("/~process@1.0/schedule", json={"Tags": tags}).json()["process"]
+        pending = c.get(f"/{pid}~process@1.0/now", headers={"accept": "application/json"})
+        assert pending.status_code == 503 and "gateway answered 502" in pending.json()["error"]
+        assert c.get("/~meta@1.0/info", headers={"accept": "application/json"}).status_code == 200
+        gateway.down = False
+        c.post(f"/{pid}~process@1.0/schedule", json={"Tags": [{"name": "Action", "value": "Eval"}],
+                                                    "Data": "return Late"})
+        done = c.get(f"/{pid}~process@1.0/now", headers={"accept": "application/json"})
+        assert done.status_code == 200 and done.json()["results"]["Output"]["data"] == "finally"
