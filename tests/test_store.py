@@ -97,6 +97,55 @@ def test_results_and_caches(store: Store):
     assert store.get_cache("p", -1) is None
 
 
+def test_caches_as_changes_between_full_copies(store: Store):
+    """Issue 10 item 14: a patching slot stores what it merged; every slot reads back the whole cache."""
+    from aonode.engine.store.cache_log import MAX_CHANGES, merge
+
+    expected: dict = {}
+    seen: dict[int, dict] = {}
+    for slot in range(1, MAX_CHANGES + 40):
+        change = {"balances": {f"k{slot % 7}": slot}, "last": slot} if slot % 5 else {"list": [slot]}
+        merge(expected, change)
+        store.put_cache("c", slot, expected, [change])
+        seen[slot] = json_copy(expected)
+    store.put_cache("c", MAX_CHANGES + 40, expected)  # a snapshot's full copy
+    for slot in (1, 2, 7, MAX_CHANGES - 1, MAX_CHANGES, MAX_CHANGES + 1, MAX_CHANGES + 39):
+        assert store.get_cache("c", slot) == (slot, seen[slot])
+    assert store.get_cache("c") == (MAX_CHANGES + 40, expected)
+    assert store.get_cache("c", 0) is None
+
+
+def json_copy(value: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def test_sqlite_small_patches_after_a_big_one_store_only_their_change(tmp_path: Path):
+    """Issue 10 item 14: 20 one-key patches after a 100k-key patch used to add 20 full copies (21 MB)."""
+    from aonode.engine.store.cache_log import merge
+
+    store = SQLiteStore(tmp_path)
+    big = {"balances": {f"address-{i:06d}": str(i) for i in range(100_000)}}
+    cache = merge({}, big)
+    store.put_cache("p", 1, cache, [big])
+
+    def db_bytes() -> int:
+        conn = store._conn()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return (tmp_path / "aonode.sqlite3").stat().st_size
+
+    before = db_bytes()
+    for slot in range(2, 22):
+        change = {"balances": {"address-000007": str(slot)}}
+        store.put_cache("p", slot, merge(cache, change), [change])
+    assert db_bytes() - before < 200_000
+    assert store.get_cache("p")[1]["balances"]["address-000007"] == "21"
+    assert store.get_cache("p", 5)[1]["balances"]["address-000007"] == "5"
+    assert len(store.get_cache("p")[1]["balances"]) == 100_000
+    store.close()
+
+
 def test_snapshots(store: Store):
     blobs = {slot: os.urandom(100) + bytes([slot]) for slot in (5, 10)}
     shas = {slot: hashlib.sha256(b).hexdigest() for slot, b in blobs.items()}

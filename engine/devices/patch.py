@@ -29,6 +29,9 @@ from typing import Any
 
 from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext
 from aonode.engine.message import Message
+from aonode.engine.store.cache_log import merge
+
+__all__ = ["NAME", "Patch", "apply_patches", "cache_keys", "merge", "payload"]
 
 NAME = "patch@1.0"
 INFO = DeviceInfo(NAME, ("compute",), about="merges patch messages from the outbox into the readable cache")
@@ -130,25 +133,6 @@ def payload(message: dict[str, Any]) -> Payload:
         else:
             errors.append(f"'{name}' must be a table, got {type(value).__name__}; not set")
     return Payload(values=_pairs_to_map(pairs, CACHE_KEY, errors), errors=errors)
-
-
-def merge(cache: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `patch` into `cache` in place: maps merge, anything else replaces, nothing is deleted."""
-    for key, value in patch.items():
-        current = cache.get(key)
-        if isinstance(value, dict) and isinstance(current, dict):
-            merge(current, value)
-        else:
-            cache[key] = _copy(value)
-    return cache
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def apply_patches(state: ProcessState, ctx: SlotContext) -> list[dict[str, Any]]:

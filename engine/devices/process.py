@@ -172,8 +172,10 @@ class ProcessDevice:
         record = json_safe({**ctx.results, "slot": assignment.slot, "message": assignment.message_id})
         assert isinstance(record, dict)
         self.store.put_result(state.process_id, assignment.slot, assignment.message_id, record)
-        if ctx.results.get("Patches"):
-            self.store.put_cache(state.process_id, assignment.slot, state.cache)
+        patches = record.get("Patches")
+        if patches and isinstance(patches, list):  # only what this slot merged, unless a full copy is due
+            changes = [p for p in patches if isinstance(p, dict)]
+            self.store.put_cache(state.process_id, assignment.slot, state.cache, changes)
 
     # -- the loop ------------------------------------------------------------------------------
     def compute_to(self, state: ProcessState, slot: int) -> ProcessState:

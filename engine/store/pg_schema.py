@@ -48,6 +48,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             process text PRIMARY KEY, owner text NOT NULL,
             expires_at timestamptz NOT NULL)""",
     ),
+    # 3: the patched cache as per-slot changes between full copies (engine/store/cache_log.py).
+    (
+        """CREATE TABLE cache_changes (
+            process text NOT NULL, slot bigint NOT NULL, body bytea NOT NULL,
+            PRIMARY KEY (process, slot))""",
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aonode.engine.errors import AONodeError, BadInput, Busy
 from aonode.engine.message import Message
+from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
@@ -32,6 +33,16 @@ def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
 CHUNK = 4 << 20  # snapshot bytes per row: well under bytea's 1 GB and kind to memory on both ends
 POOL_MAX = 16
 CONNECT_TIMEOUT = 30.0
+
+def _since_full(conn: psycopg.Connection, pid: str) -> cache_log.SinceFull:
+    full = conn.execute("SELECT slot, octet_length(body) FROM caches WHERE process = %s "
+                        "ORDER BY slot DESC LIMIT 1", (pid,)).fetchone()
+    after = -1 if full is None else full[0]
+    row = conn.execute("SELECT COALESCE(SUM(octet_length(body)), 0), COUNT(*) FROM cache_changes "
+                       "WHERE process = %s AND slot > %s", (pid, after)).fetchone()
+    assert row is not None
+    return cache_log.SinceFull(0 if full is None else full[1], int(row[0]), int(row[1]))
+
 
 def _insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
     for a in batch:
@@ -210,16 +221,27 @@ class PostgresStore:
         row = self._one("SELECT max(slot) FROM results WHERE process = %s", (pid,))
         return row[0] if row else None
 
-    def put_cache(self, pid: str, slot: int, cache: dict) -> None:
-        self._put_recomputable(
-            "INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
-            "SET body = excluded.body", (pid, slot, cbor2.dumps(cache)))
+    def put_cache(self, pid: str, slot: int, cache: dict, changes: list[dict] | None = None) -> None:
+        """As SQLiteStore.put_cache: only the changes, unless a full copy is due (cache_log.py)."""
+        delta = None if changes is None else cache_log.encode_changes(changes)
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            if delta is not None and not cache_log.wants_full(_since_full(conn, pid), len(delta)):
+                conn.execute("INSERT INTO cache_changes VALUES (%s, %s, %s) ON CONFLICT (process, slot) "
+                             "DO UPDATE SET body = excluded.body", (pid, slot, delta))
+            else:
+                conn.execute("INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+                             "SET body = excluded.body", (pid, slot, cbor2.dumps(cache)))
 
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
         where, args = _pg_range(None, max_slot)
-        row = self._one(f"SELECT slot, body FROM caches WHERE process = %s{where} "
-                        "ORDER BY slot DESC LIMIT 1", [pid, *args])
-        return (row[0], cbor2.loads(row[1])) if row else None
+        full = self._one(f"SELECT slot, body FROM caches WHERE process = %s{where} "
+                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        where, args = _pg_range(None if full is None else full[0] + 1, max_slot)
+        changes = self._all(f"SELECT slot, body FROM cache_changes WHERE process = %s{where} "
+                            "ORDER BY slot", [pid, *args])
+        return cache_log.replay(None if full is None else (full[0], bytes(full[1])),
+                                ((slot, bytes(body)) for slot, body in changes))
 
     # -- snapshots ---------------------------------------------------------------------------
 

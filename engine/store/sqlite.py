@@ -20,6 +20,7 @@ import cbor2
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
+from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
                                       check_sha256, range_clause, row_to_assignment)
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (process, slot));
 CREATE INDEX IF NOT EXISTS results_by_message ON results (process, message_id);
 CREATE TABLE IF NOT EXISTS caches (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS cache_changes (
     process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (process, slot));
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -242,16 +246,33 @@ class SQLiteStore:
         row = self._one("SELECT MAX(slot) FROM results WHERE process = ?", (pid,))
         return row[0] if row else None
 
-    def put_cache(self, pid: str, slot: int, cache: dict) -> None:
+    def put_cache(self, pid: str, slot: int, cache: dict, changes: list[dict] | None = None) -> None:
+        """The cache after `slot`; with `changes` (the payloads merged at `slot`) only those are
+        stored, unless a full copy is due (engine/store/cache_log.py)."""
+        delta = None if changes is None else cache_log.encode_changes(changes)
         with self._tx() as conn:
-            conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)",
-                         (pid, slot, _encode(cache)))
+            if delta is not None and not cache_log.wants_full(self._since_full(conn, pid), len(delta)):
+                conn.execute("INSERT OR REPLACE INTO cache_changes VALUES (?, ?, ?)", (pid, slot, delta))
+            else:
+                conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)", (pid, slot, _encode(cache)))
+
+    @staticmethod
+    def _since_full(conn: sqlite3.Connection, pid: str) -> cache_log.SinceFull:
+        full = conn.execute("SELECT slot, LENGTH(body) FROM caches WHERE process = ? "
+                            "ORDER BY slot DESC LIMIT 1", (pid,)).fetchone()
+        after = -1 if full is None else full[0]
+        size, count = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM cache_changes "
+                                   "WHERE process = ? AND slot > ?", (pid, after)).fetchone()
+        return cache_log.SinceFull(0 if full is None else full[1], size, count)
 
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
         where, args = range_clause(None, max_slot)
-        row = self._one(f"SELECT slot, body FROM caches WHERE process = ?{where} "
-                        "ORDER BY slot DESC LIMIT 1", [pid, *args])
-        return (row[0], _decode(row[1])) if row else None
+        full = self._one(f"SELECT slot, body FROM caches WHERE process = ?{where} "
+                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        where, args = range_clause(None if full is None else full[0] + 1, max_slot)
+        changes = self._conn().execute(f"SELECT slot, body FROM cache_changes WHERE process = ?{where} "
+                                       "ORDER BY slot", [pid, *args])
+        return cache_log.replay(full, changes)
 
     # -- snapshots ---------------------------------------------------------------------------
 
