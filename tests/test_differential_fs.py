@@ -142,3 +142,46 @@ def test_the_sequence_does_what_it_says(case):
         assert text["sqlite-file-insert"] == "1x,2y,3z"
         assert text["sqlite-reopen"] == "3"
         assert text["sqlite-memory-again"] == "3"
+
+
+DRIVE_ITEM = b"hello from the weave, 0123456789"
+DRIVE_STEPS = [
+    ("drive-seek-read", "local f = io.open('/data/ITEM'); local n = f:seek('end'); local a = f:seek('set', 6); "
+                        "local s = f:read(4); local c = f:seek('cur', 2); local t = f:read(3); f:close(); "
+                        "return n .. '|' .. a .. '|' .. s .. '|' .. c .. '|' .. t"),
+    ("drive-keep-open", "Drive = io.open('/data/ITEM'); Drive:seek('set', 3); return 'kept'"),
+    ("drive-boot-style", "local f = io.open('/data/ITEM'); return f:read(f:seek('end'))"),  # AOS's On-Boot read
+    ("drive-tx-header", "local f = io.open('/tx/T'); return f:read(20)"),
+    ("drive-read-kept", "return Drive:read(5)"),
+    ("clock", "return os.clock()"),
+]
+DRIVE_RESTORE_AFTER = 3  # the kept drive file is open across the snapshot
+
+
+@needs_node
+def test_weavedrive_reads_match_ao_loader_with_its_extension(runtime, tmp_path):
+    """The peer gives ao-loader a WeaveDrive extension over the same directory (the legacy CU's FS
+    behaviour): drive files as FS nodes and streams, seeks, reads, headers, clock ticks."""
+    (tmp_path / "drive" / "data").mkdir(parents=True)
+    (tmp_path / "drive" / "tx").mkdir()
+    (tmp_path / "drive" / "data" / "ITEM").write_bytes(DRIVE_ITEM)
+    (tmp_path / "drive" / "tx" / "T").write_bytes(b'{"id":"T","tags":[]}')
+    path = image_path("aos2_0_6.wasm")
+    seq = sequence(DRIVE_STEPS)
+    msgs = tmp_path / "messages.json"
+    msgs.write_text(json.dumps({"messages": [{"msg": m, "env": e} for m, e in seq]}))
+    done = subprocess.run(["node", "--experimental-wasm-memory64", str(PEER), str(path), str(msgs),
+                           "--weavedrive", str(tmp_path / "drive")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    image = runtime.load(path.read_bytes())
+    inst = Instance(runtime, image, weavedrive_dir=tmp_path / "drive")
+    labels = ["spawn"] + [label for label, _ in DRIVE_STEPS]
+    for index, (msg, env) in enumerate(seq):
+        if index == DRIVE_RESTORE_AFTER:
+            inst = Instance.restore(runtime, image, inst.snapshot(), weavedrive_dir=tmp_path / "drive")
+        out = parse_result(inst.handle(msg, env))
+        assert (out.error, out.raw_output) == (reference[index]["error"], reference[index]["output"]), labels[index]
+        assert inst.memory_sha256() == reference[index]["memory_sha256"], labels[index]
+    outputs = [str(line["output"]) for line in reference]
+    assert "32|6|from|12|he " in outputs[1] and DRIVE_ITEM.decode() in outputs[3] and "lo fr" in outputs[5]

@@ -11,6 +11,8 @@
 //   --memory-limit N    passed to AoLoader as memoryLimit (default 1 GiB)
 //   --compute-limit N   passed to AoLoader as computeLimit (default 9e12)
 //   --dump-dir DIR      also write the memory after message i to DIR/mem-<i>.bin
+//   --weavedrive DIR    give ao-loader a WeaveDrive extension over DIR/{data,tx,block}/<name>
+//                       (everything admissible, as the extension's test mode)
 //   --trace             log every wasm import call (name, args, result) to stderr as JSON lines
 //   --warmup W          with --bench: run the message W times untimed first (V8 tiers up hot code)
 //   --rounds R          with --bench: R timed rounds of N; messages_per_s is the best round
@@ -52,6 +54,7 @@ function parseArgs(argv) {
     else if (a === "--compute-limit") opts.computeLimit = Number(argv[++i]);
     else if (a === "--dump-dir") opts.dumpDir = argv[++i];
     else if (a === "--trace") opts.trace = true;
+    else if (a === "--weavedrive") opts.weavedrive = argv[++i];
     else if (a === "--bench") opts.bench = Number(argv[++i]);
     else if (a === "--unsafe-memory") opts.unsafeMemory = true;
     else if (a === "--warmup") opts.warmup = Number(argv[++i]);
@@ -78,6 +81,61 @@ function installDeterministicRandom() {
     }
     fill++;
     return view;
+  };
+}
+
+// A WeaveDrive extension over a local directory, with the legacy CU extension's FS behaviour: an
+// opened item becomes an emscripten FS node and stream (data nodes report the item's size and read
+// at the stream's position; a read at or past the end gets the whole item, as a gateway answers a
+// Range past the end), headers are data files read from their start.
+function localWeaveDrive(dir) {
+  return function WeaveDrive(mod, FS) {
+    const file = (kind, name) => {
+      const p = path.join(dir, kind, name);
+      return fs.existsSync(p) ? fs.readFileSync(p) : null;
+    };
+    const streamOf = (fd) => FS.streams.find((s) => s && s.fd === fd);
+    return {
+      async open(filename) {
+        const [, kind, id] = filename.split("/");
+        if (kind === "tx" || kind === "block") {
+          FS.createPath("/", kind, true, false);
+          if (!FS.analyzePath(filename).exists) {
+            const body = file(kind, id);
+            if (body === null) return 0;
+            FS.createDataFile("/", `${kind}/${id}`, body, true, false);
+          }
+          return FS.open(filename, "r").fd;
+        }
+        if (kind !== "data") return 0;
+        if (!FS.analyzePath(filename).exists) {
+          const body = file("data", id);
+          if (body === null) return 0;
+          const node = FS.createFile("/", `data/${id}`, { isDevice: false, contents: null }, true, false);
+          node.total_size = body.length;
+          Object.defineProperties(node, { usedBytes: { get: () => body.length } });
+        }
+        return FS.open(filename, "r").fd;
+      },
+      async read(fd, dstPtr, length) {
+        const stream = streamOf(fd);
+        const dst = Number(dstPtr);
+        const want = Number(length);
+        if (stream.path.startsWith("/tx/") || stream.path.startsWith("/block/")) {
+          mod.HEAP8.set(stream.node.contents.subarray(0, want), dst);
+          return want;
+        }
+        const body = file("data", stream.node.name);
+        const from = stream.position >= body.length ? 0 : stream.position;
+        const chunk = body.subarray(from, Math.min(body.length, from + want));
+        mod.HEAP8.set(chunk, dst);
+        stream.position += chunk.length;
+        return chunk.length;
+      },
+      close(fd) {
+        FS.close(streamOf(fd));
+      },
+    };
   };
 }
 
@@ -176,6 +234,7 @@ async function main() {
     // Keep the module's stdout/stderr off our stdout, which carries the JSON lines.
     print: (s) => process.stderr.write("[wasm stdout] " + s + "\n"),
     printErr: (s) => process.stderr.write("[wasm stderr] " + s + "\n"),
+    ...(opts.weavedrive ? { WeaveDrive: localWeaveDrive(opts.weavedrive) } : {}),
   });
 
   const loadSeconds = Number(process.hrtime.bigint() - loadStart) / 1e9;
