@@ -5,6 +5,7 @@ ordinary assignments (cron@1.0 says which are due, scheduler@1.0 appends them).
 """
 from __future__ import annotations
 
+from aonode.engine import metrics
 from aonode.engine.devices import cron
 from aonode.engine.devices.scheduler import Scheduler
 from aonode.engine.views import Views
@@ -23,6 +24,7 @@ class CronTicker:
                 continue
             added = self.scheduler.tick(pid)
             if added:
+                metrics.scheduled(len(added))
                 self.views.scheduled(pid, added[-1].slot)
                 ticked.append(pid)
         return ticked

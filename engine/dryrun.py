@@ -10,6 +10,7 @@ import copy
 import threading
 from dataclasses import replace
 
+from aonode.engine import metrics
 from aonode.engine.devices.base import SlotContext, SnapshotMode
 from aonode.engine.errors import BadInput, Busy
 from aonode.engine.answers import ProcessView
@@ -26,6 +27,7 @@ class DryRuns:
         """Evaluate `msg` on a copy of the last computed state of `pid` (slot 0 is computed first)."""
         if not self._slots.acquire(blocking=False):
             raise Busy("too many dry-runs in flight; retry shortly")
+        metrics.dry_run()
         try:
             return self._run(pid, msg)
         finally:

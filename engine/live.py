@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+from aonode.engine import metrics
 from aonode.engine.devices.base import ProcessConfig, ProcessState
 from aonode.engine.devices.process import ProcessDevice
 from aonode.engine.errors import NotFound
@@ -74,6 +75,7 @@ class LiveProcesses:
             self.processes.compute_to(state, last)  # ... and forward again (pushes are idempotent)
         with self._guard:
             self._live[pid] = state
+            metrics.live_instances(len(self._live))
             victims = list(self._live.items())[: max(0, len(self._live) - self.max_live)]
         for victim_pid, victim in victims:
             self._evict(victim_pid, victim)
@@ -101,6 +103,8 @@ class LiveProcesses:
                 self.processes.snapshot(state)
             with self._guard:
                 self._live.pop(pid, None)
+                metrics.live_instances(len(self._live))
+            metrics.evicted()
             release_instance(state)
         finally:
             lock.release()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from aonode.engine.answers import (Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory,
+from aonode.engine.answers import (JSON, Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory,
                                    ProcessView, SchedulePage, SlotInfo, SlotResult, SnapshotInfo)
 from aonode.engine.crypto import Wallet
 from aonode.engine.chaintip import ChainTip
@@ -40,6 +40,8 @@ from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.images import Catalogue, Images
 from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, make_leases, run_leased
 from aonode.engine.live import LiveProcesses, release_instance
+from aonode.engine.lua.modules import LuaModules, module_path_from_env
+from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.message import Message
 from aonode.engine.queries import Queries
 from aonode.engine.router import Router
@@ -104,6 +106,7 @@ class Node:
         self.dry_runs = DryRuns(self.live, dry_run_slots)
         self.crons = CronTicker(self.scheduler, self.views)
         self.queries = Queries(self.store, self.scheduler, self.views, self.live)
+        self.lua = LuaReads(LuaModules(self.data_dir / "lua-modules", module_path_from_env()))
 
     @property
     def runtime(self) -> Runtime:
@@ -170,6 +173,10 @@ class Node:
         """Compute everything scheduled, then answer."""
         self.views.definition(pid)
         return self.compute(pid, self.views.current_slot(pid))
+
+    def lua_read(self, state: ProcessView, call: LuaCall) -> JSON:
+        """`call.function(state, request)` for a state this node answered (`~lua@5.3a` reads)."""
+        return self.lua.read(state, call)
 
     def pending(self, pid: str) -> int:
         """Scheduled slots not computed yet (0 means `now` would answer without any work)."""

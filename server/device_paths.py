@@ -9,6 +9,7 @@ definition, current slot and last computed view in memory (it is their only writ
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
-from aonode.engine.answers import InitInfo, ProcessView, SchedulePage, SlotInfo, SnapshotInfo
+from aonode.engine.answers import JSON, InitInfo, ProcessView, SchedulePage, SlotInfo, SnapshotInfo
 from aonode.engine.errors import Unauthorized
 from aonode.engine.message import Message
 from aonode.server import codec, convertors, paths, snapshot_file
@@ -51,6 +52,10 @@ class DevicePaths:
         if target.action == "snapshot" and not as_json and not target.keys:
             return await snapshot_file.download(self.server, target.pid)
         value = await self._read(target, target.pid)
+        if target.lua is not None:  # a state read (`now`, `compute`); Lua may run long: off the event loop
+            read: JSON = await self.server.compute_gate.run(self.server.node.lua_read, cast(ProcessView, value),
+                                                            target.lua)
+            return answer(paths.select(read, target.keys), as_json)
         return answer(paths.select(value, target.keys), as_json)
 
     async def _read(self, target: paths.ProcessPath, pid: str) -> Read:

@@ -13,6 +13,7 @@ from typing import TypeVar, TypeVarTuple, Unpack
 import anyio
 import anyio.to_thread
 
+from aonode.engine import metrics
 from aonode.engine.errors import Busy
 
 T = TypeVar("T")
@@ -44,7 +45,9 @@ class Gate:
         if self._limiter is None:  # made lazily: a limiter belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.workers)
         self.pending += 1
+        metrics.pool_depth(self.name, self.pending)
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         finally:
             self.pending -= 1
+            metrics.pool_depth(self.name, self.pending)

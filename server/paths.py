@@ -13,6 +13,7 @@ from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.lua.reads import LuaCall, is_lua_segment
 from aonode.server.codec import parse_int
 
 PROCESS_DEVICE = "~process@1.0"
@@ -47,6 +48,7 @@ class ProcessPath:
     as_json: bool = False
     frm: int | None = None
     to: int | None = None
+    lua: LuaCall | None = None  # `.../~lua@5.3a&module=<id>/<function>`: a dynamic read of the state
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,13 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
         slot, rest = path_slot, rest[1:]
     if slot is not None and action != "compute":
         raise BadInput("only /compute takes a slot; /now always computes to the latest slot")
-    return ProcessPath(pid, action, slot=slot, keys=tuple(rest), as_json=as_json)
+    lua = None
+    if rest and is_lua_segment(rest[0]):
+        if len(rest) < 2:
+            raise BadInput(f"name the function after {rest[0]}: {rest[0]}/<function>")
+        lua = LuaCall.parse(rest[0], rest[1], {k: v for k, v in query.items() if k != "slot"})
+        rest = rest[2:]
+    return ProcessPath(pid, action, slot=slot, keys=tuple(rest), as_json=as_json, lua=lua)
 
 
 @lru_cache(maxsize=4096)

@@ -7,17 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from aonode.engine.errors import BadInput, ComputeLimitExceeded, MemoryLimitExceeded, ModuleError, NotFound
 from aonode.engine.lua.modules import LuaModules
 from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.lua.sandbox import LuaLimits
 from aonode.engine.node import Node
-from tests.helpers.httpnode import serving
+from tests.helpers.gateway import loopback_gateway
 from tests.helpers.nodeutil import definition, eval_msg, make_node, output
 
 TOKEN = """
@@ -76,6 +72,7 @@ def reads(tmp_path: Path) -> LuaReads:
                                                                                memory=16 * 1024 * 1024))
 
 
+@pytest.mark.slow
 def test_sum_over_cache_balances_equals_the_lua_state_sum(token: tuple[Node, str, dict[str, int]],
                                                           reads: LuaReads) -> None:
     node, pid, minted = token
@@ -88,6 +85,7 @@ def test_sum_over_cache_balances_equals_the_lua_state_sum(token: tuple[Node, str
     assert total == sum(minted.values())
 
 
+@pytest.mark.slow
 def test_arguments_reach_the_function_as_the_request(token: tuple[Node, str, dict[str, int]],
                                                       reads: LuaReads) -> None:
     node, pid, minted = token
@@ -96,6 +94,7 @@ def test_arguments_reach_the_function_as_the_request(token: tuple[Node, str, dic
     assert top == [{"who": who, "balance": balance} for who, balance in expected]
 
 
+@pytest.mark.slow
 def test_same_read_at_same_slot_is_served_from_memory(token: tuple[Node, str, dict[str, int]],
                                                        reads: LuaReads) -> None:
     node, pid, _ = token
@@ -110,6 +109,7 @@ def test_same_read_at_same_slot_is_served_from_memory(token: tuple[Node, str, di
     assert reads.runs == 3
 
 
+@pytest.mark.slow
 def test_runaway_escape_and_hog_are_stopped(token: tuple[Node, str, dict[str, int]], reads: LuaReads) -> None:
     node, pid, minted = token
     view = node.compute(pid)
@@ -167,21 +167,11 @@ MODULE_ID = "L" * 42 + "A"
 
 @pytest.fixture()
 def gateway() -> Iterator[tuple[str, list[str]]]:
-    """A loopback Arweave gateway serving one Lua module at /raw/<id>; it records what was asked."""
-    asked: list[str] = []
-
-    async def raw(request: Request) -> Response:
-        asked.append(request.path_params["id"])
-        if request.path_params["id"] == MODULE_ID:
-            return Response(READS, media_type="text/plain")
-        if request.path_params["id"] == "B" * 43:
-            return Response(b"\xff\xfe not lua", media_type="application/octet-stream")
-        return Response("not found", status_code=404)
-
-    with serving(Starlette(routes=[Route("/raw/{id}", raw), Route("/~meta@1.0/info", raw)])) as url:
-        yield url, asked
+    with loopback_gateway({MODULE_ID: READS, "B" * 43: b"\xff\xfe not lua"}) as served:
+        yield served
 
 
+@pytest.mark.slow
 def test_modules_come_through_the_gateway_once(tmp_path: Path, gateway: tuple[str, list[str]],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     url, asked = gateway

@@ -7,10 +7,14 @@ last snapshot.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+
+from aonode.engine import metrics
 
 from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWrite, ProcessConfig, ProcessState,
                                         Runner, Signal, SlotContext, SnapshotMode, call_key)
@@ -19,11 +23,13 @@ from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
+from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
 
 INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), stackable=False,
                   about="a definition plus its computed slots: runs the execution stack, then push")
 AOS_STACK = ("json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0")
+REPLAY_PROGRESS_FROM = 64  # slots computed in one go from which the work shows as a progress task
 DEFAULT_CACHE_FREQUENCY = 256  # a snapshot costs ~0.2 s (sha256 of ~70 MiB dominates): ~1 ms a slot
 
 
@@ -126,7 +132,9 @@ class ProcessDevice:
             assert isinstance(cache, dict)  # a JSON copy of a dict
 
             def store(snap: MemoryImage) -> None:
-                self.store.put_snapshot(pid, slot, snap.memory_sha256, snap.to_bytes())
+                blob = snap.to_bytes()
+                self.store.put_snapshot(pid, slot, snap.memory_sha256, blob)
+                metrics.snapshot_stored(len(blob))
                 self.store.put_cache(pid, slot, cache)
 
             ctx.on_snapshot = store
@@ -137,6 +145,7 @@ class ProcessDevice:
                 self._in_flight.append((state.process_id, pending))
         elif blob is not None and state.memory_sha256 is not None:
             self.store.put_snapshot(state.process_id, state.at_slot, state.memory_sha256, blob)
+            metrics.snapshot_stored(len(blob))
             self.store.put_cache(state.process_id, state.at_slot, state.cache)
         state.snapshot_slot = state.at_slot
         return signal
@@ -182,14 +191,31 @@ class ProcessDevice:
         """Evaluate up to `slot`. Periodic snapshots are made in the background meanwhile and are
         stored before this returns, so what a caller has been answered is never recomputed after
         a crash beyond the last snapshot it saw."""
+        first = state.at_slot + 1
         try:
-            while state.at_slot < slot:
-                assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
-                if assignment is None:
-                    raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
-                more = assignment.slot < slot
-                self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(
-                    SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED)))
+            with _replay_progress(state.process_id, first, slot) as task:
+                while state.at_slot < slot:
+                    assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
+                    if assignment is None:
+                        raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
+                    more = assignment.slot < slot
+                    started = time.perf_counter()
+                    self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(
+                        SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED)))
+                    metrics.slot_computed(time.perf_counter() - started)
+                    if task is not None:
+                        task.advance()
         finally:
             self.flush(state.process_id)
         return state
+
+
+@contextlib.contextmanager
+def _replay_progress(pid: str, first: int, last: int) -> Iterator[Task | None]:
+    """A visible progress task when many slots are to be computed at once (a replay after a
+    restart, a process read long after its messages came), nothing for the usual one or two."""
+    if last - first + 1 < REPLAY_PROGRESS_FROM:
+        yield None
+        return
+    with PROGRESS.task(f"computing {pid[:8]}… slots {first}–{last}", total=last - first + 1, unit="slots") as task:
+        yield task

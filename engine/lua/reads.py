@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from aonode.engine import metrics
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.lua import sandbox
 from aonode.engine.lua.modules import LuaModules
@@ -74,6 +75,7 @@ class LuaReads:
             known = self._answers.get(key)
             if known is not None:
                 self._answers.move_to_end(key)
+        metrics.lua_read(ran=known is None)
         if known is None:
             known = self._run(state, call, pid, slot)
             with self._guard:

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 
+from aonode.engine.progress import PROGRESS
 from aonode.server.cli import client, module, serve
 from aonode.server.cli import eval as evaluate  # (not to shadow the builtin)
 
@@ -35,6 +36,7 @@ def _log_to_stderr() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _log_to_stderr()
+    PROGRESS.report_to(sys.stderr)  # long work shows: a bar on a terminal, plain lines in a log
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "eval" and not any(e.startswith("-") for e in extra):

@@ -38,6 +38,7 @@ import wasmtime
 
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
+from aonode.engine.progress import PROGRESS
 from aonode.engine.wasm.transform.wasm_opt import FEATURES as BASE_FEATURES
 from aonode.engine.wasm.transform.wasm_opt import default_cache_dir, find_wasm_opt, run_wasm_opt
 
@@ -80,7 +81,8 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     tool = find_wasm_opt()
     log.info("preparing the fast variant of image %s (once per machine, ~10 s)", digest[:12])
     try:
-        data = _derive(tool, wasm, deasync, lower)
+        with PROGRESS.task(f"preparing the fast variant of image {digest[:12]} (once per machine)"):
+            data = _derive(tool, wasm, deasync, lower)
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
         log.warning("no fast variant for image %s: %s", digest[:12], err)
         data = _NONE
