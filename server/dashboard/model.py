@@ -72,16 +72,24 @@ def overview(node: Reads, started: float) -> Overview:
     pids: list[str] = list(info.get("processes") or [])
     return Overview(address=info["address"], version=info["version"], started=started,
                     devices=list(info.get("devices") or []), modules=list(info.get("modules") or []),
-                    processes=[process_row(node, pid) for pid in pids[:MAX_PROCESSES]],
+                    processes=[process_row(node, pid, _names(info)) for pid in pids[:MAX_PROCESSES]],
                     total_processes=len(pids), tasks=PROGRESS.tasks())
 
 
-def process_row(node: Reads, pid: str) -> ProcessRow:
+def _names(info: NodeInfo) -> dict[str, str]:
+    """Catalogued image names by module id: a definition names its image by id."""
+    return {module_id: m["name"] for m in info.get("modules") or [] if (module_id := m.get("id"))}
+
+
+def process_row(node: Reads, pid: str, names: dict[str, str] | None = None) -> ProcessRow:
+    """One process as the list shows it; its image by catalogue name when the node knows the id."""
+    names = _names(node.info()) if names is None else names
     definition = node.init(pid)["definition"]
     slot = node.slot(pid)
     computed = node.compute(pid, None).get("at-slot", -1)
     stamp = slot.get("timestamp")
-    return ProcessRow(pid, tag(definition, "Module") or "?", int(slot.get("current", -1)), int(computed),
+    module = tag(definition, "Module") or "?"
+    return ProcessRow(pid, names.get(module, module), int(slot.get("current", -1)), int(computed),
                       int(stamp) / 1000 if isinstance(stamp, (int, str)) and str(stamp).isdigit() else None)
 
 
