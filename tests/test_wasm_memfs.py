@@ -106,3 +106,16 @@ def test_state_round_trip_keeps_everything(fs):
     assert again.node_at("/home/link") is again.node_at("/tmp")
     assert again.urandom(8) == fs.urandom(8)
     assert again.open("/tmp/new", O_CREAT | O_WRONLY).node.id == fs.open("/tmp/new", O_CREAT | O_WRONLY).node.id
+
+
+def test_an_import_outside_the_list_is_a_load_error_naming_it(tmp_path) -> None:
+    import wasmtime
+
+    from aonode.engine.errors import ModuleError
+    from aonode.engine.wasm import Instance, Runtime
+
+    wasm = wasmtime.wat2wasm('(module (import "env" "__syscall_openat" (func (param i32 i32 i32 i32) (result i32)))'
+                             ' (import "env" "__syscall_no_such_call" (func)) (memory (export "memory") 1))')
+    runtime = Runtime(tmp_path)
+    with pytest.raises(ModuleError, match=r"env\.__syscall_no_such_call$"):
+        Instance(runtime, runtime.load(bytes(wasm)))

@@ -117,6 +117,8 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
         base, mask = self.base(), self.mask
         ctypes.memmove(base + (dest & mask), base + (src & mask), num & mask)
 
+    imp_emscripten_memcpy_big = imp_emscripten_memcpy_js  # its name in older emscripten releases
+
     def imp_emscripten_resize_heap(self, requested: int) -> int:
         """ao-loader's policy: over-grow by 20%, 10%, 5%, 2.5% (capped at +96 MiB), 64 KiB aligned."""
         requested &= self.mask
@@ -245,6 +247,14 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
 
     def imp_exit(self, code: int) -> None:
         raise ProcExit(code)
+
+    def imp_dlopen_js(self, *args: int) -> int:
+        raise WasmTrap("dlopen: the image was built without dynamic linking (as under ao-loader)")
+
+    imp_dlsym_js = imp_dlopen_js
+
+    def imp_emscripten_err(self, text: int) -> None:
+        """A diagnostic line for the console: no effect on the process."""
 
     def imp_abort_js(self) -> None:
         raise WasmTrap("abort() called by the image")
