@@ -28,6 +28,13 @@ class Busy(AONodeError):
     status = 503
 
 
+class DamagedRecord(AONodeError):
+    """A stored record does not match its checksum, signature or id: the store was damaged or edited.
+    Never computed on as if it were right; the message names the record."""
+
+    status = 500
+
+
 class ModuleError(AONodeError):
     """An image cannot be found, verified, translated or linked."""
 

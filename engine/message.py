@@ -17,7 +17,7 @@ from typing import Any
 
 import cbor2
 
-from aonode.engine.errors import BadInput
+from aonode.engine.errors import BadInput, DamagedRecord
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -204,21 +204,33 @@ class Message:
         }
 
     def to_cbor(self) -> bytes:
-        """Lossless storage form (keeps signature and raw data item bytes)."""
-        return cbor2.dumps({
+        """Lossless storage form (keeps signature and raw data item bytes), with `sum`: the sha256 of
+        the other fields' canonical CBOR, so a damaged or edited row is found when it is read."""
+        fields = {
             "id": self.id, "owner": self.owner, "from": self.from_, "target": self.target,
             "anchor": self.anchor, "tags": [list(t) for t in self.tags], "data": self.data,
             "signature": self.signature, "raw": self.raw,
-        }, canonical=True)
+        }
+        body = cbor2.dumps(fields, canonical=True)
+        return cbor2.dumps({**fields, "sum": hashlib.sha256(body).digest()}, canonical=True)
 
     @classmethod
-    def from_cbor(cls, raw: bytes) -> "Message":
+    def from_cbor(cls, raw: bytes, where: str = "stored message") -> "Message":
+        """The stored form back; DamagedRecord (naming `where`) when it does not decode or its
+        bytes do not match their `sum` (rows written before `sum` existed are taken as they are)."""
         try:
             obj = cbor2.loads(raw)
         except Exception as err:  # cbor2 raises several decoder error types
-            raise BadInput(f"not a CBOR message: {err}") from err
+            raise DamagedRecord(f"{where} is damaged: not CBOR ({err})") from err
         if not isinstance(obj, dict) or not {"id", "owner", "from"} <= obj.keys():
-            raise BadInput("CBOR message lacks id/owner/from")
-        return cls(id=obj["id"], owner=obj["owner"], from_=obj["from"], target=obj.get("target"),
-                   anchor=obj.get("anchor"), tags=_normalize_tags(obj.get("tags") or []),
-                   data=obj.get("data", ""), signature=obj.get("signature"), raw=obj.get("raw"))
+            raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
+        digest = obj.pop("sum", None)
+        if digest is not None and hashlib.sha256(cbor2.dumps(obj, canonical=True)).digest() != digest:
+            raise DamagedRecord(f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: "
+                                "its bytes do not match their checksum")
+        try:
+            return cls(id=obj["id"], owner=obj["owner"], from_=obj["from"], target=obj.get("target"),
+                       anchor=obj.get("anchor"), tags=_normalize_tags(obj.get("tags") or []),
+                       data=obj.get("data", ""), signature=obj.get("signature"), raw=obj.get("raw"))
+        except BadInput as err:
+            raise DamagedRecord(f"{where} is damaged: {err}") from err

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from aonode.engine.errors import BadInput
+from aonode.engine.errors import BadInput, DamagedRecord
 from aonode.engine.message import Message, b64url, b64url_decode, content_id, is_id
 
 OWNER = b64url(hashlib.sha256(b"owner").digest())
@@ -85,8 +85,16 @@ def test_cbor_round_trip_keeps_signature_and_raw():
     m = make().replace(signature=b64url(b"sig"), raw=b"\x01\x02data-item")
     back = Message.from_cbor(m.to_cbor())
     assert back == m and back.raw == b"\x01\x02data-item"
-    with pytest.raises(BadInput):
+    with pytest.raises(DamagedRecord):
         Message.from_cbor(b"\xff\x00 not cbor")
+
+
+def test_an_edited_stored_message_is_found_by_its_checksum():
+    """Issue 10 item 3: 'Inc' edited to 'Inb' in the stored bytes is a damaged record, not a message."""
+    stored = make(tags=[("Action", "Inc")]).to_cbor()
+    assert b"Inc" in stored
+    with pytest.raises(DamagedRecord, match="checksum"):
+        Message.from_cbor(stored.replace(b"Inc", b"Inb"), "process p slot 3")
 
 
 @pytest.mark.parametrize("bad, needle", [

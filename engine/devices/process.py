@@ -25,6 +25,7 @@ from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
+from aonode.engine.store.checked import checked
 
 INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), stackable=False,
                   about="a definition plus its computed slots: runs the execution stack, then push")
@@ -198,6 +199,7 @@ class ProcessDevice:
                     assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
                     if assignment is None:
                         raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
+                    assignment = checked(assignment)  # never compute on a damaged or edited row
                     more = assignment.slot < slot
                     started = time.perf_counter()
                     self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(

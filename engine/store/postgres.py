@@ -126,7 +126,7 @@ class PostgresStore:
 
     def get_process(self, pid: str) -> Message | None:
         row = self._one("SELECT definition FROM processes WHERE pid = %s", (pid,))
-        return Message.from_cbor(bytes(row[0])) if row else None
+        return Message.from_cbor(bytes(row[0]), f"definition of process {pid}") if row else None
 
     def list_processes(self) -> list[str]:
         return [r[0] for r in self._all("SELECT pid FROM processes ORDER BY seq", ())]
@@ -138,7 +138,7 @@ class PostgresStore:
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = %s", (mid,))
-        return Message.from_cbor(bytes(row[0])) if row else None
+        return Message.from_cbor(bytes(row[0]), f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------
 

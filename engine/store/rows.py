@@ -22,7 +22,7 @@ def row_to_assignment(row: Sequence[Any]) -> Assignment:
     process, slot, mid, ts, height, bhash, epoch, chain, body = row
     return Assignment(process=process, slot=slot, message_id=mid, timestamp=ts,
                       block_height=height, block_hash=bhash, epoch=epoch, hash_chain=chain,
-                      message=Message.from_cbor(bytes(body)))
+                      message=Message.from_cbor(bytes(body), f"message {mid} at slot {slot} of process {process}"))
 
 
 def assignment_values(a: Assignment, body: bytes) -> tuple[Any, ...]:

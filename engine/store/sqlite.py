@@ -154,7 +154,7 @@ class SQLiteStore:
 
     def get_process(self, pid: str) -> Message | None:
         row = self._one("SELECT definition FROM processes WHERE pid = ?", (pid,))
-        return Message.from_cbor(row[0]) if row else None
+        return Message.from_cbor(row[0], f"definition of process {pid}") if row else None
 
     def list_processes(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT pid FROM processes ORDER BY rowid")]
@@ -165,7 +165,7 @@ class SQLiteStore:
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = ?", (mid,))
-        return Message.from_cbor(row[0]) if row else None
+        return Message.from_cbor(row[0], f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------
 
