@@ -32,6 +32,8 @@ class Gateway:
 
     def __init__(self, items: dict[str, bytes]) -> None:
         self.items = dict(items)
+        self.headers = {"/block/height/77": b'{"height":77,"timestamp":1700000000}',
+                        f"/tx/{BOOT}": b'{"id":"' + BOOT.encode() + b'","tags":[]}'}
         self.hits: list[str] = []
         self.down = False
         gateway = self
@@ -51,7 +53,7 @@ class Gateway:
                 if gateway.down:
                     return self.reply(502, b"bad gateway")
                 item = self.path.removeprefix("/raw/")
-                body = gateway.items.get(item) if self.path.startswith("/raw/") else None
+                body = gateway.items.get(item) if self.path.startswith("/raw/") else gateway.headers.get(self.path)
                 self.reply(200, body) if body is not None else self.reply(404, b"not found")
 
             def do_POST(self) -> None:
@@ -114,6 +116,10 @@ def test_drive_files_seek_and_read_at_offsets(gateway, tmp_path: Path) -> None:
             "local s = f:read(4); local c = f:seek('cur', 3); local t = f:read(5); "
             "return size .. '|' .. a .. '|' .. s .. '|' .. c .. '|' .. t")
     assert run(node, pid, code) == f"{len(BOOT_CODE)}|9|'fro|16|he ga"
+    headers = f"return io.open('/block/77'):read(12) .. ' ' .. io.open('/tx/{BOOT}'):read(7)"
+    assert run(node, pid, headers) == '{"height":77 {"id":"'
+    assert run(node, pid, "return io.open('/block/77'):read(12)") == '{"height":77'  # now an FS node
+    assert gateway.count("/block/height/77") == 1 and gateway.count(f"/tx/{BOOT}") == 1
     node.close()
 
 
