@@ -19,7 +19,6 @@ from enum import Enum
 from typing import Protocol
 
 from aonode.engine.errors import Busy
-from aonode.engine.store.base import Store
 
 
 
@@ -95,15 +94,3 @@ def run_leased(leases: Leases, pid: str, done: Callable[[], bool], work: Callabl
         if time.monotonic() >= deadline:
             raise Busy(f"process {pid} is being computed by node {leases.holder(pid) or '(none)'}, which "
                        f"has not answered within {leases.config.wait:g} s; retry shortly")
-
-
-def make_leases(store: Store, owner: str, config: LeaseConfig, on_work: Callable[[str], object],
-                on_lost: Callable[[str], object]) -> Leases:
-    """PgLeases on a PostgresStore (nodes share it); LocalLeases on anything else (one node)."""
-    from aonode.engine.store.postgres import PostgresStore
-
-    if isinstance(store, PostgresStore):
-        from aonode.engine.store.pg_leases import PgLeases  # psycopg only when asked for
-
-        return PgLeases(store.pool, store.dsn, owner, config, on_work, on_lost)
-    return LocalLeases(config)

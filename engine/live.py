@@ -16,9 +16,9 @@ from aonode.engine import metrics
 from aonode.engine.devices.base import ProcessConfig, ProcessState
 from aonode.engine.devices.process import ProcessDevice
 from aonode.engine.errors import NotFound
+from aonode.engine.gateway import gateway_url
 from aonode.engine.views import Views
 from aonode.engine.wasm import DriveStore
-from aonode.modules.fetch import gateway_url
 
 
 def release_instance(state: ProcessState) -> None:

@@ -38,14 +38,14 @@ from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice
 from aonode.engine.dryrun import DryRuns
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.images import Catalogue, Images
-from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, make_leases, run_leased
+from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, Leases, LocalLeases, run_leased
 from aonode.engine.live import LiveProcesses, release_instance
 from aonode.engine.lua.modules import LuaModules, module_path_from_env
 from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.message import Message
 from aonode.engine.queries import Queries
 from aonode.engine.router import Router
-from aonode.engine.store import SQLiteStore, open_store
+from aonode.engine.store import SQLiteStore, Store, open_store
 from aonode.engine.views import Views
 from aonode.engine.wasm import Runtime
 
@@ -99,8 +99,8 @@ class Node:
         self.processes = ProcessDevice(self.store, self.registry, after=[push])
         # The lease owner names this node instance (a restart is a new owner): address, host, pid.
         owner = f"{self.address}/{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self.leases = make_leases(self.store, owner, leases,
-                                  on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
+        self.leases = _leases(self.store, owner, leases,
+                              on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
         self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live,
                                   on_evict=self.leases.release)
         self.dry_runs = DryRuns(self.live, dry_run_slots)
@@ -292,3 +292,14 @@ class Node:
         self.leases.close()
         self.store.close()
 
+
+def _leases(store: Store, owner: str, config: LeaseConfig, on_work: Callable[[str], object],
+            on_lost: Callable[[str], object]) -> Leases:
+    """PgLeases on a PostgresStore (nodes share it); LocalLeases on anything else (one node)."""
+    from aonode.engine.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from aonode.engine.store.pg_leases import PgLeases  # psycopg only when asked for
+
+        return PgLeases(store.pool, store.dsn, owner, config, on_work, on_lost)
+    return LocalLeases(config)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 
+from aonode.engine import gateway
 from aonode.engine.errors import ModuleError
 from aonode.modules import fetch
 
@@ -149,7 +150,7 @@ def _fetch_remote(entry: Entry) -> Path:
             npm = partial(fetch.fetch_npm, source["npm"], source["path"], entry.size)
             remotes.append((f"npm {source['npm']}", npm))
     if entry.id:
-        remotes.append((f"gateway {fetch.gateway_url()}", partial(fetch.fetch_gateway, entry.id, entry.size)))
+        remotes.append((f"gateway {gateway.gateway_url()}", partial(gateway.fetch_gateway, entry.id, entry.size)))
     for where, get in remotes:
         try:
             data = get()

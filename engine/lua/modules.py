@@ -61,7 +61,7 @@ class LuaModules:
         if not _ARWEAVE_ID.match(module_id):
             raise NotFound(f"no lua module {module_id!r} in {', '.join(map(str, self.dirs)) or 'any local directory'}"
                            " (and it is not an Arweave id to fetch)")
-        from aonode.modules.fetch import fetch_gateway
+        from aonode.engine.gateway import fetch_gateway
 
         data = fetch_gateway(module_id, self.max_size)  # SourceUnavailable (a ModuleError, 400) names the URL
         write_atomic(self.cache_dir / module_id, data, mode=0o644)

@@ -118,7 +118,8 @@ class DriveStore:
         boot = DriveContext.values(ctx.process_tags, "On-Boot")
         if boot and boot[-1] == item:
             return True
-        extensions = DriveContext.values(ctx.module_tags, "Extension") + DriveContext.values(ctx.process_tags, "Extension")
+        extensions = (DriveContext.values(ctx.module_tags, "Extension")
+                      + DriveContext.values(ctx.process_tags, "Extension"))
         if "WeaveDrive" not in extensions:
             return False
         mode = (DriveContext.values(ctx.process_tags, "Availability-Type")

@@ -312,7 +312,8 @@ class FileSystemImports(Guest):
             if not is_file(stream.node.mode):
                 raise FSError(ENODEV)
             size = -(-length // 65536) * 65536
-            ptr = self.call("emscripten_builtin_memalign", 65536, size) if "emscripten_builtin_memalign" in self.fn else 0
+            memalign = "emscripten_builtin_memalign"
+            ptr = self.call(memalign, 65536, size) if memalign in self.fn else 0
             if not ptr:
                 raise FSError(ENOMEM)
             self.write(ptr, bytes(size))
