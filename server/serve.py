@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from aonode.engine.crypto import Wallet
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
-from aonode.modules.fetch import gateway_url
+from aonode.engine.gateway import gateway_url
 from aonode.server.api import NodeAPI
 from aonode.server.chainwatch import watch_chain
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app

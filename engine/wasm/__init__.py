@@ -26,7 +26,7 @@ Inside (helpers; only this package imports them):
   cxx.py        invoke_*, longjmp and the C++ exception ABI (Python path)
   weavedrive.py WeaveDrive files and the asyncify sleep ao-loader performs around them
   drive_store.py WeaveDrive's data: local dir filled once from the gateway; legacy-CU admissibility
-  memfs.py, memfs_io.py, memfs_state.py  emscripten's MEMFS: the tree, open files, snapshot state
+  memfs.py, memfs_io.py, memfs_state.py, memfs_paths.py  emscripten's MEMFS: tree, open files, snapshot, paths
   fs_syscalls.py, fs_path_syscalls.py    the libc syscalls and WASI fd imports served from it
   timefmt.py    strftime/mktime as emscripten's JS computes them
 - helper.py     a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)

@@ -50,8 +50,8 @@ def _failure(err: Any, trap: Any) -> BaseException:
 # The same C function with plain integer arguments: ctypes converts ints fastest.
 _call_ints = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                               ctypes.c_void_p)(("wasmtime_func_call_unchecked", ffi.dll))
-_VIEWS = {"i32": (ctypes.c_int32, 4), "i64": (ctypes.c_int64, 2), "f32": (ctypes.c_float, 4),
-          "f64": (ctypes.c_double, 2)}  # element type, elements per 16-byte raw value
+_VIEWS: dict[str, tuple[Any, int]] = {  # element type, elements per 16-byte raw value
+    "i32": (ctypes.c_int32, 4), "i64": (ctypes.c_int64, 2), "f32": (ctypes.c_float, 4), "f64": (ctypes.c_double, 2)}
 
 
 class RawFunc:

@@ -44,6 +44,7 @@ class Guest:
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
 
     def base(self) -> int:
+        assert self.memory is not None, "base() before bind()"
         return ctypes.addressof(self.memory.data_ptr(self.store).contents)
 
     # wasm32 pointers arrive as signed i32: mask them so addresses past 2 GiB stay positive.

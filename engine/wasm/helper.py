@@ -11,6 +11,7 @@ exports through a table we fill right after the image is instantiated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import wasmtime
 
@@ -156,7 +157,7 @@ class Helper:
             linker.define(store, "env", name, self.exports[name])
 
     def fill(self, store: wasmtime.Store, image_exports: dict) -> None:
-        late = None
+        late: Any = None  # the late instance's exports (wasmtime's), when the table needs any
         if any(name.startswith(LATE) for name in self.plan.table_exports):
             module = self.runtime.compile_wat(late_wat(self.memory64, self.index64), self.flavor)
             late = wasmtime.Instance(store, module, [image_exports["memory"]]).exports(store)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -93,7 +93,7 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
         value.fs.drive_reader = self.drive_reader
 
     @property
-    def fs(self) -> MemFS:
+    def fs(self) -> MemFS:  # type: ignore[override]  # the mixins only read `fs`; it is the state's
         return self._state.fs
 
     def resolve(self, module: str, name: str, ty: wasmtime.FuncType) -> Callable | None:
@@ -122,6 +122,7 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
     def imp_emscripten_resize_heap(self, requested: int) -> int:
         """ao-loader's policy: over-grow by 20%, 10%, 5%, 2.5% (capped at +96 MiB), 64 KiB aligned."""
         requested &= self.mask
+        assert self.memory is not None, "resize_heap before bind()"
         old = self.memory.data_len(self.store)
         heap_max = HEAP_MAX if self.memory64 else 4294967296
         if self.memory_limit is not None and requested > self.memory_limit:
@@ -188,7 +189,7 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
         gmtoff = int.from_bytes(self.read(tm + off_gmt, self.ptr_size), "little", signed=True)
         zone_ptr = self.read_ptr(tm + off_zone)
         zone = self.read_cstr(zone_ptr).decode(errors="replace") if zone_ptr else ""
-        return timefmt.Tm(*fields, gmtoff=gmtoff, zone=zone)
+        return replace(timefmt.Tm(*fields), gmtoff=gmtoff, zone=zone)
 
     @staticmethod
     def _split_time(time: int, rest: tuple[int, ...]) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeAlias
 
 import wasmtime
 
@@ -24,7 +24,8 @@ from aonode.engine.wasm.transform import INTERRUPT_EXPORT
 
 # Host functions given to wasm as they are: {import module: {name: function}}.
 ExtraImports = dict[str, dict[str, Callable[..., object]]]
-Export = wasmtime.Func | wasmtime.Table | wasmtime.Memory | wasmtime.SharedMemory | wasmtime.Global | wasmtime.Tag
+Export: TypeAlias = (wasmtime.Func | wasmtime.Table | wasmtime.Memory | wasmtime.SharedMemory | wasmtime.Global
+                     | wasmtime.Tag)
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,10 @@ def link(setup: Setup, flavor: Flavor) -> Linked:
         if extra is not None:
             linker.define_func(imp.module, imp.name, imp.type, extra)
         else:
-            define_raw(linker, imp.module, imp.name, imp.type, host.resolve(imp.module, imp.name, imp.type),
-                       callbacks)
+            fn = host.resolve(imp.module, imp.name, imp.type)
+            if fn is None:  # check_imports above has refused such an image already
+                raise ModuleError(f"no host function for import {imp.module}.{imp.name}")
+            define_raw(linker, imp.module, imp.name, imp.type, fn, callbacks)
     try:
         instance = linker.instantiate(store, module)
     except wasmtime.WasmtimeError as err:

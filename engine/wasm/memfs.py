@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
+from aonode.engine.wasm.memfs_paths import basename, dirname, normalize_parts
+
 # errno values of emscripten's musl (what syscalls return negated)
 EPERM, EACCES, EAGAIN, EBADF, EBUSY, EEXIST, EINVAL = 63, 2, 6, 8, 10, 20, 28
 EISDIR, EMFILE, ELOOP, ENODEV, ENOENT, ENOTDIR, ENOTEMPTY = 31, 33, 32, 43, 44, 54, 55
@@ -111,32 +113,6 @@ class Stream:
     @property
     def tty(self) -> bool:
         return is_chrdev(self.node.mode) and self.node.rdev in TTYS
-
-
-def normalize_parts(path: str) -> list[str]:
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(part)
-    return out
-
-
-def basename(path: str) -> str:
-    """emscripten's PATH.basename."""
-    if path == "/":
-        return "/"
-    parts = normalize_parts(path)
-    return parts[-1] if parts else ("" if path.startswith("/") else ".")
-
-
-def dirname(path: str) -> str:
-    parts = normalize_parts(path)
-    return "/" + "/".join(parts[:-1])
 
 
 class Tree:

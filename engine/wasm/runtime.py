@@ -203,6 +203,7 @@ class Runtime:
             raise ModuleError(f"translated image does not compile: {err}") from err
 
     def _compile_variant(self, sha: str, wasm: bytes, own: _Compiled) -> _Compiled:
+        assert own.module is not None, "the image itself compiled"
         source = translate_exnref(wasm, self.cache_dir) if own.flag else wasm
         try:
             variant = fast_variant(source, own.module)

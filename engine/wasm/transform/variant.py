@@ -115,6 +115,8 @@ def add_interrupt_checks(wat: str) -> str:
     if len(memories) != 1:
         raise ModuleError(f"expected one defined memory in the variant, found {len(memories)}")
     memory = _MEMORY.search(wat)
+    if memory is None:
+        raise ModuleError("no memory declaration in the variant's text")
     flag = "$aonode_interrupt"
     declare = f'\n (memory {flag} 1 1)\n (export "{INTERRUPT_EXPORT}" (memory {flag}))'
     wat = wat[:memory.end()] + declare + wat[memory.end():]
