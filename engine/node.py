@@ -84,7 +84,8 @@ class Node:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
-        self.store = open_store(store or self.data_dir)  # a postgresql:// URL: shared with other nodes
+        # A postgresql:// URL: shared with other nodes; the data dir then only caches snapshots.
+        self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache")
         self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
         self.chain = ChainTip(self.data_dir / "chain-tip.json")

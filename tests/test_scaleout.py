@@ -217,7 +217,8 @@ def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluste
 def assert_same_memory_as_one_node(cluster: Cluster, node: Served, tmp_path: Path) -> None:
     """The memory the survivors reached (after a takeover from a snapshot) is byte for byte the memory
     one node on SQLite reaches from the same schedule."""
-    taken = node.client.get(f"/{cluster.pid}~process@1.0/snapshot").json()
+    taken = node.client.get(f"/{cluster.pid}~process@1.0/snapshot",
+                            headers={"accept": "application/json"}).json()
     shared = PostgresStore(cluster.dsn)
     schedule, process = shared.assignments(cluster.pid), shared.get_process(cluster.pid)
     shared.close()

@@ -2,8 +2,11 @@
 nodes starting at once, a clear error when the server is not there."""
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -94,3 +97,25 @@ def test_an_older_schema_is_migrated_forward_with_its_rows_kept(pg_dsn: str):
             assert conn.execute("SELECT count(*) FROM leases").fetchone() == (0,)  # version 2's table
     finally:
         store.close()
+
+
+def test_snapshots_are_cached_per_node_and_the_database_stays_the_source(pg_dsn: str, tmp_path: Path):
+    here = PostgresStore(pg_dsn, cache_dir=tmp_path / "here")
+    there = PostgresStore(pg_dsn, cache_dir=tmp_path / "there")
+    try:
+        blobs = {slot: os.urandom(5000) for slot in (3, 8)}
+        shas = {slot: hashlib.sha256(b).hexdigest() for slot, b in blobs.items()}
+        here.put_snapshot("p", 3, shas[3], blobs[3])
+        assert [f.name for f in (tmp_path / "here").iterdir()] == [f"p.3.{shas[3]}"]
+        assert there.latest_snapshot("p") == (3, shas[3], blobs[3])  # from the database, then cached
+        here.put_snapshot("p", 8, shas[8], blobs[8])
+        assert [f.name for f in (tmp_path / "here").iterdir()] == [f"p.8.{shas[8]}"]  # newest only
+        with psycopg.connect(pg_dsn) as conn:
+            conn.execute("DELETE FROM snapshot_chunks")  # only a cache can answer now
+        assert here.latest_snapshot("p") == (8, shas[8], blobs[8])
+        assert there.latest_snapshot("p", 5) == (3, shas[3], blobs[3])
+        with pytest.raises(AONodeError, match="damaged"):
+            there.latest_snapshot("p")  # slot 8 was never in its cache: the database is the source
+    finally:
+        here.close()
+        there.close()

@@ -13,11 +13,11 @@ def is_postgres_url(spec: str) -> bool:
     return spec.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(spec: str | Path) -> Store:
-    """A `postgresql://` URL opens a PostgresStore (shared by many nodes); anything else is the
-    directory of the embedded SQLite store."""
+def open_store(spec: str | Path, cache_dir: Path | None = None) -> Store:
+    """A `postgresql://` URL opens a PostgresStore (shared by many nodes; `cache_dir` keeps this
+    node's copies of snapshots); anything else is the directory of the embedded SQLite store."""
     if isinstance(spec, str) and is_postgres_url(spec):
         from aonode.engine.store.postgres import PostgresStore  # psycopg only when asked for
 
-        return PostgresStore(spec)
+        return PostgresStore(spec, cache_dir=cache_dir)
     return SQLiteStore(spec)

@@ -9,9 +9,11 @@ Every write commits before the call returns; assignments commit with `synchronou
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -19,6 +21,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aonode.engine.errors import AONodeError, BadInput, Busy
+from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
@@ -30,6 +33,7 @@ from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assi
 def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
     return range_clause(frm, to, "%s")
 
+_FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # process ids that can name a cache file as they are
 CHUNK = 4 << 20  # snapshot bytes per row: well under bytea's 1 GB and kind to memory on both ends
 POOL_MAX = 16
 CONNECT_TIMEOUT = 30.0
@@ -80,8 +84,9 @@ class PostgresStore:
     where several statements must land together)."""
 
     def __init__(self, dsn: str, *, pool_max: int = POOL_MAX,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, cache_dir: Path | None = None) -> None:
         self.dsn = dsn
+        self.cache_dir = cache_dir  # this node's copies of the newest snapshot per process (a cache only)
         self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_max, open=False,
                                    kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
                                    timeout=connect_timeout, name="aonode-store")
@@ -256,23 +261,56 @@ class PostgresStore:
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO snapshot_chunks VALUES (%s, %s, %s, %s)",
                                 [(pid, slot, n, chunk) for n, chunk in enumerate(chunks)])
+        self._keep(pid, slot, memory_sha256, blob)
 
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None:
-        """Newest snapshot at or before `max_slot`, read in one statement (one consistent view)."""
+        """Newest snapshot at or before `max_slot`: from this node's cache when it holds that one,
+        else from the database (and then kept in the cache)."""
         where, args = _pg_range(None, max_slot)
-        rows = self._all(
-            "SELECT s.slot, s.sha256, s.size, c.bytes FROM snapshots s "
-            "JOIN snapshot_chunks c ON c.process = s.process AND c.slot = s.slot "
-            "WHERE s.process = %s AND s.slot = (SELECT max(slot) FROM snapshots "
-            f"WHERE process = %s{where}) ORDER BY c.n", [pid, pid, *args])
-        if not rows:
+        head = self._one(f"SELECT slot, sha256, size FROM snapshots WHERE process = %s{where} "
+                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        if head is None:
             return None
-        blob = b"".join(bytes(r[3]) for r in rows)
-        if len(blob) != rows[0][2]:
-            raise AONodeError(f"snapshot of {pid} at slot {rows[0][0]} is damaged "
-                              f"({len(blob)} bytes stored, {rows[0][2]} expected)")
-        return rows[0][0], rows[0][1], blob
+        slot, sha, size = head
+        path = self._cache_path(pid, slot, sha)
+        if path is not None:
+            try:
+                cached = path.read_bytes()
+                if len(cached) == size:
+                    return slot, sha, cached
+            except OSError:
+                pass
+        rows = self._all("SELECT c.bytes FROM snapshot_chunks c JOIN snapshots s USING (process, slot) "
+                         "WHERE s.process = %s AND s.slot = %s AND s.sha256 = %s ORDER BY c.n",
+                         (pid, slot, sha))
+        blob = b"".join(bytes(r[0]) for r in rows)
+        if len(blob) != size:
+            raise AONodeError(f"snapshot of {pid} at slot {slot} is damaged or was replaced while "
+                              f"read ({len(blob)} bytes, {size} expected); retry")
+        self._keep(pid, slot, sha, blob)
+        return slot, sha, blob
+
+    def _cache_path(self, pid: str, slot: int, sha: str) -> Path | None:
+        if self.cache_dir is None or not _FILE_SAFE.match(pid):
+            return None
+        return self.cache_dir / f"{pid}.{slot}.{sha}"
+
+    def _keep(self, pid: str, slot: int, sha: str, blob: bytes) -> None:
+        """Cache the newest snapshot of `pid`, dropping the older one (a failed write only costs a
+        later read from the database)."""
+        path = self._cache_path(pid, slot, sha)
+        if path is None:
+            return
+        try:
+            older = [p for p in path.parent.glob(f"{pid}.*") if p != path] if path.parent.is_dir() else []
+            if any(int(p.name.split(".")[1]) > slot for p in older):
+                return  # a newer one is cached already
+            write_atomic(path, blob)
+            for stale in older:
+                stale.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
 
 
 def _redacted(dsn: str) -> str:
