@@ -13,15 +13,36 @@ import sys
 
 from aonode.engine.progress import PROGRESS
 from aonode.server.cli import client, module, serve
+from aonode.server.cli.checks import UserError
 from aonode.server.cli import eval as evaluate  # (not to shadow the builtin)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aonode", description="An AO compute node.")
+    parser.add_argument("--version", action="version", version=f"aonode {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (serve, evaluate, module, client):
         group.add_commands(sub)
+    for command in sub.choices.values():  # every --help shows each option's default
+        _show_defaults(command)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _show_defaults(nested)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aonode")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _log_to_stderr() -> None:
@@ -37,6 +58,14 @@ def _log_to_stderr() -> None:
 def main(argv: list[str] | None = None) -> int:
     _log_to_stderr()
     PROGRESS.report_to(sys.stderr)  # long work shows: a bar on a terminal, plain lines in a log
+    try:
+        return _run(argv)
+    except UserError as err:  # the user's mistake: one line, no traceback
+        print(f"aonode: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "eval" and not any(e.startswith("-") for e in extra):

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 
 from aonode.engine.leases import LeaseConfig
+from aonode.server.cli import checks
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP node")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8734)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=checks.port, default=8734, help="TCP port to listen on")
     serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
     serve.add_argument("--demo", action="store_true",
@@ -34,7 +35,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
+    lock = checks.data_dir_locked(Path(args.data_dir))  # held until this process ends
+    checks.address_free(args.host, args.port)
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
           cron_every=args.cron_every, store=args.store, wallet=args.wallet,
           leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
+    lock.close()
     return 0
