@@ -7,7 +7,10 @@ Routes are labelled by what a path means (`process/now`, `process/compute`, `met
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
+
+from prometheus_client import Counter, Histogram
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,8 +23,9 @@ _TOP = frozenset({"metrics", "dashboard", "result", "results", "dry-run", "state
 _METHODS = frozenset({"GET", "HEAD", "POST", "OPTIONS"})
 
 
+@lru_cache(maxsize=4096)
 def route_of(path: str) -> str:
-    """A bounded label for a request path."""
+    """A bounded label for a request path (remembered: front ends poll the same few paths)."""
     segments = [s for s in path.split("/") if s]
     if not segments:
         return "root"
@@ -37,6 +41,14 @@ def route_of(path: str) -> str:
     if head in _TOP:
         return head if head in ("metrics", "dashboard") else f"legacy/{head}"
     return "other"
+
+
+@lru_cache(maxsize=1024)
+def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled children of one (route, method, status), looked up once: `labels()` costs more
+    than the increment itself on the hot read path."""
+    method = method if method in _METHODS else "other"
+    return (metrics.HTTP_REQUESTS.labels(route, method, str(status)), metrics.HTTP_SECONDS.labels(route))
 
 
 class HttpMetrics:
@@ -60,10 +72,9 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = route_of(scope["path"])
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            metrics.HTTP_REQUESTS.labels(route, method, str(status[0])).inc()
-            metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
+            count, seconds = _series(route_of(scope["path"]), scope["method"], status[0])
+            count.inc()
+            seconds.observe(time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: Request) -> Response:
