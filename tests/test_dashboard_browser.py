@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
+from aonode.engine.progress import PROGRESS
 from tests.helpers.httpnode import HttpNode, http_node
 from tests.helpers.token import TOKEN_LUA
 
@@ -116,7 +117,7 @@ def test_a_message_sent_from_the_form_appears_in_the_schedule(srv: HttpNode, pid
     carol = page.locator(f"li.leaf:has(a.read[href='/{pid}~process@1.0/now/cache/balances/carol'])")
     page.locator(f"details[data-key='/{pid}~process@1.0/now/cache/balances'] summary .key").click()
     expect(carol.locator(".value")).to_have_text("7", timeout=15_000)
-    expect(page.locator("#current-slot")).to_have_text(str(current + 2))  # the head is live too
+    expect(page.locator("#current-slot")).to_have_text(str(current + 2), timeout=15_000)  # the head is live too
     screenshot(page, "dashboard-process.png", tmp_path, full_page=True)
 
 
@@ -129,3 +130,14 @@ def test_json_clients_get_json_on_the_same_paths(srv: HttpNode, pid: str) -> Non
     assert "error" in root.json()
     assert plain.status_code == 404 and "name an action" in plain.json()["error"]
     assert fragment.status_code == 200 and pid in fragment.text
+
+
+def test_work_in_progress_shows_on_the_dashboard(srv: HttpNode, page: Page) -> None:
+    with PROGRESS.task("fetching image test-dashboard", total=1000, unit="B") as task:
+        task.advance(400)
+        page.goto(srv.url + "/")
+        bar = page.locator(".tasks .task", has_text="fetching image test-dashboard")
+        expect(bar.locator("progress")).to_have_attribute("value", "400")
+        task.advance(600)
+        expect(bar.locator("progress")).to_have_attribute("value", "1000", timeout=15_000)  # live
+    expect(bar).to_contain_text("done in", timeout=15_000)
