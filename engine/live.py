@@ -86,13 +86,14 @@ class LiveProcesses:
         self.processes.compute_to(self.state(pid), slot)
 
     def snapshot(self, pid: str) -> tuple[int, str | None]:
-        """Snapshot `pid` at its last computed slot (nothing new is computed): (slot, memory sha256)."""
+        """Snapshot `pid` at its last computed slot (nothing new is computed): (slot, sha256 of the
+        whole memory, computed here because it is asked for: snapshots are named by their chunks)."""
         with self.lock(pid):
             state = self.state(pid)
             if state.at_slot < 0:
                 raise NotFound(f"{pid} has no computed slot to snapshot yet")
             self.processes.snapshot(state)
-            return state.at_slot, state.memory_sha256
+            return state.at_slot, None if state.instance is None else state.instance.memory_sha256()
 
     def _evict(self, pid: str, state: ProcessState) -> None:
         lock = self.lock(pid)

@@ -13,7 +13,7 @@ from aonode.engine.live import LiveProcesses
 from aonode.engine.message import Message
 from aonode.engine.store.base import Store
 from aonode.engine.views import Views
-from aonode.engine.wasm import Snapshot
+from aonode.engine.devices.wasm64 import loaded
 
 
 class Queries:
@@ -69,10 +69,10 @@ class Queries:
         found = self.store.latest_snapshot(pid, slot_taken)
         if found is None:
             raise NotFound(f"{pid} has no snapshot")
-        slot, _, blob = found
+        slot, name, blob = found
         a = self.store.get_assignment(pid, slot)
         return ProcessMemory(slot, a.timestamp if a else 0, a.block_height if a else 0,
-                             Snapshot.from_bytes(blob).raw())
+                             loaded(blob, name, self.store.get_chunks).raw())
 
     def clock(self) -> Clock:
         return Clock(self.scheduler.clock(), self.scheduler.block_height())

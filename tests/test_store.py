@@ -163,6 +163,35 @@ def test_snapshots(store: Store):
         store.put_snapshot("p", 11, "../../etc/passwd", b"x")
 
 
+def test_chunked_snapshots_keep_the_newest_and_collect_unreferenced_chunks(store: Store):
+    from aonode.engine.store.rows import KEEP_SNAPSHOTS
+    from aonode.engine.wasm.chunked import CHUNK, Manifest
+
+    def chunk(n: int) -> tuple[bytes, str]:
+        raw = bytes([n]) * CHUNK
+        return raw, hashlib.sha256(raw).hexdigest()
+
+    shared_raw, shared = chunk(200)
+    names = {}
+    for slot in range(KEEP_SNAPSHOTS + 3):
+        own_raw, own = chunk(slot + 1)
+        manifest = Manifest(2 * CHUNK, b"{}", (bytes.fromhex(shared), bytes.fromhex(own)))
+        added = {own: b"z" + own_raw[:9], **({shared: b"s"} if slot == 0 else {})}  # stand-ins for zstd
+        store.put_snapshot("p", slot, manifest.name, manifest.to_bytes(), added)
+        names[slot] = manifest.name
+    newest = store.latest_snapshot("p")
+    assert newest is not None and newest[:2] == (KEEP_SNAPSHOTS + 2, names[KEEP_SNAPSHOTS + 2])
+    assert Manifest.from_bytes(newest[2], newest[1]).stored_hashes() == {shared, chunk(KEEP_SNAPSHOTS + 3)[1]}
+    assert store.latest_snapshot("p", 2) is None  # only the newest KEEP_SNAPSHOTS stay
+    store.collect_chunks()
+    kept = {chunk(slot + 1)[1] for slot in range(3, KEEP_SNAPSHOTS + 3)}
+    gone = {chunk(slot + 1)[1] for slot in range(3)}
+    found = store.get_chunks(sorted(kept | gone | {shared}))
+    assert set(found) == kept | {shared} and found[shared] == b"s"
+    store.drop_snapshot("p", KEEP_SNAPSHOTS + 2)
+    assert store.latest_snapshot("p")[0] == KEEP_SNAPSHOTS + 1
+
+
 def test_sqlite_snapshot_files(tmp_path: Path):
     store = SQLiteStore(tmp_path)
     blobs = {slot: os.urandom(100) + bytes([slot]) for slot in (5, 10)}

@@ -16,7 +16,7 @@ A device lacking a key is skipped; control flow (stop the fold, run another pass
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeAlias
@@ -56,6 +56,9 @@ class MemoryImage(Protocol):
     def memory_sha256(self) -> str: ...
 
     def to_bytes(self) -> bytes: ...
+
+    @property
+    def new_chunks(self) -> Mapping[str, bytes]: ...
 
 
 class PendingWrite(Protocol):
@@ -108,6 +111,8 @@ class SlotContext:
     wasm_output: str | None = None
     snapshot_mode: SnapshotMode = SnapshotMode.NAMED
     snapshot: bytes | None = None
+    snapshot_name: str | None = None  # what the store indexed `snapshot` under: restore checks it
+    chunks: Callable[[Iterable[str]], Mapping[str, bytes]] | None = None  # a chunked snapshot's chunks
     on_snapshot: Callable[[MemoryImage], None] | None = None
     pending: PendingWrite | None = None
 

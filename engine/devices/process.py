@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,12 +27,15 @@ from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
 from aonode.engine.store.checked import checked
+from aonode.engine.wasm.chunked import SnapshotDamaged
+
+log = logging.getLogger(__name__)
 
 INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), stackable=False,
                   about="a definition plus its computed slots: runs the execution stack, then push")
 AOS_STACK = ("json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0")
 REPLAY_PROGRESS_FROM = 64  # slots computed in one go from which the work shows as a progress task
-DEFAULT_CACHE_FREQUENCY = 256  # a snapshot costs ~0.2 s (sha256 of ~70 MiB dominates): ~1 ms a slot
+DEFAULT_CACHE_FREQUENCY = 256  # snapshots are incremental (engine/wasm/chunked.py); this bounds replay
 
 
 def stack_names(process: Message) -> list[str]:
@@ -107,47 +111,53 @@ class ProcessDevice:
         return _stack(state).init(state, SlotContext(message=state.process))
 
     def normalize(self, state: ProcessState, ctx: SlotContext | None = None) -> Signal:
-        """Bring `state` to the newest snapshot at or below `state.at_slot`, or to a fresh init."""
-        found = self.store.latest_snapshot(state.process_id, state.at_slot)
-        if found is None:
-            return self.init(state)
-        slot, _sha, blob = found
-        signal = _stack(state).normalize(state, SlotContext(snapshot=blob))
-        state.at_slot = slot
-        cached = self.store.get_cache(state.process_id, slot)
-        state.cache = cached[1] if cached else {}
-        return signal
+        """Bring `state` to the newest snapshot at or below `state.at_slot` that restores to what it
+        was stored as, or to a fresh init (the schedule replays from slot 0). A damaged snapshot is
+        logged and dropped; no message ever runs on memory that did not check out."""
+        max_slot = state.at_slot
+        while (found := self.store.latest_snapshot(state.process_id, max_slot)) is not None:
+            slot, name, blob = found
+            try:
+                signal = _stack(state).normalize(state, SlotContext(snapshot=blob, snapshot_name=name,
+                                                                    chunks=self.store.get_chunks))
+            except SnapshotDamaged as err:
+                log.error("process %s: snapshot at slot %d is damaged (%s); falling back to an older "
+                          "one or to slot 0", state.process_id, slot, err)
+                self.store.drop_snapshot(state.process_id, slot)
+                max_slot = slot - 1
+                continue
+            state.at_slot = slot
+            cached = self.store.get_cache(state.process_id, slot)
+            state.cache = cached[1] if cached else {}
+            return signal
+        return self.init(state)
 
     def snapshot(self, state: ProcessState, ctx: SlotContext | None = None) -> Signal:
         """Store the state at `state.at_slot` (`ctx.snapshot_mode` says how). In the background
-        (the periodic snapshots), the execution device only copies its memory; hashing,
-        compressing and storing happen on another thread while the process computes on (`flush`
-        waits for them). FORK leaves an unnamed copy in `ctx.snapshot` and stores nothing."""
+        (the periodic snapshots), the execution device only copies what changed since its previous
+        snapshot; naming, compressing and storing happen on another thread while the process
+        computes on (`flush` waits for them). FORK leaves an unnamed copy in `ctx.snapshot` and
+        stores nothing."""
         ctx = ctx or SlotContext()
         if state.at_slot < 0:
             return Signal.OK
         if ctx.snapshot_mode is SnapshotMode.FORK:
             return _stack(state).snapshot(state, ctx)
-        if ctx.snapshot_mode is SnapshotMode.BACKGROUND:
-            pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
-            assert isinstance(cache, dict)  # a JSON copy of a dict
+        pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
+        assert isinstance(cache, dict)  # a JSON copy of a dict
 
-            def store(snap: MemoryImage) -> None:
-                blob = snap.to_bytes()
-                self.store.put_snapshot(pid, slot, snap.memory_sha256, blob)
-                metrics.snapshot_stored(len(blob))
-                self.store.put_cache(pid, slot, cache)
+        def store(snap: MemoryImage) -> None:
+            blob = snap.to_bytes()
+            self.store.put_snapshot(pid, slot, snap.memory_sha256, blob, snap.new_chunks)
+            metrics.snapshot_stored(len(blob) + sum(len(c) for c in snap.new_chunks.values()))
+            self.store.put_cache(pid, slot, cache)
 
-            ctx.on_snapshot = store
+        ctx.on_snapshot = store
         signal = _stack(state).snapshot(state, ctx)
-        pending, blob, ctx.snapshot = ctx.pending, ctx.snapshot, None
+        pending, ctx.snapshot = ctx.pending, None
         if pending is not None:
             with self._lock:
                 self._in_flight.append((state.process_id, pending))
-        elif blob is not None and state.memory_sha256 is not None:
-            self.store.put_snapshot(state.process_id, state.at_slot, state.memory_sha256, blob)
-            metrics.snapshot_stored(len(blob))
-            self.store.put_cache(state.process_id, state.at_slot, state.cache)
         state.snapshot_slot = state.at_slot
         return signal
 

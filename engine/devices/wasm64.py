@@ -6,13 +6,18 @@ failed message into an error result so the process keeps going with its state fr
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import struct
+from collections.abc import Callable, Iterable, Mapping
+
+import zstandard
 
 from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.json_iface import empty_results, module_id
 from aonode.engine.errors import BadInput, DataUnavailable, WasmError
 from aonode.engine.message import Message
 from aonode.engine.wasm import Image, Instance, Limits, Runtime, Snapshot, parse_size
+from aonode.engine.wasm.chunked import SnapshotDamaged, StoredSnapshot, is_manifest
 
 INFO = DeviceInfo("wasm64@1.0", ("init", "compute", "snapshot", "normalize"),
                   about="the live wasm instance: runs `handle`, captures and restores memory")
@@ -31,6 +36,23 @@ def limits_for(process: Message) -> Limits:
         )
     except ValueError as err:
         raise BadInput(f"bad Memory-Limit or Compute-Limit on the process: {err}") from err
+
+
+def loaded(blob: bytes, name: str | None,
+           chunks: Callable[[Iterable[str]], Mapping[str, bytes]] | None) -> Snapshot | StoredSnapshot:
+    """A stored snapshot ready to restore, checked against the `name` it was stored under (a chunked
+    one chunk by chunk as it is written into memory); SnapshotDamaged when it does not match."""
+    if is_manifest(blob):
+        if chunks is None or name is None:
+            raise BadInput("a chunked snapshot needs its name and its store's chunks to restore")
+        return StoredSnapshot.load(blob, name, chunks)
+    try:
+        snap = Snapshot.from_bytes(blob)
+        if name is not None and hashlib.sha256(snap.raw()).hexdigest() != name:
+            raise SnapshotDamaged(f"snapshot {name[:16]}… does not restore to memory of that sha256")
+    except (ValueError, KeyError, struct.error, zstandard.ZstdError) as err:
+        raise SnapshotDamaged(f"snapshot {(name or '')[:16]}… is damaged: {err}") from err
+    return snap
 
 
 class WasmDevice:
@@ -82,20 +104,20 @@ class WasmDevice:
         if ctx.snapshot_mode is SnapshotMode.FORK:
             ctx.snapshot = instance.fork().to_bytes()
         elif ctx.snapshot_mode is SnapshotMode.BACKGROUND:
-            ctx.pending = instance.snapshot_in_background(ctx.on_snapshot)
-            state.memory_sha256 = None  # named when the background hash is done
+            ctx.pending = instance.snapshot_chunks(ctx.on_snapshot)
+            state.memory_sha256 = None  # named when the background thread is done
         else:
-            snap = instance.snapshot()
-            state.memory_sha256 = snap.memory_sha256
-            ctx.snapshot = snap.to_bytes()
+            taken = instance.snapshot_chunks(ctx.on_snapshot).result()  # stored when this returns
+            state.memory_sha256 = taken.memory_sha256
+            ctx.snapshot = taken.to_bytes()
         return Signal.OK
 
     def normalize(self, state: ProcessState, ctx: SlotContext) -> Signal:
         if ctx.snapshot is None:
             raise BadInput("wasm64@1.0 normalize needs a snapshot to restore")
-        snap = Snapshot.from_bytes(ctx.snapshot)
+        snap = loaded(ctx.snapshot, ctx.snapshot_name, ctx.chunks)
         ctx.snapshot = None
         state.instance = Instance.restore(self.runtime, self._image(state), snap, limits=limits_for(state.process),
                                           weavedrive_dir=state.config.weavedrive_dir)
-        state.memory_sha256 = snap.memory_sha256
+        state.memory_sha256 = ctx.snapshot_name
         return Signal.OK

@@ -6,7 +6,7 @@ The Protocol names the contract; `SQLiteStore` is the default implementation. Re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from aonode.engine.jsondata import JsonObject
@@ -94,7 +94,16 @@ class Store(Protocol):
                   changes: list[JsonObject] | None = None) -> None: ...
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, JsonObject] | None: ...
 
-    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None: ...
+    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
+                     chunks: Mapping[str, bytes] | None = None) -> None:
+        """`blob` named `memory_sha256`: a whole snapshot, or with `chunks` (the chunks it adds,
+        hash hex -> zstd) a chunked snapshot's manifest; the store keeps the newest few of those
+        per process and collects chunks no kept manifest names."""
+        ...
+
+    def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]: ...
+    def drop_snapshot(self, pid: str, slot: int) -> None: ...
+    def collect_chunks(self) -> int: ...
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None: ...
 

@@ -54,6 +54,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             process text NOT NULL, slot bigint NOT NULL, body bytea NOT NULL,
             PRIMARY KEY (process, slot))""",
     ),
+    # 4: the chunks of chunked snapshots (engine/wasm/chunked.py), each once by its sha256; a
+    # chunked snapshot's manifest is its blob in snapshot_chunks.
+    (
+        "CREATE TABLE memory_chunks (hash text PRIMARY KEY, body bytea NOT NULL)",
+    ),
 )
 
 

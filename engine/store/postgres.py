@@ -10,7 +10,7 @@ Every write commits before the call returns; assignments commit with `synchronou
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,9 @@ from aonode.engine.message import Message
 from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.pg_schema import migrate
-from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
-                                      check_sha256, range_clause, row_to_assignment)
+from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
+                                      assignment_values, check_sha256, live_chunks, range_clause,
+                                      row_to_assignment)
 
 
 def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
@@ -250,18 +251,54 @@ class PostgresStore:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
-        """The index row and all chunks in one transaction: a reader sees all of it or none."""
+    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
+                     chunks: Mapping[str, bytes] | None = None) -> None:
+        """The index row and all its bytes in one transaction: a reader sees all of it or none. A
+        chunked snapshot (`chunks`: the ones it adds) keeps only the newest KEEP_SNAPSHOTS."""
         check_sha256(memory_sha256)
-        chunks = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
+        pieces = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
         with self._connection() as conn, conn.transaction():
+            if chunks:
+                with conn.cursor() as cur:
+                    cur.executemany("INSERT INTO memory_chunks VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                    list(chunks.items()))
             conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
             conn.execute("INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)",
-                         (pid, slot, memory_sha256, len(blob), len(chunks)))
+                         (pid, slot, memory_sha256, len(blob), len(pieces)))
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO snapshot_chunks VALUES (%s, %s, %s, %s)",
-                                [(pid, slot, n, chunk) for n, chunk in enumerate(chunks)])
+                                [(pid, slot, n, piece) for n, piece in enumerate(pieces)])
+            if chunks is not None:
+                conn.execute("DELETE FROM snapshots WHERE process = %s AND slot NOT IN (SELECT slot FROM "
+                             "snapshots WHERE process = %s ORDER BY slot DESC LIMIT %s)",
+                             (pid, pid, KEEP_SNAPSHOTS))
         self._keep(pid, slot, memory_sha256, blob)
+        if chunks is not None:
+            self._puts = getattr(self, "_puts", 0) + 1
+            if self._puts % GC_EVERY == 0:
+                self.collect_chunks()
+
+    def collect_chunks(self) -> int:
+        """Drop chunks no stored manifest names; writers of chunks wait meanwhile (table lock)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("LOCK TABLE memory_chunks IN SHARE ROW EXCLUSIVE MODE")
+            blobs: dict[tuple[str, int], list[bytes]] = {}
+            for process, slot, piece in conn.execute(
+                    "SELECT process, slot, bytes FROM snapshot_chunks ORDER BY process, slot, n"):
+                blobs.setdefault((process, slot), []).append(bytes(piece))
+            keep = live_chunks(b"".join(pieces) for pieces in blobs.values())
+            gone = [h for (h,) in conn.execute("SELECT hash FROM memory_chunks") if h not in keep]
+            if gone:
+                conn.execute("DELETE FROM memory_chunks WHERE hash = ANY(%s)", (gone,))
+            return len(gone)
+
+    def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        rows = self._all("SELECT hash, body FROM memory_chunks WHERE hash = ANY(%s)", (list(hashes),))
+        return {h: bytes(b) for h, b in rows}
+
+    def drop_snapshot(self, pid: str, slot: int) -> None:
+        with self._connection() as conn:
+            conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
 
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None:

@@ -6,12 +6,16 @@ the parameter mark differs (`?` in SQLite, `%s` in psycopg).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
+from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged
+
+GC_EVERY = 8  # chunked snapshots stored between two collections of unreferenced chunks
+KEEP_SNAPSHOTS = 8  # chunked snapshots kept per process: the newest, and older ones to fall back on
 
 ASSIGNMENT_COLUMNS = ("process, slot, message_id, timestamp, block_height, block_hash, epoch, "
                       "hash_chain, message")
@@ -56,3 +60,14 @@ def already_assigned(batch: Sequence[Assignment]) -> str:
         return "nothing to assign"
     slots = ", ".join(str(a.slot) for a in batch[:5])
     return f"process {batch[0].process}: slot(s) {slots} or their messages are already assigned"
+
+
+def live_chunks(manifests: Iterable[bytes]) -> set[str]:
+    """The chunk hashes the given stored manifests name (damaged manifests name none)."""
+    keep: set[str] = set()
+    for body in manifests:
+        try:
+            keep |= Manifest.from_bytes(bytes(body)).stored_hashes()
+        except SnapshotDamaged:
+            continue
+    return keep

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,9 @@ from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
-from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, already_assigned, assignment_values,
-                                      check_sha256, range_clause, row_to_assignment)
+from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
+                                      assignment_values, check_sha256, live_chunks, range_clause,
+                                      row_to_assignment)
 
 DB_NAME = "aonode.sqlite3"
 SNAPSHOT_DIR = "snapshots"
@@ -51,6 +52,10 @@ CREATE TABLE IF NOT EXISTS cache_changes (
 CREATE TABLE IF NOT EXISTS snapshots (
     process TEXT NOT NULL, slot INTEGER NOT NULL, sha256 TEXT NOT NULL,
     PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS manifests (
+    name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    hash TEXT PRIMARY KEY, body BLOB NOT NULL);
 """
 
 def _encode(value: dict) -> bytes:
@@ -279,21 +284,66 @@ class SQLiteStore:
     def _snapshot_path(self, memory_sha256: str) -> Path:
         return self.snapshot_dir / check_sha256(memory_sha256)
 
-    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes) -> None:
-        """Write the file first (atomically, fsynced), then index it, so an index row never
-        points at a partial file."""
-        write_atomic(self._snapshot_path(memory_sha256), blob, durable=True)
+    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
+                     chunks: Mapping[str, bytes] | None = None) -> None:
+        """A chunked snapshot (`chunks`: the ones it adds, hash hex -> zstd) goes into the database
+        in one transaction with its manifest and index row, and only the newest KEEP_SNAPSHOTS of
+        the process stay; a whole-memory blob is written as a file first (atomically, fsynced),
+        then indexed, so an index row never points at a partial file."""
+        check_sha256(memory_sha256)
+        if chunks is None:
+            write_atomic(self._snapshot_path(memory_sha256), blob, durable=True)
         with self._tx() as conn:
+            if chunks is not None:
+                conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks.items())
+                conn.execute("INSERT OR IGNORE INTO manifests VALUES (?, ?)", (memory_sha256, blob))
             conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
                          (pid, slot, memory_sha256))
+            if chunks is not None:
+                conn.execute("DELETE FROM snapshots WHERE process = ? AND slot NOT IN (SELECT slot FROM "
+                             "snapshots WHERE process = ? ORDER BY slot DESC LIMIT ?)",
+                             (pid, pid, KEEP_SNAPSHOTS))
+                self._puts = getattr(self, "_puts", 0) + 1
+                if self._puts % GC_EVERY == 0:
+                    self._collect(conn)
+
+    def collect_chunks(self) -> int:
+        """Drop manifests no snapshot row names and chunks no manifest names: how many chunks went."""
+        with self._tx() as conn:
+            return self._collect(conn)
+
+    def _collect(self, conn: sqlite3.Connection) -> int:
+        conn.execute("DELETE FROM manifests WHERE name NOT IN (SELECT sha256 FROM snapshots)")
+        keep = live_chunks(body for (body,) in conn.execute("SELECT body FROM manifests"))
+        gone = [(h,) for (h,) in conn.execute("SELECT hash FROM chunks") if h not in keep]
+        conn.executemany("DELETE FROM chunks WHERE hash = ?", gone)
+        return len(gone)
+
+    def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        """The stored chunks among `hashes` (hash hex -> zstd); missing ones are left out."""
+        wanted, found = list(hashes), dict[str, bytes]()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            rows = self._conn().execute(
+                f"SELECT hash, body FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part)
+            found.update((h, bytes(b)) for h, b in rows)
+        return found
+
+    def drop_snapshot(self, pid: str, slot: int) -> None:
+        """Forget a damaged snapshot (its manifest and chunks go at the next collection)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM snapshots WHERE process = ? AND slot = ?", (pid, slot))
 
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None:
-        """Newest snapshot at or before `max_slot` whose file is still present."""
+        """Newest snapshot at or before `max_slot` whose manifest or file is still present."""
         where, args = range_clause(None, max_slot)
-        rows = self._conn().execute(f"SELECT slot, sha256 FROM snapshots WHERE process = ?{where} "
-                                    "ORDER BY slot DESC", [pid, *args]).fetchall()
-        for slot, sha in rows:
+        rows = self._conn().execute(
+            f"SELECT s.slot, s.sha256, m.body FROM snapshots s LEFT JOIN manifests m ON m.name = s.sha256 "
+            f"WHERE s.process = ?{where} ORDER BY s.slot DESC", [pid, *args]).fetchall()
+        for slot, sha, manifest in rows:
+            if manifest is not None:
+                return slot, sha, bytes(manifest)
             try:
                 return slot, sha, self._snapshot_path(sha).read_bytes()
             except FileNotFoundError:

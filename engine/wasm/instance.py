@@ -22,6 +22,7 @@ from aonode.engine.wasm.journal import CHECKPOINT_EVERY, Journal
 from aonode.engine.wasm.limits import Limits
 from aonode.engine.wasm.linking import ExtraImports, Setup, link, load_snapshot
 from aonode.engine.wasm.runtime import Image, Runtime
+from aonode.engine.wasm.chunked import PendingChunks, Restorable, Shadow, StoredSnapshot, Taken, take
 from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot, SparseCopy
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
@@ -32,7 +33,8 @@ class Instance:
 
     def __init__(self, runtime: Runtime, image: Image, limits: Limits = Limits(),
                  weavedrive_dir: Path | DriveStore | None = None, extra_imports: ExtraImports | None = None,
-                 _snapshot: Snapshot | None = None, *, fast_imports: bool = True, metered: bool = False) -> None:
+                 _snapshot: Snapshot | StoredSnapshot | None = None, *, fast_imports: bool = True,
+                 metered: bool = False) -> None:
         self.runtime, self.image, self.limits, self.weavedrive_dir = runtime, image, limits, weavedrive_dir
         self._setup = Setup(runtime, image, limits, weavedrive_dir, extra_imports or {}, fast_imports)
         self.always_metered = metered
@@ -41,15 +43,17 @@ class Instance:
         self.last_gas_used = 0
         self._instantiate(_snapshot)
         self._journal = Journal(_snapshot)
+        # The previous chunked snapshot's memory (chunked.py): restored ones arrive filled.
+        self.shadow = _snapshot.shadow if isinstance(_snapshot, StoredSnapshot) else Shadow()
 
     @classmethod
-    def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot, limits: Limits = Limits(),
+    def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot | StoredSnapshot, limits: Limits = Limits(),
                 weavedrive_dir: Path | DriveStore | None = None, extra_imports: ExtraImports | None = None,
                 *, fast_imports: bool = True, metered: bool = False) -> Instance:
         return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot,
                    fast_imports=fast_imports, metered=metered)
 
-    def _instantiate(self, snapshot: Snapshot | None) -> None:
+    def _instantiate(self, snapshot: Restorable | None) -> None:
         flavor = self._itinerary.current
         linked = link(self._setup, flavor)
         self._linked = linked
@@ -112,7 +116,15 @@ class Instance:
         self.checkpoint(pending)
         return pending
 
-    def checkpoint(self, snapshot: Snapshot | PendingSnapshot | None = None) -> None:
+    def snapshot_chunks(self, then: Callable[[Taken], None] | None = None) -> PendingChunks:
+        """An incremental snapshot (chunked.py): only chunks changed since this instance's previous
+        one are copied here, then named and stored in the background. It is also the rollback
+        checkpoint, read back from the shadow without compression."""
+        pending, copy = take(self.shadow, self.host.base(), self.memory_size, self.host.state.to_dict(), then)
+        self.checkpoint(copy)
+        return pending
+
+    def checkpoint(self, snapshot: Restorable | PendingSnapshot | None = None) -> None:
         """Make the current state the rollback point (done every CHECKPOINT_EVERY messages and
         whenever a snapshot is taken, which the caller does anyway)."""
         # An internal checkpoint is never published, so it skips the ~1 ms/MiB hash that names a snapshot.

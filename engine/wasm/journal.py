@@ -7,7 +7,8 @@ memory per message.
 """
 from __future__ import annotations
 
-from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
+from aonode.engine.wasm.chunked import Restorable
+from aonode.engine.wasm.snapshot import PendingSnapshot
 
 CHECKPOINT_EVERY = 1000  # replay of at most this many messages after a trap (~1 ms each)
 CHECKPOINT_BYTES = 64 * 1024 * 1024  # ... or of this much message JSON
@@ -17,7 +18,7 @@ class Journal:
     """The checkpoint is None for a fresh start (rebuilding it is deterministic, so no copy is needed
     yet), or a snapshot still being made in the background."""
 
-    def __init__(self, checkpoint: Snapshot | PendingSnapshot | None) -> None:
+    def __init__(self, checkpoint: Restorable | PendingSnapshot | None) -> None:
         self._checkpoint = checkpoint
         self.messages: list[tuple[str, str]] = []  # (msg JSON, env JSON) since the checkpoint
         self._bytes = 0
@@ -31,13 +32,13 @@ class Journal:
         """Time for a new checkpoint: replay would get long."""
         return len(self.messages) >= CHECKPOINT_EVERY or self._bytes >= CHECKPOINT_BYTES
 
-    def restart(self, checkpoint: Snapshot | PendingSnapshot | None) -> None:
+    def restart(self, checkpoint: Restorable | PendingSnapshot | None) -> None:
         """A new rollback point; the journal starts empty."""
         self._checkpoint = checkpoint
         self.messages = []
         self._bytes = 0
 
-    def checkpoint(self) -> Snapshot | None:
+    def checkpoint(self) -> Restorable | None:
         """The rollback point (waiting for it if it is still being made)."""
         if isinstance(self._checkpoint, PendingSnapshot):
             self._checkpoint = self._checkpoint.result()

@@ -19,7 +19,8 @@ from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import Host, HostState, check_imports
 from aonode.engine.wasm.limits import Limits
 from aonode.engine.wasm.runtime import Image, Runtime
-from aonode.engine.wasm.snapshot import Snapshot, zero_from
+from aonode.engine.wasm.chunked import Restorable
+from aonode.engine.wasm.snapshot import zero_from
 from aonode.engine.wasm.transform import INTERRUPT_EXPORT
 
 # Host functions given to wasm as they are: {import module: {name: function}}.
@@ -108,7 +109,7 @@ def link(setup: Setup, flavor: Flavor) -> Linked:
     return Linked(store, host, instance, exports, budget, AosAbi(host, call_handle), callbacks)
 
 
-def load_snapshot(linked: Linked, image: Image, flavor: Flavor, snapshot: Snapshot,
+def load_snapshot(linked: Linked, image: Image, flavor: Flavor, snapshot: Restorable,
                   view: Callable[[], memoryview]) -> None:
     """Grow the fresh memory to the snapshot's size and write it in (`view`: the live memory)."""
     memory = linked.memory

@@ -1,0 +1,103 @@
+"""Snapshot cost on a large AOS state (issue 13): a snapshot at every slot vs none, and restore.
+
+Run: python bench/bench_snapshots.py [--transfers 100] [--fill-mib 120]
+
+Two processes on one node, the same token and the same Lua heap filled until linear memory is about
+`--fill-mib`: one with `Cache-Frequency: 1` (an incremental chunked snapshot after every slot), one
+with no periodic snapshot. Each gets `--transfers` token Transfers scheduled, then one `now`
+computes the backlog. Reported in the same run: the time ratio (every slot / none), the data dir's
+growth over those slots (SQLite file + WAL), and restore of the final state from the chunked
+snapshot vs from a whole-memory zstd snapshot (engine/wasm/snapshot.py) of the same memory.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.workloads import TOKEN_LUA, fill_lua  # noqa: E402
+from tests.helpers.images import use_shared_modules  # noqa: E402
+from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
+
+from aonode.engine.devices.wasm64 import loaded  # noqa: E402
+from aonode.engine.wasm.instance import Instance  # noqa: E402
+
+use_shared_modules()
+RECIPIENT = "RECIPIENT" + "r" * 34
+
+
+def disk(data: Path) -> int:
+    return sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=100)
+    parser.add_argument("--fill-mib", type=int, default=120)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "node"
+        node = make_node(data)
+        pids = {}
+        for label, freq in (("every slot", "1"), ("none", "1000000000")):
+            pid = node.spawn(definition(("Cache-Frequency", freq), ("Name", label)))["process"]
+            node.schedule(pid, eval_msg(pid, TOKEN_LUA))
+            while True:
+                node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{time.perf_counter()}"))
+                node.now(pid)
+                with node.live.lock(pid):
+                    instance = node.live.state(pid).instance
+                    assert instance is not None
+                    if instance.memory_size >= args.fill_mib << 20:
+                        break
+            pids[label] = pid
+        node.live.processes.flush()
+        size = instance.memory_size
+        seconds, grown = {}, {}
+        for label, pid in pids.items():
+            for n in range(args.transfers):
+                node.schedule(pid, action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"),
+                                          nonce=f"{label}{n}"))
+            before = disk(data)
+            start = time.perf_counter()
+            node.now(pid)
+            node.live.processes.flush()
+            seconds[label] = time.perf_counter() - start
+            grown[label] = disk(data) - before
+        pid = pids["every slot"]
+        found = node.store.latest_snapshot(pid)
+        assert found is not None
+        with node.live.lock(pid):
+            live = node.live.state(pid).instance
+            assert live is not None
+            whole = live.snapshot()  # the old whole-memory form, for the restore comparison
+            image, sha = live.image, live.memory_sha256()
+        runtime = live.runtime
+        start = time.perf_counter()
+        chunked = Instance.restore(runtime, image, loaded(found[2], found[1], node.store.get_chunks))
+        t_chunked = time.perf_counter() - start
+        start = time.perf_counter()
+        plain = Instance.restore(runtime, image, whole)
+        t_whole = time.perf_counter() - start
+        assert chunked.memory_sha256() == plain.memory_sha256() == sha
+        node.close()
+
+    mib = 1 << 20
+    n = args.transfers
+    print(f"linear memory: {size / mib:.1f} MiB; {n} Transfers per process\n")
+    print("| snapshots | time | msg/s | data dir growth |")
+    print("|---|---|---|---|")
+    for label in pids:
+        print(f"| {label} | {seconds[label]:.2f} s | {n / seconds[label]:,.0f} | {grown[label] / mib:.2f} MiB |")
+    print(f"\nevery slot / none: {seconds['every slot'] / seconds['none']:.2f}x time, "
+          f"{(grown['every slot'] - grown['none']) / mib:.2f} MiB extra disk for {n} slots")
+    print(f"restore (decompress + verify + write): chunked {t_chunked * 1000:.0f} ms, "
+          f"whole-memory zstd {t_whole * 1000:.0f} ms (ratio {t_chunked / t_whole:.2f})")
+
+
+if __name__ == "__main__":
+    main()
