@@ -9,30 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from aonode.engine.aos import ProcessSpec
 from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.store.sqlite import SQLiteStore
 from aonode.engine.wasm.chunked import CHUNK, Manifest, SnapshotDamaged, Taken
 from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.runtime import Runtime
+from aonode.engine.wasm.runtime import Image, Runtime
+from tests.helpers.images import SPEC
 from tests.helpers.nodeutil import eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # real AOS instances and nodes
 
-SPEC = ProcessSpec(pid="PROCESS" + "p" * 36, owner="OWNER" + "o" * 38, module_id="M" * 43)
 ENV = SPEC.env()
 CODES = ["t = {}", "for i = 1, 3000 do t[i] = ('row' .. i):rep(20) end", "t[5] = 'changed'",
          "return #t", "t = nil; collectgarbage(); return 'freed'", "X = 7"]
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory) -> Runtime:
-    return Runtime(tmp_path_factory.mktemp("wasm-cache"))
-
-
-@pytest.fixture(scope="module")
-def image(runtime, aos_image):
-    return runtime.load(aos_image.read_bytes())
+def aos(tmp_path_factory, aos_image) -> tuple[Runtime, Image]:
+    """A runtime of its own and the aos2_0_6 image compiled in it."""
+    runtime = Runtime(tmp_path_factory.mktemp("chunks-wasm-cache"))
+    return runtime, runtime.load(aos_image.read_bytes())
 
 
 def restore(runtime, image, store: SQLiteStore, slot: int) -> Instance:
@@ -41,7 +37,8 @@ def restore(runtime, image, store: SQLiteStore, slot: int) -> Instance:
     return Instance.restore(runtime, image, loaded(found[2], found[1], store.get_chunks))
 
 
-def test_every_snapshot_restores_the_memory_it_was_taken_of(runtime, image, tmp_path: Path) -> None:
+def test_every_snapshot_restores_the_memory_it_was_taken_of(aos, tmp_path: Path) -> None:
+    runtime, image = aos
     store = SQLiteStore(tmp_path)
     inst = Instance(runtime, image)
     shas, added = [], []
@@ -80,9 +77,10 @@ def test_every_snapshot_restores_the_memory_it_was_taken_of(runtime, image, tmp_
         assert copy.memory_sha256() == shas[slot]
 
 
-def test_a_failed_message_rolls_back_to_the_chunked_snapshot(runtime, image) -> None:
+def test_a_failed_message_rolls_back_to_the_chunked_snapshot(aos) -> None:
+    runtime, image = aos
     from aonode.engine.errors import ComputeLimitExceeded
-    from aonode.engine.wasm.instance import Limits
+    from aonode.engine.wasm import Limits
 
     inst = Instance(runtime, image, Limits(fuel=500_000_000))
     inst.handle(SPEC.spawn_json(), ENV)
@@ -99,7 +97,8 @@ def test_a_failed_message_rolls_back_to_the_chunked_snapshot(runtime, image) -> 
     assert taken.new_chunks and len(taken.new_chunks) < inst.memory_size // CHUNK // 4
 
 
-def test_a_damaged_manifest_or_chunk_is_refused(runtime, image, tmp_path: Path) -> None:
+def test_a_damaged_manifest_or_chunk_is_refused(aos, tmp_path: Path) -> None:
+    runtime, image = aos
     store = SQLiteStore(tmp_path)
     inst = Instance(runtime, image)
     inst.handle(SPEC.spawn_json(), ENV)
