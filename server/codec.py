@@ -162,6 +162,15 @@ def _flat_value(key: str, value: object) -> str | None:
     raise BadInput(f"tag {key!r} must be a string, got {type(value).__name__}")
 
 
+def for_process(msg: Message | None, pid: str | None) -> Message:
+    """`msg` when it may be scheduled on `pid`: a message that names another Target is refused, so a
+    message signed for process A can never be replayed onto process B."""
+    assert msg is not None  # the callers' `incoming` requires a message
+    if pid is not None and msg.target and msg.target != pid:
+        raise BadInput(f"this message's Target is {msg.target}, not {pid}: schedule it on its own process")
+    return msg
+
+
 def verified_data_item(body: bytes) -> DataItem:
     """A parsed data item whose signature verifies; BadInput (400) saying why not otherwise."""
     try:

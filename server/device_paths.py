@@ -81,7 +81,7 @@ class DevicePaths:
             raise HTTPException(405, "POST only to /schedule", {"Allow": ALLOW})
         server = self.server
         body = await codec.read_body(request, server.limits.max_body)
-        msg = self.message(body, request.headers.get("content-type"), target.pid)
+        msg = codec.for_process(self.message(body, request.headers.get("content-type"), target.pid), target.pid)
         if target.pid is None:
             assignment = await server.compute_gate.run(server.node.spawn, msg)
         else:

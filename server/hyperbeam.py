@@ -148,8 +148,7 @@ class Hyperbeam:
 
     async def push(self, request: Request) -> Response:
         pid = request.path_params["pid"]
-        msg = await self.incoming(request, pid)
-        assert msg is not None
+        msg = codec.for_process(await self.incoming(request, pid), pid)
         assignment = await self.server.quick_gate.run(self.node.schedule, pid, msg)
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
         return await self.signed({"process": pid, "slot": assignment["slot"]},
@@ -159,8 +158,7 @@ class Hyperbeam:
         """`/schedule` with an httpsig@1.0 message (the server takes ANS-104 and --dev JSON there)."""
         head = request.url.path.strip("/").split("/")[0]
         pid = head.removesuffix(paths.PROCESS_DEVICE) or None
-        msg = await self.incoming(request, pid)
-        assert msg is not None
+        msg = codec.for_process(await self.incoming(request, pid), pid)
         if pid is None:
             return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
         return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
@@ -242,8 +240,7 @@ class Hyperbeam:
         if what != "schedule":
             raise NotFound(f"~scheduler@1.0 answers schedule and slot, not {what!r}")
         if request.method == "POST":
-            msg = await self.incoming(request, pid)
-            assert msg is not None  # required: incoming raised if there was none
+            msg = codec.for_process(await self.incoming(request, pid), pid)
             return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
         frm, to = _int(query.get("from")), _int(query.get("to"))
         if "aos-2" in (query.get("accept") or request.headers.get("accept") or ""):

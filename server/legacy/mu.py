@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from aonode.engine.answers import AssignmentJSON
 from aonode.engine.ans104 import DataItem
-from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.server.api import NodeAPI
 from aonode.server.codec import read_body, verified_data_item
 from aonode.server.legacy.common import checked_id, compute, json_response, process_id, quick
@@ -27,11 +27,17 @@ def _write_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
     return node.schedule(msg.target, msg)
 
 
-def _assign(node: NodeAPI, pid: str, mid: str) -> AssignmentJSON:
-    """aoconnect's assign(): schedule a message this node already holds on another process."""
+def _assign(node: NodeAPI, pid: str, mid: str, dev: bool) -> AssignmentJSON:
+    """aoconnect's assign(): schedule a message this node already holds on another process.
+
+    The request itself is unsigned, so it is taken only when the process's rules allow it: the held
+    message was signed by the process's owner (who could have sent it there anyway), or --dev."""
     msg = node.message(mid)
     if msg is None:
         raise NotFound(f"no message {mid} on this node to assign")
+    if not dev and msg.target != pid and msg.owner != node.definition(pid).owner:
+        raise Unauthorized(f"an unsigned assignment (?assign=) of {mid} onto {pid} is refused: only messages "
+                           "signed by the process's owner may be assigned to it this way")
     return node.schedule(pid, msg)
 
 
@@ -39,7 +45,8 @@ async def post_item(request: Request) -> Response:
     server = server_of(request)
     assign = request.query_params.get("assign")
     if assign is not None:
-        assignment = await quick(request, _assign, server.node, process_id(request), checked_id(assign, "assign"))
+        assignment = await quick(request, _assign, server.node, process_id(request), checked_id(assign, "assign"),
+                                 server.dev)
         return json_response({"id": assignment["message"], "message": "Processing assignment",
                               "timestamp": assignment["timestamp"], "slot": assignment["slot"],
                               "process": assignment["process"]})
