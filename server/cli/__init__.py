@@ -4,6 +4,7 @@
 - eval.py    `aonode eval`: an in-memory process for trying Lua against an image
 - client.py  `aonode spawn` / `aonode send`: sign items with a wallet and post them to a node
 - module.py  `aonode module list|fetch|add`: the image catalogue on this machine
+- wallet.py  `aonode wallet new|address`: make an Arweave JWK, print its address
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import logging
 import sys
 
 from aonode.engine.progress import PROGRESS
-from aonode.server.cli import client, module, serve
+from aonode.server.cli import client, module, serve, wallet
 from aonode.server.cli.checks import UserError
 from aonode.server.cli import eval as evaluate  # (not to shadow the builtin)
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aonode", description="An AO compute node.")
     parser.add_argument("--version", action="version", version=f"aonode {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (serve, evaluate, module, client):
+    for group in (serve, evaluate, module, client, wallet):
         group.add_commands(sub)
     for command in sub.choices.values():  # every --help shows each option's default
         _show_defaults(command)
