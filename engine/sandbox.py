@@ -50,7 +50,9 @@ class Sandbox:
     def __init__(self, wasm: bytes, module_id: str, cache_dir: Path, *, memory_limit: str | None = None,
                  compute_limit: int | None = None, snapshot: bytes | None = None, owner: str = OWNER) -> None:
         """Raises ValueError (bad limit or snapshot), OSError or AONodeError (unusable image)."""
-        limits = Limits(memory=parse_size(memory_limit), fuel=compute_limit)
+        # `compute_limit` is for the Evals: a fresh process's spawn (AOS booting) runs unlimited.
+        self.limits = Limits(memory=parse_size(memory_limit), fuel=compute_limit)
+        limits = self.limits if snapshot is not None else dataclasses.replace(self.limits, fuel=None)
         runtime = Runtime(cache_dir)
         image = runtime.load(wasm)
         self.process = ProcessSpec(pid=content_id("process", module_id), owner=owner, module_id=module_id,
@@ -74,6 +76,7 @@ class Sandbox:
         for slot, msg in pending:
             yield self._handle(slot, msg)
             self.slot = slot
+            self.instance.limits = self.limits
 
     def _handle(self, slot: int, msg: str) -> Evaluated:
         inst = self.instance

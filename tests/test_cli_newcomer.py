@@ -3,8 +3,10 @@ send --wait, colour-free JSON, the catalogue's labels)."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
@@ -41,3 +43,56 @@ def test_wallet_new_ed25519_and_refusals_are_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr, done.stderr
     assert key.read_bytes() == before
+
+
+def eval_lines(done: subprocess.CompletedProcess[str]) -> list[dict]:
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_eval_help_documents_the_compute_limit() -> None:
+    done = run("eval", "--help")
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0
+    assert "wasm instructions (wasmtime fuel)" in text and "(default: 10000000000)" in text
+    assert "spawn (slot 0) is not limited" in text
+
+
+def test_eval_default_limit_ends_a_loop_colours_stripped_and_errors_exit_nonzero(aos_image: Path) -> None:
+    done = run("eval", str(aos_image), "return {a=1}", 'error("boom")', "while true do end", "return 7")
+    lines = eval_lines(done)
+    assert [line["slot"] for line in lines] == [0, 1, 2, 3, 4], done.stderr
+    assert lines[1]["output"] == "{\n   a = 1\n}"  # AOS colours table keys and values: stripped
+    assert lines[2]["error"].startswith("\n\nerror:\n") and "boom" in lines[2]["error"]
+    assert "\x1b" not in done.stdout and "\\u001b" not in done.stdout
+    assert "ComputeLimitExceeded" in lines[3]["error"]  # the default limit, not a hang
+    assert lines[4]["output"] == "7"
+    assert done.returncode == 1  # a message errored
+
+
+def test_eval_raw_keeps_colours_and_a_clean_run_exits_zero(aos_image: Path) -> None:
+    done = run("eval", str(aos_image), "return {a=1}", "--raw")
+    assert done.returncode == 0, done.stderr
+    assert "\x1b[31ma\x1b[0m" in eval_lines(done)[1]["output"]
+
+
+def test_eval_compute_limit_applies_after_the_spawn(aos_image: Path) -> None:
+    done = run("eval", str(aos_image), "return 1", "--compute-limit", "1000")
+    spawn, message = eval_lines(done)
+    assert spawn["error"] is None  # booting AOS takes far more than 1000 fuel
+    assert "ComputeLimitExceeded" in message["error"] and done.returncode == 1
+
+
+def test_eval_ctrl_c_stops_a_running_message(aos_image: Path) -> None:
+    proc = subprocess.Popen([AONODE, "eval", str(aos_image), "while true do end", "--compute-limit", str(10**15)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["slot"] == 0  # the spawn is done; slot 1 loops
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert proc.stdout.read() == ""  # the loop never finished
+        assert proc.stderr.read().strip().splitlines()[-1] == "aonode eval: interrupted"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -19,7 +19,7 @@ def run_eval(*args: str) -> tuple[int, list[dict], str]:
 
 def test_eval_spawns_then_evaluates_each_argument(aos_image):
     rc, lines, err = run_eval(str(aos_image), "return 1+1", "x = 20", "print('p'); return x + 1", 'error("boom")')
-    assert rc == 0, err
+    assert rc == 1, err  # the last message errored
     assert [line["slot"] for line in lines] == [0, 1, 2, 3, 4]
     assert lines[1]["output"] == "2" and lines[1]["error"] is None
     assert lines[3]["output"] == "p\n21"

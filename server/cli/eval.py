@@ -1,20 +1,30 @@
 """`aonode eval MODULE 'lua' ...`: spawn an in-memory process, Eval each argument, print one JSON line each.
 
 MODULE is a .wasm path or a catalogue name; the process itself runs in `aonode.engine.sandbox`.
-The exit status is 1 when a message failed in wasm (its line says why), 2 when nothing could run.
+The exit status is 1 when a message errored (a Lua error, or a wasm failure such as the compute
+limit: its line says why), 2 when nothing could run, 130 on Ctrl-C (which stops even a message
+stuck in a loop: the messages run in a worker thread the main thread waits on).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aonode.engine.errors import AONodeError
+from aonode.server.cli import ansi
 from aonode.modules.catalogue import resolve
 from aonode.modules.fetch import aonode_home
+
+# Fuel is wasmtime's count of executed wasm instructions (roughly one per instruction). 10^10 is
+# seconds of Lua on this engine, far above any ordinary Eval; a `while true do end` ends with an error.
+DEFAULT_COMPUTE_LIMIT = 10_000_000_000
 
 
 @dataclass
@@ -34,7 +44,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     ev.add_argument("--owner", default=None, help="the process owner the Evals come from (a snapshot of "
                     "another node's process answers only its own owner's Evals)")
     ev.add_argument("--memory-limit", default=None, help='e.g. "1-gb"')
-    ev.add_argument("--compute-limit", type=int, default=None, help="fuel per message")
+    ev.add_argument("--compute-limit", type=int, default=DEFAULT_COMPUTE_LIMIT, metavar="FUEL",
+                    help="the most wasm instructions (wasmtime fuel) each Eval may run; the spawn (slot 0) "
+                         "is not limited. A message past it fails with ComputeLimitExceeded, its state "
+                         "rolled back")
+    ev.add_argument("--raw", action="store_true",
+                    help="keep AOS's ANSI colour codes in output and error (stripped by default)")
     ev.set_defaults(func=run)
 
 
@@ -62,9 +77,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"aonode eval: {err}", file=sys.stderr)
         return 2
     failed = False
-    for line in sandbox.run(args.code):
-        print(json.dumps(line.to_json(), ensure_ascii=False), flush=True)
-        failed = failed or line.failed
-    if args.snapshot_out:
-        Path(args.snapshot_out).write_bytes(sandbox.snapshot())
+
+    def evaluate() -> None:
+        nonlocal failed
+        for line in sandbox.run(args.code):
+            answer = line.to_json()
+            print(json.dumps(answer if args.raw else ansi.strip(answer), ensure_ascii=False), flush=True)
+            failed = failed or line.failed or line.error is not None
+        if args.snapshot_out:
+            Path(args.snapshot_out).write_bytes(sandbox.snapshot())
+
+    if not until_interrupted(evaluate):
+        print("aonode eval: interrupted", file=sys.stderr, flush=True)
+        os._exit(130)  # the worker may be inside wasm, where no Python exception reaches it
     return 1 if failed else 0
+
+
+def until_interrupted(work: Callable[[], None]) -> bool:
+    """Run `work` in a daemon thread; False when Ctrl-C came first. The main thread only waits, so
+    Python sees the SIGINT at once even while the worker is inside a long wasm call."""
+    worker = threading.Thread(target=work, name="aonode-eval", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        return False
+    return True
