@@ -91,6 +91,9 @@ class ProcessConfig:
     # WeaveDrive's Arweave data: the node's DriveStore (local dir + gateway), or a bare fixtures dir
     weavedrive_dir: Path | DriveStore | None = None
     push_max_depth: int = 32  # hops a chain of pushed messages may take
+    push_max_per_slot: int = 64  # messages and spawns one slot may push (the rest are reported, not sent)
+    self_push_rate: float = 5.0  # messages a process may push to itself per second, on average ...
+    self_push_burst: int = 20  # ... and at once: a message that sends itself two more cannot double forever
 
 
 @dataclass

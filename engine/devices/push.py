@@ -14,6 +14,11 @@ Decisions:
   produces the same ids and the scheduler's idempotency turns a second push into a no-op.
 - Loops are bounded: each hop carries `Push-Depth` = incoming depth + 1; above
   `state.config.push_max_depth` (default 32) the message is reported, not delivered.
+- Fan-out is bounded (issue 10 item 8): one slot pushes at most `push_max_per_slot` messages and
+  spawns, and a process pushes to itself at most `self_push_rate` per second (a token bucket of
+  `self_push_burst`), so `Send` twice to yourself per message cannot double the schedule on every
+  read. What a bound cut is reported per row (`budget-exceeded`, `self-rate-exceeded`) and in the
+  result's `Push-Cut`.
 - Lock choice: pushing only schedules (appends to the target's schedule); it never computes the
   target. So it can run while the sender's compute lock is held without a lock-order cycle
   (A's lock -> scheduler, B's lock -> scheduler).
@@ -21,7 +26,10 @@ Decisions:
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aonode.engine.devices.base import DeviceInfo, JsonObject, ProcessState, Signal, SlotContext
@@ -42,6 +50,26 @@ class Router(Protocol):
 
     def is_local(self, pid: str | None) -> bool: ...
     def deliver(self, target: str, msg: Message) -> Mapping[str, object]: ...
+
+
+@dataclass
+class SelfPushRate:
+    """A token bucket per process for the messages it pushes to itself (shared by every Push)."""
+
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # pid -> (tokens, at)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, pid: str, rate: float, burst: int) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(pid, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - at) * rate)
+            allowed = tokens >= 1.0
+            self._buckets[pid] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
+
+
+SELF_PUSHES = SelfPushRate()
 
 
 def _text(value: Any) -> str:
@@ -124,6 +152,8 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
     too_deep = depth > state.config.push_max_depth
     # Inside the fold at_slot is still the previous slot; the assignment names the one computed.
     slot = ctx.slot if ctx.slot is not None else state.at_slot
+    config = state.config
+    budget = config.push_max_per_slot
     report: list[dict[str, Any]] = []
     for index, entry in enumerate(results.get("Messages") or []):
         if not isinstance(entry, dict):
@@ -136,7 +166,13 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
             row["status"] = "depth-exceeded"
         elif not router.is_local(target):
             row["status"] = "remote"
+        elif budget <= 0:
+            row["status"] = "budget-exceeded"
+        elif target == state.process_id and not SELF_PUSHES.take(target, config.self_push_rate,
+                                                                  config.self_push_burst):
+            row["status"] = "self-rate-exceeded"
         else:
+            budget -= 1
             msg = _build(state, router, entry, f"{slot}:message:{index}", target, pushed_for, depth)
             row.update(_deliver(router, target, msg))
         report.append(row)
@@ -146,11 +182,18 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
         row = {"kind": "spawn", "index": index}
         if too_deep:
             row["status"] = "depth-exceeded"
+        elif budget <= 0:
+            row["status"] = "budget-exceeded"
         else:
+            budget -= 1
             msg = _build(state, router, entry, f"{slot}:spawn:{index}", None, pushed_for, depth)
             row.update(_spawn(router, msg))
         report.append(row)
     results["Pushed"] = report
+    cut = [row for row in report if row.get("status") in ("budget-exceeded", "self-rate-exceeded")]
+    if cut:
+        results["Push-Cut"] = {"count": len(cut), "reasons": sorted({row["status"] for row in cut}),
+                               "per-slot": config.push_max_per_slot, "self-rate": config.self_push_rate}
     return report
 
 
