@@ -41,3 +41,16 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpNode]:
 def c(srv: HttpNode) -> Iterator[httpx.Client]:
     with srv.client() as client:
         yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Two kinds of test are `slow` wherever they are, so `-m "not slow"` stays a quick loop: one on
+    the throwaway PostgreSQL (the `pg`/`pg_dsn` fixtures, or `store_spec`'s postgresql half: initdb
+    and lease timing take seconds; the quick loop runs the SQLite half), and one marked `peers`
+    (each starts node and loads a JS library)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses_pg = bool({"pg", "pg_dsn"} & set(getattr(item, "fixturenames", ())))
+        on_postgres = uses_pg or params.get("store_spec") == "postgresql"
+        if on_postgres or item.get_closest_marker("peers"):
+            item.add_marker(pytest.mark.slow)

@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers.httpnode import HttpNode, http_node
 
+pytestmark = pytest.mark.slow  # thousands of hostile requests against a served node
+
 HUGE = ("99999999999999999999", "-9999999999999999999999", "9" * 5000, "1e400", "²", "0x10")
 DEEP = (b"[" * 100_000, b'{"a":' * 50_000, b'{"Tags":' + b"[" * 100_000)
 SURROGATES = (
