@@ -15,7 +15,7 @@ from aonode.engine.devices.multipass import passes_of
 from aonode.engine.devices.process import cache_frequency, has_poda, stack_names
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
-from aonode.engine.devices.wasm64 import limits_for
+from aonode.engine.devices.wasm64 import check_compute_limit, limits_for
 from aonode.engine.errors import BadInput, ModuleError
 from aonode.engine.images import Catalogue
 from aonode.engine.message import Message
@@ -64,6 +64,7 @@ def check(msg: Message, registry: Registry, load_image: Callable[[str], object])
     check_devices(msg, registry)
     cache_frequency(msg)
     limits_for(msg)
+    check_compute_limit(msg)
     if passes_of(msg) > Stack.max_passes:
         raise BadInput(f"Passes must be at most {Stack.max_passes}")
     if has_poda(msg):

@@ -287,6 +287,10 @@ class Node:
         """What the scheduler would stamp a new assignment with now."""
         return self.queries.clock()
 
+    def stop_computing(self) -> None:
+        """From now on computes end after their current message (a stop signal came)."""
+        self.processes.stopping.set()
+
     def close(self) -> None:
         """Snapshot every live process so the next start replays nothing, then close the store."""
         self.live.close()

@@ -73,10 +73,15 @@ async def run_until(app: object, config: Config, stop: asyncio.Event) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                     then: Callable[[], None] = lambda: None) -> None:
+    def stopping() -> None:
+        stop.set()
+        then()  # computes end after their current message instead of running their backlog
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stopping)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signal support
             pass
 
@@ -107,9 +112,9 @@ def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aon
 
 async def _main(app: Starlette, config: Config) -> None:
     stop = asyncio.Event()
-    _stop_on_signals(asyncio.get_running_loop(), stop)
-    await run_until(app, config, stop)
     server = server_of_app(app)
+    _stop_on_signals(asyncio.get_running_loop(), stop, server.node.stop_computing)
+    await run_until(app, config, stop)
     while server.in_flight():  # a compute past hypercorn's graceful timeout still ends its message
         await asyncio.sleep(0.05)
 

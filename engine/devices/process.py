@@ -22,7 +22,7 @@ from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWr
 from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
-from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
@@ -96,6 +96,9 @@ class ProcessDevice:
     slots_evaluated: int = 0  # since start: restart tests count them to prove nothing is replayed twice
     _in_flight: list[tuple[str, PendingWrite]] = field(default_factory=list, repr=False)  # not yet stored
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Set when the node stops: computes end after their current message (what is left is computed
+    # after the restart), so a stop waits for one message at most, not for a whole backlog.
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @staticmethod
     def info() -> DeviceInfo:
@@ -209,6 +212,8 @@ class ProcessDevice:
                     assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
                     if assignment is None:
                         raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
+                    if self.stopping.is_set():
+                        raise Busy("this node is stopping; the rest is computed after it restarts")
                     assignment = checked(assignment)  # never compute on a damaged or edited row
                     more = assignment.slot < slot
                     started = time.perf_counter()

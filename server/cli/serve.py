@@ -29,6 +29,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                        help="with --store: how long a dead node's processes wait before another takes them")
     serve.add_argument("--lease-wait", type=float, default=LeaseConfig.wait, metavar="SECONDS",
                        help="with --store: how long a `now` waits for the node computing the process (then 503)")
+    serve.add_argument("--max-compute", type=int, default=None, metavar="FUEL",
+                       help="the most wasm instructions one message may run on this node, whatever its process "
+                            "asks for (definitions asking more are refused at spawn); default 20000000000 "
+                            "(a few seconds), or AONODE_MAX_COMPUTE")
     serve.set_defaults(func=_serve)
 
 
@@ -36,6 +40,10 @@ def _serve(args: argparse.Namespace) -> int:
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
     lock = checks.data_dir_locked(Path(args.data_dir))  # held until this process ends
+    if args.max_compute is not None:
+        if args.max_compute <= 0:
+            raise checks.UserError("--max-compute must be a positive number of instructions")
+        os.environ["AONODE_MAX_COMPUTE"] = str(args.max_compute)  # read by engine/devices/wasm64.py
     checks.address_free(args.host, args.port)
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
           cron_every=args.cron_every, store=args.store, wallet=args.wallet,
