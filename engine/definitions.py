@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import wasmtime
-
 from aonode.engine.devices import poda
 from aonode.engine.devices.json_iface import module_id
 from aonode.engine.devices.multipass import passes_of
@@ -19,8 +17,7 @@ from aonode.engine.devices.wasm64 import check_compute_limit, limits_for
 from aonode.engine.errors import BadInput, ModuleError
 from aonode.engine.images import Catalogue
 from aonode.engine.message import Message
-from aonode.engine.wasm import Image
-from aonode.engine.wasm.host import Host, missing_imports
+from aonode.engine.wasm import Image, never_runs
 
 MODULE_TAGS = ("module", "wasm-image", "image")  # the tags json-iface's module_id reads, in its order
 
@@ -74,19 +71,6 @@ def check(msg: Message, registry: Registry, load_image: Callable[[str], object])
         problem = never_runs(image)
         if problem:
             raise ModuleError(f"image {module_id(msg)} can never run a message here: {problem}")
-
-
-def never_runs(image: Image) -> str | None:
-    """Why no message could ever run on `image` (None: it may): every process message calls its
-    `handle` export, and instantiating it needs every import it declares."""
-    if "handle" not in image.export_names:
-        return "it exports no `handle` function (an AOS image exports handle(msg, env))"
-    host = Host(wasmtime.Store(), image.memory64)
-    missing = missing_imports(image.module, host, None)
-    if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        return f"it imports what this node does not provide: {shown}"
-    return None
 
 
 def check_devices(msg: Message, registry: Registry) -> None:

@@ -7,6 +7,7 @@ lazy import still ties the two modules together. The rules:
 - `server/` never imports `engine.store` or `engine.wasm` (the Node is its only door);
 - devices exchange data through the typed per-slot context, not a `scratch` dict;
 - no .py file in engine/ or server/ over 400 lines;
+- no `Any` in the NodeAPI, the Node, its answer types, the Store protocol or the device contract;
 - a test never imports another test module or conftest (shared code lives in tests/helpers/).
 """
 from __future__ import annotations
@@ -189,6 +190,19 @@ def test_server_never_reaches_into_the_node() -> None:
                 if owner_name.endswith("node"):
                     bad.append(f"{source.rel()}:{node.lineno}: {ast.unparse(node)}")
     assert not bad, "server/ asks the Node (NodeAPI), not its internals:\n" + "\n".join(bad)
+
+
+INTERFACES = ("server/api.py", "engine/node.py", "engine/answers.py", "engine/store/base.py",
+              "engine/devices/base.py")
+
+
+def test_no_any_at_the_seams() -> None:
+    """The NodeAPI, the Node, its answers, the Store protocol and the device contract are fully typed."""
+    bad = [f"{rel}:{node.lineno}" for rel in INTERFACES
+           for node in ast.walk(ast.parse((ROOT / rel).read_text()))
+           if (isinstance(node, ast.Name) and node.id == "Any")
+           or (isinstance(node, ast.Attribute) and node.attr == "Any")]
+    assert not bad, "Any at an interface (name the type):\n" + "\n".join(bad)
 
 
 SCRATCH = re.compile(r"scratch\[|scratch\.get\(")

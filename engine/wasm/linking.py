@@ -16,7 +16,7 @@ from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.fastcall import RawFunc, define_raw
 from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
-from aonode.engine.wasm.host import Host, HostState, check_imports
+from aonode.engine.wasm.host import Host, HostState, check_imports, missing_imports
 from aonode.engine.wasm.limits import Limits
 from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.chunked import Restorable
@@ -138,3 +138,15 @@ def _helper_plan(image: Image) -> HelperPlan | None:
     if image.sha256 not in _PLANS:
         _PLANS[image.sha256] = plan_helper(image.module, image.memory64)
     return _PLANS[image.sha256]
+
+
+def never_runs(image: Image) -> str | None:
+    """Why no message could ever run on `image` (None: it may): every process message calls its
+    `handle` export, and instantiating it needs every import it declares."""
+    if "handle" not in image.export_names:
+        return "it exports no `handle` function (an AOS image exports handle(msg, env))"
+    missing = missing_imports(image.module, Host(wasmtime.Store(), image.memory64), None)
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        return f"it imports what this node does not provide: {shown}"
+    return None
