@@ -31,6 +31,7 @@ class Router:
         self.images = images
         self.wallet = wallet
         self.address = wallet.address  # who vouches for pushed messages
+        self._local: set[str] = set()  # process ids known to be on this node
 
     def spawn(self, msg: Message) -> AssignmentJSON:
         """Schedule a process definition as slot 0 of a new process whose id is the message id."""
@@ -50,7 +51,14 @@ class Router:
         return cast(AssignmentJSON, assignment.to_json())
 
     def is_local(self, pid: str | None) -> bool:
-        return bool(pid) and self.scheduler.store.get_process(pid or "") is not None
+        if not pid:
+            return False
+        if pid in self._local:  # a process never goes away: one lookup per target, not per message
+            return True
+        found = self.scheduler.store.get_process(pid) is not None
+        if found:
+            self._local.add(pid)
+        return found
 
     def message(self, mid: str) -> Message | None:
         return self.scheduler.store.get_message(mid)

@@ -55,6 +55,21 @@ def test_compute_slots_answer_and_are_cached(node) -> None:
     assert node.slots_evaluated == evaluated
 
 
+def test_a_backlog_longer_than_a_result_batch_stores_every_slot(node) -> None:
+    from aonode.engine.devices.process import RESULT_BATCH
+
+    pid = spawn(node)
+    count = RESULT_BATCH * 2 + 5
+    for n in range(count):
+        node.schedule(pid, eval_msg(pid, f"return {n}"))
+    assert output(node.now(pid)) == str(count - 1)
+    stored = node.store.results(pid, 1, None)
+    assert [r["Output"]["data"] for _, r in stored] == [str(n) for n in range(count)]
+    evaluated = node.slots_evaluated
+    assert output(node.compute(pid, RESULT_BATCH + 1)) == str(RESULT_BATCH)  # read back, not recomputed
+    assert node.slots_evaluated == evaluated
+
+
 def test_unknown_process_and_unscheduled_slot(node) -> None:
     with pytest.raises(NotFound):
         node.compute("x" * 43, 0)

@@ -78,6 +78,15 @@ def test_assignment_ranges(store: Store):
     assert store.assignments("other") == []
 
 
+def test_results_of_a_batch_land_together(store: Store):
+    rows = [(slot, msg(slot).id, {"Output": {"data": f"b{slot}"}}) for slot in range(3, 70)]
+    store.put_results("p", rows)
+    assert store.last_result_slot("p") == 69
+    assert [body["Output"]["data"] for _, body in store.results("p")] == [f"b{s}" for s in range(3, 70)]
+    store.put_results("p", [(5, msg(5).id, {"again": True})])  # a recomputed slot replaces its row
+    assert store.get_result("p", 5) == {"again": True}
+
+
 def test_results_and_caches(store: Store):
     for i in range(6):
         store.put_result("p", i, msg(i).id, {"Output": {"data": f"out{i}"}, "Messages": [],

@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, Busy, NotFound
+from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
@@ -35,6 +37,7 @@ INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), s
                   about="a definition plus its computed slots: runs the execution stack, then push")
 AOS_STACK = ("json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0")
 REPLAY_PROGRESS_FROM = 64  # slots computed in one go from which the work shows as a progress task
+RESULT_BATCH = 64  # slots whose results one transaction stores (durability per computed batch: recomputable)
 DEFAULT_CACHE_FREQUENCY = 256  # snapshots are incremental (engine/wasm/chunked.py); this bounds replay
 
 
@@ -99,6 +102,7 @@ class ProcessDevice:
     # Set when the node stops: computes end after their current message (what is left is computed
     # after the restart), so a stop waits for one message at most, not for a whole backlog.
     stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _batch: threading.local = field(default_factory=threading.local, repr=False)  # results not yet stored
 
     @staticmethod
     def info() -> DeviceInfo:
@@ -188,13 +192,21 @@ class ProcessDevice:
             call_key(device, "compute", state, ctx)
         self._store_slot(state, assignment, ctx)
         if state.at_slot % cache_frequency(state.process) == 0:
+            if ctx.snapshot_mode is SnapshotMode.NAMED:
+                self._store_results()  # a named snapshot is never ahead of the stored results
             self.snapshot(state, SlotContext(snapshot_mode=ctx.snapshot_mode))
         return signal
 
     def _store_slot(self, state: ProcessState, assignment: Assignment, ctx: SlotContext) -> None:
         record = json_safe({**ctx.results, "slot": assignment.slot, "message": assignment.message_id})
         assert isinstance(record, dict)
-        self.store.put_result(state.process_id, assignment.slot, assignment.message_id, record)
+        rows: list[tuple[str, int, str, JsonObject]] | None = getattr(self._batch, "rows", None)
+        if rows is None:
+            self.store.put_result(state.process_id, assignment.slot, assignment.message_id, record)
+        else:  # inside compute_to: one transaction per RESULT_BATCH slots
+            rows.append((state.process_id, assignment.slot, assignment.message_id, record))
+            if len(rows) >= RESULT_BATCH:
+                self._store_results()
         patches = record.get("Patches")
         if patches and isinstance(patches, list):  # only what this slot merged, unless a full copy is due
             changes = [p for p in patches if isinstance(p, dict)]
@@ -206,10 +218,17 @@ class ProcessDevice:
         stored before this returns, so what a caller has been answered is never recomputed after
         a crash beyond the last snapshot it saw."""
         first = state.at_slot + 1
+        outer = getattr(self._batch, "rows", None) is None
+        if outer:
+            self._batch.rows = []
+        ahead: deque[Assignment] = deque()  # the schedule read a page at a time
         try:
             with _replay_progress(state.process_id, first, slot) as task:
                 while state.at_slot < slot:
-                    assignment = self.store.get_assignment(state.process_id, state.at_slot + 1)
+                    if not ahead:
+                        ahead.extend(self.store.assignments(state.process_id, state.at_slot + 1, slot,
+                                                            limit=RESULT_BATCH))
+                    assignment = ahead.popleft() if ahead and ahead[0].slot == state.at_slot + 1 else None
                     if assignment is None:
                         raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
                     if self.stopping.is_set():
@@ -223,8 +242,25 @@ class ProcessDevice:
                     if task is not None:
                         task.advance()
         finally:
+            if outer:
+                try:
+                    self._store_results()
+                finally:
+                    self._batch.rows = None
             self.flush(state.process_id)
         return state
+
+    def _store_results(self) -> None:
+        """Store the results this thread's compute_to has buffered, one transaction per process."""
+        rows: list[tuple[str, int, str, JsonObject]] | None = getattr(self._batch, "rows", None)
+        if not rows:
+            return
+        by_process: dict[str, list[tuple[int, str, JsonObject]]] = {}
+        for pid, slot, mid, record in rows:
+            by_process.setdefault(pid, []).append((slot, mid, record))
+        rows.clear()
+        for pid, batch in by_process.items():
+            self.store.put_results(pid, batch)
 
 
 @contextlib.contextmanager

@@ -201,10 +201,17 @@ class PostgresStore:
             conn.execute(sql, args)  # type: ignore[arg-type]
 
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
-        self._put_recomputable(
-            "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
-            "SET message_id = excluded.message_id, body = excluded.body",
-            (pid, slot, message_id, cbor2.dumps(result)))
+        self.put_results(pid, [(slot, message_id, result)])
+
+    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]]) -> None:
+        """Several slots' results in one transaction (one commit for a computed batch)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+                    "SET message_id = excluded.message_id, body = excluded.body",
+                    [(pid, slot, mid, cbor2.dumps(result)) for slot, mid, result in rows])
 
     def get_result(self, pid: str, slot: int) -> dict | None:
         row = self._one("SELECT body FROM results WHERE process = %s AND slot = %s", (pid, slot))

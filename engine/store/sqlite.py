@@ -225,9 +225,13 @@ class SQLiteStore:
     # -- results and caches ------------------------------------------------------------------
 
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
+        self.put_results(pid, [(slot, message_id, result)])
+
+    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]]) -> None:
+        """Several slots' results in one transaction (one commit for a computed batch)."""
         with self._tx() as conn:
-            conn.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                         (pid, slot, message_id, _encode(result)))
+            conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                             [(pid, slot, mid, _encode(result)) for slot, mid, result in rows])
 
     def get_result(self, pid: str, slot: int) -> dict | None:
         row = self._one("SELECT body FROM results WHERE process = ? AND slot = ?", (pid, slot))
