@@ -34,7 +34,7 @@ from aonode.engine.devices.push import INFO as PUSH, Push
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.scheduler import Scheduler
 from aonode.engine.devices.stack import INFO as STACK
-from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice
+from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice, whole
 from aonode.engine.dryrun import DryRuns
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.images import Catalogue, Images
@@ -226,9 +226,9 @@ class Node:
         another node restore (memory, host counters and the emscripten filesystem)."""
         info = self.snapshot(pid)
         found = self.store.latest_snapshot(pid, info["slot"])
-        if found is None or found[1] != info["memory-sha256"]:
+        if found is None or found[0] != info["slot"]:
             raise NotFound(f"the snapshot of {pid} at slot {info['slot']} is not stored")
-        return info, found[2]
+        return info, whole(found[2], found[1], self.store.get_chunks, info["memory-sha256"])
 
     def init(self, pid: str) -> InitInfo:
         process = self.views.definition(pid)

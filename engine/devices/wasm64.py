@@ -78,6 +78,16 @@ def loaded(blob: bytes, name: str | None,
     return snap
 
 
+def whole(blob: bytes, name: str, chunks: Callable[[Iterable[str]], Mapping[str, bytes]],
+          memory_sha256: str | None = None) -> bytes:
+    """A stored snapshot in the portable whole-memory form (AOSNAP1) that another node or `aonode eval
+    --snapshot-in` restores; a chunked one is verified and assembled from its chunks."""
+    if not is_manifest(blob):
+        return blob
+    snap = loaded(blob, name, chunks)
+    return Snapshot.from_memory(snap.raw(), snap.host_state, sha256=memory_sha256).to_bytes()
+
+
 class WasmDevice:
     name = INFO.name
 
