@@ -284,6 +284,78 @@ def test_acknowledged_assignments_survive_kill_9(store_spec: str):
     store.close()
 
 
+def test_a_refused_append_among_concurrent_ones_leaves_the_others_stored(store: Store):
+    """Appends arriving together share a commit (SQLite); one refused (slot taken) fails alone."""
+    taken = msg(9000)
+    store.append_assignment(assignment("busy", 0, taken))
+    outcomes: dict[int, str] = {}
+
+    def append(n: int) -> None:
+        pid, m = ("busy", msg(9001)) if n % 4 == 0 else (f"free{n}", msg(9100 + n))
+        try:
+            store.append_assignment(assignment(pid, 0, m))
+            outcomes[n] = "stored"
+        except BadInput:
+            outcomes[n] = "refused"
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [n for n, o in sorted(outcomes.items()) if o == "refused"] == [0, 4, 8, 12]
+    for n in range(16):
+        if n % 4:
+            a = store.get_assignment(f"free{n}", 0)
+            assert a is not None and a.message.id == msg(9100 + n).id
+    assert store.get_assignment("busy", 0).message.id == taken.id
+
+
+CONCURRENT_CHILD = textwrap.dedent("""
+    import sys, threading
+    from aonode.engine.message import Message
+    from aonode.engine.store import Assignment, open_store
+    store = open_store(sys.argv[1])
+    owner = sys.argv[2]
+    out = threading.Lock()
+    def writer(t):
+        for slot in range(1_000_000):
+            m = Message.create(owner=owner, data=f"{t}:{slot}")
+            store.append_assignment(Assignment(process=f"p{t}", slot=slot, message_id=m.id,
+                timestamp=slot, block_height=0, block_hash=None, epoch=0, hash_chain="c", message=m))
+            with out:
+                print(t, slot, flush=True)
+    for t in range(12):
+        threading.Thread(target=writer, args=(t,)).start()
+""")
+
+
+def test_acknowledged_assignments_of_concurrent_writers_survive_kill_9(store_spec: str):
+    """12 threads append at once (SQLite: their commits are grouped, one fsync for many); every
+    assignment answered before the kill is there after it."""
+    child = subprocess.Popen([sys.executable, "-c", CONCURRENT_CHILD, store_spec, OWNER],
+                             stdout=subprocess.PIPE, text=True)
+    acknowledged: list[tuple[int, int]] = []
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            t, slot = line.split()
+            acknowledged.append((int(t), int(slot)))
+            if len(acknowledged) >= 600:
+                break
+        child.send_signal(signal.SIGKILL)
+        rest = child.stdout.read().split()
+        acknowledged += [(int(t), int(s)) for t, s in zip(rest[::2], rest[1::2])]
+    finally:
+        child.kill()
+        child.wait()
+    store = open_store(store_spec)
+    for t, slot in acknowledged:
+        a = store.get_assignment(f"p{t}", slot)
+        assert a is not None and a.message.data == f"{t}:{slot}"
+    store.close()
+
+
 def test_short_lived_threads_do_not_leak_connections(tmp_path: Path):
     store = SQLiteStore(tmp_path)
 

@@ -7,9 +7,10 @@ or power loss; results and caches use NORMAL (survives a process crash; recomput
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 from aonode.engine.store import cache_log
 from aonode.engine.store.base import Assignment, Plan, T
+from aonode.engine.store.group_commit import GroupCommitter
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
                                       assignment_values, check_sha256, live_chunks, range_clause,
                                       row_to_assignment)
@@ -99,6 +101,9 @@ class SQLiteStore:
         self._conns_lock = threading.Lock()
         self._closed = False
         self._conn().executescript(_SCHEMA)
+        grouped = os.environ.get("AONODE_GROUP_COMMIT", "1") != "0"
+        self._group = (GroupCommitter(self._group_transaction, f"aonode-commit-{self.data_dir.name}")
+                       if grouped else None)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -142,6 +147,8 @@ class SQLiteStore:
         return self._conn().execute(sql, args).fetchone()
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
         with self._conns_lock:
             self._closed = True
             conns, self._conns = self._conns, {}
@@ -184,20 +191,39 @@ class SQLiteStore:
 
     def sequence(self, pid: str, plan: Plan[T]) -> T:
         """BEGIN IMMEDIATE takes SQLite's one write lock before `plan` reads, so no other writer
-        (thread or process on this file) appends in between."""
+        (thread or process on this file) appends in between. Concurrent calls share one durable
+        commit (group_commit.py); each returns only after its assignments are on disk."""
+        if self._group is None:  # AONODE_GROUP_COMMIT=0: one fsync per call (to compare)
+            with self._tx(durable=True):
+                return self._append(pid, plan)
+        if self._group.on_writer():
+            raise AONodeError("a schedule plan may not schedule again")
+        return self._group.submit(lambda: self._append(pid, plan))
+
+    def _append(self, pid: str, plan: Plan[T]) -> T:
+        """Inside the group's transaction, on the writer's connection."""
+        conn = self._conn()
         batch: Sequence[Assignment] = ()
         try:
-            with self._tx(durable=True) as conn:
-                batch, answer = plan(_View(self, pid))
-                for a in batch:
-                    body = a.message.to_cbor()
-                    conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
-                                 "VALUES (?,?,?,?,?,?,?,?,?)", assignment_values(a, body))
-                    conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)",
-                                 (a.message_id, body))
+            batch, answer = plan(_View(self, pid))
+            for a in batch:
+                body = a.message.to_cbor()
+                conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
+                             "VALUES (?,?,?,?,?,?,?,?,?)", assignment_values(a, body))
+                conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
         except sqlite3.IntegrityError as err:
             raise BadInput(already_assigned(batch)) from err
         return answer
+
+    def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
+        with self._tx(durable=True) as conn:
+            for step in steps:
+                conn.execute("SAVEPOINT request")
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - that request's answer; the others go on
+                    conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
