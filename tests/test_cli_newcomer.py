@@ -9,7 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aonode.engine.crypto import Wallet
+from tests.helpers.httpnode import http_node
 
 AONODE = str(Path(sys.executable).parent / "aonode")
 
@@ -96,3 +99,28 @@ def test_eval_ctrl_c_stops_a_running_message(aos_image: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.slow  # serves a node
+def test_send_wait_prints_the_result_without_colours(tmp_path: Path) -> None:
+    key = tmp_path / "key.json"
+    Wallet.generate("ed25519").save(key)
+    with http_node(tmp_path / "node", dev=False) as srv:
+        spawned = run("spawn", "--wallet", str(key), "--node", srv.url)
+        assert spawned.returncode == 0, spawned.stderr
+        pid = json.loads(spawned.stdout)["process"]
+        sent = run("send", pid, "--wallet", str(key), "--node", srv.url, "--tag", "Action=Eval",
+                   "--data", "return {x=1}", "--wait")
+        assert sent.returncode == 0, sent.stderr
+        answer = json.loads(sent.stdout)
+        assert answer["slot"] == 1 and answer["result"]["slot"] == 1
+        assert answer["result"]["Output"]["data"] == "{\n   x = 1\n}"
+        assert answer["result"]["Output"]["prompt"].startswith("aos@aos-2")
+        assert "\\u001b" not in sent.stdout and "\x1b" not in sent.stdout
+        raw = run("send", pid, "--wallet", str(key), "--node", srv.url, "--tag", "Action=Eval",
+                  "--data", "return {x=1}", "--wait", "--raw", "--httpsig")
+        assert raw.returncode == 0, raw.stderr
+        assert "\x1b[31mx\x1b[0m" in json.loads(raw.stdout)["result"]["Output"]["data"]
+        failed = run("send", pid, "--wallet", str(key), "--node", srv.url, "--tag", "Action=Eval",
+                     "--data", 'error("bad")', "--wait")
+        assert failed.returncode == 1 and "bad" in json.loads(failed.stdout)["result"]["Error"]

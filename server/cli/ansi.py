@@ -6,7 +6,7 @@ import re
 
 from aonode.engine.answers import JSON
 
-ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ESCAPE = re.compile(r"(?:\x1b|\\27)\[[0-9;?]*[A-Za-z]")  # also as Lua prints it in a string: \27[31m
 
 
 def strip(value: JSON) -> JSON:

@@ -21,14 +21,17 @@ from typing import Any
 import httpx
 
 from aonode.engine import httpsig
+from aonode.engine.answers import JSON
 from aonode.engine.ans104 import DataItem, Tag, build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.modules import catalogue
+from aonode.server.cli import ansi
 
 DEFAULT_NODE = "http://127.0.0.1:8734"
 VARIANT = "ao.TN.1"
 TIMEOUT_S = 60.0
+WAIT_TIMEOUT_S = 600.0  # `send --wait`: the node computes every slot before this one first
 
 
 def parse_tag(text: str) -> Tag:
@@ -166,11 +169,33 @@ def _run(args: argparse.Namespace) -> int:
         anchor = args.anchor or new_anchor()
         answer = _run_httpsig(args, wallet, tags, anchor) if args.httpsig else \
             post_item(*_ans104_item(args, wallet, tags, anchor))
+        if getattr(args, "wait", False):
+            result = slot_result(args.node, args.process, answer.get("slot") if isinstance(answer, dict) else None)
+            answer = {**answer, "result": result if args.raw else ansi.strip(result)}
     except (AONodeError, OSError) as err:
         print(f"aonode {args.command}: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(answer, indent=2))
-    return 0
+    print(json.dumps(answer, indent=2, ensure_ascii=False))
+    return 1 if getattr(args, "wait", False) and _errored(answer["result"]) else 0
+
+
+def slot_result(node: str, process: str, slot: object) -> JSON:
+    """The result of `slot` of `process` (`/compute/<slot>/results`: the node computes up to it first)."""
+    if not isinstance(slot, int):
+        raise AONodeError(f"the node's answer names no slot to wait for (got {slot!r})")
+    url = f"{node.rstrip('/')}/{process}~process@1.0/compute/{slot}/results"
+    try:
+        reply = httpx.get(url, headers={"accept": "application/json"}, timeout=WAIT_TIMEOUT_S)
+    except httpx.HTTPError as err:
+        raise AONodeError(f"cannot read the result at {url}: {err}") from err
+    if reply.status_code != 200:
+        raise AONodeError(f"{url} answered {reply.status_code}: {reply.text[:500]}")
+    result: JSON = reply.json()
+    return result
+
+
+def _errored(result: JSON) -> bool:
+    return isinstance(result, dict) and result.get("Error") not in (None, "", {})
 
 
 def _ans104_item(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anchor: str) -> tuple[str, DataItem]:
@@ -217,4 +242,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(spawn)
     send = subparsers.add_parser("send", help="sign and schedule a message to a process on a node")
     send.add_argument("process", help="target process id")
+    send.add_argument("--wait", action="store_true",
+                      help="wait until the node computed the message and add its result (Output, Messages, "
+                           "Error, ...) as `result`; exit 1 when it has an Error")
+    send.add_argument("--raw", action="store_true",
+                      help="with --wait: keep AOS's ANSI colour codes in the result (stripped by default)")
     _common(send)
