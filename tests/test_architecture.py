@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,14 @@ MODULES = sources()
 MODULE_NAMES = set(MODULES)
 
 
+@cache
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
 def imported_names(source: Source) -> list[tuple[str, int]]:
     """Every module name `source` imports (absolute, relative resolved), with its line number."""
-    tree = ast.parse(source.path.read_text(), filename=str(source.path))
+    tree = parsed(source.path)
     package = source.name if source.is_package else source.name.rpartition(".")[0]
     names: list[tuple[str, int]] = []
     for node in ast.walk(tree):
@@ -183,7 +189,7 @@ def test_server_never_reaches_into_the_node() -> None:
     for source in MODULES.values():
         if not source.name.startswith("aonode.server"):
             continue
-        for node in ast.walk(ast.parse(source.path.read_text(), filename=str(source.path))):
+        for node in ast.walk(parsed(source.path)):
             if isinstance(node, ast.Attribute) and node.attr in NODE_INTERNALS:
                 owner = node.value
                 owner_name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
@@ -199,7 +205,7 @@ INTERFACES = ("server/api.py", "engine/node.py", "engine/answers.py", "engine/st
 def test_no_any_at_the_seams() -> None:
     """The NodeAPI, the Node, its answers, the Store protocol and the device contract are fully typed."""
     bad = [f"{rel}:{node.lineno}" for rel in INTERFACES
-           for node in ast.walk(ast.parse((ROOT / rel).read_text()))
+           for node in ast.walk(parsed(ROOT / rel))
            if (isinstance(node, ast.Name) and node.id == "Any")
            or (isinstance(node, ast.Attribute) and node.attr == "Any")]
     assert not bad, "Any at an interface (name the type):\n" + "\n".join(bad)

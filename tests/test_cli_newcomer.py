@@ -14,6 +14,8 @@ import pytest
 from aonode.engine.crypto import Wallet
 from tests.helpers.httpnode import http_node
 
+pytestmark = pytest.mark.slow  # `aonode` subprocesses (eval on a real image, wallets)
+
 AONODE = str(Path(sys.executable).parent / "aonode")
 
 

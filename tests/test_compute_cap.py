@@ -12,6 +12,8 @@ from aonode.engine.errors import Busy
 from tests.helpers.httpnode import http_node
 from tests.helpers.nodeutil import definition, eval_msg, make_node
 
+pytestmark = pytest.mark.slow  # runaway messages up to the node's compute cap
+
 SPAWN = [{"name": "Module", "value": "aos2_0_6"}]
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from aonode.engine.devices.base import ProcessConfig
 from tests.helpers.nodeutil import definition, eval_msg, make_node
+
+pytestmark = pytest.mark.slow  # push bombs through a real node
 
 BOMB = ("Handlers.add('Bomb', 'Bomb', function(m) Send({Target = ao.id, Action = 'Bomb'}) "
         "Send({Target = ao.id, Action = 'Bomb'}) end)")

@@ -14,6 +14,8 @@ from aonode.engine.store import SQLiteStore
 from aonode.engine.store.checked import checked
 from tests.helpers.httpnode import http_node
 
+pytestmark = pytest.mark.slow  # computes on real images over edited rows
+
 SPAWN = {"Tags": [{"name": "Module", "value": "aos2_0_6"}]}
 
 

@@ -11,6 +11,8 @@ from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from tests.helpers.httpnode import HttpNode, http_node
 
+pytestmark = pytest.mark.slow  # a served node per rule, signed items
+
 OCTET = {"Content-Type": "application/octet-stream"}
 SPAWN_TAGS = [("Module", "aos2_0_6"), ("Type", "Process"), ("Data-Protocol", "ao"), ("Variant", "ao.TN.1")]
 
