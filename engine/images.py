@@ -72,7 +72,7 @@ class Images:
         with self._guard:
             image = self._images.get(ref)
         if image is None:
-            image = self.runtime.load(self.catalogue.resolve(ref).wasm)
+            image = self.runtime.load(self.catalogue.resolve(ref).wasm, name=ref)
             with self._guard:
                 self._images[ref] = image
         return image

@@ -48,13 +48,14 @@ class Sandbox:
     """One image instance driven message by message, as a process with id derived from the module."""
 
     def __init__(self, wasm: bytes, module_id: str, cache_dir: Path, *, memory_limit: str | None = None,
-                 compute_limit: int | None = None, snapshot: bytes | None = None, owner: str = OWNER) -> None:
+                 compute_limit: int | None = None, snapshot: bytes | None = None, owner: str = OWNER,
+                 name: str | None = None) -> None:
         """Raises ValueError (bad limit or snapshot), OSError or AONodeError (unusable image)."""
         # `compute_limit` is for the Evals: a fresh process's spawn (AOS booting) runs unlimited.
         self.limits = Limits(memory=parse_size(memory_limit), fuel=compute_limit)
         limits = self.limits if snapshot is not None else dataclasses.replace(self.limits, fuel=None)
         runtime = Runtime(cache_dir)
-        image = runtime.load(wasm)
+        image = runtime.load(wasm, name=name)
         self.process = ProcessSpec(pid=content_id("process", module_id), owner=owner, module_id=module_id,
                                    name="aonode-eval")
         if snapshot is not None:

@@ -3,6 +3,7 @@ send --wait, colour-free JSON, the catalogue's labels)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ pytestmark = pytest.mark.slow  # `aonode` subprocesses (eval on a real image, wa
 AONODE = str(Path(sys.executable).parent / "aonode")
 
 
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AONODE, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AONODE, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def test_wallet_new_writes_a_private_jwk_and_address_reads_it(tmp_path: Path) -> None:
@@ -126,3 +128,15 @@ def test_send_wait_prints_the_result_without_colours(tmp_path: Path) -> None:
         failed = run("send", pid, "--wallet", str(key), "--node", srv.url, "--tag", "Action=Eval",
                      "--data", 'error("bad")', "--wait")
         assert failed.returncode == 1 and "bad" in json.loads(failed.stdout)["result"]["Error"]
+
+
+def test_no_fast_variant_notice_names_the_image_and_the_reason(aos_image: Path, tmp_path: Path) -> None:
+    env = {"AONODE_HOME": str(tmp_path / "home"), "AONODE_WASM_OPT": str(tmp_path / "no-wasm-opt"),
+           "AONODE_MODULE_PATH": str(aos_image.parent)}
+    done = run("eval", "aos2_0_6", "return 6 * 7", env=env)
+    assert done.returncode == 0 and eval_lines(done)[1]["output"] == "42", done.stderr
+    notice = [line for line in done.stderr.splitlines() if "fast variant" in line]
+    assert len(notice) == 1, done.stderr
+    assert "image aos2_0_6 (0fbcfb85f635) runs without its fast variant" in notice[0]
+    assert "~1.8x slower" in notice[0] and "wasm-opt was not found" in notice[0]
+    assert "no-wasm-opt" in notice[0] and "legacy-exception images:" not in notice[0]

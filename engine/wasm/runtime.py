@@ -30,6 +30,7 @@ ENGINE_SETTINGS = {
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
 log = logging.getLogger("aonode.engine")
+SLOWER = "same results, ~1.8x slower; AONODE_FAST_VARIANT=0 silences this"
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,14 @@ class Runtime:
     def engine_for(self, flavor: Flavor) -> wasmtime.Engine:
         return {METERED: self.metered_engine, ORIGINAL: self.original_engine, VARIANT: self.variant_engine}[flavor]
 
-    def load(self, wasm: bytes) -> Image:
+    def load(self, wasm: bytes, name: str | None = None) -> Image:
+        """`name` (a catalogue name or reference) only labels the notices about this image."""
         sha = hashlib.sha256(wasm).hexdigest()
         image = self._images.get(sha)
         if image is None:
+            label = f"{name} ({sha[:12]})" if name else sha[:12]
             own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
-            variant = (self._compiled(sha, VARIANT, lambda: self._compile_variant(sha, wasm, own))
+            variant = (self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own))
                        if self.fast_variant else _Compiled(None, False))
             image = Image(sha, own.module, _memory64(own.module), own.flag, variant.module, variant.flag)
             self._images[sha] = image
@@ -202,23 +205,24 @@ class Runtime:
         except wasmtime.WasmtimeError as err:
             raise ModuleError(f"translated image does not compile: {err}") from err
 
-    def _compile_variant(self, sha: str, wasm: bytes, own: _Compiled) -> _Compiled:
+    def _compile_variant(self, label: str, wasm: bytes, own: _Compiled) -> _Compiled:
         assert own.module is not None, "the image itself compiled"
         source = translate_exnref(wasm, self.cache_dir) if own.flag else wasm
         try:
-            variant = fast_variant(source, own.module)
+            variant = fast_variant(source, own.module, label=label)
         except ModuleError as err:
-            log.warning("image %s runs without its fast variant: %s", sha[:12], err)
+            log.warning("image %s runs without its fast variant (%s): %s", label, SLOWER, err)
             return _Compiled(None, False, transient=True)
         if variant is None:
             return _Compiled(None, False)
         try:
             module = wasmtime.Module(self.variant_engine, variant.wasm)
         except wasmtime.WasmtimeError as err:
-            log.warning("image %s runs without its fast variant: it does not compile: %s", sha[:12], err)
+            log.warning("image %s runs without its fast variant (%s): it does not compile: %s", label, SLOWER, err)
             return _Compiled(None, False)
         if {e.name for e in module.exports} != {e.name for e in own.module.exports} | {INTERRUPT_EXPORT}:
-            log.warning("image %s runs without its fast variant: its exports differ from the image's", sha[:12])
+            log.warning("image %s runs without its fast variant (%s): its exports differ from the image's",
+                        label, SLOWER)
             return _Compiled(None, False)
         return _Compiled(module, variant.lowered)
 

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         snapshot = Path(args.snapshot_in).read_bytes() if args.snapshot_in else None
         sandbox = Sandbox(module.path.read_bytes(), module.id, aonode_home() / "wasm",
                           memory_limit=args.memory_limit, compute_limit=args.compute_limit, snapshot=snapshot,
-                          owner=args.owner or OWNER)
+                          owner=args.owner or OWNER, name=args.module)
     except (AONodeError, ValueError, OSError) as err:
         print(f"aonode eval: {err}", file=sys.stderr)
         return 2

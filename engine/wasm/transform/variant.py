@@ -67,7 +67,8 @@ def plan(module: wasmtime.Module) -> tuple[bool, bool]:
     return STATE_EXPORT in exports, lower
 
 
-def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None) -> Variant | None:
+def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None,
+                 label: str | None = None) -> Variant | None:
     """The variant of `wasm` (compiled as `module`), cached; None when there is nothing to gain or
     Binaryen refused the image. Raises ModuleError when no wasm-opt is installed (try again later)."""
     deasync, lower = plan(module)
@@ -79,12 +80,14 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
         data = target.read_bytes()
         return None if data == _NONE else Variant(data, lower)
     tool = find_wasm_opt()
-    log.info("preparing the fast variant of image %s (once per machine, ~10 s)", digest[:12])
+    label = label or digest[:12]
+    log.info("preparing the fast variant of image %s (once per machine, ~10 s)", label)
     try:
         with PROGRESS.task(f"preparing the fast variant of image {digest[:12]} (once per machine)"):
             data = _derive(tool, wasm, deasync, lower)
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
-        log.warning("no fast variant for image %s: %s", digest[:12], err)
+        log.warning("no fast variant for image %s (it runs as it is: same results, ~1.8x slower): "
+                    "Binaryen could not derive one: %s", label, err)
         data = _NONE
     write_atomic(target, data)
     return None if data == _NONE else Variant(data, lower)

@@ -24,7 +24,8 @@ FEATURES = (
 )
 
 MISSING_TOOL = (
-    "Binaryen's wasm-opt is needed to run legacy-exception images: run `npm ci` in the aonode checkout "
+    "Binaryen's wasm-opt was not found (it derives the fast variants and translates legacy-exception "
+    "images): run `npm ci` in the aonode checkout "
     "(npm package binaryen), or set AONODE_WASM_OPT"
 )
 
