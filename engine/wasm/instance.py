@@ -121,7 +121,9 @@ class Instance:
         one are copied here, then named and stored in the background. It is also the rollback
         checkpoint, read back from the shadow without compression."""
         pending, copy = take(self.shadow, self.host.base(), self.memory_size, self.host.state.to_dict(), then)
-        self.checkpoint(copy)
+        # Only the rollback point moves: an instance away from home (metered after slow messages)
+        # stays there as its itinerary says, instead of a re-instantiation at every snapshot.
+        self._journal.restart(copy)
         return pending
 
     def checkpoint(self, snapshot: Restorable | PendingSnapshot | None = None) -> None:
