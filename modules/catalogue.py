@@ -34,6 +34,8 @@ class Entry:
     size: int
     sources: tuple[dict, ...] = ()
     notes: str = ""
+    test: bool = False  # a test image (ping/pong, tiny modules), not an AOS to build on
+    id_is_local: bool = False  # `id` is a name a tool assigned locally, not an Arweave transaction
 
     @classmethod
     def from_json(cls, obj: dict) -> Entry:
@@ -45,12 +47,15 @@ class Entry:
             size=int(obj["size"]),
             sources=tuple(obj.get("sources", ())),
             notes=obj.get("notes", ""),
+            test=bool(obj.get("test", False)),
+            id_is_local=bool(obj.get("id_is_local", False)),
         )
 
     def to_json(self) -> dict:
         return {
             "name": self.name, "id": self.id, "format": self.format, "sha256": self.sha256,
             "size": self.size, "sources": list(self.sources), "notes": self.notes,
+            **({"test": True} if self.test else {}), **({"id_is_local": True} if self.id_is_local else {}),
         }
 
 

