@@ -185,7 +185,7 @@ def test_readme_quickstart_runs_pasted_as_one_block(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     script = readme_quickstart(port)
-    assert script.startswith("aonode serve --dev") and "until curl" in script.splitlines()[1]
+    assert script.startswith("aonode serve --dev") and "\nuntil curl -sf" in script
     env = {**os.environ, "PATH": f"{Path(AONODE).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["bash", "-c", script + "\nkill %1; wait"], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
