@@ -128,15 +128,20 @@ def post_httpsig(req: httpsig.Request) -> Any:
     return {**body, "answered-by": signer.committer if signer else None}
 
 
+def get_json_answer(url: str, timeout: float, hint: str = "") -> httpx.Response:
+    """GET `url` asking for JSON; AONodeError (ending in `hint`) unless it answers 200."""
+    try:
+        reply = httpx.get(url, headers={"accept": "application/json"}, timeout=timeout)
+    except httpx.HTTPError as err:
+        raise AONodeError(f"cannot reach {url} ({err}){hint}") from err
+    if reply.status_code != 200:
+        raise AONodeError(f"{url} answered {reply.status_code}: {reply.text[:500]}{hint}")
+    return reply
+
+
 def node_address(node: str) -> str:
     """The node's wallet address: the scheduler a spawn on this node must name."""
-    url = f"{node.rstrip('/')}/~meta@1.0/info/address"
-    try:
-        reply = httpx.get(url, headers={"accept": "application/json"}, timeout=TIMEOUT_S)
-    except httpx.HTTPError as err:
-        raise AONodeError(f"cannot ask {url} for the scheduler address ({err}); pass --scheduler") from err
-    if reply.status_code != 200:
-        raise AONodeError(f"{url} answered {reply.status_code}; pass --scheduler")
+    reply = get_json_answer(f"{node.rstrip('/')}/~meta@1.0/info/address", TIMEOUT_S, "; pass --scheduler")
     text = reply.text.strip()
     try:
         body = json.loads(text)
@@ -184,13 +189,7 @@ def slot_result(node: str, process: str, slot: object) -> JSON:
     if not isinstance(slot, int):
         raise AONodeError(f"the node's answer names no slot to wait for (got {slot!r})")
     url = f"{node.rstrip('/')}/{process}~process@1.0/compute/{slot}/results"
-    try:
-        reply = httpx.get(url, headers={"accept": "application/json"}, timeout=WAIT_TIMEOUT_S)
-    except httpx.HTTPError as err:
-        raise AONodeError(f"cannot read the result at {url}: {err}") from err
-    if reply.status_code != 200:
-        raise AONodeError(f"{url} answered {reply.status_code}: {reply.text[:500]}")
-    result: JSON = reply.json()
+    result: JSON = get_json_answer(url, WAIT_TIMEOUT_S).json()
     return result
 
 
