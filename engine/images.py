@@ -104,10 +104,12 @@ class Images:
                 left = int(failed[0] - time.monotonic()) + 1
                 raise type(failed[1])(f"{failed[1]} (remembered; tried again in {left} s)")
             fetch = self._fetching.get(ref)
+            started = fetch is None
             if fetch is None:
                 fetch = self._fetcher.submit(self.catalogue.resolve, ref)
                 self._fetching[ref] = fetch
-                fetch.add_done_callback(functools.partial(self._fetched, ref))
+        if started:  # outside the guard: a fetch already done runs the callback here, and it takes the guard
+            fetch.add_done_callback(functools.partial(self._fetched, ref))
         try:
             return fetch.result(timeout=self.fetch_wait)
         except FutureTimeout:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.devices.base import ProcessConfig
-from tests.helpers.nodeutil import definition, eval_msg, make_node
+from tests.helpers.nodeutil import definition, eval_msg, make_node, ticking_clock
 
 pytestmark = pytest.mark.slow  # push bombs through a real node
 
@@ -17,7 +17,7 @@ FAN = "for i = 1, 100 do Send({Target = ao.id, Action = 'Noop', N = tostring(i)}
 
 
 def test_a_doubling_bomb_is_cut_and_reported(tmp_path: Path) -> None:
-    node = make_node(tmp_path)
+    node = make_node(tmp_path, clock=ticking_clock(step=2))  # a bomb's messages are assigned ms apart
     try:
         pid = node.spawn(definition(("Authority", node.address)))["process"]
         node.schedule(pid, eval_msg(pid, BOMB))
@@ -25,7 +25,8 @@ def test_a_doubling_bomb_is_cut_and_reported(tmp_path: Path) -> None:
         for _ in range(10):  # each read computes what the previous one pushed
             view = node.now(pid)
         slots = node.slot(pid)["current"]
-        # Unbounded this is 4 -> 1,024+ slots in 9 reads; the self-push bucket allows ~20 plus 5/s.
+        # Unbounded this is 4 -> 1,024+ slots in 9 reads; the self-push bucket allows its burst plus 5/s
+        # of assignment time.
         assert slots < 4 + ProcessConfig.self_push_burst + 200, slots
         cut = [node.compute(pid, s)["results"].get("Push-Cut") for s in range(1, view["at-slot"] + 1)]
         assert any(c and "self-rate-exceeded" in c["reasons"] for c in cut)

@@ -93,7 +93,7 @@ class ProcessConfig:
     push_max_depth: int = 32  # hops a chain of pushed messages may take
     push_max_per_slot: int = 64  # messages and spawns one slot may push (the rest are reported, not sent)
     self_push_rate: float = 5.0  # messages a process may push to itself per second, on average ...
-    self_push_burst: int = 20  # ... and at once: a message that sends itself two more cannot double forever
+    self_push_burst: int = 64  # ... and at once: a message that sends itself two more cannot double forever
 
 
 @dataclass

@@ -15,9 +15,9 @@ Decisions:
 - Loops are bounded: each hop carries `Push-Depth` = incoming depth + 1; above
   `state.config.push_max_depth` (default 32) the message is reported, not delivered.
 - Fan-out is bounded (issue 10 item 8): one slot pushes at most `push_max_per_slot` messages and
-  spawns, and a process pushes to itself at most `self_push_rate` per second (a token bucket of
-  `self_push_burst`), so `Send` twice to yourself per message cannot double the schedule on every
-  read. What a bound cut is reported per row (`budget-exceeded`, `self-rate-exceeded`) and in the
+  spawns, and a process pushes to itself at most `self_push_rate` per second of assignment time (a
+  token bucket of `self_push_burst`), so `Send` twice to yourself per message cannot double the
+  schedule on every read. What a bound cut is reported per row (`budget-exceeded`, `self-rate-exceeded`) and in the
   result's `Push-Cut`.
 - Lock choice: pushing only schedules (appends to the target's schedule); it never computes the
   target. So it can run while the sender's compute lock is held without a lock-order cycle
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,8 +58,9 @@ class SelfPushRate:
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # pid -> (tokens, at)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, pid: str, rate: float, burst: int) -> bool:
-        now = time.monotonic()
+    def take(self, pid: str, rate: float, burst: int, now: float) -> bool:
+        """`now` is the pushing slot's assignment time in seconds: the clock recorded in the schedule,
+        so how fast this machine computes never changes what is cut."""
         with self._lock:
             tokens, at = self._buckets.get(pid, (float(burst), now))
             tokens = min(float(burst), tokens + (now - at) * rate)
@@ -154,6 +154,7 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
     slot = ctx.slot if ctx.slot is not None else state.at_slot
     config = state.config
     budget = config.push_max_per_slot
+    slot_time = ctx.assignment.timestamp / 1000 if ctx.assignment is not None else 0.0
     report: list[dict[str, Any]] = []
     for index, entry in enumerate(results.get("Messages") or []):
         if not isinstance(entry, dict):
@@ -169,7 +170,7 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
         elif budget <= 0:
             row["status"] = "budget-exceeded"
         elif target == state.process_id and not SELF_PUSHES.take(target, config.self_push_rate,
-                                                                  config.self_push_burst):
+                                                                  config.self_push_burst, slot_time):
             row["status"] = "self-rate-exceeded"
         else:
             budget -= 1
