@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from aonode.engine.errors import AONodeError, BadInput, Busy
 from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
-from aonode.engine.store import cache_log
+import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,

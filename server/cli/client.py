@@ -26,7 +26,7 @@ from aonode.engine.ans104 import DataItem, Tag, build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.modules import catalogue
-from aonode.server.cli import ansi
+import aonode.server.cli.ansi as ansi
 
 DEFAULT_NODE = "http://127.0.0.1:8734"
 VARIANT = "ao.TN.1"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aonode.engine.errors import AONodeError
-from aonode.server.cli import ansi
+import aonode.server.cli.ansi as ansi
 from aonode.modules.catalogue import resolve
 from aonode.modules.fetch import aonode_home
 

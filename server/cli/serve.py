@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from aonode.engine.leases import LeaseConfig
-from aonode.server.cli import checks
+import aonode.server.cli.checks as checks
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
