@@ -6,7 +6,8 @@ record, named here so that callers need not import the store to read one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TypedDict
 
 from aonode.engine.jsondata import Json as JSON
@@ -29,12 +30,20 @@ class SlotResult:
 
 @dataclass(frozen=True)
 class ProcessMemory:
-    """A process's linear memory at a computed slot, with where that slot sits in time."""
+    """A process's linear memory at a computed slot, with where that slot sits in time.
+
+    `chunks` yields the memory in order, decompressed and checked one piece at a time, so an answer
+    streams it without holding the whole memory (hundreds of MB) per reader (issue 10 item 6)."""
 
     slot: int
     timestamp: int
     block_height: int
-    data: bytes
+    size: int
+    chunks: Iterable[bytes] = field(repr=False)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from aonode.engine.message import Message
 from aonode.engine.store.base import Store
 from aonode.engine.views import Views
 from aonode.engine.devices.wasm64 import loaded
+from aonode.engine.wasm.chunked import StoredSnapshot
 
 
 class Queries:
@@ -71,8 +72,9 @@ class Queries:
             raise NotFound(f"{pid} has no snapshot")
         slot, name, blob = found
         a = self.store.get_assignment(pid, slot)
-        return ProcessMemory(slot, a.timestamp if a else 0, a.block_height if a else 0,
-                             loaded(blob, name, self.store.get_chunks).raw())
+        snapshot = loaded(blob, name, self.store.get_chunks)
+        pieces = snapshot.raw_chunks() if isinstance(snapshot, StoredSnapshot) else iter((snapshot.raw(),))
+        return ProcessMemory(slot, a.timestamp if a else 0, a.block_height if a else 0, snapshot.memory_size, pieces)
 
     def clock(self) -> Clock:
         return Clock(self.scheduler.clock(), self.scheduler.block_height())

@@ -217,6 +217,24 @@ def test_state_is_the_raw_memory_at_the_last_slot(lg: Legacy) -> None:
     assert int(answer.headers["Last-Timestamp"]) > 0
     assert len(answer.content) % 65536 == 0
     assert b"state-marker-xyzzy" in answer.content
+    assert int(answer.headers["Content-Length"]) == len(answer.content)
+
+
+def test_state_streams_and_a_reader_that_leaves_frees_its_place(lg: Legacy) -> None:
+    """Readers that stop after the first piece (more of them than may stream at once) leave nothing
+    held: a full read afterwards still gets the whole memory (issue 10 item 6)."""
+    from aonode.server.legacy.cu import STATE_STREAMS
+
+    for _ in range(STATE_STREAMS + 2):
+        with lg.http.stream("GET", f"/state/{lg.pid}") as partial:
+            assert partial.status_code == 200
+            first = next(partial.iter_raw(65536))
+            assert first  # then the client goes away mid-body
+    whole = lg.http.get(f"/state/{lg.pid}")
+    assert whole.status_code == 200 and len(whole.content) == int(whole.headers["Content-Length"])
+    memory = lg.node.memory(lg.pid)  # what the route streams: 64 KiB pieces, made one at a time
+    pieces = iter(memory.chunks)
+    assert len(next(pieces)) == 65536 < memory.size == len(whole.content)
 
 
 # -- scheduler unit -------------------------------------------------------------------------------

@@ -7,13 +7,16 @@ dry-run first computes what is scheduled (as the legacy CU does), then evaluates
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+
+import anyio
+import anyio.to_thread
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from aonode.engine.answers import JSON, ProcessMemory, ProcessView
-from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.message import Message, is_id
 from aonode.server.api import NodeAPI
 from aonode.server.codec import parse_json_object, read_body
@@ -117,10 +120,42 @@ def _memory(node: NodeAPI, pid: str) -> ProcessMemory:
     return node.memory(pid)
 
 
+STATE_STREAMS = 4  # /state answers streaming at once; more wait for a place, then get 503
+STREAM_WAIT_SECONDS = 5.0
+
+
 async def get_state(request: Request) -> Response:
+    """The memory as a legacy CU serves it, streamed a 64 KiB chunk at a time from the stored snapshot:
+    a reader holds one decompressed chunk, at most STATE_STREAMS stream at once, and a reader that
+    goes away stops the stream (its chunks are dropped with the generator)."""
     node = server_of(request).node
     pid = checked_id(request.path_params["pid"], "process id")
-    memory = await compute(request, _memory, node, pid)
+    streams = _streams(request)
+    with anyio.move_on_after(STREAM_WAIT_SECONDS) as waited:
+        await streams.acquire()
+    if waited.cancelled_caught:
+        raise Busy(f"{STATE_STREAMS} process memories are being sent; retry in a few seconds")
+    try:
+        memory = await compute(request, _memory, node, pid)
+    except BaseException:
+        streams.release()
+        raise
     headers = {"Last-Ordinate": str(memory.slot), "Last-Timestamp": str(memory.timestamp),
-               "Last-Block-Height": str(memory.block_height)}
-    return Response(memory.data, media_type="application/octet-stream", headers=headers)
+               "Last-Block-Height": str(memory.block_height), "Content-Length": str(memory.size)}
+    return StreamingResponse(_stream(memory, streams), media_type="application/octet-stream", headers=headers)
+
+
+def _streams(request: Request) -> anyio.Semaphore:
+    state = request.app.state
+    if not hasattr(state, "state_streams"):
+        state.state_streams = anyio.Semaphore(STATE_STREAMS)
+    return state.state_streams
+
+
+async def _stream(memory: ProcessMemory, streams: anyio.Semaphore) -> AsyncIterator[bytes]:
+    pieces = iter(memory.chunks)
+    try:
+        while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
+            yield piece
+    finally:
+        streams.release()
