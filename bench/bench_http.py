@@ -73,11 +73,11 @@ def serve_bare(port: int) -> None:
 
 def serve_unsigned(port: int, data_dir: str) -> None:
     """The same node app with its answers left unsigned: what signing (server/signing.py) costs."""
-    from aonode.engine.node import Node
     from aonode.server.app import create_app
+    from aonode.server.compose import make_node
     from aonode.server.serve import hypercorn_config, run_until
 
-    node = Node(Path(data_dir), dev=True)
+    node = make_node(Path(data_dir), dev=True)
     try:
         app = create_app(node, dev=True, sign_answers=False)
         asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))

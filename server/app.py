@@ -29,6 +29,7 @@ from aonode.server import codec, device_paths, hyperbeam, legacy, lua_paths, obs
 from aonode.server.dashboard.views import Dashboard
 from aonode.server.api import NodeAPI
 from aonode.server.gates import Limits
+from aonode.server.read_cache import CachedReads
 from aonode.server.signing import EXPOSED, SignedResponses
 from aonode.server.state import Server
 
@@ -125,6 +126,7 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
         catch_all,
     ]
     middleware = [Middleware(observe.HttpMetrics),
+                  Middleware(CachedReads, node=node),  # whole answers to state reads (server/read_cache.py)
                   Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
                              expose_headers=["Retry-After", "Content-Length", *EXPOSED], max_age=86400)]
     if sign_answers:  # every answer signed by the node wallet (server/signing.py)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.helpers.httpnode import peer_flow
+from tests.helpers.rfc9421 import verified_signer
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # drives a served node with aoconnect in node
 
@@ -70,29 +71,10 @@ def test_httpsig_request_is_scheduled_and_computed(flow: Flow) -> None:
 
 def _independent_verify(captured: dict[str, Any]) -> str:
     """Verify with `http-message-signatures` (not our code); returns the signer's address."""
-    import hashlib
-
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from http_message_signatures import HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
-
-    class Keys(HTTPSignatureKeyResolver):
-        def resolve_public_key(self, key_id: str) -> rsa.RSAPublicKey:
-            n = int.from_bytes(base64.urlsafe_b64decode(key_id + "=" * (-len(key_id) % 4)), "big")
-            return rsa.RSAPublicNumbers(65537, n).public_key()
-
-    headers = {k: v for k, v in captured["headers"]}
-    response = httpx.Response(captured["status"], headers=headers,
+    response = httpx.Response(captured["status"], headers=dict(captured["headers"]),
                               content=base64.b64decode(captured["body_b64"]),
                               request=httpx.Request("GET", captured["url"]))
-    verifier = HTTPMessageVerifier(signature_algorithm=algorithms.RSA_PSS_SHA512, key_resolver=Keys())
-    verifier.require_created = False  # HyperBEAM-style signatures carry no `created`
-    body = base64.b64decode(captured["body_b64"])
-    [result] = verifier.verify(response, max_age=None, body=body)  # body: checks content-digest too
-    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    assert headers["content-digest"] == f"sha-256=:{digest}:"
-    assert "content-digest" in result.covered_components or '"content-digest"' in result.covered_components
-    key = base64.urlsafe_b64decode(result.parameters["keyid"] + "==")
-    return base64.urlsafe_b64encode(hashlib.sha256(key).digest()).rstrip(b"=").decode()
+    return verified_signer(response)
 
 
 def test_every_answer_is_signed_by_the_node(flow: Flow, tmp_path: Path) -> None:

@@ -1,0 +1,129 @@
+"""Whole signed answers to state reads kept by (process, slot, path, representation) (server/read_cache.py):
+a repeated read is the same signed answer, still verified by an independent RFC 9421 verifier; a new
+slot answers anew and signs anew; the cache is bounded."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from aonode.engine.node import Node
+from aonode.server import paths
+from aonode.server.app import create_app
+from aonode.server.compose import make_node
+from aonode.server.read_cache import Answer, AnswerCache, CachedReads
+from tests.helpers.httpnode import serving
+from tests.helpers.rfc9421 import verified_signer
+
+BOOT = "Supply = '1000'\nSend({ device = 'patch@1.0', cache = { supply = Supply } })"
+
+
+@dataclass
+class Served:
+    node: Node
+    app: Starlette
+    http: httpx.Client
+    pid: str
+
+    def cache(self) -> AnswerCache:
+        layer = self.app.middleware_stack
+        while not isinstance(layer, CachedReads):
+            layer = layer.app  # type: ignore[union-attr]
+        return layer.cache
+
+    def read(self, rest: str, **headers: str) -> httpx.Response:
+        resp = self.http.get(f"/{self.pid}~process@1.0{rest}", headers=headers)
+        assert verified_signer(resp) == self.node.address
+        return resp
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    node = make_node(tmp_path_factory.mktemp("read-cache"), dev=True)  # an RSA wallet, as served nodes have
+    try:
+        app = create_app(node, dev=True, cron_every=0)
+        with serving(app) as url, httpx.Client(base_url=url, timeout=120) as http:
+            r = http.post("/~process@1.0/schedule", json={"Tags": [{"name": "Module", "value": "aos2_0_6"},
+                                                                   {"name": "On-Boot", "value": "Data"}],
+                                                          "Data": BOOT})
+            assert r.status_code == 200, r.text
+            yield Served(node, app, http, r.json()["process"])
+    finally:
+        node.close()
+
+
+def test_a_repeated_read_is_the_kept_signed_answer(served: Served) -> None:
+    served.read("/now/cache/supply")  # the first `now` computes the spawn: answered, not kept
+    first = served.read("/now/cache/supply")
+    assert first.text == "1000" and first.headers["access-control-allow-origin"] == "*"
+    hits = served.cache().hits
+    for spelling in ("/now/cache/supply", "/now/cache/supply/", "/now//cache/supply"):
+        again = served.read(spelling)
+        assert again.content == first.content and again.headers["signature"] == first.headers["signature"]
+    plain = served.http.get(f"/{served.pid}/now/cache/supply")  # the implicit device: the same answer
+    assert plain.headers["signature"] == first.headers["signature"]
+    assert served.cache().hits == hits + 4
+
+
+def test_json_is_its_own_signed_answer(served: Served) -> None:
+    text = served.read("/now/cache/supply")
+    as_json = served.read("/now/cache/supply", accept="application/json")
+    assert as_json.json() == "1000" and as_json.headers["content-type"] == "application/json"
+    assert as_json.headers["signature"] != text.headers["signature"]
+    assert served.read("/now/cache/supply~json@1.0").content == as_json.content
+
+
+def test_a_missing_key_is_a_kept_signed_404(served: Served) -> None:
+    missing = served.read("/now/cache/nothing-here")
+    assert missing.status_code == 404 and "nothing-here" in missing.json()["error"]
+    assert served.read("/now/cache/nothing-here").headers["signature"] == missing.headers["signature"]
+
+
+def test_a_new_slot_answers_anew_and_signs_anew(served: Served) -> None:
+    before = served.read("/now/cache/supply")
+    slot = served.read("/compute/at-slot").json()
+    r = served.http.post(f"/{served.pid}~process@1.0/schedule", json={
+        "Action": "Eval", "data": "Supply = '999'\nSend({ device = 'patch@1.0', cache = { supply = Supply } })"})
+    assert r.status_code == 200, r.text
+    after = served.read("/now/cache/supply")  # `now` computes the new slot first
+    assert after.text == "999" and after.headers["signature"] != before.headers["signature"]
+    assert served.read("/now/cache/supply").headers["signature"] == after.headers["signature"]
+    old = served.read(f"/compute/{slot}/cache/supply")  # the old slot's state still answers as it did
+    assert old.text == "1000"
+    assert served.read(f"/compute/cache/supply?slot={slot}").headers["signature"] != after.headers["signature"]
+
+
+def test_an_unknown_process_is_not_kept(served: Served) -> None:
+    entries = len(served.cache())
+    r = served.http.get(f"/{'U' * 43}~process@1.0/now/cache/supply")
+    assert r.status_code == 404 and len(served.cache()) == entries
+
+
+def _answer(size: int) -> Answer:
+    return Answer(200, [(b"content-type", b"text/plain")], b"x" * size)
+
+
+def _key(n: int) -> tuple[paths.ProcessPath, int, bool]:
+    return (paths.ProcessPath("P" * 43, "now", keys=("cache", str(n))), n, False)
+
+
+def test_the_cache_is_bounded_by_bytes_and_count() -> None:
+    one = _answer(1000).size
+    cache = AnswerCache(max_bytes=3 * one, max_entries=10)
+    for n in range(5):
+        cache.put(_key(n), _answer(1000))
+    assert len(cache) == 3 and cache.bytes == 3 * one
+    assert cache.get(_key(0)) is None and cache.get(_key(4)) is not None
+    cache.get(_key(2))  # used: now the newest
+    cache.put(_key(5), _answer(1000))
+    assert cache.get(_key(2)) is not None and cache.get(_key(3)) is None
+    cache.put(_key(6), _answer(4 * one))  # bigger than the whole cache: never kept
+    assert cache.get(_key(6)) is None and cache.bytes == 3 * one
+    counted = AnswerCache(max_bytes=10**9, max_entries=2)
+    for n in range(3):
+        counted.put(_key(n), _answer(10))
+    assert len(counted) == 2 and counted.get(_key(0)) is None
