@@ -17,8 +17,9 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput
 from aonode.engine.httpsig_fields import (
     Atom, Fields, Value, apply_types, boundary_of, build_multipart, encode_value, header_safe,
-    parse_multipart, parse_types, types_header,
+    CRLF, join_parts, parse_multipart, parse_types, typed_tree, types_header,
 )
+from aonode.engine.httpsig_commitments import commit, verify_commitments
 from aonode.engine.httpsig_signature import (
     ED25519, HMAC_SHA256, RSA_PSS_SHA512, Commitment, Request, check_digest, content_digest, sign,
     signature_base, verify,
@@ -26,7 +27,8 @@ from aonode.engine.httpsig_signature import (
 from aonode.engine.message import Message, b64url
 
 __all__ = ["ED25519", "HMAC_SHA256", "RSA_PSS_SHA512", "Atom", "Commitment", "Decoded", "Fields", "Request",
-           "Value", "content_digest", "decode", "encode", "sign", "signature_base", "signed_message", "verify"]
+           "Value", "committed_request", "content_digest", "decode", "encode", "sign", "signature_base",
+           "signed_message", "verify"]
 
 # Fields of the HTTP exchange itself, never keys of the message (unless a signature covers them).
 TRANSPORT = frozenset({
@@ -50,10 +52,18 @@ class Decoded:
     fields: Fields
     commitments: tuple[Commitment, ...] = ()
     signed_keys: frozenset[str] = field(default_factory=frozenset)
+    inner: Decoded | None = None  # the message in `body` with its own commitments (only what they cover)
 
     @property
     def signer(self) -> Commitment | None:
         return next((c for c in self.commitments if c.committer is not None), None)
+
+    def committed(self) -> Decoded | None:
+        """The message a key-based commitment vouches for: the `body` message when its own
+        commitments include one (HyperBEAM schedules the body), else this one when signed."""
+        if self.inner is not None and self.inner.signer is not None:
+            return self.inner
+        return self if self.signer is not None else None
 
     def to_message(self, *, owner: str | None = None) -> Message:
         """The node's Message: `data` (or the body) is Data, `target`/`anchor` are fields, every
@@ -133,14 +143,36 @@ def decode(req: Request) -> Decoded:
     # How the fields are read (types, the body's key, its parts) counts only when signed too.
     encoding = {k: v for k, v in fields.items() if k in ENCODING and (not commitments or k in covered)}
     inline_key = encoding.get("inline-body-key", "body").lower() or "body"
+    inner = None
     if req.body:
         boundary = boundary_of(encoding.get("content-type", ""))
         if boundary is not None:
-            raw.update(parse_multipart(req.body, boundary, inline_key))
+            parts = parse_multipart(req.body, boundary, inline_key)
+            inner = _committed_parts(parts)
+            raw.update(typed_tree(parts))
         else:
             raw[inline_key] = req.body
     typed = apply_types(raw, parse_types(encoding["ao-types"])) if "ao-types" in encoding else raw
-    return Decoded(typed, commitments, frozenset(names))
+    return Decoded(typed, commitments, frozenset(names), inner)
+
+
+def _committed_parts(parts: Mapping[str, Value]) -> Decoded | None:
+    """Verify the commitments of every message in the body (BadInput when one fails); the `body`
+    message, reduced to the keys its key-based commitments cover, typed as it says if covered."""
+    inner = None
+    for key, value in parts.items():
+        if not (isinstance(value, dict) and isinstance(value.get("commitments"), dict)):
+            continue
+        found = verify_commitments(value)
+        if key != "body":
+            continue
+        kept = {k: v for k, v in value.items() if k in found.covered and k != "ao-types"}
+        typed = typed_tree(kept)
+        types = value.get("ao-types")
+        if "ao-types" in found.covered and isinstance(types, bytes):
+            typed = apply_types(typed, parse_types(types.decode("latin-1")))
+        inner = Decoded(typed, found.commitments, found.covered)
+    return inner
 
 
 # -- encoding and signing ---------------------------------------------------------------------------
@@ -196,3 +228,45 @@ def signed_message(wallet: Wallet, fields: Mapping[str, Value], *, method: str =
     headers, body = encode(fields)
     return Request(method=method, url=url, headers=tuple(sign(wallet, headers, method=method, url=url, body=body)),
                    body=body)
+
+
+def committed_request(wallet: Wallet, fields: Mapping[str, Value], *, method: str = "POST",
+                      url: str = "/") -> Request:
+    """A request whose `body` is the message `fields` committed by `wallet`, as HyperBEAM sends one:
+    an `inline` part with the message's fields, `body/<key>` parts for values that cannot be a
+    field, a `body/commitments/<id>` part per commitment; the request itself is not signed."""
+    message = commit(wallet, _raw_level(fields))
+    inline: list[bytes] = [b"content-disposition: inline"]
+    parts: list[bytes] = []
+    for key, value in sorted(message.items()):
+        if isinstance(value, bytes) and header_safe(value) and key != "body":
+            inline.append(key.encode() + b": " + value)
+        elif isinstance(value, bytes):
+            parts.append(f'content-disposition: form-data;name="body/{key}"'.encode() + CRLF + CRLF + value)
+    entries = message["commitments"]
+    assert isinstance(entries, dict)
+    for cid, entry in sorted(entries.items()):
+        assert isinstance(entry, dict)
+        lines = [f'content-disposition: form-data;name="body/commitments/{cid}"'.encode()]
+        lines += [k.encode() + b": " + v for k, v in sorted(entry.items()) if isinstance(v, bytes)]
+        parts.append(CRLF.join(lines))
+    content_type, body = join_parts([CRLF.join(inline), *parts])
+    headers = (("body-keys", '"body"'), ("content-type", content_type), ("content-digest", content_digest(body)))
+    return Request(method=method, url=url, headers=headers, body=body)
+
+
+def _raw_level(fields: Mapping[str, Value]) -> dict[str, Value]:
+    """One message level as binaries plus its `ao-types` (nested maps are not committed here)."""
+    out: dict[str, Value] = {}
+    types: dict[str, str] = {}
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            raise BadInput(f"key {key!r}: a committed message with nested maps is not encoded here")
+        kind, raw = encode_value(value)
+        if kind is not None:
+            types[key.lower()] = kind
+        if kind not in ("empty-binary", "empty-list"):
+            out[key.lower()] = raw
+    if types:
+        out["ao-types"] = types_header(types).encode()
+    return out

@@ -171,7 +171,8 @@ def boundary_of(content_type: str) -> str | None:
 
 
 def parse_multipart(body: bytes, boundary: str, inline_key: str) -> dict[str, Value]:
-    """The parts of a body as nested fields (`a/b` names build nested maps), each level typed."""
+    """The parts of a body as nested fields (`a/b` names build nested maps), as sent: untyped bytes
+    (signatures are checked over these; `typed_tree` then types each nested level)."""
     start = b"--" + boundary.encode() + CRLF
     end = CRLF + b"--" + boundary.encode() + b"--"
     first, last = body.find(start), body.rfind(end)
@@ -181,8 +182,14 @@ def parse_multipart(body: bytes, boundary: str, inline_key: str) -> dict[str, Va
     out: dict[str, Value] = {}
     for part in inner.split(CRLF + b"--" + boundary.encode() + CRLF):
         name, value = _part(part, inline_key)
-        _put(out, name.lower().split("/"), value)
-    return _typed_tree(out)
+        _put(out, _path(name), value)
+    return out
+
+
+def _path(name: str) -> list[str]:
+    """A part name's keys, lowercased but for commitment ids (base64url: case is part of the id)."""
+    segments = name.split("/")
+    return [s if i and segments[i - 1].lower() == "commitments" else s.lower() for i, s in enumerate(segments)]
 
 
 def _part(part: bytes, inline_key: str) -> tuple[str, Value]:
@@ -236,13 +243,13 @@ def _put(tree: dict[str, Value], path: list[str], value: Value) -> None:
         tree[path[-1]] = value
 
 
-def _typed_tree(tree: dict[str, Value]) -> dict[str, Value]:
+def typed_tree(tree: dict[str, Value]) -> dict[str, Value]:
     """Apply each nested level's own `ao-types` (the top level's is applied by the caller)."""
     out: dict[str, Value] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            types = value.pop("ao-types", None)
-            value = _typed_tree(value)
+            types = value.get("ao-types")
+            value = typed_tree({k: v for k, v in value.items() if k != "ao-types"})
             if isinstance(types, bytes):
                 value = apply_types(value, parse_types(types.decode("latin-1")))
         out[key] = value
@@ -257,6 +264,11 @@ def build_multipart(parts: list[tuple[str, dict[str, bytes], bytes]]) -> tuple[s
         lines = [f'content-disposition: form-data;name="{name}"'.encode()]
         lines += [k.encode() + b": " + v for k, v in sorted(headers.items())]
         encoded.append(CRLF.join(lines) + CRLF + CRLF + content)
+    return join_parts(encoded)
+
+
+def join_parts(encoded: list[bytes]) -> tuple[str, bytes]:
+    """(content type, body) of already encoded parts (headers, blank line, content)."""
     boundary = b64url(hashlib.sha256(CRLF.join(encoded)).digest())
     body = b"".join(b"--" + boundary.encode() + CRLF + e + CRLF for e in encoded) + b"--" + boundary.encode() + b"--"
     return f'multipart/form-data; boundary="{boundary}"', body

@@ -148,12 +148,17 @@ def _verify_one(req: Request, label: str, member: http_sfv.InnerList, signature:
     alg = str(member.params.get("alg", "")).lower()
     keyid = str(member.params.get("keyid", ""))
     base = signature_base(req, list(member), str(member))
-    names = tuple(str(i.value) for i in member)
+    return verify_base(label, alg, keyid, tuple(str(i.value) for i in member), base, signature)
+
+
+def verify_base(label: str, alg: str, keyid: str, components: tuple[str, ...], base: bytes,
+                signature: bytes) -> Commitment:
+    """One signature over `base`, verified: an owner's commitment, or (hmac-sha256) an id only."""
     if alg == HMAC_SHA256:
         if not hmac.compare_digest(hmac.new(b"ao", base, hashlib.sha256).digest(), signature):
             raise BadInput(f"hmac commitment {label!r} does not match the message")
-        return Commitment(label, alg, keyid, names, signature, None)
-    key = b64url_decode(keyid.removeprefix("publickey:"))
+        return Commitment(label, alg, keyid, components, signature, None)
+    key = public_key_bytes(keyid)
     try:
         if alg == RSA_PSS_SHA512 or (not alg and len(key) == 512):
             public = rsa.RSAPublicNumbers(65537, int.from_bytes(key, "big")).public_key()
@@ -166,7 +171,27 @@ def _verify_one(req: Request, label: str, member: http_sfv.InnerList, signature:
             raise BadInput(f"unsupported signature algorithm {alg!r}")
     except (InvalidSignature, ValueError) as err:
         raise BadInput(f"signature {label!r} does not verify") from err
-    return Commitment(label, alg, keyid, names, signature, address_of(key))
+    return Commitment(label, alg, keyid, components, signature, address_of(key))
+
+
+def public_key_bytes(keyid: str) -> bytes:
+    """The key a `keyid` names: base64url, or `publickey:` + base64 (HyperBEAM writes both)."""
+    text = keyid.removeprefix("publickey:")
+    try:
+        return base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise BadInput(f"keyid is not a base64 public key: {keyid[:40]!r}") from err
+
+
+def wallet_alg(wallet: Wallet) -> str:
+    return RSA_PSS_SHA512 if isinstance(wallet.key, rsa.RSAPrivateKey) else ED25519
+
+
+def sign_base(wallet: Wallet, base: bytes) -> bytes:
+    """The wallet's signature over a signature base (RSA-PSS-SHA512, salt 64, or ed25519)."""
+    if isinstance(wallet.key, rsa.RSAPrivateKey):
+        return wallet.key.sign(base, _SIGN_PSS, hashes.SHA512())
+    return wallet.key.sign(base)
 
 
 def check_digest(fields: Mapping[str, str], body: bytes) -> bool:
@@ -194,22 +219,18 @@ def content_digest(body: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 
-
 def sign(wallet: Wallet, headers: list[tuple[str, str]], *, method: str = "POST", url: str = "/",
          body: bytes = b"", status: int | None = None) -> list[tuple[str, str]]:
     """`headers` plus signature-input and signature by `wallet` over every one of them (sorted)."""
     names = sorted({k.lower() for k, _ in headers})
-    alg = RSA_PSS_SHA512 if isinstance(wallet.key, rsa.RSAPrivateKey) else ED25519
+    alg = wallet_alg(wallet)
     inner = http_sfv.InnerList([http_sfv.Item(n) for n in names])
     inner.params["alg"] = alg
     inner.params["keyid"] = b64url(wallet.owner)
     params_line = str(inner)
     req = Request(method=method, url=url, headers=tuple(headers), body=body, status=status)
     base = signature_base(req, list(inner), params_line)
-    if isinstance(wallet.key, rsa.RSAPrivateKey):
-        signature = wallet.key.sign(base, _SIGN_PSS, hashes.SHA512())
-    else:
-        signature = wallet.key.sign(base)
+    signature = sign_base(wallet, base)
     label = sig_label(wallet.address)
     return [*headers, ("signature-input", f"{label}={params_line}"),
             ("signature", f"{label}=:{base64.b64encode(signature).decode()}:")]

@@ -120,8 +120,9 @@ class Hyperbeam:
             return codec.message_from_data_item(body)
         decoded = httpsig.decode(httpsig.Request(request.method, str(request.url),
                                                  tuple(request.headers.items()), body))
-        if decoded.signer is not None:
-            return decoded.to_message()
+        committed = decoded.committed()  # the signed request, or the `body` message its commitments vouch for
+        if committed is not None:
+            return committed.to_message()
         if not required and not body:
             return None
         if not self.server.dev:
@@ -178,7 +179,7 @@ class Hyperbeam:
 
     # -- read paths (GET or POST), dry-runs -------------------------------------------------------
     async def read(self, request: Request) -> Response:
-        if request.method == "POST" and _is_schedule(request.url.path) and "signature-input" in request.headers:
+        if request.method == "POST" and _is_schedule(request.url.path) and _is_httpsig(request):
             return await self.schedule(request)
         if request.method == "POST" and (_is_schedule(request.url.path) or request.url.path.startswith("/~")):
             return await self.device_paths.handle(request)  # /schedule POSTs and device paths are theirs
@@ -261,6 +262,12 @@ class Hyperbeam:
                                        headers={"content-type": request.headers.get("content-type", "")})
         return Response(got.content, status_code=got.status_code,
                         media_type=got.headers.get("content-type"))
+
+
+def _is_httpsig(request: Request) -> bool:
+    """Signed in its fields, or a multipart body (whose messages may carry their own commitments)."""
+    headers = request.headers
+    return "signature-input" in headers or headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
 def _is_schedule(path: str) -> bool:

@@ -146,25 +146,31 @@ def test_signed_responses_verify_in_js(tmp_path: Path) -> None:
     assert _js_verify(tmp_path, [resp], [200]) == [{"valid": True, "digest_ok": True}]
 
 
-def test_hyperbeam_multipart_with_inline_and_nested_parts() -> None:
-    """The shape HyperBEAM sends: body-keys, an `inline` part, `body/commitments/<id>` parts."""
-    wallet = Wallet.generate("rsa")
+def _multipart_request(wallet: Wallet, nested: str) -> httpsig.Request:
     content_type, body = build_multipart([
-        ("body/commitments/abc", {"alg": b"hmac-sha256", "commitment-device": b"httpsig@1.0"}, b""),
-        ("body/commitments/def", {"alg": b"rsa-pss-sha512", "ao-types": b"n=integer", "n": b"5"}, b""),
+        (f"body/{nested}/abc", {"alg": b"hmac-sha256", "commitment-device": b"httpsig@1.0"}, b""),
+        (f"body/{nested}/def", {"alg": b"rsa-pss-sha512", "ao-types": b"n=integer", "n": b"5"}, b""),
         ("data", {}, b"print(1)\nprint(2)"),
     ])
     body = body.replace(b'form-data;name="data"', b"inline")
     headers = [("body-keys", '"body", "data"'), ("content-type", content_type), ("inline-body-key", "data"),
                ("action", "Eval"), ("ao-types", "slot=integer"), ("slot", "9"),
                ("content-digest", f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:")]
-    req = httpsig.Request("POST", "http://x/push", tuple(httpsig.sign(wallet, headers, body=body)), body)
-    fields = httpsig.decode(req).fields
+    return httpsig.Request("POST", "http://x/push", tuple(httpsig.sign(wallet, headers, body=body)), body)
+
+
+def test_hyperbeam_multipart_with_inline_and_nested_parts() -> None:
+    """The shape HyperBEAM sends: body-keys, an `inline` part, `body/<key>/<id>` parts, each level typed;
+    under `body/commitments/` the same parts are commitments, checked (tests/test_httpsig_commitments.py)."""
+    wallet = Wallet.generate("rsa")
+    fields = httpsig.decode(_multipart_request(wallet, "extra")).fields
     assert fields["data"] == b"print(1)\nprint(2)" and fields["slot"] == 9 and fields["action"] == b"Eval"
-    commitments = fields["body"]
-    assert isinstance(commitments, dict)
-    assert commitments["commitments"] == {"abc": {"alg": b"hmac-sha256", "commitment-device": b"httpsig@1.0"},
-                                          "def": {"alg": b"rsa-pss-sha512", "n": 5}}
+    nested = fields["body"]
+    assert isinstance(nested, dict)
+    assert nested["extra"] == {"abc": {"alg": b"hmac-sha256", "commitment-device": b"httpsig@1.0"},
+                               "def": {"alg": b"rsa-pss-sha512", "n": 5}}
+    with pytest.raises(BadInput, match="commitment"):
+        httpsig.decode(_multipart_request(wallet, "commitments"))
 
 
 def test_hmac_commitment_is_an_id_not_an_owner() -> None:

@@ -188,3 +188,52 @@ def test_one_flipped_byte_in_a_signed_push_is_a_400(hb: HttpNode, wallet: Wallet
         resp = http.post(f"/{pid}~process@1.0/push", headers=headers, content=req.body)
         assert resp.status_code == 400 and resp.json()["error"]
         assert http.get(f"/{pid}/slot/current").text == before
+
+
+def _committed_eval(wallet: Wallet, hb: HttpNode, pid: str, code: bytes, action: str = "push") -> httpsig.Request:
+    return httpsig.committed_request(wallet, {"action": b"Eval", "target": pid.encode(), "data": code},
+                                     url=f"{hb.url}/{pid}~process@1.0/{action}")
+
+
+def test_a_committed_body_message_is_pushed_under_its_committer(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    """HyperBEAM's form: an unsigned request whose multipart body carries the message and its
+    `body/commitments/<id>` part. The committer owns the message (the owner's Eval runs); a flipped
+    byte in the body is a 400, a body with only an hmac commitment a 401, and neither is scheduled."""
+    code = b"Committed = 'by the body'\nSend({ device = 'patch@1.0', cache = { committed = Committed } })"
+    req = _committed_eval(wallet, hb, pid, code)
+    inner = httpsig.decode(req).committed()
+    assert inner is not None
+    with hb.client() as http:
+        resp = _send(http, req)
+        assert resp.status_code == 200, resp.text
+        slot = _verified_answer(hb, resp).fields["slot"]
+        assert resp.json()["id"] == inner.to_message().id and resp.json()["results"].get("Error") is None
+        assert http.get(f"/{pid}~process@1.0/now/cache/committed").text == "by the body"
+        assert _send(http, req).json()["slot"] == slot  # a replay keeps its slot
+        flipped = httpsig.Request(req.method, req.url, req.headers, req.body.replace(b"by the body", b"by the bodY"))
+        bad = _send(http, flipped)
+        assert bad.status_code == 400 and bad.json()["error"]
+        stripped = req.body.replace(b"alg: rsa-pss-sha512", b"alg: hmac-sha256")
+        assert _send(http, httpsig.Request(req.method, req.url, req.headers, stripped)).status_code == 400
+        unsigned = http.post(f"/{pid}~process@1.0/push", content=b"--b\r\ncontent-disposition: inline\r\n"
+                             b"action: Eval\r\n\r\nreturn 1\r\n--b--",
+                             headers={"content-type": 'multipart/form-data; boundary="b"'})
+        assert unsigned.status_code == 401
+        assert http.get(f"/{pid}/slot/current").text == str(slot)
+        on_schedule = _send(http, _committed_eval(wallet, hb, pid, b"return 'scheduled'", "schedule"))
+        assert on_schedule.status_code == 200 and on_schedule.json()["slot"] == slot + 1
+
+
+def test_cli_send_with_a_committed_body(hb: HttpNode, wallet: Wallet, pid: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from aonode.server.cli import main as cli_main
+
+    wallet_path = tmp_path / "key.json"
+    wallet.save(wallet_path)
+    code = "ViaCli = 'committed body'\nSend({ device = 'patch@1.0', cache = { via_cli = ViaCli } })"
+    assert cli_main(["send", pid, "--wallet", str(wallet_path), "--node", hb.url, "--httpsig", "--committed-body",
+                     "--tag", "Action=Eval", "--data", code]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert sent["answered-by"] == hb.node.address and "Error" not in sent["results"]
+    with hb.client() as http:
+        assert http.get(f"/{pid}~process@1.0/now/cache/via_cli").text == "committed body"

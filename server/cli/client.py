@@ -102,13 +102,18 @@ def post_item(url: str, item: DataItem, *, client: httpx.Client | None = None) -
 
 
 def build_httpsig(wallet: Wallet, url: str, *, tags: Sequence[Tag], data: bytes | str,
-                  target: str | None = None, anchor: str | None = None) -> httpsig.Request:
-    """The message as httpsig@1.0 fields (names lowercased; a later tag of the same name wins)."""
+                  target: str | None = None, anchor: str | None = None,
+                  committed_body: bool = False) -> httpsig.Request:
+    """The message as httpsig@1.0 fields (names lowercased; a later tag of the same name wins): the
+    request's own signed fields, or (`committed_body`) the request's `body` with its commitment in a
+    `body/commitments/<id>` part, as HyperBEAM's own clients send it."""
     fields: dict[str, httpsig.Value] = {name.lower(): value.encode() for name, value in tags}
     fields["data"] = data.encode() if isinstance(data, str) else data
     for key, value in (("target", target), ("anchor", anchor)):
         if value is not None:
             fields[key] = value.encode()
+    if committed_body:
+        return httpsig.committed_request(wallet, fields, url=url)
     return httpsig.signed_message(wallet, fields, url=url)
 
 
@@ -212,10 +217,11 @@ def _run_httpsig(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anch
     base = args.node.rstrip("/")
     if args.command == "spawn":
         all_tags = spawn_tags(resolve_module(args.module), args.scheduler or node_address(args.node), tags)
-        return post_httpsig(build_httpsig(wallet, f"{base}/push", tags=all_tags,
-                                          data=_read_data(args, "1984"), anchor=anchor))
+        return post_httpsig(build_httpsig(wallet, f"{base}/push", tags=all_tags, data=_read_data(args, "1984"),
+                                          anchor=anchor, committed_body=args.committed_body))
     return post_httpsig(build_httpsig(wallet, f"{base}/{args.process}~process@1.0/push", tags=message_tags(tags),
-                                      data=_read_data(args, ""), target=args.process, anchor=anchor))
+                                      data=_read_data(args, ""), target=args.process, anchor=anchor,
+                                      committed_body=args.committed_body))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -230,6 +236,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--httpsig", action="store_true",
                         help="send an httpsig@1.0 (RFC 9421) message to /push (scheduled and computed) "
                              "instead of an ANS-104 item to /schedule")
+    parser.add_argument("--committed-body", action="store_true",
+                        help="with --httpsig: send the message as the request's multipart body with its "
+                             "commitment in a body/commitments/<id> part (HyperBEAM's form) instead of "
+                             "signing the request's own fields")
     parser.set_defaults(func=_run)
 
 
