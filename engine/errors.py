@@ -65,3 +65,8 @@ class DataUnavailable(WasmError):
     that depends on a gateway's outage."""
 
     status = 503
+
+
+class StartupRefused(AONodeError):
+    """The node cannot start as configured (a wallet other than its database's, an unreachable bucket):
+    `aonode serve` prints the message as one line and exits non-zero."""

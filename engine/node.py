@@ -80,12 +80,15 @@ def _wallet(path: Path) -> Wallet:
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, catalogue: Catalogue | None = None,
                  max_live: int = 32, clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-                 dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES) -> None:
+                 dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES,
+                 snapshots: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
         # A postgresql:// URL: shared with other nodes; the data dir then only caches snapshots.
-        self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache")
+        # `snapshots` (s3://bucket/prefix): the snapshots' bytes in that bucket, their index in the store.
+        self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache",
+                                snapshots=snapshots)
         self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
         self.chain = ChainTip(self.data_dir / "chain-tip.json")

@@ -38,7 +38,8 @@ def module_catalogue() -> Catalogue:
 
 def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
               clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-              dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES) -> Node:
+              dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES,
+              snapshots: str | None = None) -> Node:
     """A Node on `data_dir` that runs the catalogue's images (the other arguments as `Node` takes)."""
     return Node(data_dir, dev, catalogue=module_catalogue(), max_live=max_live, clock=clock, wallet=wallet,
-                dry_run_slots=dry_run_slots, store=store, leases=leases)
+                dry_run_slots=dry_run_slots, store=store, leases=leases, snapshots=snapshots)

@@ -89,19 +89,21 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
 def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
           demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
           announce: Callable[[str], None] = print, store: str | None = None,
-          leases: LeaseConfig = DEFAULT_LEASES, wallet: str | None = None) -> None:
+          leases: LeaseConfig = DEFAULT_LEASES, wallet: str | None = None, snapshots: str | None = None) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
-    `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir."""
+    `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
+    `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store."""
     from aonode.server.compose import make_node
 
-    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases,
+    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases, snapshots=snapshots,
                      wallet=Wallet.load(wallet) if wallet else None)
     chain_watch = watch_chain(node, gateway_url())
     try:
         url = f"http://{host}:{port}"
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
-        where = f"data: {data_dir}" + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
+        where = (f"data: {data_dir}" + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
+                 + (f", snapshots: {snapshots}" if snapshots else ""))
         announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         asyncio.run(_main(app, hypercorn_config(host, port)))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aonode.engine.errors import StartupRefused
 from aonode.engine.store.base import Assignment, Store
+from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.sqlite import SQLiteStore
 
 __all__ = ["Assignment", "SQLiteStore", "Store", "is_postgres_url", "open_store"]
@@ -13,11 +15,24 @@ def is_postgres_url(spec: str) -> bool:
     return spec.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(spec: str | Path, cache_dir: Path | None = None) -> Store:
+def open_store(spec: str | Path, cache_dir: Path | None = None, snapshots: str | None = None) -> Store:
     """A `postgresql://` URL opens a PostgresStore (shared by many nodes; `cache_dir` keeps this
-    node's copies of snapshots); anything else is the directory of the embedded SQLite store."""
+    node's copies of snapshots); anything else is the directory of the embedded SQLite store.
+    `snapshots`: an `s3://bucket/prefix` for the snapshots' bytes (engine/store/blobs.py); default
+    the store's own database."""
+    blobs = _snapshot_blobs(snapshots) if snapshots else None
     if isinstance(spec, str) and is_postgres_url(spec):
         from aonode.engine.store.postgres import PostgresStore  # psycopg only when asked for
 
-        return PostgresStore(spec, cache_dir=cache_dir)
-    return SQLiteStore(spec)
+        return PostgresStore(spec, cache_dir=cache_dir, blobs=blobs)
+    return SQLiteStore(spec, blobs=blobs)
+
+
+def _snapshot_blobs(url: str) -> BlobSnapshots:
+    """`s3://bucket/prefix`; endpoint and credentials as the AWS tools read them (AWS_ENDPOINT_URL,
+    AWS_ACCESS_KEY_ID, ...)."""
+    try:
+        from aonode.engine.store.s3_blobs import S3Blobs  # boto3 only when asked for
+    except ImportError as err:
+        raise StartupRefused(f"snapshots in a bucket need boto3: pip install 'aonode[s3]' ({err})") from err
+    return BlobSnapshots(S3Blobs.open(url))

@@ -25,6 +25,7 @@ from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
+from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
                                       assignment_values, check_sha256, live_chunks, range_clause,
@@ -85,8 +86,10 @@ class PostgresStore:
     where several statements must land together)."""
 
     def __init__(self, dsn: str, *, pool_max: int = POOL_MAX,
-                 connect_timeout: float = CONNECT_TIMEOUT, cache_dir: Path | None = None) -> None:
+                 connect_timeout: float = CONNECT_TIMEOUT, cache_dir: Path | None = None,
+                 blobs: BlobSnapshots | None = None) -> None:
         self.dsn = dsn
+        self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: in the database
         self.cache_dir = cache_dir  # this node's copies of the newest snapshot per process (a cache only)
         self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_max, open=False,
                                    kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
@@ -119,6 +122,8 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+        if self.blobs is not None:
+            self.blobs.close()
 
     # -- processes and messages --------------------------------------------------------------
 
@@ -264,8 +269,11 @@ class PostgresStore:
         chunked snapshot (`chunks`: the ones it adds) keeps only the newest KEEP_SNAPSHOTS."""
         check_sha256(memory_sha256)
         pieces = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
+        if self.blobs is not None:  # bytes to the bucket first; no pieces here marks them as there
+            self.blobs.put(memory_sha256, blob, chunks)
+            pieces = []
         with self._connection() as conn, conn.transaction():
-            if chunks:
+            if chunks and self.blobs is None:
                 with conn.cursor() as cur:
                     cur.executemany("INSERT INTO memory_chunks VALUES (%s, %s) ON CONFLICT DO NOTHING",
                                     list(chunks.items()))
@@ -287,6 +295,8 @@ class PostgresStore:
 
     def collect_chunks(self) -> int:
         """Drop chunks no stored manifest names; writers of chunks wait meanwhile (table lock)."""
+        if self.blobs is not None:
+            return self.blobs.collect({sha for (sha,) in self._all("SELECT sha256 FROM snapshots", ())})
         with self._connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE memory_chunks IN SHARE ROW EXCLUSIVE MODE")
             blobs: dict[tuple[str, int], list[bytes]] = {}
@@ -300,6 +310,8 @@ class PostgresStore:
             return len(gone)
 
     def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]:
+        if self.blobs is not None:
+            return self.blobs.chunks(hashes)
         rows = self._all("SELECT hash, body FROM memory_chunks WHERE hash = ANY(%s)", (list(hashes),))
         return {h: bytes(b) for h, b in rows}
 
@@ -309,22 +321,28 @@ class PostgresStore:
 
     def latest_snapshot(self, pid: str,
                         max_slot: int | None = None) -> tuple[int, str, bytes] | None:
-        """Newest snapshot at or before `max_slot`: from this node's cache when it holds that one,
-        else from the database (and then kept in the cache)."""
+        """Newest snapshot at or before `max_slot` whose bytes are there: from this node's cache when
+        it holds that one, else from the database or the bucket (and then kept in the cache)."""
         where, args = _pg_range(None, max_slot)
-        head = self._one(f"SELECT slot, sha256, size FROM snapshots WHERE process = %s{where} "
-                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
-        if head is None:
-            return None
-        slot, sha, size = head
-        path = self._cache_path(pid, slot, sha)
-        if path is not None:
+        for slot, sha, size, pieces in self._all(
+                f"SELECT slot, sha256, size, chunks FROM snapshots WHERE process = %s{where} "
+                "ORDER BY slot DESC LIMIT %s", [pid, *args, KEEP_SNAPSHOTS]):
+            path = self._cache_path(pid, slot, sha)
             try:
-                cached = path.read_bytes()
-                if len(cached) == size:
+                cached = path.read_bytes() if path is not None else None
+                if cached is not None and len(cached) == size:
                     return slot, sha, cached
             except OSError:
                 pass
+            blob = self._snapshot_bytes(pid, slot, sha, size, pieces)
+            if blob is not None:
+                self._keep(pid, slot, sha, blob)
+                return slot, sha, blob
+        return None
+
+    def _snapshot_bytes(self, pid: str, slot: int, sha: str, size: int, pieces: int) -> bytes | None:
+        if pieces == 0 and self.blobs is not None:
+            return self.blobs.manifest(sha)  # None when missing: an older snapshot is tried (checked on restore)
         rows = self._all("SELECT c.bytes FROM snapshot_chunks c JOIN snapshots s USING (process, slot) "
                          "WHERE s.process = %s AND s.slot = %s AND s.sha256 = %s ORDER BY c.n",
                          (pid, slot, sha))
@@ -332,8 +350,7 @@ class PostgresStore:
         if len(blob) != size:
             raise AONodeError(f"snapshot of {pid} at slot {slot} is damaged or was replaced while "
                               f"read ({len(blob)} bytes, {size} expected); retry")
-        self._keep(pid, slot, sha, blob)
-        return slot, sha, blob
+        return blob
 
     def _cache_path(self, pid: str, slot: int, sha: str) -> Path | None:
         if self.cache_dir is None or not _FILE_SAFE.match(pid):

@@ -23,6 +23,7 @@ from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
+from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.group_commit import GroupCommitter
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
                                       assignment_values, check_sha256, live_chunks, range_clause,
@@ -90,8 +91,9 @@ class SQLiteStore:
     """Thread safe: each thread gets its own connection (WAL lets readers run beside the writer);
     SQLite serializes the writers."""
 
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, blobs: BlobSnapshots | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: here
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.data_dir / DB_NAME
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
@@ -155,6 +157,8 @@ class SQLiteStore:
         for conn in conns.values():
             conn.close()
         self._local = threading.local()
+        if self.blobs is not None:
+            self.blobs.close()
 
     # -- processes and messages --------------------------------------------------------------
 
@@ -321,10 +325,12 @@ class SQLiteStore:
         the process stay; a whole-memory blob is written as a file first (atomically, fsynced),
         then indexed, so an index row never points at a partial file."""
         check_sha256(memory_sha256)
-        if chunks is None:
+        if self.blobs is not None:
+            self.blobs.put(memory_sha256, blob, chunks)
+        elif chunks is None:
             write_atomic(self._snapshot_path(memory_sha256), blob, durable=True)
         with self._tx() as conn:
-            if chunks is not None:
+            if chunks is not None and self.blobs is None:
                 conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks.items())
                 conn.execute("INSERT OR IGNORE INTO manifests VALUES (?, ?)", (memory_sha256, blob))
             conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
@@ -334,11 +340,15 @@ class SQLiteStore:
                              "snapshots WHERE process = ? ORDER BY slot DESC LIMIT ?)",
                              (pid, pid, KEEP_SNAPSHOTS))
                 self._puts = getattr(self, "_puts", 0) + 1
-                if self._puts % GC_EVERY == 0:
+                if self._puts % GC_EVERY == 0 and self.blobs is None:
                     self._collect(conn)
+        if chunks is not None and self.blobs is not None and self._puts % GC_EVERY == 0:
+            self.collect_chunks()  # outside the write transaction: it lists the bucket
 
     def collect_chunks(self) -> int:
         """Drop manifests no snapshot row names and chunks no manifest names: how many chunks went."""
+        if self.blobs is not None:
+            return self.blobs.collect({sha for (sha,) in self._conn().execute("SELECT sha256 FROM snapshots")})
         with self._tx() as conn:
             return self._collect(conn)
 
@@ -351,6 +361,8 @@ class SQLiteStore:
 
     def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """The stored chunks among `hashes` (hash hex -> zstd); missing ones are left out."""
+        if self.blobs is not None:
+            return self.blobs.chunks(hashes)
         wanted, found = list(hashes), dict[str, bytes]()
         for start in range(0, len(wanted), 500):
             part = wanted[start:start + 500]
@@ -372,6 +384,8 @@ class SQLiteStore:
             f"SELECT s.slot, s.sha256, m.body FROM snapshots s LEFT JOIN manifests m ON m.name = s.sha256 "
             f"WHERE s.process = ?{where} ORDER BY s.slot DESC", [pid, *args]).fetchall()
         for slot, sha, manifest in rows:
+            if manifest is None and self.blobs is not None:
+                manifest = self.blobs.manifest(sha)  # None when missing: an older one is tried
             if manifest is not None:
                 return slot, sha, bytes(manifest)
             try:

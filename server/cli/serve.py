@@ -5,6 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
+from aonode.engine.errors import StartupRefused
 from aonode.engine.leases import LeaseConfig
 import aonode.server.cli.checks as checks
 
@@ -22,6 +23,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--store", default=os.environ.get("AONODE_STORE") or None, metavar="URL",
                        help="postgresql://user@host:port/db to share one store with other nodes "
                             "(docs/scale-out.md; also AONODE_STORE); default: SQLite in --data-dir")
+    serve.add_argument("--snapshots", default=os.environ.get("AONODE_SNAPSHOTS") or None, metavar="URL",
+                       help="s3://bucket/prefix: keep snapshots in an S3-compatible bucket (credentials as the AWS "
+                            "tools read them; also AONODE_SNAPSHOTS); default: in the store")
+    serve.add_argument("--s3-endpoint", default=None, metavar="URL",
+                       help="with --snapshots: the S3-compatible server (MinIO, Ceph, R2, ...); default "
+                            "AWS_ENDPOINT_URL, else AWS")
     serve.add_argument("--wallet", default=None, metavar="JWK",
                        help="the node's key (default: <data-dir>/wallet.json, made on first start); nodes sharing a "
                             "--store share one, so pushed messages and Authority are the same whichever computes")
@@ -44,9 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
         if args.max_compute <= 0:
             raise checks.UserError("--max-compute must be a positive number of instructions")
         os.environ["AONODE_MAX_COMPUTE"] = str(args.max_compute)  # read by engine/devices/wasm64.py
+    if args.s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL_S3"] = args.s3_endpoint  # read by boto3 (engine/store/s3_blobs.py)
     checks.address_free(args.host, args.port)
-    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
-          cron_every=args.cron_every, store=args.store, wallet=args.wallet,
-          leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
+    try:
+        serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
+              cron_every=args.cron_every, store=args.store, wallet=args.wallet, snapshots=args.snapshots,
+              leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
+    except StartupRefused as err:  # a wallet other than the database's, an unreachable bucket: one line
+        raise checks.UserError(str(err)) from err
     lock.close()
     return 0
