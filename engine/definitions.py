@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aonode.engine.devices import poda
 from aonode.engine.devices.json_iface import module_id
 from aonode.engine.devices.multipass import passes_of
+from aonode.engine.devices.patch import patch_source
 from aonode.engine.devices.process import cache_frequency, has_poda, stack_names
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
@@ -66,6 +67,7 @@ def check(msg: Message, registry: Registry, load_image: Callable[[str], object])
         raise BadInput(f"Passes must be at most {Stack.max_passes}")
     if has_poda(msg):
         poda.config(msg)
+    patch_source(msg)
     image = load_image(module_id(msg))
     if isinstance(image, Image):
         problem = never_runs(image)

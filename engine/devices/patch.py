@@ -20,6 +20,11 @@ Decisions (see docs reference-semantics §3):
   cannot send nested tags encode the table as JSON. Strings inside tables are never decoded.
 - What was merged is appended to `ctx.results["Patches"]`, in order, so the store can rebuild the
   cache of any slot by replaying `merge` over those payloads.
+- Where patches are read from is the definition's `Patch-From`, as HyperBEAM's patch@1.0 reads it: a
+  path in the slot's results (`/results/outbox`, the default genesis-wasm@1.0 sets; `/results/spawns`;
+  `/results/assignments`; a `base:` prefix names the process state, as here). Patches are taken out
+  of that list only; patch messages anywhere else stay ordinary messages. Any other path is refused
+  at spawn (`patch_source`), since this device would otherwise silently patch nothing.
 """
 from __future__ import annotations
 
@@ -28,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aonode.engine.devices.base import DeviceInfo, ProcessState, Signal, SlotContext
+from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 from aonode.engine.store.cache_log import merge
 
-__all__ = ["NAME", "Patch", "apply_patches", "cache_keys", "merge", "payload"]
+__all__ = ["NAME", "Patch", "apply_patches", "cache_keys", "merge", "patch_source", "payload"]
 
 NAME = "patch@1.0"
 INFO = DeviceInfo(NAME, ("compute",), about="merges patch messages from the outbox into the readable cache")
@@ -42,9 +48,14 @@ ENVELOPE = frozenset(key.lower() for key in (
     "Data-Protocol", "Variant", "Type", "Reference", "From-Process", "From-Module", "Read-Only",
     "Hash-Chain", "Timestamp", "Nonce", "Epoch", "Forwarded-By", "Pushed-For", "Cron",
     "Block-Height", "Reply-To", "Push-Depth", "device", "method", "commitments",
+    "Module",  # AOS's `Spawn` names the image: a spawn read as a patch (Patch-From /results/spawns)
 ))
 
 CACHE_KEY = "cache"
+# `Patch-From` paths this node reads, to the result list each names.
+PATCH_SOURCES = {("results", "outbox"): "Messages", ("results", "spawns"): "Spawns",
+                 ("results", "assignments"): "Assignments"}
+DEFAULT_SOURCE = "Messages"
 
 
 @dataclass
@@ -135,10 +146,26 @@ def payload(message: dict[str, Any]) -> Payload:
     return Payload(values=_pairs_to_map(pairs, CACHE_KEY, errors), errors=errors)
 
 
+def patch_source(process: Message) -> str:
+    """The result list `Patch-From` names (default the outbox); BadInput for a path this node
+    does not read patches from."""
+    raw = process.tag("Patch-From")
+    if raw is None:
+        return DEFAULT_SOURCE
+    path = raw.strip().removeprefix("base:")
+    parts = tuple(p.lower() for p in path.split("/") if p)
+    if parts not in PATCH_SOURCES:
+        known = ", ".join("/" + "/".join(k) for k in PATCH_SOURCES)
+        raise BadInput(f"Patch-From {raw!r}: this node reads patches from {known}")
+    return PATCH_SOURCES[parts]
+
+
 def apply_patches(state: ProcessState, ctx: SlotContext) -> list[dict[str, Any]]:
-    """Take the patches out of `ctx.results["Messages"]`, merge them into `state.cache`."""
+    """Take the patches out of the result list `Patch-From` names (the outbox by default), merge
+    them into `state.cache`."""
     results: dict[str, Any] = ctx.results
-    outbox = results.get("Messages")
+    source = patch_source(state.process)
+    outbox = results.get(source)
     if not isinstance(outbox, list):
         return []
     kept: list[Any] = []
@@ -156,7 +183,7 @@ def apply_patches(state: ProcessState, ctx: SlotContext) -> list[dict[str, Any]]
         ignored.extend(sorted(set(found.values) - set(values)))
         merge(state.cache, values)
         applied.append(values)
-    results["Messages"] = kept
+    results[source] = kept
     # Extend rather than assign: a second pass over the same message must not lose the record.
     results.setdefault("Patches", []).extend(applied)
     if errors:
