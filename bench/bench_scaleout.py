@@ -60,13 +60,18 @@ def pct(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def nodes(count: int, store: str | None, base: Path) -> Iterator[list[str]]:
+def nodes(count: int, store: str | None, base: Path, extra: tuple[str, ...] = ()) -> Iterator[list[str]]:
+    from aonode.engine.crypto import Wallet
+
+    wallet = base / "wallet.json"  # nodes on one database share one wallet (they refuse otherwise)
+    base.mkdir(parents=True, exist_ok=True)
+    Wallet.generate("rsa").save(wallet)
     with ExitStack() as stack:
         urls = []
         for i in range(count):
             port = free_port()
             cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(port),
-                   "--data-dir", str(base / f"node{i}"), "--cron-every", "0"]
+                   "--data-dir", str(base / f"node{i}"), "--cron-every", "0", "--wallet", str(wallet), *extra]
             if store:
                 cmd += ["--store", store]
             url = f"http://127.0.0.1:{port}"

@@ -36,7 +36,7 @@ from aonode.engine.devices.scheduler import Scheduler
 from aonode.engine.devices.stack import INFO as STACK
 from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice, whole
 from aonode.engine.dryrun import DryRuns
-from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.errors import BadInput, NotFound, StartupRefused
 from aonode.engine.images import Catalogue, Images
 from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, Leases, LocalLeases, run_leased
 from aonode.engine.live import LiveProcesses, release_instance
@@ -45,7 +45,7 @@ from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.message import Message
 from aonode.engine.queries import Queries
 from aonode.engine.router import Router
-from aonode.engine.store import SQLiteStore, Store, open_store
+from aonode.engine.store import SQLiteStore, Store, claim_scheduler, open_store
 from aonode.engine.views import Views
 from aonode.engine.wasm import Runtime
 
@@ -91,6 +91,11 @@ class Node:
                                 snapshots=snapshots)
         self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
         self.address = self.wallet.address
+        try:
+            claim_scheduler(self.store, self.address)  # nodes on one database share one wallet
+        except StartupRefused:
+            self.store.close()
+            raise
         self.chain = ChainTip(self.data_dir / "chain-tip.json")
         self.scheduler = (Scheduler(self.store, clock, self.chain.height, self.chain.hash) if clock else
                           Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash))

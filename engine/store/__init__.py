@@ -8,7 +8,7 @@ from aonode.engine.store.base import Assignment, Store
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.sqlite import SQLiteStore
 
-__all__ = ["Assignment", "SQLiteStore", "Store", "is_postgres_url", "open_store"]
+__all__ = ["Assignment", "SQLiteStore", "Store", "claim_scheduler", "is_postgres_url", "open_store"]
 
 
 def is_postgres_url(spec: str) -> bool:
@@ -26,6 +26,17 @@ def open_store(spec: str | Path, cache_dir: Path | None = None, snapshots: str |
 
         return PostgresStore(spec, cache_dir=cache_dir, blobs=blobs)
     return SQLiteStore(spec, blobs=blobs)
+
+
+def claim_scheduler(store: Store, address: str) -> None:
+    """Nodes sharing a PostgreSQL store sign as one scheduler: the first one's address is recorded and
+    a node with another wallet is refused (engine/store/pg_identity.py). One SQLite store, one node."""
+    from aonode.engine.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        from aonode.engine.store.pg_identity import claim_scheduler as claim  # psycopg only when asked for
+
+        claim(store.pool, address)
 
 
 def _snapshot_blobs(url: str) -> BlobSnapshots:

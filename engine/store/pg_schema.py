@@ -59,6 +59,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE memory_chunks (hash text PRIMARY KEY, body bytea NOT NULL)",
     ),
+    # 5: what the nodes sharing this database agree on: the scheduler address (engine/store/pg_identity.py).
+    (
+        "CREATE TABLE node_identity (key text PRIMARY KEY, value text NOT NULL)",
+    ),
 )
 
 
