@@ -106,7 +106,7 @@ def start(cmd: list[str], probe: str) -> subprocess.Popen[bytes]:
 
 # -- load generators (each in its own process) ----------------------------------------------------
 
-def run_wrk(url: str, seconds: float, connections: int, body: bytes | None) -> Measurement:
+def run_wrk(url: str, seconds: float, connections: int, body: bytes | None, accept: str | None = None) -> Measurement:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("done = function(summary, latency, requests)\n"
                      "  io.write(string.format('JSON {\"requests\":%d,\"seconds\":%f,\"p50\":%d,\"p99\":%d,"
@@ -116,6 +116,8 @@ def run_wrk(url: str, seconds: float, connections: int, body: bytes | None) -> M
         if body is not None:
             script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
                          "wrk.headers['Content-Type'] = 'application/json'\n")
+        if accept is not None:
+            script.write(f"wrk.headers['Accept'] = {json.dumps(accept)}\n")
     try:
         out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
                               "-s", script.name, url], capture_output=True, text=True, check=True).stdout
@@ -126,21 +128,25 @@ def run_wrk(url: str, seconds: float, connections: int, body: bytes | None) -> M
                        stats["errors"])
 
 
-def run_python_client(url: str, seconds: float, connections: int, body: bytes | None) -> Measurement:
+def run_python_client(url: str, seconds: float, connections: int, body: bytes | None,
+                      accept: str | None = None) -> Measurement:
     cmd = [sys.executable, str(HERE), "--load", url, "--seconds", str(seconds), "--connections", str(connections)]
     if body is not None:
         cmd += ["--body", body.decode()]
+    if accept is not None:
+        cmd += ["--accept", accept]
     stats = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     return Measurement("", stats["requests"], stats["seconds"], stats["p50"], stats["p99"], stats["errors"])
 
 
-async def _load(url: str, seconds: float, connections: int, body: bytes | None) -> dict:
+async def _load(url: str, seconds: float, connections: int, body: bytes | None, accept: str | None = None) -> dict:
     """Keep-alive HTTP/1.1 clients on raw sockets: cheap enough not to be the bottleneck."""
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     method = "POST" if body is not None else "GET"
     head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body is not None else "")
+            + (f"Accept: {accept}\r\n" if accept is not None else "")
             + "\r\n").encode()
     request = head + (body or b"")
     latencies: list[float] = []
@@ -195,16 +201,17 @@ def load_generator(args: argparse.Namespace) -> tuple[str, Callable[..., Measure
     return "python asyncio", run_python_client
 
 
-def measure_interleaved(targets: list[tuple[str, str]], args: argparse.Namespace) -> list[Measurement]:
+def measure_interleaved(targets: list[tuple[str, str]] | list[tuple[str, str, str | None]],
+                        args: argparse.Namespace) -> list[Measurement]:
     """Each target `rounds` times, in turn (A B C A B C ...), so a noisy neighbour hits all alike;
-    the row is the round with the median requests/s."""
+    the row is the round with the median requests/s. A target is (name, url[, Accept header])."""
     _, run = load_generator(args)
-    for _, url in targets:
-        run(url, 1.0, args.connections, None)  # warm-up
-    rounds: dict[str, list[Measurement]] = {name: [] for name, _ in targets}
+    for _, url, *accept in targets:
+        run(url, 1.0, args.connections, None, *accept)  # warm-up
+    rounds: dict[str, list[Measurement]] = {target[0]: [] for target in targets}
     for _ in range(args.rounds):
-        for name, url in targets:
-            m = run(url, args.seconds, args.connections, None)
+        for name, url, *accept in targets:
+            m = run(url, args.seconds, args.connections, None, *accept)
             m.name = name
             rounds[name].append(m)
     return [sorted(ms, key=lambda m: m.rps)[len(ms) // 2] for ms in rounds.values()]
@@ -248,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-unsigned", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--body", help=argparse.SUPPRESS)
+    parser.add_argument("--accept", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.serve_bare:
@@ -258,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.load:
         body = args.body.encode() if args.body is not None else None
-        print(json.dumps(asyncio.run(_load(args.load, args.seconds, args.connections, body))))
+        print(json.dumps(asyncio.run(_load(args.load, args.seconds, args.connections, body, args.accept))))
         return 0
 
     client, _ = load_generator(args)
