@@ -7,6 +7,7 @@ call it while the sender's lock is held.
 """
 from __future__ import annotations
 
+import threading
 from typing import cast
 
 from aonode.engine import definitions
@@ -21,6 +22,8 @@ from aonode.engine.images import Images
 from aonode.engine.message import Message
 from aonode.engine.views import Views
 
+NOT_LOCAL_MAX = 65536  # remembered non-process ids (then forgotten all at once)
+
 
 class Router:
     def __init__(self, scheduler: Scheduler, views: Views, registry: Registry, images: Images,
@@ -32,13 +35,23 @@ class Router:
         self.wallet = wallet
         self.address = wallet.address  # who vouches for pushed messages
         self._local: set[str] = set()  # process ids known to be on this node
+        # Ids found not to be processes here (a token's notices go to wallets), with the count of
+        # spawns at the time: any spawn since makes the answer stale. Not kept on a shared store,
+        # where another node may spawn.
+        self._not_local: dict[str, int] = {}
+        self._spawns = 0
+        self._spawns_guard = threading.Lock()  # no increment lost: the count only ever grows
 
     def spawn(self, msg: Message) -> AssignmentJSON:
         """Schedule a process definition as slot 0 of a new process whose id is the message id."""
         msg = definitions.complete(msg, self.images.catalogue, self.address)
         definitions.check(msg, self.registry, self.images.load)  # refused before anything is stored
         pid = msg.id
-        assignment = self.scheduler.spawn(pid, msg)
+        try:
+            assignment = self.scheduler.spawn(pid, msg)
+        finally:
+            with self._spawns_guard:  # after the process is stored: a lookup that missed it is stale now
+                self._spawns += 1
         metrics.scheduled()
         self.views.scheduled(pid, assignment.slot)
         return cast(AssignmentJSON, {**assignment.to_json(), "process": pid})
@@ -55,9 +68,16 @@ class Router:
             return False
         if pid in self._local:  # a process never goes away: one lookup per target, not per message
             return True
+        spawns = self._spawns
+        if self._not_local.get(pid) == spawns:
+            return False
         found = self.scheduler.store.get_process(pid) is not None
         if found:
             self._local.add(pid)
+        elif not self.views.shared:
+            if len(self._not_local) >= NOT_LOCAL_MAX:
+                self._not_local.clear()
+            self._not_local[pid] = spawns
         return found
 
     def message(self, mid: str) -> Message | None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from aonode.engine import definitions
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.poda import commit, with_commitments
 from tests.helpers.nodeutil import OTHER, action, definition, eval_msg, make_node, output
@@ -45,6 +46,24 @@ def test_two_processes_ping_pong_through_push(tmp_path: Path) -> None:
     assert pushed and pushed[0]["target"] == b and isinstance(pushed[0]["slot"], int)
     ping = node.store.get_assignment(b, pushed[0]["slot"]).message
     assert ping.from_ == a and ping.tag("From-Process") == a
+    node.close()
+
+
+def test_a_target_spawned_after_a_send_to_it_gets_the_next_one(tmp_path: Path) -> None:
+    """The router remembers ids that are no process here (a token's notices go to wallets), but a
+    spawn since makes that stale: the first Send is remote, the one after the spawn is delivered."""
+    node = make_node(tmp_path / "node")
+    a = node.spawn(definition(("Name", "a")))["process"]
+    later = definitions.complete(definition(("Name", "later")), node.images.catalogue, node.router.address)
+    send = f"Send({{ Target = '{later.id}', Action = 'Hello' }})"
+    node.schedule(a, eval_msg(a, send, nonce="before"))
+    first = node.now(a)["results"]["Pushed"]
+    assert [row["status"] for row in first] == ["remote"]
+    assert node.spawn(later)["process"] == later.id
+    node.schedule(a, eval_msg(a, send, nonce="after"))
+    second = node.now(a)["results"]["Pushed"]
+    assert second[0]["target"] == later.id and isinstance(second[0]["slot"], int)
+    assert node.store.get_assignment(later.id, second[0]["slot"]).message.tag("Action") == "Hello"
     node.close()
 
 

@@ -22,9 +22,9 @@ from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWr
                                         Runner, Signal, SlotContext, SnapshotMode, call_key)
 from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.devices.registry import Registry
+from aonode.engine.devices.slot_writes import SlotWrites
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, Busy, NotFound
-from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
@@ -200,17 +200,12 @@ class ProcessDevice:
     def _store_slot(self, state: ProcessState, assignment: Assignment, ctx: SlotContext) -> None:
         record = json_safe({**ctx.results, "slot": assignment.slot, "message": assignment.message_id})
         assert isinstance(record, dict)
-        rows: list[tuple[str, int, str, JsonObject]] | None = getattr(self._batch, "rows", None)
-        if rows is None:
-            self.store.put_result(state.process_id, assignment.slot, assignment.message_id, record)
-        else:  # inside compute_to: one transaction per RESULT_BATCH slots
-            rows.append((state.process_id, assignment.slot, assignment.message_id, record))
-            if len(rows) >= RESULT_BATCH:
-                self._store_results()
-        patches = record.get("Patches")
-        if patches and isinstance(patches, list):  # only what this slot merged, unless a full copy is due
-            changes = [p for p in patches if isinstance(p, dict)]
-            self.store.put_cache(state.process_id, assignment.slot, state.cache, changes)
+        patches = record.get("Patches")  # only what this slot merged is stored, unless a full copy is due
+        changes = [p for p in patches if isinstance(p, dict)] if patches and isinstance(patches, list) else None
+        writes: SlotWrites | None = getattr(self._batch, "writes", None)
+        if writes is None:  # outside compute_to: stored here and now
+            writes = SlotWrites(self.store, limit=1)
+        writes.add(state.process_id, assignment.slot, assignment.message_id, record, changes, state.cache)
 
     # -- the loop ------------------------------------------------------------------------------
     def compute_to(self, state: ProcessState, slot: int) -> ProcessState:
@@ -218,9 +213,10 @@ class ProcessDevice:
         stored before this returns, so what a caller has been answered is never recomputed after
         a crash beyond the last snapshot it saw."""
         first = state.at_slot + 1
-        outer = getattr(self._batch, "rows", None) is None
+        outer = getattr(self._batch, "writes", None) is None
         if outer:
-            self._batch.rows = []
+            self._batch.writes = SlotWrites(self.store, limit=RESULT_BATCH)
+        complete = False
         ahead: deque[Assignment] = deque()  # the schedule read a page at a time
         try:
             with _replay_progress(state.process_id, first, slot) as task:
@@ -241,26 +237,21 @@ class ProcessDevice:
                     metrics.slot_computed(time.perf_counter() - started)
                     if task is not None:
                         task.advance()
+            complete = True
         finally:
             if outer:
                 try:
-                    self._store_results()
+                    self._store_results(complete)
                 finally:
-                    self._batch.rows = None
+                    self._batch.writes = None
             self.flush(state.process_id)
         return state
 
-    def _store_results(self) -> None:
-        """Store the results this thread's compute_to has buffered, one transaction per process."""
-        rows: list[tuple[str, int, str, JsonObject]] | None = getattr(self._batch, "rows", None)
-        if not rows:
-            return
-        by_process: dict[str, list[tuple[int, str, JsonObject]]] = {}
-        for pid, slot, mid, record in rows:
-            by_process.setdefault(pid, []).append((slot, mid, record))
-        rows.clear()
-        for pid, batch in by_process.items():
-            self.store.put_results(pid, batch)
+    def _store_results(self, complete: bool = True) -> None:
+        """Store the results (and cache changes) this thread's compute_to has buffered."""
+        writes: SlotWrites | None = getattr(self._batch, "writes", None)
+        if writes is not None:
+            writes.flush(complete)
 
 
 @contextlib.contextmanager

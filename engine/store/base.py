@@ -11,6 +11,7 @@ from typing import Protocol, TypeVar
 
 from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
+from aonode.engine.store.cache_log import CacheChanges
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,10 @@ class Store(Protocol):
 
     # A result is one slot's outcome (Output, Messages, Spawns, ...); a cache the patched state.
     def put_result(self, pid: str, slot: int, message_id: str, result: JsonObject) -> None: ...
-    def put_results(self, pid: str, rows: Sequence[tuple[int, str, JsonObject]]) -> None:
-        """(slot, message id, result) of several slots in one transaction."""
+    def put_results(self, pid: str, rows: Sequence[tuple[int, str, JsonObject]],
+                    cache: CacheChanges | None = None) -> None:
+        """(slot, message id, result) of several slots, and `cache`, the cache changes those slots
+        made (cache_log.plan), in one transaction."""
         ...
     def get_result(self, pid: str, slot: int) -> JsonObject | None: ...
     def get_result_by_message(self, pid: str, mid: str) -> tuple[int, JsonObject] | None: ...

@@ -62,6 +62,39 @@ def wants_full(since: SinceFull, new_changes_bytes: int) -> bool:
     return since.changes + 1 > MAX_CHANGES or pending > max(MIN_FULL_BYTES, since.full_bytes)
 
 
+@dataclass(frozen=True)
+class CacheChanges:
+    """The patch payloads merged at each patching slot of a computed batch (slot order), and the
+    cache after the last of them (None: do not write a full copy now, e.g. after a failed slot)."""
+
+    slots: list[tuple[int, list[JsonMap]]]
+    cache: JsonMap | None
+
+
+@dataclass(frozen=True)
+class CacheRows:
+    """What to write for a CacheChanges: changes rows (slot, CBOR) and at most one full copy."""
+
+    changes: list[tuple[int, bytes]]
+    full: tuple[int, bytes] | None
+
+
+def plan(since: SinceFull, batch: CacheChanges) -> CacheRows:
+    """One changes row per slot; when a full copy comes due anywhere in the batch, it is written
+    at the batch's last slot (where `batch.cache` is the cache) in place of that slot's changes,
+    so one batch is one transaction and a read replays at most one batch more than MAX_CHANGES."""
+    rows: list[tuple[int, bytes]] = []
+    due = False
+    for slot, payloads in batch.slots:
+        delta = encode_changes(payloads)
+        due = due or wants_full(since, len(delta))
+        since = SinceFull(since.full_bytes, since.changes_bytes + len(delta), since.changes + 1)
+        rows.append((slot, delta))
+    if not (due and rows and batch.cache is not None):
+        return CacheRows(rows, None)
+    return CacheRows(rows[:-1], (rows[-1][0], cbor2.dumps(batch.cache)))
+
+
 def replay(full: tuple[int, bytes] | None, changes: Iterable[tuple[int, bytes]]) -> tuple[int, JsonMap] | None:
     """The cache after the last row: the full copy (slot, CBOR) with the changes rows after it
     (slot, CBOR list of payloads; in slot order) merged on top. None when there is nothing."""

@@ -50,6 +50,16 @@ def _since_full(conn: psycopg.Connection, pid: str) -> cache_log.SinceFull:
     return cache_log.SinceFull(0 if full is None else full[1], int(row[0]), int(row[1]))
 
 
+def _put_changes(conn: psycopg.Connection, pid: str, cache: cache_log.CacheChanges) -> None:
+    planned = cache_log.plan(_since_full(conn, pid), cache)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO cache_changes VALUES (%s, %s, %s) ON CONFLICT (process, slot) "
+                        "DO UPDATE SET body = excluded.body", [(pid, slot, delta) for slot, delta in planned.changes])
+    if planned.full is not None:
+        conn.execute("INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+                     "SET body = excluded.body", (pid, *planned.full))
+
+
 def _insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
     for a in batch:
         body = a.message.to_cbor()
@@ -208,8 +218,10 @@ class PostgresStore:
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
         self.put_results(pid, [(slot, message_id, result)])
 
-    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]]) -> None:
-        """Several slots' results in one transaction (one commit for a computed batch)."""
+    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]],
+                    cache: cache_log.CacheChanges | None = None) -> None:
+        """Several slots' results, and the cache changes they made, in one transaction (one commit
+        for a computed batch)."""
         with self._connection() as conn, conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = off")
             with conn.cursor() as cur:
@@ -217,6 +229,8 @@ class PostgresStore:
                     "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
                     "SET message_id = excluded.message_id, body = excluded.body",
                     [(pid, slot, mid, cbor2.dumps(result)) for slot, mid, result in rows])
+            if cache is not None and cache.slots:
+                _put_changes(conn, pid, cache)
 
     def get_result(self, pid: str, slot: int) -> dict | None:
         row = self._one("SELECT body FROM results WHERE process = %s AND slot = %s", (pid, slot))
@@ -241,12 +255,10 @@ class PostgresStore:
 
     def put_cache(self, pid: str, slot: int, cache: dict, changes: list[dict] | None = None) -> None:
         """As SQLiteStore.put_cache: only the changes, unless a full copy is due (cache_log.py)."""
-        delta = None if changes is None else cache_log.encode_changes(changes)
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = off")
-            if delta is not None and not cache_log.wants_full(_since_full(conn, pid), len(delta)):
-                conn.execute("INSERT INTO cache_changes VALUES (%s, %s, %s) ON CONFLICT (process, slot) "
-                             "DO UPDATE SET body = excluded.body", (pid, slot, delta))
+            if changes is not None:
+                _put_changes(conn, pid, cache_log.CacheChanges([(slot, changes)], cache))
             else:
                 conn.execute("INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
                              "SET body = excluded.body", (pid, slot, cbor2.dumps(cache)))

@@ -257,11 +257,22 @@ class SQLiteStore:
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
         self.put_results(pid, [(slot, message_id, result)])
 
-    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]]) -> None:
-        """Several slots' results in one transaction (one commit for a computed batch)."""
+    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]],
+                    cache: cache_log.CacheChanges | None = None) -> None:
+        """Several slots' results, and the cache changes they made, in one transaction (one commit
+        for a computed batch)."""
         with self._tx() as conn:
             conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                              [(pid, slot, mid, _encode(result)) for slot, mid, result in rows])
+            if cache is not None and cache.slots:
+                self._put_changes(conn, pid, cache)
+
+    def _put_changes(self, conn: sqlite3.Connection, pid: str, cache: cache_log.CacheChanges) -> None:
+        planned = cache_log.plan(self._since_full(conn, pid), cache)
+        conn.executemany("INSERT OR REPLACE INTO cache_changes VALUES (?, ?, ?)",
+                         [(pid, slot, delta) for slot, delta in planned.changes])
+        if planned.full is not None:
+            conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)", (pid, *planned.full))
 
     def get_result(self, pid: str, slot: int) -> dict | None:
         row = self._one("SELECT body FROM results WHERE process = ? AND slot = ?", (pid, slot))
@@ -288,10 +299,9 @@ class SQLiteStore:
     def put_cache(self, pid: str, slot: int, cache: dict, changes: list[dict] | None = None) -> None:
         """The cache after `slot`; with `changes` (the payloads merged at `slot`) only those are
         stored, unless a full copy is due (engine/store/cache_log.py)."""
-        delta = None if changes is None else cache_log.encode_changes(changes)
         with self._tx() as conn:
-            if delta is not None and not cache_log.wants_full(self._since_full(conn, pid), len(delta)):
-                conn.execute("INSERT OR REPLACE INTO cache_changes VALUES (?, ?, ?)", (pid, slot, delta))
+            if changes is not None:
+                self._put_changes(conn, pid, cache_log.CacheChanges([(slot, changes)], cache))
             else:
                 conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)", (pid, slot, _encode(cache)))
 
