@@ -4,13 +4,16 @@ aoconnect's mainnet spawn and HyperBEAM peers name the legacy AOS execution as
 `execution-device: genesis-wasm@1.0`, or as `stack@1.0` with `device-stack: [genesis-wasm@1.0, patch@1.0]`.
 Both mean "run the AOS image with the legacy JSON interface and apply patch messages", which is what
 the default stack here (json-iface, wasm64, multipass, patch) does, so those tags are dropped and the
-definition keeps its id and signature. The other keys (`module`, `scheduler`, `authority`,
-`variant`, `data-protocol`, `patch-from`) stay as tags the devices read.
+definition keeps its id and signature. The other keys stay as tags: `authority` (AOS trusts
+messages from each comma-separated address), `variant` and `data-protocol` (the process sees them in
+`ao.env.Process.Tags`), `patch-from` (patch@1.0 reads it). `scheduler` names the node that orders the
+process: a definition naming another scheduler is not this node's to spawn (`check_scheduler`).
 """
 from __future__ import annotations
 
 import json
 
+from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 
 GENESIS_WASM = "genesis-wasm@1.0"
@@ -40,3 +43,11 @@ def as_aos_definition(msg: Message) -> Message:
     if not drop:
         return msg
     return msg.replace(tags=[(k, v) for k, v in msg.tags if k.lower() not in drop])
+
+
+def check_scheduler(msg: Message, address: str) -> None:
+    """Refuse a definition whose `scheduler` names another node: its messages belong there."""
+    named = [v.strip() for v in (msg.tag("Scheduler") or "").split(",") if v.strip()]
+    if named and address not in named:
+        raise BadInput(f"the process names scheduler {', '.join(named)}; this node schedules as {address}: "
+                       f"spawn it there, or name this node's address")

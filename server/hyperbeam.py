@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aonode.engine import httpsig
-from aonode.engine.genesis import as_aos_definition
+from aonode.engine.genesis import as_aos_definition, check_scheduler
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.engine.answers import JSON
 from aonode.engine.message import Message, is_id
@@ -140,6 +140,7 @@ class Hyperbeam:
     async def push_spawn(self, request: Request) -> Response:
         msg = await self.incoming(request, None)
         assert msg is not None
+        check_scheduler(msg, self.node.address)
         definition = as_aos_definition(msg)
         assignment = await self.server.compute_gate.run(self.node.spawn, definition)
         pid = assignment["process"]
@@ -161,6 +162,7 @@ class Hyperbeam:
         pid = head.removesuffix(paths.PROCESS_DEVICE) or None
         msg = codec.for_process(await self.incoming(request, pid), pid)
         if pid is None:
+            check_scheduler(msg, self.node.address)
             return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
         return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
 

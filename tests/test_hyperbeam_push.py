@@ -16,6 +16,7 @@ from tests.helpers.httpnode import HttpNode, http_node
 
 pytestmark = pytest.mark.slow  # real AOS processes on a served node
 
+AUTHORITY = "A" * 43
 EVAL = b"Counter = (Counter or 0) + 1\nSend({ device = 'patch@1.0', cache = { counter = Counter } })"
 
 
@@ -47,7 +48,7 @@ def pid(hb: HttpNode, wallet: Wallet) -> str:
         "type": b"Process", "data-protocol": b"ao", "variant": b"ao.N.1", "module": b"aos2_0_6",
         "scheduler": hb.node.address.encode(), "device": b"process@1.0",
         "device-stack": [b"genesis-wasm@1.0", b"patch@1.0"], "execution-device": b"stack@1.0",
-        "name": b"httpsig-spawn",
+        "name": b"httpsig-spawn", "authority": AUTHORITY.encode(),
     }, url=f"{hb.url}/push")
     with hb.client() as http:
         resp = _send(http, spawn)
@@ -237,3 +238,24 @@ def test_cli_send_with_a_committed_body(hb: HttpNode, wallet: Wallet, pid: str, 
     assert sent["answered-by"] == hb.node.address and "Error" not in sent["results"]
     with hb.client() as http:
         assert http.get(f"/{pid}~process@1.0/now/cache/via_cli").text == "committed body"
+
+
+def test_definition_keys_as_hyperbeam_writes_them_reach_the_process(hb: HttpNode, wallet: Wallet, pid: str) -> None:
+    """`authority`, `variant`, `data-protocol` (lowercase httpsig fields) are what AOS sees: the
+    authority is trusted, a stranger is not."""
+    code = ("local t = ao.env.Process.Tags\nreturn table.concat(ao.authorities, ',') .. '|' .. t.Variant .. '|' .. "
+            f"t['Data-Protocol'] .. '|' .. tostring(ao.isTrusted({{ From = '{AUTHORITY}', Owner = '{AUTHORITY}' }}))"
+            f" .. '|' .. tostring(ao.isTrusted({{ From = '{'S' * 43}', Owner = '{'S' * 43}' }}))")
+    with hb.client() as http:
+        resp = _send(http, _eval(wallet, hb, pid, code.encode()))
+        assert resp.status_code == 200, resp.text
+        output = resp.json()["results"]["Output"]
+        assert (output.get("data") if isinstance(output, dict) else output) == f"{AUTHORITY}|ao.N.1|ao|true|false"
+
+
+def test_a_spawn_naming_another_scheduler_is_refused(hb: HttpNode, wallet: Wallet) -> None:
+    spawn = httpsig.signed_message(wallet, {"type": b"Process", "module": b"aos2_0_6", "scheduler": b"S" * 43,
+                                            "execution-device": b"genesis-wasm@1.0"}, url=f"{hb.url}/push")
+    with hb.client() as http:
+        resp = _send(http, spawn)
+        assert resp.status_code == 400 and hb.node.address in resp.json()["error"]
