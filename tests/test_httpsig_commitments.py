@@ -61,6 +61,18 @@ def test_committed_body_round_trips_and_is_its_own_authority(kind: str) -> None:
     assert msg.tag("Action") == "Eval" and msg.tag("Count") == "3"
 
 
+def test_the_body_message_wins_over_a_signed_envelope() -> None:
+    """A request signed by a relay (its fields and digest) carrying a body message committed by its
+    author: the author's message is the one scheduled (HyperBEAM schedules the body)."""
+    author, relay = Wallet.generate("ed25519"), Wallet.generate("ed25519")
+    inner_req = httpsig.committed_request(author, FIELDS)
+    headers = httpsig.sign(relay, [(k, v) for k, v in inner_req.headers if k != "body-keys"], body=inner_req.body)
+    decoded = httpsig.decode(httpsig.Request("POST", "/", tuple(headers), inner_req.body))
+    assert decoded.signer is not None and decoded.signer.committer == relay.address
+    committed = decoded.committed()
+    assert committed is not None and committed.signer is not None and committed.signer.committer == author.address
+
+
 @pytest.mark.parametrize("old, new", [
     (b"action: Eval", b"action: Evil"),                     # a committed field of the inline part
     (b"x + 41", b"x + 42"),                                  # the body part (under content-digest)
