@@ -170,4 +170,6 @@ class CachedReads:
         start, body = sent
         if start["status"] not in KEPT_STATUSES or slot_of(self.node, key[0]) != key[1]:
             return  # an error that may pass, or the state moved while answering
+        if any(name == b"connection" for name, _ in start.get("headers", ())):
+            return  # about this request's connection (a body left unread), not about the state
         self.cache.put(key, Answer(start["status"], list(start.get("headers", ())), bytes(body.get("body", b""))))

@@ -4,9 +4,11 @@ The signed fields are the answer itself: `ao-result: body` (the single returned 
 `content-type`, and `content-digest` binding the body bytes; any RFC 9421 verifier checks them with the
 `keyid` (the node's public key), and the node's address is base64url(sha256(keyid)).
 
-A state at a slot never changes, and neither does the answer to a read of it, so signatures are kept
-by what they cover (status, content type, sha-256 of the body): a repeated read costs one hash and
-one dictionary lookup instead of an RSA signature. Answers a route already signed pass through.
+Repeated state reads never reach this middleware: server/read_cache.py keeps their whole signed
+answers by (process, slot, path, representation). For the other answers (node info, schedule pages,
+errors) signatures are kept by what they cover (status, content type, sha-256 of the body): a
+repeated answer costs one hash and one dictionary lookup instead of an RSA signature. Answers a route
+already signed pass through.
 """
 from __future__ import annotations
 

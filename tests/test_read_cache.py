@@ -83,6 +83,15 @@ def test_a_missing_key_is_a_kept_signed_404(served: Served) -> None:
     assert served.read("/now/cache/nothing-here").headers["signature"] == missing.headers["signature"]
 
 
+def test_an_answer_about_one_connection_is_not_kept(served: Served) -> None:
+    served.read("/now/cache/supply")  # computed: `now` has nothing pending, so its answers are kept
+    url = f"/{served.pid}~process@1.0/now/cache/not-here-either"
+    with_body = served.http.request("GET", url, content=b"left unread")
+    assert with_body.status_code == 404 and with_body.headers.get("connection") == "close"
+    plain = served.read("/now/cache/not-here-either")
+    assert plain.status_code == 404 and "connection" not in plain.headers
+
+
 def test_a_new_slot_answers_anew_and_signs_anew(served: Served) -> None:
     before = served.read("/now/cache/supply")
     slot = served.read("/compute/at-slot").json()
