@@ -99,7 +99,7 @@ class Node:
         self.chain = ChainTip(self.data_dir / "chain-tip.json")
         self.scheduler = (Scheduler(self.store, clock, self.chain.height, self.chain.hash) if clock else
                           Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash))
-        self.images = Images(Runtime(cache_dir=self.data_dir / "cache"), catalogue or Catalogue())
+        self.images = Images(Runtime(cache_dir=self.data_dir / "cache", background=True), catalogue or Catalogue())
         self.views = Views(self.store, self.scheduler, shared=not isinstance(self.store, SQLiteStore))
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
         self.router = Router(self.scheduler, self.views, self.registry, self.images, self.wallet)

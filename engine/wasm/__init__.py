@@ -10,6 +10,7 @@ The public surface is what this package exports; callers outside engine/wasm imp
 
 Inside (helpers; only this package imports them):
 - runtime.py    Runtime and Image: one engine per Flavor, compile + disk cache, the transforms.
+  builds.py     an image's builds by flavour; a node's first use prepares the variant in the background.
 - flavors.py    Flavor (ORIGINAL the image itself, VARIANT its fast variant, METERED counting fuel)
                 and when an instance moves between them.
 - instance.py   Instance: one process image; ties the parts below together.

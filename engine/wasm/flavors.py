@@ -2,11 +2,14 @@
 
 All three leave the same linear memory byte for byte; they differ in speed and in what they can do.
 An instance has a home: the variant when the image has one, else the image itself (or always the
-metered engine, when asked). A fresh instance starts on the image itself (constructors, the spawn). A
-message the home cannot finish is redone elsewhere: one that must suspend (WeaveDrive) on the image
-itself, one whose time cannot prove it stayed under its Compute-Limit on the metered engine. The
-instance then stays away for 4 messages, then 8, 16, ... (up to a checkpoint interval), so a process
-that suspends often stops switching back and forth.
+metered engine, when asked). While the variant is still being prepared (builds.py) the home is the
+metered engine: on a machine busy preparing it a wall-clock deadline says little, and fuel decides
+without redoing anything; when the preparation ends, the instance moves home between two messages.
+A fresh instance starts on the image itself (constructors, the spawn). A message the home cannot
+finish is redone elsewhere: one that must suspend (WeaveDrive) on the image itself, one whose time
+cannot prove it stayed under its Compute-Limit on the metered engine. The instance then stays away
+for 4 messages, then 8, 16, ... (up to a checkpoint interval), so a process that suspends often stops
+switching back and forth.
 """
 from __future__ import annotations
 
@@ -22,6 +25,13 @@ class Flavor(StrEnum):
     METERED = "metered"  # the image itself, counting fuel: the deterministic Compute-Limit verdict
 
 
+def home_for(*, has_variant: bool, preparing: bool, metered: bool) -> Flavor:
+    """Where an instance of an image belongs (see the module docstring)."""
+    if metered or (preparing and not has_variant):
+        return Flavor.METERED
+    return Flavor.VARIANT if has_variant else Flavor.ORIGINAL
+
+
 @dataclass
 class Itinerary:
     """Where an instance is (`current`), where it belongs (`home`), and how long it stays away."""
@@ -33,8 +43,9 @@ class Itinerary:
     away_stay: int = AWAY_FIRST  # the length of the next stay away
 
     @classmethod
-    def start(cls, *, has_variant: bool, metered: bool, restored: bool, max_stay: int) -> Itinerary:
-        home = Flavor.METERED if metered else Flavor.VARIANT if has_variant else Flavor.ORIGINAL
+    def start(cls, *, has_variant: bool, metered: bool, restored: bool, max_stay: int,
+              preparing: bool = False) -> Itinerary:
+        home = home_for(has_variant=has_variant, preparing=preparing, metered=metered)
         current = Flavor.ORIGINAL if home == Flavor.VARIANT and not restored else home
         return cls(home, current, max_stay)
 
@@ -62,6 +73,13 @@ class Itinerary:
     def ran_one(self) -> None:
         if self.away:
             self.away_left -= 1
+
+    def rehome(self, home: Flavor) -> None:
+        """The image's builds changed (its variant is ready): `home` from now on. An instance at the old
+        home goes to the new one before its next message; one away stays its stay out."""
+        if self.current == self.home:
+            self.away_left = 0
+        self.home = home
 
     def go_home(self) -> None:
         self.current = self.home

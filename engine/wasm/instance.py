@@ -38,8 +38,10 @@ class Instance:
         self.runtime, self.image, self.limits, self.weavedrive_dir = runtime, image, limits, weavedrive_dir
         self._setup = Setup(runtime, image, limits, weavedrive_dir, extra_imports or {}, fast_imports)
         self.always_metered = metered
+        self._settling = image.preparing and not metered  # its home may change (builds.py)
         self._itinerary = Itinerary.start(has_variant=image.variant is not None, metered=metered,
-                                          restored=_snapshot is not None, max_stay=CHECKPOINT_EVERY)
+                                          restored=_snapshot is not None, max_stay=CHECKPOINT_EVERY,
+                                          preparing=self._settling)
         self.last_gas_used = 0
         self._instantiate(_snapshot)
         self._journal = Journal(_snapshot)
@@ -69,6 +71,8 @@ class Instance:
     @property
     def flavor(self) -> Flavor:
         """Which build and engine runs the next message (flavors.py)."""
+        if self._settling:
+            self._settle()  # only plans the move: it happens when the next message comes
         return self._itinerary.next
 
     @property
@@ -167,6 +171,8 @@ class Instance:
         if not self.has_handle:
             raise ModuleError("image exports no `handle`")
         fuel = self.limits.fuel
+        if self._settling:
+            self._settle()
         if self._itinerary.stay_over:
             self.checkpoint()  # home again (deferred to here: a snapshot taken meanwhile did it for free)
         while True:
@@ -198,6 +204,16 @@ class Instance:
         result = linked.budget.guarded(lambda: linked.abi.handle(msg, env), fuel)
         self.last_gas_used = linked.budget.gas_used(fuel)
         return result
+
+    def _settle(self) -> None:
+        """Follow the image's home while its variant is prepared: the move itself is the usual one
+        home (a checkpoint, then a fresh instance of the new build from it), before the next message."""
+        settled = not self.image.preparing  # read first: once settled, `home` is final
+        home = self.image.builds.home
+        if settled:
+            self._settling = False
+        if home != self._itinerary.home:
+            self._itinerary.rehome(home)
 
     def _leave_home(self, flavor: Flavor) -> None:
         """Continue on another flavour for a while (flavors.Itinerary says how long)."""

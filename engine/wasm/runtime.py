@@ -14,6 +14,7 @@ import wasmtime
 import aonode.engine.wasm.ticker as ticker
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
+from aonode.engine.wasm.builds import Builds, prepare_in_background
 from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.transform import INTERRUPT_EXPORT, fast_variant, translate_exnref
 
@@ -36,16 +37,34 @@ SLOWER = "same results, ~1.8x slower; AONODE_FAST_VARIANT=0 silences this"
 @dataclass(frozen=True)
 class Image:
     """A compiled image; `sha256` is of the bytes the user gave (before any translation).
-    `module` is the image itself compiled for the epoch engine (Flavor.ORIGINAL); `Runtime.module_for`
-    gives the metered one on demand. `variant` is the fast variant, when the image has one: it cannot
-    suspend (asyncify), and its memory has 32-bit addresses when `variant_lowered`."""
+    `module` is its first build (imports and exports are the same in every build); `builds` holds
+    every build compiled so far (builds.py), some perhaps still being prepared in the background, and
+    `Runtime.module_for` compiles the others on demand. `variant` is the fast variant, when the image
+    has one (yet): it cannot suspend (asyncify), and its memory has 32-bit addresses when
+    `variant_lowered`."""
 
     sha256: str
     module: wasmtime.Module = field(repr=False, compare=False)
     memory64: bool = False  # the image's pointers are 64-bit (its ABI; the same in every variant)
     translated: bool = False
-    variant: wasmtime.Module | None = field(default=None, repr=False, compare=False)
-    variant_lowered: bool = False
+    builds: Builds = field(default_factory=lambda: Builds({}), repr=False, compare=False)
+
+    @property
+    def variant(self) -> wasmtime.Module | None:
+        return self.builds.get(VARIANT)
+
+    @property
+    def variant_lowered(self) -> bool:
+        return self.builds.variant_lowered
+
+    @property
+    def preparing(self) -> bool:
+        """Its fast variant is being prepared in the background (instances start metered meanwhile)."""
+        return self.builds.preparing
+
+    def wait_variant(self, timeout: float | None = None) -> bool:
+        """Block until the background preparation is over; False on timeout."""
+        return self.builds.wait(timeout)
 
     def memory_index64(self, flavor: Flavor) -> bool:
         """Whether the module run in this flavour addresses its memory with 64-bit indexes."""
@@ -118,9 +137,12 @@ def shared_engine(flavor: Flavor) -> wasmtime.Engine:
 
 class Runtime:
     """Loads images: `load` returns compiled images, from this process, the disk cache, or a fresh
-    compile (and, for images that have one, their fast variant)."""
+    compile (and, for images that have one, their fast variant). With `background=True` (a node) an
+    image whose variant is not compiled yet comes back at once, compiled for the metered engine, and
+    the variant is prepared on a background thread (builds.py)."""
 
-    def __init__(self, cache_dir: Path | None = None, *, fast_variant: bool | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, *, fast_variant: bool | None = None,
+                 background: bool = False) -> None:
         self.metered_engine = shared_engine(METERED)
         self.original_engine = shared_engine(ORIGINAL)
         self.variant_engine = shared_engine(VARIANT)
@@ -128,6 +150,7 @@ class Runtime:
         # The fast variants are on unless asked otherwise (AONODE_FAST_VARIANT=0 for a whole node).
         self.fast_variant = (fast_variant if fast_variant is not None
                              else os.environ.get("AONODE_FAST_VARIANT", "1") != "0")
+        self.background = background
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
         self._helpers: dict[tuple[str, Flavor], wasmtime.Module] = {}
@@ -141,30 +164,51 @@ class Runtime:
         image = self._images.get(sha)
         if image is None:
             label = f"{name} ({sha[:12]})" if name else sha[:12]
-            own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
-            variant = (self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own))
-                       if self.fast_variant else _Compiled(None, False))
-            image = Image(sha, own.module, _memory64(own.module), own.flag, variant.module, variant.flag)
-            self._images[sha] = image
             self._sources[sha] = wasm
+            image = self._images[sha] = self._load(sha, wasm, label)
         return image
+
+    def _load(self, sha: str, wasm: bytes, label: str) -> Image:
+        variant = self._cached(sha, VARIANT) if self.fast_variant else _Compiled(None, False)
+        if variant is None and self.background:  # first use: run metered now, prepare the rest meanwhile
+            first = self._compiled(sha, METERED, lambda: self._compile(sha, wasm, METERED))
+            assert first.module is not None, "the image itself compiled"
+            builds = Builds({METERED: first.module}, preparing=True)
+            prepare_in_background(sha, builds, lambda: self._prepare(sha, wasm, label, builds))
+            return Image(sha, first.module, _memory64(first.module), first.flag, builds)
+        own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
+        assert own.module is not None, "the image itself compiled"
+        if variant is None:
+            variant = self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own))
+        modules = {ORIGINAL: own.module} | ({VARIANT: variant.module} if variant.module is not None else {})
+        return Image(sha, own.module, _memory64(own.module), own.flag, Builds(modules, variant_lowered=variant.flag))
+
+    def _prepare(self, sha: str, wasm: bytes, label: str, builds: Builds) -> tuple[wasmtime.Module | None, bool]:
+        """The background part of a first use: the image for the epoch engine, then its variant."""
+        own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
+        assert own.module is not None, "the image itself compiled"
+        builds.add(ORIGINAL, own.module)
+        variant = self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own))
+        return variant.module, variant.flag
 
     def load_path(self, path: Path) -> Image:
         return self.load(Path(path).read_bytes())
 
     def module_for(self, image: Image, flavor: Flavor) -> wasmtime.Module:
-        """The build a flavour runs (the metered one is compiled on first use: most processes never
-        need it)."""
+        """The build a flavour runs (the metered one, or the image itself while it is prepared in the
+        background, is compiled on first use: most processes never need it)."""
+        module = image.builds.get(flavor)
+        if module is not None:
+            return module
         if flavor == VARIANT:
-            if image.variant is None:
-                raise ModuleError(f"image {image.sha256[:12]} has no fast variant")
-            return image.variant
-        if flavor == ORIGINAL:
-            return image.module
+            raise ModuleError(f"image {image.sha256[:12]} has no fast variant")
         source = self._sources.get(image.sha256)
         if source is None:
             raise ModuleError(f"image {image.sha256[:12]} was not loaded by this runtime")
-        return self._compiled(image.sha256, METERED, lambda: self._compile(image.sha256, source, METERED)).module
+        module = self._compiled(image.sha256, flavor, lambda: self._compile(image.sha256, source, flavor)).module
+        assert module is not None, "the image itself compiled"
+        image.builds.add(flavor, module)
+        return module
 
     def compile_wat(self, wat: str, flavor: Flavor = METERED) -> wasmtime.Module:
         """Small helper modules written in WAT, compiled once per runtime and engine."""
@@ -176,18 +220,27 @@ class Runtime:
         return module
 
     # ---- builds: process cache, then disk artifact, then compile ------------------------------------
-    def _compiled(self, sha: str, flavor: Flavor, build: Callable[[], _Compiled]) -> _Compiled:
-        artifact = self._artifact_path(sha, flavor)
+    def _cached(self, sha: str, flavor: Flavor) -> _Compiled | None:
+        """A build this process or the disk cache already has; None when it must be made."""
         with _SHARED_LOCK:
             found = _COMPILED.get((sha, flavor))
+        artifact = self._artifact_path(sha, flavor)
         if found is None and artifact is not None:
             found = self._read_artifact(artifact, flavor)
+            if found is not None:
+                with _SHARED_LOCK:
+                    found = _COMPILED.setdefault((sha, flavor), found)
+        return found
+
+    def _compiled(self, sha: str, flavor: Flavor, build: Callable[[], _Compiled]) -> _Compiled:
+        found = self._cached(sha, flavor)
         if found is None:
             found = build()
             if found.transient:
                 return found
         with _SHARED_LOCK:
             found = _COMPILED.setdefault((sha, flavor), found)
+        artifact = self._artifact_path(sha, flavor)
         if artifact is not None and not (artifact.exists() or artifact.with_suffix(".none").exists()):
             self._write_artifact(artifact, flavor, found)
         return found

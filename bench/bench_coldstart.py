@@ -1,0 +1,111 @@
+"""Cold start of `aonode serve --dev --demo`: how long until the node listens and answers its first read.
+
+"Cold" is a machine that has the AOS image but nothing derived from it: a fresh `AONODE_HOME` (no fast
+variant, no compiled artifacts) and a fresh data dir, with the image found through AONODE_MODULE_PATH
+(tests/helpers/images.py's folder), so nothing is fetched. The real CLI runs in a subprocess; the
+phases are read from outside:
+
+- `listening`: the first answer of `GET /~meta@1.0/info`.
+- `first read`: the first 200 of `GET /<demo pid>~process@1.0/now/cache/totalsupply`.
+- `warm first read`: the same after a restart on the same data dir and home (everything cached).
+
+    python bench/bench_coldstart.py [--runs 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers.images import SHARED_MODULES  # noqa: E402
+
+DEADLINE_SECONDS = 180.0
+
+
+@dataclass
+class Start:
+    listening: float
+    first_read: float
+    answer: str
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, ""
+
+
+def start_once(home: Path, data_dir: Path) -> Start:
+    """Start the CLI, time listening and the demo's first read, then stop it (SIGTERM, graceful)."""
+    port = _free_port()
+    env = {**os.environ, "AONODE_HOME": str(home), "AONODE_MODULE_PATH": str(SHARED_MODULES)}
+    cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--demo", "--port", str(port),
+           "--data-dir", str(data_dir), "--cron-every", "0"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        listening = first_read = 0.0
+        pid, answer = "", ""
+        marker = data_dir / "demo-process.txt"
+        while time.perf_counter() - started < DEADLINE_SECONDS:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the node exited: {proc.stdout.read() if proc.stdout else ''}")
+            if not listening and _get(f"{url}/~meta@1.0/info")[0] == 200:
+                listening = time.perf_counter() - started
+            if listening and not pid and marker.exists():
+                pid = marker.read_text().strip()
+            if pid:
+                status, answer = _get(f"{url}/{pid}~process@1.0/now/cache/totalsupply")
+                if status == 200:
+                    first_read = time.perf_counter() - started
+                    break
+            time.sleep(0.02)
+        if not first_read:
+            raise RuntimeError("no first read before the deadline")
+        return Start(listening, first_read, answer)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=1, help="cold starts (each in fresh directories)")
+    args = parser.parse_args()
+    print(f"{'start':<22}{'listening s':>12}{'first read s':>14}  answer")
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
+            home, data_dir = Path(tmp) / "home", Path(tmp) / "data"
+            cold = start_once(home, data_dir)
+            print(f"{'cold #' + str(run + 1):<22}{cold.listening:>12.2f}{cold.first_read:>14.2f}  {cold.answer}")
+            warm = start_once(home, data_dir)
+            print(f"{'warm (same dirs)':<22}{warm.listening:>12.2f}{warm.first_read:>14.2f}  {warm.answer}")
+
+
+if __name__ == "__main__":
+    main()
