@@ -61,6 +61,18 @@ def test_committed_body_round_trips_and_is_its_own_authority(kind: str) -> None:
     assert msg.tag("Action") == "Eval" and msg.tag("Count") == "3"
 
 
+def test_a_large_value_makes_the_standalone_body_multipart() -> None:
+    """Over 4 KiB a value is not a field: with `data` it forms a multipart standalone body (HyperBEAM's
+    part layout), still bound by the commitment's content-digest."""
+    fields = {**FIELDS, "big": b"x" * 5000}
+    assert "content-type" in standalone_fields({k: v for k, v in fields.items() if k != "count"})
+    req = httpsig.committed_request(Wallet.generate("ed25519"), fields)
+    inner = httpsig.decode(req).committed()
+    assert inner is not None and inner.fields == fields
+    with pytest.raises(BadInput, match="does not verify"):
+        httpsig.decode(_replace(req, b"x" * 10, b"x" * 9 + b"y"))
+
+
 def test_the_body_message_wins_over_a_signed_envelope() -> None:
     """A request signed by a relay (its fields and digest) carrying a body message committed by its
     author: the author's message is the one scheduled (HyperBEAM schedules the body)."""

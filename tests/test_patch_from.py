@@ -44,6 +44,14 @@ def test_patches_are_taken_only_from_the_named_list() -> None:
     assert state.cache == {"k": "v"} and ctx.results["Spawns"] == [] and ctx.results["Messages"] == [PATCH]
 
 
+def test_a_stored_definition_with_another_path_keeps_the_outbox() -> None:
+    """Definitions spawned before Patch-From was checked still compute: they patch from the outbox."""
+    state = ProcessState(process_id="P" * 43, process=_process("/"), cache={})
+    ctx = SlotContext(results={"Messages": [dict(PATCH)], "Error": None})
+    apply_patches(state, ctx)
+    assert state.cache == {"k": "v"} and ctx.results["Messages"] == []
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     from aonode.server.compose import make_node

@@ -53,7 +53,7 @@ ENVELOPE = frozenset(key.lower() for key in (
 
 CACHE_KEY = "cache"
 # `Patch-From` paths this node reads, to the result list each names.
-PATCH_SOURCES = {("results", "outbox"): "Messages", ("results", "spawns"): "Spawns",
+PATCH_SOURCES: dict[tuple[str, ...], str] = {("results", "outbox"): "Messages", ("results", "spawns"): "Spawns",
                  ("results", "assignments"): "Assignments"}
 DEFAULT_SOURCE = "Messages"
 
@@ -148,23 +148,28 @@ def payload(message: dict[str, Any]) -> Payload:
 
 def patch_source(process: Message) -> str:
     """The result list `Patch-From` names (default the outbox); BadInput for a path this node
-    does not read patches from."""
+    does not read patches from (checked at spawn)."""
     raw = process.tag("Patch-From")
-    if raw is None:
-        return DEFAULT_SOURCE
-    path = raw.strip().removeprefix("base:")
-    parts = tuple(p.lower() for p in path.split("/") if p)
-    if parts not in PATCH_SOURCES:
+    source = _source(raw)
+    if source is None:
         known = ", ".join("/" + "/".join(k) for k in PATCH_SOURCES)
         raise BadInput(f"Patch-From {raw!r}: this node reads patches from {known}")
-    return PATCH_SOURCES[parts]
+    return source
+
+
+def _source(raw: str | None) -> str | None:
+    if raw is None:
+        return DEFAULT_SOURCE
+    parts = tuple(p.lower() for p in raw.strip().removeprefix("base:").split("/") if p)
+    return PATCH_SOURCES.get(parts)
 
 
 def apply_patches(state: ProcessState, ctx: SlotContext) -> list[dict[str, Any]]:
     """Take the patches out of the result list `Patch-From` names (the outbox by default), merge
     them into `state.cache`."""
     results: dict[str, Any] = ctx.results
-    source = patch_source(state.process)
+    # A definition stored before Patch-From was checked at spawn keeps the outbox, as it had.
+    source = _source(state.process.tag("Patch-From")) or DEFAULT_SOURCE
     outbox = results.get(source)
     if not isinstance(outbox, list):
         return []
