@@ -17,11 +17,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
 from aonode.engine import httpsig
 from aonode.engine.crypto import Wallet
+from aonode.server.batch_signing import BatchSigner
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,24 +27,23 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CACHE_SIZE = 4096
-SIGNERS = 2  # answers signed at once (threads): the machine's cores, not the compute pools'
 # Answer fields a browser's fetch may read (CORS): the signature and the fields it covers.
-EXPOSED = ("signature", "signature-input", "content-digest", "ao-result", "ao-types", "process", "slot")
+EXPOSED = ("signature", "signature-input", "content-digest", "ao-result", "ao-types", "process", "slot", "ao-batch")
 
 
 class SignatureCache:
     """Signature headers by (status, content type, body sha-256); least recently used go first.
 
-    Lookups and inserts run on the event loop; only `make` (one RSA signature, milliseconds) runs in
-    a worker thread, at most SIGNERS at a time, so a burst of distinct answers (writes, errors)
-    neither blocks the loop nor takes the threads the compute pools need.
+    Lookups and inserts run on the event loop; signatures (milliseconds each) are made on a worker
+    thread, one at a time, and distinct answers that wait meanwhile (a burst of writes) share the
+    next one (server/batch_signing.py), so they neither block the loop nor take the machine's cores.
     """
 
     def __init__(self, wallet: Wallet, size: int = CACHE_SIZE) -> None:
         self.wallet = wallet
         self.size = size
         self._entries: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, bytes]]] = OrderedDict()
-        self._signers: anyio.CapacityLimiter | None = None  # made lazily: it belongs to the running loop
+        self.batches = BatchSigner(wallet, self.make)
 
     async def headers_for(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
         key = (status, content_type, hashlib.sha256(body).digest())
@@ -54,9 +51,7 @@ class SignatureCache:
         if found is not None:
             self._entries.move_to_end(key)
             return found
-        if self._signers is None:
-            self._signers = anyio.CapacityLimiter(SIGNERS)
-        made = await anyio.to_thread.run_sync(self.make, status, content_type, body, limiter=self._signers)
+        made = await self.batches.sign(status, content_type, body)
         self._entries[key] = made
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)

@@ -61,7 +61,10 @@ def verify_chain(assignments: Iterable[Assignment], previous: str | None = None)
 
 
 class Scheduler:
-    """Assigns slots. One lock per process so concurrent callers get distinct consecutive slots."""
+    """Assigns slots. The store runs each plan with every other sequencer of the process excluded
+    (Store.sequence), so concurrent schedules need no lock here: held around `sequence`, one would
+    keep them from sharing a group commit (one fsync per message instead of per group). Only a
+    spawn takes the process's lock, to list the process after its slot 0."""
 
     name = NAME
 
@@ -127,8 +130,7 @@ class Scheduler:
             a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
             return [*batch, a], a
 
-        with self._lock(pid):
-            return self.store.sequence(pid, plan)
+        return self.store.sequence(pid, plan)
 
     def tick(self, pid: str) -> list[Assignment]:
         """Append the cron messages due by now without any other message (e.g. before `now`)."""
@@ -142,8 +144,7 @@ class Scheduler:
             batch = self._cron_batch(view, definition, last, now_ts, now_height)
             return batch, batch
 
-        with self._lock(pid):
-            return self.store.sequence(pid, plan)
+        return self.store.sequence(pid, plan)
 
     def _now(self, last: Assignment) -> tuple[int, int]:
         """Time and block height for the next slot: never behind the previous slot's."""
