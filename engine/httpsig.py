@@ -245,7 +245,7 @@ def committed_request(wallet: Wallet, fields: Mapping[str, Value], *, method: st
             parts.append(f'content-disposition: form-data;name="body/{key}"'.encode() + CRLF + CRLF + value)
     entries = message["commitments"]
     assert isinstance(entries, dict)
-    for cid, entry in sorted(entries.items()):
+    for cid, entry in sorted(entries.items()):  # the key-based commitment and HyperBEAM's hmac id
         assert isinstance(entry, dict)
         lines = [f'content-disposition: form-data;name="body/commitments/{cid}"'.encode()]
         lines += [k.encode() + b": " + v for k, v in sorted(entry.items()) if isinstance(v, bytes)]

@@ -192,6 +192,10 @@ def _verify_siginfo(msg: Mapping[str, Value], cid: str, entry: Mapping[str, Valu
     alg = _text(entry.get("alg", b"")).lower()
     fields = standalone_fields(msg)
     if alg == HMAC_SHA256:
+        others = {k: e for k, e in _entries(msg).items() if k != cid and isinstance(e, dict)
+                  and e.get("alg") != HMAC_SHA256.encode()}
+        if others and {k: entry.get(k) for k in ("signature", "signature-input")} != _combined(others):
+            raise BadInput(f"hmac commitment {cid!r} does not match the message's signatures")
         return _verify_siginfo_hmac(fields, cid, entry), set()
     sigs, inputs = _dictionary(entry, "signature"), _dictionary(entry, "signature-input")
     if len(inputs) != 1:
@@ -307,6 +311,44 @@ def commit(wallet: Wallet, msg: Mapping[str, Value]) -> dict[str, Value]:
         "signature-input": f"{label}={inner}".encode(),
     }
     previous = msg.get("commitments")
-    entries = dict(previous) if isinstance(previous, dict) else {}
+    entries = {cid: e for cid, e in (previous.items() if isinstance(previous, dict) else ())
+               if not (isinstance(e, dict) and e.get("alg") == HMAC_SHA256.encode())}
     entries[b64url(hashlib.sha256(signature).digest())] = entry
-    return {**msg, "commitments": entries}
+    cid, hmac_entry = _hmac_id(fields, entries)
+    return {**msg, "commitments": {**entries, cid: hmac_entry}}
+
+
+def _combined(entries: Mapping[str, Value]) -> dict[str, Value]:
+    """Every signature and every input of `entries` in one dictionary each, by label."""
+    sigs, inputs = http_sfv.Dictionary(), http_sfv.Dictionary()
+    for entry in entries.values():
+        if isinstance(entry, dict):
+            sigs.update(_dictionary(entry, "signature"))
+            inputs.update(_dictionary(entry, "signature-input"))
+    return {"signature": str(_sorted(sigs)).encode(), "signature-input": str(_sorted(inputs)).encode()}
+
+
+def _entries(msg: Mapping[str, Value]) -> Mapping[str, Value]:
+    entries = msg.get("commitments")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _hmac_id(fields: Mapping[str, bytes], entries: Mapping[str, Value]) -> tuple[str, dict[str, Value]]:
+    """b2743e4a's hmac commitment (its id): the key-based signatures combined, the hmac over the
+    first signature's components."""
+    combined = _combined(entries)
+    inputs = http_sfv.Dictionary()
+    inputs.parse(combined["signature-input"])  # type: ignore[arg-type]
+    first = next(iter(inputs.values()))
+    components = [str(i.value) for i in first]
+    params = http_sfv.InnerList([http_sfv.Item(n) for n in components])
+    params.params["alg"], params.params["keyid"] = HMAC_SHA256, "ao"
+    mac = hmac.new(b"ao", signature_base(fields, components, str(params)), hashlib.sha256).digest()
+    return b64url(mac), {"commitment-device": DEVICE, "alg": HMAC_SHA256.encode(), **combined}
+
+
+def _sorted(d: http_sfv.Dictionary) -> http_sfv.Dictionary:
+    out = http_sfv.Dictionary()
+    for key in sorted(d):
+        out[key] = d[key]
+    return out

@@ -50,7 +50,10 @@ def test_committed_body_round_trips_and_is_its_own_authority(kind: str) -> None:
     req = httpsig.committed_request(wallet, FIELDS, url="http://x/push")
     assert b"content-disposition: inline\r\n" in req.body and b'name="body/commitments/' in req.body
     assert dict(req.headers)["body-keys"] == '"body"' and "signature" not in dict(req.headers)
+    assert req.body.count(b'name="body/commitments/') == 2  # the key's commitment and the hmac id, as HB sends
     decoded = httpsig.decode(req)
+    assert decoded.inner is not None and {c.alg for c in decoded.inner.commitments} == {
+        "hmac-sha256", "rsa-pss-sha512" if kind == "rsa" else "ed25519"}
     assert decoded.signer is None  # the request itself is unsigned
     inner = decoded.committed()
     assert inner is decoded.inner and inner is not None and inner.fields == FIELDS
@@ -69,7 +72,7 @@ def test_a_large_value_makes_the_standalone_body_multipart() -> None:
     req = httpsig.committed_request(Wallet.generate("ed25519"), fields)
     inner = httpsig.decode(req).committed()
     assert inner is not None and inner.fields == fields
-    with pytest.raises(BadInput, match="does not verify"):
+    with pytest.raises(BadInput, match="does not (verify|match)"):
         httpsig.decode(_replace(req, b"x" * 10, b"x" * 9 + b"y"))
 
 
@@ -93,17 +96,30 @@ def test_the_body_message_wins_over_a_signed_envelope() -> None:
 ])
 def test_a_flipped_committed_byte_is_refused(old: bytes, new: bytes) -> None:
     req = httpsig.committed_request(Wallet.generate("rsa"), FIELDS)
-    with pytest.raises(BadInput, match="does not verify"):
+    with pytest.raises(BadInput, match="does not (verify|match)"):
         httpsig.decode(_replace(req, old, new))
 
 
-@pytest.mark.parametrize("field", ["signature", "signature-input", "committer"])
+@pytest.mark.parametrize("field", ["signature", "signature-input", "committer", "hmac"])
 def test_a_flipped_commitment_byte_is_refused(field: str) -> None:
     req = httpsig.committed_request(Wallet.generate("ed25519"), FIELDS)
-    start = req.body.index(f"\r\n{field}: ".encode()) + len(field) + 24
+    part = req.body.index(b"\r\nalg: ed25519" if field != "hmac" else b"\r\nalg: hmac-sha256")
+    field = "signature" if field == "hmac" else field
+    start = req.body.index(f"\r\n{field}: ".encode(), part) + len(field) + 24
     flipped = req.body[start:start + 1].replace(b"A", b"B") if req.body[start:start + 1] == b"A" else b"A"
     with pytest.raises(BadInput):
         httpsig.decode(_replace(req, req.body[start - 20:start + 1], req.body[start - 20:start] + flipped))
+
+
+def test_a_renamed_hmac_commitment_is_refused() -> None:
+    req = httpsig.committed_request(Wallet.generate("ed25519"), FIELDS)
+    ids = [part.split(b'"')[0] for part in req.body.split(b'name="body/commitments/')[1:]]
+    decoded = httpsig.decode(req)
+    assert decoded.inner is not None
+    mac = next(c for c in decoded.inner.commitments if c.alg == "hmac-sha256")
+    assert mac.committer is None and b64url(mac.signature).encode() in ids
+    with pytest.raises(BadInput, match="hmac"):
+        httpsig.decode(_replace(req, b64url(mac.signature).encode(), b"A" * 43))
 
 
 def test_an_uncommitted_field_added_to_the_inline_part_is_not_part_of_the_message() -> None:
@@ -158,7 +174,7 @@ def test_later_main_commitment_shape_verifies() -> None:
     assert committed.commitments[0].committer == wallet.address and committed.covered == set(msg)
     tampered = _later_main_shape(wallet, msg)
     tampered["data"] = b"return 2"
-    with pytest.raises(BadInput, match="does not verify"):
+    with pytest.raises(BadInput, match="does not (verify|match)"):
         verify_commitments(tampered)
 
 
