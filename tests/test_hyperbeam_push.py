@@ -154,13 +154,15 @@ def test_httpsig_on_the_schedule_path(hb: HttpNode, wallet: Wallet, pid: str) ->
         assert _send(http, req).json()["slot"] == assignment["slot"]
 
 
-def test_cli_spawn_and_send_with_httpsig(hb: HttpNode, wallet: Wallet, tmp_path: Path,
+@pytest.mark.parametrize("form", [[], ["--committed-body"]])
+def test_cli_spawn_and_send_with_httpsig(hb: HttpNode, wallet: Wallet, tmp_path: Path, form: list[str],
                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Signed request fields, or (--committed-body) the message as the body with its commitment part."""
     from aonode.server.cli import main as cli_main
 
     wallet_path = tmp_path / "key.json"
     wallet.save(wallet_path)
-    common = ["--wallet", str(wallet_path), "--node", hb.url, "--httpsig"]
+    common = ["--wallet", str(wallet_path), "--node", hb.url, "--httpsig", *form]
     assert cli_main(["spawn", *common, "--module", "aos2_0_6", "--tag", "Name=cli-httpsig"]) == 0
     spawned = json.loads(capsys.readouterr().out)
     assert spawned["answered-by"] == hb.node.address and spawned["slot"] == 0
@@ -223,27 +225,6 @@ def test_a_committed_body_message_is_pushed_under_its_committer(hb: HttpNode, wa
         assert http.get(f"/{pid}/slot/current").text == str(slot)
         on_schedule = _send(http, _committed_eval(wallet, hb, pid, b"return 'scheduled'", "schedule"))
         assert on_schedule.status_code == 200 and on_schedule.json()["slot"] == slot + 1
-
-
-def test_cli_spawn_and_send_with_a_committed_body(hb: HttpNode, wallet: Wallet, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from aonode.server.cli import main as cli_main
-
-    wallet_path = tmp_path / "key.json"
-    wallet.save(wallet_path)
-    common = ["--wallet", str(wallet_path), "--node", hb.url, "--httpsig", "--committed-body"]
-    assert cli_main(["spawn", *common, "--module", "aos2_0_6", "--tag", "Name=cli-committed"]) == 0
-    spawned = json.loads(capsys.readouterr().out)
-    assert spawned["answered-by"] == hb.node.address and spawned["slot"] == 0
-    new_pid = spawned["process"]
-    code = "ViaCli = 'committed body'\nSend({ device = 'patch@1.0', cache = { via_cli = ViaCli } })"
-    assert cli_main(["send", new_pid, *common, "--tag", "Action=Eval", "--data", code]) == 0
-    sent = json.loads(capsys.readouterr().out)
-    assert sent["answered-by"] == hb.node.address and sent["slot"] == 1 and "Error" not in sent["results"]
-    with hb.client() as http:
-        assert http.get(f"/{new_pid}~process@1.0/now/cache/via_cli").text == "committed body"
-        definition = http.get(f"/{new_pid}~process@1.0/init", headers={"accept": "application/json"}).json()
-        assert definition["definition"]["Owner"] == wallet.address
 
 
 def test_definition_keys_as_hyperbeam_writes_them_reach_the_process(hb: HttpNode, wallet: Wallet, pid: str) -> None:
