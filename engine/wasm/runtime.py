@@ -75,11 +75,15 @@ class Image:
         return frozenset(e.name for e in self.module.exports)
 
 
-def make_engine(flavor: Flavor = METERED) -> wasmtime.Engine:
+def make_engine(flavor: Flavor = METERED, *, quiet: bool = False) -> wasmtime.Engine:
     """METERED counts fuel (deterministic compute limits); ORIGINAL only checks an epoch deadline, which
     costs about half as much per message and is enough to stop a runaway loop; VARIANT runs fast
-    variants, whose loops check their own interrupt flag (transform/variant.py), so it checks nothing."""
+    variants, whose loops check their own interrupt flag (transform/variant.py), so it checks nothing.
+    A `quiet` engine only compiles, on the calling thread: its code is the same, and is moved into the
+    flavour's engine (serialize, deserialize), but it stays off the compile thread pool the node's own
+    compiles use, so a background preparation does not queue ahead of them."""
     config = wasmtime.Config()
+    config.parallel_compilation = not quiet
     config.wasm_memory64 = True
     config.wasm_exceptions = True
     config.wasm_multi_memory = flavor == VARIANT
@@ -91,7 +95,7 @@ def make_engine(flavor: Flavor = METERED) -> wasmtime.Engine:
     config.cranelift_flag_set("enable_heap_access_spectre_mitigation", "false")
     config.cranelift_flag_set("enable_table_access_spectre_mitigation", "false")
     engine = wasmtime.Engine(config)
-    if flavor == ORIGINAL:
+    if flavor == ORIGINAL and not quiet:
         ticker.register(engine)
     return engine
 
@@ -115,7 +119,7 @@ class _Compiled:
 
 # Engines are shared by every Runtime in the process (wasmtime engines are thread-safe), so the epoch
 # ticker only ever ticks engines that live as long as the process; compiled builds are shared too.
-_ENGINES: dict[Flavor, wasmtime.Engine] = {}
+_ENGINES: dict[tuple[Flavor, bool], wasmtime.Engine] = {}
 _COMPILED: dict[tuple[str, Flavor], _Compiled] = {}
 _SHARED_LOCK = threading.Lock()
 _FLAG_SUFFIX = {ORIGINAL: ".translated", METERED: ".translated", VARIANT: ".lowered"}
@@ -127,12 +131,12 @@ def forget_compiled() -> None:
         _COMPILED.clear()
 
 
-def shared_engine(flavor: Flavor) -> wasmtime.Engine:
-    """The process's engine for a flavour."""
+def shared_engine(flavor: Flavor, *, quiet: bool = False) -> wasmtime.Engine:
+    """The process's engine for a flavour (its `quiet` one only compiles: make_engine)."""
     with _SHARED_LOCK:
-        if flavor not in _ENGINES:
-            _ENGINES[flavor] = make_engine(flavor)
-        return _ENGINES[flavor]
+        if (flavor, quiet) not in _ENGINES:
+            _ENGINES[flavor, quiet] = make_engine(flavor, quiet=quiet)
+        return _ENGINES[flavor, quiet]
 
 
 class Runtime:
@@ -185,10 +189,10 @@ class Runtime:
 
     def _prepare(self, sha: str, wasm: bytes, label: str, builds: Builds) -> tuple[wasmtime.Module | None, bool]:
         """The background part of a first use: the image for the epoch engine, then its variant."""
-        own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL))
+        own = self._compiled(sha, ORIGINAL, lambda: self._compile(sha, wasm, ORIGINAL, quiet=True))
         assert own.module is not None, "the image itself compiled"
         builds.add(ORIGINAL, own.module)
-        variant = self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own))
+        variant = self._compiled(sha, VARIANT, lambda: self._compile_variant(label, wasm, own, quiet=True))
         return variant.module, variant.flag
 
     def load_path(self, path: Path) -> Image:
@@ -245,20 +249,25 @@ class Runtime:
             self._write_artifact(artifact, flavor, found)
         return found
 
-    def _compile(self, sha: str, wasm: bytes, flavor: Flavor) -> _Compiled:
-        engine = self.engine_for(flavor)
+    def _module(self, flavor: Flavor, wasm: bytes, quiet: bool) -> wasmtime.Module:
+        if not quiet:
+            return wasmtime.Module(self.engine_for(flavor), wasm)
+        code = wasmtime.Module(shared_engine(flavor, quiet=True), wasm).serialize()
+        return wasmtime.Module.deserialize(self.engine_for(flavor), code)
+
+    def _compile(self, sha: str, wasm: bytes, flavor: Flavor, *, quiet: bool = False) -> _Compiled:
         try:
-            return _Compiled(wasmtime.Module(engine, wasm), False)
+            return _Compiled(self._module(flavor, wasm, quiet), False)
         except wasmtime.WasmtimeError as err:
             if LEGACY_EH_MARKER not in str(err):
                 raise ModuleError(f"image {sha[:12]} does not compile: {err}") from err
         new = translate_exnref(wasm, self.cache_dir)
         try:
-            return _Compiled(wasmtime.Module(engine, new), True)
+            return _Compiled(self._module(flavor, new, quiet), True)
         except wasmtime.WasmtimeError as err:
             raise ModuleError(f"translated image does not compile: {err}") from err
 
-    def _compile_variant(self, label: str, wasm: bytes, own: _Compiled) -> _Compiled:
+    def _compile_variant(self, label: str, wasm: bytes, own: _Compiled, *, quiet: bool = False) -> _Compiled:
         assert own.module is not None, "the image itself compiled"
         source = translate_exnref(wasm, self.cache_dir) if own.flag else wasm
         try:
@@ -269,7 +278,7 @@ class Runtime:
         if variant is None:
             return _Compiled(None, False)
         try:
-            module = wasmtime.Module(self.variant_engine, variant.wasm)
+            module = self._module(VARIANT, variant.wasm, quiet)
         except wasmtime.WasmtimeError as err:
             log.warning("image %s runs without its fast variant (%s): it does not compile: %s", label, SLOWER, err)
             return _Compiled(None, False)
