@@ -6,7 +6,10 @@ to show what the bigger header block costs hypercorn). Target: signed ≥ 0.8× 
 
 Every server runs in its own process on the same hypercorn configuration (`serve.hypercorn_config`);
 the load generator is bench_http.py's (`wrk` when installed, else its asyncio keep-alive client),
-in its own process, the rows interleaved over `--rounds` rounds (the median round is shown).
+in its own process, the rows interleaved over `--rounds` rounds (the median round is shown). On a
+shared machine requests/s swing with the neighbours' load, so each row also gets the server process's
+own CPU time per answer (user + system from /proc, all rounds): one core's worth of answers per second
+is 1e6 / that, and its ratios hold still while the wall-clock ones move.
 
     python bench/bench_signed_reads.py [--seconds 3] [--rounds 3] [--connections 16] [--client auto|wrk|python]
 """
@@ -16,13 +19,15 @@ import argparse
 import asyncio
 import base64
 import json
+import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from bench_http import free_port, load_generator, measure_interleaved, print_table, setup_token, start
+from bench_http import Measurement, free_port, load_generator, setup_token, start
 
 HERE = Path(__file__).resolve()
 KEY = "totalsupply"
@@ -66,6 +71,48 @@ def serve_bare(port: int, answer_file: str) -> None:
     asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Target = tuple[str, str, str | None, int]  # name, url, Accept header, the server's process id
+
+
+def measure(targets: list[Target], args: argparse.Namespace) -> list[tuple[Measurement, float]]:
+    """Each (name, url, Accept, server pid) `rounds` times in turn (A B C A B C ...): the median round's
+    requests/s and latencies, and the server's CPU microseconds per answer over all rounds."""
+    _, run = load_generator(args)
+    for _, url, accept, _ in targets:
+        run(url, 1.0, args.connections, None, accept)  # warm-up
+    rounds: dict[str, list[Measurement]] = {name: [] for name, *_ in targets}
+    cpu = {name: 0.0 for name, *_ in targets}
+    for _ in range(args.rounds):
+        for name, url, accept, pid in targets:
+            before = cpu_seconds(pid)
+            m = run(url, args.seconds, args.connections, None, accept)
+            cpu[name] += cpu_seconds(pid) - before
+            m.name = name
+            rounds[name].append(m)
+    rows = []
+    for name, ms in rounds.items():
+        median = statistics.median_low(sorted(m.rps for m in ms))
+        per_answer = cpu[name] * 1e6 / max(1, sum(m.requests for m in ms))
+        rows.append((next(m for m in ms if m.rps == median), per_answer))
+    return rows
+
+
+def print_rows(rows: list[tuple[Measurement, float]], client: str, args: argparse.Namespace) -> None:
+    print(f"\nload generator: {client} in its own process; {args.connections} connections, "
+          f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown; CPU over all rounds)")
+    print(f"{'what':<48} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17} "
+          f"{'req/s per core':>14}")
+    for m, us in rows:
+        print(f"{m.name:<48} {m.rps:>7.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>6} {us:>17.0f} "
+              f"{1e6 / us:>14.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -102,14 +149,16 @@ def main(argv: list[str] | None = None) -> int:
                                                "headers": list(signed.headers.multi_items())}))
             port = free_port()
             bare = f"http://127.0.0.1:{port}"
-            procs.append(start([sys.executable, str(HERE), "--serve-bare", str(port), str(answer_file)], bare + "/bare"))
+            cmd = [sys.executable, str(HERE), "--serve-bare", str(port), str(answer_file)]
+            procs.append(start(cmd, bare + "/bare"))
             assert httpx.get(bare + "/bare").content == signed.content
-            rows = measure_interleaved([
-                (f"GET /now/cache/{KEY} (signed)", reads["signed"], None),
-                (f"GET /now/cache/{KEY} (signed, Accept: json)", reads["signed"], "application/json"),
-                (f"GET /now/cache/{KEY} (signing off)", reads["unsigned"], None),
-                ("GET /bare (Starlette, same body)", bare + "/bare", None),
-                ("GET /bare-headers (same body + signed headers)", bare + "/bare-headers", None),
+            node_pid, unsigned_pid, bare_pid = (proc.pid for proc in procs)
+            rows = measure([
+                (f"GET /now/cache/{KEY} (signed)", reads["signed"], None, node_pid),
+                (f"GET /now/cache/{KEY} (signed, Accept: json)", reads["signed"], "application/json", node_pid),
+                (f"GET /now/cache/{KEY} (signing off)", reads["unsigned"], None, unsigned_pid),
+                ("GET /bare (Starlette, same body)", bare + "/bare", None, bare_pid),
+                ("GET /bare-headers (same body + signed headers)", bare + "/bare-headers", None, bare_pid),
             ], args)
         finally:
             for proc in procs:
@@ -117,12 +166,18 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(timeout=120)
     print(f"answer: {len(signed.content)} body bytes, "
           f"{sum(len(k) + len(v) + 4 for k, v in signed.headers.multi_items())} header bytes (signed)")
-    print_table(rows, client, args)
-    signed_row, as_json, unsigned, bare_row, bare_headers = rows
-    print(f"\nsigned / bare Starlette:          {signed_row.rps / bare_row.rps:.2f}x requests/s   (target >= 0.80x)")
-    print(f"signed (Accept: json) / bare:     {as_json.rps / bare_row.rps:.2f}x")
-    print(f"signed / signing off:             {signed_row.rps / unsigned.rps:.2f}x")
-    print(f"bare + signed headers / bare:     {bare_headers.rps / bare_row.rps:.2f}x  (what the headers cost)")
+    print_rows(rows, client, args)
+    (signed_row, signed_us), (as_json, json_us), (unsigned, unsigned_us), (bare_row, bare_us), (bare_h, bare_h_us) = \
+        rows
+    print("\n                                  requests/s   CPU per answer (per core)")
+    for label, (a, a_us), (b, b_us) in (
+            ("signed / bare Starlette", (signed_row, signed_us), (bare_row, bare_us)),
+            ("signed (Accept: json) / bare", (as_json, json_us), (bare_row, bare_us)),
+            ("signed / signing off", (signed_row, signed_us), (unsigned, unsigned_us)),
+            ("signed / bare + signed headers", (signed_row, signed_us), (bare_h, bare_h_us)),
+            ("bare + signed headers / bare", (bare_h, bare_h_us), (bare_row, bare_us))):
+        print(f"{label:<34}{a.rps / b.rps:>9.2f}x {b_us / a_us:>12.2f}x")
+    print("target: signed >= 0.80x bare")
     return 0
 
 
