@@ -188,15 +188,16 @@ def verify_commitments(msg: Mapping[str, Value]) -> Committed:
 
 
 def _verify_siginfo(msg: Mapping[str, Value], cid: str, entry: Mapping[str, Value]) -> tuple[Commitment, set[str]]:
-    """The b2743e4a shape: the commitment's own signature and signature-input dictionaries."""
+    """The commitment's own signature and signature-input dictionaries: b2743e4a's shape (with `alg`,
+    `committer`), and how later main writes a `commitments/<id>` part (those two fields alone, labels
+    `sig-...`, the body's key named by `ao-body-key`)."""
     alg = _text(entry.get("alg", b"")).lower()
-    fields = standalone_fields(msg)
     if alg == HMAC_SHA256:
         others = {k: e for k, e in _entries(msg).items() if k != cid and isinstance(e, dict)
                   and e.get("alg") != HMAC_SHA256.encode()}
         if others and {k: entry.get(k) for k in ("signature", "signature-input")} != _combined(others):
             raise BadInput(f"hmac commitment {cid!r} does not match the message's signatures")
-        return _verify_siginfo_hmac(fields, cid, entry), set()
+        return _verify_siginfo_hmac(standalone_fields(msg), cid, entry), set()
     sigs, inputs = _dictionary(entry, "signature"), _dictionary(entry, "signature-input")
     if len(inputs) != 1:
         raise BadInput(f"commitment {cid!r} must hold exactly one signature")
@@ -207,10 +208,11 @@ def _verify_siginfo(msg: Mapping[str, Value], cid: str, entry: Mapping[str, Valu
     keyid, given_alg = str(member.params.get("keyid", "")), str(member.params.get("alg", alg)).lower()
     if alg and given_alg != alg:
         raise BadInput(f"commitment {cid!r}: alg {alg!r} but the signature says {given_alg!r}")
-    base = signature_base(fields, components, str(member))
+    body_key_field = "ao-body-key" if "ao-body-key" in components else "inline-body-key"
+    base = signature_base(standalone_fields(msg, body_key_field), components, str(member))
     commitment = verify_base(label, given_alg, keyid, components, base, sigs[label].value)
     _check(cid, entry, commitment)
-    return commitment, set(covered_keys(msg, components, "inline-body-key"))
+    return commitment, set(covered_keys(msg, components, body_key_field))
 
 
 def _verify_siginfo_hmac(fields: Mapping[str, bytes], cid: str, entry: Mapping[str, Value]) -> Commitment:
@@ -246,15 +248,14 @@ def _verify_listed(msg: Mapping[str, Value], cid: str, entry: Mapping[str, Value
     signature = b64url_decode(_text(entry.get("signature", b"")))
     base = signature_base(fields, components, str(inner))
     commitment = verify_base(cid, alg, params.get("keyid", ""), tuple(components), base, signature)
-    if alg != HMAC_SHA256:
-        _check(cid, entry, commitment)
-    elif b64url(signature) != cid:
-        raise BadInput(f"hmac commitment {cid!r} is not named by its value")
+    _check(cid, entry, commitment)
     return commitment, set(covered_keys(subset, components, body_key_field))
 
 
 def _check(cid: str, entry: Mapping[str, Value], commitment: Commitment) -> None:
-    if cid != commitment.id:
+    """The id names the signature (an hmac may be named by its own 32 bytes); a committer named
+    beside the key is the key's address."""
+    if cid != commitment.id and not (commitment.committer is None and cid == b64url(commitment.signature)):
         raise BadInput(f"commitment {cid!r} is not named by its signature's id {commitment.id}")
     committer = entry.get("committer")
     if committer is not None and _text(committer) != commitment.committer:

@@ -180,6 +180,28 @@ def test_later_main_commitment_shape_verifies() -> None:
         verify_commitments(tampered)
 
 
+def test_later_main_siginfo_commitment_part_verifies() -> None:
+    """Later main writes a `body/commitments/<id>` part as `signature`/`signature-input` fields alone
+    (label `sig-<id>`, keyid `publickey:<base64>`), the body's key as `ao-body-key: data`."""
+    wallet = Wallet.generate("rsa")
+    msg = {"action": b"Eval", "data": b"return 1", "target": PID.encode()}
+    fields = standalone_fields(msg, "ao-body-key")
+    names = sorted(fields)
+    assert "ao-body-key" in names and "content-digest" in names
+    inner = http_sfv.InnerList([http_sfv.Item(n) for n in names])
+    inner.params["alg"] = "rsa-pss-sha512"
+    inner.params["keyid"] = "publickey:" + base64.b64encode(wallet.owner).decode()
+    signature = sign_base(wallet, signature_base(fields, names, str(inner)))
+    cid = b64url(hashlib.sha256(signature).digest())
+    label = "sig-" + cid.lower().replace("_", "-")[:20].strip("-")
+    entry = {"signature": f"{label}=:{base64.b64encode(signature).decode()}:".encode(),
+             "signature-input": f"{label}={inner}".encode()}
+    committed = verify_commitments({**msg, "commitments": {cid: entry}})
+    assert committed.commitments[0].committer == wallet.address and committed.covered == set(msg)
+    with pytest.raises(BadInput, match="does not verify"):
+        verify_commitments({**msg, "action": b"Evil", "commitments": {cid: entry}})
+
+
 @pytest.mark.peers
 def test_a_body_message_signed_in_js_verifies(tmp_path: Path) -> None:
     """The standalone message's signature base as the npm `http-message-signatures` library (the
