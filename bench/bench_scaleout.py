@@ -33,15 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 from bench_http import free_port, start  # noqa: E402  (same folder: server start-up helpers)
 from tests.helpers.pgcluster import PgCluster, pg_cluster  # noqa: E402  (the tests' throwaway PostgreSQL)
-
-COUNTER = """
-Count = Count or 0
-Handlers.add('Add', 'Add', function(m)
-  Count = Count + 1
-  Send({ device = 'patch@1.0', cache = { count = Count } })
-end)
-Send({ device = 'patch@1.0', cache = { count = Count } })
-"""
+from tests.helpers.served import COUNTER  # noqa: E402  (the counter process the tests use)
 
 
 @dataclass

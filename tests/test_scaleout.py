@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import Popen
 
 import httpx
-import psycopg
 import pytest
 
 from aonode.engine.crypto import Wallet
-from aonode.engine.devices.scheduler import chain_link
-from aonode.engine.store.postgres import PostgresStore
 from tests.helpers.httpnode import cli_node
-from tests.helpers.nodeutil import make_node
 from tests.helpers.pgcluster import PgCluster
+from tests.helpers.served import (Served, add, assert_one_chain, assert_same_memory_as_one_node,
+                                  holder_of as holder_of_process, schedule_of, spawn)
 from tests.helpers.threads import in_threads
 
 pytestmark = pytest.mark.slow
@@ -51,47 +48,11 @@ Send({ device = 'patch@1.0', cache = { count = Count } })
 
 
 @dataclass
-class Served:
-    url: str
-    proc: Popen[str]
-    client: httpx.Client
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
-@dataclass
 class Cluster:
     dsn: str
     nodes: list[Served]
     pid: str  # the counter: every Add also sends one Got to the sink
     sink: str
-
-
-def add(node: Served, pid: str, data: str) -> dict:
-    answer = node.client.post(f"/{pid}~process@1.0/schedule", json={
-        "Tags": [{"name": "Action", "value": "Add"}], "Data": data})
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def schedule_of(node: Served, pid: str) -> list[dict]:
-    rows: list[dict] = []
-    while True:
-        page = node.client.get(f"/{pid}~process@1.0/schedule", params={"from": len(rows)},
-                               headers={"accept": "application/json"}).json()
-        rows += page["assignments"]
-        if not page["continues"]:
-            return rows
-
-
-def assert_one_chain(rows: list[dict], pid: str) -> None:
-    assert [a["slot"] for a in rows] == list(range(len(rows)))
-    previous = None
-    for a in rows:
-        assert a["hash-chain"] == chain_link(previous, a["message"]), f"chain breaks at {a['slot']}"
-        previous = a["hash-chain"]
-    assert rows[0]["message"] == pid
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +69,6 @@ def cluster(pg: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             nodes.append(Served(url, proc, stack.enter_context(httpx.Client(base_url=url, timeout=120))))
         sink = spawn(nodes[2], SINK)
         yield Cluster(dsn, nodes, spawn(nodes[0], f"Sink = '{sink}'\n" + COUNTER), sink)
-
-
-def spawn(node: Served, code: str) -> str:
-    spawned = node.client.post("/~process@1.0/schedule", json={
-        "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}], "Data": code})
-    assert spawned.status_code == 200, spawned.text
-    return spawned.json()["process"]
 
 
 def assert_sink_got_each_once(cluster: Cluster, node: Served, count: int) -> None:
@@ -154,14 +108,7 @@ def test_concurrent_schedules_through_all_nodes_make_one_chain(cluster: Cluster)
 
 
 def holder_of(cluster: Cluster) -> Served:
-    with psycopg.connect(cluster.dsn) as conn:
-        row = conn.execute("SELECT owner FROM leases WHERE process = %s AND expires_at > now()",
-                           (cluster.pid,)).fetchone()
-    assert row and row[0], "nobody holds the lease after a `now`"
-    for node in [n for n in cluster.nodes if n.alive()]:
-        if f":{node.proc.pid}/" in row[0]:  # owner: address/host:pid/instance
-            return node
-    raise AssertionError(f"lease owner {row[0]} is none of the nodes")
+    return holder_of_process(cluster.dsn, cluster.pid, cluster.nodes)
 
 
 def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluster, tmp_path: Path):
@@ -211,23 +158,4 @@ def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluste
     holder = holder_of(cluster)
     assert holder in survivors
     assert_sink_got_each_once(cluster, survivors[0], len(rows) - 1)
-    assert_same_memory_as_one_node(cluster, holder, tmp_path)
-
-
-def assert_same_memory_as_one_node(cluster: Cluster, node: Served, tmp_path: Path) -> None:
-    """The memory the survivors reached (after a takeover from a snapshot) is byte for byte the memory
-    one node on SQLite reaches from the same schedule."""
-    taken = node.client.get(f"/{cluster.pid}~process@1.0/snapshot",
-                            headers={"accept": "application/json"}).json()
-    shared = PostgresStore(cluster.dsn)
-    schedule, process = shared.assignments(cluster.pid), shared.get_process(cluster.pid)
-    shared.close()
-    alone = make_node(tmp_path / "one-node")
-    try:
-        assert process is not None
-        alone.store.append_assignments(schedule)
-        alone.store.put_process(cluster.pid, process)
-        alone.compute(cluster.pid, taken["slot"])
-        assert alone.snapshot(cluster.pid) == taken
-    finally:
-        alone.close()
+    assert_same_memory_as_one_node(cluster.dsn, cluster.pid, holder, tmp_path)
