@@ -325,20 +325,16 @@ class SQLiteStore:
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def _snapshot_path(self, memory_sha256: str) -> Path:
-        return self.snapshot_dir / check_sha256(memory_sha256)
-
     def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
                      chunks: Mapping[str, bytes] | None = None) -> None:
-        """A chunked snapshot (`chunks`: the ones it adds, hash hex -> zstd) goes into the database
-        in one transaction with its manifest and index row, and only the newest KEEP_SNAPSHOTS of
-        the process stay; a whole-memory blob is written as a file first (atomically, fsynced),
-        then indexed, so an index row never points at a partial file."""
+        """A chunked snapshot (`chunks`: the ones it adds, hash hex -> zstd) goes into the database in one
+        transaction with its manifest and index row (the newest KEEP_SNAPSHOTS of the process stay); a whole
+        blob is written as a file first (atomically, fsynced), so an index row never names a partial file."""
         check_sha256(memory_sha256)
         if self.blobs is not None:
             self.blobs.put(memory_sha256, blob, chunks)
         elif chunks is None:
-            write_atomic(self._snapshot_path(memory_sha256), blob, durable=True)
+            write_atomic(self.snapshot_dir / memory_sha256, blob, durable=True)
         with self._tx() as conn:
             if chunks is not None and self.blobs is None:
                 conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks.items())
@@ -349,11 +345,10 @@ class SQLiteStore:
                 conn.execute("DELETE FROM snapshots WHERE process = ? AND slot NOT IN (SELECT slot FROM "
                              "snapshots WHERE process = ? ORDER BY slot DESC LIMIT ?)",
                              (pid, pid, KEEP_SNAPSHOTS))
-                self._puts = getattr(self, "_puts", 0) + 1
-                if self._puts % GC_EVERY == 0 and self.blobs is None:
-                    self._collect(conn)
-        if chunks is not None and self.blobs is not None and self._puts % GC_EVERY == 0:
-            self.collect_chunks()  # outside the write transaction: it lists the bucket
+        if chunks is not None:
+            self._puts = getattr(self, "_puts", 0) + 1
+            if self._puts % GC_EVERY == 0:
+                self.collect_chunks()
 
     def collect_chunks(self) -> int:
         """Drop manifests no snapshot row names and chunks no manifest names: how many chunks went."""
@@ -394,12 +389,11 @@ class SQLiteStore:
             f"SELECT s.slot, s.sha256, m.body FROM snapshots s LEFT JOIN manifests m ON m.name = s.sha256 "
             f"WHERE s.process = ?{where} ORDER BY s.slot DESC", [pid, *args]).fetchall()
         for slot, sha, manifest in rows:
-            if manifest is None and self.blobs is not None:
-                manifest = self.blobs.manifest(sha)  # None when missing: an older one is tried
-            if manifest is not None:
+            manifest = manifest if manifest is not None or self.blobs is None else self.blobs.manifest(sha)
+            if manifest is not None:  # (missing from the bucket: an older one is tried)
                 return slot, sha, bytes(manifest)
             try:
-                return slot, sha, self._snapshot_path(sha).read_bytes()
+                return slot, sha, (self.snapshot_dir / check_sha256(sha)).read_bytes()
             except FileNotFoundError:
                 continue
         return None
