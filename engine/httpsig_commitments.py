@@ -6,7 +6,8 @@ commitment keyed by its id. HyperBEAM writes two shapes:
   b2743e4a (the reference this node follows): {commitment-device: httpsig@1.0, alg, committer,
      signature: `<label>=:<base64>:`, signature-input: `<label>=(<components>);alg=..;keyid=..`}
   later main: {commitment-device: httpsig@1.0, type (the alg), keyid (`publickey:<base64>` or
-     base64url), committer, committed (the list of keys), signature (base64url)}
+     base64url), committer, committed (the list of keys), signature (base64url)}, which its wire
+     form writes as the part's `signature`/`signature-input` alone (`sig-...` labels, `ao-body-key`)
 A commitment signs the RFC 9421 base of the message as a standalone httpsig message
 (`standalone_fields`): values of at most 4 KiB are fields; `body` (else `data`, named by
 `inline-body-key: data`), maps and larger values form the body, bound by `content-digest`. As

@@ -225,6 +225,10 @@ def test_a_committed_body_message_is_pushed_under_its_committer(hb: HttpNode, wa
         assert http.get(f"/{pid}/slot/current").text == str(slot)
         on_schedule = _send(http, _committed_eval(wallet, hb, pid, b"return 'scheduled'", "schedule"))
         assert on_schedule.status_code == 200 and on_schedule.json()["slot"] == slot + 1
+        device = httpsig.committed_request(wallet, {"action": b"Eval", "target": pid.encode(), "data": b"return 3"},
+                                           url=f"{hb.url}/~scheduler@1.0/schedule?target={pid}")
+        on_device = _send(http, device)
+        assert on_device.status_code == 200 and on_device.json()["slot"] == slot + 2
 
 
 def test_definition_keys_as_hyperbeam_writes_them_reach_the_process(hb: HttpNode, wallet: Wallet, pid: str) -> None:
