@@ -11,6 +11,8 @@ import pytest
 
 from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.store.sqlite import SQLiteStore
+from aonode.engine.store.rows import KEEP_SNAPSHOTS
+from aonode.engine.wasm.chunk_codec import DELTA
 from aonode.engine.wasm.chunked import CHUNK, Manifest, SnapshotDamaged, Taken
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Image, Runtime
@@ -75,6 +77,37 @@ def test_every_snapshot_restores_the_memory_it_was_taken_of(aos, tmp_path: Path)
     for slot, code in enumerate(CODES[3:], 3):
         copy.handle(SPEC.message_json(slot + 1, code), ENV)
         assert copy.memory_sha256() == shas[slot]
+
+
+def test_deltas_keep_their_bases_through_collection_and_restart(aos, tmp_path: Path) -> None:
+    """Small changes are stored as deltas on bases that older, dropped snapshots stored: collection
+    keeps those bases (the newest manifests name them), and every kept snapshot restores exactly."""
+    runtime, image = aos
+    store = SQLiteStore(tmp_path)
+    inst = Instance(runtime, image)
+    inst.handle(SPEC.spawn_json(), ENV)
+    inst.handle(SPEC.message_json(1, "Rows = {} for i = 1, 3000 do Rows[i] = ('row' .. i):rep(20) end"), ENV)
+    slots, shas, first_stored = KEEP_SNAPSHOTS * 2 + 3, {}, {}
+    for slot in range(slots):
+        inst.handle(SPEC.message_json(slot + 2, f"Rows[{slot * 97 % 3000 + 1}] = 'v{slot}'"), ENV)
+        shas[slot] = inst.memory_sha256()
+        taken = inst.snapshot_chunks().result()
+        store.put_snapshot("p", slot, taken.memory_sha256, taken.to_bytes(), taken.new_chunks)
+        for name in taken.new_chunks:
+            first_stored.setdefault(name, slot)
+    store.close()
+
+    reopened = SQLiteStore(tmp_path)
+    reopened.collect_chunks()
+    slot, name, blob = reopened.latest_snapshot("p")
+    manifest = Manifest.from_bytes(blob, name)
+    bodies = reopened.get_chunks(sorted(manifest.stored_hashes()))
+    assert any(body.startswith(DELTA) for body in bodies.values())
+    kept_from = slots - KEEP_SNAPSHOTS
+    assert any(first_stored[base.hex()] < kept_from for base in manifest.bases)  # stored by a dropped one
+    assert reopened.latest_snapshot("p", kept_from - 1) is None
+    for slot in range(kept_from, slots):
+        assert restore(runtime, image, reopened, slot).memory_sha256() == shas[slot], f"slot {slot}"
 
 
 def test_a_failed_message_rolls_back_to_the_chunked_snapshot(aos) -> None:

@@ -1,12 +1,14 @@
-"""Incremental, content-addressed snapshots: a memory is a list of 64 KiB chunk hashes plus host state.
+"""Incremental, content-addressed snapshots: a memory is a list of 64 KiB chunk names plus host state.
 
-Why: a message changes a few pages of a ~100 MiB memory, so a snapshot that hashes and compresses the
-whole memory costs what the memory weighs, not what changed. Here each instance keeps a shadow copy of
-its previous snapshot; taking the next one compares chunk by chunk at memcmp speed and copies only the
-chunks that differ; hashing (sha256) and zstd of those run on a background thread. A chunk is stored
-once by its hash, whatever process or slot holds it; the all-zero chunk never. The snapshot's name is
-the sha256 of its manifest (size, host state, chunk hashes); the whole-memory sha256 is not needed.
-Restore checks the manifest against its name and every chunk against its hash before the memory runs.
+Why: a message changes a few words in some pages of a ~100 MiB memory, so a snapshot that hashes and
+compresses the whole memory costs what the memory weighs, not what changed. Here each instance keeps a
+shadow copy of its previous two snapshots; taking the next one compares chunk by chunk at memcmp speed
+and copies only the chunks that differ from both; encoding those (chunk_codec.py: a small XOR delta on
+the offset's base, or plain zstd) and naming them run on a background thread. A body is stored once by
+its hash, whatever process or slot holds it; the all-zero chunk never. The snapshot's name is the
+sha256 of its manifest (size, host state, chunk names, the bases its deltas need); the whole-memory
+sha256 is not needed. Restore checks the manifest against its name and every body against its hash
+before the memory runs.
 """
 from __future__ import annotations
 
@@ -20,42 +22,42 @@ from dataclasses import dataclass, field
 
 import zstandard
 
-from aonode.engine.errors import AONodeError
+from aonode.engine.wasm.chunk_codec import (CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, Base, Decoder, SnapshotDamaged,
+                                            encode)
 from aonode.engine.wasm.snapshot import Snapshot
 
-CHUNK = 65536  # one wasm page: memory sizes are whole pages, so every chunk is full
-MAGIC = b"AOCHUNK1"
-ZSTD_LEVEL = 1
-ZERO = bytes(CHUNK)
-ZERO_HASH = hashlib.sha256(ZERO).digest()
-_HEAD = struct.Struct("<QI")  # memory size, host-state length
+__all__ = ["CHUNK", "Manifest", "SnapshotDamaged", "StoredSnapshot", "Taken", "is_manifest", "take"]
+
+MAGIC = b"AOCHUNK2"  # AOCHUNK1 (bodies named by their chunk's hash, no deltas) is read as damaged
+_HEAD = struct.Struct("<QII")  # memory size, host-state length, number of bases
 
 _libc = ctypes.CDLL(None)
 _libc.memcmp.restype = ctypes.c_int
 _libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
 
 _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-chunks")
-
-
-class SnapshotDamaged(AONodeError):
-    """A stored snapshot does not match its name or its chunk hashes (or is incomplete)."""
+_DECODE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-restore")
+_BATCH = 64  # chunks per decoding task
 
 
 def is_manifest(blob: bytes) -> bool:
-    return blob.startswith(MAGIC)
+    return blob.startswith(MAGIC[:-1])  # any version: an old one is then refused as damaged
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a snapshot is: its memory size, its host state (opaque bytes: clock, filesystem, ...) and
-    the hash of each chunk of its memory, in order."""
+    """What a snapshot is: its memory size, its host state (opaque bytes: clock, filesystem, ...), the
+    name of each chunk's body in order, and the bases its delta bodies need (so that a store keeps
+    alive every body a snapshot reads by looking at manifests alone)."""
 
     memory_size: int
     host_state: bytes
     hashes: tuple[bytes, ...] = field(repr=False)
+    bases: tuple[bytes, ...] = field(default=(), repr=False)
 
     def to_bytes(self) -> bytes:
-        return MAGIC + _HEAD.pack(self.memory_size, len(self.host_state)) + self.host_state + b"".join(self.hashes)
+        return (MAGIC + _HEAD.pack(self.memory_size, len(self.host_state), len(self.bases)) + self.host_state
+                + b"".join(self.hashes) + b"".join(self.bases))
 
     @property
     def name(self) -> str:
@@ -67,21 +69,22 @@ class Manifest:
         if name is not None and hashlib.sha256(data).hexdigest() != name:
             raise SnapshotDamaged(f"snapshot manifest does not match its name {name[:16]}…")
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEAD.size:
-            raise SnapshotDamaged("not a chunked snapshot manifest")
-        size, hlen = _HEAD.unpack_from(data, len(MAGIC))
+            raise SnapshotDamaged("not a chunked snapshot manifest of this version")
+        size, hlen, nbases = _HEAD.unpack_from(data, len(MAGIC))
         start = len(MAGIC) + _HEAD.size
         body = data[start + hlen:]
-        if size % CHUNK or len(body) != size // CHUNK * 32 or len(data) < start + hlen:
+        count = size // CHUNK
+        if size % CHUNK or len(body) != (count + nbases) * 32 or len(data) < start + hlen:
             raise SnapshotDamaged("snapshot manifest is truncated")
-        hashes = tuple(body[i:i + 32] for i in range(0, len(body), 32))
-        return cls(size, bytes(data[start:start + hlen]), hashes)
+        names = tuple(bytes(body[i:i + 32]) for i in range(0, len(body), 32))
+        return cls(size, bytes(data[start:start + hlen]), names[:count], names[count:])
 
     def host_dict(self) -> dict:
         return json.loads(self.host_state) if self.host_state else {}
 
     def stored_hashes(self) -> set[str]:
-        """The chunks a store must hold for this snapshot (the zero chunk is implied)."""
-        return {h.hex() for h in self.hashes if h != ZERO_HASH}
+        """The bodies a store must hold for this snapshot (the zero chunk is implied)."""
+        return {h.hex() for h in (*self.hashes, *self.bases) if h != ZERO_HASH}
 
 
 def host_bytes(host_state: dict) -> bytes:
@@ -90,7 +93,7 @@ def host_bytes(host_state: dict) -> bytes:
 
 @dataclass(frozen=True)
 class Taken:
-    """A snapshot as it leaves the background thread: its manifest and the chunks (hash hex -> zstd)
+    """A snapshot as it leaves the background thread: its manifest and the bodies (hash hex -> bytes)
     no earlier snapshot of this instance held. `memory_sha256` is its name (MemoryImage's contract)."""
 
     manifest: Manifest
@@ -104,36 +107,52 @@ class Taken:
         return self.manifest.to_bytes()
 
 
+@dataclass(frozen=True)
+class Named:
+    """What a snapshot's background work found: its chunk names, and the base of each delta."""
+
+    hashes: tuple[bytes, ...]
+    links: Mapping[bytes, bytes]  # name of a delta body -> name of its base
+
+    def held(self) -> set[bytes]:
+        return {*self.hashes, *self.links.values()}
+
+
 class Shadow:
     """The memory of this instance's previous snapshot and of the one before, as immutable chunk
-    copies (all-zero chunks left out), and the futures of their chunk hashes (named in the
-    background). Two, because Lua's collector flips the mark bits of every live object each cycle:
-    much of a heap alternates between two contents, so a changed chunk often equals its state two
-    snapshots ago, and then neither a copy nor a hash is needed."""
+    copies (all-zero chunks left out), the futures of their names (found in the background), and
+    the base of each offset. Two, because Lua's collector flips the mark bits of every live object
+    each cycle: much of a heap alternates between two contents, so a changed chunk often equals its
+    state two snapshots ago, and then neither a copy nor an encoding is needed."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the previous snapshots: the next one stores every non-zero chunk."""
+        """Forget the previous snapshots: the next one stores every non-zero chunk, plain."""
         self.chunks: dict[int, bytes] = {}  # offset -> the chunk's bytes at the previous snapshot
         self.older: dict[int, bytes] = {}  # ... at the one before
+        self.bases: dict[int, Base] = {}  # offset -> the plain body deltas there are made on
         self.size = 0
-        self.hashes: Future[tuple[bytes, ...]] | None = None  # of the previous snapshot
-        self.older_hashes: Future[tuple[bytes, ...]] | None = None  # of the one before
+        self.named: Future[Named] | None = None  # of the previous snapshot
+        self.older_named: Future[Named] | None = None  # of the one before
 
     def take(self, address: int, size: int) -> list[tuple[int, bytes, bool]]:
         """The chunks of the memory at `address` that differ from the previous snapshot, compared at
-        memcmp speed: (offset, bytes, True when equal to the chunk two snapshots ago)."""
+        memcmp speed: (offset, bytes, True when equal to the chunk two snapshots ago). A chunk that
+        changed last time is compared with its older state first: it most likely flipped back."""
         changed = []
         chunks, older = self.chunks, self.older
         self.older = dict(chunks)
         for offset in range(0, size, CHUNK):
-            before = chunks.get(offset)
-            if _libc.memcmp(address + offset, ZERO if before is None else before, CHUNK):
-                again = older.get(offset)
-                back = again is not None and not _libc.memcmp(address + offset, again, CHUNK)
-                data = again if back and again is not None else ctypes.string_at(address + offset, CHUNK)
+            at = address + offset
+            before, again = chunks.get(offset), older.get(offset)
+            if before is not again and again is not None and not _libc.memcmp(at, again, CHUNK):
+                chunks[offset] = again
+                changed.append((offset, again, True))
+            elif _libc.memcmp(at, ZERO if before is None else before, CHUNK):
+                back = again is not None and not _libc.memcmp(at, again, CHUNK)
+                data = again if back and again is not None else ctypes.string_at(at, CHUNK)
                 chunks[offset] = data
                 changed.append((offset, data, back))
         self.size = size
@@ -159,41 +178,67 @@ class ShadowCopy:
             target[offset:offset + CHUNK] = data
 
 
+def _encode_changes(changed: list[tuple[int, bytes, bool]], size: int, host: bytes, bases: dict[int, Base],
+                    previous: Named, older: Named) -> tuple[Taken, Named]:
+    """The manifest of a snapshot that differs from `previous` in `changed`, and the bodies neither
+    it nor `older` stored (a base too, when a new delta needs one they no longer name)."""
+    held = previous.held() | older.held()
+    names = list(previous.hashes) + [ZERO_HASH] * (size // CHUNK - len(previous.hashes))
+    links = {**older.links, **previous.links}
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    new: dict[str, bytes] = {}
+    for offset, data, back in changed:
+        index = offset // CHUNK
+        if back:
+            names[index] = older.hashes[index]
+            continue
+        if data == ZERO:
+            names[index] = ZERO_HASH
+            continue
+        encoded = encode(data, bases.get(offset), compressor)
+        names[index] = encoded.name
+        if encoded.name not in held:
+            new.setdefault(encoded.name.hex(), encoded.body)
+        if encoded.base is None:
+            bases[offset] = Base(encoded.name, encoded.body, data)
+            continue
+        links[encoded.name] = encoded.base.name
+        if encoded.base.name not in held:
+            new.setdefault(encoded.base.name.hex(), encoded.base.body)
+    hashes = tuple(names)
+    kept = {name: links[name] for name in set(hashes) if name in links}
+    manifest = Manifest(size, host, hashes, tuple(sorted(set(kept.values()))))
+    return Taken(manifest, new), Named(hashes, kept)
+
+
+_NOTHING = Named((), {})
+
+
 class PendingChunks:
-    """A chunked snapshot being named, compressed and handed to `then` (to store it) in the
-    background, after the previous snapshot of the same instance (its hashes are this one's base).
-    Chunks the last two snapshots hold are neither hashed nor compressed again."""
+    """A chunked snapshot being encoded, named and handed to `then` (to store it) in the background,
+    after the previous snapshot of the same instance (its names are this one's base). Chunks the
+    last two snapshots hold are not encoded again."""
 
     def __init__(self, shadow: Shadow, size: int, changed: list[tuple[int, bytes, bool]], host: bytes,
                  then: Callable[[Taken], None] | None) -> None:
-        previous, older = shadow.hashes, shadow.older_hashes
-        hashes_out: Future[tuple[bytes, ...]] = Future()
+        previous, older, bases = shadow.named, shadow.older_named, shadow.bases
+        named_out: Future[Named] = Future()
 
         def make() -> Taken:
             try:
-                base = list(previous.result()) if previous is not None else []
-                before = older.result() if older is not None else ()
-                held = set(base) | set(before)  # stored by the two snapshots this one follows
-                base += [ZERO_HASH] * (size // CHUNK - len(base))
-                compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-                new: dict[str, bytes] = {}
-                for offset, data, back in changed:
-                    index = offset // CHUNK
-                    digest = before[index] if back else hashlib.sha256(data).digest()
-                    base[index] = digest
-                    if digest != ZERO_HASH and digest not in held and digest.hex() not in new:
-                        new[digest.hex()] = compressor.compress(data)
-                taken = Taken(Manifest(size, host, tuple(base)), new)
+                taken, named = _encode_changes(changed, size, host, bases,
+                                               previous.result() if previous is not None else _NOTHING,
+                                               older.result() if older is not None else _NOTHING)
                 if then is not None:
                     then(taken)  # if storing fails, so do the snapshots chained on this one, until a reset
             except BaseException as err:
-                hashes_out.set_exception(err)
+                named_out.set_exception(err)
                 raise
-            hashes_out.set_result(taken.manifest.hashes)
+            named_out.set_result(named)
             return taken
 
         self._future: Future[Taken] = _BACKGROUND.submit(make)
-        shadow.hashes, shadow.older_hashes = hashes_out, previous
+        shadow.named, shadow.older_named = named_out, previous
 
     def result(self) -> Taken:
         return self._future.result()
@@ -208,7 +253,7 @@ class PendingChunks:
 def take(shadow: Shadow, address: int, size: int, host_state: dict,
          then: Callable[[Taken], None] | None = None) -> tuple[PendingChunks, ShadowCopy]:
     """Snapshot the memory at `address`: the compare and copy happen here, the rest in the background."""
-    if shadow.hashes is not None and shadow.hashes.done() and shadow.hashes.exception() is not None:
+    if shadow.named is not None and shadow.named.done() and shadow.named.exception() is not None:
         shadow.reset()  # the previous snapshot was not stored: this one stores every chunk
     changed = shadow.take(address, size)
     pending = PendingChunks(shadow, size, changed, host_bytes(host_state), then)
@@ -217,12 +262,12 @@ def take(shadow: Shadow, address: int, size: int, host_state: dict,
 
 @dataclass
 class StoredSnapshot:
-    """A stored chunked snapshot being restored: `write_into` decompresses and verifies each chunk
-    against its hash before writing it (a damaged one raises SnapshotDamaged before any message runs)
-    and fills `shadow` so the next snapshot of the restored instance is incremental."""
+    """A stored chunked snapshot being restored: `write_into` checks each body against its name and
+    decodes it (two threads; a damaged one raises SnapshotDamaged before any message runs), and
+    fills `shadow` so the next snapshot of the restored instance is incremental."""
 
     manifest: Manifest
-    chunks: Mapping[str, bytes] = field(repr=False)  # hash hex -> zstd, every non-zero chunk
+    chunks: Mapping[str, bytes] = field(repr=False)  # name hex -> body: every one the manifest needs
     shadow: Shadow = field(default_factory=Shadow)
     _filled: bool = False
 
@@ -245,39 +290,54 @@ class StoredSnapshot:
         return cls(manifest, chunks)
 
     def raw_chunks(self) -> Iterable[bytes]:
-        """Each chunk in order, decompressed and checked."""
-        decompressor = zstandard.ZstdDecompressor()
-        for digest in self.manifest.hashes:
-            if digest == ZERO_HASH:
-                yield ZERO
-                continue
-            try:
-                data = decompressor.decompress(self.chunks[digest.hex()], max_output_size=CHUNK)
-            except zstandard.ZstdError as err:
-                raise SnapshotDamaged(f"chunk {digest.hex()[:16]}… does not decompress: {err}") from err
-            if len(data) != CHUNK or hashlib.sha256(data).digest() != digest:
-                raise SnapshotDamaged(f"chunk {digest.hex()[:16]}… does not match its hash")
-            yield data
+        """Each chunk in order, checked and decoded, one at a time."""
+        decoder = Decoder(self.chunks)
+        for name in self.manifest.hashes:
+            yield decoder.chunk(name)[0]
 
     def raw(self) -> bytes:
         return b"".join(self.raw_chunks())
 
     def write_into(self, target: memoryview, zero_from: int = 0) -> None:
-        fill = not self._filled
-        for index, data in enumerate(self.raw_chunks()):
-            offset = index * CHUNK
-            if data is ZERO:
-                if offset >= zero_from or bytes(target[offset:offset + CHUNK]) == ZERO:
-                    continue
-            target[offset:offset + CHUNK] = data
-            if fill and data is not ZERO:
-                self.shadow.chunks[offset] = data
-        if fill:
+        decoder = Decoder(self.chunks)
+        names = self.manifest.hashes
+
+        def decode(start: int) -> list[tuple[bytes, Base | None]]:
+            return [decoder.chunk(name) for name in names[start:start + _BATCH]]
+
+        # Two threads decode batches ahead while this one writes the decoded ones in order.
+        batches = [_DECODE.submit(decode, start) for start in range(0, len(names), _BATCH)]
+        try:
+            links = self._write(target, zero_from, batches)
+        finally:
+            for batch in batches:
+                batch.cancel()  # after a damaged chunk: nothing more to decode
+        if not self._filled:
             self.shadow.size = self.memory_size
-            done: Future[tuple[bytes, ...]] = Future()
-            done.set_result(self.manifest.hashes)
-            self.shadow.hashes = done
+            done: Future[Named] = Future()
+            done.set_result(Named(names, links))
+            self.shadow.named = done
             self._filled = True
+
+    def _write(self, target: memoryview, zero_from: int, batches: list[Future[list[tuple[bytes, Base | None]]]],
+               ) -> dict[bytes, bytes]:
+        """Write each decoded chunk into `target` as its batch arrives (and into the shadow on the first
+        restore): the base of each delta, by name."""
+        fill, names, links = not self._filled, self.manifest.hashes, {}
+        for number, batch in enumerate(batches):
+            for index, (data, base) in enumerate(batch.result(), number * _BATCH):
+                offset = index * CHUNK
+                if base is not None and base.name != names[index]:
+                    links[names[index]] = base.name
+                if data is ZERO:
+                    if offset >= zero_from or bytes(target[offset:offset + CHUNK]) == ZERO:
+                        continue
+                target[offset:offset + CHUNK] = data
+                if fill and data is not ZERO:
+                    self.shadow.chunks[offset] = data
+                    if base is not None:
+                        self.shadow.bases[offset] = base
+        return links
 
 
 Restorable = Snapshot | StoredSnapshot | ShadowCopy  # what an instance can be started from
