@@ -3,7 +3,7 @@
 Why: a snapshot's chunks are the bulk of what a store holds, and they need no transaction, only a place
 every node reaches. So a store may keep its snapshot index (process, slot -> name) in its own database
 and the bytes in a `SnapshotBlobs` (an S3-compatible bucket: engine/store/s3_blobs.py). Every key is
-the sha256 of what it names (a chunk's raw bytes, a manifest's bytes), so writes are idempotent and two
+the sha256 of what it names (a chunk's stored body, a manifest's bytes), so writes are idempotent and two
 nodes writing the same chunk never conflict; reads are checked against the key on restore
 (engine/wasm/chunked.py), so a damaged or missing object is never computed on.
 
@@ -28,7 +28,7 @@ GRACE_SECONDS = 15 * 60.0  # far longer than writing one snapshot takes
 class Kind(Enum):
     """The two kinds of object, each under its own key prefix."""
 
-    CHUNK = "chunks"  # zstd of one 64 KiB chunk, named by the sha256 of its raw bytes
+    CHUNK = "chunks"  # a stored 64 KiB chunk (chunk_codec.py), named by the sha256 of these bytes
     SNAPSHOT = "snapshots"  # a chunked snapshot's manifest or a whole-memory snapshot, named as indexed
 
 
