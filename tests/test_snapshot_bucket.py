@@ -104,12 +104,13 @@ def zstd_of(raw: bytes) -> bytes:
 
 
 def zstd_chunk(n: int) -> tuple[bytes, str]:
-    raw, name = chunk(n)
-    return zstd_of(raw), name
+    """A real stored chunk and its name (the sha256 of the body: engine/wasm/chunk_codec.py)."""
+    body = zstd_of(chunk(n)[0])
+    return body, hashlib.sha256(body).hexdigest()
 
 
 def manifest_of(n: int) -> tuple[str, bytes]:
-    manifest = Manifest(2 * CHUNK, b"{}", (ZERO_HASH, bytes.fromhex(chunk(n)[1])))  # zeros, then n
+    manifest = Manifest(2 * CHUNK, b"{}", (ZERO_HASH, bytes.fromhex(zstd_chunk(n)[1])))  # zeros, then n
     return manifest.name, manifest.to_bytes()
 
 

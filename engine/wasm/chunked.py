@@ -26,8 +26,6 @@ from aonode.engine.wasm.chunk_codec import (CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, 
                                             encode)
 from aonode.engine.wasm.snapshot import Snapshot
 
-__all__ = ["CHUNK", "Manifest", "SnapshotDamaged", "StoredSnapshot", "Taken", "is_manifest", "take"]
-
 MAGIC = b"AOCHUNK2"  # AOCHUNK1 (bodies named by their chunk's hash, no deltas) is read as damaged
 _HEAD = struct.Struct("<QII")  # memory size, host-state length, number of bases
 
