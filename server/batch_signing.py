@@ -11,8 +11,8 @@ of the batch, so every answer carries the same (RFC 9421-valid) signature. `ao-b
 structured-field list of the sha-256 digests of the batch's bodies; each answer also carries its
 own `content-digest`, and a verifier checks that it matches the body and is a member of the signed
 `ao-batch` (`covers_body` here). Under load (answers arrived while it signed) the signer rests
-REST times as long as the signature took, so signing takes at most a quarter of a core however
-many answers wait (they share the next one); a sequential client never waits for a rest.
+REST times as long as the signature took, so signing takes at most half a core however many
+answers wait (they share the next one); a sequential client never waits for a rest.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from aonode.engine.crypto import Wallet
 
 Headers = list[tuple[bytes, bytes]]
 MAX_BATCH = 32  # answers one signature covers at most (ao-batch: ~47 bytes each)
-REST = 3.0  # under load, wait this many times a signature's duration before the next one
+REST = 1.0  # under load, wait this many times a signature's duration before the next one
 
 
 @dataclass(eq=False)

@@ -25,7 +25,7 @@ class Limits:
     max_body: int = 10 * 1024 * 1024
     compute_workers: int = 2
     compute_queue: int = 256
-    quick_workers: int = 8
+    quick_workers: int = 16  # mostly waiting for a group commit: 16 concurrent schedules share one fsync
     quick_queue: int = 10_000
 
 

@@ -78,6 +78,7 @@ class Scheduler:
         self.block_hash = block_hash
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._definitions: dict[str, Message] = {}  # a definition never changes: read and decoded once
 
     @staticmethod
     def info() -> DeviceInfo:
@@ -88,9 +89,12 @@ class Scheduler:
             return self._locks.setdefault(pid, threading.Lock())
 
     def _definition(self, pid: str) -> Message:
-        definition = self.store.get_process(pid)
+        definition = self._definitions.get(pid)
         if definition is None:
-            raise NotFound(f"process {pid} not found")
+            definition = self.store.get_process(pid)
+            if definition is None:
+                raise NotFound(f"process {pid} not found")
+            self._definitions[pid] = definition
         return definition
 
     # -- writing -----------------------------------------------------------------------------

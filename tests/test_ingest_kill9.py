@@ -1,0 +1,97 @@
+"""kill -9 of `aonode serve` while 12 clients post signed items to one process at once: every item
+answered 200 is scheduled at the slot its answer named, and every answer was signed by the node.
+
+This is the whole ingest path a client sees: HTTP, ANS-104 verify, the group commit (concurrent
+schedules of one process share one fsync) and the signer (answers waiting together share one
+signature), so "answered" must still mean "durable" with all of them at work."""
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aonode.engine import httpsig
+from aonode.engine.crypto import Wallet
+from aonode.engine.devices.scheduler import verify_chain
+from aonode.engine.store import open_store
+from aonode.modules import catalogue
+from aonode.server.batch_signing import covers_body
+from aonode.server.cli.client import build_message, build_spawn, new_anchor
+from tests.helpers.httpnode import cli_node
+
+pytestmark = pytest.mark.slow  # a served node killed with -9 under concurrent load, then reopened
+
+CLIENTS = 12
+ITEMS = 240
+KILL_AFTER = 90  # acknowledged answers before the kill
+OCTET = {"content-type": "application/octet-stream"}
+
+
+def _signed_by(answer: httpx.Response) -> str:
+    headers = {k: v for k, v in answer.headers.multi_items()}
+    assert covers_body(headers, answer.content), headers
+    [commitment] = httpsig.verify(httpsig.Request("POST", "/", tuple(headers.items()), b"",
+                                                  status=answer.status_code))
+    return commitment.committer
+
+
+def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: Path) -> None:
+    data = tmp_path / "node"
+    wallet = Wallet.generate("rsa")
+    module = catalogue.lookup("aos2_0_6")
+    assert module is not None and module.id
+    acknowledged: dict[str, int] = {}  # item id -> slot its answer named
+    signers: set[str] = set()
+    lock = threading.Lock()
+    with cli_node(data) as (url, proc):
+        address = httpx.get(f"{url}/~meta@1.0/info/address").text
+        spawned = httpx.post(f"{url}/", content=build_spawn(wallet, module=module.id, scheduler=address).raw,
+                             headers=OCTET, timeout=300)
+        assert spawned.status_code == 200, spawned.text
+        pid = spawned.json()["process"]
+        items = [build_message(wallet, process=pid, tags=[("Action", "Ping")], data=str(i), anchor=new_anchor())
+                 for i in range(ITEMS)]
+        queue = list(reversed(items))
+        enough = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        item = queue.pop()
+                    try:
+                        answer = http.post("/", content=item.raw, headers=OCTET)
+                    except httpx.TransportError:
+                        return  # the node is gone: this one was never answered
+                    assert answer.status_code == 200, answer.text
+                    with lock:
+                        acknowledged[item.id] = json.loads(answer.content)["slot"]
+                        signers.add(_signed_by(answer))
+                        if len(acknowledged) >= KILL_AFTER:
+                            enough.set()
+
+        threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        assert enough.wait(timeout=300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for t in threads:
+            t.join(timeout=120)
+    assert signers == {address}
+    assert len(acknowledged) >= KILL_AFTER
+    store = open_store(str(data))
+    try:
+        schedule = store.assignments(pid)
+        assert [a.slot for a in schedule] == list(range(len(schedule)))  # no gap, no duplicate
+        assert verify_chain(schedule)
+        stored = {a.message_id: a.slot for a in schedule}
+        assert {mid: stored.get(mid) for mid in acknowledged} == acknowledged
+    finally:
+        store.close()
