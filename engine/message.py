@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -104,11 +105,16 @@ class Message:
 
     def tag(self, name: str, default: str | None = None) -> str | None:
         """Value of the first tag named `name`, compared case-insensitively (AO tags are)."""
-        wanted = name.lower()
+        return self._first_tags.get(name.lower(), default)
+
+    @functools.cached_property
+    def _first_tags(self) -> dict[str, str]:
+        """Lowercased name -> first value, made once: a process's definition is asked for its
+        Module, Passes, Cache-Frequency, ... at every slot it computes."""
+        first: dict[str, str] = {}
         for key, value in self.tags:
-            if key.lower() == wanted:
-                return value
-        return default
+            first.setdefault(key.lower(), value)
+        return first
 
     def with_tags(self, **extra: str) -> "Message":
         """A copy with tags set: an existing tag keeps its position, a new one is appended.

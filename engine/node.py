@@ -105,7 +105,7 @@ class Node:
         self.router = Router(self.scheduler, self.views, self.registry, self.images, self.wallet)
         register_devices(self.registry, self.scheduler, self.router, self.images)
         push = self.registry.create(PUSH.name, in_stack=False)
-        self.processes = ProcessDevice(self.store, self.registry, after=[push])
+        self.processes = ProcessDevice(self.store, self.registry, after=[push], recent=self.scheduler.recent)
         # The lease owner names this node instance (a restart is a new owner): address, host, pid.
         owner = f"{self.address}/{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.leases = _leases(self.store, owner, leases,

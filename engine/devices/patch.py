@@ -66,12 +66,28 @@ class Payload:
     errors: list[str]
 
 
+def _marks_patch(name: str, value: Any) -> bool:
+    lowered = name.lower()
+    return (lowered == "device" and value.lower() == NAME) or (lowered == "method" and value.upper() == "PATCH")
+
+
 def _is_patch(message: dict[str, Any]) -> bool:
-    for name, value in _entries(message):
-        lowered = name.lower()
-        if lowered == "device" and isinstance(value, str) and value.lower() == NAME:
+    """Whether any of the message's `_entries` marks it a patch (looked at in place: every outbox
+    message of every slot comes through here, most of them mail with many tags). Only a name of
+    six letters (`device`, `method`) with a text value can."""
+    for key, value in message.items():
+        if isinstance(key, str) and len(key) == 6 and isinstance(value, str) and _marks_patch(key, value):
             return True
-        if lowered == "method" and isinstance(value, str) and value.upper() == "PATCH":
+    tags = message.get("Tags")
+    pairs = tags.items() if isinstance(tags, dict) else ()
+    if isinstance(tags, list):
+        for tag in tags:
+            if isinstance(tag, dict):
+                name, value = tag.get("name"), tag.get("value")
+                if isinstance(name, str) and len(name) == 6 and isinstance(value, str) and _marks_patch(name, value):
+                    return True
+    for name, value in pairs:
+        if isinstance(name, str) and len(name) == 6 and isinstance(value, str) and _marks_patch(name, value):
             return True
     return False
 

@@ -21,10 +21,12 @@ from aonode.engine import metrics
 from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWrite, ProcessConfig, ProcessState,
                                         Runner, Signal, SlotContext, SnapshotMode, call_key)
 from aonode.engine.devices.json_iface import empty_results
+from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.slot_writes import SlotWrites
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, Busy, NotFound
+from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
 from aonode.engine.store.base import Assignment, Store
@@ -95,6 +97,7 @@ class ProcessDevice:
     store: Store
     registry: Registry
     after: Sequence[object] = ()  # devices run on each slot after the stack: push@1.0
+    recent: RecentSchedule | None = None  # the scheduler's just-committed assignments (no row to read)
     name: str = field(default=INFO.name, init=False)
     slots_evaluated: int = 0  # since start: restart tests count them to prove nothing is replayed twice
     _in_flight: list[tuple[str, PendingWrite]] = field(default_factory=list, repr=False)  # not yet stored
@@ -198,8 +201,9 @@ class ProcessDevice:
         return signal
 
     def _store_slot(self, state: ProcessState, assignment: Assignment, ctx: SlotContext) -> None:
-        record = json_safe({**ctx.results, "slot": assignment.slot, "message": assignment.message_id})
-        assert isinstance(record, dict)
+        # JSON already (JsonObject: what the image returned, decoded, plus the devices' own records)
+        # and fresh per slot, so stored as it is: no JSON round trip per slot to copy or check it.
+        record: JsonObject = {**ctx.results, "slot": assignment.slot, "message": assignment.message_id}
         patches = record.get("Patches")  # only what this slot merged is stored, unless a full copy is due
         changes = [p for p in patches if isinstance(p, dict)] if patches and isinstance(patches, list) else None
         writes: SlotWrites | None = getattr(self._batch, "writes", None)
@@ -217,19 +221,20 @@ class ProcessDevice:
         if outer:
             self._batch.writes = SlotWrites(self.store, limit=RESULT_BATCH)
         complete = False
-        ahead: deque[Assignment] = deque()  # the schedule read a page at a time
+        ahead: deque[tuple[Assignment, bool]] = deque()  # the schedule a page at a time (, read from a row)
         try:
             with _replay_progress(state.process_id, first, slot) as task:
                 while state.at_slot < slot:
                     if not ahead:
-                        ahead.extend(self.store.assignments(state.process_id, state.at_slot + 1, slot,
-                                                            limit=RESULT_BATCH))
-                    assignment = ahead.popleft() if ahead and ahead[0].slot == state.at_slot + 1 else None
+                        ahead.extend(self._schedule_page(state.process_id, state.at_slot + 1, slot))
+                    assignment, from_row = ahead.popleft() if ahead and ahead[0][0].slot == state.at_slot + 1 else (
+                        None, False)
                     if assignment is None:
                         raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
                     if self.stopping.is_set():
                         raise Busy("this node is stopping; the rest is computed after it restarts")
-                    assignment = checked(assignment)  # never compute on a damaged or edited row
+                    if from_row:
+                        assignment = checked(assignment)  # never compute on a damaged or edited row
                     more = assignment.slot < slot
                     started = time.perf_counter()
                     self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(
@@ -246,6 +251,14 @@ class ProcessDevice:
                     self._batch.writes = None
             self.flush(state.process_id)
         return state
+
+    def _schedule_page(self, pid: str, first: int, last: int) -> list[tuple[Assignment, bool]]:
+        """Up to RESULT_BATCH assignments from `first` on: the ones this node just committed as
+        they were committed, else rows from the store (True: to be checked before compute)."""
+        held = self.recent.take(pid, first, last, RESULT_BATCH) if self.recent is not None else []
+        if held:
+            return [(a, False) for a in held]
+        return [(a, True) for a in self.store.assignments(pid, first, last, limit=RESULT_BATCH)]
 
     def _store_results(self, complete: bool = True) -> None:
         """Store the results (and cache changes) this thread's compute_to has buffered."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from aonode.engine.devices import cron
 from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
-from aonode.engine.store.base import Assignment, ScheduleView, Store
+from aonode.engine.devices.recent_schedule import RecentSchedule
+from aonode.engine.store.base import Assignment, Plan, ScheduleView, Store, T
 
 __all__ = ["Assignment", "MAX_CRON_CATCHUP", "PAGE_LIMIT", "Scheduler", "chain_link", "verify_chain"]
 
@@ -72,6 +73,7 @@ class Scheduler:
                  block_height: Callable[[], int] = lambda: 0,
                  block_hash: Callable[[], str | None] = lambda: None, crons: cron.Cron | None = None) -> None:
         self.store = store
+        self.recent = RecentSchedule()  # what was committed here, until it is computed
         self.cron = crons or cron.Cron()
         self.clock = clock
         self.block_height = block_height
@@ -113,7 +115,7 @@ class Scheduler:
             return [first], first
 
         with self._lock(pid):
-            assignment = self.store.sequence(pid, plan)
+            assignment = self._sequence(pid, plan)
             # After slot 0: a listed process always has its spawn assigned (a crash in between
             # leaves an unlisted slot 0, completed when the spawn is retried).
             self.store.put_process(pid, process_msg)
@@ -134,7 +136,7 @@ class Scheduler:
             a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
             return [*batch, a], a
 
-        return self.store.sequence(pid, plan)
+        return self._sequence(pid, plan)
 
     def tick(self, pid: str) -> list[Assignment]:
         """Append the cron messages due by now without any other message (e.g. before `now`)."""
@@ -148,7 +150,20 @@ class Scheduler:
             batch = self._cron_batch(view, definition, last, now_ts, now_height)
             return batch, batch
 
-        return self.store.sequence(pid, plan)
+        return self._sequence(pid, plan)
+
+    def _sequence(self, pid: str, plan: Plan[T]) -> T:
+        """store.sequence, then the appended assignments are kept in `recent` for the compute."""
+        appended: list[Sequence[Assignment]] = [()]
+
+        def recorded(view: ScheduleView) -> tuple[Sequence[Assignment], T]:
+            batch, answer = plan(view)
+            appended[0] = batch
+            return batch, answer
+
+        answer = self.store.sequence(pid, recorded)
+        self.recent.committed(appended[0])
+        return answer
 
     def _now(self, last: Assignment) -> tuple[int, int]:
         """Time and block height for the next slot: never behind the previous slot's."""
