@@ -77,6 +77,11 @@ def _wallet(path: Path) -> Wallet:
     return wallet
 
 
+def compile_cache(data_dir: Path) -> Path:
+    """Where a node on `data_dir` keeps its compiled images (serve --demo warms it up: compose.warm_image)."""
+    return data_dir / "cache"
+
+
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, catalogue: Catalogue | None = None,
                  max_live: int = 32, clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
@@ -99,7 +104,7 @@ class Node:
         self.chain = ChainTip(self.data_dir / "chain-tip.json")
         self.scheduler = (Scheduler(self.store, clock, self.chain.height, self.chain.hash) if clock else
                           Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash))
-        self.images = Images(Runtime(cache_dir=self.data_dir / "cache", background=True), catalogue or Catalogue())
+        self.images = Images(Runtime(cache_dir=compile_cache(self.data_dir), background=True), catalogue or Catalogue())
         self.views = Views(self.store, self.scheduler, shared=not isinstance(self.store, SQLiteStore))
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
         self.router = Router(self.scheduler, self.views, self.registry, self.images, self.wallet)

@@ -6,14 +6,21 @@ CLI and the tests build their Nodes with `make_node`.
 """
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.errors import AONodeError
 from aonode.engine.images import Catalogue, ModuleRef, ResolvedImage
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
-from aonode.engine.node import Node
+from aonode.engine.node import Node, compile_cache
+from aonode.engine.wasm import Runtime
 from aonode.modules import catalogue as modules
+
+DEMO_MODULE = "aos2_0_6"  # the image `aonode serve --demo` spawns its token from
+log = logging.getLogger("aonode.server")
 
 
 def resolve_image(ref: str) -> ResolvedImage:
@@ -43,3 +50,19 @@ def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
     """A Node on `data_dir` that runs the catalogue's images (the other arguments as `Node` takes)."""
     return Node(data_dir, dev, catalogue=module_catalogue(), max_live=max_live, clock=clock, wallet=wallet,
                 dry_run_slots=dry_run_slots, store=store, leases=leases, snapshots=snapshots)
+
+
+def warm_image(data_dir: Path, ref: str) -> threading.Thread:
+    """Compile `ref` for a node on `data_dir` on a thread, while the node is still starting (its wallet,
+    its store, the HTTP stack's imports): the node's first use then finds it compiled, or waits for this
+    compile instead of starting another (engine/wasm/runtime.py). `aonode serve --demo` uses it."""
+
+    def run() -> None:
+        try:
+            Runtime(cache_dir=compile_cache(Path(data_dir)), background=True).load(resolve_image(ref).wasm, name=ref)
+        except AONodeError as err:  # the node's own load says the same, where a request can see it
+            log.debug("warming image %s: %s", ref, err)
+
+    thread = threading.Thread(target=run, name="aonode-warm", daemon=True)
+    thread.start()
+    return thread

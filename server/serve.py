@@ -21,12 +21,12 @@ from aonode.engine.message import Message
 from aonode.engine.gateway import gateway_url
 from aonode.server.api import NodeAPI
 from aonode.server.chainwatch import watch_chain
+from aonode.server.compose import DEMO_MODULE
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.state import server_of_app
 
 GRACEFUL_SECONDS = 30.0
 DEMO_MARKER = "demo-process.txt"
-DEMO_MODULE = "aos2_0_6"
 
 # The demo token: balances and supply are patched into the readable cache at boot and after every
 # change, so a front end reads them with a GET instead of a dry-run.

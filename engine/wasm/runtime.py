@@ -121,6 +121,7 @@ class _Compiled:
 # ticker only ever ticks engines that live as long as the process; compiled builds are shared too.
 _ENGINES: dict[tuple[Flavor, bool], wasmtime.Engine] = {}
 _COMPILED: dict[tuple[str, Flavor], _Compiled] = {}
+_BUILDING: dict[tuple[str, Flavor], threading.Lock] = {}  # one compile of a build at a time: others wait for it
 _SHARED_LOCK = threading.Lock()
 _FLAG_SUFFIX = {ORIGINAL: ".translated", METERED: ".translated", VARIANT: ".lowered"}
 
@@ -158,6 +159,7 @@ class Runtime:
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
         self._helpers: dict[tuple[str, Flavor], wasmtime.Module] = {}
+        self._loading: dict[str, threading.Lock] = {}  # one load of an image at a time (one Image, one preparation)
 
     def engine_for(self, flavor: Flavor) -> wasmtime.Engine:
         return {METERED: self.metered_engine, ORIGINAL: self.original_engine, VARIANT: self.variant_engine}[flavor]
@@ -167,9 +169,14 @@ class Runtime:
         sha = hashlib.sha256(wasm).hexdigest()
         image = self._images.get(sha)
         if image is None:
-            label = f"{name} ({sha[:12]})" if name else sha[:12]
-            self._sources[sha] = wasm
-            image = self._images[sha] = self._load(sha, wasm, label)
+            with _SHARED_LOCK:
+                loading = self._loading.setdefault(sha, threading.Lock())
+            with loading:
+                image = self._images.get(sha)
+                if image is None:
+                    label = f"{name} ({sha[:12]})" if name else sha[:12]
+                    self._sources[sha] = wasm
+                    image = self._images[sha] = self._load(sha, wasm, label)
         return image
 
     def _load(self, sha: str, wasm: bytes, label: str) -> Image:
@@ -239,9 +246,14 @@ class Runtime:
     def _compiled(self, sha: str, flavor: Flavor, build: Callable[[], _Compiled]) -> _Compiled:
         found = self._cached(sha, flavor)
         if found is None:
-            found = build()
-            if found.transient:
-                return found
+            with _SHARED_LOCK:
+                building = _BUILDING.setdefault((sha, flavor), threading.Lock())
+            with building:  # a second first use (another worker, a warm-up) waits instead of compiling again
+                found = self._cached(sha, flavor)
+                if found is None:
+                    found = build()
+                    if found.transient:
+                        return found
         with _SHARED_LOCK:
             found = _COMPILED.setdefault((sha, flavor), found)
         artifact = self._artifact_path(sha, flavor)

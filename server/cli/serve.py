@@ -44,9 +44,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    lock = checks.data_dir_locked(Path(args.data_dir))  # held until this process ends
+    if args.demo:  # compile the demo's image while the rest loads and the node starts
+        from aonode.server.compose import DEMO_MODULE, warm_image
+
+        warm_image(Path(args.data_dir), DEMO_MODULE)
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
-    lock = checks.data_dir_locked(Path(args.data_dir))  # held until this process ends
     if args.max_compute is not None:
         if args.max_compute <= 0:
             raise checks.UserError("--max-compute must be a positive number of instructions")

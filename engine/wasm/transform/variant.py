@@ -40,7 +40,7 @@ from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
 from aonode.engine.progress import PROGRESS
 from aonode.engine.wasm.transform.wasm_opt import FEATURES as BASE_FEATURES
-from aonode.engine.wasm.transform.wasm_opt import default_cache_dir, find_wasm_opt, run_wasm_opt
+from aonode.engine.wasm.transform.wasm_opt import Stopped, default_cache_dir, find_wasm_opt, run_wasm_opt
 
 RECIPE = "fast-v3"  # part of the cache name: change it whenever the transformation changes
 MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
@@ -85,6 +85,8 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     try:
         with PROGRESS.task(f"preparing the fast variant of image {digest[:12]} (once per machine)"):
             data = _derive(tool, wasm, deasync, lower)
+    except Stopped:
+        raise  # this process is exiting: the next one tries again
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
         log.warning("no fast variant for image %s (it runs as it is: same results, ~1.8x slower): "
                     "Binaryen could not derive one: %s", label, err)

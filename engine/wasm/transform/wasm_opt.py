@@ -2,9 +2,11 @@
 its products are cached."""
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from aonode.engine.errors import ModuleError
@@ -55,13 +57,38 @@ def find_wasm_opt() -> Path:
     raise ModuleError(MISSING_TOOL)
 
 
+class Stopped(ModuleError):
+    """wasm-opt was stopped by a signal (this process is exiting): nothing to learn about the image."""
+
+
+_RUNNING: set[subprocess.Popen[str]] = set()  # stopped when this process exits (a background preparation)
+_RUNNING_LOCK = threading.Lock()
+
+
 def run_wasm_opt(tool: Path, args: list[str], what: str = "") -> None:
     """Run `tool` with `args`; a failure becomes a ModuleError naming `what` was asked and the tool's
-    last words."""
+    last words. A run still going when this process exits is stopped with it."""
     try:
-        done = subprocess.run([str(tool), *args], capture_output=True, text=True)
+        proc = subprocess.Popen([str(tool), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except OSError as err:
         raise ModuleError(f"cannot run {tool}: {err}. {MISSING_TOOL}") from err
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip()[-2000:]
-        raise ModuleError(f"wasm-opt{' ' + what if what else ''} failed (exit {done.returncode}): {detail}")
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
+    if proc.returncode < 0:
+        raise Stopped(f"wasm-opt{' ' + what if what else ''} was stopped (signal {-proc.returncode})")
+    if proc.returncode != 0:
+        detail = (stderr or stdout).strip()[-2000:]
+        raise ModuleError(f"wasm-opt{' ' + what if what else ''} failed (exit {proc.returncode}): {detail}")
+
+
+@atexit.register
+def _stop_running() -> None:
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        proc.kill()
