@@ -26,6 +26,7 @@ class Request(Generic[R]):
 
     run: Callable[[], R]
     answer: Future[R]
+    key: str = ""  # a group runs its requests in key order (stable): rows locked in one order
 
 
 class GroupCommitter:
@@ -43,11 +44,11 @@ class GroupCommitter:
     def on_writer(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def submit(self, run: Callable[[], R]) -> R:
+    def submit(self, run: Callable[[], R], key: str = "") -> R:
         if self._closed:
             raise AONodeError("store is closed")
         answer: Future[object] = Future()
-        self._queue.put(Request(run, answer))
+        self._queue.put(Request(run, answer, key))
         return answer.result()  # type: ignore[return-value]  # what `run` returned
 
     def close(self) -> None:
@@ -74,6 +75,7 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: list[Request[object]]) -> None:
+        group = sorted(group, key=lambda r: r.key)  # one process's requests keep their arrival order
         outcomes: dict[int, tuple[object, Exception | None]] = {}
 
         def step(index: int, request: Request[object]) -> Callable[[], None]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,16 @@ import cbor2
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from aonode.engine.errors import AONodeError, BadInput, Busy
+from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.pg_schema import migrate
-from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
-                                      assignment_values, check_sha256, live_chunks, range_clause,
-                                      row_to_assignment)
+from aonode.engine.store.pg_sequence import Sequencer
+from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, check_sha256, live_chunks,
+                                      range_clause, row_to_assignment)
 
 
 def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
@@ -60,37 +59,6 @@ def _put_changes(conn: psycopg.Connection, pid: str, cache: cache_log.CacheChang
                      "SET body = excluded.body", (pid, *planned.full))
 
 
-def _insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
-    for a in batch:
-        body = a.message.to_cbor()
-        conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
-                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", assignment_values(a, body))
-        conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                     (a.message_id, body))
-
-
-@dataclass(frozen=True)
-class _View:
-    """Schedule reads on the connection that holds the process's sequencer row lock."""
-
-    conn: psycopg.Connection
-    pid: str
-
-    def _one(self, where: str, args: tuple[Any, ...]) -> Assignment | None:
-        row = self.conn.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                                f"WHERE process = %s {where}", (self.pid, *args)).fetchone()
-        return row_to_assignment(row) if row else None
-
-    def last(self) -> Assignment | None:
-        return self._one("ORDER BY slot DESC LIMIT 1", ())
-
-    def get(self, slot: int) -> Assignment | None:
-        return self._one("AND slot = %s", (slot,))
-
-    def for_message(self, mid: str) -> Assignment | None:
-        return self._one("AND message_id = %s", (mid,))
-
-
 class PostgresStore:
     """Thread safe: every call borrows a connection from a pool (autocommit; explicit transactions
     where several statements must land together)."""
@@ -111,6 +79,7 @@ class PostgresStore:
             raise AONodeError(f"cannot reach PostgreSQL at {_redacted(dsn)}: {err}") from err
         with self.pool.connection() as conn:
             self.schema_version = migrate(conn)
+        self._sequencer = Sequencer(self._connection, "aonode-commit-pg")
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -131,6 +100,7 @@ class PostgresStore:
             return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
 
     def close(self) -> None:
+        self._sequencer.close()
         self.pool.close()
         if self.blobs is not None:
             self.blobs.close()
@@ -173,18 +143,10 @@ class PostgresStore:
 
     def sequence(self, pid: str, plan: Plan[T]) -> T:
         """Lock the process's sequencer row (created on first use), let `plan` read the schedule
-        and say what to append, insert it, commit. Nodes scheduling on one process queue on that
-        row, so each sees the previous one's commit: no gap, no duplicate, no fork."""
-        batch: Sequence[Assignment] = ()
-        try:
-            with self._connection() as conn, conn.transaction():
-                conn.execute("INSERT INTO sequencers VALUES (%s) ON CONFLICT DO NOTHING", (pid,))
-                conn.execute("SELECT 1 FROM sequencers WHERE process = %s FOR UPDATE", (pid,))
-                batch, answer = plan(_View(conn, pid))
-                _insert_assignments(conn, batch)
-        except psycopg.errors.UniqueViolation as err:
-            raise BadInput(already_assigned(batch)) from err
-        return answer
+        and say what to append, insert it, commit (plans arriving together share the commit:
+        pg_sequence.py). Nodes scheduling on one process queue on that row, so each sees the
+        previous one's commit: no gap, no duplicate, no fork."""
+        return self._sequencer.sequence(pid, plan)
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "

@@ -202,7 +202,7 @@ class SQLiteStore:
                 return self._append(pid, plan)
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
-        return self._group.submit(lambda: self._append(pid, plan))
+        return self._group.submit(lambda: self._append(pid, plan), key=pid)
 
     def _append(self, pid: str, plan: Plan[T]) -> T:
         """Inside the group's transaction, on the writer's connection."""
