@@ -74,7 +74,7 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def start_once(home: Path, data_dir: Path) -> Start:
+def start_once(home: Path, data_dir: Path, wait_variant: bool = True) -> Start:
     """Start the CLI, time listening and the demo's first read, then stop it (SIGTERM, graceful)."""
     port = _free_port()
     env = {**os.environ, "AONODE_HOME": str(home), "AONODE_MODULE_PATH": str(SHARED_MODULES)}
@@ -107,7 +107,7 @@ def start_once(home: Path, data_dir: Path) -> Start:
         if not first_read:
             raise RuntimeError("no first read before the deadline")
         variant = None
-        while time.perf_counter() - started < DEADLINE_SECONDS and proc.poll() is None:
+        while wait_variant and time.perf_counter() - started < DEADLINE_SECONDS and proc.poll() is None:
             if len(list((data_dir / "cache").glob("*.cwasm"))) >= BUILDS:
                 variant = time.perf_counter() - started
                 break
@@ -124,15 +124,18 @@ def start_once(home: Path, data_dir: Path) -> Start:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="cold starts (each in fresh directories)")
+    parser.add_argument("--cold-only", action="store_true", help="stop at the first read: no variant, no warm start")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'start':<22}{'listening s':>12}{'first read s':>14}{'cpu s':>8}{'variant s':>11}  answer")
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
             home, data_dir = Path(tmp) / "home", Path(tmp) / "data"
-            cold = start_once(home, data_dir)
+            cold = start_once(home, data_dir, wait_variant=not args.cold_only)
             print(f"{'cold #' + str(run + 1):<22}{cold.listening:>12.2f}{cold.first_read:>14.2f}{_fmt(cold.cpu)}"
                   f"{_fmt(cold.variant, 11)}  {cold.answer}")
+            if args.cold_only:
+                continue
             warm = start_once(home, data_dir)
             print(f"{'warm (same dirs)':<22}{warm.listening:>12.2f}{warm.first_read:>14.2f}{_fmt(warm.cpu)}"
                   f"{_fmt(None, 11)}  {warm.answer}")

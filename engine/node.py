@@ -69,7 +69,9 @@ def register_devices(registry: Registry, scheduler: Scheduler, router: Router, i
     return registry
 
 
-def _wallet(path: Path) -> Wallet:
+def data_dir_wallet(data_dir: Path) -> Wallet:
+    """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: ~1 s)."""
+    path = data_dir / "wallet.json"
     if path.exists():
         return Wallet.load(path)
     wallet = Wallet.generate("rsa")
@@ -94,7 +96,7 @@ class Node:
         # `snapshots` (s3://bucket/prefix): the snapshots' bytes in that bucket, their index in the store.
         self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache",
                                 snapshots=snapshots)
-        self.wallet = wallet or _wallet(self.data_dir / "wallet.json")
+        self.wallet = wallet or data_dir_wallet(self.data_dir)
         self.address = self.wallet.address
         try:
             claim_scheduler(self.store, self.address)  # nodes on one database share one wallet

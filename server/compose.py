@@ -15,7 +15,7 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError
 from aonode.engine.images import Catalogue, ModuleRef, ResolvedImage
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
-from aonode.engine.node import Node, compile_cache
+from aonode.engine.node import Node, compile_cache, data_dir_wallet
 from aonode.engine.wasm import Runtime
 from aonode.modules import catalogue as modules
 
@@ -64,5 +64,21 @@ def warm_image(data_dir: Path, ref: str) -> threading.Thread:
             log.debug("warming image %s: %s", ref, err)
 
     thread = threading.Thread(target=run, name="aonode-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_wallet(data_dir: Path) -> threading.Thread:
+    """Make the node's own wallet on a thread while the rest loads (join it before `make_node`, which
+    then reads it); a failure is left to the node's own start to report."""
+
+    def run() -> None:
+        try:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+            data_dir_wallet(Path(data_dir))
+        except Exception as err:  # noqa: BLE001 - the node's own start reads it again and says what is wrong
+            log.debug("making the wallet in %s: %s", data_dir, err)
+
+    thread = threading.Thread(target=run, name="aonode-wallet", daemon=True)
     thread.start()
     return thread

@@ -45,12 +45,6 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _serve(args: argparse.Namespace) -> int:
     lock = checks.data_dir_locked(Path(args.data_dir))  # held until this process ends
-    if args.demo:  # compile the demo's image while the rest loads and the node starts
-        from aonode.server.compose import DEMO_MODULE, warm_image
-
-        warm_image(Path(args.data_dir), DEMO_MODULE)
-    from aonode.server.serve import serve  # hypercorn and the engine load only for this command
-
     if args.max_compute is not None:
         if args.max_compute <= 0:
             raise checks.UserError("--max-compute must be a positive number of instructions")
@@ -58,6 +52,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.s3_endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = args.s3_endpoint  # read by boto3 (engine/store/s3_blobs.py)
     checks.address_free(args.host, args.port)
+    from aonode.server.compose import DEMO_MODULE, warm_image, warm_wallet
+
+    # A first start makes a key and compiles the demo's image: both go on while the rest loads.
+    wallet_made = warm_wallet(Path(args.data_dir)) if args.wallet is None else None
+    if args.demo:
+        warm_image(Path(args.data_dir), DEMO_MODULE)
+    from aonode.server.serve import serve  # hypercorn and the engine load only for this command
+
+    if wallet_made is not None:
+        wallet_made.join()  # the node reads the wallet it made
     try:
         serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
               cron_every=args.cron_every, store=args.store, wallet=args.wallet, snapshots=args.snapshots,
