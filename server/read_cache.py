@@ -16,7 +16,8 @@ request goes through and its answer is not kept. An answer is kept only when the
 and after it is the same, so it can only be the answer at that slot. `~lua@5.3a` reads keep their
 own cache (engine/lua) and pass through. Bounds: MAX_BYTES of answers in all (headers + body;
 64 MiB), at most MAX_ENTRIES keys, and none bigger than MAX_ANSWER (1 MiB): least recently used go
-first. Concurrent misses of one key wait for the first instead of each signing the same answer.
+first. Concurrent misses of one key wait for the first instead of each signing the same answer, and
+a kept answer is signed on its own (`signing.SIGN_ALONE`), never in a batch with other answers.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import anyio
 from aonode.engine.errors import AONodeError
 from aonode.server import codec, paths
 from aonode.server.api import NodeAPI
+from aonode.server.signing import SIGN_ALONE
 
 Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
@@ -164,12 +166,12 @@ class CachedReads:
             sent.append(message)
             await send(message)
 
-        await self.app(scope, receive, keep)
+        await self.app({**scope, SIGN_ALONE: True}, receive, keep)  # kept: signed on its own, never in a batch
         if len(sent) != 2 or sent[0]["type"] != "http.response.start" or sent[1].get("more_body"):
             return  # streamed or unusual: not kept
         start, body = sent
         if start["status"] not in KEPT_STATUSES or slot_of(self.node, key[0]) != key[1]:
             return  # an error that may pass, or the state moved while answering
-        if any(name == b"connection" for name, _ in start.get("headers", ())):
-            return  # about this request's connection (a body left unread), not about the state
+        if any(name in (b"connection", b"ao-batch") for name, _ in start.get("headers", ())):
+            return  # about this request's connection (a body left unread), or signed in a batch
         self.cache.put(key, Answer(start["status"], list(start.get("headers", ())), bytes(body.get("body", b""))))

@@ -17,6 +17,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from aonode.engine import httpsig
 from aonode.engine.crypto import Wallet
 from aonode.server.batch_signing import BatchSigner
@@ -27,6 +30,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 CACHE_SIZE = 4096
+# Scope key server/read_cache.py sets on an answer it keeps for every later reader of that (slot, path):
+# it gets a signature of its own over its content-digest, never a batch's (which RFC 9421 verifiers
+# that bind the body through a signed content-digest refuse); one per (slot, path), so batching gains nothing.
+SIGN_ALONE = "aonode.sign_alone"
 # Answer fields a browser's fetch may read (CORS): the signature and the fields it covers.
 EXPOSED = ("signature", "signature-input", "content-digest", "ao-result", "ao-types", "process", "slot", "ao-batch")
 
@@ -44,14 +51,20 @@ class SignatureCache:
         self.size = size
         self._entries: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, bytes]]] = OrderedDict()
         self.batches = BatchSigner(wallet, self.make)
+        self._alone: anyio.CapacityLimiter | None = None  # made lazily: it belongs to the running loop
 
-    async def headers_for(self, status: int, content_type: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+    async def headers_for(self, status: int, content_type: bytes, body: bytes,
+                          alone: bool = False) -> list[tuple[bytes, bytes]]:
         key = (status, content_type, hashlib.sha256(body).digest())
         found = self._entries.get(key)
-        if found is not None:
+        if found is not None and not (alone and any(k == b"ao-batch" for k, _ in found)):
             self._entries.move_to_end(key)
             return found
-        made = await self.batches.sign(status, content_type, body)
+        if alone:
+            self._alone = self._alone or anyio.CapacityLimiter(1)
+            made = await anyio.to_thread.run_sync(self.make, status, content_type, body, limiter=self._alone)
+        else:
+            made = await self.batches.sign(status, content_type, body)
         self._entries[key] = made
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -96,7 +109,8 @@ class SignedResponses:
                         # (a thread hop here let the unread upload stall the connection, 2 in 24 tries)
                         headers += self.cache.make(pending["status"], content_type, body)
                     else:
-                        headers += await self.cache.headers_for(pending["status"], content_type, body)
+                        headers += await self.cache.headers_for(pending["status"], content_type, body,
+                                                                alone=bool(scope.get(SIGN_ALONE)))
                 await send({**pending, "headers": headers})
             await send(message)
 

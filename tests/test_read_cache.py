@@ -3,6 +3,7 @@ a repeated read is the same signed answer, still verified by an independent RFC 
 slot answers anew and signs anew; the cache is bounded."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,42 @@ def test_a_new_slot_answers_anew_and_signs_anew(served: Served) -> None:
     old = served.read(f"/compute/{slot}/cache/supply")  # the old slot's state still answers as it did
     assert old.text == "1000"
     assert served.read(f"/compute/cache/supply?slot={slot}").headers["signature"] != after.headers["signature"]
+
+
+def test_concurrent_first_reads_at_a_new_slot_share_one_signature(served: Served) -> None:
+    """Eight reads at once, in one event loop (a fresh app on the same node, through ASGI): the first
+    signs, the others wait for its answer (without that, each would sign: RSA-PSS signatures differ)."""
+    r = served.http.post(f"/{served.pid}~process@1.0/schedule", json={"Action": "Eval", "data": "return 1"})
+    assert r.status_code == 200, r.text
+    served.read("/now/cache/nothing-here")  # computes the new slot without reading `supply` there
+
+    async def eight_at_once() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(served.node, dev=True, cron_every=0))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            url = f"/{served.pid}~process@1.0/now/cache/supply"
+            return list(await asyncio.gather(*(client.get(url) for _ in range(8))))
+
+    answers = asyncio.run(eight_at_once())
+    assert all(a.status_code == 200 and verified_signer(a) == served.node.address for a in answers)
+    assert {a.headers["signature"] for a in answers} == {answers[0].headers["signature"]}
+
+
+def test_distinct_reads_at_once_are_each_signed_over_their_own_digest(served: Served) -> None:
+    """Distinct answers made at once may share one batch signature (server/batch_signing.py); a kept
+    answer never does: an RFC 9421 verifier binds its body through its own signed content-digest."""
+    r = served.http.post(f"/{served.pid}~process@1.0/schedule", json={"Action": "Eval", "data": "return 2"})
+    assert r.status_code == 200, r.text
+    served.read("/now/cache/supply")  # computes the new slot
+
+    async def eight_keys_at_once() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=create_app(served.node, dev=True, cron_every=0))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return list(await asyncio.gather(*(client.get(f"/{served.pid}~process@1.0/now/cache/missing-{n}")
+                                               for n in range(8))))
+
+    answers = asyncio.run(eight_keys_at_once())
+    assert all(a.status_code == 404 and verified_signer(a) == served.node.address for a in answers)
+    assert all("ao-batch" not in a.headers for a in answers)
 
 
 def test_an_unknown_process_is_not_kept(served: Served) -> None:
