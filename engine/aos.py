@@ -9,9 +9,13 @@ from typing import Any
 from aonode.engine.message import b64url
 
 
+# What json.dumps(obj, ensure_ascii=False, separators=(",", ":")) builds on every call, made once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(obj: Any) -> str:
     """JSON exactly as JavaScript's JSON.stringify writes it (what ao-loader hands the image)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def _tags(tags: Any) -> list[dict]:

@@ -26,7 +26,7 @@ from aonode.engine.jsondata import Json, JsonObject
 from aonode.engine.store.base import Assignment
 from aonode.engine.wasm import DriveStore, Instance
 
-__all__ = ["KEYS", "Assignment", "Device", "DeviceInfo", "Json", "JsonObject", "MemoryImage", "PendingWrite",
+__all__ = ["KEYS", "Assignment", "Device", "DeviceInfo", "Json", "JsonObject", "Key", "MemoryImage", "PendingWrite",
            "ProcessConfig", "ProcessState", "Runner", "Signal", "SlotContext", "SnapshotMode", "WasmInput",
            "call_key"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aonode.engine.devices.base import KEYS, DeviceInfo, ProcessState, Signal, SlotContext, call_key
+from aonode.engine.devices.base import KEYS, DeviceInfo, Key, ProcessState, Signal, SlotContext, call_key
 from aonode.engine.errors import BadInput
 
 MODES = ("fold", "map")
@@ -23,6 +23,7 @@ class Stack:
     mode: str = "fold"
     max_passes: int = 8
     name: str = field(default=INFO.name, init=False)
+    _bound: dict[str, list[Key]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -45,11 +46,19 @@ class Stack:
             ctx.pass_ += 1
 
     def _fold_once(self, key: str, state: ProcessState, ctx: SlotContext) -> Signal:
-        for device in self.devices:
-            signal = call_key(device, key, state, ctx)
-            if signal in (Signal.SKIP, Signal.PASS):
+        for fn in self._keys(key):
+            signal = fn(state, ctx)
+            if signal is Signal.SKIP or signal is Signal.PASS:
                 return signal
         return Signal.OK
+
+    def _keys(self, key: str) -> list[Key]:
+        """The devices' `key` methods in order (those without it left out), looked up once: a
+        fold runs twice per slot of every AOS process."""
+        fns = self._bound.get(key)
+        if fns is None:
+            fns = self._bound[key] = [fn for fn in (getattr(d, key, None) for d in self.devices) if fn is not None]
+        return fns
 
     def init(self, state: ProcessState, ctx: SlotContext) -> Signal:
         return self._as_signal(self.run("init", state, ctx))
