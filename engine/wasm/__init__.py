@@ -30,7 +30,8 @@ Inside (helpers; only this package imports them):
   weavedrive.py WeaveDrive files and the asyncify sleep ao-loader performs around them
   drive_store.py WeaveDrive's data: local dir filled once from the gateway; legacy-CU admissibility
   memfs.py, memfs_io.py, memfs_state.py, memfs_paths.py  emscripten's MEMFS: tree, open files, snapshot, paths
-  fs_syscalls.py, fs_path_syscalls.py    the libc syscalls and WASI fd imports served from it
+  fs_syscalls.py  the libc syscalls and WASI fd imports served from it: decoding, stat, descriptors, tty
+  fs_io_syscalls.py, fs_path_syscalls.py  the same for data through a descriptor, and for paths
   timefmt.py    strftime/mktime as emscripten's JS computes them
 - helper.py     a WAT module serving invoke_*/longjmp/memcpy inside wasm (the hot path)
 - fastcall.py   raw calls into and out of wasm, past wasmtime-py's generic call path

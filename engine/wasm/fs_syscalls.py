@@ -1,47 +1,50 @@
-"""The syscall and WASI fd imports of emscripten's libc, served from the process's MemFS.
+"""The syscall and WASI fd imports of emscripten's libc, served from the process's MemFS: argument
+decoding, stat, open/close/dup/fcntl, ioctl on the TTYs, cwd. The data through a descriptor (read,
+write, seek, getdents, mmap) is fs_io_syscalls.py; path operations are fs_path_syscalls.py.
 
 Argument decoding, results and memory writes follow the JS ao-loader runs (library_syscall.js and
 library_wasi.js of its emscripten): wasm64 passes i64 pointers, wasm32 builds without BigInt pass
 64-bit offsets as (low, high) halves, so those imports read their arguments by count.
 """
+
 from __future__ import annotations
 
 import struct
 from typing import Callable
 
 from aonode.engine.wasm.guest import Guest
-from aonode.engine.wasm.memfs import (
-    DEV_TTY, EACCES, EINVAL, ENODEV, ENOENT, ENOMEM, ENOTDIR, ENOTTY, EOVERFLOW, ERANGE, O_ACCMODE,
-    O_RDWR, O_WRONLY, FSError, Stream, is_chrdev, is_dir, is_file, is_link,
-)
-from aonode.engine.wasm.memfs_io import SEEK_CUR, SEEK_SET, MemFS
+from aonode.engine.wasm.memfs import DEV_TTY, EINVAL, ENOENT, ENOTDIR, ENOTTY, ERANGE, FSError, is_dir
+from aonode.engine.wasm.memfs_io import MemFS
 
 AT_FDCWD, AT_SYMLINK_NOFOLLOW, AT_REMOVEDIR, AT_EMPTY_PATH = -100, 256, 512, 4096
 TERMIOS = (25856, 5, 191, 35387)
 TERMIOS_CC = bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22] + [0] * 16)
 TTY_ONLY_IOCTLS = (21509, 21510, 21511, 21512, 21506, 21507, 21508, 21524, 21515)
-DIRENT_SIZE = 280
 MAX_SAFE = 2**53
 
 
 def syscall(fn: Callable[..., int]) -> Callable[..., int]:
     """An FS error becomes the negated errno, as emscripten's syscall wrappers return it."""
+
     def wrapped(self: FileSystemImports, *args: int) -> int:
         try:
             return fn(self, *args)
         except FSError as err:
             return -err.errno
+
     wrapped.__name__ = fn.__name__
     return wrapped
 
 
 def wasi(fn: Callable[..., int]) -> Callable[..., int]:
     """WASI calls answer the errno itself."""
+
     def wrapped(self: FileSystemImports, *args: int) -> int:
         try:
             return fn(self, *args)
         except FSError as err:
             return err.errno
+
     wrapped.__name__ = fn.__name__
     return wrapped
 
@@ -94,8 +97,12 @@ class FileSystemImports(Guest):
         secs, nsec = st.time_ms // 1000, (st.time_ms % 1000) * 1000
         if self.memory64:
             self.write(buf, struct.pack("<iiQiii", st.dev, st.mode, st.nlink, 0, 0, st.rdev))
-            self.write(buf + 32, struct.pack("<qii", st.size, 4096, st.blocks)
-                       + struct.pack("<qQ", secs, nsec) * 3 + struct.pack("<Q", st.ino))
+            self.write(
+                buf + 32,
+                struct.pack("<qii", st.size, 4096, st.blocks)
+                + struct.pack("<qQ", secs, nsec) * 3
+                + struct.pack("<Q", st.ino),
+            )
             return 0
         self.write(buf, struct.pack("<iiIiiiqii", st.dev, st.mode, st.nlink, 0, 0, st.rdev, st.size, 4096, st.blocks))
         for i in range(3):
@@ -215,130 +222,6 @@ class FileSystemImports(Guest):
     def imp_syscall_fdatasync(self, fd: int) -> int:
         self.fs.stream(fd)
         return 0
-
-    # ---- reading and writing -------------------------------------------------------------------------
-    def _readv(self, stream: Stream, iov: int, count: int, offset: int | None) -> int:
-        total = 0
-        for ptr, length in self._iovecs(iov, count):
-            data = self.fs.read(stream, length, offset)
-            if data:
-                self.write(ptr, data)
-            total += len(data)
-            if len(data) < length:
-                break
-            if offset is not None:
-                offset += len(data)
-        return total
-
-    def _writev(self, stream: Stream, iov: int, count: int, offset: int | None) -> int:
-        total = 0
-        for ptr, length in self._iovecs(iov, count):
-            written = self.fs.write(stream, self.read(ptr, length), offset)
-            total += written
-            if offset is not None:
-                offset += written
-        return total
-
-    @wasi
-    def imp_fd_read(self, fd: int, iov: int, iovcnt: int, pnum: int) -> int:
-        self.write_ptr(pnum, self._readv(self.fs.stream(fd), iov, iovcnt, None))
-        return 0
-
-    @wasi
-    def imp_fd_write(self, fd: int, iov: int, iovcnt: int, pnum: int) -> int:
-        self.write_ptr(pnum, self._writev(self.fs.stream(fd), iov, iovcnt, None))
-        return 0
-
-    def _positioned(self, fd: int, iov: int, iovcnt: int, rest: tuple[int, ...],
-                    transfer: Callable[[Stream, int, int, int | None], int]) -> int:
-        offset, (pnum,) = self._wide(rest, 2)
-        if not -MAX_SAFE < offset < MAX_SAFE:
-            return EOVERFLOW
-        self.write_ptr(pnum, transfer(self.fs.stream(fd), iov, iovcnt, offset))
-        return 0
-
-    @wasi
-    def imp_fd_pread(self, fd: int, iov: int, iovcnt: int, *rest: int) -> int:
-        return self._positioned(fd, iov, iovcnt, rest, self._readv)
-
-    @wasi
-    def imp_fd_pwrite(self, fd: int, iov: int, iovcnt: int, *rest: int) -> int:
-        return self._positioned(fd, iov, iovcnt, rest, self._writev)
-
-    @wasi
-    def imp_fd_seek(self, fd: int, *rest: int) -> int:
-        offset, (whence, out) = self._wide(rest, 3)
-        if not -MAX_SAFE < offset < MAX_SAFE:
-            return EOVERFLOW
-        stream = self.fs.stream(fd)
-        position = self.fs.llseek(stream, offset, whence)
-        self.write(out, struct.pack("<q", position))
-        if stream.dirents is not None and offset == 0 and whence == SEEK_SET:
-            stream.dirents = None
-        return 0
-
-    @syscall
-    def imp_syscall_getdents64(self, fd: int, dirp: int, count: int) -> int:
-        stream = self.fs.stream(fd)
-        if stream.dirents is None:
-            stream.dirents = self.fs.readdir(self.fs.lookup(stream.path, follow=True)[1])
-        index = self.fs.llseek(stream, 0, SEEK_CUR) // DIRENT_SIZE
-        at = 0
-        while index < len(stream.dirents) and at + DIRENT_SIZE <= count:
-            name = stream.dirents[index]
-            if name == ".":
-                ino, kind = stream.node.id, 4
-            elif name == "..":
-                ino, kind = self.fs.lookup(stream.path, parent=True)[1].id, 4
-            else:
-                child = self.fs.lookup_node(stream.node, name)
-                ino = child.id
-                kind = 2 if is_chrdev(child.mode) else 4 if is_dir(child.mode) else 10 if is_link(child.mode) else 8
-            raw = name.encode("utf-8")[:255] + b"\0"
-            self.write(dirp + at, struct.pack("<QqHB", ino, (index + 1) * DIRENT_SIZE, DIRENT_SIZE, kind) + raw)
-            at += DIRENT_SIZE
-            index += 1
-        self.fs.llseek(stream, index * DIRENT_SIZE, SEEK_SET)
-        return at
-
-    # ---- mmap of files ------------------------------------------------------------------------------
-    def imp_mmap_js(self, length: int, prot: int, flags: int, fd: int, *rest: int) -> int:
-        try:
-            offset, (allocated, addr) = self._wide(rest, 3)
-            stream = self.fs.stream(fd)
-            mode = stream.flags & O_ACCMODE
-            if (prot & 2 and not flags & 2 and mode != O_RDWR) or mode == O_WRONLY:
-                raise FSError(EACCES)
-            if not is_file(stream.node.mode):
-                raise FSError(ENODEV)
-            size = -(-length // 65536) * 65536
-            memalign = "emscripten_builtin_memalign"
-            ptr = self.call(memalign, 65536, size) if memalign in self.fn else 0
-            if not ptr:
-                raise FSError(ENOMEM)
-            self.write(ptr, bytes(size))
-            self.write(ptr, self.fs.contents(stream.node)[offset:offset + length])
-            self.write(allocated, struct.pack("<i", 1))
-            self.write_ptr(addr, ptr)
-            return 0
-        except FSError as err:
-            return -err.errno
-
-    def imp_munmap_js(self, addr: int, length: int, prot: int, flags: int, fd: int, *rest: int) -> int:
-        offset, _ = self._wide(rest, 1)
-        try:
-            stream = self.fs.stream(fd)
-            if prot & 2:
-                if not is_file(stream.node.mode):
-                    raise FSError(ENODEV)
-                if not flags & 2:  # MAP_SHARED: write the pages back (MEMFS msync)
-                    self.fs.write(stream, self.read(addr, length), offset)
-            return 0
-        except FSError as err:
-            return -err.errno
-
-    def imp_emscripten_get_heap_max(self) -> int:
-        return 17179869184 if self.memory64 else 4294901760
 
     # ---- cwd ----------------------------------------------------------------------------------------
     @syscall

@@ -19,6 +19,7 @@ import aonode.engine.wasm.timefmt as timefmt
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError, WasmTrap
 from aonode.engine.wasm.cxx import EmscriptenUnwinding
 from aonode.engine.wasm.drive_store import DriveStore
+from aonode.engine.wasm.fs_io_syscalls import DescriptorIO
 from aonode.engine.wasm.fs_path_syscalls import PathSyscalls
 from aonode.engine.wasm.guest import zero_results
 from aonode.engine.wasm.memfs_io import MemFS
@@ -66,7 +67,7 @@ class HostState:
         return cls(data.get("time", TIME_START), data.get("scratch_ptr", 0), data.get("scratch_size", 0), fs)
 
 
-class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls):
+class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls, DescriptorIO):
     """All imports an AOS image may ask for; `bind` hands it the instance's exports afterwards."""
 
     def __init__(self, store: wasmtime.Store, memory64: bool, weavedrive_dir: Path | DriveStore | None = None,
