@@ -14,6 +14,7 @@ of memory, and two deltas of the same chunk on different bases are different bod
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -123,9 +124,15 @@ class Decoder:
         return xor(_decompress(body[_DELTA_HEAD:], name), found.raw), found
 
 
+_LOCAL = threading.local()
+
+
 def _decompress(frame: bytes, name: bytes) -> bytes:
+    decompressor = getattr(_LOCAL, "decompressor", None)
+    if decompressor is None:
+        decompressor = _LOCAL.decompressor = zstandard.ZstdDecompressor()  # one per thread: ~10 µs each
     try:
-        data = zstandard.ZstdDecompressor().decompress(frame, max_output_size=CHUNK)
+        data = decompressor.decompress(frame, max_output_size=CHUNK)
     except zstandard.ZstdError as err:
         raise SnapshotDamaged(f"chunk {name.hex()[:16]}… does not decompress: {err}") from err
     if len(data) != CHUNK:

@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import zstandard
 
@@ -26,7 +27,9 @@ from aonode.engine.wasm.chunk_codec import (CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, 
                                             encode)
 from aonode.engine.wasm.snapshot import Snapshot
 
-MAGIC = b"AOCHUNK2"  # AOCHUNK1 (bodies named by their chunk's hash, no deltas) is read as damaged
+MAGIC = b"AOCHUNK2"  # then zstd; AOCHUNK1 (bodies named by their chunk's hash, no deltas) reads as damaged
+MANIFEST_LEVEL = 3  # half of a manifest is the zero chunk's name over and over
+MANIFEST_MAX = 1 << 26  # a manifest of 128 GiB of memory
 _HEAD = struct.Struct("<QII")  # memory size, host-state length, number of bases
 
 _libc = ctypes.CDLL(None)
@@ -54,8 +57,13 @@ class Manifest:
     bases: tuple[bytes, ...] = field(default=(), repr=False)
 
     def to_bytes(self) -> bytes:
-        return (MAGIC + _HEAD.pack(self.memory_size, len(self.host_state), len(self.bases)) + self.host_state
-                + b"".join(self.hashes) + b"".join(self.bases))
+        return self._stored
+
+    @cached_property
+    def _stored(self) -> bytes:
+        plain = (_HEAD.pack(self.memory_size, len(self.host_state), len(self.bases)) + self.host_state
+                 + b"".join(self.hashes) + b"".join(self.bases))
+        return MAGIC + zstandard.ZstdCompressor(level=MANIFEST_LEVEL).compress(plain)
 
     @property
     def name(self) -> str:
@@ -66,16 +74,21 @@ class Manifest:
         """Parse, checking the bytes against `name` when given (the name the store indexed)."""
         if name is not None and hashlib.sha256(data).hexdigest() != name:
             raise SnapshotDamaged(f"snapshot manifest does not match its name {name[:16]}…")
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEAD.size:
+        if not data.startswith(MAGIC):
             raise SnapshotDamaged("not a chunked snapshot manifest of this version")
-        size, hlen, nbases = _HEAD.unpack_from(data, len(MAGIC))
-        start = len(MAGIC) + _HEAD.size
-        body = data[start + hlen:]
-        count = size // CHUNK
-        if size % CHUNK or len(body) != (count + nbases) * 32 or len(data) < start + hlen:
+        try:
+            plain = zstandard.ZstdDecompressor().decompress(data[len(MAGIC):], max_output_size=MANIFEST_MAX)
+        except zstandard.ZstdError as err:
+            raise SnapshotDamaged(f"snapshot manifest does not decompress: {err}") from err
+        if len(plain) < _HEAD.size:
             raise SnapshotDamaged("snapshot manifest is truncated")
-        names = tuple(bytes(body[i:i + 32]) for i in range(0, len(body), 32))
-        return cls(size, bytes(data[start:start + hlen]), names[:count], names[count:])
+        size, hlen, nbases = _HEAD.unpack_from(plain)
+        body = plain[_HEAD.size + hlen:]
+        count = size // CHUNK
+        if size % CHUNK or len(body) != (count + nbases) * 32 or len(plain) < _HEAD.size + hlen:
+            raise SnapshotDamaged("snapshot manifest is truncated")
+        names = tuple(body[i:i + 32] for i in range(0, len(body), 32))
+        return cls(size, plain[_HEAD.size:_HEAD.size + hlen], names[:count], names[count:])
 
     def host_dict(self) -> dict:
         return json.loads(self.host_state) if self.host_state else {}
