@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from aonode.server.cli.client import build_message, merge_tags, new_anchor, pars
 from aonode.engine.crypto import Wallet, b64url_decode
 from aonode.engine.errors import BadInput
 from aonode.server.cli import main as cli_main
+from tests.helpers.loopback import Reply, Request, json_reply, loopback
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # signs and verifies with arbundles/arweave-js in node
 
@@ -163,51 +162,26 @@ def test_python_items_verify_in_js(js_items: tuple[Path, list[dict]], tmp_path: 
 
 # -- the `aonode spawn` / `aonode send` client against a real local HTTP listener -----------------
 
-class _Recorder(BaseHTTPRequestHandler):
-    """Answers like a node's schedule endpoint and remembers what it was sent."""
-
-    seen: list[tuple[str, str, str, bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.seen.append(("POST", self.path, self.headers["content-type"], body))
-        item = DataItem.parse(body)
-        self._reply(200, {"id": item.id, "slot": len(self.seen) - 1})
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.seen.append(("GET", self.path, "", b""))
-        if self.path == "/~meta@1.0/info/address":
-            self._reply(200, {"address": NODE_ADDRESS})
-        else:
-            self._reply(404, {"error": "not found"})
-
-    def _reply(self, status: int, obj: dict) -> None:
-        raw = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 NODE_ADDRESS = "N" * 43
 PROCESS = "WzUXz9NjE8Yf1nFRd7nJ1fUVH0Vx2xQp1nvZ9r2pHRc"
 
 
 @pytest.fixture()
 def recorder() -> Iterator[tuple[str, list]]:
-    _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Answers like a node's schedule endpoint and remembers what it was sent."""
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    def answer(request: Request) -> Reply:
+        if request.method == "POST":
+            seen.append(("POST", request.path, request.headers["content-type"], request.body))
+            return json_reply({"id": DataItem.parse(request.body).id, "slot": len(seen) - 1})
+        seen.append(("GET", request.path, "", b""))
+        if request.path == "/~meta@1.0/info/address":
+            return json_reply({"address": NODE_ADDRESS})
+        return json_reply({"error": "not found"}, 404)
+
+    with loopback(answer) as url:
+        yield url, seen
 
 
 def test_cli_spawn_and_send(recorder: tuple[str, list], js_items: tuple[Path, list[dict]],

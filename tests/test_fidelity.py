@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,6 +24,7 @@ from aonode.server.chainwatch import watch_chain
 from aonode.server.compose import make_node
 from tests.helpers.httpnode import HttpNode, http_node
 from tests.helpers.images import image_path
+from tests.helpers.loopback import Reply, Request, json_reply, loopback
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]  # a served node, then ao-loader under node
 
@@ -74,28 +74,16 @@ patch()
 """
 
 
-class _Gateway(BaseHTTPRequestHandler):
+def _chain_tip(request: Request) -> Reply:
     """An Arweave gateway on loopback that knows only its chain tip."""
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.dumps({"network": "arweave.N.1", "height": HEIGHT, "current": BLOCK}).encode()
-        status = 200 if self.path == "/info" else 404
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    info = {"network": "arweave.N.1", "height": HEIGHT, "current": BLOCK}
+    return json_reply(info, 200 if request.path == "/info" else 404)
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with loopback(_chain_tip) as url:
+        yield url
 
 
 def _signed(c: httpx.Client, pid: str, wallet: Wallet, tags: list[tuple[str, str]], data: str = "") -> int:

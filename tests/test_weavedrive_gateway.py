@@ -8,15 +8,14 @@ leaves the message uncomputed (DataUnavailable, HTTP 503) and the node serving.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from aonode.engine.errors import DataUnavailable
 from tests.helpers.httpnode import http_node
+from tests.helpers.loopback import Reply, Request, loopback
 from tests.helpers.nodeutil import OWNER, definition, eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # real AOS processes on a node
@@ -36,52 +35,30 @@ class Gateway:
                         f"/tx/{BOOT}": b'{"id":"' + BOOT.encode() + b'","tags":[]}'}
         self.hits: list[str] = []
         self.down = False
-        gateway = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def reply(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                gateway.hits.append(self.path)
-                if gateway.down:
-                    return self.reply(502, b"bad gateway")
-                item = self.path.removeprefix("/raw/")
-                body = gateway.items.get(item) if self.path.startswith("/raw/") else gateway.headers.get(self.path)
-                self.reply(200, body) if body is not None else self.reply(404, b"not found")
-
-            def do_POST(self) -> None:
-                gateway.hits.append(self.path)
-                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["query"]
-                attested = LIB in query and OWNER in query and "Attestation" in query
-                edges = [{"node": {"tags": [{"name": "Type", "value": "Attestation"}]}}] if attested else []
-                self.reply(200, json.dumps({"data": {"transactions": {"edges": edges}}}).encode())
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def answer(self, request: Request) -> Reply:
+        self.hits.append(request.path)
+        if request.method == "POST":
+            query = json.loads(request.body)["query"]
+            attested = LIB in query and OWNER in query and "Attestation" in query
+            edges = [{"node": {"tags": [{"name": "Type", "value": "Attestation"}]}}] if attested else []
+            return Reply(200, json.dumps({"data": {"transactions": {"edges": edges}}}).encode())
+        if self.down:
+            return Reply(502, b"bad gateway")
+        item = request.path.removeprefix("/raw/")
+        body = self.items.get(item) if request.path.startswith("/raw/") else self.headers.get(request.path)
+        return Reply(200, body) if body is not None else Reply(404, b"not found")
 
     def count(self, path: str) -> int:
         return self.hits.count(path)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def gateway(monkeypatch) -> Iterator[Gateway]:
     gw = Gateway({BOOT: BOOT_CODE, LIB: b"0123456789abcdef" * 4096, LATE: b"Late = 'finally'"})
-    monkeypatch.setenv("AONODE_GATEWAY", gw.url)
-    yield gw
-    gw.close()
+    with loopback(gw.answer) as url:
+        monkeypatch.setenv("AONODE_GATEWAY", url)
+        yield gw
 
 
 def spawn(node, *tags: tuple[str, str]) -> str:
