@@ -173,12 +173,21 @@ def for_process(msg: Message | None, pid: str | None) -> Message:
 
 def verified_data_item(body: bytes) -> DataItem:
     """A parsed data item whose signature verifies; BadInput (400) saying why not otherwise."""
+    return checked_signature(parsed_data_item(body))
+
+
+def parsed_data_item(body: bytes) -> DataItem:
+    """A parsed data item, its signature not yet checked (checked_signature); BadInput when malformed."""
     try:
-        item = DataItem.parse(body)
+        return DataItem.parse(body)
     except AONodeError:
         raise
     except (ValueError, IndexError, TypeError, OverflowError) as err:
         raise BadInput(f"not an ANS-104 data item: {err}") from err
+
+
+def checked_signature(item: DataItem) -> DataItem:
+    """`item` when its signature verifies; BadInput (400) saying why not otherwise."""
     try:
         valid = item.verify()
     except (ValueError, TypeError) as err:

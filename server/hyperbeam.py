@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from aonode.engine import httpsig
 from aonode.engine.genesis import as_aos_definition, check_scheduler
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
-from aonode.engine.answers import JSON
+from aonode.engine.answers import JSON, AssignmentJSON
 from aonode.engine.message import Message, is_id
 from aonode.server import codec, convertors, paths, snapshot_file
 from aonode.server.api import NodeAPI
@@ -102,6 +102,16 @@ def parse_path(path: str, query: dict[str, str]) -> HbPath:
     return HbPath(pid, action, slot, tuple(keys), params, as_json, execute)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A request as read on the event loop, decoded (signatures checked) on a worker thread."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
 @dataclass
 class Hyperbeam:
     server: Server
@@ -114,12 +124,19 @@ class Hyperbeam:
     # -- messages in -------------------------------------------------------------------------------
     async def incoming(self, request: Request, pid: str | None, *, required: bool = True) -> Message | None:
         """The request's message: an ANS-104 item or a signed httpsig message; unsigned only in --dev."""
+        return self.decode(await self.received(request), pid, required=required)
+
+    async def received(self, request: Request) -> Incoming:
         body = await codec.read_body(request, self.server.limits.max_body)
-        content_type = request.headers.get("content-type")
-        if codec.is_data_item(content_type) or request.headers.get("codec-device", "").lower() == "ans104@1.0":
+        return Incoming(request.method, str(request.url), tuple(request.headers.items()), body)
+
+    def decode(self, got: Incoming, pid: str | None, *, required: bool = True) -> Message | None:
+        """`incoming`'s message from the request as read (its signatures checked: CPU, no I/O)."""
+        body, headers = got.body, dict(got.headers)
+        content_type = headers.get("content-type")
+        if codec.is_data_item(content_type) or headers.get("codec-device", "").lower() == "ans104@1.0":
             return codec.message_from_data_item(body)
-        decoded = httpsig.decode(httpsig.Request(request.method, str(request.url),
-                                                 tuple(request.headers.items()), body))
+        decoded = httpsig.decode(httpsig.Request(got.method, got.url, got.headers, body))
         committed = decoded.committed()  # the signed request, or the `body` message its commitments vouch for
         if committed is not None:
             return committed.to_message()
@@ -135,6 +152,10 @@ class Hyperbeam:
         if pid is not None:
             fields.setdefault("target", pid.encode())
         return httpsig.Decoded(fields).to_message(owner=self.node.address)
+
+    def _schedule(self, got: Incoming, pid: str) -> AssignmentJSON:
+        """Decode and schedule on one quick-pool thread: the signature check stays off the event loop."""
+        return self.node.schedule(pid, codec.for_process(self.decode(got, pid), pid))
 
     # -- POST /push and /<pid>~process@1.0/push ----------------------------------------------------
     async def push_spawn(self, request: Request) -> Response:
@@ -160,11 +181,11 @@ class Hyperbeam:
         """`/schedule` with an httpsig@1.0 message (the server takes ANS-104 and --dev JSON there)."""
         head = request.url.path.strip("/").split("/")[0]
         pid = head.removesuffix(paths.PROCESS_DEVICE) or None
+        if pid is not None:
+            return _answer(await self.server.quick_gate.run(self._schedule, await self.received(request), pid), True)
         msg = codec.for_process(await self.incoming(request, pid), pid)
-        if pid is None:
-            check_scheduler(msg, self.node.address)
-            return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
-        return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
+        check_scheduler(msg, self.node.address)
+        return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
 
     async def signed(self, header_fields: dict[str, str | int], body: dict[str, object]) -> Response:
         """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the
@@ -243,8 +264,7 @@ class Hyperbeam:
         if what != "schedule":
             raise NotFound(f"~scheduler@1.0 answers schedule and slot, not {what!r}")
         if request.method == "POST":
-            msg = codec.for_process(await self.incoming(request, pid), pid)
-            return _answer(await self.server.quick_gate.run(self.node.schedule, pid, msg), True)
+            return _answer(await self.server.quick_gate.run(self._schedule, await self.received(request), pid), True)
         frm, to = _int(query.get("from")), _int(query.get("to"))
         if "aos-2" in (query.get("accept") or request.headers.get("accept") or ""):
             page = await self.server.quick_gate.run(su_page, self.node, pid, frm, to, SU_PAGE_LIMIT)

@@ -9,7 +9,7 @@ from aonode.engine.answers import AssignmentJSON
 from aonode.engine.ans104 import DataItem
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.server.api import NodeAPI
-from aonode.server.codec import read_body, verified_data_item
+from aonode.server.codec import checked_signature, parsed_data_item, read_body
 from aonode.server.legacy.common import checked_id, compute, json_response, process_id, quick
 from aonode.server.state import server_of
 
@@ -19,7 +19,8 @@ def _is_spawn(item: DataItem) -> bool:
 
 
 def _write_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
-    msg = item.to_message()
+    """Verify and schedule (or spawn) on one pool thread: the signature check stays off the event loop."""
+    msg = checked_signature(item).to_message()
     if _is_spawn(item):
         return node.spawn(msg)
     if not msg.target:
@@ -50,7 +51,7 @@ async def post_item(request: Request) -> Response:
         return json_response({"id": assignment["message"], "message": "Processing assignment",
                               "timestamp": assignment["timestamp"], "slot": assignment["slot"],
                               "process": assignment["process"]})
-    item = verified_data_item(await read_body(request, server.limits.max_body))
+    item = parsed_data_item(await read_body(request, server.limits.max_body))
     gate = compute if _is_spawn(item) else quick  # a spawn loads (compiles) the image first
     assignment = await gate(request, _write_item, server.node, item)
     return json_response({"id": item.id, "message": "Processing DataItem", "timestamp": assignment["timestamp"],
