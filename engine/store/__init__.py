@@ -29,14 +29,15 @@ def open_store(spec: str | Path, cache_dir: Path | None = None, snapshots: str |
 
 
 def claim_scheduler(store: Store, address: str) -> None:
-    """Nodes sharing a PostgreSQL store sign as one scheduler: the first one's address is recorded and
-    a node with another wallet is refused (engine/store/pg_identity.py). One SQLite store, one node."""
+    """Nodes sharing a PostgreSQL store sign as one scheduler and keep snapshots in one place: the first
+    one's are recorded and a node with another wallet or place is refused (engine/store/pg_identity.py).
+    One SQLite store, one node."""
     from aonode.engine.store.postgres import PostgresStore
 
     if isinstance(store, PostgresStore):
-        from aonode.engine.store.pg_identity import claim_scheduler as claim  # psycopg only when asked for
+        from aonode.engine.store.pg_identity import claim_identity  # psycopg only when asked for
 
-        claim(store.pool, address)
+        claim_identity(store.pool, address, store.blobs.blobs.where if store.blobs else None)
 
 
 def _snapshot_blobs(url: str) -> BlobSnapshots:
