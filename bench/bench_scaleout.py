@@ -10,8 +10,11 @@ from tests/pgcluster.py, or `--dsn` for an operator's server; a fresh database p
    notice); p50/p95 of the `now`.
 3. The sequencer alone, in this process (no HTTP, no dev-mode signing, no wasm): `--sequenced`
    messages through 1 or 3 Scheduler+store pairs ("nodes") on one process, 4 threads per pair.
+4. Three nodes again with `--snapshots` in an S3-compatible bucket (moto's server on loopback, or
+   `--bucket s3://...` with the AWS variables), and what a takeover reads first: the newest snapshot
+   (manifest + chunks) from PostgreSQL vs from the bucket, best of 3.
 
-    python bench/bench_scaleout.py [--messages 300] [--connections 8] [--rounds 30] [--dsn URL]
+    python bench/bench_scaleout.py [--messages 300] [--connections 8] [--rounds 30] [--dsn URL] [--bucket URL]
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ class Result:
     ack_p95: float
     now_p50: float
     now_p95: float
+    pid: str
 
 
 def pct(values: list[float], q: float) -> float:
@@ -120,7 +124,53 @@ def run(name: str, urls: list[str], args: argparse.Namespace) -> Result:
             nows.append(time.perf_counter() - t0)
             assert answer.text == str(args.messages + i + 1), answer.text
     return Result(name, args.messages / seconds, pct(acks, 0.5), pct(acks, 0.95), pct(nows, 0.5),
-                  pct(nows, 0.95))
+                  pct(nows, 0.95), pid)
+
+
+def snapshot_read(spec: str, snapshots: str | None, pid: str) -> tuple[float, int, int]:
+    """Best of 3: ms to read `pid`'s newest snapshot (manifest + every chunk) with no local cache;
+    the chunk count and their compressed bytes."""
+    from aonode.engine.store import open_store
+    from aonode.engine.wasm.chunked import Manifest
+
+    store = open_store(spec, snapshots=snapshots)
+    try:
+        best, count, size = float("inf"), 0, 0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            found = store.latest_snapshot(pid)
+            assert found is not None
+            chunks = store.get_chunks(Manifest.from_bytes(found[2], found[1]).stored_hashes())
+            best = min(best, time.perf_counter() - t0)
+            count, size = len(chunks), sum(len(c) for c in chunks.values())
+        return best * 1000, count, size
+    finally:
+        store.close()
+
+
+@contextmanager
+def bucket_url(given: str | None) -> Iterator[str]:
+    """`given`, or a fresh bucket on moto's S3-compatible server in this process (loopback)."""
+    if given:
+        yield given
+        return
+    import logging
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    boto3.client("s3").create_bucket(Bucket="aonode-bench")
+    try:
+        yield "s3://aonode-bench/bench"
+    finally:
+        server.stop()
 
 
 def sequencer_rate(spec: str, count: int, node_count: int, threads: int = 4) -> float:
@@ -166,19 +216,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--sequenced", type=int, default=1200)
     parser.add_argument("--dsn", help="an existing PostgreSQL (a database per configuration is created)")
+    parser.add_argument("--bucket", help="an existing s3://bucket/prefix (default: moto's server on loopback)")
     args = parser.parse_args(argv)
     results = []
     sequenced: list[tuple[str, float]] = []
+    reads: list[tuple[str, tuple[float, int, int]]] = []
     with ExitStack() as stack:
         cluster: PgCluster | None = None if args.dsn else stack.enter_context(pg_cluster())
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aonode-bench-")))
-        configs = [("1 node, SQLite", 1, None), ("1 node, PostgreSQL", 1, "pg"), ("3 nodes, PostgreSQL", 3, "pg")]
+        bucket = stack.enter_context(bucket_url(args.bucket))
+        configs = [("1 node, SQLite", 1, None), ("1 node, PostgreSQL", 1, "pg"), ("3 nodes, PostgreSQL", 3, "pg"),
+                   ("3 nodes, PostgreSQL + S3 snapshots", 3, "s3")]
         for i, (name, count, backend) in enumerate(configs):
             store = None
             if backend:
                 store = cluster.create_database("bench") if cluster else args.dsn
-            with nodes(count, store, base / f"c{i}") as urls:
+            snapshots = bucket if backend == "s3" else None
+            with nodes(count, store, base / f"c{i}", ("--snapshots", bucket) if snapshots else ()) as urls:
                 results.append(run(name, urls, args))
+            if store and count == 3:  # the nodes stopped: each process's newest snapshot is stored
+                reads.append((name, snapshot_read(store, snapshots, results[-1].pid)))
+            if backend == "s3":
+                continue  # the sequencer does not touch snapshots: as on PostgreSQL
             spec = store or str(base / f"seq{i}")
             if backend:
                 spec = cluster.create_database("seq") if cluster else args.dsn
@@ -194,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsequencer alone ({args.sequenced} messages, 4 threads per node, one process):")
     for name, rate in sequenced:
         print(f"  {name}: {rate:.0f} msg/s ({rate / sequenced[0][1]:.2f}x)")
+    print("\nnewest snapshot read (manifest + chunks, no local cache; best of 3):")
+    for name, (ms, count, size) in reads:
+        print(f"  {name}: {ms:.0f} ms ({count} chunks, {size / 2**20:.1f} MiB compressed; "
+              f"{ms / reads[0][1][0]:.2f}x)")
     return 0
 
 
