@@ -84,6 +84,12 @@ def compile_cache(data_dir: Path) -> Path:
     return data_dir / "cache"
 
 
+def precompile(data_dir: Path, wasm: bytes, name: str) -> None:
+    """Compile `wasm` into the cache a node on `data_dir` will read, before that node exists: its first use
+    then finds it compiled, or waits for this compile instead of starting another (engine/wasm/runtime.py)."""
+    Runtime(cache_dir=compile_cache(Path(data_dir)), background=True).load(wasm, name=name)
+
+
 class Node:
     def __init__(self, data_dir: Path | str, dev: bool = False, *, catalogue: Catalogue | None = None,
                  max_live: int = 32, clock: Callable[[], int] | None = None, wallet: Wallet | None = None,

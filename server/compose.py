@@ -15,8 +15,7 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError
 from aonode.engine.images import Catalogue, ModuleRef, ResolvedImage
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
-from aonode.engine.node import Node, compile_cache, data_dir_wallet
-from aonode.engine.wasm import Runtime
+from aonode.engine.node import Node, data_dir_wallet, precompile
 from aonode.modules import catalogue as modules
 
 DEMO_MODULE = "aos2_0_6"  # the image `aonode serve --demo` spawns its token from
@@ -54,12 +53,11 @@ def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
 
 def warm_image(data_dir: Path, ref: str) -> threading.Thread:
     """Compile `ref` for a node on `data_dir` on a thread, while the node is still starting (its wallet,
-    its store, the HTTP stack's imports): the node's first use then finds it compiled, or waits for this
-    compile instead of starting another (engine/wasm/runtime.py). `aonode serve --demo` uses it."""
+    its store, the HTTP stack's imports), through `engine.node.precompile`. `aonode serve --demo` uses it."""
 
     def run() -> None:
         try:
-            Runtime(cache_dir=compile_cache(Path(data_dir)), background=True).load(resolve_image(ref).wasm, name=ref)
+            precompile(Path(data_dir), resolve_image(ref).wasm, ref)
         except AONodeError as err:  # the node's own load says the same, where a request can see it
             log.debug("warming image %s: %s", ref, err)
 
