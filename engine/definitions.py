@@ -16,6 +16,7 @@ from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.stack import Stack
 from aonode.engine.devices.wasm64 import check_compute_limit, limits_for
 from aonode.engine.errors import BadInput, ModuleError
+from aonode.engine.genesis import as_aos_definition
 from aonode.engine.images import Catalogue
 from aonode.engine.message import Message
 from aonode.engine.wasm import Image, never_runs
@@ -76,8 +77,9 @@ def check(msg: Message, registry: Registry, load_image: Callable[[str], object])
 
 
 def check_devices(msg: Message, registry: Registry) -> None:
+    aos = as_aos_definition(msg)  # genesis-wasm@1.0 names this node's AOS stack
     for key, only in FRAME_DEVICES:
-        value = msg.tag(key)
+        value = aos.tag(key)
         if value is not None and value.strip().lower() != only:
             raise BadInput(f"{key} {value!r} is not available on this node (it runs {only})")
     known = set(registry.names())

@@ -3,8 +3,10 @@
 aoconnect's mainnet spawn and HyperBEAM peers name the legacy AOS execution as
 `execution-device: genesis-wasm@1.0`, or as `stack@1.0` with `device-stack: [genesis-wasm@1.0, patch@1.0]`.
 Both mean "run the AOS image with the legacy JSON interface and apply patch messages", which is what
-the default stack here (json-iface, wasm64, multipass, patch) does, so those tags are dropped and the
-definition keeps its id and signature. The other keys stay as tags: `authority` (AOS trusts
+the default stack here (json-iface, wasm64, multipass, patch) does: where the node picks a process's
+devices it reads the definition through `as_aos_definition`, which leaves those tags out. The stored
+definition keeps every tag it was signed with (the process sees them, as a legacy CU behind
+genesis-wasm does), so it checks against its signed item like any message. The other keys: `authority` (AOS trusts
 messages from each comma-separated address), `variant` and `data-protocol` (the process sees them in
 `ao.env.Process.Tags`), `patch-from` (patch@1.0 reads it). `scheduler` names the node that orders the
 process: a definition naming another scheduler is not this node's to spawn (`check_scheduler`).
@@ -31,7 +33,8 @@ def _names(raw: str) -> list[str]:
 
 
 def as_aos_definition(msg: Message) -> Message:
-    """`msg` with genesis-wasm execution tags removed (they name the AOS stack this node runs)."""
+    """`msg` as far as its devices go: genesis-wasm execution tags removed (they name the AOS stack
+    this node runs). Only read through it; never store it (it no longer matches the signed tags)."""
     execution = (msg.tag("Execution-Device") or "").strip().lower()
     stack = _names(msg.tag("Device-Stack") or msg.tag("Execution-Stack") or "")
     genesis_stack = bool(stack) and GENESIS_WASM in stack and set(stack) <= _STACK_PARTS

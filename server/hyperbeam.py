@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aonode.engine import httpsig
-from aonode.engine.genesis import as_aos_definition, check_scheduler
+from aonode.engine.genesis import check_scheduler
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.engine.answers import JSON, AssignmentJSON
 from aonode.engine.message import Message, is_id
@@ -162,8 +162,7 @@ class Hyperbeam:
         msg = await self.incoming(request, None)
         assert msg is not None
         check_scheduler(msg, self.node.address)
-        definition = as_aos_definition(msg)
-        assignment = await self.server.compute_gate.run(self.node.spawn, definition)
+        assignment = await self.server.compute_gate.run(self.node.spawn, msg)
         pid = assignment["process"]
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
         return await self.signed({"process": pid, "slot": assignment["slot"]},
@@ -185,7 +184,7 @@ class Hyperbeam:
             return _answer(await self.server.quick_gate.run(self._schedule, await self.received(request), pid), True)
         msg = codec.for_process(await self.incoming(request, pid), pid)
         check_scheduler(msg, self.node.address)
-        return _answer(await self.server.compute_gate.run(self.node.spawn, as_aos_definition(msg)), True)
+        return _answer(await self.server.compute_gate.run(self.node.spawn, msg), True)
 
     async def signed(self, header_fields: dict[str, str | int], body: dict[str, object]) -> Response:
         """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the

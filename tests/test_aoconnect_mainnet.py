@@ -42,7 +42,7 @@ def test_spawn_through_push_names_this_node_and_runs_aos(flow: Flow) -> None:
     definition = http.get(f"/{seen['pid']}~process@1.0/init", headers={"accept": "application/json"}).json()
     tags = {t["name"]: t["value"] for t in definition["definition"]["Tags"]}
     assert tags["Module"] == AOS_MODULE_ID and tags["Scheduler"] == seen["scheduler"]
-    assert "Execution-Device" not in tags  # genesis-wasm@1.0 runs as this node's AOS stack
+    assert tags["execution-device"] == "genesis-wasm@1.0"  # kept as aoconnect signed it; runs as the AOS stack
     assert definition["definition"]["Owner"] == seen["owner"]
 
 

@@ -13,6 +13,7 @@ from aonode.engine.errors import DamagedRecord
 from aonode.engine.store import SQLiteStore
 from aonode.engine.store.checked import checked
 from tests.helpers.httpnode import http_node
+from tests.helpers.nodeutil import make_node, output
 
 pytestmark = pytest.mark.slow  # computes on real images over edited rows
 
@@ -72,3 +73,22 @@ def test_a_signed_item_edited_consistently_fails_its_signature(tmp_path: Path) -
     with pytest.raises(DamagedRecord, match="differ from the signed item"):
         checked(loaded)
     store.close()
+
+
+def test_a_hyperbeam_definition_is_stored_as_signed_and_runs_aos(tmp_path: Path) -> None:
+    """genesis-wasm@1.0 names this node's AOS stack; the definition keeps every tag it was signed with
+    (the process sees them), so slot 0 checks against its item like any other message."""
+    wallet = Wallet.generate("ed25519")
+    genesis = [("Data-Protocol", "ao"), ("Type", "Process"), ("Module", "aos2_0_6"),
+               ("Execution-Device", "genesis-wasm@1.0"), ("Device-Stack", '["genesis-wasm@1.0", "patch@1.0"]')]
+    node = make_node(tmp_path)
+    try:
+        pid = node.spawn(build_and_sign(wallet, data="1984", tags=genesis).to_message())["process"]
+        stored = node.store.get_assignment(pid, 0)
+        assert stored is not None and checked(stored) is stored
+        assert all(tag in stored.message.tags for tag in genesis)
+        code = "return ao.env.Process.Tags['Execution-Device'] .. ' ' .. 6 * 7"
+        node.schedule(pid, build_and_sign(wallet, data=code, tags=[("Action", "Eval")], target=pid).to_message())
+        assert output(node.now(pid)) == "genesis-wasm@1.0 42"
+    finally:
+        node.close()

@@ -158,7 +158,7 @@ def test_definitions_naming_unknown_devices_or_images_are_refused(node) -> None:
     with pytest.raises(BadInput, match="frobnicate@1.0"):
         node.spawn(definition(("Execution-Stack", "json-iface@1.0, frobnicate@1.0, wasm64@1.0")))
     with pytest.raises(BadInput, match="Execution-Device"):
-        node.spawn(definition(("Execution-Device", "genesis-wasm@1.0")))
+        node.spawn(definition(("Execution-Device", "lua@5.3a")))
     with pytest.raises(ModuleError):
         node.spawn(definition(module="no-such-image"))
     assert node.store.list_processes() == []

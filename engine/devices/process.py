@@ -26,6 +26,7 @@ from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.slot_writes import SlotWrites
 from aonode.engine.devices.stack import Stack
 from aonode.engine.errors import BadInput, Busy, NotFound
+from aonode.engine.genesis import as_aos_definition
 from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
 from aonode.engine.progress import PROGRESS, Task
@@ -45,7 +46,8 @@ DEFAULT_CACHE_FREQUENCY = 256  # snapshots are incremental (engine/wasm/chunked.
 
 def stack_names(process: Message) -> list[str]:
     """The execution stack a definition asks for, in the documented or the reference spelling."""
-    raw = process.tag("Execution-Stack") or process.tag("Device-Stack")
+    aos = as_aos_definition(process)  # genesis-wasm@1.0 names the default AOS stack
+    raw = aos.tag("Execution-Stack") or aos.tag("Device-Stack")
     if raw:
         try:
             names = json.loads(raw) if raw.lstrip().startswith("[") else raw.split(",")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aonode.engine.ans104 import DataItem
 from aonode.engine.errors import AONodeError, DamagedRecord
-from aonode.engine.genesis import as_aos_definition
 from aonode.engine.store.base import Assignment
 
 
@@ -31,9 +30,7 @@ def checked(a: Assignment) -> Assignment:
     signed = item.to_message()
     same = (signed.owner, signed.target, signed.anchor, signed.data) == (msg.owner, msg.target, msg.anchor,
                                                                           msg.data)
-    # The node may add tags after signing (commitments, From-Process); it never edits one, and removes
-    # only the genesis-wasm execution tags of a HyperBEAM definition (engine/genesis.py).
-    kept = signed.tags if a.slot else as_aos_definition(signed).tags
-    if not same or any(tag not in msg.tags for tag in kept):
+    # The node may add tags after signing (commitments, From-Process); it never removes or edits one.
+    if not same or any(tag not in msg.tags for tag in signed.tags):
         raise DamagedRecord(f"{where} is damaged: its fields differ from the signed item's")
     return a
