@@ -8,11 +8,14 @@ Repeated state reads never reach this middleware: server/read_cache.py keeps the
 answers by (process, slot, path, representation). For the other answers (node info, schedule pages,
 errors) signatures are kept by what they cover (status, content type, sha-256 of the body): a
 repeated answer costs one hash and one dictionary lookup instead of an RSA signature. Answers a route
-already signed pass through.
+already signed pass through. Each answer is signed over its own content-digest; an operator who
+prefers ingest throughput sets AONODE_BATCH_SIGNING=1 (server/batch_signing.py), at the price that
+busy answers then bind their bodies through `ao-batch`, which only an ao-aware verifier checks.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -46,9 +49,12 @@ class SignatureCache:
     next one (server/batch_signing.py), so they neither block the loop nor take the machine's cores.
     """
 
-    def __init__(self, wallet: Wallet, size: int = CACHE_SIZE) -> None:
+    def __init__(self, wallet: Wallet, size: int = CACHE_SIZE, batching: bool | None = None) -> None:
         self.wallet = wallet
         self.size = size
+        # Off unless the operator asks (AONODE_BATCH_SIGNING=1): a batch signature binds each body through
+        # `ao-batch`, which a plain RFC 9421 verifier checking a signed content-digest refuses.
+        self.batching = os.environ.get("AONODE_BATCH_SIGNING") == "1" if batching is None else batching
         self._entries: OrderedDict[tuple[int, bytes, bytes], list[tuple[bytes, bytes]]] = OrderedDict()
         self.batches = BatchSigner(wallet, self.make)
         self._alone: anyio.CapacityLimiter | None = None  # made lazily: it belongs to the running loop
@@ -60,7 +66,7 @@ class SignatureCache:
         if found is not None and not (alone and any(k == b"ao-batch" for k, _ in found)):
             self._entries.move_to_end(key)
             return found
-        if alone:
+        if alone or not self.batching:
             self._alone = self._alone or anyio.CapacityLimiter(1)
             made = await anyio.to_thread.run_sync(self.make, status, content_type, body, limiter=self._alone)
         else:

@@ -69,7 +69,7 @@ def _ours(headers: dict[str, str], status: int = 200) -> str:
 
 def test_answers_waiting_together_share_one_signature_each_bound_to_its_body(wallet: Wallet) -> None:
     bodies = [f'{{"slot":{i}}}'.encode() for i in range(10)]
-    answers = _sign_together(SignatureCache(wallet), bodies)
+    answers = _sign_together(SignatureCache(wallet, batching=True), bodies)
     # the first is signed alone, the nine that waited meanwhile share the next signature
     assert '"content-digest"' in answers[0]["signature-input"] and "ao-batch" not in answers[0]
     shared = answers[1:]
@@ -90,15 +90,28 @@ def test_answers_waiting_together_share_one_signature_each_bound_to_its_body(wal
         _ours(forged)
 
 
+def test_by_default_answers_waiting_together_are_each_signed_over_their_own_digest(
+        wallet: Wallet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AONODE_BATCH_SIGNING", raising=False)
+    bodies = [f'{{"slot":{i}}}'.encode() for i in range(4)]
+    answers = _sign_together(SignatureCache(wallet), bodies)
+    assert len({a["signature"] for a in answers}) == 4
+    for body, headers in zip(bodies, answers, strict=True):
+        assert "ao-batch" not in headers
+        assert set(_independent(headers, body)) == {"ao-result", "content-digest", "content-type"}
+    monkeypatch.setenv("AONODE_BATCH_SIGNING", "1")
+    assert SignatureCache(wallet).batching
+
+
 def test_a_lone_answer_is_signed_over_its_own_digest(wallet: Wallet) -> None:
-    [headers] = _sign_together(SignatureCache(wallet), [b'{"alone":true}'])
+    [headers] = _sign_together(SignatureCache(wallet, batching=True), [b'{"alone":true}'])
     assert "ao-batch" not in headers
     assert set(_independent(headers, b'{"alone":true}')) == {"ao-result", "content-digest", "content-type"}
     assert covers_body(headers, b'{"alone":true}') and not covers_body(headers, b'{"alone":false}')
 
 
 def test_answers_of_different_status_are_never_in_one_batch(wallet: Wallet) -> None:
-    cache = SignatureCache(wallet)
+    cache = SignatureCache(wallet, batching=True)
     out: list[tuple[int, dict[str, str]]] = []
 
     async def one(status: int, body: bytes) -> None:
