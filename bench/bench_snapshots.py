@@ -25,7 +25,7 @@ from tests.helpers.images import use_shared_modules  # noqa: E402
 from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
 
 from aonode.engine.devices.wasm64 import loaded  # noqa: E402
-from aonode.engine.store.sqlite import DB_NAME, SNAPSHOT_DIR  # noqa: E402
+from aonode.engine.store.sqlite_db import DB_NAME, SNAPSHOT_DIR  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
 
 use_shared_modules()

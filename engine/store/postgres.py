@@ -9,7 +9,6 @@ Every write commits before the call returns; assignments commit with `synchronou
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,13 +19,13 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from aonode.engine.errors import AONodeError, Busy
-from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.pg_sequence import Sequencer
+from aonode.engine.store.snapshot_cache import NewestSnapshots
 from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, check_sha256, live_chunks,
                                       range_clause, row_to_assignment)
 
@@ -34,7 +33,6 @@ from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHO
 def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
     return range_clause(frm, to, "%s")
 
-_FILE_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # process ids that can name a cache file as they are
 CHUNK = 4 << 20  # snapshot bytes per row: well under bytea's 1 GB and kind to memory on both ends
 POOL_MAX = 16
 CONNECT_TIMEOUT = 30.0
@@ -68,7 +66,7 @@ class PostgresStore:
                  blobs: BlobSnapshots | None = None) -> None:
         self.dsn = dsn
         self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: in the database
-        self.cache_dir = cache_dir  # this node's copies of the newest snapshot per process (a cache only)
+        self.newest = NewestSnapshots(cache_dir)  # this node's copy of each process's newest snapshot
         self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_max, open=False,
                                    kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
                                    timeout=connect_timeout, name="aonode-store")
@@ -261,7 +259,7 @@ class PostgresStore:
                 conn.execute("DELETE FROM snapshots WHERE process = %s AND slot NOT IN (SELECT slot FROM "
                              "snapshots WHERE process = %s ORDER BY slot DESC LIMIT %s)",
                              (pid, pid, KEEP_SNAPSHOTS))
-        self._keep(pid, slot, memory_sha256, blob)
+        self.newest.keep(pid, slot, memory_sha256, blob)
         if chunks is not None:
             self._puts = getattr(self, "_puts", 0) + 1
             if self._puts % GC_EVERY == 0:
@@ -301,16 +299,12 @@ class PostgresStore:
         for slot, sha, size, pieces in self._all(
                 f"SELECT slot, sha256, size, chunks FROM snapshots WHERE process = %s{where} "
                 "ORDER BY slot DESC LIMIT %s", [pid, *args, KEEP_SNAPSHOTS]):
-            path = self._cache_path(pid, slot, sha)
-            try:
-                cached = path.read_bytes() if path is not None else None
-                if cached is not None and len(cached) == size:
-                    return slot, sha, cached
-            except OSError:
-                pass
+            cached = self.newest.read(pid, slot, sha, size)
+            if cached is not None:
+                return slot, sha, cached
             blob = self._snapshot_bytes(pid, slot, sha, size, pieces)
             if blob is not None:
-                self._keep(pid, slot, sha, blob)
+                self.newest.keep(pid, slot, sha, blob)
                 return slot, sha, blob
         return None
 
@@ -325,27 +319,6 @@ class PostgresStore:
             raise AONodeError(f"snapshot of {pid} at slot {slot} is damaged or was replaced while "
                               f"read ({len(blob)} bytes, {size} expected); retry")
         return blob
-
-    def _cache_path(self, pid: str, slot: int, sha: str) -> Path | None:
-        if self.cache_dir is None or not _FILE_SAFE.match(pid):
-            return None
-        return self.cache_dir / f"{pid}.{slot}.{sha}"
-
-    def _keep(self, pid: str, slot: int, sha: str, blob: bytes) -> None:
-        """Cache the newest snapshot of `pid`, dropping the older one (a failed write only costs a
-        later read from the database)."""
-        path = self._cache_path(pid, slot, sha)
-        if path is None:
-            return
-        try:
-            older = [p for p in path.parent.glob(f"{pid}.*") if p != path] if path.parent.is_dir() else []
-            if any(int(p.name.split(".")[1]) > slot for p in older):
-                return  # a newer one is cached already
-            write_atomic(path, blob)
-            for stale in older:
-                stale.unlink(missing_ok=True)
-        except (OSError, ValueError):
-            pass
 
 
 def _redacted(dsn: str) -> str:

@@ -1,0 +1,109 @@
+"""The SQLite file under a data dir: its schema and one connection per thread.
+
+Why its own module: connections (WAL, one per thread, closed when their thread ends) and
+transactions (`durable` fsyncs before the commit returns) are one job; what the rows mean is
+SQLiteStore's (engine/store/sqlite.py).
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aonode.engine.errors import AONodeError
+
+DB_NAME = "aonode.sqlite3"
+SNAPSHOT_DIR = "snapshots"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS processes (
+    pid TEXT PRIMARY KEY, definition BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS assignments (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, message_id TEXT NOT NULL,
+    timestamp INTEGER NOT NULL, block_height INTEGER NOT NULL, block_hash TEXT,
+    epoch INTEGER NOT NULL, hash_chain TEXT NOT NULL, message BLOB NOT NULL,
+    PRIMARY KEY (process, slot), UNIQUE (process, message_id));
+CREATE TABLE IF NOT EXISTS results (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE INDEX IF NOT EXISTS results_by_message ON results (process, message_id);
+CREATE TABLE IF NOT EXISTS caches (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS cache_changes (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS snapshots (
+    process TEXT NOT NULL, slot INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (process, slot));
+CREATE TABLE IF NOT EXISTS manifests (
+    name TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    hash TEXT PRIMARY KEY, body BLOB NOT NULL);
+"""
+
+
+class SQLiteDatabase:
+    """Thread safe: each thread gets its own connection (WAL lets readers run beside the writer);
+    SQLite serializes the writers."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.data_dir / DB_NAME
+        self._local = threading.local()
+        self._conns: dict[threading.Thread, sqlite3.Connection] = {}
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._conns_lock:
+            if self._closed:
+                raise AONodeError("store is closed")
+            # Threads come and go (server worker pools); close what finished threads left behind.
+            for thread in [t for t in self._conns if not t.is_alive()]:
+                self._conns.pop(thread).close()
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conns[threading.current_thread()] = conn
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; `durable` fsyncs the WAL before the commit returns."""
+        conn = self._conn()
+        if durable:
+            conn.execute("PRAGMA synchronous=FULL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _one(self, sql: str, args: tuple | list) -> tuple | None:
+        return self._conn().execute(sql, args).fetchone()
+
+    def close_connections(self) -> None:
+        with self._conns_lock:
+            self._closed = True
+            conns, self._conns = self._conns, {}
+        for conn in conns.values():
+            conn.close()
+        self._local = threading.local()
