@@ -14,12 +14,14 @@ Conversion to `Message` (see `to_message`): owner and From are the signer's addr
 base64url; anchor and data are text when they are valid UTF-8, otherwise base64url of the bytes.
 The exact bytes are always kept in `raw`, so no information is lost by that choice.
 """
+
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from aonode.engine import crypto
 from aonode.engine.crypto import KEY_LENGTHS, Wallet, address_of, b64url_decode, b64url_encode
@@ -41,6 +43,7 @@ _VARINT_MAX_BYTES = 10
 
 
 # -- Avro: an array of records {name: string, value: string}, zigzag varint lengths ---------------
+
 
 def _write_long(out: bytearray, n: int) -> None:
     zz = (n << 1) ^ (n >> 63)
@@ -93,7 +96,7 @@ class _AvroReader:
             raise BadInput(f"bad tag Avro: {what} length {size} runs past the tag bytes")
         if size > limit:
             raise BadInput(f"tag {what} is {size} bytes (at most {limit})")
-        raw = self.buf[self.pos:self.pos + size]
+        raw = self.buf[self.pos : self.pos + size]
         self.pos += size
         try:
             return raw.decode("utf-8")
@@ -129,6 +132,7 @@ def decode_tags(raw: bytes) -> list[Tag]:
 
 # -- Arweave deep hash (SHA-384) ---------------------------------------------------------------------
 
+
 def _sha384(data: bytes) -> bytes:
     return hashlib.sha384(data).digest()
 
@@ -144,13 +148,16 @@ def deep_hash(chunk: bytes | Sequence[object]) -> bytes:
     return acc
 
 
-def _signature_data(signature_type: int, owner: bytes, target: bytes | None, anchor: bytes | None,
-                    raw_tags: bytes, data: bytes) -> bytes:
-    return deep_hash([b"dataitem", b"1", str(signature_type).encode(), owner, target or b"",
-                      anchor or b"", raw_tags, data])
+def _signature_data(
+    signature_type: int, owner: bytes, target: bytes | None, anchor: bytes | None, raw_tags: bytes, data: bytes
+) -> bytes:
+    return deep_hash(
+        [b"dataitem", b"1", str(signature_type).encode(), owner, target or b"", anchor or b"", raw_tags, data]
+    )
 
 
 # -- the item ----------------------------------------------------------------------------------------
+
 
 def _text_or_b64(raw: bytes) -> str:
     try:
@@ -183,8 +190,7 @@ class DataItem:
 
     def signature_data(self) -> bytes:
         """The deep hash the owner signed."""
-        return _signature_data(self.signature_type, self.owner, self.target, self.anchor,
-                               self.raw_tags, self.data)
+        return _signature_data(self.signature_type, self.owner, self.target, self.anchor, self.raw_tags, self.data)
 
     def verify(self) -> bool:
         return crypto.verify(self.signature_type, self.owner, self.signature_data(), self.signature)
@@ -195,7 +201,7 @@ class DataItem:
         return next((v for k, v in self.tags if k.lower() == wanted), None)
 
     @classmethod
-    def parse(cls, raw: bytes) -> "DataItem":
+    def parse(cls, raw: bytes) -> DataItem:
         """Parse wire bytes; BadInput names the first field that is malformed. Does not verify."""
         raw = bytes(raw)
         cur = _Cursor(raw)
@@ -215,10 +221,19 @@ class DataItem:
         tags = decode_tags(raw_tags)
         if len(tags) != tag_count:
             raise BadInput(f"item declares {tag_count} tags but its tag bytes hold {len(tags)}")
-        return cls(signature_type=sig_type, signature=signature, owner=owner, target=target,
-                   anchor=anchor, tags=tuple(tags), data=raw[cur.pos:], raw=raw, raw_tags=raw_tags)
+        return cls(
+            signature_type=sig_type,
+            signature=signature,
+            owner=owner,
+            target=target,
+            anchor=anchor,
+            tags=tuple(tags),
+            data=raw[cur.pos :],
+            raw=raw,
+            raw_tags=raw_tags,
+        )
 
-    def to_message(self) -> "Message":
+    def to_message(self) -> Message:
         """The node's Message for this item (see the module docstring for the encoding choices)."""
         from aonode.engine.message import Message
 
@@ -245,9 +260,10 @@ class _Cursor:
 
     def take(self, size: int, what: str) -> bytes:
         if self.pos + size > len(self.raw):
-            raise BadInput(f"data item truncated: {what} needs {size} bytes at offset {self.pos}, "
-                           f"{len(self.raw) - self.pos} left")
-        out = self.raw[self.pos:self.pos + size]
+            raise BadInput(
+                f"data item truncated: {what} needs {size} bytes at offset {self.pos}, {len(self.raw) - self.pos} left"
+            )
+        out = self.raw[self.pos : self.pos + size]
         self.pos += size
         return out
 
@@ -282,9 +298,14 @@ def _check_tags(tags: Sequence[Tag]) -> tuple[Tag, ...]:
     return out
 
 
-def build_and_sign(wallet: Wallet, *, data: bytes | str, tags: Sequence[Tag] = (),
-                   target: str | bytes | None = None,
-                   anchor: str | bytes | None = None) -> DataItem:
+def build_and_sign(
+    wallet: Wallet,
+    *,
+    data: bytes | str,
+    tags: Sequence[Tag] = (),
+    target: str | bytes | None = None,
+    anchor: str | bytes | None = None,
+) -> DataItem:
     """Build and sign an item byte-for-byte the way arbundles `createData` + `sign` lays it out.
 
     `target` is a base64url id (or 32 raw bytes); `anchor` is 32 bytes, or a 32-byte UTF-8 string
@@ -300,11 +321,26 @@ def build_and_sign(wallet: Wallet, *, data: bytes | str, tags: Sequence[Tag] = (
     owner = wallet.owner
     sig_type = wallet.signature_type
     signature = wallet.sign(_signature_data(sig_type, owner, target_b, anchor_b, raw_tags, payload))
-    raw = b"".join([
-        struct.pack("<H", sig_type), signature, owner,
-        b"\x01" + target_b if target_b is not None else b"\x00",
-        b"\x01" + anchor_b if anchor_b is not None else b"\x00",
-        struct.pack("<QQ", len(checked), len(raw_tags)), raw_tags, payload,
-    ])
-    return DataItem(signature_type=sig_type, signature=signature, owner=owner, target=target_b,
-                    anchor=anchor_b, tags=checked, data=payload, raw=raw, raw_tags=raw_tags)
+    raw = b"".join(
+        [
+            struct.pack("<H", sig_type),
+            signature,
+            owner,
+            b"\x01" + target_b if target_b is not None else b"\x00",
+            b"\x01" + anchor_b if anchor_b is not None else b"\x00",
+            struct.pack("<QQ", len(checked), len(raw_tags)),
+            raw_tags,
+            payload,
+        ]
+    )
+    return DataItem(
+        signature_type=sig_type,
+        signature=signature,
+        owner=owner,
+        target=target_b,
+        anchor=anchor_b,
+        tags=checked,
+        data=payload,
+        raw=raw,
+        raw_tags=raw_tags,
+    )

@@ -4,6 +4,7 @@ The server sees the Node only through these (and `Message`), never through the s
 runtime, so a store or runtime change cannot leak into an HTTP answer. `Assignment` is the store's
 record, named here so that callers need not import the store to read one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -13,9 +14,22 @@ from typing import TypedDict
 from aonode.engine.jsondata import Json as JSON
 from aonode.engine.store.base import Assignment
 
-__all__ = ["Assignment", "JSON", "Result", "SlotResult", "ProcessMemory", "Clock", "ProcessView",
-           "AssignmentJSON", "SlotInfo", "SchedulePage", "SnapshotInfo", "InitInfo", "ModuleInfo",
-           "NodeInfo"]
+__all__ = [
+    "Assignment",
+    "JSON",
+    "Result",
+    "SlotResult",
+    "ProcessMemory",
+    "Clock",
+    "ProcessView",
+    "AssignmentJSON",
+    "SlotInfo",
+    "SchedulePage",
+    "SnapshotInfo",
+    "InitInfo",
+    "ModuleInfo",
+    "NodeInfo",
+]
 
 Result = dict[str, JSON]  # one slot's result: Output, Messages, Spawns, Assignments, Error, Patches, ...
 
@@ -55,18 +69,35 @@ class Clock:
 
 
 # The JSON answers of the HyperBEAM-style methods (their keys are hyphenated, hence this syntax).
-ProcessView = TypedDict("ProcessView", {"process": str, "at-slot": int, "results": Result,
-                                        "cache": dict[str, JSON]})
-AssignmentJSON = TypedDict("AssignmentJSON", {
-    "process": str, "slot": int, "message": str, "timestamp": int, "block-height": int,
-    "block-hash": str | None, "epoch": int, "hash-chain": str, "body": dict[str, JSON]})
-SlotInfo = TypedDict("SlotInfo", {"process": str, "current": int, "timestamp": int, "block-height": int,
-                                  "block-hash": str | None, "hash-chain": str})
-SchedulePage = TypedDict("SchedulePage", {"process": str, "assignments": list[AssignmentJSON],
-                                          "continues": bool})
+ProcessView = TypedDict("ProcessView", {"process": str, "at-slot": int, "results": Result, "cache": dict[str, JSON]})
+AssignmentJSON = TypedDict(
+    "AssignmentJSON",
+    {
+        "process": str,
+        "slot": int,
+        "message": str,
+        "timestamp": int,
+        "block-height": int,
+        "block-hash": str | None,
+        "epoch": int,
+        "hash-chain": str,
+        "body": dict[str, JSON],
+    },
+)
+SlotInfo = TypedDict(
+    "SlotInfo",
+    {
+        "process": str,
+        "current": int,
+        "timestamp": int,
+        "block-height": int,
+        "block-hash": str | None,
+        "hash-chain": str,
+    },
+)
+SchedulePage = TypedDict("SchedulePage", {"process": str, "assignments": list[AssignmentJSON], "continues": bool})
 SnapshotInfo = TypedDict("SnapshotInfo", {"process": str, "slot": int, "memory-sha256": str})
-InitInfo = TypedDict("InitInfo", {"process": str, "at-slot": int, "definition": dict[str, JSON],
-                                  "stack": list[str]})
+InitInfo = TypedDict("InitInfo", {"process": str, "at-slot": int, "definition": dict[str, JSON], "stack": list[str]})
 
 
 class ModuleInfo(TypedDict):
@@ -74,5 +105,14 @@ class ModuleInfo(TypedDict):
     id: str | None
 
 
-NodeInfo = TypedDict("NodeInfo", {"address": str, "version": str, "devices": list[str], "modules": list[ModuleInfo],
-                                   "processes": list[str], "block-height": int})
+NodeInfo = TypedDict(
+    "NodeInfo",
+    {
+        "address": str,
+        "version": str,
+        "devices": list[str],
+        "modules": list[ModuleInfo],
+        "processes": list[str],
+        "block-height": int,
+    },
+)

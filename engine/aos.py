@@ -1,4 +1,5 @@
 """The AOS JSON interface as pure functions: what `handle` is given and how its answer is read."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aonode.engine.message import b64url
-
 
 # What json.dumps(obj, ensure_ascii=False, separators=(",", ":")) builds on every call, made once.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -21,8 +21,12 @@ def _dumps(obj: Any) -> str:
 def _tags(tags: Any) -> list[dict]:
     if isinstance(tags, dict):
         return [{"name": str(k), "value": str(v)} for k, v in tags.items()]
-    return [{"name": str(t["name"]), "value": str(t["value"])} if isinstance(t, dict)
-            else {"name": str(t[0]), "value": str(t[1])} for t in (tags or [])]
+    return [
+        {"name": str(t["name"]), "value": str(t["value"])}
+        if isinstance(t, dict)
+        else {"name": str(t[0]), "value": str(t[1])}
+        for t in (tags or [])
+    ]
 
 
 def message_json(msg: dict, process: dict | None = None) -> str:
@@ -41,8 +45,11 @@ def message_json(msg: dict, process: dict | None = None) -> str:
 
 def env_json(process: dict, module: dict | None = None) -> str:
     """`{"Process": {Id, Owner, Tags}, "Module": {Id, Tags}}` from the process's spawn message."""
-    proc = {"Id": process.get("Id", ""), "Owner": process.get("Owner", process.get("From", "")),
-            "Tags": _tags(process.get("Tags"))}
+    proc = {
+        "Id": process.get("Id", ""),
+        "Owner": process.get("Owner", process.get("From", "")),
+        "Tags": _tags(process.get("Tags")),
+    }
     mod = {"Id": (module or {}).get("Id", process.get("Module", "")), "Tags": _tags((module or {}).get("Tags"))}
     return _dumps({"Process": proc, "Module": mod})
 
@@ -87,10 +94,17 @@ def parse_result(raw: str, gas_used: int = 0) -> Outcome:
     error = _error_text(response.get("Error"))
     if not ok and error is None:
         error = _error_text(response) or "error"
-    return Outcome(ok=ok, output=data, messages=list(response.get("Messages") or []),
-                   spawns=list(response.get("Spawns") or []), assignments=list(response.get("Assignments") or []),
-                   patches=list(response.get("Patches") or []), error=error, gas_used=gas_used,
-                   raw_output=output)
+    return Outcome(
+        ok=ok,
+        output=data,
+        messages=list(response.get("Messages") or []),
+        spawns=list(response.get("Spawns") or []),
+        assignments=list(response.get("Assignments") or []),
+        patches=list(response.get("Patches") or []),
+        error=error,
+        gas_used=gas_used,
+        raw_output=output,
+    )
 
 
 EVAL_TAGS = ({"name": "Action", "value": "Eval"},)
@@ -108,24 +122,45 @@ class ProcessSpec:
     name: str = "aonode"
 
     def definition(self) -> dict:
-        return {"Id": self.pid, "Owner": self.owner, "Module": self.module_id,
-                "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": self.name},
-                         {"name": "Authority", "value": self.owner}]}
+        return {
+            "Id": self.pid,
+            "Owner": self.owner,
+            "Module": self.module_id,
+            "Tags": [
+                {"name": "Type", "value": "Process"},
+                {"name": "Name", "value": self.name},
+                {"name": "Authority", "value": self.owner},
+            ],
+        }
 
     def env(self) -> str:
         return env_json(self.definition(), {"Id": self.module_id, "Tags": []})
 
     def spawn_json(self) -> str:
         """The process's own spawn message, which the legacy CU evaluates first."""
-        spawn = dict(self.definition(), From=self.owner, Target=self.pid, Data="",
-                     **{"Block-Height": "0", "Timestamp": str(BASE_TIMESTAMP)})
+        spawn = dict(
+            self.definition(),
+            From=self.owner,
+            Target=self.pid,
+            Data="",
+            **{"Block-Height": "0", "Timestamp": str(BASE_TIMESTAMP)},
+        )
         return message_json(spawn)
 
     def message_json(self, n: int, data: str = "", frm: str | None = None, tags: list | tuple = EVAL_TAGS) -> str:
         """Message number `n` (>= 1): an Eval from the owner unless told otherwise."""
         sender = frm or self.owner
         digest = hashlib.sha256(f"{self.pid}\x00{n}\x00{sender}".encode()).digest()
-        return message_json({"Id": b64url(digest), "From": sender,
-                             "Owner": sender, "Target": self.pid, "Module": self.module_id,
-                             "Block-Height": str(n), "Timestamp": str(BASE_TIMESTAMP + n * 1000),
-                             "Tags": list(tags), "Data": data})
+        return message_json(
+            {
+                "Id": b64url(digest),
+                "From": sender,
+                "Owner": sender,
+                "Target": self.pid,
+                "Module": self.module_id,
+                "Block-Height": str(n),
+                "Timestamp": str(BASE_TIMESTAMP + n * 1000),
+                "Tags": list(tags),
+                "Data": data,
+            }
+        )

@@ -6,6 +6,7 @@ polls `/info` and calls `observe`); when the gateway cannot be reached it keeps 
 knew, saved in the data dir so a restart never goes back. The value is recorded in each assignment,
 so a replay sees what the first evaluation saw, on any machine.
 """
+
 from __future__ import annotations
 
 import json

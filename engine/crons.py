@@ -3,6 +3,7 @@
 The server calls `tick` on a timer, so a cron process runs without any traffic; the ticks are
 ordinary assignments (cron@1.0 says which are due, scheduler@1.0 appends them).
 """
+
 from __future__ import annotations
 
 from aonode.engine import metrics

@@ -8,6 +8,7 @@ nor `cryptography` has it; sha3_256 pads differently), the curve from `cryptogra
 Every type's address is the Arweave one, base64url(sha256(owner)), as ANS-104 bundlers and the
 legacy ao units file owners.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,7 @@ SOLANA = 4
 RSA_BITS = 4096
 RSA_EXPONENT = 65537
 # What each signature type puts in an item: (owner length, signature length) in bytes.
-KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), ETHEREUM: (65, 65),
-                                          SOLANA: (32, 64)}
+KEY_LENGTHS: dict[int, tuple[int, int]] = {RSA: (512, 512), ED25519: (32, 64), ETHEREUM: (65, 65), SOLANA: (32, 64)}
 # secp256k1's group order; libsecp256k1 (what arbundles verifies with) accepts only s <= ORDER/2.
 _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -84,7 +84,7 @@ class Wallet:
         return address_of(self.owner)
 
     @classmethod
-    def generate(cls, kind: str = "rsa") -> "Wallet":
+    def generate(cls, kind: str = "rsa") -> Wallet:
         if kind == "rsa":
             return cls(rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_BITS))
         if kind == "ed25519":
@@ -92,7 +92,7 @@ class Wallet:
         raise BadInput(f"unknown wallet kind {kind!r} (expected 'rsa' or 'ed25519')")
 
     @classmethod
-    def from_jwk(cls, jwk: dict[str, Any]) -> "Wallet":
+    def from_jwk(cls, jwk: dict[str, Any]) -> Wallet:
         """Arweave JWK (kty RSA, 4096-bit) or an OKP/Ed25519 JWK (x, d)."""
         if not isinstance(jwk, dict):
             raise BadInput("a JWK must be a JSON object")
@@ -110,7 +110,7 @@ class Wallet:
         raise BadInput(f"unsupported JWK (kty={kty!r}, crv={jwk.get('crv')!r})")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "Wallet":
+    def load(cls, path: str | os.PathLike[str]) -> Wallet:
         try:
             jwk = json.loads(Path(path).read_text())
         except json.JSONDecodeError as err:
@@ -159,8 +159,12 @@ def _rsa_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
     else:
         p, q = rsa.rsa_recover_prime_factors(n, e, d)
     numbers = rsa.RSAPrivateNumbers(
-        p=p, q=q, d=d,
-        dmp1=rsa.rsa_crt_dmp1(d, p), dmq1=rsa.rsa_crt_dmq1(d, q), iqmp=rsa.rsa_crt_iqmp(p, q),
+        p=p,
+        q=q,
+        d=d,
+        dmp1=rsa.rsa_crt_dmp1(d, p),
+        dmq1=rsa.rsa_crt_dmq1(d, q),
+        iqmp=rsa.rsa_crt_iqmp(p, q),
         public_numbers=rsa.RSAPublicNumbers(e, n),
     )
     try:

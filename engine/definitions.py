@@ -3,6 +3,7 @@
 Everything a definition names must work on this node before it is stored, or every later read of
 the process would fail: its devices, cache frequency, limits, passes, PoDA settings and image.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,8 +25,7 @@ from aonode.engine.wasm import Image, never_runs
 MODULE_TAGS = ("module", "wasm-image", "image")  # the tags json-iface's module_id reads, in its order
 
 # The frame devices this node runs, by the definition tag that may name them.
-FRAME_DEVICES = (("Execution-Device", "stack@1.0"), ("Scheduler-Device", "scheduler@1.0"),
-                 ("Push-Device", "push@1.0"))
+FRAME_DEVICES = (("Execution-Device", "stack@1.0"), ("Scheduler-Device", "scheduler@1.0"), ("Push-Device", "push@1.0"))
 
 
 def complete(msg: Message, catalogue: Catalogue, authority: str) -> Message:
@@ -52,10 +52,12 @@ def complete(msg: Message, catalogue: Catalogue, authority: str) -> Message:
         extra["Authority"] = authority  # so messages the node pushes between processes are trusted
     if not extra and canonical == module:
         return msg
-    tags = tuple((name, canonical if value == module and name.lower() in MODULE_TAGS else value)
-                 for name, value in msg.tags) + tuple(extra.items())
-    return Message.create(owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data,
-                          from_=msg.from_)
+    tags = tuple(
+        (name, canonical if value == module and name.lower() in MODULE_TAGS else value) for name, value in msg.tags
+    ) + tuple(extra.items())
+    return Message.create(
+        owner=msg.owner, target=msg.target, anchor=msg.anchor, tags=tags, data=msg.data, from_=msg.from_
+    )
 
 
 def check(msg: Message, registry: Registry, load_image: Callable[[str], object]) -> None:
@@ -85,5 +87,6 @@ def check_devices(msg: Message, registry: Registry) -> None:
     known = set(registry.names())
     unknown = [n for n in stack_names(msg) if n.lower() not in known]
     if unknown:
-        raise BadInput(f"unknown devices in the execution stack: {', '.join(unknown)}; "
-                       f"this node has {', '.join(sorted(known))}")
+        raise BadInput(
+            f"unknown devices in the execution stack: {', '.join(unknown)}; this node has {', '.join(sorted(known))}"
+        )

@@ -4,6 +4,7 @@ The live state is only held for the moment its memory is copied (an unnamed FORK
 the fork is restored into a fresh stack and computes without the process lock, so a slow dry-run
 never delays the process. Nothing is stored or pushed. A bounded number run at once.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,9 +12,9 @@ import threading
 from dataclasses import replace
 
 from aonode.engine import metrics
+from aonode.engine.answers import ProcessView
 from aonode.engine.devices.base import SlotContext, SnapshotMode
 from aonode.engine.errors import BadInput, Busy
-from aonode.engine.answers import ProcessView
 from aonode.engine.live import LiveProcesses, release_instance
 from aonode.engine.message import Message
 

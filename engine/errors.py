@@ -1,4 +1,5 @@
 """Errors the engine raises; the server maps each class to one HTTP status, so callers never guess."""
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """Where aonode keeps its per-user files, and crash-safe writes: readers see the old file or the whole
 new one, never a partial one."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Why in the engine: the Node itself reads items (WeaveDrive data, `~lua@5.3a` mod
 image catalogue in modules/, which builds on this. A gateway that cannot deliver raises
 `SourceUnavailable` (a ModuleError: 400), naming the URL.
 """
+
 from __future__ import annotations
 
 import io

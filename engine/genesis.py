@@ -11,6 +11,7 @@ messages from each comma-separated address), `variant` and `data-protocol` (the 
 `ao.env.Process.Tags`), `patch-from` (patch@1.0 reads it). `scheduler` names the node that orders the
 process: a definition naming another scheduler is not this node's to spawn (`check_scheduler`).
 """
+
 from __future__ import annotations
 
 import json
@@ -52,5 +53,7 @@ def check_scheduler(msg: Message, address: str) -> None:
     """Refuse a definition whose `scheduler` names another node: its messages belong there."""
     named = [v.strip() for v in (msg.tag("Scheduler") or "").split(",") if v.strip()]
     if named and address not in named:
-        raise BadInput(f"the process names scheduler {', '.join(named)}; this node schedules as {address}: "
-                       f"spawn it there, or name this node's address")
+        raise BadInput(
+            f"the process names scheduler {', '.join(named)}; this node schedules as {address}: "
+            f"spawn it there, or name this node's address"
+        )

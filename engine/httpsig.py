@@ -7,6 +7,7 @@ the body; when a signature does not cover it, the body is not part of the signed
 refused. A digest without a body (aoconnect 0.0.98's `request()` signs the digest of its body and
 then sends none, as HyperBEAM accepts) decodes as a message without that body.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,30 +16,86 @@ from dataclasses import dataclass, field
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput
-from aonode.engine.httpsig_fields import (
-    Atom, Fields, Value, apply_types, boundary_of, build_multipart, encode_value, header_safe,
-    CRLF, join_parts, parse_multipart, parse_types, typed_tree, types_header,
-)
 from aonode.engine.httpsig_commitments import commit, verify_commitments
+from aonode.engine.httpsig_fields import (
+    CRLF,
+    Atom,
+    Fields,
+    Value,
+    apply_types,
+    boundary_of,
+    build_multipart,
+    encode_value,
+    header_safe,
+    join_parts,
+    parse_multipart,
+    parse_types,
+    typed_tree,
+    types_header,
+)
 from aonode.engine.httpsig_signature import (
-    ED25519, HMAC_SHA256, RSA_PSS_SHA512, Commitment, Request, check_digest, content_digest, sign,
-    signature_base, verify,
+    ED25519,
+    HMAC_SHA256,
+    RSA_PSS_SHA512,
+    Commitment,
+    Request,
+    check_digest,
+    content_digest,
+    sign,
+    signature_base,
+    verify,
 )
 from aonode.engine.message import Message, b64url
 
-__all__ = ["ED25519", "HMAC_SHA256", "RSA_PSS_SHA512", "Atom", "Commitment", "Decoded", "Fields", "Request",
-           "Value", "committed_request", "content_digest", "decode", "encode", "sign", "signature_base",
-           "signed_message", "verify"]
+__all__ = [
+    "ED25519",
+    "HMAC_SHA256",
+    "RSA_PSS_SHA512",
+    "Atom",
+    "Commitment",
+    "Decoded",
+    "Fields",
+    "Request",
+    "Value",
+    "committed_request",
+    "content_digest",
+    "decode",
+    "encode",
+    "sign",
+    "signature_base",
+    "signed_message",
+    "verify",
+]
 
 # Fields of the HTTP exchange itself, never keys of the message (unless a signature covers them).
-TRANSPORT = frozenset({
-    "host", "content-length", "connection", "user-agent", "accept", "accept-encoding",
-    "accept-language", "transfer-encoding", "origin", "referer", "sec-fetch-mode", "sec-fetch-site",
-    "sec-fetch-dest", "keep-alive", "te", "upgrade", "cookie", "authorization", "expect", "priority",
-})
+TRANSPORT = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "transfer-encoding",
+        "origin",
+        "referer",
+        "sec-fetch-mode",
+        "sec-fetch-site",
+        "sec-fetch-dest",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "cookie",
+        "authorization",
+        "expect",
+        "priority",
+    }
+)
 # Fields that describe the encoding; they never become keys of the decoded message.
-ENCODING = frozenset({"signature", "signature-input", "content-digest", "ao-types", "inline-body-key",
-                      "body-keys", "content-type"})
+ENCODING = frozenset(
+    {"signature", "signature-input", "content-digest", "ao-types", "inline-body-key", "body-keys", "content-type"}
+)
 
 
 # Keys the node sets from the commitment itself; a message's own field of that name is not a tag.
@@ -127,6 +184,7 @@ def _jsonable(value: Value) -> object:
 
 # -- decoding ---------------------------------------------------------------------------------------
 
+
 def decode(req: Request) -> Decoded:
     """Verify and decode a request. Signed: only covered fields (and a digested body) count."""
     fields = req.field_values()
@@ -177,6 +235,7 @@ def _committed_parts(parts: Mapping[str, Value]) -> Decoded | None:
 
 # -- encoding and signing ---------------------------------------------------------------------------
 
+
 def encode(fields: Mapping[str, Value]) -> tuple[list[tuple[str, str]], bytes]:
     """(headers, body) of a message: scalars as headers, the rest as (inline or multipart) parts."""
     headers: dict[str, str] = {}
@@ -222,16 +281,15 @@ def _nested_parts(key: str, value: Mapping[str, Value]) -> list[tuple[str, dict[
     return [(key, part_headers, sub_body)]
 
 
-def signed_message(wallet: Wallet, fields: Mapping[str, Value], *, method: str = "POST",
-                   url: str = "/") -> Request:
+def signed_message(wallet: Wallet, fields: Mapping[str, Value], *, method: str = "POST", url: str = "/") -> Request:
     """A signed httpsig request carrying `fields` (what `aonode send --httpsig` sends)."""
     headers, body = encode(fields)
-    return Request(method=method, url=url, headers=tuple(sign(wallet, headers, method=method, url=url, body=body)),
-                   body=body)
+    return Request(
+        method=method, url=url, headers=tuple(sign(wallet, headers, method=method, url=url, body=body)), body=body
+    )
 
 
-def committed_request(wallet: Wallet, fields: Mapping[str, Value], *, method: str = "POST",
-                      url: str = "/") -> Request:
+def committed_request(wallet: Wallet, fields: Mapping[str, Value], *, method: str = "POST", url: str = "/") -> Request:
     """A request whose `body` is the message `fields` committed by `wallet`, as HyperBEAM sends one:
     an `inline` part with the message's fields, `body/<key>` parts for values that cannot be a
     field, a `body/commitments/<id>` part per commitment; the request itself is not signed."""

@@ -14,6 +14,7 @@ A commitment signs the RFC 9421 base of the message as a standalone httpsig mess
 HyperBEAM writes the base, a derived component (`@path`) is the message's own key and its line is
 named without the `@`. Only what a commitment covers is part of the committed message.
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,17 +29,23 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput
 from aonode.engine.httpsig_fields import CRLF, MAX_HEADER_LENGTH, Value, join_parts
 from aonode.engine.httpsig_signature import (
-    HMAC_SHA256, Commitment, content_digest, sig_label, sign_base, verify_base, wallet_alg,
+    HMAC_SHA256,
+    Commitment,
+    content_digest,
+    sig_label,
+    sign_base,
+    verify_base,
+    wallet_alg,
 )
 from aonode.engine.message import b64url, b64url_decode
 
 DEVICE = b"httpsig@1.0"
 # Component names RFC 9421 derives from the request; HyperBEAM marks these keys with `@`.
-DERIVED = frozenset({"method", "target-uri", "authority", "scheme", "request-target", "path", "query",
-                     "query-param", "status"})
+DERIVED = frozenset(
+    {"method", "target-uri", "authority", "scheme", "request-target", "path", "query", "query-param", "status"}
+)
 # Fields that encode the message rather than being keys of it.
-ENCODING = frozenset({"ao-types", "content-digest", "content-type", "inline-body-key", "ao-body-key",
-                      "body-keys"})
+ENCODING = frozenset({"ao-types", "content-digest", "content-type", "inline-body-key", "ao-body-key", "body-keys"})
 _SIG_PARAMS = ("alg", "bundle", "created", "expires", "keyid", "nonce", "tag")
 
 
@@ -52,6 +59,7 @@ class Committed:
 
 # -- the message as a standalone httpsig message -----------------------------------------------------
 
+
 def _inline_key(msg: Mapping[str, Value], body_key_field: str) -> str:
     explicit = msg.get(body_key_field)
     if isinstance(explicit, bytes) and explicit:
@@ -60,8 +68,11 @@ def _inline_key(msg: Mapping[str, Value], body_key_field: str) -> str:
 
 
 def _in_body(key: str, value: Value, inline: str) -> bool:
-    return key in ("body", inline) or isinstance(value, dict) or (isinstance(value, bytes)
-                                                                   and len(value) > MAX_HEADER_LENGTH)
+    return (
+        key in ("body", inline)
+        or isinstance(value, dict)
+        or (isinstance(value, bytes) and len(value) > MAX_HEADER_LENGTH)
+    )
 
 
 def standalone_fields(msg: Mapping[str, Value], body_key_field: str = "inline-body-key") -> dict[str, bytes]:
@@ -86,8 +97,9 @@ def standalone_fields(msg: Mapping[str, Value], body_key_field: str = "inline-bo
         payload = body[inline]
         assert isinstance(payload, bytes)
     else:
-        content_type, payload = join_parts([_part(name, value, inline)
-                                            for name, value in sorted(_grouped(body, "", {}).items())])
+        content_type, payload = join_parts(
+            [_part(name, value, inline) for name, value in sorted(_grouped(body, "", {}).items())]
+        )
         fields["content-type"] = content_type.encode()
     fields["content-digest"] = content_digest(payload).encode()
     return fields
@@ -164,6 +176,7 @@ def covered_keys(msg: Mapping[str, Value], components: Iterable[str], body_key_f
 
 # -- verifying ---------------------------------------------------------------------------------------
 
+
 def verify_commitments(msg: Mapping[str, Value]) -> Committed:
     """Verify every entry of `msg["commitments"]` (raw, untyped fields); BadInput on the first that
     fails. hmac-sha256 entries are checked as ids; they bind nothing and name no committer."""
@@ -194,15 +207,18 @@ def _verify_siginfo(msg: Mapping[str, Value], cid: str, entry: Mapping[str, Valu
     `sig-...`, the body's key named by `ao-body-key`)."""
     alg = _text(entry.get("alg", b"")).lower()
     if alg == HMAC_SHA256:
-        others = {k: e for k, e in _entries(msg).items() if k != cid and isinstance(e, dict)
-                  and e.get("alg") != HMAC_SHA256.encode()}
+        others = {
+            k: e
+            for k, e in _entries(msg).items()
+            if k != cid and isinstance(e, dict) and e.get("alg") != HMAC_SHA256.encode()
+        }
         if others and {k: entry.get(k) for k in ("signature", "signature-input")} != _combined(others):
             raise BadInput(f"hmac commitment {cid!r} does not match the message's signatures")
         return _verify_siginfo_hmac(standalone_fields(msg), cid, entry), set()
     sigs, inputs = _dictionary(entry, "signature"), _dictionary(entry, "signature-input")
     if len(inputs) != 1:
         raise BadInput(f"commitment {cid!r} must hold exactly one signature")
-    (label, member), = inputs.items()
+    ((label, member),) = inputs.items()
     if label not in sigs or not isinstance(sigs[label].value, bytes) or not isinstance(member, http_sfv.InnerList):
         raise BadInput(f"commitment {cid!r}: signature-input {label!r} has no signature")
     components = tuple(str(i.value) for i in member)
@@ -260,8 +276,9 @@ def _check(cid: str, entry: Mapping[str, Value], commitment: Commitment) -> None
         raise BadInput(f"commitment {cid!r} is not named by its signature's id {commitment.id}")
     committer = entry.get("committer")
     if committer is not None and _text(committer) != commitment.committer:
-        raise BadInput(f"commitment {cid!r} names committer {_text(committer)!r}, but its key is "
-                       f"{commitment.committer!r}")
+        raise BadInput(
+            f"commitment {cid!r} names committer {_text(committer)!r}, but its key is {commitment.committer!r}"
+        )
 
 
 def _committed_list(raw: Value | None) -> set[str]:
@@ -299,6 +316,7 @@ def _text(value: Value | None) -> str:
 
 # -- committing --------------------------------------------------------------------------------------
 
+
 def commit(wallet: Wallet, msg: Mapping[str, Value]) -> dict[str, Value]:
     """`msg` (raw fields) plus a commitment by `wallet` over all of it, in the b2743e4a shape."""
     fields = standalone_fields(msg)
@@ -308,13 +326,18 @@ def commit(wallet: Wallet, msg: Mapping[str, Value]) -> dict[str, Value]:
     signature = sign_base(wallet, signature_base(fields, components, str(inner)))
     label = sig_label(wallet.address)
     entry: dict[str, Value] = {
-        "commitment-device": DEVICE, "alg": wallet_alg(wallet).encode(), "committer": wallet.address.encode(),
+        "commitment-device": DEVICE,
+        "alg": wallet_alg(wallet).encode(),
+        "committer": wallet.address.encode(),
         "signature": f"{label}=:{base64.b64encode(signature).decode()}:".encode(),
         "signature-input": f"{label}={inner}".encode(),
     }
     previous = msg.get("commitments")
-    entries = {cid: e for cid, e in (previous.items() if isinstance(previous, dict) else ())
-               if not (isinstance(e, dict) and e.get("alg") == HMAC_SHA256.encode())}
+    entries = {
+        cid: e
+        for cid, e in (previous.items() if isinstance(previous, dict) else ())
+        if not (isinstance(e, dict) and e.get("alg") == HMAC_SHA256.encode())
+    }
     entries[b64url(hashlib.sha256(signature).digest())] = entry
     cid, hmac_entry = _hmac_id(fields, entries)
     return {**msg, "commitments": {**entries, cid: hmac_entry}}

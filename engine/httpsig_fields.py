@@ -10,6 +10,7 @@ nested message, otherwise its body is the value.
 
 Values decode to `Value`: bytes (binaries), int, float, `Atom`, list and dict.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,6 +41,7 @@ _VISIBLE = re.compile(rb"^[\x20-\x7e]*$")
 
 
 # -- ao-types ---------------------------------------------------------------------------------------
+
 
 def parse_types(raw: str) -> dict[str, str]:
     """The `ao-types` dictionary: key -> type name (both lowercased)."""
@@ -89,7 +91,7 @@ def _list_items(text: str) -> list[str]:
 
 def _list_item(item: str) -> Value:
     if item.startswith("(ao-type-") and ") " in item:
-        kind, rest = item[len("(ao-type-"):].split(") ", 1)
+        kind, rest = item[len("(ao-type-") :].split(") ", 1)
         return decode_value(kind.lower(), rest.encode("utf-8"))
     return item.encode("utf-8")
 
@@ -155,6 +157,7 @@ def header_safe(value: bytes) -> bool:
 
 # -- multipart --------------------------------------------------------------------------------------
 
+
 def boundary_of(content_type: str) -> str | None:
     """The boundary of a multipart/form-data content type, or None for any other body."""
     item = http_sfv.Item()
@@ -178,7 +181,7 @@ def parse_multipart(body: bytes, boundary: str, inline_key: str) -> dict[str, Va
     first, last = body.find(start), body.rfind(end)
     if first < 0 or last < first:
         raise BadInput("multipart body does not match its boundary")
-    inner = body[first + len(start):last]
+    inner = body[first + len(start) : last]
     out: dict[str, Value] = {}
     for part in inner.split(CRLF + b"--" + boundary.encode() + CRLF):
         name, value = _part(part, inline_key)

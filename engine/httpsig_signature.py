@@ -9,6 +9,7 @@ A commitment is one signature: `signature-input` names the covered components an
 The signer's address is base64url(sha256(key)); a commitment's id is base64url(sha256(signature)).
 `content-digest` (RFC 9530, sha-256) binds a body to the signed fields.
 """
+
 from __future__ import annotations
 
 import base64
@@ -70,6 +71,7 @@ class Commitment:
 
 # -- the signature base (RFC 9421 §2.5) -------------------------------------------------------------
 
+
 def _derived(name: str, req: Request) -> str:
     parts = urlsplit(req.url)
     if name == "@method":
@@ -120,6 +122,7 @@ def sig_label(address: str) -> str:
 
 # -- verification -----------------------------------------------------------------------------------
 
+
 def verify(req: Request) -> tuple[Commitment, ...]:
     """Every signature on `req`, verified; BadInput names the first that fails (none: empty tuple)."""
     fields = req.field_values()
@@ -151,8 +154,9 @@ def _verify_one(req: Request, label: str, member: http_sfv.InnerList, signature:
     return verify_base(label, alg, keyid, tuple(str(i.value) for i in member), base, signature)
 
 
-def verify_base(label: str, alg: str, keyid: str, components: tuple[str, ...], base: bytes,
-                signature: bytes) -> Commitment:
+def verify_base(
+    label: str, alg: str, keyid: str, components: tuple[str, ...], base: bytes, signature: bytes
+) -> Commitment:
     """One signature over `base`, verified: an owner's commitment, or (hmac-sha256) an id only."""
     if alg == HMAC_SHA256:
         if not hmac.compare_digest(hmac.new(b"ao", base, hashlib.sha256).digest(), signature):
@@ -219,8 +223,15 @@ def content_digest(body: bytes) -> str:
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 
-def sign(wallet: Wallet, headers: list[tuple[str, str]], *, method: str = "POST", url: str = "/",
-         body: bytes = b"", status: int | None = None) -> list[tuple[str, str]]:
+def sign(
+    wallet: Wallet,
+    headers: list[tuple[str, str]],
+    *,
+    method: str = "POST",
+    url: str = "/",
+    body: bytes = b"",
+    status: int | None = None,
+) -> list[tuple[str, str]]:
     """`headers` plus signature-input and signature by `wallet` over every one of them (sorted)."""
     names = sorted({k.lower() for k, _ in headers})
     alg = wallet_alg(wallet)
@@ -232,5 +243,8 @@ def sign(wallet: Wallet, headers: list[tuple[str, str]], *, method: str = "POST"
     base = signature_base(req, list(inner), params_line)
     signature = sign_base(wallet, base)
     label = sig_label(wallet.address)
-    return [*headers, ("signature-input", f"{label}={params_line}"),
-            ("signature", f"{label}=:{base64.b64encode(signature).decode()}:")]
+    return [
+        *headers,
+        ("signature-input", f"{label}={params_line}"),
+        ("signature", f"{label}=:{base64.b64encode(signature).decode()}:"),
+    ]

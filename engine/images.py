@@ -4,14 +4,14 @@ The engine does not know where images come from (the catalogue in `aonode.module
 folder, a gateway): the composition root hands the Node a `Catalogue` whose `resolve` turns a
 reference into verified wasm bytes. Each reference is compiled once per Node and kept.
 """
+
 from __future__ import annotations
 
 import functools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from aonode.engine.errors import AONodeError, Busy, ModuleError, NotFound
@@ -43,8 +43,10 @@ def _no_id(ref: str) -> str | None:
 
 
 def _no_images(ref: str) -> ResolvedImage:
-    raise NotFound(f"this node has no image catalogue, so it cannot load {ref!r} "
-                   "(build the Node with aonode.server.compose.make_node)")
+    raise NotFound(
+        f"this node has no image catalogue, so it cannot load {ref!r} "
+        "(build the Node with aonode.server.compose.make_node)"
+    )
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,14 @@ class Images:
     is remembered for `failure_ttl` seconds, so anyone naming a missing image cannot keep the node
     fetching (issue 10 item 7)."""
 
-    def __init__(self, runtime: Runtime, catalogue: Catalogue, *, fetch_wait: float = FETCH_WAIT_SECONDS,
-                 failure_ttl: float = FAILURE_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        catalogue: Catalogue,
+        *,
+        fetch_wait: float = FETCH_WAIT_SECONDS,
+        failure_ttl: float = FAILURE_TTL_SECONDS,
+    ) -> None:
         self.runtime = runtime
         self.catalogue = catalogue
         self.fetch_wait = fetch_wait

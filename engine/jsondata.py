@@ -1,4 +1,5 @@
 """JSON values as types: what results, caches and views are made of (no `Any` at the seams)."""
+
 from __future__ import annotations
 
 from typing import TypeAlias

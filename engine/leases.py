@@ -10,6 +10,7 @@ node to need the process claims it and continues from the last stored snapshot.
 On one SQLite store there is one node, so `LocalLeases` always says "yours"; the PostgreSQL side is
 `engine/store/pg_leases.py`.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,7 +20,6 @@ from enum import Enum
 from typing import Protocol
 
 from aonode.engine.errors import Busy
-
 
 
 class Claim(Enum):
@@ -92,5 +92,7 @@ def run_leased(leases: Leases, pid: str, done: Callable[[], bool], work: Callabl
         if leases.wait_for(pid, done, timeout=max(0.0, min(remaining, leases.config.ttl))):
             return
         if time.monotonic() >= deadline:
-            raise Busy(f"process {pid} is being computed by node {leases.holder(pid) or '(none)'}, which "
-                       f"has not answered within {leases.config.wait:g} s; retry shortly")
+            raise Busy(
+                f"process {pid} is being computed by node {leases.holder(pid) or '(none)'}, which "
+                f"has not answered within {leases.config.wait:g} s; retry shortly"
+            )

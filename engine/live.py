@@ -5,6 +5,7 @@ Only work that evaluates new slots takes a process's lock. Live states sit in an
 comes back from that snapshot. A cold state is restored from its newest snapshot and computed
 forward to its last stored result (pushes are idempotent, so that replay sends nothing twice).
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,8 +31,14 @@ def release_instance(state: ProcessState) -> None:
 
 
 class LiveProcesses:
-    def __init__(self, processes: ProcessDevice, views: Views, data_dir: Path, max_live: int = 32,
-                 on_evict: Callable[[str], object] = lambda pid: None) -> None:
+    def __init__(
+        self,
+        processes: ProcessDevice,
+        views: Views,
+        data_dir: Path,
+        max_live: int = 32,
+        on_evict: Callable[[str], object] = lambda pid: None,
+    ) -> None:
         self.processes = processes
         self.on_evict = on_evict  # the node's compute lease on the process ends with its live state
         self.views = views

@@ -4,6 +4,7 @@ A message is immutable so a scheduled message can never change under the devices
 Unsigned messages get a content id (sha256 of canonical CBOR) so the same content always has the
 same id, which is what makes scheduling idempotent and replays comparable.
 """
+
 from __future__ import annotations
 
 import base64
@@ -82,8 +83,9 @@ def _normalize_tags(tags: object) -> Tags:
     return tuple(out)
 
 
-def content_id(owner: str, target: str | None, anchor: str | None, tags: Tags, data: str,
-               nonce: str | int | None = None) -> str:
+def content_id(
+    owner: str, target: str | None, anchor: str | None, tags: Tags, data: str, nonce: str | int | None = None
+) -> str:
     """The id of an unsigned message: base64url(sha256(canonical CBOR of its content))."""
     body = [owner, target, anchor, [list(t) for t in tags], data, nonce]
     return b64url(hashlib.sha256(cbor2.dumps(body, canonical=True)).digest())
@@ -116,7 +118,7 @@ class Message:
             first.setdefault(key.lower(), value)
         return first
 
-    def with_tags(self, **extra: str) -> "Message":
+    def with_tags(self, **extra: str) -> Message:
         """A copy with tags set: an existing tag keeps its position, a new one is appended.
 
         The id is kept: these are node-side annotations (e.g. `From-Process`), not new content.
@@ -135,16 +137,24 @@ class Message:
                 tags.append((name, value))
         return dataclasses.replace(self, tags=tuple(tags))
 
-    def replace(self, **changes: Any) -> "Message":
+    def replace(self, **changes: Any) -> Message:
         """A copy with fields changed (tags are normalized)."""
         if "tags" in changes:
             changes["tags"] = _normalize_tags(changes["tags"])
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def create(cls, *, owner: str, target: str | None = None, anchor: str | None = None,
-               tags: object = (), data: str = "", from_: str | None = None,
-               nonce: str | int | None = None) -> "Message":
+    def create(
+        cls,
+        *,
+        owner: str,
+        target: str | None = None,
+        anchor: str | None = None,
+        tags: object = (),
+        data: str = "",
+        from_: str | None = None,
+        nonce: str | int | None = None,
+    ) -> Message:
         """An unsigned message with a content id; `nonce` makes otherwise equal messages distinct."""
         _check_str(owner, "Owner")
         _check_str(target, "Target", optional=True)
@@ -155,11 +165,10 @@ class Message:
             raise BadInput("nonce must be a string or an integer")
         norm = _normalize_tags(tags)
         mid = content_id(owner, target, anchor, norm, data, nonce)
-        return cls(id=mid, owner=owner, from_=from_ or owner, target=target, anchor=anchor,
-                   tags=norm, data=data)
+        return cls(id=mid, owner=owner, from_=from_ or owner, target=target, anchor=anchor, tags=norm, data=data)
 
     @classmethod
-    def from_legacy_json(cls, obj: object, *, owner: str) -> "Message":
+    def from_legacy_json(cls, obj: object, *, owner: str) -> Message:
         """The AOS/aoconnect shape: {Target, Anchor, Tags: [{name, value}], Data, Id?, From?}."""
         if not isinstance(obj, Mapping):
             raise BadInput(f"message must be a JSON object, got {type(obj).__name__}")
@@ -176,7 +185,7 @@ class Message:
         return msg if mid is None else dataclasses.replace(msg, id=mid)
 
     @classmethod
-    def from_flat(cls, obj: object, *, owner: str) -> "Message":
+    def from_flat(cls, obj: object, *, owner: str) -> Message:
         """A flat map (HTTP form or JSON body): every key is a tag except data/target/anchor/id/from."""
         if not isinstance(obj, Mapping):
             raise BadInput(f"message must be a map, got {type(obj).__name__}")
@@ -189,8 +198,12 @@ class Message:
                 fields[key.lower()] = value
             else:
                 tags.append((key, _check_str(value, f"tag {key}")))  # type: ignore[arg-type]
-        legacy = {"Target": fields.get("target"), "Anchor": fields.get("anchor"),
-                  "Data": fields.get("data", ""), "Tags": tags}
+        legacy = {
+            "Target": fields.get("target"),
+            "Anchor": fields.get("anchor"),
+            "Data": fields.get("data", ""),
+            "Tags": tags,
+        }
         if fields.get("id") is not None:
             legacy["Id"] = fields["id"]
         if fields.get("from") is not None:
@@ -213,15 +226,21 @@ class Message:
         """Lossless storage form (keeps signature and raw data item bytes), with `sum`: the sha256 of
         the other fields' canonical CBOR, so a damaged or edited row is found when it is read."""
         fields = {
-            "id": self.id, "owner": self.owner, "from": self.from_, "target": self.target,
-            "anchor": self.anchor, "tags": [list(t) for t in self.tags], "data": self.data,
-            "signature": self.signature, "raw": self.raw,
+            "id": self.id,
+            "owner": self.owner,
+            "from": self.from_,
+            "target": self.target,
+            "anchor": self.anchor,
+            "tags": [list(t) for t in self.tags],
+            "data": self.data,
+            "signature": self.signature,
+            "raw": self.raw,
         }
         body = cbor2.dumps(fields, canonical=True)
         return cbor2.dumps({**fields, "sum": hashlib.sha256(body).digest()}, canonical=True)
 
     @classmethod
-    def from_cbor(cls, raw: bytes, where: str = "stored message") -> "Message":
+    def from_cbor(cls, raw: bytes, where: str = "stored message") -> Message:
         """The stored form back; DamagedRecord (naming `where`) when it does not decode or its
         bytes do not match their `sum` (rows written before `sum` existed are taken as they are)."""
         try:
@@ -232,11 +251,20 @@ class Message:
             raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
         digest = obj.pop("sum", None)
         if digest is not None and hashlib.sha256(cbor2.dumps(obj, canonical=True)).digest() != digest:
-            raise DamagedRecord(f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: "
-                                "its bytes do not match their checksum")
+            raise DamagedRecord(
+                f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
+            )
         try:
-            return cls(id=obj["id"], owner=obj["owner"], from_=obj["from"], target=obj.get("target"),
-                       anchor=obj.get("anchor"), tags=_normalize_tags(obj.get("tags") or []),
-                       data=obj.get("data", ""), signature=obj.get("signature"), raw=obj.get("raw"))
+            return cls(
+                id=obj["id"],
+                owner=obj["owner"],
+                from_=obj["from"],
+                target=obj.get("target"),
+                anchor=obj.get("anchor"),
+                tags=_normalize_tags(obj.get("tags") or []),
+                data=obj.get("data", ""),
+                signature=obj.get("signature"),
+                raw=obj.get("raw"),
+            )
         except BadInput as err:
             raise DamagedRecord(f"{where} is damaged: {err}") from err

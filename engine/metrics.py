@@ -6,6 +6,7 @@ scheduled, an instance evicted, a snapshot stored, a request answered); `GET /me
 process imports shows up, and so tests can read exactly these. Counters are per OS process, as
 Prometheus expects of a scrape target; gauges are set by whoever owns the number.
 """
+
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,27 +18,35 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _SLOT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-SLOTS_COMPUTED = Counter("aonode_slots_computed", "Slots evaluated (messages run through a process's stack)",
-                         registry=REGISTRY)
-SLOT_SECONDS = Histogram("aonode_slot_compute_seconds", "Wall time to compute one slot", buckets=_SLOT_BUCKETS,
-                         registry=REGISTRY)
-MESSAGES_SCHEDULED = Counter("aonode_messages_scheduled", "Messages assigned a slot (spawns included)",
-                             registry=REGISTRY)
-LIVE_INSTANCES = Gauge("aonode_live_instances", "Processes held live in memory (wasm instances)",
-                       registry=REGISTRY)
+SLOTS_COMPUTED = Counter(
+    "aonode_slots_computed", "Slots evaluated (messages run through a process's stack)", registry=REGISTRY
+)
+SLOT_SECONDS = Histogram(
+    "aonode_slot_compute_seconds", "Wall time to compute one slot", buckets=_SLOT_BUCKETS, registry=REGISTRY
+)
+MESSAGES_SCHEDULED = Counter(
+    "aonode_messages_scheduled", "Messages assigned a slot (spawns included)", registry=REGISTRY
+)
+LIVE_INSTANCES = Gauge("aonode_live_instances", "Processes held live in memory (wasm instances)", registry=REGISTRY)
 EVICTIONS = Counter("aonode_evictions", "Live processes snapshotted and dropped from memory", registry=REGISTRY)
 SNAPSHOTS = Counter("aonode_snapshots", "Memory snapshots stored", registry=REGISTRY)
-SNAPSHOT_BYTES = Counter("aonode_snapshot_bytes", "Compressed bytes of the memory snapshots stored",
-                         registry=REGISTRY)
+SNAPSHOT_BYTES = Counter("aonode_snapshot_bytes", "Compressed bytes of the memory snapshots stored", registry=REGISTRY)
 DRY_RUNS = Counter("aonode_dry_runs", "Dry-runs evaluated", registry=REGISTRY)
-LUA_READS = Counter("aonode_lua_reads", "Dynamic (~lua@5.3a) reads, by whether Lua ran or memory answered",
-                    ["outcome"], registry=REGISTRY)
-HTTP_REQUESTS = Counter("aonode_http_requests", "HTTP requests answered", ["route", "method", "status"],
-                        registry=REGISTRY)
-HTTP_SECONDS = Histogram("aonode_http_request_seconds", "Time to answer an HTTP request", ["route"],
-                         buckets=_HTTP_BUCKETS, registry=REGISTRY)
-POOL_DEPTH = Gauge("aonode_pool_queue_depth", "Engine calls waiting or running in a server thread pool",
-                   ["pool"], registry=REGISTRY)
+LUA_READS = Counter(
+    "aonode_lua_reads",
+    "Dynamic (~lua@5.3a) reads, by whether Lua ran or memory answered",
+    ["outcome"],
+    registry=REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "aonode_http_requests", "HTTP requests answered", ["route", "method", "status"], registry=REGISTRY
+)
+HTTP_SECONDS = Histogram(
+    "aonode_http_request_seconds", "Time to answer an HTTP request", ["route"], buckets=_HTTP_BUCKETS, registry=REGISTRY
+)
+POOL_DEPTH = Gauge(
+    "aonode_pool_queue_depth", "Engine calls waiting or running in a server thread pool", ["pool"], registry=REGISTRY
+)
 
 
 def slot_computed(seconds: float) -> None:

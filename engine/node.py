@@ -10,6 +10,7 @@
 Reads of already computed slots come straight from the views and the store and never wait for a
 lock; only work that evaluates new slots takes the process's lock. Nothing below holds the Node.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from aonode.engine.answers import (JSON, Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory,
-                                   ProcessView, SchedulePage, SlotInfo, SlotResult, SnapshotInfo)
-from aonode.engine.crypto import Wallet
+from aonode.engine.answers import (
+    JSON,
+    Assignment,
+    AssignmentJSON,
+    Clock,
+    InitInfo,
+    NodeInfo,
+    ProcessMemory,
+    ProcessView,
+    SchedulePage,
+    SlotInfo,
+    SlotResult,
+    SnapshotInfo,
+)
 from aonode.engine.chaintip import ChainTip
 from aonode.engine.crons import CronTicker
+from aonode.engine.crypto import Wallet
 from aonode.engine.devices import cron
 from aonode.engine.devices.json_iface import INFO as JSON_IFACE, JSONInterface
 from aonode.engine.devices.multipass import INFO as MULTIPASS, Multipass
@@ -91,17 +104,26 @@ def precompile(data_dir: Path, wasm: bytes, name: str) -> None:
 
 
 class Node:
-    def __init__(self, data_dir: Path | str, dev: bool = False, *, catalogue: Catalogue | None = None,
-                 max_live: int = 32, clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-                 dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES,
-                 snapshots: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        dev: bool = False,
+        *,
+        catalogue: Catalogue | None = None,
+        max_live: int = 32,
+        clock: Callable[[], int] | None = None,
+        wallet: Wallet | None = None,
+        dry_run_slots: int = 2,
+        store: str | None = None,
+        leases: LeaseConfig = DEFAULT_LEASES,
+        snapshots: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.dev = dev
         # A postgresql:// URL: shared with other nodes; the data dir then only caches snapshots.
         # `snapshots` (s3://bucket/prefix): the snapshots' bytes in that bucket, their index in the store.
-        self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache",
-                                snapshots=snapshots)
+        self.store = open_store(store or self.data_dir, cache_dir=self.data_dir / "snapshot-cache", snapshots=snapshots)
         self.wallet = wallet or data_dir_wallet(self.data_dir)
         self.address = self.wallet.address
         try:
@@ -110,8 +132,11 @@ class Node:
             self.store.close()
             raise
         self.chain = ChainTip(self.data_dir / "chain-tip.json")
-        self.scheduler = (Scheduler(self.store, clock, self.chain.height, self.chain.hash) if clock else
-                          Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash))
+        self.scheduler = (
+            Scheduler(self.store, clock, self.chain.height, self.chain.hash)
+            if clock
+            else Scheduler(self.store, block_height=self.chain.height, block_hash=self.chain.hash)
+        )
         self.images = Images(Runtime(cache_dir=compile_cache(self.data_dir), background=True), catalogue or Catalogue())
         self.views = Views(self.store, self.scheduler, shared=not isinstance(self.store, SQLiteStore))
         self.registry = Registry()  # filled below: push@1.0 needs the router, the router the registry
@@ -121,10 +146,8 @@ class Node:
         self.processes = ProcessDevice(self.store, self.registry, after=[push], recent=self.scheduler.recent)
         # The lease owner names this node instance (a restart is a new owner): address, host, pid.
         owner = f"{self.address}/{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self.leases = _leases(self.store, owner, leases,
-                              on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
-        self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live,
-                                  on_evict=self.leases.release)
+        self.leases = _leases(self.store, owner, leases, on_work=self.now, on_lost=lambda pid: self.live.forget(pid))
+        self.live = LiveProcesses(self.processes, self.views, self.data_dir, max_live, on_evict=self.leases.release)
         self.dry_runs = DryRuns(self.live, dry_run_slots)
         self.crons = CronTicker(self.scheduler, self.views)
         self.queries = Queries(self.store, self.scheduler, self.views, self.live)
@@ -171,8 +194,12 @@ class Node:
             # Here if this node holds the process's compute lease (always, on its own store), else by
             # the node that does; then from the store, not the live state: later slots must not
             # change an answer already given.
-            run_leased(self.leases, pid, lambda: self.views.stored(pid, slot) is not None,
-                       lambda claim: self._compute_here(pid, slot, claim))
+            run_leased(
+                self.leases,
+                pid,
+                lambda: self.views.stored(pid, slot) is not None,
+                lambda claim: self._compute_here(pid, slot, claim),
+            )
             view = self.views.stored(pid, slot) or cast(ProcessView, {})
         self.views.remember(pid, view)
         return view
@@ -253,8 +280,12 @@ class Node:
 
     def init(self, pid: str) -> InitInfo:
         process = self.views.definition(pid)
-        return {"process": pid, "at-slot": -1, "definition": process.to_legacy_json(),
-                "stack": list(stack_names(process))}
+        return {
+            "process": pid,
+            "at-slot": -1,
+            "definition": process.to_legacy_json(),
+            "stack": list(stack_names(process)),
+        }
 
     def info(self) -> NodeInfo:
         return {
@@ -295,8 +326,9 @@ class Node:
         """The stored result of message `mid` on `pid`; None when not scheduled there or not computed."""
         return self.queries.result_of(pid, mid)
 
-    def results(self, pid: str, frm: int | None, to: int | None, limit: int,
-                descending: bool = False) -> list[SlotResult]:
+    def results(
+        self, pid: str, frm: int | None, to: int | None, limit: int, descending: bool = False
+    ) -> list[SlotResult]:
         """Up to `limit` stored results of slots `frm`..`to` (inclusive; None: open); nothing computed."""
         return self.queries.results(pid, frm, to, limit, descending)
 
@@ -319,8 +351,9 @@ class Node:
         self.store.close()
 
 
-def _leases(store: Store, owner: str, config: LeaseConfig, on_work: Callable[[str], object],
-            on_lost: Callable[[str], object]) -> Leases:
+def _leases(
+    store: Store, owner: str, config: LeaseConfig, on_work: Callable[[str], object], on_lost: Callable[[str], object]
+) -> Leases:
     """PgLeases on a PostgresStore (nodes share it); LocalLeases on anything else (one node)."""
     from aonode.engine.store.postgres import PostgresStore
 

@@ -5,6 +5,7 @@ or as plain lines in a log.
 
 Kept tiny and thread-safe: tasks advance from worker threads while the server reads the list.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -51,15 +52,25 @@ class Task:
         amount = f"{self.done}/{self.total}" if self.total else str(self.done)
         percent = f" {100 * self.done // self.total}%" if self.total else ""
         try:
-            print(f"aonode: {self.label}:{percent} {amount} {self.unit}{suffix}".rstrip(), file=self._stream,
-                  flush=True)
+            print(
+                f"aonode: {self.label}:{percent} {amount} {self.unit}{suffix}".rstrip(), file=self._stream, flush=True
+            )
         except (OSError, ValueError):  # the log went away (a closed pipe): the work goes on without it
             self._stream = None
 
     def to_json(self) -> dict[str, object]:
-        return {"id": self.id, "label": self.label, "done": self.done, "total": self.total, "unit": self.unit,
-                "started": self.started, "updated": self.updated, "finished": self.finished, "error": self.error,
-                "fraction": (min(1.0, self.done / self.total) if self.total else None)}
+        return {
+            "id": self.id,
+            "label": self.label,
+            "done": self.done,
+            "total": self.total,
+            "unit": self.unit,
+            "started": self.started,
+            "updated": self.updated,
+            "finished": self.finished,
+            "error": self.error,
+            "fraction": (min(1.0, self.done / self.total) if self.total else None),
+        }
 
 
 class Progress:
@@ -80,8 +91,9 @@ class Progress:
         task = Task(next(self._ids), label, total, unit)
         stream = self.stream if self.stream is not None and not self.stream.closed else None
         if stream is not None and stream.isatty():
-            task._bar = tqdm(total=total, desc=label, unit=unit or "it", unit_scale=unit == "B", file=stream,
-                             leave=False)
+            task._bar = tqdm(
+                total=total, desc=label, unit=unit or "it", unit_scale=unit == "B", file=stream, leave=False
+            )
         elif stream is not None:
             task._stream = stream
             task._line(" (started)")

@@ -4,16 +4,17 @@ None of them computes: they answer from the schedule and the stored results (the
 `memory`, snapshots the live state at its last computed slot first). Each checks that the process
 is on this node, so an unknown process is NotFound rather than an empty answer.
 """
+
 from __future__ import annotations
 
 from aonode.engine.answers import Assignment, Clock, ProcessMemory, SlotResult
 from aonode.engine.devices.scheduler import Scheduler
+from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.errors import NotFound
 from aonode.engine.live import LiveProcesses
 from aonode.engine.message import Message
 from aonode.engine.store.base import Store
 from aonode.engine.views import Views
-from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.wasm.chunked import StoredSnapshot
 
 
@@ -59,8 +60,9 @@ class Queries:
         found = self.store.get_result_by_message(pid, mid)
         return None if found is None else SlotResult(found[0], found[1])
 
-    def results(self, pid: str, frm: int | None, to: int | None, limit: int,
-                descending: bool = False) -> list[SlotResult]:
+    def results(
+        self, pid: str, frm: int | None, to: int | None, limit: int, descending: bool = False
+    ) -> list[SlotResult]:
         self.views.definition(pid)
         return [SlotResult(slot, result) for slot, result in self.store.results(pid, frm, to, limit, descending)]
 

@@ -5,13 +5,13 @@ to an existing process; `deliver` is how push@1.0 hands over what a process sent
 that lists this node gets the node's commitment). It only schedules, never computes, so push can
 call it while the sender's lock is held.
 """
+
 from __future__ import annotations
 
 import threading
 from typing import cast
 
-from aonode.engine import definitions
-from aonode.engine import metrics
+from aonode.engine import definitions, metrics
 from aonode.engine.answers import AssignmentJSON
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices import poda
@@ -26,8 +26,7 @@ NOT_LOCAL_MAX = 65536  # remembered non-process ids (then forgotten all at once)
 
 
 class Router:
-    def __init__(self, scheduler: Scheduler, views: Views, registry: Registry, images: Images,
-                 wallet: Wallet) -> None:
+    def __init__(self, scheduler: Scheduler, views: Views, registry: Registry, images: Images, wallet: Wallet) -> None:
         self.scheduler = scheduler
         self.views = views
         self.registry = registry

@@ -5,6 +5,7 @@ is then an `Eval` from the owner (slots 1, 2, ...). Ids and timestamps are deriv
 the module id, so the same inputs always give the same memory hashes. A snapshot carries the last
 slot, so a run continued from it numbers its messages on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,24 +41,40 @@ class Evaluated:
     failed: bool = False
 
     def to_json(self) -> dict[str, JSON]:
-        return {"slot": self.slot, "output": self.output, "error": self.error, "messages": self.messages,
-                "spawns": self.spawns, "memory_sha256": self.memory_sha256}
+        return {
+            "slot": self.slot,
+            "output": self.output,
+            "error": self.error,
+            "messages": self.messages,
+            "spawns": self.spawns,
+            "memory_sha256": self.memory_sha256,
+        }
 
 
 class Sandbox:
     """One image instance driven message by message, as a process with id derived from the module."""
 
-    def __init__(self, wasm: bytes, module_id: str, cache_dir: Path, *, memory_limit: str | None = None,
-                 compute_limit: int | None = None, snapshot: bytes | None = None, owner: str = OWNER,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        wasm: bytes,
+        module_id: str,
+        cache_dir: Path,
+        *,
+        memory_limit: str | None = None,
+        compute_limit: int | None = None,
+        snapshot: bytes | None = None,
+        owner: str = OWNER,
+        name: str | None = None,
+    ) -> None:
         """Raises ValueError (bad limit or snapshot), OSError or AONodeError (unusable image)."""
         # `compute_limit` is for the Evals: a fresh process's spawn (AOS booting) runs unlimited.
         self.limits = Limits(memory=parse_size(memory_limit), fuel=compute_limit)
         limits = self.limits if snapshot is not None else dataclasses.replace(self.limits, fuel=None)
         runtime = Runtime(cache_dir)
         image = runtime.load(wasm, name=name)
-        self.process = ProcessSpec(pid=content_id("process", module_id), owner=owner, module_id=module_id,
-                                   name="aonode-eval")
+        self.process = ProcessSpec(
+            pid=content_id("process", module_id), owner=owner, module_id=module_id, name="aonode-eval"
+        )
         if snapshot is not None:
             snap = read_snapshot(snapshot)  # aonode's format, or ao-loader's bare memory
             self.instance = Instance.restore(runtime, image, snap, limits)

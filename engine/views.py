@@ -4,6 +4,7 @@ Definitions never change, so each is decoded once. The hot read path (`/now` wit
 `/compute`) answers from the current slot and the latest computed view kept here, updated by the
 only writer (this node) right after each store write, instead of asking SQLite on every request.
 """
+
 from __future__ import annotations
 
 import threading

@@ -3,13 +3,14 @@
 A process names its module by Arweave id; users name images by short names or paths. The catalogue
 ties each to a sha256, and nothing reaches the engine unless its bytes hash to that value.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -53,9 +54,15 @@ class Entry:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "id": self.id, "format": self.format, "sha256": self.sha256,
-            "size": self.size, "sources": list(self.sources), "notes": self.notes,
-            **({"test": True} if self.test else {}), **({"id_is_local": True} if self.id_is_local else {}),
+            "name": self.name,
+            "id": self.id,
+            "format": self.format,
+            "sha256": self.sha256,
+            "size": self.size,
+            "sources": list(self.sources),
+            "notes": self.notes,
+            **({"test": True} if self.test else {}),
+            **({"id_is_local": True} if self.id_is_local else {}),
         }
 
 
@@ -196,8 +203,9 @@ def resolve(ref: str, *, allow_path: bool = True) -> ModuleImage:
     return _image(entry, local_copy(entry) or _fetch_remote(entry))
 
 
-def add(path: Path | str, name: str | None = None, module_id: str | None = None,
-        format: str | None = None) -> ModuleImage:
+def add(
+    path: Path | str, name: str | None = None, module_id: str | None = None, format: str | None = None
+) -> ModuleImage:
     """Register a user image: its bytes go into the cache, its entry into the user catalogue."""
     source = Path(path).expanduser().resolve()
     if not source.is_file():

@@ -3,6 +3,7 @@
 Every source is untrusted: callers pass the bytes through `verify` before caching or running them.
 A source that cannot be reached raises `SourceUnavailable`, so the resolver can move on to the next.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,6 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-
 
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import aonode_home, write_atomic

@@ -4,13 +4,24 @@ Both the HyperBEAM routes and the legacy routes see the Node only through this p
 server never reaches past the Node into its store, scheduler or wasm runtime. The answer types live
 with the engine (engine/answers.py); docs/interfaces.md says what each method means.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
 
 from aonode.engine.answers import (
-    Assignment, AssignmentJSON, Clock, InitInfo, NodeInfo, ProcessMemory, ProcessView, SchedulePage,
-    JSON, SlotInfo, SlotResult, SnapshotInfo,
+    JSON,
+    Assignment,
+    AssignmentJSON,
+    Clock,
+    InitInfo,
+    NodeInfo,
+    ProcessMemory,
+    ProcessView,
+    SchedulePage,
+    SlotInfo,
+    SlotResult,
+    SnapshotInfo,
 )
 from aonode.engine.crypto import Wallet
 from aonode.engine.lua.reads import LuaCall
@@ -46,7 +57,8 @@ class NodeAPI(Protocol):
     def assignment_of(self, pid: str, mid: str) -> Assignment | None: ...
     def assignments_after(self, pid: str, timestamp: int | None, limit: int) -> list[Assignment]: ...
     def result_of(self, pid: str, mid: str) -> SlotResult | None: ...
-    def results(self, pid: str, frm: int | None, to: int | None, limit: int,
-                descending: bool = False) -> list[SlotResult]: ...
+    def results(
+        self, pid: str, frm: int | None, to: int | None, limit: int, descending: bool = False
+    ) -> list[SlotResult]: ...
     def memory(self, pid: str) -> ProcessMemory: ...
     def clock(self) -> Clock: ...

@@ -8,6 +8,7 @@ any `extra_routes`, and the HyperBEAM catch-all last. A new group of routes is o
 
 Cron processes are ticked every `cron_every` seconds while the app is served (Server.run_crons).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,8 @@ from starlette.types import Message as ASGIMessage, Receive, Scope, Send
 
 from aonode.engine.errors import AONodeError, Busy
 from aonode.server import codec, device_paths, hyperbeam, legacy, lua_paths, observe
-from aonode.server.dashboard.views import Dashboard
 from aonode.server.api import NodeAPI
+from aonode.server.dashboard.views import Dashboard
 from aonode.server.gates import Limits
 from aonode.server.read_cache import CachedReads
 from aonode.server.signing import EXPOSED, SignedResponses
@@ -95,9 +96,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error_for(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None,
-               with_legacy: bool = True, extra_routes: list[BaseRoute] | None = None,
-               cron_every: float = CRON_EVERY_SECONDS, sign_answers: bool = True) -> Starlette:
+def create_app(
+    node: NodeAPI,
+    *,
+    dev: bool = False,
+    limits: Limits | None = None,
+    with_legacy: bool = True,
+    extra_routes: list[BaseRoute] | None = None,
+    cron_every: float = CRON_EVERY_SECONDS,
+    sign_answers: bool = True,
+) -> Starlette:
     """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths.
     While it is served, cron processes are ticked every `cron_every` seconds (0: only when messages come)."""
     server = Server(node, dev=dev, limits=limits or Limits())
@@ -111,7 +119,9 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
             tasks.cancel_scope.cancel()
 
     handlers: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
-        AONodeError: _engine_error, HTTPException: _http_error, Exception: _internal_error,
+        AONodeError: _engine_error,
+        HTTPException: _http_error,
+        Exception: _internal_error,
     }
     first, catch_all = device_paths.routes(server)
     dashboard = Dashboard(node, server.quick_gate.run, device_paths.DevicePaths(server).handle, dev=dev)
@@ -125,13 +135,25 @@ def create_app(node: NodeAPI, *, dev: bool = False, limits: Limits | None = None
         extra_routes or [],
         catch_all,
     ]
-    middleware = [Middleware(observe.HttpMetrics),
-                  Middleware(CachedReads, node=node),  # whole answers to state reads (server/read_cache.py)
-                  Middleware(AnyOriginCORS, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-                             expose_headers=["Retry-After", "Content-Length", *EXPOSED], max_age=86400)]
+    middleware = [
+        Middleware(observe.HttpMetrics),
+        Middleware(CachedReads, node=node),  # whole answers to state reads (server/read_cache.py)
+        Middleware(
+            AnyOriginCORS,
+            allow_origins=["*"],
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Retry-After", "Content-Length", *EXPOSED],
+            max_age=86400,
+        ),
+    ]
     if sign_answers:  # every answer signed by the node wallet (server/signing.py)
         middleware.append(Middleware(SignedResponses, wallet=node.wallet))
-    app = Starlette(routes=[route for routes in route_lists for route in routes], middleware=middleware,
-                    exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(
+        routes=[route for routes in route_lists for route in routes],
+        middleware=middleware,
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
     app.state.server = server
     return app

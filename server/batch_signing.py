@@ -14,6 +14,7 @@ own `content-digest`, and a verifier checks that it matches the body and is a me
 REST times as long as the signature took, so signing takes at most half a core however many
 answers wait (they share the next one); a sequential client never waits for a rest.
 """
+
 from __future__ import annotations
 
 import base64
@@ -69,8 +70,9 @@ class BatchSigner:
     """`await sign(status, content_type, body)`: the signature headers of one answer (content-type
     left out: the answer has it). `single` signs a lone answer (SignatureCache.make)."""
 
-    def __init__(self, wallet: Wallet, single: Callable[[int, bytes, bytes], Headers],
-                 max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, wallet: Wallet, single: Callable[[int, bytes, bytes], Headers], max_batch: int = MAX_BATCH
+    ) -> None:
         self.wallet = wallet
         self.single = single
         self.max_batch = max_batch
@@ -119,7 +121,7 @@ class BatchSigner:
         """The oldest waiting answer and those with its status and content type, up to max_batch."""
         first = self._waiting[0]
         batch = [w for w in self._waiting if w.status == first.status and w.content_type == first.content_type]
-        batch = batch[:self.max_batch]
+        batch = batch[: self.max_batch]
         taken = set(map(id, batch))
         self._waiting = [w for w in self._waiting if id(w) not in taken]
         return batch
@@ -135,5 +137,4 @@ class BatchSigner:
             fields.append(("content-type", content_type.decode("latin-1")))
         signed = httpsig.sign(self.wallet, fields, status=batch[0].status)
         shared = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed if k != "content-type"]
-        return [[*shared, (b"content-digest", f"sha-256=:{base64.b64encode(d).decode()}:".encode())]
-                for d in digests]
+        return [[*shared, (b"content-digest", f"sha-256=:{base64.b64encode(d).decode()}:".encode())] for d in digests]

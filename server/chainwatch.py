@@ -4,6 +4,7 @@ A network scheduler stamps each assignment with the current Arweave block; this 
 with what its gateway (`AONODE_GATEWAY`) last reported. An unreachable gateway only means the node
 keeps the height it knew (the engine's ChainTip never goes back), so serving never waits on it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,7 @@ def watch_chain(node: NodeAPI, gateway: str, every: float = POLL_SECONDS) -> thr
                 warned = False
             except (httpx.HTTPError, ValueError) as err:
                 if not warned:
-                    log.info("block height: %s unreachable (%s); new messages keep the last known height",
-                             gateway, err)
+                    log.info("block height: %s unreachable (%s); new messages keep the last known height", gateway, err)
                     warned = True
             stop.wait(every)
 

@@ -5,6 +5,7 @@ Answers follow HyperBEAM's read convention: a scalar leaf is sent as its raw val
 Request bodies are either a signed ANS-104 data item (octet-stream) or an unsigned JSON message in
 the legacy AO shape or as a flat map of tags; deciding whether unsigned is acceptable is app.py's job.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from aonode.engine.answers import JSON as JSONValue
 from aonode.engine.ans104 import DataItem
+from aonode.engine.answers import JSON as JSONValue
 from aonode.engine.errors import AONodeError, BadInput, TooLarge
 from aonode.engine.message import Message, b64url
 
@@ -100,8 +101,9 @@ def parse_json_object(body: bytes) -> dict[str, JSONValue]:
     """The body as a JSON object, or BadInput saying what is wrong with it (not JSON, nested too
     deep to parse, or text with a lone UTF-16 surrogate, which no UTF-8 store or signer can hold)."""
     if not body.strip():
-        raise BadInput("empty body: send a JSON message ({Target, Tags: [{name, value}], Data}) "
-                       "or a signed ANS-104 data item")
+        raise BadInput(
+            "empty body: send a JSON message ({Target, Tags: [{name, value}], Data}) or a signed ANS-104 data item"
+        )
     try:
         obj = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

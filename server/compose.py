@@ -4,6 +4,7 @@ The engine never imports the catalogue; it is handed in here as a `Catalogue` (r
 reference to verified wasm bytes, the default image, the list to publish). `aonode serve`, the
 CLI and the tests build their Nodes with `make_node`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,17 +39,36 @@ def module_id(ref: str) -> str | None:
 
 
 def module_catalogue() -> Catalogue:
-    return Catalogue(resolve=resolve_image, default_module=modules.default_name(), modules=module_list,
-                     module_id=module_id)
+    return Catalogue(
+        resolve=resolve_image, default_module=modules.default_name(), modules=module_list, module_id=module_id
+    )
 
 
-def make_node(data_dir: Path | str, dev: bool = False, *, max_live: int = 32,
-              clock: Callable[[], int] | None = None, wallet: Wallet | None = None,
-              dry_run_slots: int = 2, store: str | None = None, leases: LeaseConfig = DEFAULT_LEASES,
-              snapshots: str | None = None) -> Node:
+def make_node(
+    data_dir: Path | str,
+    dev: bool = False,
+    *,
+    max_live: int = 32,
+    clock: Callable[[], int] | None = None,
+    wallet: Wallet | None = None,
+    dry_run_slots: int = 2,
+    store: str | None = None,
+    leases: LeaseConfig = DEFAULT_LEASES,
+    snapshots: str | None = None,
+) -> Node:
     """A Node on `data_dir` that runs the catalogue's images (the other arguments as `Node` takes)."""
-    return Node(data_dir, dev, catalogue=module_catalogue(), max_live=max_live, clock=clock, wallet=wallet,
-                dry_run_slots=dry_run_slots, store=store, leases=leases, snapshots=snapshots)
+    return Node(
+        data_dir,
+        dev,
+        catalogue=module_catalogue(),
+        max_live=max_live,
+        clock=clock,
+        wallet=wallet,
+        dry_run_slots=dry_run_slots,
+        store=store,
+        leases=leases,
+        snapshots=snapshots,
+    )
 
 
 def warm_image(data_dir: Path, ref: str) -> threading.Thread:

@@ -1,5 +1,6 @@
 """The path convertors the route table uses: `aoid` (a 43-character id) and `device` (a first path
 segment naming a device, `<pid>~process@1.0` or `~meta@1.0`), so `/{id:aoid}` never shadows those."""
+
 from __future__ import annotations
 
 from starlette.convertors import Convertor, register_url_convertor

@@ -6,6 +6,7 @@ the event loop, because a thread hop costs more than they do and they never take
 and answers that same last state). Those two are O(1) because the Node keeps each process's
 definition, current slot and last computed view in memory (it is their only writer).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -53,8 +54,9 @@ class DevicePaths:
             return await snapshot_file.download(self.server, target.pid)
         value = await self._read(target, target.pid)
         if target.lua is not None:  # a state read (`now`, `compute`); Lua may run long: off the event loop
-            read: JSON = await self.server.compute_gate.run(self.server.node.lua_read, cast(ProcessView, value),
-                                                            target.lua)
+            read: JSON = await self.server.compute_gate.run(
+                self.server.node.lua_read, cast(ProcessView, value), target.lua
+            )
             return answer(paths.select(read, target.keys), as_json)
         return answer(paths.select(value, target.keys), as_json)
 
@@ -125,5 +127,4 @@ def routes(server: Server) -> tuple[list[BaseRoute], list[BaseRoute]]:
     """(first, last): the device paths match first (the hot read path at once); the catch-all goes
     last, after every other route list, so `parse()` says what is wrong with an unknown path."""
     handle = DevicePaths(server).handle
-    return ([Route("/{path:device}", handle, methods=METHODS)],
-            [Route("/{path:path}", handle, methods=METHODS)])
+    return ([Route("/{path:device}", handle, methods=METHODS)], [Route("/{path:path}", handle, methods=METHODS)])

@@ -4,6 +4,7 @@ Two pools, because a long compute must never delay a read of already computed st
 store reads and appends, `compute` runs anything that may evaluate messages and answers 503 +
 Retry-After (engine `Busy`) once its queue is full.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

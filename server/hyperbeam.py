@@ -13,11 +13,13 @@
 Messages arrive as ANS-104 items (`application/ans104`, `codec-device: ans104@1.0`) or httpsig@1.0;
 unsigned ones only in --dev (then owned by the node wallet).
 """
+
 from __future__ import annotations
 
 import functools
 import secrets
 from dataclasses import dataclass, field
+
 import httpx
 from starlette.convertors import register_url_convertor
 from starlette.requests import Request
@@ -25,9 +27,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from aonode.engine import httpsig
-from aonode.engine.genesis import check_scheduler
-from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.engine.answers import JSON, AssignmentJSON
+from aonode.engine.errors import BadInput, NotFound, Unauthorized
+from aonode.engine.genesis import check_scheduler
 from aonode.engine.message import Message, is_id
 from aonode.server import codec, convertors, paths, snapshot_file
 from aonode.server.api import NodeAPI
@@ -59,8 +61,9 @@ class HbPath:
 def parse_path(path: str, query: dict[str, str]) -> HbPath:
     segments = [s for s in path.split("/") if s]
     as_json = False
-    if tuple(s.lower() for s in segments[-2:]) == JSON_SERIALIZE or (segments and segments[-1].lower() in
-                                                                     ("~json@1.0", "serialize~json@1.0")):
+    if tuple(s.lower() for s in segments[-2:]) == JSON_SERIALIZE or (
+        segments and segments[-1].lower() in ("~json@1.0", "serialize~json@1.0")
+    ):
         as_json = True
         segments = segments[:-2] if segments[-1].lower() == "serialize" else segments[:-1]
     params: dict[str, str] = {}
@@ -143,8 +146,10 @@ class Hyperbeam:
         if not required and not body:
             return None
         if not self.server.dev:
-            raise Unauthorized("this node accepts only signed messages: sign the request (httpsig@1.0, "
-                               "RFC 9421) or send a signed ANS-104 item (Content-Type: application/ans104)")
+            raise Unauthorized(
+                "this node accepts only signed messages: sign the request (httpsig@1.0, "
+                "RFC 9421) or send a signed ANS-104 item (Content-Type: application/ans104)"
+            )
         if codec.media_type(content_type) == "application/json":
             return self.device_paths.message(body, content_type, pid)
         fields = {k: v for k, v in decoded.fields.items() if k not in REQUEST_OPTIONS}
@@ -165,16 +170,20 @@ class Hyperbeam:
         assignment = await self.server.compute_gate.run(self.node.spawn, msg)
         pid = assignment["process"]
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
-        return await self.signed({"process": pid, "slot": assignment["slot"]},
-                                 {**assignment, "results": legacy_result(view.get("results") or {})})
+        return await self.signed(
+            {"process": pid, "slot": assignment["slot"]},
+            {**assignment, "results": legacy_result(view.get("results") or {})},
+        )
 
     async def push(self, request: Request) -> Response:
         pid = request.path_params["pid"]
         msg = codec.for_process(await self.incoming(request, pid), pid)
         assignment = await self.server.quick_gate.run(self.node.schedule, pid, msg)
         view = await self.server.compute_gate.run(self.node.compute, pid, assignment["slot"])
-        return await self.signed({"process": pid, "slot": assignment["slot"]},
-                                 {**assignment, "id": msg.id, "results": legacy_result(view.get("results") or {})})
+        return await self.signed(
+            {"process": pid, "slot": assignment["slot"]},
+            {**assignment, "id": msg.id, "results": legacy_result(view.get("results") or {})},
+        )
 
     async def schedule(self, request: Request) -> Response:
         """`/schedule` with an httpsig@1.0 message (the server takes ANS-104 and --dev JSON there)."""
@@ -190,13 +199,18 @@ class Hyperbeam:
         """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the
         RSA signature is made on the quick pool, off the event loop."""
         payload = codec.dump_json(body)
-        fields: dict[str, httpsig.Value] = {k: (v if isinstance(v, int) else v.encode())
-                                            for k, v in header_fields.items()}
+        fields: dict[str, httpsig.Value] = {
+            k: (v if isinstance(v, int) else v.encode()) for k, v in header_fields.items()
+        }
         headers, _ = httpsig.encode(fields)
-        headers += [("content-type", codec.JSON), ("ao-result", "body"),
-                    ("content-digest", httpsig.content_digest(payload))]
-        signed = await self.server.quick_gate.run(functools.partial(
-            httpsig.sign, self.node.wallet, sorted(headers), body=payload, status=200))
+        headers += [
+            ("content-type", codec.JSON),
+            ("ao-result", "body"),
+            ("content-digest", httpsig.content_digest(payload)),
+        ]
+        signed = await self.server.quick_gate.run(
+            functools.partial(httpsig.sign, self.node.wallet, sorted(headers), body=payload, status=200)
+        )
         return Response(payload, headers=dict(signed))
 
     # -- read paths (GET or POST), dry-runs -------------------------------------------------------
@@ -207,8 +221,11 @@ class Hyperbeam:
             return await self.device_paths.handle(request)  # /schedule POSTs and device paths are theirs
         target = parse_path(request.url.path, dict(request.query_params))
         msg = await self.incoming(request, target.pid, required=False) if request.method == "POST" else None
-        as_json = target.as_json or codec.wants_json(request.headers.get("accept")) or \
-            (msg is not None and (msg.tag("require-codec") or "").lower() == "application/json")
+        as_json = (
+            target.as_json
+            or codec.wants_json(request.headers.get("accept"))
+            or (msg is not None and (msg.tag("require-codec") or "").lower() == "application/json")
+        )
         if target.action == "snapshot" and not as_json and not target.keys and not target.execute:
             return await snapshot_file.download(self.server, target.pid)
         value: object
@@ -232,8 +249,9 @@ class Hyperbeam:
             return await gates.compute_gate.run(node.snapshot, pid)
         if target.action == "now" or target.slot is None:
             return await gates.compute_gate.run(node.now, pid)
-        slot = target.slot if isinstance(target.slot, int) else await gates.quick_gate.run(self._slot_of, pid,
-                                                                                            target.slot)
+        slot = (
+            target.slot if isinstance(target.slot, int) else await gates.quick_gate.run(self._slot_of, pid, target.slot)
+        )
         return await gates.compute_gate.run(node.compute, pid, slot)
 
     def _slot_of(self, pid: str, mid: str) -> int:
@@ -279,10 +297,10 @@ class Hyperbeam:
         body = await codec.read_body(request, self.server.limits.max_body) if method == "POST" else b""
         transport = httpx.ASGITransport(app=request.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://self") as client:
-            got = await client.request(method, path, content=body or None,
-                                       headers={"content-type": request.headers.get("content-type", "")})
-        return Response(got.content, status_code=got.status_code,
-                        media_type=got.headers.get("content-type"))
+            got = await client.request(
+                method, path, content=body or None, headers={"content-type": request.headers.get("content-type", "")}
+            )
+        return Response(got.content, status_code=got.status_code, media_type=got.headers.get("content-type"))
 
 
 def _is_httpsig(request: Request) -> bool:

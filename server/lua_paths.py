@@ -3,6 +3,7 @@
 It sits before the HyperBEAM `&k=v` read route, which would otherwise take the segment's `&module=`
 for a request parameter; the device-path handler parses it (`paths.ProcessPath.lua`).
 """
+
 from __future__ import annotations
 
 from starlette.convertors import register_url_convertor

@@ -4,6 +4,7 @@ the `GET /metrics` endpoint that renders `aonode.engine.metrics`.
 Routes are labelled by what a path means (`process/now`, `process/compute`, `meta/info`, `legacy/result`
 ...), never by the path itself: process ids in labels would grow the series without bound.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,7 +12,6 @@ from functools import lru_cache
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route

@@ -4,6 +4,7 @@
 `/~meta@1.0/info`. Parsing and reading into a state live here together because both define what a
 path means; nothing in this module knows HTTP or the Node.
 """
+
 from __future__ import annotations
 
 import re
@@ -86,8 +87,9 @@ def parse(path: str, query: Mapping[str, str] | None = None) -> ProcessPath | Me
     if action == "schedule":
         if pid is None and rest:
             raise NotFound(f"nothing below /{PROCESS_DEVICE}/schedule")
-        return ProcessPath(pid, action, keys=tuple(rest), as_json=as_json,
-                           frm=_query_int(query, "from"), to=_query_int(query, "to"))
+        return ProcessPath(
+            pid, action, keys=tuple(rest), as_json=as_json, frm=_query_int(query, "from"), to=_query_int(query, "to")
+        )
     if action not in STATE_ACTIONS:
         return ProcessPath(pid, action, keys=tuple(rest), as_json=as_json)  # e.g. /slot/current
     slot = _query_int(query, "slot")
@@ -164,7 +166,7 @@ def select(value: object, keys: Sequence[str]) -> object:
         return output
     for alias, target in _ALIASES.items():
         if lowered[: len(alias)] == alias:
-            return _walk(value, target + tuple(keys[len(alias):]))
+            return _walk(value, target + tuple(keys[len(alias) :]))
     return _walk(value, tuple(keys))
 
 
@@ -186,8 +188,10 @@ def _child(value: object, key: str, where: tuple[str, ...]) -> tuple[bool, objec
         matches = [name for name in value if isinstance(name, str) and name.lower() == wanted]
         if len(matches) > 1:
             names = ", ".join(sorted(matches)[:10])
-            raise NotFound(f"no key '{'/'.join(where)}' in this state; it matches {len(matches)} keys "
-                           f"ignoring case: {names}; name one exactly")
+            raise NotFound(
+                f"no key '{'/'.join(where)}' in this state; it matches {len(matches)} keys "
+                f"ignoring case: {names}; name one exactly"
+            )
         return (True, value[matches[0]]) if matches else (False, None)
     if isinstance(value, list) and _INT.match(key) and len(key) <= 20:
         index = int(key)

@@ -19,6 +19,7 @@ own cache (engine/lua) and pass through. Bounds: MAX_BYTES of answers in all (he
 first. Concurrent misses of one key wait for the first instead of each signing the same answer, and
 a kept answer is signed on its own (`signing.SIGN_ALONE`), never in a batch with other answers.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -99,8 +100,12 @@ def state_read(scope: Scope) -> paths.ProcessPath | None:
         target = paths.parse_cached(path, scope["query_string"].decode("latin-1"))
     except AONodeError:
         return None
-    if not isinstance(target, paths.ProcessPath) or target.pid is None or target.lua is not None \
-            or target.action not in paths.STATE_ACTIONS:
+    if (
+        not isinstance(target, paths.ProcessPath)
+        or target.pid is None
+        or target.lua is not None
+        or target.action not in paths.STATE_ACTIONS
+    ):
         return None
     return target
 

@@ -4,6 +4,7 @@ On a stop signal hypercorn stops accepting, lets in-flight requests finish (a co
 thread runs to the end of its message), and only then is the Node closed, so its live processes are
 snapshotted and nothing is replayed on the next start.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,13 @@ from hypercorn.config import Config
 from starlette.applications import Starlette
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.gateway import gateway_url
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
-from aonode.engine.gateway import gateway_url
 from aonode.server.api import NodeAPI
+from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
 from aonode.server.compose import DEMO_MODULE
-from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.state import server_of_app
 
 GRACEFUL_SECONDS = 30.0
@@ -73,8 +74,9 @@ async def run_until(app: object, config: Config, stop: asyncio.Event) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
-def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
-                     then: Callable[[], None] = lambda: None) -> None:
+def _stop_on_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, then: Callable[[], None] = lambda: None
+) -> None:
     def stopping() -> None:
         stop.set()
         then()  # computes end after their current message instead of running their backlog
@@ -86,24 +88,43 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
             pass
 
 
-def serve(host: str = "127.0.0.1", port: int = 8734, data_dir: Path = Path(".aonode"), dev: bool = False,
-          demo: bool = False, limits: Limits | None = None, cron_every: float = CRON_EVERY_SECONDS,
-          announce: Callable[[str], None] = print, store: str | None = None,
-          leases: LeaseConfig = DEFAULT_LEASES, wallet: str | None = None, snapshots: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8734,
+    data_dir: Path = Path(".aonode"),
+    dev: bool = False,
+    demo: bool = False,
+    limits: Limits | None = None,
+    cron_every: float = CRON_EVERY_SECONDS,
+    announce: Callable[[str], None] = print,
+    store: str | None = None,
+    leases: LeaseConfig = DEFAULT_LEASES,
+    wallet: str | None = None,
+    snapshots: str | None = None,
+) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
     `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store."""
     from aonode.server.compose import make_node
 
-    node = make_node(Path(data_dir), dev=dev, store=store, leases=leases, snapshots=snapshots,
-                     wallet=Wallet.load(wallet) if wallet else None)
+    node = make_node(
+        Path(data_dir),
+        dev=dev,
+        store=store,
+        leases=leases,
+        snapshots=snapshots,
+        wallet=Wallet.load(wallet) if wallet else None,
+    )
     chain_watch = watch_chain(node, gateway_url())
     try:
         url = f"http://{host}:{port}"
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
-        where = (f"data: {data_dir}" + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
-                 + (f", snapshots: {snapshots}" if snapshots else ""))
+        where = (
+            f"data: {data_dir}"
+            + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
+            + (f", snapshots: {snapshots}" if snapshots else "")
+        )
         announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         asyncio.run(_main(app, hypercorn_config(host, port)))
@@ -128,8 +149,11 @@ def ensure_demo_process(node: NodeAPI, data_dir: Path) -> str:
         pid = marker.read_text().strip()
         if pid in node.info()["processes"]:
             return pid
-    msg = Message.create(owner=node.address, tags=[("Module", DEMO_MODULE), ("Name", "aonode-demo-token"),
-                                                    ("On-Boot", "Data")], data=DEMO_TOKEN_LUA)
+    msg = Message.create(
+        owner=node.address,
+        tags=[("Module", DEMO_MODULE), ("Name", "aonode-demo-token"), ("On-Boot", "Data")],
+        data=DEMO_TOKEN_LUA,
+    )
     pid = node.spawn(msg)["process"]
     node.now(pid)
     marker.write_text(pid + "\n")
@@ -151,7 +175,7 @@ def demo_instructions(url: str, pid: str, dev: bool = False) -> str:
         lines += [
             "  # --dev: send an unsigned message as the node wallet, then read the result",
             f"  curl -X POST {base}/schedule -H 'content-type: application/json' "
-            f"-d '{{\"Action\": \"Transfer\", \"Recipient\": \"{recipient}\", \"Quantity\": \"5\"}}'",
+            f'-d \'{{"Action": "Transfer", "Recipient": "{recipient}", "Quantity": "5"}}\'',
             f"  curl {base}/now/cache/balances/{recipient}",
         ]
     return "\n".join(lines)

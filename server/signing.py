@@ -12,6 +12,7 @@ already signed pass through. Each answer is signed over its own content-digest; 
 prefers ingest throughput sets AONODE_BATCH_SIGNING=1 (server/batch_signing.py), at the price that
 busy answers then bind their bodies through `ao-batch`, which only an ao-aware verifier checks.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,8 +60,9 @@ class SignatureCache:
         self.batches = BatchSigner(wallet, self.make)
         self._alone: anyio.CapacityLimiter | None = None  # made lazily: it belongs to the running loop
 
-    async def headers_for(self, status: int, content_type: bytes, body: bytes,
-                          alone: bool = False) -> list[tuple[bytes, bytes]]:
+    async def headers_for(
+        self, status: int, content_type: bytes, body: bytes, alone: bool = False
+    ) -> list[tuple[bytes, bytes]]:
         key = (status, content_type, hashlib.sha256(body).digest())
         found = self._entries.get(key)
         if found is not None and not (alone and any(k == b"ao-batch" for k, _ in found)):
@@ -115,8 +117,9 @@ class SignedResponses:
                         # (a thread hop here let the unread upload stall the connection, 2 in 24 tries)
                         headers += self.cache.make(pending["status"], content_type, body)
                     else:
-                        headers += await self.cache.headers_for(pending["status"], content_type, body,
-                                                                alone=bool(scope.get(SIGN_ALONE)))
+                        headers += await self.cache.headers_for(
+                            pending["status"], content_type, body, alone=bool(scope.get(SIGN_ALONE))
+                        )
                 await send({**pending, "headers": headers})
             await send(message)
 

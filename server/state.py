@@ -3,6 +3,7 @@
 Handlers find it as `server_of(request)` (it is `app.state.server`), so route modules need not be
 built around one app and new route lists plug in without touching the others.
 """
+
 from __future__ import annotations
 
 import logging

@@ -13,6 +13,7 @@ four keys `init`, `compute`, `snapshot`, `normalize`, all called as `key(state, 
 A device lacking a key is skipped; control flow (stop the fold, run another pass) is the returned
 `Signal`, not an exception.
 """
+
 from __future__ import annotations
 
 import enum
@@ -21,14 +22,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
-from aonode.engine.message import Message
 from aonode.engine.jsondata import Json, JsonObject
+from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
 from aonode.engine.wasm import DriveStore, Instance
 
-__all__ = ["KEYS", "Assignment", "Device", "DeviceInfo", "Json", "JsonObject", "Key", "MemoryImage", "PendingWrite",
-           "ProcessConfig", "ProcessState", "Runner", "Signal", "SlotContext", "SnapshotMode", "WasmInput",
-           "call_key"]
+__all__ = [
+    "KEYS",
+    "Assignment",
+    "Device",
+    "DeviceInfo",
+    "Json",
+    "JsonObject",
+    "Key",
+    "MemoryImage",
+    "PendingWrite",
+    "ProcessConfig",
+    "ProcessState",
+    "Runner",
+    "Signal",
+    "SlotContext",
+    "SnapshotMode",
+    "WasmInput",
+    "call_key",
+]
 
 KEYS = ("init", "compute", "snapshot", "normalize")
 

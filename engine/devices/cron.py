@@ -5,6 +5,7 @@ time, counted from its spawn. The scheduler inserts them when it next assigns a 
 real slots, appear in `/schedule`, and a replay evaluates exactly the same sequence.
 `N-Blocks` counts block heights instead of milliseconds (the legacy CU's unit).
 """
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,12 @@ from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
 
 NAME = "cron@1.0"
-INFO = DeviceInfo(NAME, ("ticks",), stackable=False,
-                  about="the cron messages due on a process's schedule (the scheduler appends them)")
+INFO = DeviceInfo(
+    NAME,
+    ("ticks",),
+    stackable=False,
+    about="the cron messages due on a process's schedule (the scheduler appends them)",
+)
 # Tag names a process definition may use for its frequency (the seed docs' and the legacy CU's).
 FREQUENCY_TAGS = ("Cron-Frequency", "Cron-Interval")
 # A definition tag `Cron-Tag-<Name>: <value>` becomes the tag `<Name>: <value>` on each cron message.
@@ -55,8 +60,10 @@ def parse_frequency(text: object) -> Frequency:
     if unit == "block":
         return Frequency(amount, by_blocks=True)
     if unit not in _UNIT_MS:
-        raise BadInput(f"Cron-Frequency unit must be one of milliseconds, seconds, minutes, hours, "
-                       f"days, weeks, blocks: {text!r:.60}")
+        raise BadInput(
+            f"Cron-Frequency unit must be one of milliseconds, seconds, minutes, hours, "
+            f"days, weeks, blocks: {text!r:.60}"
+        )
     return Frequency(amount * _UNIT_MS[unit])
 
 
@@ -69,8 +76,7 @@ def frequency_of(definition: Message) -> Frequency | None:
     return None
 
 
-def due_ticks(freq: Frequency | str, last: int, now: int, origin: int,
-              limit: int | None = None) -> list[int]:
+def due_ticks(freq: Frequency | str, last: int, now: int, origin: int, limit: int | None = None) -> list[int]:
     """Period boundaries `origin + k*period` (k >= 1) in the half-open range (last, now].
 
     Units are whatever `freq` counts (ms or block heights). Pure, so the same inputs always give the
@@ -85,7 +91,7 @@ def due_ticks(freq: Frequency | str, last: int, now: int, origin: int,
     last_k = (now - origin) // period
     ks = range(first_k, last_k + 1)
     if limit is not None:
-        ks = ks[max(0, len(ks) - limit):]
+        ks = ks[max(0, len(ks) - limit) :]
     return [origin + k * period for k in ks]
 
 
@@ -93,8 +99,11 @@ def cron_message(pid: str, definition: Message, tick: int) -> Message:
     """The deterministic cron message for one tick: the same tick always gives the same id."""
     tags: list[tuple[str, str]] = [("Action", "Cron"), ("Type", "Message"), ("Cron-Tick", str(tick))]
     base = Message.create(owner=pid, target=pid, tags=tags, from_=pid)
-    extra = {name[len(EXTRA_TAG_PREFIX):]: value for name, value in definition.tags
-             if name.lower().startswith(EXTRA_TAG_PREFIX) and len(name) > len(EXTRA_TAG_PREFIX)}
+    extra = {
+        name[len(EXTRA_TAG_PREFIX) :]: value
+        for name, value in definition.tags
+        if name.lower().startswith(EXTRA_TAG_PREFIX) and len(name) > len(EXTRA_TAG_PREFIX)
+    }
     if not extra:
         return base
     # Extra tags are content: recompute the id so different cron payloads never share one.
@@ -121,8 +130,16 @@ class Cron:
     def info() -> DeviceInfo:
         return INFO
 
-    def ticks(self, pid: str, definition: Message, spawn: Assignment, last: Assignment, now_ts: int,
-              now_height: int, limit: int | None = None) -> list[Tick]:
+    def ticks(
+        self,
+        pid: str,
+        definition: Message,
+        spawn: Assignment,
+        last: Assignment,
+        now_ts: int,
+        now_height: int,
+        limit: int | None = None,
+    ) -> list[Tick]:
         freq = frequency_of(definition)
         if freq is None:
             return []

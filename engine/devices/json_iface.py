@@ -4,6 +4,7 @@ Pass 1 turns the assigned message and the process into the `msg`/`env` JSON stri
 reads (`ctx.wasm_input`, for wasm64@1.0); pass 2 decodes what `handle` returned (`ctx.wasm_output`)
 into `ctx.results`. Keeping encoding apart from execution lets the wasm device stay format-agnostic.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ pass 1 and decodes and patches on pass 2. As in the reference, this device answe
 without it we default to 2, because multipass only sits in a stack to make a second pass (the
 reference's default of 1 would make the device a no-op).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -26,6 +26,7 @@ Decisions (see docs reference-semantics §3):
   of that list only; patch messages anywhere else stay ordinary messages. Any other path is refused
   at spawn (`patch_source`), since this device would otherwise silently patch nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,18 +44,49 @@ NAME = "patch@1.0"
 INFO = DeviceInfo(NAME, ("compute",), about="merges patch messages from the outbox into the readable cache")
 
 # Message fields and protocol tags that address or describe a message rather than carry state.
-ENVELOPE = frozenset(key.lower() for key in (
-    "Target", "Anchor", "Data", "Tags", "TagArray", "Id", "From", "Owner", "Signature",
-    "Data-Protocol", "Variant", "Type", "Reference", "From-Process", "From-Module", "Read-Only",
-    "Hash-Chain", "Timestamp", "Nonce", "Epoch", "Forwarded-By", "Pushed-For", "Cron",
-    "Block-Height", "Reply-To", "Push-Depth", "device", "method", "commitments",
-    "Module",  # AOS's `Spawn` names the image: a spawn read as a patch (Patch-From /results/spawns)
-))
+ENVELOPE = frozenset(
+    key.lower()
+    for key in (
+        "Target",
+        "Anchor",
+        "Data",
+        "Tags",
+        "TagArray",
+        "Id",
+        "From",
+        "Owner",
+        "Signature",
+        "Data-Protocol",
+        "Variant",
+        "Type",
+        "Reference",
+        "From-Process",
+        "From-Module",
+        "Read-Only",
+        "Hash-Chain",
+        "Timestamp",
+        "Nonce",
+        "Epoch",
+        "Forwarded-By",
+        "Pushed-For",
+        "Cron",
+        "Block-Height",
+        "Reply-To",
+        "Push-Depth",
+        "device",
+        "method",
+        "commitments",
+        "Module",  # AOS's `Spawn` names the image: a spawn read as a patch (Patch-From /results/spawns)
+    )
+)
 
 CACHE_KEY = "cache"
 # `Patch-From` paths this node reads, to the result list each names.
-PATCH_SOURCES: dict[tuple[str, ...], str] = {("results", "outbox"): "Messages", ("results", "spawns"): "Spawns",
-                 ("results", "assignments"): "Assignments"}
+PATCH_SOURCES: dict[tuple[str, ...], str] = {
+    ("results", "outbox"): "Messages",
+    ("results", "spawns"): "Spawns",
+    ("results", "assignments"): "Assignments",
+}
 DEFAULT_SOURCE = "Messages"
 
 

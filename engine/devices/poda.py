@@ -22,6 +22,7 @@ Decisions:
 Commitments sign the message id, so they are attached with `Message.with_tags`, which keeps the
 id; whoever builds a message is responsible for its id matching its content.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,11 +90,9 @@ def config(process: Message) -> PodaConfig:
     obj = _poda_object(process)
     authorities = _split(obj.get("authority", []))
     if not authorities:
-        authorities = [a for name, value in process.tags if name.lower() == "authority"
-                       for a in _split(value)]
+        authorities = [a for name, value in process.tags if name.lower() == "authority" for a in _split(value)]
     unique = tuple(dict.fromkeys(authorities))
-    given = [raw for raw in (process.tag("PoDA-Quorum"), obj.get("quorum"), process.tag("Quorum"))
-             if raw is not None]
+    given = [raw for raw in (process.tag("PoDA-Quorum"), obj.get("quorum"), process.tag("Quorum")) if raw is not None]
     if not given:
         # No quorum named: one authority suffices; with none listed only user-signed messages pass.
         return PodaConfig(authorities=unique, quorum=1)
@@ -154,8 +153,7 @@ def check(msg: Message, cfg: PodaConfig) -> str | None:
     try:
         commitments = parse_commitments(raw)
         id_bytes = b64url_decode(msg.id)
-        valid = all(crypto.verify(c.signature_type, c.owner, id_bytes, c.signature)
-                    for c in commitments)
+        valid = all(crypto.verify(c.signature_type, c.owner, id_bytes, c.signature) for c in commitments)
     except BadInput:
         return INVALID
     if not valid:
@@ -166,8 +164,7 @@ def check(msg: Message, cfg: PodaConfig) -> str | None:
 
 def _from_the_process_itself(state: ProcessState, msg: Message) -> bool:
     """The spawn message, and what the node makes for this process (cron ticks, self-sends)."""
-    return msg.id == state.process.id or (msg.owner == state.process_id
-                                          and msg.from_ == state.process_id)
+    return msg.id == state.process.id or (msg.owner == state.process_id and msg.from_ == state.process_id)
 
 
 def skip(ctx: SlotContext, error: str) -> Signal:

@@ -5,6 +5,7 @@ init at slot -1), applies assignments one by one through the execution stack and
 result before moving on, so a read never recomputes and a restart replays only what came after the
 last snapshot.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from aonode.engine import metrics
-
-from aonode.engine.devices.base import (DeviceInfo, Json, MemoryImage, PendingWrite, ProcessConfig, ProcessState,
-                                        Runner, Signal, SlotContext, SnapshotMode, call_key)
+from aonode.engine.devices.base import (
+    DeviceInfo,
+    Json,
+    MemoryImage,
+    PendingWrite,
+    ProcessConfig,
+    ProcessState,
+    Runner,
+    Signal,
+    SlotContext,
+    SnapshotMode,
+    call_key,
+)
 from aonode.engine.devices.json_iface import empty_results
 from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.devices.registry import Registry
@@ -36,8 +47,12 @@ from aonode.engine.wasm.chunked import SnapshotDamaged
 
 log = logging.getLogger(__name__)
 
-INFO = DeviceInfo("process@1.0", ("init", "compute", "snapshot", "normalize"), stackable=False,
-                  about="a definition plus its computed slots: runs the execution stack, then push")
+INFO = DeviceInfo(
+    "process@1.0",
+    ("init", "compute", "snapshot", "normalize"),
+    stackable=False,
+    about="a definition plus its computed slots: runs the execution stack, then push",
+)
 AOS_STACK = ("json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0")
 REPLAY_PROGRESS_FROM = 64  # slots computed in one go from which the work shows as a progress task
 RESULT_BATCH = 64  # slots whose results one transaction stores (durability per computed batch: recomputable)
@@ -130,11 +145,16 @@ class ProcessDevice:
         while (found := self.store.latest_snapshot(state.process_id, max_slot)) is not None:
             slot, name, blob = found
             try:
-                signal = _stack(state).normalize(state, SlotContext(snapshot=blob, snapshot_name=name,
-                                                                    chunks=self.store.get_chunks))
+                signal = _stack(state).normalize(
+                    state, SlotContext(snapshot=blob, snapshot_name=name, chunks=self.store.get_chunks)
+                )
             except SnapshotDamaged as err:
-                log.error("process %s: snapshot at slot %d is damaged (%s); falling back to an older "
-                          "one or to slot 0", state.process_id, slot, err)
+                log.error(
+                    "process %s: snapshot at slot %d is damaged (%s); falling back to an older one or to slot 0",
+                    state.process_id,
+                    slot,
+                    err,
+                )
                 self.store.drop_snapshot(state.process_id, slot)
                 max_slot = slot - 1
                 continue
@@ -229,8 +249,9 @@ class ProcessDevice:
                 while state.at_slot < slot:
                     if not ahead:
                         ahead.extend(self._schedule_page(state.process_id, state.at_slot + 1, slot))
-                    assignment, from_row = ahead.popleft() if ahead and ahead[0][0].slot == state.at_slot + 1 else (
-                        None, False)
+                    assignment, from_row = (
+                        ahead.popleft() if ahead and ahead[0][0].slot == state.at_slot + 1 else (None, False)
+                    )
                     if assignment is None:
                         raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
                     if self.stopping.is_set():
@@ -239,8 +260,13 @@ class ProcessDevice:
                         assignment = checked(assignment)  # never compute on a damaged or edited row
                     more = assignment.slot < slot
                     started = time.perf_counter()
-                    self.compute(state, SlotContext(assignment=assignment, snapshot_mode=(
-                        SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED)))
+                    self.compute(
+                        state,
+                        SlotContext(
+                            assignment=assignment,
+                            snapshot_mode=(SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED),
+                        ),
+                    )
                     metrics.slot_computed(time.perf_counter() - started)
                     if task is not None:
                         task.advance()

@@ -23,6 +23,7 @@ Decisions:
   target. So it can run while the sender's compute lock is held without a lock-order cycle
   (A's lock -> scheduler, B's lock -> scheduler).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ from aonode.engine.errors import AONodeError
 from aonode.engine.message import Message
 
 NAME = "push@1.0"
-INFO = DeviceInfo(NAME, ("compute",), stackable=False,
-                  about="delivers a slot's outbox, spawns and assigns to the processes of this node")
+INFO = DeviceInfo(
+    NAME,
+    ("compute",),
+    stackable=False,
+    about="delivers a slot's outbox, spawns and assigns to the processes of this node",
+)
 DEPTH_TAG = "Push-Depth"
 # Tags only the node may set on a pushed message (compared lowercased).
 NODE_TAGS = frozenset({"from-process", "pushed-for", "push-depth"})
@@ -83,10 +88,16 @@ def _text(value: Any) -> str:
 
 def _image_tags(entry: dict[str, Any]) -> list[tuple[str, str]]:
     tags = entry.get("Tags") or []
-    pairs = tags.items() if isinstance(tags, dict) else (
-        (t.get("name"), t.get("value")) for t in tags if isinstance(t, dict))
-    return [(str(name), _text(value)) for name, value in pairs
-            if name and value is not None and str(name).lower() not in NODE_TAGS]
+    pairs = (
+        tags.items()
+        if isinstance(tags, dict)
+        else ((t.get("name"), t.get("value")) for t in tags if isinstance(t, dict))
+    )
+    return [
+        (str(name), _text(value))
+        for name, value in pairs
+        if name and value is not None and str(name).lower() not in NODE_TAGS
+    ]
 
 
 def _depth(tags: Any) -> int:
@@ -107,8 +118,15 @@ def _source(ctx: SlotContext) -> tuple[str | None, int]:
     return source.id, _depth(source.tags)
 
 
-def _build(state: ProcessState, router: Router, entry: dict[str, Any], nonce: str,
-           target: str | None, pushed_for: str | None, depth: int) -> Message:
+def _build(
+    state: ProcessState,
+    router: Router,
+    entry: dict[str, Any],
+    nonce: str,
+    target: str | None,
+    pushed_for: str | None,
+    depth: int,
+) -> Message:
     node_tags = [("From-Process", state.process_id), (DEPTH_TAG, str(depth))]
     if pushed_for:
         node_tags.append(("Pushed-For", pushed_for))
@@ -169,8 +187,9 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
             row["status"] = "remote"
         elif budget <= 0:
             row["status"] = "budget-exceeded"
-        elif target == state.process_id and not SELF_PUSHES.take(target, config.self_push_rate,
-                                                                  config.self_push_burst, slot_time):
+        elif target == state.process_id and not SELF_PUSHES.take(
+            target, config.self_push_rate, config.self_push_burst, slot_time
+        ):
             row["status"] = "self-rate-exceeded"
         else:
             budget -= 1
@@ -193,8 +212,12 @@ def push_outbox(state: ProcessState, ctx: SlotContext, router: Router) -> list[d
     results["Pushed"] = report
     cut = [row for row in report if row.get("status") in ("budget-exceeded", "self-rate-exceeded")]
     if cut:
-        results["Push-Cut"] = {"count": len(cut), "reasons": sorted({row["status"] for row in cut}),
-                               "per-slot": config.push_max_per_slot, "self-rate": config.self_push_rate}
+        results["Push-Cut"] = {
+            "count": len(cut),
+            "reasons": sorted({row["status"] for row in cut}),
+            "per-slot": config.push_max_per_slot,
+            "self-rate": config.self_push_rate,
+        }
     return report
 
 

@@ -10,6 +10,7 @@ Bounded by count and message bytes (oldest first out); compute takes an assignme
 computes it, and anything not found here (another node scheduled it, a restart, a recompute) is
 read from the store as before.
 """
+
 from __future__ import annotations
 
 import threading

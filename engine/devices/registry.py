@@ -4,6 +4,7 @@ Every device the node runs is registered with what its `info()` says, so `/~meta
 exactly what is here. Only `stackable` devices may be named in an Execution-Stack; the others
 (process, scheduler, stack, push, cron) are the frame the stack runs in.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

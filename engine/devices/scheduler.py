@@ -7,6 +7,7 @@ Hash chain: link(n) = base64url(sha256(bytes(link(n-1)) ‖ bytes(message id n))
 base64url-decodes (ids that are not base64url are taken as UTF-8). Genesis: link(-1) is empty, so
 slot 0's link is sha256 of the process id, which is also the legacy SU's first link.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,16 +17,20 @@ from collections.abc import Callable, Iterable, Sequence
 
 from aonode.engine.devices import cron
 from aonode.engine.devices.base import DeviceInfo
+from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.message import Message, b64url, b64url_decode
-from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.store.base import Assignment, Plan, ScheduleView, Store, T
 
 __all__ = ["Assignment", "MAX_CRON_CATCHUP", "PAGE_LIMIT", "Scheduler", "chain_link", "verify_chain"]
 
 NAME = "scheduler@1.0"
-INFO = DeviceInfo(NAME, ("spawn", "schedule", "tick", "slot", "page"), stackable=False,
-                  about="gives each message its slot, timestamp and hash-chain link, cron ticks included")
+INFO = DeviceInfo(
+    NAME,
+    ("spawn", "schedule", "tick", "slot", "page"),
+    stackable=False,
+    about="gives each message its slot, timestamp and hash-chain link, cron ticks included",
+)
 PAGE_LIMIT = 1000
 MAX_CRON_CATCHUP = 10_000  # cron ticks appended at most per scheduling call
 GENESIS = b""
@@ -69,9 +74,14 @@ class Scheduler:
 
     name = NAME
 
-    def __init__(self, store: Store, clock: Callable[[], int] = _wall_ms,
-                 block_height: Callable[[], int] = lambda: 0,
-                 block_hash: Callable[[], str | None] = lambda: None, crons: cron.Cron | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], int] = _wall_ms,
+        block_height: Callable[[], int] = lambda: 0,
+        block_hash: Callable[[], str | None] = lambda: None,
+        crons: cron.Cron | None = None,
+    ) -> None:
         self.store = store
         self.recent = RecentSchedule()  # what was committed here, until it is computed
         self.cron = crons or cron.Cron()
@@ -176,8 +186,9 @@ class Scheduler:
             raise NotFound(f"process {pid} has no schedule")
         return last
 
-    def _cron_batch(self, view: ScheduleView, definition: Message, last: Assignment, now_ts: int,
-                    now_height: int) -> list[Assignment]:
+    def _cron_batch(
+        self, view: ScheduleView, definition: Message, last: Assignment, now_ts: int, now_height: int
+    ) -> list[Assignment]:
         """One cron message per period boundary since the last assignment (stored with the rest of
         the plan, in one transaction). After a long idle time only the newest MAX_CRON_CATCHUP
         ticks are kept; the schedule records what was kept, so replays stay identical."""
@@ -192,8 +203,7 @@ class Scheduler:
             batch.append(last)
         return batch
 
-    def _next(self, pid: str, msg: Message, last: Assignment | None, ts: int,
-              height: int) -> Assignment:
+    def _next(self, pid: str, msg: Message, last: Assignment | None, ts: int, height: int) -> Assignment:
         """The assignment that would follow `last` (not stored)."""
         return Assignment(
             process=pid,
@@ -216,8 +226,9 @@ class Scheduler:
             raise NotFound(f"process {pid} has no schedule")
         return last.slot
 
-    def page(self, pid: str, frm: int = 0, to: int | None = None,
-             limit: int = PAGE_LIMIT) -> tuple[list[Assignment], bool]:
+    def page(
+        self, pid: str, frm: int = 0, to: int | None = None, limit: int = PAGE_LIMIT
+    ) -> tuple[list[Assignment], bool]:
         """Assignments with `frm <= slot <= to`, at most `limit` (capped at 1000); `continues`
         says more exist within the range."""
         self._definition(pid)

@@ -7,6 +7,7 @@ batch is enough: results and cache changes of up to `limit` slots go into one tr
 process (Store.put_results), results and cache always together, so a read never sees one ahead of
 the other. A named snapshot is never ahead of the stored results (process.py flushes first).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,8 +33,15 @@ class SlotWrites:
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _count: int = 0
 
-    def add(self, pid: str, slot: int, message_id: str, record: JsonObject,
-            changes: list[JsonObject] | None, cache: JsonObject) -> None:
+    def add(
+        self,
+        pid: str,
+        slot: int,
+        message_id: str,
+        record: JsonObject,
+        changes: list[JsonObject] | None,
+        cache: JsonObject,
+    ) -> None:
         """Buffer slot `slot` of `pid` (its result `record`, the patch payloads it merged into
         `cache`); the buffer is stored once it holds `limit` slots. `record` and `changes` must
         not change afterwards (they are fresh per slot; merges copy what they put in the cache)."""

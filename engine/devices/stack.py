@@ -5,6 +5,7 @@ fold early, `PASS` restarts from the first device with `ctx.pass_ + 1` (bounded 
 map: call the key on every device independently and collect `{index: signal}` (`run` only; the
 four keys answer OK whatever the devices said).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

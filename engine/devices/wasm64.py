@@ -4,6 +4,7 @@ Everything about linear memory stays behind `aonode.engine.wasm`; this device on
 instance is created (init), restored (normalize), run (compute) and captured (snapshot), and turns a
 failed message into an error result so the process keeps going with its state from before it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,11 @@ from aonode.engine.message import Message
 from aonode.engine.wasm import Image, Instance, Limits, Runtime, Snapshot, parse_size
 from aonode.engine.wasm.chunked import SnapshotDamaged, StoredSnapshot, is_manifest
 
-INFO = DeviceInfo("wasm64@1.0", ("init", "compute", "snapshot", "normalize"),
-                  about="the live wasm instance: runs `handle`, captures and restores memory")
+INFO = DeviceInfo(
+    "wasm64@1.0",
+    ("init", "compute", "snapshot", "normalize"),
+    about="the live wasm instance: runs `handle`, captures and restores memory",
+)
 
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
 DEFAULT_COMPUTE_LIMIT = 9_000_000_000_000
@@ -57,12 +61,15 @@ def check_compute_limit(process: Message) -> None:
     """BadInput when a definition asks for more compute per message than this node allows."""
     compute = (process.tag("Compute-Limit") or "").strip()
     if compute.isdecimal() and len(compute) <= 30 and int(compute) > max_compute():
-        raise BadInput(f"Compute-Limit {compute} is above this node's cap of {max_compute()} per message "
-                       f"({MAX_COMPUTE_ENV}); ask for at most that")
+        raise BadInput(
+            f"Compute-Limit {compute} is above this node's cap of {max_compute()} per message "
+            f"({MAX_COMPUTE_ENV}); ask for at most that"
+        )
 
 
-def loaded(blob: bytes, name: str | None,
-           chunks: Callable[[Iterable[str]], Mapping[str, bytes]] | None) -> Snapshot | StoredSnapshot:
+def loaded(
+    blob: bytes, name: str | None, chunks: Callable[[Iterable[str]], Mapping[str, bytes]] | None
+) -> Snapshot | StoredSnapshot:
     """A stored snapshot ready to restore, checked against the `name` it was stored under (a chunked
     one chunk by chunk as it is written into memory); SnapshotDamaged when it does not match."""
     if is_manifest(blob):
@@ -78,8 +85,9 @@ def loaded(blob: bytes, name: str | None,
     return snap
 
 
-def whole(blob: bytes, name: str, chunks: Callable[[Iterable[str]], Mapping[str, bytes]],
-          memory_sha256: str | None = None) -> bytes:
+def whole(
+    blob: bytes, name: str, chunks: Callable[[Iterable[str]], Mapping[str, bytes]], memory_sha256: str | None = None
+) -> bytes:
     """A stored snapshot in the portable whole-memory form (AOSNAP1) that another node or `aonode eval
     --snapshot-in` restores; a chunked one is verified and assembled from its chunks."""
     if not is_manifest(blob):
@@ -112,8 +120,12 @@ class WasmDevice:
         return state.instance
 
     def init(self, state: ProcessState, ctx: SlotContext) -> Signal:
-        state.instance = Instance(self.runtime, self._image(state), limits=limits_for(state.process),
-                                  weavedrive_dir=state.config.weavedrive_dir)
+        state.instance = Instance(
+            self.runtime,
+            self._image(state),
+            limits=limits_for(state.process),
+            weavedrive_dir=state.config.weavedrive_dir,
+        )
         return Signal.OK
 
     def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
@@ -150,7 +162,12 @@ class WasmDevice:
             raise BadInput("wasm64@1.0 normalize needs a snapshot to restore")
         snap = loaded(ctx.snapshot, ctx.snapshot_name, ctx.chunks)
         ctx.snapshot = None
-        state.instance = Instance.restore(self.runtime, self._image(state), snap, limits=limits_for(state.process),
-                                          weavedrive_dir=state.config.weavedrive_dir)
+        state.instance = Instance.restore(
+            self.runtime,
+            self._image(state),
+            snap,
+            limits=limits_for(state.process),
+            weavedrive_dir=state.config.weavedrive_dir,
+        )
         state.memory_sha256 = ctx.snapshot_name
         return Signal.OK

@@ -4,6 +4,7 @@ Arweave gateway (`$AONODE_GATEWAY/raw/<id>`), fetched once and then kept by id i
 Arweave data never changes under its id, so a module fetched once is good forever; the gateway is
 asked only for ids of Arweave's shape (43 base64url characters).
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,10 @@ class LuaModules:
                         raise BadInput(f"lua module {module_id} is larger than {self.max_size} bytes")
                     return path.read_bytes()
         if not _ARWEAVE_ID.match(module_id):
-            raise NotFound(f"no lua module {module_id!r} in {', '.join(map(str, self.dirs)) or 'any local directory'}"
-                           " (and it is not an Arweave id to fetch)")
+            raise NotFound(
+                f"no lua module {module_id!r} in {', '.join(map(str, self.dirs)) or 'any local directory'}"
+                " (and it is not an Arweave id to fetch)"
+            )
         from aonode.engine.gateway import fetch_gateway
 
         data = fetch_gateway(module_id, self.max_size)  # SourceUnavailable (a ModuleError, 400) names the URL

@@ -6,6 +6,7 @@ written anywhere. Errors of the code itself (does not load, fails, runs out of i
 memory) are remembered the same way, so a runaway read costs its budget once per slot, not per
 request. Errors of fetching the module are not remembered: the gateway may answer next time.
 """
+
 from __future__ import annotations
 
 import threading
@@ -37,7 +38,7 @@ class LuaCall:
         """`~lua@5.3a&module=<id>[&k=v...]` and the function name after it; query pairs are arguments too."""
         if not is_lua_segment(segment):
             raise BadInput(f"not a lua device segment: {segment!r:.80}")
-        params = dict(parse_qsl(segment[len(SEGMENT_PREFIX):].lstrip("&"), keep_blank_values=True))
+        params = dict(parse_qsl(segment[len(SEGMENT_PREFIX) :].lstrip("&"), keep_blank_values=True))
         module = params.pop("module", "")
         if not module:
             raise BadInput(f"name the module: {SEGMENT_PREFIX}&module=<id>/<function>")
@@ -48,7 +49,7 @@ class LuaCall:
 
 
 def is_lua_segment(segment: str) -> bool:
-    rest = segment[len(SEGMENT_PREFIX):]
+    rest = segment[len(SEGMENT_PREFIX) :]
     return segment.lower().startswith(SEGMENT_PREFIX) and rest[:1] in ("", "&")
 
 
@@ -58,8 +59,9 @@ Key = tuple[str, int, str, str, tuple[tuple[str, str], ...]]
 class LuaReads:
     """Runs dynamic reads over computed states and remembers their answers."""
 
-    def __init__(self, modules: LuaModules, limits: sandbox.LuaLimits = sandbox.LuaLimits(),
-                 max_entries: int = 4096) -> None:
+    def __init__(
+        self, modules: LuaModules, limits: sandbox.LuaLimits = sandbox.LuaLimits(), max_entries: int = 4096
+    ) -> None:
         self.modules = modules
         self.limits = limits
         self.max_entries = max_entries
@@ -89,8 +91,14 @@ class LuaReads:
 
     def _run(self, state: Mapping[str, Any], call: LuaCall, pid: str, slot: int) -> tuple[bool, Any]:
         code = self.modules.code(call.module)  # fetch errors propagate and are not remembered
-        request = {**dict(call.args), "path": call.function, "process": pid, "slot": slot,
-                   "device": DEVICE, "module": call.module}
+        request = {
+            **dict(call.args),
+            "path": call.function,
+            "process": pid,
+            "slot": slot,
+            "device": DEVICE,
+            "module": call.module,
+        }
         with self._guard:
             self.runs += 1
         try:

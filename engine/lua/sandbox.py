@@ -10,6 +10,7 @@ so catching the error does not buy more time), and a memory cap on top of what t
 `setmetatable` refuses `__gc`, because finalizers run with hooks off and could loop unseen.
 Lua executes with the GIL released (lupa), so a long read never blocks the event loop.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -106,12 +107,17 @@ class LuaLimits:
     result_items: int = 1_000_000
 
 
-def run(code: str, name: str, function: str, state: Mapping[str, Any], request: Mapping[str, Any],
-        limits: LuaLimits = LuaLimits()) -> Any:
+def run(
+    code: str,
+    name: str,
+    function: str,
+    state: Mapping[str, Any],
+    request: Mapping[str, Any],
+    limits: LuaLimits = LuaLimits(),
+) -> Any:
     """Run module `code` once, then `function(state, request)`; its first return value as plain
     Python (tables with keys 1..n become lists, other tables dicts with string keys, nil None)."""
-    runtime = lua53.LuaRuntime(register_eval=False, register_builtins=False, max_memory=0,
-                               unpack_returned_tuples=True)
+    runtime = lua53.LuaRuntime(register_eval=False, register_builtins=False, max_memory=0, unpack_returned_tuples=True)
     runtime.set_overflow_handler(float)  # integers past 64 bits arrive as floats, as in JSON
     load_module, call, start, stop, was_exceeded = runtime.execute(_PRELUDE, limits.instructions, _HOOK_STEP)
     lua_state = runtime.table_from(_plain(state), recursive=True)
@@ -182,8 +188,11 @@ def _convert(value: Any, depth: int, budget: list[int]) -> Any:
     if budget[0] < 0:
         raise BadInput("the lua result has too many entries")
     keys = [k for k, _ in items]
-    if keys and all(isinstance(k, int) and not isinstance(k, bool) for k in keys) \
-            and sorted(keys) == list(range(1, len(keys) + 1)):
+    if (
+        keys
+        and all(isinstance(k, int) and not isinstance(k, bool) for k in keys)
+        and sorted(keys) == list(range(1, len(keys) + 1))
+    ):
         ordered = sorted(items, key=lambda kv: kv[0])
         return [_convert(v, depth - 1, budget) for _, v in ordered]
     return {_key(k): _convert(v, depth - 1, budget) for k, v in items}

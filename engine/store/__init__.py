@@ -1,4 +1,5 @@
 """aonode.engine.store: the only package that knows where bytes live."""
+
 from __future__ import annotations
 
 from pathlib import Path

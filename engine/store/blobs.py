@@ -12,6 +12,7 @@ that were not written. Collection deletes what no indexed snapshot names, but on
 `grace`: a snapshot being written right now (objects uploaded, index row not yet committed) keeps
 its objects, since every write, even of an object already there, makes it new again.
 """
+
 from __future__ import annotations
 
 import time
@@ -74,16 +75,19 @@ class BlobSnapshots:
         """Delete the snapshots `indexed` (every name the store's index holds, all processes) does not
         name and the chunks no kept manifest names, if older than the grace; how many chunks went."""
         cutoff = time.time() - self.grace
-        old = [item.name for item in self.blobs.listing(Kind.SNAPSHOT)
-               if item.name not in indexed and item.modified < cutoff]
+        old = [
+            item.name
+            for item in self.blobs.listing(Kind.SNAPSHOT)
+            if item.name not in indexed and item.modified < cutoff
+        ]
         self.blobs.delete(Kind.SNAPSHOT, old)
         kept = self.blobs.get(Kind.SNAPSHOT, sorted(indexed))
         keep = live_chunks(kept.values())
-        gone = [item.name for item in self.blobs.listing(Kind.CHUNK)
-                if item.name not in keep and item.modified < cutoff]
+        gone = [
+            item.name for item in self.blobs.listing(Kind.CHUNK) if item.name not in keep and item.modified < cutoff
+        ]
         self.blobs.delete(Kind.CHUNK, gone)
         return len(gone)
 
     def close(self) -> None:
         self.blobs.close()
-

@@ -10,6 +10,7 @@ store grows with what the process patches, not with the cache's size times the p
 Both SQL stores keep the same two tables (`caches`: full copies, `cache_changes`: one row per
 patching slot with the payloads) and use this module for the decision and the replay.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

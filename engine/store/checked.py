@@ -5,6 +5,7 @@ a message that carries its signed ANS-104 item is checked further: the item pars
 verifies, its id is the message id and the fields the process sees are the item's. A mismatch is a
 DamagedRecord naming the process, slot and message: the slot is never computed on wrong data.
 """
+
 from __future__ import annotations
 
 from aonode.engine.ans104 import DataItem
@@ -28,8 +29,7 @@ def checked(a: Assignment) -> Assignment:
     if not valid or item.id != msg.id:
         raise DamagedRecord(f"{where} is damaged: its signed item's signature or id does not match")
     signed = item.to_message()
-    same = (signed.owner, signed.target, signed.anchor, signed.data) == (msg.owner, msg.target, msg.anchor,
-                                                                          msg.data)
+    same = (signed.owner, signed.target, signed.anchor, signed.data) == (msg.owner, msg.target, msg.anchor, msg.data)
     # The node may add tags after signing (commitments, From-Process); it never removes or edits one.
     if not same or any(tag not in msg.tags for tag in signed.tags):
         raise DamagedRecord(f"{where} is damaged: its fields differ from the signed item's")

@@ -5,6 +5,7 @@ than the writes it covers. One writer thread takes every request queued meanwhil
 transaction (each in its own savepoint, so one refused request leaves the others alone), commits once,
 and only then answers each: N concurrent requests cost one fsync, and none is answered early.
 """
+
 from __future__ import annotations
 
 import queue
@@ -85,6 +86,7 @@ class GroupCommitter:
                 except Exception as err:
                     outcomes[index] = (None, err)
                     raise
+
             return run
 
         try:

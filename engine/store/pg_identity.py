@@ -7,6 +7,7 @@ And every node must find every snapshot: one keeping them in a bucket and anothe
 each miss the other's. The first node to start records both; a node started with another wallet or
 another snapshot place refuses to start (StartupRefused) instead of diverging.
 """
+
 from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
@@ -31,10 +32,12 @@ def claim_identity(pool: ConnectionPool, address: str, snapshots: str | None) ->
     if recorded != address:
         raise StartupRefused(
             f"this database's scheduler is {recorded} (the wallet its first node started with) but this node's "
-            f"wallet is {address}: nodes sharing one --store must share one --wallet (docs/scale-out.md)")
+            f"wallet is {address}: nodes sharing one --store must share one --wallet (docs/scale-out.md)"
+        )
     place = snapshots or IN_DATABASE
     recorded = _claim(pool, "snapshots", place)
     if recorded != place:
         raise StartupRefused(
             f"this database's snapshots are in {recorded} but this node would keep them in {place}: nodes "
-            f"sharing one --store must share one --snapshots (docs/scale-out.md)")
+            f"sharing one --store must share one --snapshots (docs/scale-out.md)"
+        )

@@ -3,6 +3,7 @@
 A claim locks the process's row with FOR UPDATE SKIP LOCKED (a node never queues behind another's
 claim); expiry is on the database's clock, so node clocks do not matter.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,15 @@ class PgLeases:
     """Leases in the `leases` table. One background thread LISTENs for notices and renews the
     leases this node holds every ttl/3; work asked of this node runs on a small pool."""
 
-    def __init__(self, pool: ConnectionPool, dsn: str, owner: str, config: LeaseConfig,
-                 on_work: Callable[[str], object], on_lost: Callable[[str], object]) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        dsn: str,
+        owner: str,
+        config: LeaseConfig,
+        on_work: Callable[[str], object],
+        on_lost: Callable[[str], object],
+    ) -> None:
         self.pool, self.dsn, self.owner, self.config = pool, dsn, owner, config
         self.on_work, self.on_lost = on_work, on_lost
         self._held: dict[str, float] = {}  # pid -> monotonic time of the last renewal
@@ -50,18 +58,20 @@ class PgLeases:
             return Claim.HELD  # renewed recently enough that it cannot have expired meanwhile
         ttl = self.config.ttl
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute("INSERT INTO leases VALUES (%s, '', '-infinity') ON CONFLICT DO NOTHING",
-                         (pid,))
-            row = conn.execute("SELECT owner, expires_at > now() FROM leases WHERE process = %s "
-                               "FOR UPDATE SKIP LOCKED", (pid,)).fetchone()
+            conn.execute("INSERT INTO leases VALUES (%s, '', '-infinity') ON CONFLICT DO NOTHING", (pid,))
+            row = conn.execute(
+                "SELECT owner, expires_at > now() FROM leases WHERE process = %s FOR UPDATE SKIP LOCKED", (pid,)
+            ).fetchone()
             if row is None:
                 return Claim.OTHER  # another node is claiming it this very moment
             owner, live = row
             if owner != self.owner and live:
                 self._forget(pid)
                 return Claim.OTHER
-            conn.execute("UPDATE leases SET owner = %s, expires_at = now() + %s * interval '1 second' "
-                         "WHERE process = %s", (self.owner, ttl, pid))
+            conn.execute(
+                "UPDATE leases SET owner = %s, expires_at = now() + %s * interval '1 second' WHERE process = %s",
+                (self.owner, ttl, pid),
+            )
         with self._cond:
             self._held[pid] = time.monotonic()
         # Still ours (even if it lapsed, nobody else took it, so nobody computed): memory is current.
@@ -70,13 +80,14 @@ class PgLeases:
     def release(self, pid: str) -> None:
         self._forget(pid)
         with self.pool.connection() as conn:
-            conn.execute("UPDATE leases SET owner = '', expires_at = '-infinity' "
-                         "WHERE process = %s AND owner = %s", (pid, self.owner))
+            conn.execute(
+                "UPDATE leases SET owner = '', expires_at = '-infinity' WHERE process = %s AND owner = %s",
+                (pid, self.owner),
+            )
 
     def holder(self, pid: str) -> str | None:
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT owner FROM leases WHERE process = %s AND expires_at > now()",
-                               (pid,)).fetchone()
+            row = conn.execute("SELECT owner FROM leases WHERE process = %s AND expires_at > now()", (pid,)).fetchone()
         return row[0] if row and row[0] else None
 
     def _forget(self, pid: str) -> None:
@@ -89,10 +100,14 @@ class PgLeases:
         if not held:
             return
         with self.pool.connection() as conn:
-            kept = {r[0] for r in conn.execute(
-                "UPDATE leases SET expires_at = now() + %s * interval '1 second' "
-                "WHERE owner = %s AND process = ANY(%s) RETURNING process",
-                (self.config.ttl, self.owner, held))}
+            kept = {
+                r[0]
+                for r in conn.execute(
+                    "UPDATE leases SET expires_at = now() + %s * interval '1 second' "
+                    "WHERE owner = %s AND process = ANY(%s) RETURNING process",
+                    (self.config.ttl, self.owner, held),
+                )
+            }
         now = time.monotonic()
         with self._cond:
             for pid in held:
@@ -127,8 +142,10 @@ class PgLeases:
             if remaining <= 0:
                 return False
             with self._cond:
-                self._cond.wait_for(lambda: self._notices.get(pid, 0) != seen,  # noqa: B023  (used now)
-                                    timeout=min(remaining, POLL))
+                self._cond.wait_for(
+                    lambda: self._notices.get(pid, 0) != seen,  # noqa: B023  (used now)
+                    timeout=min(remaining, POLL),
+                )
 
     def _listen(self) -> None:
         next_renewal = 0.0
@@ -176,7 +193,6 @@ class PgLeases:
             self._held.clear()
         try:
             with self.pool.connection() as conn:
-                conn.execute("UPDATE leases SET owner = '', expires_at = '-infinity' WHERE owner = %s",
-                             (self.owner,))
+                conn.execute("UPDATE leases SET owner = '', expires_at = '-infinity' WHERE owner = %s", (self.owner,))
         except psycopg.Error:
             pass  # the database is gone: the leases expire on their own

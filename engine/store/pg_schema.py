@@ -5,6 +5,7 @@ upgrade) start against one database. Each applies the migrations it knows that t
 one node at a time, and a node refuses to run on a schema newer than it knows rather than write rows
 a newer node would misread.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -56,13 +57,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 4: the chunks of chunked snapshots (engine/wasm/chunked.py), each once by its sha256; a
     # chunked snapshot's manifest is its blob in snapshot_chunks.
-    (
-        "CREATE TABLE memory_chunks (hash text PRIMARY KEY, body bytea NOT NULL)",
-    ),
+    ("CREATE TABLE memory_chunks (hash text PRIMARY KEY, body bytea NOT NULL)",),
     # 5: what the nodes sharing this database agree on: the scheduler address (engine/store/pg_identity.py).
-    (
-        "CREATE TABLE node_identity (key text PRIMARY KEY, value text NOT NULL)",
-    ),
+    ("CREATE TABLE node_identity (key text PRIMARY KEY, value text NOT NULL)",),
 )
 
 
@@ -82,13 +79,16 @@ def migrate(conn: psycopg.Connection, migrations: tuple[tuple[str, ...], ...] = 
     """Bring the database to the newest version this code knows; the version it is at after."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        conn.execute("CREATE TABLE IF NOT EXISTS aonode_schema ("
-                     "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS aonode_schema ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         current = schema_version(conn)
         if current > len(migrations):
             raise SchemaTooNew(
                 f"the database schema is version {current}, newer than this aonode knows "
-                f"({len(migrations)}): upgrade aonode, or point it at another database")
+                f"({len(migrations)}): upgrade aonode, or point it at another database"
+            )
         for version in range(current + 1, len(migrations) + 1):
             for statement in migrations[version - 1]:
                 conn.execute(statement)  # type: ignore[arg-type]  # literal SQL from this module

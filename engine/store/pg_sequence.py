@@ -8,6 +8,7 @@ refused one fails alone), then commits once. A group locks its processes' sequen
 id order, so two nodes' groups never wait on each other in a cycle; each plan still sees every
 commit before its own (the row lock), so nodes sharing a database never fork a chain.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,10 +30,11 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 def insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
     for a in batch:
         body = a.message.to_cbor()
-        conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
-                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", assignment_values(a, body))
-        conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                     (a.message_id, body))
+        conn.execute(
+            f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            assignment_values(a, body),
+        )
+        conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING", (a.message_id, body))
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,9 @@ class View:
     pid: str
 
     def _one(self, where: str, args: tuple[Any, ...]) -> Assignment | None:
-        row = self.conn.execute(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                                f"WHERE process = %s {where}", (self.pid, *args)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s {where}", (self.pid, *args)
+        ).fetchone()
         return row_to_assignment(row) if row else None
 
     def last(self) -> Assignment | None:

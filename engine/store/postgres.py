@@ -7,6 +7,7 @@ every node sees. Snapshots are stored in it as chunked bytea, so any node can re
 Every write commits before the call returns; assignments commit with `synchronous_commit=on`
 (survive a server crash), results and caches with `off` (recomputable from the schedule).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,31 +19,43 @@ import cbor2
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+import aonode.engine.store.cache_log as cache_log
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.message import Message
-import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.pg_sequence import Sequencer
+from aonode.engine.store.rows import (
+    ASSIGNMENT_COLUMNS,
+    GC_EVERY,
+    KEEP_SNAPSHOTS,
+    check_sha256,
+    live_chunks,
+    range_clause,
+    row_to_assignment,
+)
 from aonode.engine.store.snapshot_cache import NewestSnapshots
-from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, check_sha256, live_chunks,
-                                      range_clause, row_to_assignment)
 
 
 def _pg_range(frm: int | None, to: int | None) -> tuple[str, list[int]]:
     return range_clause(frm, to, "%s")
 
+
 CHUNK = 4 << 20  # snapshot bytes per row: well under bytea's 1 GB and kind to memory on both ends
 POOL_MAX = 16
 CONNECT_TIMEOUT = 30.0
 
+
 def _since_full(conn: psycopg.Connection, pid: str) -> cache_log.SinceFull:
-    full = conn.execute("SELECT slot, octet_length(body) FROM caches WHERE process = %s "
-                        "ORDER BY slot DESC LIMIT 1", (pid,)).fetchone()
+    full = conn.execute(
+        "SELECT slot, octet_length(body) FROM caches WHERE process = %s ORDER BY slot DESC LIMIT 1", (pid,)
+    ).fetchone()
     after = -1 if full is None else full[0]
-    row = conn.execute("SELECT COALESCE(SUM(octet_length(body)), 0), COUNT(*) FROM cache_changes "
-                       "WHERE process = %s AND slot > %s", (pid, after)).fetchone()
+    row = conn.execute(
+        "SELECT COALESCE(SUM(octet_length(body)), 0), COUNT(*) FROM cache_changes WHERE process = %s AND slot > %s",
+        (pid, after),
+    ).fetchone()
     assert row is not None
     return cache_log.SinceFull(0 if full is None else full[1], int(row[0]), int(row[1]))
 
@@ -50,26 +63,44 @@ def _since_full(conn: psycopg.Connection, pid: str) -> cache_log.SinceFull:
 def _put_changes(conn: psycopg.Connection, pid: str, cache: cache_log.CacheChanges) -> None:
     planned = cache_log.plan(_since_full(conn, pid), cache)
     with conn.cursor() as cur:
-        cur.executemany("INSERT INTO cache_changes VALUES (%s, %s, %s) ON CONFLICT (process, slot) "
-                        "DO UPDATE SET body = excluded.body", [(pid, slot, delta) for slot, delta in planned.changes])
+        cur.executemany(
+            "INSERT INTO cache_changes VALUES (%s, %s, %s) ON CONFLICT (process, slot) "
+            "DO UPDATE SET body = excluded.body",
+            [(pid, slot, delta) for slot, delta in planned.changes],
+        )
     if planned.full is not None:
-        conn.execute("INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
-                     "SET body = excluded.body", (pid, *planned.full))
+        conn.execute(
+            "INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE SET body = excluded.body",
+            (pid, *planned.full),
+        )
 
 
 class PostgresStore:
     """Thread safe: every call borrows a connection from a pool (autocommit; explicit transactions
     where several statements must land together)."""
 
-    def __init__(self, dsn: str, *, pool_max: int = POOL_MAX,
-                 connect_timeout: float = CONNECT_TIMEOUT, cache_dir: Path | None = None,
-                 blobs: BlobSnapshots | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_max: int = POOL_MAX,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        cache_dir: Path | None = None,
+        blobs: BlobSnapshots | None = None,
+    ) -> None:
         self.dsn = dsn
         self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: in the database
         self.newest = NewestSnapshots(cache_dir)  # this node's copy of each process's newest snapshot
-        self.pool = ConnectionPool(dsn, min_size=1, max_size=pool_max, open=False,
-                                   kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
-                                   timeout=connect_timeout, name="aonode-store")
+        self.pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_max,
+            open=False,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            timeout=connect_timeout,
+            name="aonode-store",
+        )
         try:
             self.pool.open(wait=True, timeout=connect_timeout)
         except (psycopg.Error, PoolTimeout) as err:
@@ -108,10 +139,8 @@ class PostgresStore:
     def put_process(self, pid: str, definition: Message) -> None:
         body = definition.to_cbor()
         with self._connection() as conn, conn.transaction():
-            conn.execute("INSERT INTO processes (pid, definition) VALUES (%s, %s) "
-                         "ON CONFLICT DO NOTHING", (pid, body))
-            conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                         (definition.id, body))
+            conn.execute("INSERT INTO processes (pid, definition) VALUES (%s, %s) ON CONFLICT DO NOTHING", (pid, body))
+            conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING", (definition.id, body))
 
     def get_process(self, pid: str) -> Message | None:
         row = self._one("SELECT definition FROM processes WHERE pid = %s", (pid,))
@@ -122,8 +151,10 @@ class PostgresStore:
 
     def put_message(self, msg: Message) -> None:
         with self._connection() as conn:
-            conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
-                         "SET body = excluded.body", (msg.id, msg.to_cbor()))
+            conn.execute(
+                "INSERT INTO messages VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                (msg.id, msg.to_cbor()),
+            )
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = %s", (mid,))
@@ -147,25 +178,27 @@ class PostgresStore:
         return self._sequencer.sequence(pid, plan)
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE process = %s AND slot = %s", (pid, slot))
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s AND slot = %s", (pid, slot))
         return row_to_assignment(row) if row else None
 
     def assignment_for_message(self, pid: str, mid: str) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE process = %s AND message_id = %s", (pid, mid))
+        row = self._one(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s AND message_id = %s", (pid, mid)
+        )
         return row_to_assignment(row) if row else None
 
-    def assignments(self, pid: str, frm: int = 0, to: int | None = None,
-                    limit: int | None = None) -> list[Assignment]:
+    def assignments(self, pid: str, frm: int = 0, to: int | None = None, limit: int | None = None) -> list[Assignment]:
         where, args = _pg_range(frm, to)
-        rows = self._all(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s"
-                         f"{where} ORDER BY slot LIMIT %s", [pid, *args, limit])
+        rows = self._all(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s{where} ORDER BY slot LIMIT %s",
+            [pid, *args, limit],
+        )
         return [row_to_assignment(r) for r in rows]
 
     def last_assignment(self, pid: str) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s "
-                        "ORDER BY slot DESC LIMIT 1", (pid,))
+        row = self._one(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s ORDER BY slot DESC LIMIT 1", (pid,)
+        )
         return row_to_assignment(row) if row else None
 
     # -- results and caches ------------------------------------------------------------------
@@ -178,8 +211,9 @@ class PostgresStore:
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
         self.put_results(pid, [(slot, message_id, result)])
 
-    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]],
-                    cache: cache_log.CacheChanges | None = None) -> None:
+    def put_results(
+        self, pid: str, rows: Sequence[tuple[int, str, dict]], cache: cache_log.CacheChanges | None = None
+    ) -> None:
         """Several slots' results, and the cache changes they made, in one transaction (one commit
         for a computed batch)."""
         with self._connection() as conn, conn.transaction():
@@ -188,7 +222,8 @@ class PostgresStore:
                 cur.executemany(
                     "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
                     "SET message_id = excluded.message_id, body = excluded.body",
-                    [(pid, slot, mid, cbor2.dumps(result)) for slot, mid, result in rows])
+                    [(pid, slot, mid, cbor2.dumps(result)) for slot, mid, result in rows],
+                )
             if cache is not None and cache.slots:
                 _put_changes(conn, pid, cache)
 
@@ -197,16 +232,25 @@ class PostgresStore:
         return cbor2.loads(row[0]) if row else None
 
     def get_result_by_message(self, pid: str, mid: str) -> tuple[int, dict] | None:
-        row = self._one("SELECT slot, body FROM results WHERE process = %s AND message_id = %s "
-                        "ORDER BY slot LIMIT 1", (pid, mid))
+        row = self._one(
+            "SELECT slot, body FROM results WHERE process = %s AND message_id = %s ORDER BY slot LIMIT 1", (pid, mid)
+        )
         return (row[0], cbor2.loads(row[1])) if row else None
 
-    def results(self, pid: str, frm: int | None = None, to: int | None = None,
-                limit: int | None = None, descending: bool = False) -> list[tuple[int, dict]]:
+    def results(
+        self,
+        pid: str,
+        frm: int | None = None,
+        to: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[int, dict]]:
         where, args = _pg_range(frm, to)
         order = "DESC" if descending else "ASC"
-        rows = self._all(f"SELECT slot, body FROM results WHERE process = %s{where} "
-                         f"ORDER BY slot {order} LIMIT %s", [pid, *args, limit])
+        rows = self._all(
+            f"SELECT slot, body FROM results WHERE process = %s{where} ORDER BY slot {order} LIMIT %s",
+            [pid, *args, limit],
+        )
         return [(slot, cbor2.loads(body)) for slot, body in rows]
 
     def last_result_slot(self, pid: str) -> int | None:
@@ -220,45 +264,58 @@ class PostgresStore:
             if changes is not None:
                 _put_changes(conn, pid, cache_log.CacheChanges([(slot, changes)], cache))
             else:
-                conn.execute("INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
-                             "SET body = excluded.body", (pid, slot, cbor2.dumps(cache)))
+                conn.execute(
+                    "INSERT INTO caches VALUES (%s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
+                    "SET body = excluded.body",
+                    (pid, slot, cbor2.dumps(cache)),
+                )
 
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
         where, args = _pg_range(None, max_slot)
-        full = self._one(f"SELECT slot, body FROM caches WHERE process = %s{where} "
-                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        full = self._one(
+            f"SELECT slot, body FROM caches WHERE process = %s{where} ORDER BY slot DESC LIMIT 1", [pid, *args]
+        )
         where, args = _pg_range(None if full is None else full[0] + 1, max_slot)
-        changes = self._all(f"SELECT slot, body FROM cache_changes WHERE process = %s{where} "
-                            "ORDER BY slot", [pid, *args])
-        return cache_log.replay(None if full is None else (full[0], bytes(full[1])),
-                                ((slot, bytes(body)) for slot, body in changes))
+        changes = self._all(
+            f"SELECT slot, body FROM cache_changes WHERE process = %s{where} ORDER BY slot", [pid, *args]
+        )
+        return cache_log.replay(
+            None if full is None else (full[0], bytes(full[1])), ((slot, bytes(body)) for slot, body in changes)
+        )
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
-                     chunks: Mapping[str, bytes] | None = None) -> None:
+    def put_snapshot(
+        self, pid: str, slot: int, memory_sha256: str, blob: bytes, chunks: Mapping[str, bytes] | None = None
+    ) -> None:
         """The index row and all its bytes in one transaction: a reader sees all of it or none. A
         chunked snapshot (`chunks`: the ones it adds) keeps only the newest KEEP_SNAPSHOTS."""
         check_sha256(memory_sha256)
-        pieces = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
+        pieces = [blob[i : i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
         if self.blobs is not None:  # bytes to the bucket first; no pieces here marks them as there
             self.blobs.put(memory_sha256, blob, chunks)
             pieces = []
         with self._connection() as conn, conn.transaction():
             if chunks and self.blobs is None:
                 with conn.cursor() as cur:
-                    cur.executemany("INSERT INTO memory_chunks VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                    list(chunks.items()))
+                    cur.executemany(
+                        "INSERT INTO memory_chunks VALUES (%s, %s) ON CONFLICT DO NOTHING", list(chunks.items())
+                    )
             conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
-            conn.execute("INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)",
-                         (pid, slot, memory_sha256, len(blob), len(pieces)))
+            conn.execute(
+                "INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)", (pid, slot, memory_sha256, len(blob), len(pieces))
+            )
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO snapshot_chunks VALUES (%s, %s, %s, %s)",
-                                [(pid, slot, n, piece) for n, piece in enumerate(pieces)])
+                cur.executemany(
+                    "INSERT INTO snapshot_chunks VALUES (%s, %s, %s, %s)",
+                    [(pid, slot, n, piece) for n, piece in enumerate(pieces)],
+                )
             if chunks is not None:
-                conn.execute("DELETE FROM snapshots WHERE process = %s AND slot NOT IN (SELECT slot FROM "
-                             "snapshots WHERE process = %s ORDER BY slot DESC LIMIT %s)",
-                             (pid, pid, KEEP_SNAPSHOTS))
+                conn.execute(
+                    "DELETE FROM snapshots WHERE process = %s AND slot NOT IN (SELECT slot FROM "
+                    "snapshots WHERE process = %s ORDER BY slot DESC LIMIT %s)",
+                    (pid, pid, KEEP_SNAPSHOTS),
+                )
         self.newest.keep(pid, slot, memory_sha256, blob)
         if chunks is not None:
             self._puts = getattr(self, "_puts", 0) + 1
@@ -273,7 +330,8 @@ class PostgresStore:
             conn.execute("LOCK TABLE memory_chunks IN SHARE ROW EXCLUSIVE MODE")
             blobs: dict[tuple[str, int], list[bytes]] = {}
             for process, slot, piece in conn.execute(
-                    "SELECT process, slot, bytes FROM snapshot_chunks ORDER BY process, slot, n"):
+                "SELECT process, slot, bytes FROM snapshot_chunks ORDER BY process, slot, n"
+            ):
                 blobs.setdefault((process, slot), []).append(bytes(piece))
             keep = live_chunks(b"".join(pieces) for pieces in blobs.values())
             gone = [h for (h,) in conn.execute("SELECT hash FROM memory_chunks") if h not in keep]
@@ -291,14 +349,14 @@ class PostgresStore:
         with self._connection() as conn:
             conn.execute("DELETE FROM snapshots WHERE process = %s AND slot = %s", (pid, slot))
 
-    def latest_snapshot(self, pid: str,
-                        max_slot: int | None = None) -> tuple[int, str, bytes] | None:
+    def latest_snapshot(self, pid: str, max_slot: int | None = None) -> tuple[int, str, bytes] | None:
         """Newest snapshot at or before `max_slot` whose bytes are there: from this node's cache when
         it holds that one, else from the database or the bucket (and then kept in the cache)."""
         where, args = _pg_range(None, max_slot)
         for slot, sha, size, pieces in self._all(
-                f"SELECT slot, sha256, size, chunks FROM snapshots WHERE process = %s{where} "
-                "ORDER BY slot DESC LIMIT %s", [pid, *args, KEEP_SNAPSHOTS]):
+            f"SELECT slot, sha256, size, chunks FROM snapshots WHERE process = %s{where} ORDER BY slot DESC LIMIT %s",
+            [pid, *args, KEEP_SNAPSHOTS],
+        ):
             cached = self.newest.read(pid, slot, sha, size)
             if cached is not None:
                 return slot, sha, cached
@@ -311,13 +369,17 @@ class PostgresStore:
     def _snapshot_bytes(self, pid: str, slot: int, sha: str, size: int, pieces: int) -> bytes | None:
         if pieces == 0 and self.blobs is not None:
             return self.blobs.manifest(sha)  # None when missing: an older snapshot is tried (checked on restore)
-        rows = self._all("SELECT c.bytes FROM snapshot_chunks c JOIN snapshots s USING (process, slot) "
-                         "WHERE s.process = %s AND s.slot = %s AND s.sha256 = %s ORDER BY c.n",
-                         (pid, slot, sha))
+        rows = self._all(
+            "SELECT c.bytes FROM snapshot_chunks c JOIN snapshots s USING (process, slot) "
+            "WHERE s.process = %s AND s.slot = %s AND s.sha256 = %s ORDER BY c.n",
+            (pid, slot, sha),
+        )
         blob = b"".join(bytes(r[0]) for r in rows)
         if len(blob) != size:
-            raise AONodeError(f"snapshot of {pid} at slot {slot} is damaged or was replaced while "
-                              f"read ({len(blob)} bytes, {size} expected); retry")
+            raise AONodeError(
+                f"snapshot of {pid} at slot {slot} is damaged or was replaced while "
+                f"read ({len(blob)} bytes, {size} expected); retry"
+            )
         return blob
 
 

@@ -3,6 +3,7 @@
 Both stores keep the same tables under the same column names, so one mapping serves both; only
 the parameter mark differs (`?` in SQLite, `%s` in psycopg).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,22 +18,28 @@ from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged
 GC_EVERY = 8  # chunked snapshots stored between two collections of unreferenced chunks
 KEEP_SNAPSHOTS = 8  # chunked snapshots kept per process: the newest, and older ones to fall back on
 
-ASSIGNMENT_COLUMNS = ("process, slot, message_id, timestamp, block_height, block_hash, epoch, "
-                      "hash_chain, message")
+ASSIGNMENT_COLUMNS = "process, slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain, message"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def row_to_assignment(row: Sequence[Any]) -> Assignment:
     process, slot, mid, ts, height, bhash, epoch, chain, body = row
-    return Assignment(process=process, slot=slot, message_id=mid, timestamp=ts,
-                      block_height=height, block_hash=bhash, epoch=epoch, hash_chain=chain,
-                      message=Message.from_cbor(bytes(body), f"message {mid} at slot {slot} of process {process}"))
+    return Assignment(
+        process=process,
+        slot=slot,
+        message_id=mid,
+        timestamp=ts,
+        block_height=height,
+        block_hash=bhash,
+        epoch=epoch,
+        hash_chain=chain,
+        message=Message.from_cbor(bytes(body), f"message {mid} at slot {slot} of process {process}"),
+    )
 
 
 def assignment_values(a: Assignment, body: bytes) -> tuple[Any, ...]:
     """The values for ASSIGNMENT_COLUMNS, in order (`body` is the message's CBOR)."""
-    return (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash, a.epoch,
-            a.hash_chain, body)
+    return (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash, a.epoch, a.hash_chain, body)
 
 
 def range_clause(frm: int | None, to: int | None, mark: str = "?") -> tuple[str, list[int]]:

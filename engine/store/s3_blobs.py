@@ -5,6 +5,7 @@ URL, and reads endpoint, region and credentials the way every AWS tool does (AWS
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, instance roles), so an operator configures nothing
 aonode-specific. Keys are `<prefix>/chunks/<sha256>` and `<prefix>/snapshots/<name>`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,8 +41,12 @@ class S3Blobs:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise StartupRefused(f"snapshot bucket must be s3://bucket[/prefix], not {url!r}")
-        config = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=PARALLEL,
-                        connect_timeout=10, read_timeout=60)
+        config = Config(
+            retries={"max_attempts": 4, "mode": "standard"},
+            max_pool_connections=PARALLEL,
+            connect_timeout=10,
+            read_timeout=60,
+        )
         client = boto3.client("s3", config=config)
         try:
             client.head_bucket(Bucket=parsed.netloc)
@@ -64,16 +69,14 @@ class S3Blobs:
 
     def put(self, kind: Kind, items: Mapping[str, bytes]) -> None:
         def one(item: tuple[str, bytes]) -> None:
-            self._call("put", self._s3.put_object,
-                       Bucket=self.bucket, Key=self._key(kind, item[0]), Body=item[1])
+            self._call("put", self._s3.put_object, Bucket=self.bucket, Key=self._key(kind, item[0]), Body=item[1])
 
         list(self._pool.map(one, items.items()))
 
     def get(self, kind: Kind, names: Iterable[str]) -> dict[str, bytes]:
         def one(name: str) -> tuple[str, bytes | None]:
             try:
-                answer = self._call("get", self._s3.get_object,
-                                    Bucket=self.bucket, Key=self._key(kind, name))
+                answer = self._call("get", self._s3.get_object, Bucket=self.bucket, Key=self._key(kind, name))
             except ClientError:  # missing (anything else is Busy)
                 return name, None
             return name, answer["Body"].read()
@@ -86,15 +89,14 @@ class S3Blobs:
         try:
             for page in pages.paginate(Bucket=self.bucket, Prefix=start):
                 for item in page.get("Contents", ()):
-                    yield Listed(item["Key"][len(start):], item["LastModified"].timestamp())
+                    yield Listed(item["Key"][len(start) :], item["LastModified"].timestamp())
         except (ClientError, BotoCoreError) as err:
             raise Busy(f"snapshot bucket {self.where} cannot be listed ({err})") from err
 
     def delete(self, kind: Kind, names: Sequence[str]) -> None:
         for start in range(0, len(names), DELETE_BATCH):
-            keys = [{"Key": self._key(kind, name)} for name in names[start:start + DELETE_BATCH]]
-            self._call("delete", self._s3.delete_objects,
-                       Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+            keys = [{"Key": self._key(kind, name)} for name in names[start : start + DELETE_BATCH]]
+            self._call("delete", self._s3.delete_objects, Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

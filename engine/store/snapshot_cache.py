@@ -4,6 +4,7 @@ Why: a node on a shared PostgreSQL (or bucket) resumes its processes often and f
 snapshot; keeping that one on local disk saves reading it back over the network. It is a cache
 only: a failed write costs a later read from the store, and a copy is used only at its full size.
 """
+
 from __future__ import annotations
 
 import re

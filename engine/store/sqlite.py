@@ -5,6 +5,7 @@ thing that can never be recomputed), while snapshots are large opaque blobs that
 files. Assignment commits use `synchronous=FULL` so an acknowledged assignment survives a kill -9
 or power loss; results and caches use NORMAL (survives a process crash; recomputable anyway).
 """
+
 from __future__ import annotations
 
 import os
@@ -16,17 +17,26 @@ from typing import Any
 
 import cbor2
 
+import aonode.engine.store.cache_log as cache_log
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
-import aonode.engine.store.cache_log as cache_log
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.group_commit import GroupCommitter
+from aonode.engine.store.rows import (
+    ASSIGNMENT_COLUMNS,
+    GC_EVERY,
+    KEEP_SNAPSHOTS,
+    already_assigned,
+    assignment_values,
+    check_sha256,
+    live_chunks,
+    range_clause,
+    row_to_assignment,
+)
 from aonode.engine.store.sqlite_db import SNAPSHOT_DIR, SQLiteDatabase
-from aonode.engine.store.rows import (ASSIGNMENT_COLUMNS, GC_EVERY, KEEP_SNAPSHOTS, already_assigned,
-                                      assignment_values, check_sha256, live_chunks, range_clause,
-                                      row_to_assignment)
+
 
 def _encode(value: dict) -> bytes:
     return cbor2.dumps(value)
@@ -63,8 +73,9 @@ class SQLiteStore(SQLiteDatabase):
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
         grouped = os.environ.get("AONODE_GROUP_COMMIT", "1") != "0"
-        self._group = (GroupCommitter(self._group_transaction, f"aonode-commit-{self.data_dir.name}")
-                       if grouped else None)
+        self._group = (
+            GroupCommitter(self._group_transaction, f"aonode-commit-{self.data_dir.name}") if grouped else None
+        )
 
     def close(self) -> None:
         if self._group is not None:
@@ -125,8 +136,10 @@ class SQLiteStore(SQLiteDatabase):
             batch, answer = plan(_View(self, pid))
             for a in batch:
                 body = a.message.to_cbor()
-                conn.execute(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) "
-                             "VALUES (?,?,?,?,?,?,?,?,?)", assignment_values(a, body))
+                conn.execute(
+                    f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    assignment_values(a, body),
+                )
                 conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
         except sqlite3.IntegrityError as err:
             raise BadInput(already_assigned(batch)) from err
@@ -143,26 +156,27 @@ class SQLiteStore(SQLiteDatabase):
                 conn.execute("RELEASE request")
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE process = ? AND slot = ?", (pid, slot))
+        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? AND slot = ?", (pid, slot))
         return row_to_assignment(row) if row else None
 
     def assignment_for_message(self, pid: str, mid: str) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments "
-                        "WHERE process = ? AND message_id = ?", (pid, mid))
+        row = self._one(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? AND message_id = ?", (pid, mid)
+        )
         return row_to_assignment(row) if row else None
 
-    def assignments(self, pid: str, frm: int = 0, to: int | None = None,
-                    limit: int | None = None) -> list[Assignment]:
+    def assignments(self, pid: str, frm: int = 0, to: int | None = None, limit: int | None = None) -> list[Assignment]:
         where, args = range_clause(frm, to)
         rows = self._conn().execute(
-            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ?{where} "
-            "ORDER BY slot LIMIT ?", [pid, *args, -1 if limit is None else limit])
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ?{where} ORDER BY slot LIMIT ?",
+            [pid, *args, -1 if limit is None else limit],
+        )
         return [row_to_assignment(r) for r in rows]
 
     def last_assignment(self, pid: str) -> Assignment | None:
-        row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? "
-                        "ORDER BY slot DESC LIMIT 1", (pid,))
+        row = self._one(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? ORDER BY slot DESC LIMIT 1", (pid,)
+        )
         return row_to_assignment(row) if row else None
 
     # -- results and caches ------------------------------------------------------------------
@@ -170,20 +184,25 @@ class SQLiteStore(SQLiteDatabase):
     def put_result(self, pid: str, slot: int, message_id: str, result: dict) -> None:
         self.put_results(pid, [(slot, message_id, result)])
 
-    def put_results(self, pid: str, rows: Sequence[tuple[int, str, dict]],
-                    cache: cache_log.CacheChanges | None = None) -> None:
+    def put_results(
+        self, pid: str, rows: Sequence[tuple[int, str, dict]], cache: cache_log.CacheChanges | None = None
+    ) -> None:
         """Several slots' results, and the cache changes they made, in one transaction (one commit
         for a computed batch)."""
         with self._tx() as conn:
-            conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                             [(pid, slot, mid, _encode(result)) for slot, mid, result in rows])
+            conn.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                [(pid, slot, mid, _encode(result)) for slot, mid, result in rows],
+            )
             if cache is not None and cache.slots:
                 self._put_changes(conn, pid, cache)
 
     def _put_changes(self, conn: sqlite3.Connection, pid: str, cache: cache_log.CacheChanges) -> None:
         planned = cache_log.plan(self._since_full(conn, pid), cache)
-        conn.executemany("INSERT OR REPLACE INTO cache_changes VALUES (?, ?, ?)",
-                         [(pid, slot, delta) for slot, delta in planned.changes])
+        conn.executemany(
+            "INSERT OR REPLACE INTO cache_changes VALUES (?, ?, ?)",
+            [(pid, slot, delta) for slot, delta in planned.changes],
+        )
         if planned.full is not None:
             conn.execute("INSERT OR REPLACE INTO caches VALUES (?, ?, ?)", (pid, *planned.full))
 
@@ -192,17 +211,25 @@ class SQLiteStore(SQLiteDatabase):
         return _decode(row[0]) if row else None
 
     def get_result_by_message(self, pid: str, mid: str) -> tuple[int, dict] | None:
-        row = self._one("SELECT slot, body FROM results WHERE process = ? AND message_id = ? "
-                        "ORDER BY slot LIMIT 1", (pid, mid))
+        row = self._one(
+            "SELECT slot, body FROM results WHERE process = ? AND message_id = ? ORDER BY slot LIMIT 1", (pid, mid)
+        )
         return (row[0], _decode(row[1])) if row else None
 
-    def results(self, pid: str, frm: int | None = None, to: int | None = None,
-                limit: int | None = None, descending: bool = False) -> list[tuple[int, dict]]:
+    def results(
+        self,
+        pid: str,
+        frm: int | None = None,
+        to: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[tuple[int, dict]]:
         where, args = range_clause(frm, to)
         order = "DESC" if descending else "ASC"
         rows = self._conn().execute(
-            f"SELECT slot, body FROM results WHERE process = ?{where} ORDER BY slot {order} "
-            "LIMIT ?", [pid, *args, -1 if limit is None else limit])
+            f"SELECT slot, body FROM results WHERE process = ?{where} ORDER BY slot {order} LIMIT ?",
+            [pid, *args, -1 if limit is None else limit],
+        )
         return [(slot, _decode(body)) for slot, body in rows]
 
     def last_result_slot(self, pid: str) -> int | None:
@@ -220,26 +247,32 @@ class SQLiteStore(SQLiteDatabase):
 
     @staticmethod
     def _since_full(conn: sqlite3.Connection, pid: str) -> cache_log.SinceFull:
-        full = conn.execute("SELECT slot, LENGTH(body) FROM caches WHERE process = ? "
-                            "ORDER BY slot DESC LIMIT 1", (pid,)).fetchone()
+        full = conn.execute(
+            "SELECT slot, LENGTH(body) FROM caches WHERE process = ? ORDER BY slot DESC LIMIT 1", (pid,)
+        ).fetchone()
         after = -1 if full is None else full[0]
-        size, count = conn.execute("SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM cache_changes "
-                                   "WHERE process = ? AND slot > ?", (pid, after)).fetchone()
+        size, count = conn.execute(
+            "SELECT COALESCE(SUM(LENGTH(body)), 0), COUNT(*) FROM cache_changes WHERE process = ? AND slot > ?",
+            (pid, after),
+        ).fetchone()
         return cache_log.SinceFull(0 if full is None else full[1], size, count)
 
     def get_cache(self, pid: str, max_slot: int | None = None) -> tuple[int, dict] | None:
         where, args = range_clause(None, max_slot)
-        full = self._one(f"SELECT slot, body FROM caches WHERE process = ?{where} "
-                         "ORDER BY slot DESC LIMIT 1", [pid, *args])
+        full = self._one(
+            f"SELECT slot, body FROM caches WHERE process = ?{where} ORDER BY slot DESC LIMIT 1", [pid, *args]
+        )
         where, args = range_clause(None if full is None else full[0] + 1, max_slot)
-        changes = self._conn().execute(f"SELECT slot, body FROM cache_changes WHERE process = ?{where} "
-                                       "ORDER BY slot", [pid, *args])
+        changes = self._conn().execute(
+            f"SELECT slot, body FROM cache_changes WHERE process = ?{where} ORDER BY slot", [pid, *args]
+        )
         return cache_log.replay(full, changes)
 
     # -- snapshots ---------------------------------------------------------------------------
 
-    def put_snapshot(self, pid: str, slot: int, memory_sha256: str, blob: bytes,
-                     chunks: Mapping[str, bytes] | None = None) -> None:
+    def put_snapshot(
+        self, pid: str, slot: int, memory_sha256: str, blob: bytes, chunks: Mapping[str, bytes] | None = None
+    ) -> None:
         """A chunked snapshot (`chunks`: the ones it adds, hash hex -> zstd) goes into the database in one
         transaction with its manifest and index row (the newest KEEP_SNAPSHOTS of the process stay); a whole
         blob is written as a file first (atomically, fsynced), so an index row never names a partial file."""
@@ -252,12 +285,13 @@ class SQLiteStore(SQLiteDatabase):
             if chunks is not None and self.blobs is None:
                 conn.executemany("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks.items())
                 conn.execute("INSERT OR IGNORE INTO manifests VALUES (?, ?)", (memory_sha256, blob))
-            conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)",
-                         (pid, slot, memory_sha256))
+            conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (pid, slot, memory_sha256))
             if chunks is not None:
-                conn.execute("DELETE FROM snapshots WHERE process = ? AND slot NOT IN (SELECT slot FROM "
-                             "snapshots WHERE process = ? ORDER BY slot DESC LIMIT ?)",
-                             (pid, pid, KEEP_SNAPSHOTS))
+                conn.execute(
+                    "DELETE FROM snapshots WHERE process = ? AND slot NOT IN (SELECT slot FROM "
+                    "snapshots WHERE process = ? ORDER BY slot DESC LIMIT ?)",
+                    (pid, pid, KEEP_SNAPSHOTS),
+                )
         if chunks is not None:
             self._puts = getattr(self, "_puts", 0) + 1
             if self._puts % GC_EVERY == 0:
@@ -283,9 +317,10 @@ class SQLiteStore(SQLiteDatabase):
             return self.blobs.chunks(hashes)
         wanted, found = list(hashes), dict[str, bytes]()
         for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
+            part = wanted[start : start + 500]
             rows = self._conn().execute(
-                f"SELECT hash, body FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part)
+                f"SELECT hash, body FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part
+            )
             found.update((h, bytes(b)) for h, b in rows)
         return found
 
@@ -294,13 +329,18 @@ class SQLiteStore(SQLiteDatabase):
         with self._tx() as conn:
             conn.execute("DELETE FROM snapshots WHERE process = ? AND slot = ?", (pid, slot))
 
-    def latest_snapshot(self, pid: str,
-                        max_slot: int | None = None) -> tuple[int, str, bytes] | None:
+    def latest_snapshot(self, pid: str, max_slot: int | None = None) -> tuple[int, str, bytes] | None:
         """Newest snapshot at or before `max_slot` whose manifest or file is still present."""
         where, args = range_clause(None, max_slot)
-        rows = self._conn().execute(
-            f"SELECT s.slot, s.sha256, m.body FROM snapshots s LEFT JOIN manifests m ON m.name = s.sha256 "
-            f"WHERE s.process = ?{where} ORDER BY s.slot DESC", [pid, *args]).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT s.slot, s.sha256, m.body FROM snapshots s LEFT JOIN manifests m ON m.name = s.sha256 "
+                f"WHERE s.process = ?{where} ORDER BY s.slot DESC",
+                [pid, *args],
+            )
+            .fetchall()
+        )
         for slot, sha, manifest in rows:
             manifest = manifest if manifest is not None or self.blobs is None else self.blobs.manifest(sha)
             if manifest is not None:  # (missing from the bucket: an older one is tried)

@@ -4,6 +4,7 @@ Why its own module: connections (WAL, one per thread, closed when their thread e
 transactions (`durable` fsyncs before the commit returns) are one job; what the rows mean is
 SQLiteStore's (engine/store/sqlite.py).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -71,8 +72,7 @@ class SQLiteDatabase:
             # Threads come and go (server worker pools); close what finished threads left behind.
             for thread in [t for t in self._conns if not t.is_alive()]:
                 self._conns.pop(thread).close()
-            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conns[threading.current_thread()] = conn

@@ -37,15 +37,29 @@ Inside (helpers; only this package imports them):
 - fastcall.py   raw calls into and out of wasm, past wasmtime-py's generic call path
 - transform/    Binaryen rewrites before compiling: exnref translation, the fast variant.
 """
+
 from aonode.engine.wasm.budget import ProcExitError
 from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.limits import Limits, parse_size
 from aonode.engine.wasm.linking import never_runs
-from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
 from aonode.engine.wasm.portable import read_snapshot
+from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
 from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
 
-__all__ = ["DriveStore", "Flavor", "Image", "Instance", "Limits", "PendingSnapshot", "ProcExitError", "Runtime",
-           "Snapshot", "forget_compiled", "never_runs", "parse_size", "read_snapshot"]
+__all__ = [
+    "DriveStore",
+    "Flavor",
+    "Image",
+    "Instance",
+    "Limits",
+    "PendingSnapshot",
+    "ProcExitError",
+    "Runtime",
+    "Snapshot",
+    "forget_compiled",
+    "never_runs",
+    "parse_size",
+    "read_snapshot",
+]

@@ -3,9 +3,11 @@
 
 Where the inputs go is part of the memory an image leaves behind, so it follows ao-loader exactly.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aonode.engine.errors import MemoryLimitExceeded
 from aonode.engine.wasm.fastcall import RawFunc

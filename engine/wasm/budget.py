@@ -4,10 +4,12 @@ The metered flavour gets exactly its fuel. The others get a wall-clock deadline 
 fuel can reach (FUEL_RATE_MAX): the epoch's for the image itself, the interrupt flag for the variant
 (the ticker sets it). A call that reaches it is undecided, and the instance redoes it metered.
 """
+
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wasmtime
 
@@ -25,6 +27,7 @@ NO_DEADLINE = 2**62
 # of which can share one machine instruction; the fast variant ran a tight Lua loop at 2.3e10 fuel/s
 # on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
 FUEL_RATE_MAX = 4e11
+
 
 class DeadlineReached(WasmTrap):
     """The deadline (epoch or interrupt flag) passed: undecided, the message is redone metered."""

@@ -6,6 +6,7 @@ metered engine and runs there at once, while a background thread compiles the im
 engine, derives and compiles the variant, and then `settle`s. Instances look at `Builds.home` between
 messages and move to the new home with their memory (flavors.py: every build leaves the same memory).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,9 @@ class Builds:
     """The compiled modules of one image by flavour. Filled in while instances run; readers see a
     module only once it is complete (one dict assignment each)."""
 
-    def __init__(self, modules: dict[Flavor, wasmtime.Module], *, variant_lowered: bool = False,
-                 preparing: bool = False) -> None:
+    def __init__(
+        self, modules: dict[Flavor, wasmtime.Module], *, variant_lowered: bool = False, preparing: bool = False
+    ) -> None:
         self._modules = dict(modules)
         self.variant_lowered = variant_lowered  # the variant's memory has 32-bit addresses
         self._settled = threading.Event()

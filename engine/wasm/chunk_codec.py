@@ -11,6 +11,7 @@ Why the name hashes the body, not the chunk: a restore verifies the ~8 MiB it re
 of memory, and two deltas of the same chunk on different bases are different bodies, each naming
 (keeping alive) its own base.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,7 +42,7 @@ def name_of(body: bytes) -> bytes:
 
 def base_of(body: bytes) -> bytes | None:
     """The name of the base a delta body needs; None for a plain body."""
-    return bytes(body[len(DELTA):_DELTA_HEAD]) if body.startswith(DELTA) else None
+    return bytes(body[len(DELTA) : _DELTA_HEAD]) if body.startswith(DELTA) else None
 
 
 def xor(a: bytes, b: bytes) -> bytes:
@@ -138,4 +139,3 @@ def _decompress(frame: bytes, name: bytes) -> bytes:
     if len(data) != CHUNK:
         raise SnapshotDamaged(f"chunk {name.hex()[:16]}… is not one chunk long")
     return data
-

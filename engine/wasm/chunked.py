@@ -10,6 +10,7 @@ sha256 of its manifest (size, host state, chunk names, the bases its deltas need
 sha256 is not needed. Restore checks the manifest against its name and every body against its hash
 before the memory runs.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,8 +24,7 @@ from functools import cached_property
 
 import zstandard
 
-from aonode.engine.wasm.chunk_codec import (CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, Base, Decoder, SnapshotDamaged,
-                                            encode)
+from aonode.engine.wasm.chunk_codec import CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, Base, Decoder, SnapshotDamaged, encode
 from aonode.engine.wasm.snapshot import Snapshot
 
 MAGIC = b"AOCHUNK2"  # then zstd; AOCHUNK1 (bodies named by their chunk's hash, no deltas) reads as damaged
@@ -61,8 +61,12 @@ class Manifest:
 
     @cached_property
     def _stored(self) -> bytes:
-        plain = (_HEAD.pack(self.memory_size, len(self.host_state), len(self.bases)) + self.host_state
-                 + b"".join(self.hashes) + b"".join(self.bases))
+        plain = (
+            _HEAD.pack(self.memory_size, len(self.host_state), len(self.bases))
+            + self.host_state
+            + b"".join(self.hashes)
+            + b"".join(self.bases)
+        )
         return MAGIC + zstandard.ZstdCompressor(level=MANIFEST_LEVEL).compress(plain)
 
     @property
@@ -77,18 +81,18 @@ class Manifest:
         if not data.startswith(MAGIC):
             raise SnapshotDamaged("not a chunked snapshot manifest of this version")
         try:
-            plain = zstandard.ZstdDecompressor().decompress(data[len(MAGIC):], max_output_size=MANIFEST_MAX)
+            plain = zstandard.ZstdDecompressor().decompress(data[len(MAGIC) :], max_output_size=MANIFEST_MAX)
         except zstandard.ZstdError as err:
             raise SnapshotDamaged(f"snapshot manifest does not decompress: {err}") from err
         if len(plain) < _HEAD.size:
             raise SnapshotDamaged("snapshot manifest is truncated")
         size, hlen, nbases = _HEAD.unpack_from(plain)
-        body = plain[_HEAD.size + hlen:]
+        body = plain[_HEAD.size + hlen :]
         count = size // CHUNK
         if size % CHUNK or len(body) != (count + nbases) * 32 or len(plain) < _HEAD.size + hlen:
             raise SnapshotDamaged("snapshot manifest is truncated")
-        names = tuple(body[i:i + 32] for i in range(0, len(body), 32))
-        return cls(size, plain[_HEAD.size:_HEAD.size + hlen], names[:count], names[count:])
+        names = tuple(body[i : i + 32] for i in range(0, len(body), 32))
+        return cls(size, plain[_HEAD.size : _HEAD.size + hlen], names[:count], names[count:])
 
     def host_dict(self) -> dict:
         return json.loads(self.host_state) if self.host_state else {}
@@ -183,14 +187,20 @@ class ShadowCopy:
         for offset in range(0, self.memory_size, CHUNK):
             data = self.chunks.get(offset)
             if data is None:
-                if offset >= zero_from or bytes(target[offset:offset + CHUNK]) == ZERO:
+                if offset >= zero_from or bytes(target[offset : offset + CHUNK]) == ZERO:
                     continue
                 data = ZERO
-            target[offset:offset + CHUNK] = data
+            target[offset : offset + CHUNK] = data
 
 
-def _encode_changes(changed: list[tuple[int, bytes, bool]], size: int, host: bytes, bases: dict[int, Base],
-                    previous: Named, older: Named) -> tuple[Taken, Named]:
+def _encode_changes(
+    changed: list[tuple[int, bytes, bool]],
+    size: int,
+    host: bytes,
+    bases: dict[int, Base],
+    previous: Named,
+    older: Named,
+) -> tuple[Taken, Named]:
     """The manifest of a snapshot that differs from `previous` in `changed`, and the bodies neither
     it nor `older` stored (a base too, when a new delta needs one they no longer name)."""
     held = previous.held() | older.held()
@@ -230,16 +240,27 @@ class PendingChunks:
     after the previous snapshot of the same instance (its names are this one's base). Chunks the
     last two snapshots hold are not encoded again."""
 
-    def __init__(self, shadow: Shadow, size: int, changed: list[tuple[int, bytes, bool]], host: bytes,
-                 then: Callable[[Taken], None] | None) -> None:
+    def __init__(
+        self,
+        shadow: Shadow,
+        size: int,
+        changed: list[tuple[int, bytes, bool]],
+        host: bytes,
+        then: Callable[[Taken], None] | None,
+    ) -> None:
         previous, older, bases = shadow.named, shadow.older_named, shadow.bases
         named_out: Future[Named] = Future()
 
         def make() -> Taken:
             try:
-                taken, named = _encode_changes(changed, size, host, bases,
-                                               previous.result() if previous is not None else _NOTHING,
-                                               older.result() if older is not None else _NOTHING)
+                taken, named = _encode_changes(
+                    changed,
+                    size,
+                    host,
+                    bases,
+                    previous.result() if previous is not None else _NOTHING,
+                    older.result() if older is not None else _NOTHING,
+                )
                 if then is not None:
                     then(taken)  # if storing fails, so do the snapshots chained on this one, until a reset
             except BaseException as err:
@@ -261,8 +282,9 @@ class PendingChunks:
         return self._future.done()
 
 
-def take(shadow: Shadow, address: int, size: int, host_state: dict,
-         then: Callable[[Taken], None] | None = None) -> tuple[PendingChunks, ShadowCopy]:
+def take(
+    shadow: Shadow, address: int, size: int, host_state: dict, then: Callable[[Taken], None] | None = None
+) -> tuple[PendingChunks, ShadowCopy]:
     """Snapshot the memory at `address`: the compare and copy happen here, the rest in the background."""
     if shadow.named is not None and shadow.named.done() and shadow.named.exception() is not None:
         shadow.reset()  # the previous snapshot was not stored: this one stores every chunk
@@ -314,7 +336,7 @@ class StoredSnapshot:
         names = self.manifest.hashes
 
         def decode(start: int) -> list[tuple[bytes, Base | None]]:
-            return [decoder.chunk(name) for name in names[start:start + _BATCH]]
+            return [decoder.chunk(name) for name in names[start : start + _BATCH]]
 
         # Two threads decode batches ahead while this one writes the decoded ones in order.
         batches = [_DECODE.submit(decode, start) for start in range(0, len(names), _BATCH)]
@@ -330,8 +352,12 @@ class StoredSnapshot:
             self.shadow.named = done
             self._filled = True
 
-    def _write(self, target: memoryview, zero_from: int, batches: list[Future[list[tuple[bytes, Base | None]]]],
-               ) -> dict[bytes, bytes]:
+    def _write(
+        self,
+        target: memoryview,
+        zero_from: int,
+        batches: list[Future[list[tuple[bytes, Base | None]]]],
+    ) -> dict[bytes, bytes]:
         """Write each decoded chunk into `target` as its batch arrives (and into the shadow on the first
         restore): the base of each delta, by name."""
         fill, names, links = not self._filled, self.manifest.hashes, {}
@@ -341,9 +367,9 @@ class StoredSnapshot:
                 if base is not None and base.name != names[index]:
                     links[names[index]] = base.name
                 if data is ZERO:
-                    if offset >= zero_from or bytes(target[offset:offset + CHUNK]) == ZERO:
+                    if offset >= zero_from or bytes(target[offset : offset + CHUNK]) == ZERO:
                         continue
-                target[offset:offset + CHUNK] = data
+                target[offset : offset + CHUNK] = data
                 if fill and data is not ZERO:
                     self.shadow.chunks[offset] = data
                     if base is not None:

@@ -5,9 +5,11 @@ restores the stack pointer and calls `setThrew(1, 0)`. Here the number travels a
 exception that crosses wasm frames as a trap and is caught by the nearest Python `invoke_*`. (The
 common longjmp case never gets here: see helper.py.)
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wasmtime
 
@@ -36,7 +38,7 @@ class EmscriptenUnwinding(Guest):
 
     def _make_invoke(self, name: str, ty: wasmtime.FuncType) -> Callable:
         zero = zero_results(ty)
-        dyncall = "dynCall_" + name[len("invoke_"):]
+        dyncall = "dynCall_" + name[len("invoke_") :]
 
         def target(index: int) -> Callable:
             fn = self._table_fns.get(index)
@@ -71,8 +73,13 @@ class EmscriptenUnwinding(Guest):
 
     def _off(self, field_name: str) -> int:
         wide = self.memory64
-        return {"type": 8 if wide else 4, "caught": 24 if wide else 12, "rethrown": 25 if wide else 13,
-                "adjusted": 32 if wide else 16, "destructor": 16 if wide else 8}[field_name]
+        return {
+            "type": 8 if wide else 4,
+            "caught": 24 if wide else 12,
+            "rethrown": 25 if wide else 13,
+            "adjusted": 32 if wide else 16,
+            "destructor": 16 if wide else 8,
+        }[field_name]
 
     def imp_cxa_throw(self, ptr: int, type_: int, destructor: int) -> None:
         info = self._info(ptr)

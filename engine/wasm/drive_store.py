@@ -6,6 +6,7 @@ never fetched again. Which items a process may read is decided as the legacy CU'
 (`admissible`). Anything that cannot be had right now raises DataUnavailable: the message is then
 not computed at all (retried later), so no node ever computes a different answer for lack of data.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,9 @@ class DriveStore:
         if not pattern.fullmatch(key):
             raise DataUnavailable(f"WeaveDrive: no {kind} item {key!r} here, and it is not a valid id to fetch")
         if self.gateway is None:
-            raise DataUnavailable(f"WeaveDrive: {kind}/{key} is not on this node and no gateway is configured "
-                                  "(set AONODE_GATEWAY)")
+            raise DataUnavailable(
+                f"WeaveDrive: {kind}/{key} is not on this node and no gateway is configured (set AONODE_GATEWAY)"
+            )
         return self._fetch(kind, key, route)
 
     def _fetch(self, kind: str, key: str, route: str) -> Path:
@@ -118,21 +120,30 @@ class DriveStore:
         boot = DriveContext.values(ctx.process_tags, "On-Boot")
         if boot and boot[-1] == item:
             return True
-        extensions = (DriveContext.values(ctx.module_tags, "Extension")
-                      + DriveContext.values(ctx.process_tags, "Extension"))
+        extensions = DriveContext.values(ctx.module_tags, "Extension") + DriveContext.values(
+            ctx.process_tags, "Extension"
+        )
         if "WeaveDrive" not in extensions:
             return False
-        mode = (DriveContext.values(ctx.process_tags, "Availability-Type")
-                or DriveContext.values(ctx.module_tags, "Availability-Type") or ["Assignments"])[-1]
+        mode = (
+            DriveContext.values(ctx.process_tags, "Availability-Type")
+            or DriveContext.values(ctx.module_tags, "Availability-Type")
+            or ["Assignments"]
+        )[-1]
         if mode not in MODES:
             raise DataUnavailable(f"WeaveDrive: unsupported Availability-Type {mode!r}")
-        attestors = [a for a in DriveContext.values(ctx.process_tags, "Scheduler")[-1:]
-                     + DriveContext.values(ctx.process_tags, "Attestor") if a]
+        attestors = [
+            a
+            for a in DriveContext.values(ctx.process_tags, "Scheduler")[-1:]
+            + DriveContext.values(ctx.process_tags, "Attestor")
+            if a
+        ]
         if self._attested(attestors, ctx.block_height, {"Type": "Attestation", "Message": item, "Data-Protocol": "ao"}):
             return True
         if mode == "Individual":
-            return self._attested(attestors, ctx.block_height,
-                                  {"Type": "Available", "ID": item, "Data-Protocol": "WeaveDrive"})
+            return self._attested(
+                attestors, ctx.block_height, {"Type": "Available", "ID": item, "Data-Protocol": "WeaveDrive"}
+            )
         if mode == "Library":
             raise DataUnavailable("WeaveDrive: Library attestations are not supported")
         return False
@@ -140,9 +151,11 @@ class DriveStore:
     def _attested(self, owners: list[str], height: int, tags: dict[str, str]) -> bool:
         if self.gateway is None or not owners:
             return False
-        tag_list = ", ".join(f'{{name: {json.dumps(k)}, values: [{json.dumps(v)}]}}' for k, v in tags.items())
-        query = (f"query {{ transactions(owners: {json.dumps(owners)}, block: {{min: 0, max: {height}}}, "
-                 f"tags: [{tag_list}]) {{ edges {{ node {{ tags {{ name value }} }} }} }} }}")
+        tag_list = ", ".join(f"{{name: {json.dumps(k)}, values: [{json.dumps(v)}]}}" for k, v in tags.items())
+        query = (
+            f"query {{ transactions(owners: {json.dumps(owners)}, block: {{min: 0, max: {height}}}, "
+            f"tags: [{tag_list}]) {{ edges {{ node {{ tags {{ name value }} }} }} }} }}"
+        )
         self.fetches += 1
         try:
             resp = httpx.post(f"{self.gateway}/graphql", json={"query": query}, timeout=TIMEOUT)

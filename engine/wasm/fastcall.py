@@ -6,15 +6,16 @@ functions are registered with `wasmtime_linker_define_func_unchecked`.
 A Python exception raised by a raw host function is parked here and re-raised by the raw call that
 sees the resulting trap, so exceptions cross wasm frames exactly as with wasmtime-py's own functions.
 """
+
 from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import wasmtime
-from wasmtime import _bindings as ffi
-from wasmtime import _func as wasmtime_func
+from wasmtime import _bindings as ffi, _func as wasmtime_func
 
 _trap_new = ffi._wasmtime_trap_new
 _TRAP_MSG = b"python exception in a host function"
@@ -48,10 +49,15 @@ def _failure(err: Any, trap: Any) -> BaseException:
 
 
 # The same C function with plain integer arguments: ctypes converts ints fastest.
-_call_ints = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
-                              ctypes.c_void_p)(("wasmtime_func_call_unchecked", ffi.dll))
+_call_ints = ctypes.CFUNCTYPE(
+    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p
+)(("wasmtime_func_call_unchecked", ffi.dll))
 _VIEWS: dict[str, tuple[Any, int]] = {  # element type, elements per 16-byte raw value
-    "i32": (ctypes.c_int32, 4), "i64": (ctypes.c_int64, 2), "f32": (ctypes.c_float, 4), "f64": (ctypes.c_double, 2)}
+    "i32": (ctypes.c_int32, 4),
+    "i64": (ctypes.c_int64, 2),
+    "f32": (ctypes.c_float, 4),
+    "f64": (ctypes.c_double, 2),
+}
 
 
 class RawFunc:
@@ -83,13 +89,16 @@ class RawFunc:
         err = _call_ints(self._ctx, self._ref, ctypes.addressof(self._buf), self._n, ctypes.addressof(trap))
         if err or trap.value:
             raised, trap.value = trap.value, None
-            raise _failure(err and ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)),
-                           raised and ctypes.cast(raised, ctypes.POINTER(ffi.wasm_trap_t)))
+            raise _failure(
+                err and ctypes.cast(err, ctypes.POINTER(ffi.wasmtime_error_t)),
+                raised and ctypes.cast(raised, ctypes.POINTER(ffi.wasm_trap_t)),
+            )
         return self._result[0] if self._result is not None else None
 
 
-def define_raw(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType,
-               fn: Callable[..., Any], keep: list) -> None:
+def define_raw(
+    linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType, fn: Callable[..., Any], keep: list
+) -> None:
     """Register `fn` as import `module.name` without wasmtime-py's per-call type handling."""
     params = [_kind(p) for p in ty.params]
     results = [_kind(r) for r in ty.results]
@@ -111,7 +120,8 @@ def define_raw(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.Fun
     c_callback = ffi.wasmtime_func_unchecked_callback_t(callback)
     keep.append(c_callback)
     mod, nm = module.encode(), name.encode()
-    error = ffi.wasmtime_linker_define_func_unchecked(linker.ptr(), mod, len(mod), nm, len(nm), ty.ptr(),
-                                                       c_callback, None, _NULL_FINALIZER)
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(), mod, len(mod), nm, len(nm), ty.ptr(), c_callback, None, _NULL_FINALIZER
+    )
     if error:
         raise wasmtime.WasmtimeError._from_ptr(error)

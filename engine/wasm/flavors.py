@@ -11,6 +11,7 @@ cannot prove it stayed under its Compute-Limit on the metered engine. The instan
 for 4 messages, then 8, 16, ... (up to a checkpoint interval), so a process that suspends often stops
 switching back and forth.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ class Itinerary:
     away_stay: int = AWAY_FIRST  # the length of the next stay away
 
     @classmethod
-    def start(cls, *, has_variant: bool, metered: bool, restored: bool, max_stay: int,
-              preparing: bool = False) -> Itinerary:
+    def start(
+        cls, *, has_variant: bool, metered: bool, restored: bool, max_stay: int, preparing: bool = False
+    ) -> Itinerary:
         home = home_for(has_variant=has_variant, preparing=preparing, metered=metered)
         current = Flavor.ORIGINAL if home == Flavor.VARIANT and not restored else home
         return cls(home, current, max_stay)

@@ -5,7 +5,7 @@ and mmap of files, served from the process's MemFS as library_wasi.js and librar
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from aonode.engine.wasm.fs_syscalls import MAX_SAFE, FileSystemImports, syscall, wasi
 from aonode.engine.wasm.memfs import (

@@ -3,13 +3,19 @@
 Owners are accepted and not kept, as in emscripten; every change stamps the node with the host's
 deterministic clock, never the wall clock.
 """
+
 from __future__ import annotations
 
 import re
 import struct
 
 from aonode.engine.wasm.fs_syscalls import (
-    AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, MAX_SAFE, FileSystemImports, syscall,
+    AT_FDCWD,
+    AT_REMOVEDIR,
+    AT_SYMLINK_NOFOLLOW,
+    MAX_SAFE,
+    FileSystemImports,
+    syscall,
 )
 from aonode.engine.wasm.memfs import EACCES, EINVAL, O_ACCMODE, S_IFCHR, S_IFREG, Node
 

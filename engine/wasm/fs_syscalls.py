@@ -10,7 +10,7 @@ library_wasi.js of its emscripten): wasm64 passes i64 pointers, wasm32 builds wi
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from aonode.engine.wasm.guest import Guest
 from aonode.engine.wasm.memfs import DEV_TTY, EINVAL, ENOENT, ENOTDIR, ENOTTY, ERANGE, FSError, is_dir

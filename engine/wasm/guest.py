@@ -1,4 +1,5 @@
 """Typed access to an instance's linear memory and exports, shared by the host's import groups."""
+
 from __future__ import annotations
 
 import ctypes
@@ -38,8 +39,11 @@ class Guest:
 
     def bind(self, exports: dict[str, Any]) -> None:
         self.exports = exports
-        self.fn = {name: RawFunc(self.store, f) for name, f in exports.items()
-                   if isinstance(f, wasmtime.Func) and numeric(f.type(self.store))}
+        self.fn = {
+            name: RawFunc(self.store, f)
+            for name, f in exports.items()
+            if isinstance(f, wasmtime.Func) and numeric(f.type(self.store))
+        }
         mem = exports.get("memory")
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
 

@@ -8,6 +8,7 @@ trap with a captured backtrace. Here `invoke_<sig>` calls the image's `dynCall_<
 The helper is instantiated before the image (the image imports from it), so it reaches the image's
 exports through a table we fill right after the image is instantiated.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,10 +45,10 @@ def late_wat(memory64: bool, index64: bool | None = None) -> str:
     ptr = ptr_kind(memory64)
     index = ptr_kind(memory64 if index64 is None else index64)
     args = [f"(local.get {i})" if index == ptr else f"(i32.wrap_i64 (local.get {i}))" for i in range(3)]
-    return f'''(module
+    return f"""(module
   (import "image" "memory" (memory {index} 0))
   (func (export "memcpy") (param {ptr} {ptr} {ptr})
-    (memory.copy {" ".join(args)})))'''
+    (memory.copy {" ".join(args)})))"""
 
 
 def _kinds(types) -> list[str]:
@@ -63,26 +64,33 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
     if not {"emscripten_stack_get_current", "_emscripten_stack_restore", "setThrew"} <= set(exports):
         return None
     invokes = sorted(n for n in imports if n.startswith("invoke_"))
-    if any("dynCall_" + n[len("invoke_"):] not in exports for n in invokes):
+    if any("dynCall_" + n[len("invoke_") :] not in exports for n in invokes):
         return None
     copy_type = imports.get("_emscripten_memcpy_js")
-    memcpy = (copy_type is not None and "memory" in exports
-              and _kinds(copy_type.params) == [ptr_kind(memory64)] * 3 and not copy_type.results)
+    memcpy = (
+        copy_type is not None
+        and "memory" in exports
+        and _kinds(copy_type.params) == [ptr_kind(memory64)] * 3
+        and not copy_type.results
+    )
     if not invokes and "_emscripten_throw_longjmp" not in imports and not memcpy:
         return None
     ptr = ptr_kind(memory64)
     table_exports = ["emscripten_stack_get_current", "_emscripten_stack_restore", "setThrew"]
-    types = [f"(type $sp_get (func (result {ptr})))", f"(type $sp_set (func (param {ptr})))",
-             f"(type $threw (func (param {ptr} i32)))"]
+    types = [
+        f"(type $sp_get (func (result {ptr})))",
+        f"(type $sp_set (func (param {ptr})))",
+        f"(type $threw (func (param {ptr} i32)))",
+    ]
     funcs = []
     for n, name in enumerate(invokes):
-        inv, dyn = imports[name], exports["dynCall_" + name[len("invoke_"):]]
+        inv, dyn = imports[name], exports["dynCall_" + name[len("invoke_") :]]
         inv_params, dyn_params = _kinds(inv.params), _kinds(dyn.params)
         results = _kinds(inv.results)
         if len(results) > 1 or inv_params[1:] != dyn_params[1:] or results != _kinds(dyn.results):
             return None
         slot = len(table_exports)
-        table_exports.append("dynCall_" + name[len("invoke_"):])
+        table_exports.append("dynCall_" + name[len("invoke_") :])
         res = f" (result {results[0]})" if results else ""
         types.append(f"(type $dyn{n} (func (param {' '.join(dyn_params)}){res}))")
         index = "(local.get 0)"
@@ -91,7 +99,7 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
         gets = " ".join(f"(local.get {i})" for i in range(1, len(inv_params)))
         ok = f"(return (call_indirect $fns (type $dyn{n}) {index} {gets} (i32.const {slot})))"
         funcs.append(f'''
-  (func (export "{name}") (param {' '.join(inv_params)}){res}
+  (func (export "{name}") (param {" ".join(inv_params)}){res}
     (local $sp {ptr})
     (local.set $sp (call_indirect $fns (type $sp_get) (i32.const {SLOT_STACK_GET})))
     (block $caught
@@ -103,43 +111,52 @@ def plan_helper(module: wasmtime.Module, memory64: bool) -> HelperPlan | None:
         slot = len(table_exports)
         table_exports.append(LATE + "memcpy")
         types.append(f"(type $copy (func (param {ptr} {ptr} {ptr})))")
-        funcs.append(f'''
+        funcs.append(f"""
   (func (export "_emscripten_memcpy_js") (param {ptr} {ptr} {ptr})
-    (call_indirect $fns (type $copy) (local.get 0) (local.get 1) (local.get 2) (i32.const {slot})))''')
+    (call_indirect $fns (type $copy) (local.get 0) (local.get 1) (local.get 2) (i32.const {slot})))""")
     handle = exports.get("handle")
-    call_handle = (handle is not None and _kinds(handle.params) == [ptr, ptr] and _kinds(handle.results) == [ptr])
+    call_handle = handle is not None and _kinds(handle.params) == [ptr, ptr] and _kinds(handle.results) == [ptr]
     if call_handle:
         slot = len(table_exports)
         table_exports.append("handle")
         types.append(f"(type $handle (func (param {ptr} {ptr}) (result {ptr})))")
         # The inputs were written below the stack pointer as two _emscripten_stack_alloc calls would
         # place them; the stack pointer is set past them for the call and put back after.
-        funcs.append(f'''
+        funcs.append(f"""
   (func (export "call_handle") (param {ptr} {ptr} {ptr}) (result {ptr})
     (local $result {ptr})
     (call_indirect $fns (type $sp_set) (local.get 1) (i32.const {SLOT_STACK_SET}))
     (local.set $result (call_indirect $fns (type $handle) (local.get 0) (local.get 1) (i32.const {slot})))
     (call_indirect $fns (type $sp_set) (local.get 2) (i32.const {SLOT_STACK_SET}))
-    (local.get $result))''')
+    (local.get $result))""")
     serves = tuple(invokes) + (("_emscripten_throw_longjmp",) if "_emscripten_throw_longjmp" in imports else ())
     serves += ("_emscripten_memcpy_js",) if memcpy else ()
-    wat = "\n".join([
-        "(module",
-        *["  " + t for t in types],
-        f'  (import "host" "fns" (table $fns {len(table_exports)} funcref))',
-        "  (tag $longjmp)",
-        '  (func (export "_emscripten_throw_longjmp") (throw $longjmp))',
-        *funcs,
-        ")",
-    ])
+    wat = "\n".join(
+        [
+            "(module",
+            *["  " + t for t in types],
+            f'  (import "host" "fns" (table $fns {len(table_exports)} funcref))',
+            "  (tag $longjmp)",
+            '  (func (export "_emscripten_throw_longjmp") (throw $longjmp))',
+            *funcs,
+            ")",
+        ]
+    )
     return HelperPlan(wat, serves, tuple(table_exports), call_handle)
 
 
 class Helper:
     """One helper instance per image instance."""
 
-    def __init__(self, runtime: Runtime, store: wasmtime.Store, plan: HelperPlan, memory64: bool, flavor: Flavor,
-                 index64: bool | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: wasmtime.Store,
+        plan: HelperPlan,
+        memory64: bool,
+        flavor: Flavor,
+        index64: bool | None = None,
+    ) -> None:
         self.plan = plan
         self.runtime = runtime
         self.memory64 = memory64
@@ -162,5 +179,5 @@ class Helper:
             module = self.runtime.compile_wat(late_wat(self.memory64, self.index64), self.flavor)
             late = wasmtime.Instance(store, module, [image_exports["memory"]]).exports(store)
         for slot, name in enumerate(self.plan.table_exports):
-            func = late[name[len(LATE):]] if name.startswith(LATE) else image_exports[name]
+            func = late[name[len(LATE) :]] if name.startswith(LATE) else image_exports[name]
             self.table.set(store, slot, func)

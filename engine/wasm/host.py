@@ -4,13 +4,14 @@ Behaviour follows @permaweb/ao-loader (the legacy CU's loader) so that outputs a
 a deterministic clock counting from 10000, stdio as TTYs, stack-based unwinding for longjmp/C++ throws,
 and its heap-growth policy. Nothing here reads the host clock or host randomness.
 """
+
 from __future__ import annotations
 
 import ctypes
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import wasmtime
 
@@ -30,7 +31,6 @@ HEAP_MAX = 17179869184  # ao-loader's getHeapMax(): 16 GiB
 OVERGROW_CAP = 100663296  # ao-loader: grow at most request + 96 MiB
 TIME_START = 10000  # ao-loader replaces Date.now with a counter starting here
 FS_INIT_TICKS = 4  # Date.now calls its emscripten FS makes while the runtime starts
-
 
 
 class ProcExit(Exception):
@@ -54,8 +54,12 @@ class HostState:
     fs: MemFS = field(default_factory=lambda: MemFS(_no_clock))
 
     def to_dict(self) -> dict:
-        return {"time": self.time, "scratch_ptr": self.scratch_ptr, "scratch_size": self.scratch_size,
-                "fs": memfs_state.to_dict(self.fs)}
+        return {
+            "time": self.time,
+            "scratch_ptr": self.scratch_ptr,
+            "scratch_size": self.scratch_size,
+            "fs": memfs_state.to_dict(self.fs),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> HostState:
@@ -70,8 +74,13 @@ class HostState:
 class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls, DescriptorIO):
     """All imports an AOS image may ask for; `bind` hands it the instance's exports afterwards."""
 
-    def __init__(self, store: wasmtime.Store, memory64: bool, weavedrive_dir: Path | DriveStore | None = None,
-                 memory_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        store: wasmtime.Store,
+        memory64: bool,
+        weavedrive_dir: Path | DriveStore | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
         super().__init__(store=store, memory64=memory64, weavedrive_dir=weavedrive_dir)
         self.memory_limit = memory_limit
         self.stdout = bytearray()
@@ -127,8 +136,7 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls, DescriptorIO):
         old = self.memory.data_len(self.store)
         heap_max = HEAP_MAX if self.memory64 else 4294967296
         if self.memory_limit is not None and requested > self.memory_limit:
-            raise MemoryLimitExceeded(f"memory limit of {self.memory_limit} bytes exceeded "
-                                      f"(requested {requested})")
+            raise MemoryLimitExceeded(f"memory limit of {self.memory_limit} bytes exceeded (requested {requested})")
         if requested > heap_max:
             return 0
         cut = 1
@@ -178,8 +186,20 @@ class Host(EmscriptenUnwinding, WeaveDrive, PathSyscalls, DescriptorIO):
 
     def _write_tm(self, time: int, tm: int, local: bool) -> None:
         _, fields = timefmt.normalize(1970, 0, 1, 0, 0, time)
-        self.write(tm, struct.pack("<8i", fields.sec, fields.min, fields.hour, fields.mday, fields.mon,
-                                   fields.year, fields.wday, fields.yday))
+        self.write(
+            tm,
+            struct.pack(
+                "<8i",
+                fields.sec,
+                fields.min,
+                fields.hour,
+                fields.mday,
+                fields.mon,
+                fields.year,
+                fields.wday,
+                fields.yday,
+            ),
+        )
         if local:  # the host is UTC: no offset, no daylight saving
             self.write(tm + 32, struct.pack("<i", 0))
             self.write(tm + self._tm_offsets()[0], b"\0" * self.ptr_size)

@@ -4,25 +4,27 @@ The parts: linking.py makes a wasmtime instance of one flavour (flavors.py: whic
 to move), aos_abi.py speaks ao-loader's `handle(msg, env)`, budget.py bounds each call and maps its
 failures, journal.py keeps the rollback point. This class ties them together.
 """
+
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import wasmtime
 
 from aonode.engine.errors import ModuleError, WasmError
 from aonode.engine.wasm.budget import DeadlineReached, ProcExitError
+from aonode.engine.wasm.chunked import PendingChunks, Restorable, Shadow, StoredSnapshot, Taken, take
 from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.flavors import Flavor, Itinerary
 from aonode.engine.wasm.journal import CHECKPOINT_EVERY, Journal
 from aonode.engine.wasm.limits import Limits
 from aonode.engine.wasm.linking import ExtraImports, Setup, link, load_snapshot
 from aonode.engine.wasm.runtime import Image, Runtime
-from aonode.engine.wasm.chunked import PendingChunks, Restorable, Shadow, StoredSnapshot, Taken, take
 from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot, SparseCopy
 from aonode.engine.wasm.weavedrive import SuspendNeeded
 
@@ -31,17 +33,29 @@ class Instance:
     """A wasmtime instance of an image plus the host that serves its imports. `metered` runs every
     message on the fuel-counting engine; `fast_imports=False` serves every import from Python."""
 
-    def __init__(self, runtime: Runtime, image: Image, limits: Limits = Limits(),
-                 weavedrive_dir: Path | DriveStore | None = None, extra_imports: ExtraImports | None = None,
-                 _snapshot: Snapshot | StoredSnapshot | None = None, *, fast_imports: bool = True,
-                 metered: bool = False) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        image: Image,
+        limits: Limits = Limits(),
+        weavedrive_dir: Path | DriveStore | None = None,
+        extra_imports: ExtraImports | None = None,
+        _snapshot: Snapshot | StoredSnapshot | None = None,
+        *,
+        fast_imports: bool = True,
+        metered: bool = False,
+    ) -> None:
         self.runtime, self.image, self.limits, self.weavedrive_dir = runtime, image, limits, weavedrive_dir
         self._setup = Setup(runtime, image, limits, weavedrive_dir, extra_imports or {}, fast_imports)
         self.always_metered = metered
         self._settling = image.preparing and not metered  # its home may change (builds.py)
-        self._itinerary = Itinerary.start(has_variant=image.variant is not None, metered=metered,
-                                          restored=_snapshot is not None, max_stay=CHECKPOINT_EVERY,
-                                          preparing=self._settling)
+        self._itinerary = Itinerary.start(
+            has_variant=image.variant is not None,
+            metered=metered,
+            restored=_snapshot is not None,
+            max_stay=CHECKPOINT_EVERY,
+            preparing=self._settling,
+        )
         self.last_gas_used = 0
         self._instantiate(_snapshot)
         self._journal = Journal(_snapshot)
@@ -49,11 +63,28 @@ class Instance:
         self.shadow = _snapshot.shadow if isinstance(_snapshot, StoredSnapshot) else Shadow()
 
     @classmethod
-    def restore(cls, runtime: Runtime, image: Image, snapshot: Snapshot | StoredSnapshot, limits: Limits = Limits(),
-                weavedrive_dir: Path | DriveStore | None = None, extra_imports: ExtraImports | None = None,
-                *, fast_imports: bool = True, metered: bool = False) -> Instance:
-        return cls(runtime, image, limits, weavedrive_dir, extra_imports, _snapshot=snapshot,
-                   fast_imports=fast_imports, metered=metered)
+    def restore(
+        cls,
+        runtime: Runtime,
+        image: Image,
+        snapshot: Snapshot | StoredSnapshot,
+        limits: Limits = Limits(),
+        weavedrive_dir: Path | DriveStore | None = None,
+        extra_imports: ExtraImports | None = None,
+        *,
+        fast_imports: bool = True,
+        metered: bool = False,
+    ) -> Instance:
+        return cls(
+            runtime,
+            image,
+            limits,
+            weavedrive_dir,
+            extra_imports,
+            _snapshot=snapshot,
+            fast_imports=fast_imports,
+            metered=metered,
+        )
 
     def _instantiate(self, snapshot: Restorable | None) -> None:
         flavor = self._itinerary.current

@@ -5,6 +5,7 @@ from the checkpoint and replays the journal (evaluation is deterministic). A new
 CHECKPOINT_EVERY messages (and whenever a snapshot is taken) keeps replay short without copying
 memory per message.
 """
+
 from __future__ import annotations
 
 from aonode.engine.wasm.chunked import Restorable

@@ -1,4 +1,5 @@
 """What a process may use: linear memory and fuel per message, and the size strings tags give them in."""
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,7 @@ class Limits:
 
 
 def parse_size(text: str | int | None) -> int | None:
-    """"1-gb" / "512-mb" / "1073741824" → bytes (binary units, as the legacy CU reads Memory-Limit)."""
+    """ "1-gb" / "512-mb" / "1073741824" → bytes (binary units, as the legacy CU reads Memory-Limit)."""
     if text is None or text == "":
         return None
     if isinstance(text, int):

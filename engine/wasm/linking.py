@@ -1,17 +1,20 @@
 """A wasmtime instance of an image in one flavour: its store, its host, the helper module and every
 import linked, then its memory either started fresh or filled from a snapshot."""
+
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeAlias
+from typing import TypeAlias
 
 import wasmtime
 
 from aonode.engine.errors import MemoryLimitExceeded, ModuleError
 from aonode.engine.wasm.aos_abi import AosAbi
 from aonode.engine.wasm.budget import Budget
+from aonode.engine.wasm.chunked import Restorable
 from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.fastcall import RawFunc, define_raw
 from aonode.engine.wasm.flavors import Flavor
@@ -19,14 +22,14 @@ from aonode.engine.wasm.helper import Helper, HelperPlan, plan_helper
 from aonode.engine.wasm.host import Host, HostState, check_imports, missing_imports
 from aonode.engine.wasm.limits import Limits
 from aonode.engine.wasm.runtime import Image, Runtime
-from aonode.engine.wasm.chunked import Restorable
 from aonode.engine.wasm.snapshot import zero_from
 from aonode.engine.wasm.transform import INTERRUPT_EXPORT
 
 # Host functions given to wasm as they are: {import module: {name: function}}.
 ExtraImports = dict[str, dict[str, Callable[..., object]]]
-Export: TypeAlias = (wasmtime.Func | wasmtime.Table | wasmtime.Memory | wasmtime.SharedMemory | wasmtime.Global
-                     | wasmtime.Tag)
+Export: TypeAlias = (
+    wasmtime.Func | wasmtime.Table | wasmtime.Memory | wasmtime.SharedMemory | wasmtime.Global | wasmtime.Tag
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,7 @@ def link(setup: Setup, flavor: Flavor) -> Linked:
     linker = wasmtime.Linker(engine)
     callbacks: list[object] = []
     plan = _helper_plan(image) if setup.fast_imports else None
-    helper = (Helper(runtime, store, plan, image.memory64, flavor, image.memory_index64(flavor))
-              if plan else None)
+    helper = Helper(runtime, store, plan, image.memory64, flavor, image.memory_index64(flavor)) if plan else None
     if helper:
         helper.define(linker, store)
     for imp in module.imports:
@@ -98,19 +100,22 @@ def link(setup: Setup, flavor: Flavor) -> Linked:
     if flavor == Flavor.VARIANT:  # the variant's loops stop when byte 0 of this memory is set
         flag_memory = exports[INTERRUPT_EXPORT]
         assert isinstance(flag_memory, wasmtime.Memory)
-        budget.interrupt = (ctypes.c_ubyte * 1).from_address(
-            ctypes.addressof(flag_memory.data_ptr(store).contents))
+        budget.interrupt = (ctypes.c_ubyte * 1).from_address(ctypes.addressof(flag_memory.data_ptr(store).contents))
     if helper:
         helper.fill(store, exports)
     # One boundary crossing per message where nothing can suspend (see AosAbi._run_direct).
-    call_handle = (RawFunc(store, helper.exports["call_handle"])
-                   if helper and helper.plan.call_handle and flavor == Flavor.VARIANT else None)
+    call_handle = (
+        RawFunc(store, helper.exports["call_handle"])
+        if helper and helper.plan.call_handle and flavor == Flavor.VARIANT
+        else None
+    )
     host.bind(exports)
     return Linked(store, host, instance, exports, budget, AosAbi(host, call_handle), callbacks)
 
 
-def load_snapshot(linked: Linked, image: Image, flavor: Flavor, snapshot: Restorable,
-                  view: Callable[[], memoryview]) -> None:
+def load_snapshot(
+    linked: Linked, image: Image, flavor: Flavor, snapshot: Restorable, view: Callable[[], memoryview]
+) -> None:
     """Grow the fresh memory to the snapshot's size and write it in (`view`: the live memory)."""
     memory = linked.memory
     assert memory is not None

@@ -6,12 +6,13 @@ deterministic counter; the tree is saved with every snapshot (see memfs_state.py
 the host's disk or wall clock. Nodes made before ao-loader installs its counter (the static tree:
 /tmp, /home, /dev, /proc) carry timestamp 0 here, where ao-loader stamps them with the wall clock.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 from aonode.engine.wasm.memfs_paths import basename, dirname, normalize_parts
 

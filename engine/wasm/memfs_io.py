@@ -3,15 +3,44 @@
 Each branch follows emscripten's FS (the JS glue ao-loader 0.0.49 ships) in the order it checks
 things, so every call fails with the same errno and ticks the clock the same number of times.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aonode.engine.wasm.memfs import (
-    DEV_NULL, DEV_RANDOM, DEV_TTY, DEV_TTY1, DEV_URANDOM, EBADF, EEXIST, EINVAL, EISDIR, ELOOP, ENOENT,
-    ENOTDIR, ESPIPE, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_TRUNC,
-    O_WRONLY, S_IFREG, FSError, Node, Shared, Stream, Tree, is_chrdev, is_dir, is_file, is_link,
+    DEV_NULL,
+    DEV_RANDOM,
+    DEV_TTY,
+    DEV_TTY1,
+    DEV_URANDOM,
+    EBADF,
+    EEXIST,
+    EINVAL,
+    EISDIR,
+    ELOOP,
+    ENOENT,
+    ENOTDIR,
+    ESPIPE,
+    O_ACCMODE,
+    O_APPEND,
+    O_CREAT,
+    O_DIRECTORY,
+    O_EXCL,
+    O_NOFOLLOW,
+    O_TRUNC,
+    O_WRONLY,
+    S_IFREG,
+    FSError,
+    Node,
+    Shared,
+    Stream,
+    Tree,
+    is_chrdev,
+    is_dir,
+    is_file,
+    is_link,
 )
 
 EIO = 29
@@ -55,8 +84,16 @@ class MemFS(Tree):
 
     def stat(self, node: Node) -> Stat:
         size = node.size
-        return Stat(node.id if is_chrdev(node.mode) else 1, node.id, node.mode, 1, node.rdev, size,
-                    -(-size // 4096), node.timestamp)
+        return Stat(
+            node.id if is_chrdev(node.mode) else 1,
+            node.id,
+            node.mode,
+            1,
+            node.rdev,
+            size,
+            -(-size // 4096),
+            node.timestamp,
+        )
 
     # ---- open / close -------------------------------------------------------------------------------
     def may_open(self, node: Node, flags: int) -> int:
@@ -149,7 +186,7 @@ class MemFS(Tree):
             want = max(0, min(length, node.drive[1] - at))
             data = self.drive_reader(node.drive[0], at, want) if want and self.drive_reader else b""
         else:
-            data = bytes(node.data[at:at + length]) if at < len(node.data) else b""
+            data = bytes(node.data[at : at + length]) if at < len(node.data) else b""
         if position is None:
             stream.shared.position += len(data)
         return data
@@ -203,4 +240,3 @@ class MemFS(Tree):
         if node.drive is not None:
             return self.drive_reader(node.drive[0], 0, node.drive[1]) if self.drive_reader else b""
         return bytes(node.data)
-

@@ -1,4 +1,5 @@
 """emscripten's PATH helpers (normalize, basename, dirname), as the MemFS resolves paths with them."""
+
 from __future__ import annotations
 
 

@@ -5,10 +5,11 @@ directory entries, timestamps, open descriptors with shared positions (dup), unl
 still open, the cwd and the /dev/urandom stream position. WeaveDrive files keep only (id, size):
 their bytes are Arweave data, read again from the node's cache.
 """
+
 from __future__ import annotations
 
 import base64
-from typing import Callable
+from collections.abc import Callable
 
 from aonode.engine.wasm.memfs import Node, Shared, Stream, is_dir
 from aonode.engine.wasm.memfs_io import DriveReader, MemFS
@@ -55,10 +56,27 @@ def to_dict(fs: MemFS) -> dict:
     for fd in sorted(fs.streams):
         s = fs.streams[fd]
         owner = shared_ids.setdefault(id(s.shared), fd)
-        streams.append([fd, s.node.id, s.path, s.shared.flags, s.shared.position, int(s.seekable), owner,
-                        list(s.dirents) if s.dirents is not None else None])
-    return {"format": FORMAT, "next_ino": fs.next_ino, "cwd": fs.cwd, "random": [fs.random_counter, fs.random_left],
-            "permissions": int(not fs.ignore_permissions), "nodes": rows, "streams": streams}
+        streams.append(
+            [
+                fd,
+                s.node.id,
+                s.path,
+                s.shared.flags,
+                s.shared.position,
+                int(s.seekable),
+                owner,
+                list(s.dirents) if s.dirents is not None else None,
+            ]
+        )
+    return {
+        "format": FORMAT,
+        "next_ino": fs.next_ino,
+        "cwd": fs.cwd,
+        "random": [fs.random_counter, fs.random_left],
+        "permissions": int(not fs.ignore_permissions),
+        "nodes": rows,
+        "streams": streams,
+    }
 
 
 def from_dict(data: dict, clock: Callable[[], int], drive_reader: DriveReader | None = None) -> MemFS:

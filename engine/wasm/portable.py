@@ -5,6 +5,7 @@ A bare memory carries no host state, and needs none: a legacy CU resuming from a
 fresh ao-loader instance, whose clock counter restarts (first value 10004 after its FS start-up) and
 whose emscripten filesystem is the start-up tree. That is the host state given to it here.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,6 +28,8 @@ def read_snapshot(data: bytes) -> Snapshot:
         except (OSError, EOFError, zlib.error) as err:
             raise ValueError(f"not a gzip-compressed memory dump: {err}") from err
     if not data or len(data) % PAGE or len(data) > MAX_DUMP:
-        raise ValueError(f"not an aonode snapshot, nor a linear memory dump ({len(data)} bytes is not a "
-                         f"whole number of {PAGE}-byte wasm pages)")
+        raise ValueError(
+            f"not an aonode snapshot, nor a linear memory dump ({len(data)} bytes is not a "
+            f"whole number of {PAGE}-byte wasm pages)"
+        )
     return Snapshot.from_memory(data, {"time": TIME_START + FS_INIT_TICKS})

@@ -1,13 +1,14 @@
 """Compile images once per engine flavour; compiled artifacts are cached on disk by image hash + settings."""
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import wasmtime
 
@@ -27,7 +28,7 @@ ENGINE_SETTINGS = {
     METERED: "memory64=1;exceptions=1;fuel=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     ORIGINAL: "memory64=1;exceptions=1;epoch=1;spectre-heap=0;spectre-table=0;wasmtime=50",
     VARIANT: "memory64=1;exceptions=1;multi-memory=1;interrupt-flag=1;spectre-heap=0;spectre-table=0;"
-               "wasmtime=50;variant=fast-v3;threads=1",
+    "wasmtime=50;variant=fast-v3;threads=1",
 }
 LEGACY_EH_MARKER = "legacy_exceptions"
 log = logging.getLogger("aonode.engine")
@@ -146,15 +147,17 @@ class Runtime:
     image whose variant is not compiled yet comes back at once, compiled for the metered engine, and
     the variant is prepared on a background thread (builds.py)."""
 
-    def __init__(self, cache_dir: Path | None = None, *, fast_variant: bool | None = None,
-                 background: bool = False) -> None:
+    def __init__(
+        self, cache_dir: Path | None = None, *, fast_variant: bool | None = None, background: bool = False
+    ) -> None:
         self.metered_engine = shared_engine(METERED)
         self.original_engine = shared_engine(ORIGINAL)
         self.variant_engine = shared_engine(VARIANT)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         # The fast variants are on unless asked otherwise (AONODE_FAST_VARIANT=0 for a whole node).
-        self.fast_variant = (fast_variant if fast_variant is not None
-                             else os.environ.get("AONODE_FAST_VARIANT", "1") != "0")
+        self.fast_variant = (
+            fast_variant if fast_variant is not None else os.environ.get("AONODE_FAST_VARIANT", "1") != "0"
+        )
         self.background = background
         self._images: dict[str, Image] = {}
         self._sources: dict[str, bytes] = {}
@@ -295,8 +298,9 @@ class Runtime:
             log.warning("image %s runs without its fast variant (%s): it does not compile: %s", label, SLOWER, err)
             return _Compiled(None, False)
         if {e.name for e in module.exports} != {e.name for e in own.module.exports} | {INTERRUPT_EXPORT}:
-            log.warning("image %s runs without its fast variant (%s): its exports differ from the image's",
-                        label, SLOWER)
+            log.warning(
+                "image %s runs without its fast variant (%s): its exports differ from the image's", label, SLOWER
+            )
             return _Compiled(None, False)
         return _Compiled(module, variant.lowered)
 
@@ -327,4 +331,3 @@ class Runtime:
         if compiled.flag:
             path.with_suffix(_FLAG_SUFFIX[flavor]).touch()
         write_atomic(path, compiled.module.serialize())
-

@@ -1,12 +1,13 @@
 """A process's whole state: its linear memory (zstd) plus the few host counters that live outside it."""
+
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import json
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import zstandard
@@ -166,15 +167,16 @@ class Snapshot:
                         break
                     got += n
                 zero = buf[:got] == _ZERO_CHUNK[:got]
-                if not (zero and (done >= zero_from or bytes(target[done:done + got]) == _ZERO_CHUNK[:got])):
+                if not (zero and (done >= zero_from or bytes(target[done : done + got]) == _ZERO_CHUNK[:got])):
                     for page in range(0, got, PAGE):
                         end = min(page + PAGE, got)
                         src = buf[page:end]
                         at = done + page
-                        if src == _ZERO_CHUNK[:end - page] and (at >= zero_from
-                                                                 or bytes(target[at:at + end - page]) == src):
+                        if src == _ZERO_CHUNK[: end - page] and (
+                            at >= zero_from or bytes(target[at : at + end - page]) == src
+                        ):
                             continue
-                        target[at:at + end - page] = src
+                        target[at : at + end - page] = src
                 done += got
                 if got < want:
                     break
@@ -182,8 +184,10 @@ class Snapshot:
             raise ValueError(f"snapshot decompressed to {done} bytes, expected {self.memory_size}")
 
     def to_bytes(self) -> bytes:
-        header = json.dumps({"memory_sha256": self.memory_sha256, "memory_size": self.memory_size,
-                             "host_state": self.host_state}, sort_keys=True).encode()
+        header = json.dumps(
+            {"memory_sha256": self.memory_sha256, "memory_size": self.memory_size, "host_state": self.host_state},
+            sort_keys=True,
+        ).encode()
         return MAGIC + struct.pack("<I", len(header)) + header + self.compressed
 
     @classmethod
@@ -192,6 +196,7 @@ class Snapshot:
             raise ValueError("not an aonode snapshot")
         (hlen,) = struct.unpack_from("<I", data, len(MAGIC))
         start = len(MAGIC) + 4
-        header = json.loads(data[start:start + hlen])
-        return cls(header["memory_sha256"], header["memory_size"], bytes(data[start + hlen:]),
-                   header.get("host_state", {}))
+        header = json.loads(data[start : start + hlen])
+        return cls(
+            header["memory_sha256"], header["memory_size"], bytes(data[start + hlen :]), header.get("host_state", {})
+        )

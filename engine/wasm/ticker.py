@@ -1,5 +1,6 @@
 """The one background thread that bounds running wasm: it advances the epoch of the fast engine and
 sets the interrupt flag of fast-variant messages past their deadline (transform/variant.py)."""
+
 from __future__ import annotations
 
 import atexit

@@ -3,24 +3,60 @@
 Lua's os.date calls strftime once per conversion; any difference in the text changes heap layout, so
 this follows the JS rules exactly, quirks included (%u/%w unpadded, %y from the decimal year string).
 """
+
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
 
 WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 MONTH_DAYS_REGULAR = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 MONTH_DAYS_LEAP = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 EPOCH = datetime.datetime(1970, 1, 1)
 
 EXPANSIONS = {
-    "%c": "%a %b %d %H:%M:%S %Y", "%D": "%m/%d/%y", "%F": "%Y-%m-%d", "%h": "%b", "%r": "%I:%M:%S %p",
-    "%R": "%H:%M", "%T": "%H:%M:%S", "%x": "%m/%d/%y", "%X": "%H:%M:%S", "%Ec": "%c", "%EC": "%C",
-    "%Ex": "%m/%d/%y", "%EX": "%H:%M:%S", "%Ey": "%y", "%EY": "%Y", "%Od": "%d", "%Oe": "%e",
-    "%OH": "%H", "%OI": "%I", "%Om": "%m", "%OM": "%M", "%OS": "%S", "%Ou": "%u", "%OU": "%U",
-    "%OV": "%V", "%Ow": "%w", "%OW": "%W", "%Oy": "%y",
+    "%c": "%a %b %d %H:%M:%S %Y",
+    "%D": "%m/%d/%y",
+    "%F": "%Y-%m-%d",
+    "%h": "%b",
+    "%r": "%I:%M:%S %p",
+    "%R": "%H:%M",
+    "%T": "%H:%M:%S",
+    "%x": "%m/%d/%y",
+    "%X": "%H:%M:%S",
+    "%Ec": "%c",
+    "%EC": "%C",
+    "%Ex": "%m/%d/%y",
+    "%EX": "%H:%M:%S",
+    "%Ey": "%y",
+    "%EY": "%Y",
+    "%Od": "%d",
+    "%Oe": "%e",
+    "%OH": "%H",
+    "%OI": "%I",
+    "%Om": "%m",
+    "%OM": "%M",
+    "%OS": "%S",
+    "%Ou": "%u",
+    "%OU": "%U",
+    "%OV": "%V",
+    "%Ow": "%w",
+    "%OW": "%W",
+    "%Oy": "%y",
 }
 
 
@@ -100,8 +136,9 @@ RULES = {
     "%G": lambda t: str(_week_based_year(t)),
     "%H": lambda t: _pad(t.hour, 2),
     "%I": _hour12,
-    "%j": lambda t: _pad(t.mday + sum((MONTH_DAYS_LEAP if is_leap(t.year + 1900) else MONTH_DAYS_REGULAR)
-                                      [:max(t.mon, 0)]), 3),
+    "%j": lambda t: _pad(
+        t.mday + sum((MONTH_DAYS_LEAP if is_leap(t.year + 1900) else MONTH_DAYS_REGULAR)[: max(t.mon, 0)]), 3
+    ),
     "%m": lambda t: _pad(t.mon + 1, 2),
     "%M": lambda t: _pad(t.min, 2),
     "%n": lambda t: "\n",
@@ -135,8 +172,17 @@ def normalize(year: int, mon: int, mday: int, hour: int, minute: int, sec: int) 
     year += mon // 12
     mon %= 12
     moment = datetime.datetime(year, mon + 1, 1) + datetime.timedelta(
-        days=mday - 1, hours=hour, minutes=minute, seconds=sec)
+        days=mday - 1, hours=hour, minutes=minute, seconds=sec
+    )
     seconds = int((moment - EPOCH).total_seconds())
     yday = moment.timetuple().tm_yday - 1
-    return seconds, Tm(moment.second, moment.minute, moment.hour, moment.day, moment.month - 1,
-                       moment.year - 1900, (moment.weekday() + 1) % 7, yday)
+    return seconds, Tm(
+        moment.second,
+        moment.minute,
+        moment.hour,
+        moment.day,
+        moment.month - 1,
+        moment.year - 1900,
+        (moment.weekday() + 1) % 7,
+        yday,
+    )

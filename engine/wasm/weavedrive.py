@@ -4,12 +4,14 @@ As ao-loader's WeaveDrive extension does it, an opened item becomes a node of th
 filesystem (`/data/<id>`, `/tx/<id>`, `/block/<height>`) with an ordinary descriptor, so fseek/fstat
 work on it; `/data` nodes keep only (id, size) and read their bytes from the DriveStore at any offset.
 """
+
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aonode.engine.errors import MemoryLimitExceeded, WasmTrap
 from aonode.engine.wasm.drive_store import DriveContext, DriveStore
@@ -102,8 +104,9 @@ class WeaveDrive(Guest):
             height = int(msg.get("Block-Height") or 0)
         except (TypeError, ValueError):
             height = 0
-        return DriveContext(tags((env.get("Process") or {}).get("Tags")), tags((env.get("Module") or {}).get("Tags")),
-                            height)
+        return DriveContext(
+            tags((env.get("Process") or {}).get("Tags")), tags((env.get("Module") or {}).get("Tags")), height
+        )
 
     def _drive_open(self, c_filename: int) -> int:
         """`/data/<id>`, `/tx/<id>`, `/block/<height>` open (creating the node the first time);

@@ -6,6 +6,7 @@
 - module.py  `aonode module list|fetch|add`: the image catalogue on this machine
 - wallet.py  `aonode wallet new|address`: make an Arweave JWK, print its address
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,14 @@ import logging
 import sys
 
 from aonode.engine.progress import PROGRESS
-from aonode.server.cli import client, module, serve, wallet
+from aonode.server.cli import (
+    client,
+    eval as evaluate,  # (not to shadow the builtin)
+    module,
+    serve,
+    wallet,
+)
 from aonode.server.cli.checks import UserError
-from aonode.server.cli import eval as evaluate  # (not to shadow the builtin)
 
 
 def build_parser() -> argparse.ArgumentParser:

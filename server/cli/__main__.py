@@ -1,4 +1,5 @@
 """`python -m aonode.server.cli ...`, the same as the `aonode` console script."""
+
 import sys
 
 from aonode.server.cli import main

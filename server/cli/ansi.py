@@ -1,5 +1,6 @@
 """AOS colours its prompt, printed tables and errors with ANSI escape codes for a terminal; in JSON a
 reader sees `\\u001b[31m`. The CLI strips them from the JSON it prints (`--raw` keeps them)."""
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ A data dir that is a file or unwritable, a host that does not resolve, a port ou
 use, and a data dir another `aonode serve` already holds (an exclusive lock on `<data-dir>/lock`,
 held for the life of the process: two nodes on one SQLite store would serve stale state).
 """
+
 from __future__ import annotations
 
 import errno
@@ -44,8 +45,9 @@ def data_dir_locked(path: Path) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise UserError(f"--data-dir {path} is in use by another aonode serve ({holder}); "
-                        "stop it or choose another --data-dir") from err
+        raise UserError(
+            f"--data-dir {path} is in use by another aonode serve ({holder}); stop it or choose another --data-dir"
+        ) from err
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}\n")
@@ -66,6 +68,5 @@ def address_free(host: str, port_number: int) -> None:
             probe.bind(address)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port_number} on {host} is already in use; "
-                                "choose another with --port") from err
+                raise UserError(f"port {port_number} on {host} is already in use; choose another with --port") from err
             raise UserError(f"cannot listen on {host}:{port_number}: {err.strerror or err}") from err

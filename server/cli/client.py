@@ -8,6 +8,7 @@ Items are built as aoconnect builds them (protocol tags first, then the user's),
 same thing whichever client a user picks. Spawn items name the node's scheduler; when the user does
 not pass `--scheduler`, the node is asked for its address (`GET /~meta@1.0/info/address`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,13 @@ from typing import Any
 
 import httpx
 
+import aonode.server.cli.ansi as ansi
 from aonode.engine import httpsig
-from aonode.engine.answers import JSON
 from aonode.engine.ans104 import DataItem, Tag, build_and_sign
+from aonode.engine.answers import JSON
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.modules import catalogue
-import aonode.server.cli.ansi as ansi
 
 DEFAULT_NODE = "http://127.0.0.1:8734"
 VARIANT = "ao.TN.1"
@@ -57,8 +58,13 @@ def new_anchor() -> str:
 
 
 def spawn_tags(module: str, scheduler: str, tags: Sequence[Tag] = ()) -> list[Tag]:
-    protocol = [("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Process"),
-                ("Module", module), ("Scheduler", scheduler)]
+    protocol = [
+        ("Data-Protocol", "ao"),
+        ("Variant", VARIANT),
+        ("Type", "Process"),
+        ("Module", module),
+        ("Scheduler", scheduler),
+    ]
     return merge_tags(protocol, tags)
 
 
@@ -66,13 +72,21 @@ def message_tags(tags: Sequence[Tag] = ()) -> list[Tag]:
     return merge_tags([("Data-Protocol", "ao"), ("Variant", VARIANT), ("Type", "Message")], tags)
 
 
-def build_spawn(wallet: Wallet, *, module: str, scheduler: str, tags: Sequence[Tag] = (),
-                data: bytes | str = "", anchor: str | None = None) -> DataItem:
+def build_spawn(
+    wallet: Wallet,
+    *,
+    module: str,
+    scheduler: str,
+    tags: Sequence[Tag] = (),
+    data: bytes | str = "",
+    anchor: str | None = None,
+) -> DataItem:
     return build_and_sign(wallet, data=data, tags=spawn_tags(module, scheduler, tags), anchor=anchor)
 
 
-def build_message(wallet: Wallet, *, process: str, tags: Sequence[Tag] = (),
-                  data: bytes | str = "", anchor: str | None = None) -> DataItem:
+def build_message(
+    wallet: Wallet, *, process: str, tags: Sequence[Tag] = (), data: bytes | str = "", anchor: str | None = None
+) -> DataItem:
     return build_and_sign(wallet, data=data, tags=message_tags(tags), target=process, anchor=anchor)
 
 
@@ -86,8 +100,9 @@ def post_item(url: str, item: DataItem, *, client: httpx.Client | None = None) -
     own = client is None
     http = client or httpx.Client(timeout=TIMEOUT_S)
     try:
-        reply = http.post(url, content=item.raw, headers={"content-type": "application/octet-stream",
-                                                          "accept": "application/json"})
+        reply = http.post(
+            url, content=item.raw, headers={"content-type": "application/octet-stream", "accept": "application/json"}
+        )
     except httpx.HTTPError as err:
         raise AONodeError(f"cannot reach {url}: {err}") from err
     finally:
@@ -101,9 +116,16 @@ def post_item(url: str, item: DataItem, *, client: httpx.Client | None = None) -
         return {"id": item.id, "reply": reply.text}
 
 
-def build_httpsig(wallet: Wallet, url: str, *, tags: Sequence[Tag], data: bytes | str,
-                  target: str | None = None, anchor: str | None = None,
-                  committed_body: bool = False) -> httpsig.Request:
+def build_httpsig(
+    wallet: Wallet,
+    url: str,
+    *,
+    tags: Sequence[Tag],
+    data: bytes | str,
+    target: str | None = None,
+    anchor: str | None = None,
+    committed_body: bool = False,
+) -> httpsig.Request:
     """The message as httpsig@1.0 fields (names lowercased; a later tag of the same name wins): the
     request's own signed fields, or (`committed_body`) the request's `body` with its commitment in a
     `body/commitments/<id>` part, as HyperBEAM's own clients send it."""
@@ -126,8 +148,9 @@ def post_httpsig(req: httpsig.Request) -> Any:
         raise AONodeError(f"cannot reach {req.url}: {err}") from err
     if reply.status_code >= 400:
         raise AONodeError(f"{req.url} answered {reply.status_code}: {reply.text[:500]}")
-    answer = httpsig.decode(httpsig.Request("POST", req.url, tuple(reply.headers.multi_items()), reply.content,
-                                            status=reply.status_code))
+    answer = httpsig.decode(
+        httpsig.Request("POST", req.url, tuple(reply.headers.multi_items()), reply.content, status=reply.status_code)
+    )
     body = reply.json()
     signer = answer.signer
     return {**body, "answered-by": signer.committer if signer else None}
@@ -177,8 +200,11 @@ def _run(args: argparse.Namespace) -> int:
         wallet = Wallet.load(args.wallet)
         tags = [parse_tag(t) for t in args.tag]
         anchor = args.anchor or new_anchor()
-        answer = _run_httpsig(args, wallet, tags, anchor) if args.httpsig else \
-            post_item(*_ans104_item(args, wallet, tags, anchor))
+        answer = (
+            _run_httpsig(args, wallet, tags, anchor)
+            if args.httpsig
+            else post_item(*_ans104_item(args, wallet, tags, anchor))
+        )
         if getattr(args, "wait", False):
             result = slot_result(args.node, args.process, answer.get("slot") if isinstance(answer, dict) else None)
             answer = {**answer, "result": result if args.raw else ansi.strip(result)}
@@ -206,8 +232,14 @@ def _ans104_item(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anch
     if args.command == "spawn":
         scheduler = args.scheduler or node_address(args.node)
         # aoconnect sends "1984" when a spawn has no data; gateways refuse empty items.
-        item = build_spawn(wallet, module=resolve_module(args.module), scheduler=scheduler,
-                           tags=tags, data=_read_data(args, "1984"), anchor=anchor)
+        item = build_spawn(
+            wallet,
+            module=resolve_module(args.module),
+            scheduler=scheduler,
+            tags=tags,
+            data=_read_data(args, "1984"),
+            anchor=anchor,
+        )
         return schedule_url(args.node), item
     item = build_message(wallet, process=args.process, tags=tags, data=_read_data(args, ""), anchor=anchor)
     return schedule_url(args.node, args.process), item
@@ -217,29 +249,56 @@ def _run_httpsig(args: argparse.Namespace, wallet: Wallet, tags: list[Tag], anch
     base = args.node.rstrip("/")
     if args.command == "spawn":
         all_tags = spawn_tags(resolve_module(args.module), args.scheduler or node_address(args.node), tags)
-        return post_httpsig(build_httpsig(wallet, f"{base}/push", tags=all_tags, data=_read_data(args, "1984"),
-                                          anchor=anchor, committed_body=args.committed_body))
-    return post_httpsig(build_httpsig(wallet, f"{base}/{args.process}~process@1.0/push", tags=message_tags(tags),
-                                      data=_read_data(args, ""), target=args.process, anchor=anchor,
-                                      committed_body=args.committed_body))
+        return post_httpsig(
+            build_httpsig(
+                wallet,
+                f"{base}/push",
+                tags=all_tags,
+                data=_read_data(args, "1984"),
+                anchor=anchor,
+                committed_body=args.committed_body,
+            )
+        )
+    return post_httpsig(
+        build_httpsig(
+            wallet,
+            f"{base}/{args.process}~process@1.0/push",
+            tags=message_tags(tags),
+            data=_read_data(args, ""),
+            target=args.process,
+            anchor=anchor,
+            committed_body=args.committed_body,
+        )
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wallet", required=True, help="Arweave JWK file (RSA-4096 or Ed25519)")
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"node URL (default {DEFAULT_NODE})")
-    parser.add_argument("--tag", action="append", default=[], metavar="NAME=VALUE",
-                        help="add a tag (repeatable); overrides a protocol tag of the same name")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add a tag (repeatable); overrides a protocol tag of the same name",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--data", help="the item's data as text")
     group.add_argument("--data-file", help="read the item's data from this file")
     parser.add_argument("--anchor", help="32-character anchor (default: random)")
-    parser.add_argument("--httpsig", action="store_true",
-                        help="send an httpsig@1.0 (RFC 9421) message to /push (scheduled and computed) "
-                             "instead of an ANS-104 item to /schedule")
-    parser.add_argument("--committed-body", action="store_true",
-                        help="with --httpsig: send the message as the request's multipart body with its "
-                             "commitment in a body/commitments/<id> part (HyperBEAM's form) instead of "
-                             "signing the request's own fields")
+    parser.add_argument(
+        "--httpsig",
+        action="store_true",
+        help="send an httpsig@1.0 (RFC 9421) message to /push (scheduled and computed) "
+        "instead of an ANS-104 item to /schedule",
+    )
+    parser.add_argument(
+        "--committed-body",
+        action="store_true",
+        help="with --httpsig: send the message as the request's multipart body with its "
+        "commitment in a body/commitments/<id> part (HyperBEAM's form) instead of "
+        "signing the request's own fields",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -251,9 +310,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _common(spawn)
     send = subparsers.add_parser("send", help="sign and schedule a message to a process on a node")
     send.add_argument("process", help="target process id")
-    send.add_argument("--wait", action="store_true",
-                      help="wait until the node computed the message and add its result (Output, Messages, "
-                           "Error, ...) as `result`; exit 1 when it has an Error")
-    send.add_argument("--raw", action="store_true",
-                      help="with --wait: keep AOS's ANSI colour codes in the result (stripped by default)")
+    send.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the node computed the message and add its result (Output, Messages, "
+        "Error, ...) as `result`; exit 1 when it has an Error",
+    )
+    send.add_argument(
+        "--raw",
+        action="store_true",
+        help="with --wait: keep AOS's ANSI colour codes in the result (stripped by default)",
+    )
     _common(send)

@@ -5,6 +5,7 @@ The exit status is 1 when a message errored (a Lua error, or a wasm failure such
 limit: its line says why), 2 when nothing could run, 130 on Ctrl-C (which stops even a message
 stuck in a loop: the messages run in a worker thread the main thread waits on).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aonode.engine.errors import AONodeError
 import aonode.server.cli.ansi as ansi
+from aonode.engine.errors import AONodeError
 from aonode.modules.catalogue import resolve
 from aonode.modules.fetch import aonode_home
 
@@ -37,19 +38,32 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     ev = subparsers.add_parser("eval", help="spawn an in-memory process and Eval Lua code in it")
     ev.add_argument("module", help="a .wasm path or a catalogue name (aonode module list)")
     ev.add_argument("code", nargs="*", help="Lua code, one Eval message each")
-    ev.add_argument("--snapshot-in", help="continue from this snapshot instead of spawning: an aonode snapshot "
-                    "(GET /<pid>~process@1.0/snapshot) or a linear-memory dump from ao-loader / a legacy CU "
-                    "checkpoint (raw or gzip)")
+    ev.add_argument(
+        "--snapshot-in",
+        help="continue from this snapshot instead of spawning: an aonode snapshot "
+        "(GET /<pid>~process@1.0/snapshot) or a linear-memory dump from ao-loader / a legacy CU "
+        "checkpoint (raw or gzip)",
+    )
     ev.add_argument("--snapshot-out", help="write the final snapshot here")
-    ev.add_argument("--owner", default=None, help="the process owner the Evals come from (a snapshot of "
-                    "another node's process answers only its own owner's Evals)")
+    ev.add_argument(
+        "--owner",
+        default=None,
+        help="the process owner the Evals come from (a snapshot of "
+        "another node's process answers only its own owner's Evals)",
+    )
     ev.add_argument("--memory-limit", default=None, help='e.g. "1-gb"')
-    ev.add_argument("--compute-limit", type=int, default=DEFAULT_COMPUTE_LIMIT, metavar="FUEL",
-                    help="the most wasm instructions (wasmtime fuel) each Eval may run; the spawn (slot 0) "
-                         "is not limited. A message past it fails with ComputeLimitExceeded, its state "
-                         "rolled back")
-    ev.add_argument("--raw", action="store_true",
-                    help="keep AOS's ANSI colour codes in output and error (stripped by default)")
+    ev.add_argument(
+        "--compute-limit",
+        type=int,
+        default=DEFAULT_COMPUTE_LIMIT,
+        metavar="FUEL",
+        help="the most wasm instructions (wasmtime fuel) each Eval may run; the spawn (slot 0) "
+        "is not limited. A message past it fails with ComputeLimitExceeded, its state "
+        "rolled back",
+    )
+    ev.add_argument(
+        "--raw", action="store_true", help="keep AOS's ANSI colour codes in output and error (stripped by default)"
+    )
     ev.set_defaults(func=run)
 
 
@@ -70,9 +84,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         module = resolve_module(args.module)
         snapshot = Path(args.snapshot_in).read_bytes() if args.snapshot_in else None
-        sandbox = Sandbox(module.path.read_bytes(), module.id, aonode_home() / "wasm",
-                          memory_limit=args.memory_limit, compute_limit=args.compute_limit, snapshot=snapshot,
-                          owner=args.owner or OWNER, name=args.module)
+        sandbox = Sandbox(
+            module.path.read_bytes(),
+            module.id,
+            aonode_home() / "wasm",
+            memory_limit=args.memory_limit,
+            compute_limit=args.compute_limit,
+            snapshot=snapshot,
+            owner=args.owner or OWNER,
+            name=args.module,
+        )
     except (AONodeError, ValueError, OSError) as err:
         print(f"aonode eval: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
 """`aonode module list|fetch|add`: see which images this machine can run, and get or register more."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,13 +1,14 @@
 """`aonode serve`: run the HTTP node (server/serve.py builds it and serves it)."""
+
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
 
+import aonode.server.cli.checks as checks
 from aonode.engine.errors import StartupRefused
 from aonode.engine.leases import LeaseConfig
-import aonode.server.cli.checks as checks
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,30 +17,68 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     serve.add_argument("--port", type=checks.port, default=8734, help="TCP port to listen on")
     serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
-    serve.add_argument("--demo", action="store_true",
-                       help="spawn a token process from the default AOS module on first start and print how to read it")
-    serve.add_argument("--cron-every", type=float, default=1.0, metavar="SECONDS",
-                       help="how often cron processes are ticked without any traffic (0: only when messages come)")
-    serve.add_argument("--store", default=os.environ.get("AONODE_STORE") or None, metavar="URL",
-                       help="postgresql://user@host:port/db to share one store with other nodes "
-                            "(docs/scale-out.md; also AONODE_STORE); default: SQLite in --data-dir")
-    serve.add_argument("--snapshots", default=os.environ.get("AONODE_SNAPSHOTS") or None, metavar="URL",
-                       help="s3://bucket/prefix: keep snapshots in an S3-compatible bucket (credentials as the AWS "
-                            "tools read them; also AONODE_SNAPSHOTS); default: in the store")
-    serve.add_argument("--s3-endpoint", default=None, metavar="URL",
-                       help="with --snapshots: the S3-compatible server (MinIO, Ceph, R2, ...); default "
-                            "AWS_ENDPOINT_URL, else AWS")
-    serve.add_argument("--wallet", default=None, metavar="JWK",
-                       help="the node's key (default: <data-dir>/wallet.json, made on first start); nodes sharing a "
-                            "--store share one, so pushed messages and Authority are the same whichever computes")
-    serve.add_argument("--lease-ttl", type=float, default=LeaseConfig.ttl, metavar="SECONDS",
-                       help="with --store: how long a dead node's processes wait before another takes them")
-    serve.add_argument("--lease-wait", type=float, default=LeaseConfig.wait, metavar="SECONDS",
-                       help="with --store: how long a `now` waits for the node computing the process (then 503)")
-    serve.add_argument("--max-compute", type=int, default=None, metavar="FUEL",
-                       help="the most wasm instructions one message may run on this node, whatever its process "
-                            "asks for (definitions asking more are refused at spawn); default 20000000000 "
-                            "(a few seconds), or AONODE_MAX_COMPUTE")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="spawn a token process from the default AOS module on first start and print how to read it",
+    )
+    serve.add_argument(
+        "--cron-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often cron processes are ticked without any traffic (0: only when messages come)",
+    )
+    serve.add_argument(
+        "--store",
+        default=os.environ.get("AONODE_STORE") or None,
+        metavar="URL",
+        help="postgresql://user@host:port/db to share one store with other nodes "
+        "(docs/scale-out.md; also AONODE_STORE); default: SQLite in --data-dir",
+    )
+    serve.add_argument(
+        "--snapshots",
+        default=os.environ.get("AONODE_SNAPSHOTS") or None,
+        metavar="URL",
+        help="s3://bucket/prefix: keep snapshots in an S3-compatible bucket (credentials as the AWS "
+        "tools read them; also AONODE_SNAPSHOTS); default: in the store",
+    )
+    serve.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="with --snapshots: the S3-compatible server (MinIO, Ceph, R2, ...); default AWS_ENDPOINT_URL, else AWS",
+    )
+    serve.add_argument(
+        "--wallet",
+        default=None,
+        metavar="JWK",
+        help="the node's key (default: <data-dir>/wallet.json, made on first start); nodes sharing a "
+        "--store share one, so pushed messages and Authority are the same whichever computes",
+    )
+    serve.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=LeaseConfig.ttl,
+        metavar="SECONDS",
+        help="with --store: how long a dead node's processes wait before another takes them",
+    )
+    serve.add_argument(
+        "--lease-wait",
+        type=float,
+        default=LeaseConfig.wait,
+        metavar="SECONDS",
+        help="with --store: how long a `now` waits for the node computing the process (then 503)",
+    )
+    serve.add_argument(
+        "--max-compute",
+        type=int,
+        default=None,
+        metavar="FUEL",
+        help="the most wasm instructions one message may run on this node, whatever its process "
+        "asks for (definitions asking more are refused at spawn); default 20000000000 "
+        "(a few seconds), or AONODE_MAX_COMPUTE",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -63,9 +102,18 @@ def _serve(args: argparse.Namespace) -> int:
     if wallet_made is not None:
         wallet_made.join()  # the node reads the wallet it made
     try:
-        serve(host=args.host, port=args.port, data_dir=Path(args.data_dir), dev=args.dev, demo=args.demo,
-              cron_every=args.cron_every, store=args.store, wallet=args.wallet, snapshots=args.snapshots,
-              leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait))
+        serve(
+            host=args.host,
+            port=args.port,
+            data_dir=Path(args.data_dir),
+            dev=args.dev,
+            demo=args.demo,
+            cron_every=args.cron_every,
+            store=args.store,
+            wallet=args.wallet,
+            snapshots=args.snapshots,
+            leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait),
+        )
     except StartupRefused as err:  # a wallet other than the database's, an unreachable bucket: one line
         raise checks.UserError(str(err)) from err
     lock.close()

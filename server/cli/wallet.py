@@ -1,4 +1,5 @@
 """`aonode wallet new|address`: an Arweave JWK to sign with (`aonode spawn|send --wallet`), and its address."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sub = wallet.add_subparsers(dest="wallet_command", required=True)
     new = sub.add_parser("new", help="write a new private key as a JWK file (mode 0600) and print its address")
     new.add_argument("path", help="where to write the JWK (refused if the file exists)")
-    new.add_argument("--kind", choices=("rsa", "ed25519"), default="rsa",
-                     help="RSA-4096 (Arweave's own) or Ed25519")
+    new.add_argument("--kind", choices=("rsa", "ed25519"), default="rsa", help="RSA-4096 (Arweave's own) or Ed25519")
     new.set_defaults(func=_new)
     address = sub.add_parser("address", help="print the address of a JWK file")
     address.add_argument("path", help="a JWK file (RSA or Ed25519)")

@@ -3,6 +3,7 @@ schedule_page), so the pages never see anything a JSON client could not read its
 
 Nothing here computes: results are shown for slots already computed, later ones as pending.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,10 +71,16 @@ def tag(message: Mapping[str, Any], name: str) -> str | None:
 def overview(node: Reads, started: float) -> Overview:
     info = node.info()
     pids: list[str] = list(info.get("processes") or [])
-    return Overview(address=info["address"], version=info["version"], started=started,
-                    devices=list(info.get("devices") or []), modules=list(info.get("modules") or []),
-                    processes=[process_row(node, pid, _names(info)) for pid in pids[:MAX_PROCESSES]],
-                    total_processes=len(pids), tasks=PROGRESS.tasks())
+    return Overview(
+        address=info["address"],
+        version=info["version"],
+        started=started,
+        devices=list(info.get("devices") or []),
+        modules=list(info.get("modules") or []),
+        processes=[process_row(node, pid, _names(info)) for pid in pids[:MAX_PROCESSES]],
+        total_processes=len(pids),
+        tasks=PROGRESS.tasks(),
+    )
 
 
 def _names(info: NodeInfo) -> dict[str, str]:
@@ -89,8 +96,13 @@ def process_row(node: Reads, pid: str, names: dict[str, str] | None = None) -> P
     computed = node.compute(pid, None).get("at-slot", -1)
     stamp = slot.get("timestamp")
     module = tag(definition, "Module") or "?"
-    return ProcessRow(pid, names.get(module, module), int(slot.get("current", -1)), int(computed),
-                      int(stamp) / 1000 if isinstance(stamp, (int, str)) and str(stamp).isdigit() else None)
+    return ProcessRow(
+        pid,
+        names.get(module, module),
+        int(slot.get("current", -1)),
+        int(computed),
+        int(stamp) / 1000 if isinstance(stamp, (int, str)) and str(stamp).isdigit() else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -152,11 +164,19 @@ def process_page(node: Reads, pid: str, frm: int | None = None) -> ProcessPage:
     entries.reverse()  # newest first
     view = node.compute(pid, None)
     base = f"/{pid}~process@1.0/now/cache"
-    return ProcessPage(row=row, definition=definition, tags=pairs(definition.get("Tags")), entries=entries,
-                       frm=start, to=end, newer=end + 1 if end < last else None,
-                       older=max(0, start - PAGE) if start > 0 else None,
-                       cache=tree(view.get("cache") or {}, base, [MAX_TREE]), at_slot=int(view.get("at-slot", -1)),
-                       tasks=PROGRESS.tasks())
+    return ProcessPage(
+        row=row,
+        definition=definition,
+        tags=pairs(definition.get("Tags")),
+        entries=entries,
+        frm=start,
+        to=end,
+        newer=end + 1 if end < last else None,
+        older=max(0, start - PAGE) if start > 0 else None,
+        cache=tree(view.get("cache") or {}, base, [MAX_TREE]),
+        at_slot=int(view.get("at-slot", -1)),
+        tasks=PROGRESS.tasks(),
+    )
 
 
 def entry(node: Reads, pid: str, assignment: Mapping[str, Any], computed: int) -> Entry:
@@ -169,8 +189,14 @@ def entry(node: Reads, pid: str, assignment: Mapping[str, Any], computed: int) -
         except NotFound:
             results = None
     stamp = assignment.get("timestamp")
-    return Entry(slot, str(assignment.get("message", "")), int(stamp) / 1000 if isinstance(stamp, int) else None,
-                 pairs(body.get("Tags")), _text(body.get("Data")), results)
+    return Entry(
+        slot,
+        str(assignment.get("message", "")),
+        int(stamp) / 1000 if isinstance(stamp, int) else None,
+        pairs(body.get("Tags")),
+        _text(body.get("Data")),
+        results,
+    )
 
 
 def pairs(tags: JSON) -> list[tuple[str, str]]:

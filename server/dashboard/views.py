@@ -5,6 +5,7 @@ server with Jinja2 from templates shipped in the package; the one script only po
 JSON clients asking the same two paths get exactly what they got before: the request goes on to
 the regular handler.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -28,8 +29,9 @@ HERE = Path(__file__).resolve().parent
 Run = Callable[..., Awaitable[Any]]  # runs a blocking Node call off the event loop
 Handler = Callable[[Request], Awaitable[Response]]
 
-_env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                          trim_blocks=True, lstrip_blocks=True)
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True, lstrip_blocks=True
+)
 
 
 def _when(seconds: float | None) -> str:
@@ -67,8 +69,9 @@ def _show(value: Any) -> str:
     return _ANSI.sub("", value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-_env.filters.update(when=_when, ago=_ago, duration=duration, short=_short, show=_show,
-                    json=lambda v: json.dumps(v, indent=1))
+_env.filters.update(
+    when=_when, ago=_ago, duration=duration, short=_short, show=_show, json=lambda v: json.dumps(v, indent=1)
+)
 
 
 def wants_html(request: Request) -> bool:

@@ -14,6 +14,7 @@ Shapes follow what aoconnect 0.0.98 and ao-scheduler-utils read (node_modules/@p
 - Gateway `POST /graphql` (gateway.py): transactions by id (module and process tags) and the node's
   own `Scheduler-Location` record. Not a GraphQL engine: the query is recognised by its variables.
 """
+
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route

@@ -1,4 +1,5 @@
 """What every legacy route shares: the two pools, query-parameter checks, the legacy result shape."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,8 +11,7 @@ from starlette.responses import Response
 from aonode.engine.answers import JSON, Result
 from aonode.engine.errors import BadInput
 from aonode.engine.message import is_id
-from aonode.server.codec import dump_json, parse_int
-from aonode.server.codec import JSON as JSON_TYPE
+from aonode.server.codec import JSON as JSON_TYPE, dump_json, parse_int
 from aonode.server.state import server_of
 
 T = TypeVar("T")

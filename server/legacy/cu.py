@@ -4,6 +4,7 @@
 inside); `from` is the cursor to continue after in the sort order, `to` the last one wanted. A
 dry-run first computes what is scheduled (as the legacy CU does), then evaluates on a copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 
 import anyio
 import anyio.to_thread
-
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -21,7 +21,15 @@ from aonode.engine.message import Message, is_id
 from aonode.server.api import NodeAPI
 from aonode.server.codec import parse_json_object, read_body
 from aonode.server.legacy.common import (
-    EDGE_KEYS, checked_id, compute, int_param, json_response, legacy_result, limit_param, process_id, quick,
+    EDGE_KEYS,
+    checked_id,
+    compute,
+    int_param,
+    json_response,
+    legacy_result,
+    limit_param,
+    process_id,
+    quick,
 )
 from aonode.server.state import server_of
 
@@ -47,8 +55,9 @@ async def get_result(request: Request) -> Response:
     return json_response(legacy_result(view.get("results") or {}))
 
 
-def _results_page(node: NodeAPI, pid: str, frm: int | None, to: int | None, limit: int,
-                  descending: bool) -> dict[str, JSON]:
+def _results_page(
+    node: NodeAPI, pid: str, frm: int | None, to: int | None, limit: int, descending: bool
+) -> dict[str, JSON]:
     """One page of evaluated results; `from` is exclusive, `to` inclusive, both in sort order."""
     if descending:
         low, high = to, (None if frm is None else frm - 1)
@@ -92,8 +101,13 @@ def dry_run_message(obj: Mapping[str, object], pid: str) -> Message:
     data = fields.get("data", "")
     if data is not None and not isinstance(data, str):
         data = json.dumps(data, separators=(",", ":"))
-    legacy = {"Target": pid, "Anchor": fields.get("anchor"), "Tags": fields.get("tags") or [],
-              "Data": data, "From": fields.get("from") or owner or None}
+    legacy = {
+        "Target": pid,
+        "Anchor": fields.get("anchor"),
+        "Tags": fields.get("tags") or [],
+        "Data": data,
+        "From": fields.get("from") or owner or None,
+    }
     ident = fields.get("id")
     if isinstance(ident, str) and is_id(ident):
         legacy["Id"] = ident
@@ -140,8 +154,12 @@ async def get_state(request: Request) -> Response:
     except BaseException:
         streams.release()
         raise
-    headers = {"Last-Ordinate": str(memory.slot), "Last-Timestamp": str(memory.timestamp),
-               "Last-Block-Height": str(memory.block_height), "Content-Length": str(memory.size)}
+    headers = {
+        "Last-Ordinate": str(memory.slot),
+        "Last-Timestamp": str(memory.timestamp),
+        "Last-Block-Height": str(memory.block_height),
+        "Content-Length": str(memory.size),
+    }
     return StreamingResponse(_stream(memory, streams), media_type="application/octet-stream", headers=headers)
 
 

@@ -3,6 +3,7 @@
 Transactions by id (a catalogue module's tags, or a process definition's) and this node's own
 `Scheduler-Location` record. Not a GraphQL engine: the query is recognised by its variables.
 """
+
 from __future__ import annotations
 
 from starlette.requests import Request
@@ -28,16 +29,28 @@ def module_tags(ref: str) -> list[tuple[str, str]] | None:
     entry = lookup(ref)
     if entry is None:
         return None
-    return [("Data-Protocol", "ao"), ("Variant", "ao.TN.1"), ("Type", "Module"),
-            ("Module-Format", entry.format), ("Input-Encoding", MODULE_ENCODING),
-            ("Output-Encoding", MODULE_ENCODING), ("Memory-Limit", MODULE_MEMORY_LIMIT),
-            ("Compute-Limit", MODULE_COMPUTE_LIMIT), ("Content-Type", "application/wasm"),
-            ("Name", entry.name)]
+    return [
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Module"),
+        ("Module-Format", entry.format),
+        ("Input-Encoding", MODULE_ENCODING),
+        ("Output-Encoding", MODULE_ENCODING),
+        ("Memory-Limit", MODULE_MEMORY_LIMIT),
+        ("Compute-Limit", MODULE_COMPUTE_LIMIT),
+        ("Content-Type", "application/wasm"),
+        ("Name", entry.name),
+    ]
 
 
 def _gql_node(ident: str, owner: str | None, tags: list[tuple[str, str]], **extra: JSON) -> dict[str, JSON]:
-    return {"id": ident, "owner": {"address": owner, "key": None},
-            "tags": [{"name": n, "value": v} for n, v in tags], "block": None, **extra}
+    return {
+        "id": ident,
+        "owner": {"address": owner, "key": None},
+        "tags": [{"name": n, "value": v} for n, v in tags],
+        "block": None,
+        **extra,
+    }
 
 
 def _transaction(node: NodeAPI, ident: JSON) -> dict[str, JSON] | None:
@@ -52,21 +65,36 @@ def _transaction(node: NodeAPI, ident: JSON) -> dict[str, JSON] | None:
         definition = node.definition(ident)
     except NotFound:
         return None
-    return _gql_node(ident, definition.owner, list(definition.tags), anchor=definition.anchor,
-                     signature=definition.signature, recipient=definition.target or "")
+    return _gql_node(
+        ident,
+        definition.owner,
+        list(definition.tags),
+        anchor=definition.anchor,
+        signature=definition.signature,
+        recipient=definition.target or "",
+    )
 
 
 def scheduler_location(address: str, url: str) -> dict[str, JSON]:
-    tags = [("Data-Protocol", "ao"), ("Variant", "ao.TN.1"), ("Type", "Scheduler-Location"),
-            ("Url", url), ("Time-To-Live", str(SCHEDULER_TTL_MS))]
+    tags = [
+        ("Data-Protocol", "ao"),
+        ("Variant", "ao.TN.1"),
+        ("Type", "Scheduler-Location"),
+        ("Url", url),
+        ("Time-To-Live", str(SCHEDULER_TTL_MS)),
+    ]
     return _gql_node(address, address, tags)
 
 
 def _connection(nodes: list[dict[str, JSON]]) -> dict[str, JSON]:
-    return {"data": {"transactions": {
-        "pageInfo": {"hasNextPage": False},
-        "edges": [{"cursor": n["id"], "node": n} for n in nodes],
-    }}}
+    return {
+        "data": {
+            "transactions": {
+                "pageInfo": {"hasNextPage": False},
+                "edges": [{"cursor": n["id"], "node": n} for n in nodes],
+            }
+        }
+    }
 
 
 def answer_graphql(node: NodeAPI, query: str, variables: dict[str, JSON], base_url: str) -> dict[str, JSON]:

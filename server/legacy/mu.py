@@ -1,12 +1,13 @@
 """MU `POST /`: a signed data item is a spawn (tag `Type: Process`) or a message for its Target;
 `?assign=<id>&process-id=<pid>` schedules a message this node already holds onto another process."""
+
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aonode.engine.answers import AssignmentJSON
 from aonode.engine.ans104 import DataItem
+from aonode.engine.answers import AssignmentJSON
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
 from aonode.server.api import NodeAPI
 from aonode.server.codec import checked_signature, parsed_data_item, read_body
@@ -37,8 +38,10 @@ def _assign(node: NodeAPI, pid: str, mid: str, dev: bool) -> AssignmentJSON:
     if msg is None:
         raise NotFound(f"no message {mid} on this node to assign")
     if not dev and msg.target != pid and msg.owner != node.definition(pid).owner:
-        raise Unauthorized(f"an unsigned assignment (?assign=) of {mid} onto {pid} is refused: only messages "
-                           "signed by the process's owner may be assigned to it this way")
+        raise Unauthorized(
+            f"an unsigned assignment (?assign=) of {mid} onto {pid} is refused: only messages "
+            "signed by the process's owner may be assigned to it this way"
+        )
     return node.schedule(pid, msg)
 
 
@@ -46,13 +49,27 @@ async def post_item(request: Request) -> Response:
     server = server_of(request)
     assign = request.query_params.get("assign")
     if assign is not None:
-        assignment = await quick(request, _assign, server.node, process_id(request), checked_id(assign, "assign"),
-                                 server.dev)
-        return json_response({"id": assignment["message"], "message": "Processing assignment",
-                              "timestamp": assignment["timestamp"], "slot": assignment["slot"],
-                              "process": assignment["process"]})
+        assignment = await quick(
+            request, _assign, server.node, process_id(request), checked_id(assign, "assign"), server.dev
+        )
+        return json_response(
+            {
+                "id": assignment["message"],
+                "message": "Processing assignment",
+                "timestamp": assignment["timestamp"],
+                "slot": assignment["slot"],
+                "process": assignment["process"],
+            }
+        )
     item = parsed_data_item(await read_body(request, server.limits.max_body))
     gate = compute if _is_spawn(item) else quick  # a spawn loads (compiles) the image first
     assignment = await gate(request, _write_item, server.node, item)
-    return json_response({"id": item.id, "message": "Processing DataItem", "timestamp": assignment["timestamp"],
-                          "slot": assignment["slot"], "process": assignment["process"]})
+    return json_response(
+        {
+            "id": item.id,
+            "message": "Processing DataItem",
+            "timestamp": assignment["timestamp"],
+            "slot": assignment["slot"],
+            "process": assignment["process"],
+        }
+    )

@@ -2,13 +2,14 @@
 
 `from`/`to` are millisecond timestamps, as the legacy SU and aoconnect's getLastSlot use them.
 """
+
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aonode.engine.answers import JSON, Assignment
 from aonode.engine.ans104 import DataItem
+from aonode.engine.answers import JSON, Assignment
 from aonode.engine.crypto import b64url_encode
 from aonode.engine.errors import AONodeError, NotFound
 from aonode.engine.message import Message
@@ -29,19 +30,36 @@ def _owner_key(msg: Message) -> str | None:
 
 
 def su_message(msg: Message) -> dict[str, JSON]:
-    return {"id": msg.id, "owner": {"address": msg.owner, "key": _owner_key(msg)}, "data": msg.data,
-            "tags": [{"name": n, "value": v} for n, v in msg.tags], "signature": msg.signature,
-            "anchor": msg.anchor, "target": msg.target}
+    return {
+        "id": msg.id,
+        "owner": {"address": msg.owner, "key": _owner_key(msg)},
+        "data": msg.data,
+        "tags": [{"name": n, "value": v} for n, v in msg.tags],
+        "signature": msg.signature,
+        "anchor": msg.anchor,
+        "target": msg.target,
+    }
 
 
 def su_assignment(a: Assignment, scheduler: str) -> dict[str, JSON]:
     """The legacy SU's assignment: its tags carry the slot as `Nonce` (what aoconnect reads)."""
-    tags = [("Process", a.process), ("Epoch", str(a.epoch)), ("Nonce", str(a.slot)),
-            ("Timestamp", str(a.timestamp)), ("Block-Height", str(a.block_height)),
-            ("Hash-Chain", a.hash_chain), ("Message", a.message_id)]
-    return {"id": None, "owner": {"address": scheduler, "key": None},
-            "tags": [{"name": n, "value": v} for n, v in tags], "signature": None, "anchor": None,
-            "target": a.process}
+    tags = [
+        ("Process", a.process),
+        ("Epoch", str(a.epoch)),
+        ("Nonce", str(a.slot)),
+        ("Timestamp", str(a.timestamp)),
+        ("Block-Height", str(a.block_height)),
+        ("Hash-Chain", a.hash_chain),
+        ("Message", a.message_id),
+    ]
+    return {
+        "id": None,
+        "owner": {"address": scheduler, "key": None},
+        "tags": [{"name": n, "value": v} for n, v in tags],
+        "signature": None,
+        "anchor": None,
+        "target": a.process,
+    }
 
 
 def su_page(node: NodeAPI, pid: str, frm: int | None, to: int | None, limit: int) -> dict[str, JSON]:
@@ -50,9 +68,12 @@ def su_page(node: NodeAPI, pid: str, frm: int | None, to: int | None, limit: int
     if to is not None:
         rows = [a for a in rows if a.timestamp <= to]
     edges: list[JSON] = [
-        {"cursor": str(a.timestamp), "node": {"message": su_message(a.message),
-                                               "assignment": su_assignment(a, node.address)}}
-        for a in rows[:limit]]
+        {
+            "cursor": str(a.timestamp),
+            "node": {"message": su_message(a.message), "assignment": su_assignment(a, node.address)},
+        }
+        for a in rows[:limit]
+    ]
     return {"page_info": {"has_next_page": len(rows) > limit}, "edges": edges}
 
 
@@ -80,8 +101,12 @@ def _process_info(node: NodeAPI, pid: str) -> dict[str, JSON]:
     spawn = node.assignment(pid, 0)
     if spawn is None:
         raise NotFound(f"no process {pid!r} on this node")
-    process = {**su_message(definition), "process_id": pid, "block": str(spawn.block_height),
-               "timestamp": spawn.timestamp}
+    process = {
+        **su_message(definition),
+        "process_id": pid,
+        "block": str(spawn.block_height),
+        "timestamp": spawn.timestamp,
+    }
     process.pop("id")
     return {"process": process, "assignment": su_assignment(spawn, node.address)}
 

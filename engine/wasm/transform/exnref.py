@@ -4,6 +4,7 @@ Some AOS images (e.g. HyperBEAM's `aos-2-pure-xs.wasm`) were compiled with the l
 proposal (`try`/`catch`/`delegate`). Wasmtime only implements the standardised exnref form, so we
 translate those images once with Binaryen and keep the result on disk keyed by the input's sha256.
 """
+
 from __future__ import annotations
 
 import hashlib

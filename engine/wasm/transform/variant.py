@@ -25,6 +25,7 @@ and the reference would part; set AONODE_FAST_VARIANT=0 to run every message on 
 
 Made once per image and Binaryen version, kept next to the exnref translations.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,13 @@ import wasmtime
 from aonode.engine.errors import ModuleError
 from aonode.engine.files import write_atomic
 from aonode.engine.progress import PROGRESS
-from aonode.engine.wasm.transform.wasm_opt import FEATURES as BASE_FEATURES
-from aonode.engine.wasm.transform.wasm_opt import Stopped, default_cache_dir, find_wasm_opt, run_wasm_opt
+from aonode.engine.wasm.transform.wasm_opt import (
+    FEATURES as BASE_FEATURES,
+    Stopped,
+    default_cache_dir,
+    find_wasm_opt,
+    run_wasm_opt,
+)
 
 RECIPE = "fast-v3"  # part of the cache name: change it whenever the transformation changes
 MAX_LOWERED_PAGES = 65536  # 4 GiB: what 32-bit addresses reach
@@ -62,13 +68,19 @@ def plan(module: wasmtime.Module) -> tuple[bool, bool]:
     exports = {e.name for e in module.exports}
     memories = [e.type for e in module.exports if isinstance(e.type, wasmtime.MemoryType)]
     imported = any(isinstance(i.type, wasmtime.MemoryType) for i in module.imports)
-    lower = (len(memories) == 1 and not imported and memories[0].is_64
-             and memories[0].limits.max is not None and memories[0].limits.max <= MAX_LOWERED_PAGES)
+    lower = (
+        len(memories) == 1
+        and not imported
+        and memories[0].is_64
+        and memories[0].limits.max is not None
+        and memories[0].limits.max <= MAX_LOWERED_PAGES
+    )
     return STATE_EXPORT in exports, lower
 
 
-def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None,
-                 label: str | None = None) -> Variant | None:
+def fast_variant(
+    wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = None, label: str | None = None
+) -> Variant | None:
     """The variant of `wasm` (compiled as `module`), cached; None when there is nothing to gain or
     Binaryen refused the image. Raises ModuleError when no wasm-opt is installed (try again later)."""
     deasync, lower = plan(module)
@@ -88,8 +100,12 @@ def fast_variant(wasm: bytes, module: wasmtime.Module, cache_dir: Path | None = 
     except Stopped:
         raise  # this process is exiting: the next one tries again
     except ModuleError as err:  # the original still runs: record the refusal, do not retry every start
-        log.warning("no fast variant for image %s (it runs as it is: same results, ~1.8x slower): "
-                    "Binaryen could not derive one: %s", label, err)
+        log.warning(
+            "no fast variant for image %s (it runs as it is: same results, ~1.8x slower): "
+            "Binaryen could not derive one: %s",
+            label,
+            err,
+        )
         data = _NONE
     write_atomic(target, data)
     return None if data == _NONE else Variant(data, lower)
@@ -124,7 +140,7 @@ def add_interrupt_checks(wat: str) -> str:
         raise ModuleError("no memory declaration in the variant's text")
     flag = "$aonode_interrupt"
     declare = f'\n (memory {flag} 1 1)\n (export "{INTERRUPT_EXPORT}" (memory {flag}))'
-    wat = wat[:memory.end()] + declare + wat[memory.end():]
+    wat = wat[: memory.end()] + declare + wat[memory.end() :]
     check = f"\n (if (i32.atomic.load8_u {flag} (i32.const 0)) (then (unreachable)))"
     return _LOOP.sub(lambda m: m.group(0) + check, wat)
 

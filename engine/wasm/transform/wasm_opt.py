@@ -1,5 +1,6 @@
 """Binaryen's wasm-opt, the one external tool the transforms use: finding it, running it, and where
 its products are cached."""
+
 from __future__ import annotations
 
 import atexit
