@@ -1,0 +1,105 @@
+"""Where a slot's time goes on the process path (issue 13 goal 1): µs per message in each part.
+
+Run: python bench/profile_process.py [--messages 400] [--runs 2]
+
+Why: bench_process.py gives the ratio of the process path to bare wasm; this says which part of the
+difference to cut next. The same token Transfer backlog as bench_process.py is computed by one
+`Node.now`; the wasm call, the json-iface, patch and push devices, the batched store writes and the
+periodic snapshot are each timed by a wrapper around them (a few µs of its own, no cProfile: its
+per-call overhead inflates the many small Python calls several times over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aonode.engine.devices.json_iface import JSONInterface  # noqa: E402
+from aonode.engine.devices.patch import Patch  # noqa: E402
+from aonode.engine.devices.process import ProcessDevice  # noqa: E402
+from aonode.engine.devices.push import Push  # noqa: E402
+from aonode.engine.devices.slot_writes import SlotWrites  # noqa: E402
+from aonode.engine.wasm import Instance  # noqa: E402
+from bench.bench_process import PATCHING_TOKEN  # noqa: E402
+from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
+
+PARTS: tuple[tuple[type, str, str], ...] = (
+    (Instance, "handle", "wasm call (Instance.handle: what bare wasm measures)"),
+    (JSONInterface, "compute", "json-iface (message JSON in, result JSON out)"),
+    (Patch, "compute", "patch device"),
+    (Push, "compute", "push device"),
+    (SlotWrites, "flush", "store: results + cache changes, one transaction per batch"),
+    (ProcessDevice, "snapshot", "periodic snapshot (the part on the compute thread)"),
+)
+
+
+def timed(spent: Counter[str], label: str, fn: Callable[..., object]) -> Callable[..., object]:
+    def wrapper(*args: object, **kwargs: object) -> object:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - start
+
+    return wrapper
+
+
+def profile(n: int) -> tuple[float, Counter[str]]:
+    """(seconds of the whole `now`, seconds per part) over a backlog of `n` Transfers."""
+    spent: Counter[str] = Counter()
+    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in PARTS]
+    # Wrapped before the node is made: a device stack looks its devices' methods up once, when built.
+    for (cls, name, label), (_, _, fn) in zip(PARTS, originals, strict=True):
+        setattr(cls, name, timed(spent, label, fn))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            node = make_node(Path(tmp) / "node")
+            try:
+                pid = node.spawn(definition())["process"]
+                node.images.load("aos2_0_6").wait_variant()
+                node.schedule(pid, eval_msg(pid, PATCHING_TOKEN))
+                node.now(pid)  # also moves the instance onto the fast variant
+                for i in range(n):
+                    transfer = action(pid, "Transfer", ("Recipient", "R" * 43), ("Quantity", "1"), nonce=str(i))
+                    node.schedule(pid, transfer)
+                spent.clear()
+                start = time.perf_counter()
+                node.now(pid)
+                total = time.perf_counter() - start
+            finally:
+                node.close()
+    finally:
+        for cls, name, fn in originals:
+            setattr(cls, name, fn)
+    return total, spent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    n = args.messages
+    for run in range(1, args.runs + 1):
+        total, spent = profile(n)
+        parts = sum(spent.values())
+        print(
+            f"\n## run {run}: Node.now over {n} token Transfers, {n / total:.0f} msgs/s\n| part | µs/msg |\n|---|---:|"
+        )
+        for _, _, label in PARTS:
+            print(f"| {label} | {spent[label] / n * 1e6:.0f} |")
+        print(f"| everything else (stack, process device, schedule pages, metrics) | {(total - parts) / n * 1e6:.0f} |")
+        print(f"| **total** | {total / n * 1e6:.0f} |")
+        wasm = spent[PARTS[0][2]]
+        print(f"| wasm call / total (the ceiling of process path / bare wasm) | {wasm / total:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
