@@ -122,9 +122,14 @@ def test_enable_state_patch_is_owner_only_and_head_tells(c: httpx.Client, token:
 def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: threading.Thread) -> httpx.Response:
     """Ask for an already computed slot of an idle process (a request that always takes a compute
     worker, and is cheap) until that worker is seen taken (503). With one worker and no queue, a 503
-    there proves the heavy request in `worker` is being computed."""
+    there proves the heavy request in `worker` is being computed. Probed with HEAD, because a GET
+    answered 200 is kept by server/read_cache.py and then never needs a worker again; a GET once the
+    worker is seen taken gives the 503 with its JSON body."""
+    path = f"/{idle_pid}~process@1.0/compute/0/at-slot"
     while True:
-        probe = c.get(f"/{idle_pid}~process@1.0/compute/0/at-slot")
+        probe = c.head(path)
+        if probe.status_code == 503:
+            probe = c.get(path)
         if probe.status_code == 503 or not worker.is_alive():
             return probe
 
