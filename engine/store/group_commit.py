@@ -8,6 +8,7 @@ and only then answers each: N concurrent requests cost one fsync, and none is an
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -101,3 +102,8 @@ class GroupCommitter:
                 request.answer.set_exception(error)
             else:
                 request.answer.set_result(value)
+
+
+def group_committer(transaction: Callable[[Sequence[Callable[[], None]]], None], name: str) -> GroupCommitter | None:
+    """The store's GroupCommitter, or None with AONODE_GROUP_COMMIT=0 (one durable commit per call, to compare)."""
+    return GroupCommitter(transaction, name) if os.environ.get("AONODE_GROUP_COMMIT", "1") != "0" else None

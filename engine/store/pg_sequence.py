@@ -11,7 +11,6 @@ commit before its own (the row lock), so nodes sharing a database never fork a c
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import psycopg
 
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.store.base import Assignment, Plan, T
-from aonode.engine.store.group_commit import GroupCommitter
+from aonode.engine.store.group_commit import group_committer
 from aonode.engine.store.rows import ASSIGNMENT_COLUMNS, already_assigned, assignment_values, row_to_assignment
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -82,8 +81,7 @@ class Sequencer:
     def __init__(self, connect: Connect, name: str) -> None:
         self._connect = connect
         self._conn: psycopg.Connection | None = None  # the group's, on the writer thread only
-        grouped = os.environ.get("AONODE_GROUP_COMMIT", "1") != "0"
-        self._group = GroupCommitter(self._transaction, name) if grouped else None
+        self._group = group_committer(self._transaction, name)
 
     def sequence(self, pid: str, plan: Plan[T]) -> T:
         if self._group is None:

@@ -8,7 +8,6 @@ or power loss; results and caches use NORMAL (survives a process crash; recomput
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from aonode.engine.files import write_atomic
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
-from aonode.engine.store.group_commit import GroupCommitter
+from aonode.engine.store.group_commit import group_committer
 from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
@@ -72,10 +71,7 @@ class SQLiteStore(SQLiteDatabase):
         self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: here
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
-        grouped = os.environ.get("AONODE_GROUP_COMMIT", "1") != "0"
-        self._group = (
-            GroupCommitter(self._group_transaction, f"aonode-commit-{self.data_dir.name}") if grouped else None
-        )
+        self._group = group_committer(self._group_transaction, f"aonode-commit-{self.data_dir.name}")
 
     def close(self) -> None:
         if self._group is not None:
