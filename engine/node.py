@@ -58,7 +58,7 @@ from aonode.engine.lua.reads import LuaCall, LuaReads
 from aonode.engine.message import Message
 from aonode.engine.queries import Queries
 from aonode.engine.router import Router
-from aonode.engine.store import SQLiteStore, Store, claim_scheduler, open_store
+from aonode.engine.store import SQLiteStore, Store, as_postgres, claim_scheduler, open_store
 from aonode.engine.views import Views
 from aonode.engine.wasm import Runtime
 
@@ -355,10 +355,9 @@ def _leases(
     store: Store, owner: str, config: LeaseConfig, on_work: Callable[[str], object], on_lost: Callable[[str], object]
 ) -> Leases:
     """PgLeases on a PostgresStore (nodes share it); LocalLeases on anything else (one node)."""
-    from aonode.engine.store.postgres import PostgresStore
-
-    if isinstance(store, PostgresStore):
+    shared = as_postgres(store)
+    if shared is not None:
         from aonode.engine.store.pg_leases import PgLeases  # psycopg only when asked for
 
-        return PgLeases(store.pool, store.dsn, owner, config, on_work, on_lost)
+        return PgLeases(shared.pool, shared.dsn, owner, config, on_work, on_lost)
     return LocalLeases(config)

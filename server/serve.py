@@ -20,6 +20,7 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.gateway import gateway_url
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
+from aonode.engine.startup import mark
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
@@ -99,12 +100,13 @@ def serve(
     announce: Callable[[str], None] = print,
     store: str | None = None,
     leases: LeaseConfig = DEFAULT_LEASES,
-    wallet: str | None = None,
+    wallet: str | Wallet | None = None,
     snapshots: str | None = None,
 ) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
-    `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store."""
+    `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store.
+    `wallet`: a JWK file, or the wallet itself; default the data dir's own."""
     from aonode.server.compose import make_node
 
     node = make_node(
@@ -113,13 +115,15 @@ def serve(
         store=store,
         leases=leases,
         snapshots=snapshots,
-        wallet=Wallet.load(wallet) if wallet else None,
+        wallet=Wallet.load(wallet) if isinstance(wallet, str) else wallet,
     )
+    mark("node")
     chain_watch = watch_chain(node, gateway_url())
     try:
         url = f"http://{host}:{port}"
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
+            mark("demo")
         where = (
             f"data: {data_dir}"
             + (f", store: {store.rsplit('@', 1)[-1]}" if store else "")  # no password
@@ -155,6 +159,7 @@ def ensure_demo_process(node: NodeAPI, data_dir: Path) -> str:
         data=DEMO_TOKEN_LUA,
     )
     pid = node.spawn(msg)["process"]
+    mark("demo-spawned")
     node.now(pid)
     marker.write_text(pid + "\n")
     return pid

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from aonode.engine.progress import PROGRESS
+from aonode.engine.startup import mark
 from aonode.server.cli import (
     client,
     eval as evaluate,  # (not to shadow the builtin)
@@ -63,6 +64,7 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mark("cli-imports")
     _log_to_stderr()
     PROGRESS.report_to(sys.stderr)  # long work shows: a bar on a terminal, plain lines in a log
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import aonode.server.cli.checks as checks
 from aonode.engine.errors import StartupRefused
 from aonode.engine.leases import LeaseConfig
+from aonode.engine.startup import mark
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,13 +95,13 @@ def _serve(args: argparse.Namespace) -> int:
     from aonode.server.compose import DEMO_MODULE, warm_image, warm_wallet
 
     # A first start makes a key and compiles the demo's image: both go on while the rest loads.
-    wallet_made = warm_wallet(Path(args.data_dir)) if args.wallet is None else None
+    own_wallet = warm_wallet(Path(args.data_dir)) if args.wallet is None else None
     if args.demo:
         warm_image(Path(args.data_dir), DEMO_MODULE)
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
-    if wallet_made is not None:
-        wallet_made.join()  # the node reads the wallet it made
+    mark("serve-imports")
+
     try:
         serve(
             host=args.host,
@@ -110,7 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
             demo=args.demo,
             cron_every=args.cron_every,
             store=args.store,
-            wallet=args.wallet,
+            wallet=own_wallet() if own_wallet is not None else args.wallet,
             snapshots=args.snapshots,
             leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait),
         )
