@@ -31,7 +31,7 @@ from aonode.server.api import NodeAPI
 from aonode.server.dashboard.views import Dashboard
 from aonode.server.gates import Limits
 from aonode.server.read_cache import CachedReads
-from aonode.server.signing import EXPOSED, SignedResponses
+from aonode.server.signing import EXPOSED, SignedResponses, answer_signer
 from aonode.server.state import Server
 
 __all__ = ["CRON_EVERY_SECONDS", "Limits", "NodeAPI", "Server", "create_app", "error_response"]
@@ -108,7 +108,8 @@ def create_app(
 ) -> Starlette:
     """The ASGI app for one Node: the legacy CU/MU/SU routes and `extra_routes`, then the HyperBEAM paths.
     While it is served, cron processes are ticked every `cron_every` seconds (0: only when messages come)."""
-    server = Server(node, dev=dev, limits=limits or Limits())
+    signer = answer_signer(node.wallet) if sign_answers else None
+    server = Server(node, dev=dev, limits=limits or Limits(), signer=signer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -147,8 +148,8 @@ def create_app(
             max_age=86400,
         ),
     ]
-    if sign_answers:  # every answer signed by the node wallet (server/signing.py)
-        middleware.append(Middleware(SignedResponses, wallet=node.wallet))
+    if signer is not None:  # every answer signed for the node wallet (server/signing.py)
+        middleware.append(Middleware(SignedResponses, signer=signer))
     app = Starlette(
         routes=[route for routes in route_lists for route in routes],
         middleware=middleware,

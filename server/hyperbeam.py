@@ -16,7 +16,6 @@ unsigned ones only in --dev (then owned by the node wallet).
 
 from __future__ import annotations
 
-import functools
 import secrets
 from dataclasses import dataclass, field
 
@@ -196,8 +195,8 @@ class Hyperbeam:
         return _answer(await self.server.compute_gate.run(self.node.spawn, msg), True)
 
     async def signed(self, header_fields: dict[str, str | int], body: dict[str, object]) -> Response:
-        """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers); the
-        RSA signature is made on the quick pool, off the event loop."""
+        """A JSON answer whose scalar fields are also signed headers (`ao-types` for integers), signed
+        by the app's answer signer (server/signing.py) like every other answer."""
         payload = codec.dump_json(body)
         fields: dict[str, httpsig.Value] = {
             k: (v if isinstance(v, int) else v.encode()) for k, v in header_fields.items()
@@ -208,10 +207,9 @@ class Hyperbeam:
             ("ao-result", "body"),
             ("content-digest", httpsig.content_digest(payload)),
         ]
-        signed = await self.server.quick_gate.run(
-            functools.partial(httpsig.sign, self.node.wallet, sorted(headers), body=payload, status=200)
-        )
-        return Response(payload, headers=dict(signed))
+        if self.server.signer is not None:
+            headers += await self.server.signer.sign(headers)
+        return Response(payload, headers=dict(headers))
 
     # -- read paths (GET or POST), dry-runs -------------------------------------------------------
     async def read(self, request: Request) -> Response:

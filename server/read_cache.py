@@ -5,7 +5,7 @@ The state of a process after slot N never changes, so neither does the answer to
 the node's httpsig signature) and body every time. This middleware sits outside CORS and signing
 (server/app.py), so a repeated read costs a remembered path parse, the process's current slot (two
 in-memory lookups in the Node) and one dictionary lookup: no routing, no JSON encoding, no hashing
-and no RSA signature. Nothing is ever invalidated: a new slot is a new key, and the old answers age
+and no signature. Nothing is ever invalidated: a new slot is a new key, and the old answers age
 out of the LRU.
 
 What is kept: GET reads of `now` and `compute` (`compute/<slot>` too, once that slot is computed)
@@ -16,8 +16,7 @@ request goes through and its answer is not kept. An answer is kept only when the
 and after it is the same, so it can only be the answer at that slot. `~lua@5.3a` reads keep their
 own cache (engine/lua) and pass through. Bounds: MAX_BYTES of answers in all (headers + body;
 64 MiB), at most MAX_ENTRIES keys, and none bigger than MAX_ANSWER (1 MiB): least recently used go
-first. Concurrent misses of one key wait for the first instead of each signing the same answer, and
-a kept answer is signed on its own (`signing.SIGN_ALONE`), never in a batch with other answers.
+first. Concurrent misses of one key wait for the first instead of each signing the same answer.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ import anyio
 from aonode.engine.errors import AONodeError
 from aonode.server import codec, paths
 from aonode.server.api import NodeAPI
-from aonode.server.signing import SIGN_ALONE
 
 Scope = MutableMapping[str, Any]
 ASGIMessage = MutableMapping[str, Any]
@@ -171,12 +169,12 @@ class CachedReads:
             sent.append(message)
             await send(message)
 
-        await self.app({**scope, SIGN_ALONE: True}, receive, keep)  # kept: signed on its own, never in a batch
+        await self.app(scope, receive, keep)
         if len(sent) != 2 or sent[0]["type"] != "http.response.start" or sent[1].get("more_body"):
             return  # streamed or unusual: not kept
         start, body = sent
         if start["status"] not in KEPT_STATUSES or slot_of(self.node, key[0]) != key[1]:
             return  # an error that may pass, or the state moved while answering
-        if any(name in (b"connection", b"ao-batch") for name, _ in start.get("headers", ())):
-            return  # about this request's connection (a body left unread), or signed in a batch
+        if any(name == b"connection" for name, _ in start.get("headers", ())):
+            return  # about this request's connection (a body left unread)
         self.cache.put(key, Answer(start["status"], list(start.get("headers", ())), bytes(body.get("body", b""))))

@@ -1,4 +1,5 @@
-"""The per-app state every route handler reaches: one Node, the two pools, the limits, the dev flag.
+"""The per-app state every route handler reaches: one Node, the two pools, the limits, the dev flag,
+the answer signer.
 
 Handlers find it as `server_of(request)` (it is `app.state.server`), so route modules need not be
 built around one app and new route lists plug in without touching the others.
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from aonode.engine.errors import Busy
 from aonode.server.api import NodeAPI
 from aonode.server.gates import Gate, Limits
+from aonode.server.signing import AnswerSigner
 
 log = logging.getLogger("aonode.server")
 
@@ -27,6 +29,7 @@ class Server:
     node: NodeAPI
     dev: bool = False
     limits: Limits = field(default_factory=Limits)
+    signer: AnswerSigner | None = None  # signs answers (server/signing.py); None: answers go unsigned
 
     def __post_init__(self) -> None:
         self.compute_gate = Gate(self.limits.compute_workers, self.limits.compute_queue, "compute")

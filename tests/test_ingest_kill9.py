@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aonode.engine import httpsig
+from aonode.engine.answer_signature import verify_answer
 from aonode.engine.crypto import Wallet
 from aonode.engine.devices.scheduler import verify_chain
 from aonode.engine.store import open_store
 from aonode.modules import catalogue
-from aonode.server.batch_signing import covers_body
 from aonode.server.cli.client import build_message, build_spawn, new_anchor
 from tests.helpers.httpnode import cli_node
 
@@ -32,11 +31,7 @@ OCTET = {"content-type": "application/octet-stream"}
 
 
 def _signed_by(answer: httpx.Response) -> str:
-    headers = {k: v for k, v in answer.headers.multi_items()}
-    assert covers_body(headers, answer.content), headers
-    [commitment] = httpsig.verify(httpsig.Request("POST", "/", tuple(headers.items()), b"",
-                                                  status=answer.status_code))
-    return commitment.committer
+    return verify_answer(answer.headers.multi_items(), answer.content)
 
 
 def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: Path) -> None:

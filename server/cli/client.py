@@ -1,8 +1,8 @@
 """`aonode spawn` / `aonode send`: sign an ANS-104 item with the user's wallet and POST it to a node.
 
 With `--httpsig` the same fields travel as an httpsig@1.0 message (RFC 9421, engine/httpsig.py) to
-HyperBEAM's `/push` paths, which also compute it; the node's signature on the answer is checked and
-its signer printed as `answered-by`.
+HyperBEAM's `/push` paths, which also compute it; the node's signatures on the answer are checked
+(engine/answer_signature.verify_answer) and the node's address printed as `answered-by`.
 
 Items are built as aoconnect builds them (protocol tags first, then the user's), so a node sees the
 same thing whichever client a user picks. Spawn items name the node's scheduler; when the user does
@@ -24,6 +24,7 @@ import httpx
 import aonode.server.cli.ansi as ansi
 from aonode.engine import httpsig
 from aonode.engine.ans104 import DataItem, Tag, build_and_sign
+from aonode.engine.answer_signature import verify_answer
 from aonode.engine.answers import JSON
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, BadInput
@@ -148,12 +149,9 @@ def post_httpsig(req: httpsig.Request) -> Any:
         raise AONodeError(f"cannot reach {req.url}: {err}") from err
     if reply.status_code >= 400:
         raise AONodeError(f"{req.url} answered {reply.status_code}: {reply.text[:500]}")
-    answer = httpsig.decode(
-        httpsig.Request("POST", req.url, tuple(reply.headers.multi_items()), reply.content, status=reply.status_code)
-    )
-    body = reply.json()
-    signer = answer.signer
-    return {**body, "answered-by": signer.committer if signer else None}
+    signed = "signature" in reply.headers  # BadInput (below) when its signatures do not verify
+    answered_by = verify_answer(reply.headers.multi_items(), reply.content) if signed else None
+    return {**reply.json(), "answered-by": answered_by}
 
 
 def get_json_answer(url: str, timeout: float, hint: str = "") -> httpx.Response:

@@ -10,6 +10,12 @@
 //     FILE holds [{method, url, status?, headers: [[name, value]...], body_b64}]; prints one JSON array
 //     of {valid, digest_ok} as http-message-signatures (the RFC 9421 library aoconnect uses) and
 //     node:crypto see them (keyid = base64url RSA modulus -> rsa-pss-sha512; 32 bytes -> ed25519).
+//   node tests/peers/httpsig_peer.mjs answers FILE
+//     FILE holds node answers [{status, headers, body_b64}]; prints one JSON array of {address, error}:
+//     the node address (base64url sha-256 of the wallet key) when http-message-signatures verifies the
+//     wallet's vouch (tag "ao-session-key", over `ao-session-key` only), the answer's signature (tag
+//     "ao-answer") by exactly that key over a content-digest that matches the body; an answer with one
+//     signature (AONODE_ANSWER_KEY=wallet) is checked as such.
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
@@ -98,10 +104,64 @@ async function verify(file) {
   process.stdout.write(JSON.stringify(out));
 }
 
+// One signature of `message` (selected by its signed `tag`; null: the only one), verified by the
+// library; returns the keyid and the covered field values as read from the base the library built.
+async function verifyOne(message, tag) {
+  let seen = null;
+  const valid = await httpbis.verifyMessage({
+    keyLookup: async (params) => {
+      if (tag !== null && params.tag !== tag) return null;
+      const key = keyFor(params.keyid);
+      return { ...key, verify: async (data, sig, p) => {
+        const covered = {};
+        for (const line of data.toString().split("\n")) {
+          const m = /^"([^"]+)": (.*)$/.exec(line);
+          if (m && m[1] !== "@signature-params") covered[m[1]] = m[2];
+        }
+        seen = { keyid: params.keyid, covered };
+        return key.verify(data, sig, p);
+      } };
+    },
+  }, message);
+  if (valid !== true || seen === null) throw new Error(`signature ${tag} does not verify`);
+  return seen;
+}
+
+async function answers(file) {
+  const out = [];
+  for (const item of JSON.parse(fs.readFileSync(file, "utf8"))) {
+    const headers = {};
+    for (const [k, v] of item.headers) headers[k.toLowerCase()] = v;
+    const body = Buffer.from(item.body_b64 || "", "base64");
+    const message = { status: item.status, headers };
+    try {
+      const digest = `sha-256=:${crypto.createHash("sha256").update(body).digest("base64")}:`;
+      let answer, owner;
+      if (headers["ao-session-key"] === undefined) {
+        answer = await verifyOne(message, null);
+        owner = answer.keyid;
+      } else {
+        const vouch = await verifyOne(message, "ao-session-key");
+        if (Object.keys(vouch.covered).join() !== "ao-session-key") throw new Error("the vouch covers more");
+        answer = await verifyOne(message, "ao-answer");
+        if (answer.keyid !== vouch.covered["ao-session-key"]) throw new Error("not the vouched session key");
+        owner = vouch.keyid;
+      }
+      if (answer.covered["content-digest"] !== digest) throw new Error("the signed digest is not the body's");
+      const address = crypto.createHash("sha256").update(Buffer.from(owner, "base64url")).digest("base64url");
+      out.push({ address, error: null });
+    } catch (e) {
+      out.push({ address: null, error: String(e.message || e) });
+    }
+  }
+  process.stdout.write(JSON.stringify(out));
+}
+
 const [cmd, arg] = process.argv.slice(2);
 if (cmd === "sign") await sign(arg);
 else if (cmd === "verify") await verify(arg);
+else if (cmd === "answers") await answers(arg);
 else {
-  console.error("usage: httpsig_peer.mjs sign OUT_DIR | verify FILE");
+  console.error("usage: httpsig_peer.mjs sign OUT_DIR | verify FILE | answers FILE");
   process.exit(2);
 }
