@@ -121,6 +121,9 @@ def test_a_vouch_from_another_wallet_names_another_node_or_fails(node_url: tuple
                             signature=f"{session}, {vouch}")
     with pytest.raises(BadInput, match="does not verify"):  # that vouch covers another key
         verify_answer(transplanted, answer.content)
+    unvouched = _replace(answer.headers.multi_items(), signature_input=session_input, signature=session)
+    with pytest.raises(BadInput, match="vouching"):  # the session key alone names no node
+        verify_answer(unvouched, answer.content)
 
 
 def test_wallet_answer_key_signs_each_answer_with_the_wallet(
