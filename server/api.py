@@ -30,7 +30,7 @@ from aonode.engine.message import Message
 
 class NodeAPI(Protocol):
     address: str  # the node wallet's address: the scheduler a spawn here names
-    wallet: Wallet  # signs every answer (server/signing.py)
+    wallet: Wallet  # the node identity: vouches for the key that signs answers (server/signing.py)
 
     # -- HyperBEAM-style (process@1.0, scheduler@1.0, meta@1.0) -----------------------------------
     def info(self) -> NodeInfo: ...

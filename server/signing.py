@@ -25,6 +25,7 @@ import anyio.to_thread
 from aonode.engine import httpsig
 from aonode.engine.answer_signature import SESSION_FIELD, Fields, SessionKey
 from aonode.engine.crypto import Wallet
+from aonode.engine.errors import StartupRefused
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -87,13 +88,14 @@ class WalletSigner:
 
 
 def answer_signer(wallet: Wallet) -> AnswerSigner:
-    """The signer AONODE_ANSWER_KEY asks for: `session` (default) or `wallet`."""
+    """The signer AONODE_ANSWER_KEY asks for: `session` (default) or `wallet` (else StartupRefused:
+    `aonode serve` says so in one line)."""
     choice = os.environ.get(ANSWER_KEY_ENV, "session").strip().lower() or "session"
     if choice == "session":
         return SessionSigner(wallet)
     if choice == "wallet":
         return WalletSigner(wallet)
-    raise ValueError(f"{ANSWER_KEY_ENV} is {choice!r}; it is 'session' (the default) or 'wallet'")
+    raise StartupRefused(f"{ANSWER_KEY_ENV} is {choice!r}; it is 'session' (the default) or 'wallet'")
 
 
 def answer_fields(content_type: bytes, body: bytes) -> Fields:

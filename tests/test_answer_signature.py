@@ -15,7 +15,7 @@ import pytest
 
 from aonode.engine.answer_signature import SESSION_FIELD, SessionKey, verify_answer
 from aonode.engine.crypto import Wallet
-from aonode.engine.errors import BadInput
+from aonode.engine.errors import BadInput, StartupRefused
 from aonode.server.app import create_app
 from aonode.server.signing import answer_fields, answer_signer
 from tests.helpers.httpnode import serving
@@ -141,7 +141,7 @@ def test_wallet_answer_key_signs_each_answer_with_the_wallet(
         assert verify_answer(answer.headers.multi_items(), answer.content) == wallet.address
         assert verified_signer(answer) == wallet.address
     monkeypatch.setenv("AONODE_ANSWER_KEY", "hsm")
-    with pytest.raises(ValueError, match="AONODE_ANSWER_KEY"):
+    with pytest.raises(StartupRefused, match="AONODE_ANSWER_KEY"):
         answer_signer(wallet)
 
 
