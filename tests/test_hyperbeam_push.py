@@ -40,6 +40,7 @@ def _verified_answer(node: HttpNode, resp: httpx.Response) -> httpsig.Decoded:
     decoded = httpsig.decode(httpsig.Request("GET", str(resp.url), tuple(resp.headers.multi_items()),
                                              resp.content, status=resp.status_code))
     assert verify_answer(resp.headers.multi_items(), resp.content) == node.node.address
+    assert 'alg="ed25519"' in resp.headers["signature-input"]  # by the session key (/push too): no RSA per answer
     return decoded
 
 

@@ -31,6 +31,7 @@ OCTET = {"content-type": "application/octet-stream"}
 
 
 def _signed_by(answer: httpx.Response) -> str:
+    assert 'alg="ed25519"' in answer.headers["signature-input"]  # the session key: no RSA per answer
     return verify_answer(answer.headers.multi_items(), answer.content)
 
 
