@@ -50,6 +50,7 @@ from aonode.engine.devices.stack import INFO as STACK
 from aonode.engine.devices.wasm64 import INFO as WASM64, WasmDevice, whole
 from aonode.engine.dryrun import DryRuns
 from aonode.engine.errors import BadInput, NotFound, StartupRefused
+from aonode.engine.first_start import compile_cache, data_dir_wallet
 from aonode.engine.images import Catalogue, Images
 from aonode.engine.leases import DEFAULT_LEASES, Claim, LeaseConfig, Leases, LocalLeases, run_leased
 from aonode.engine.live import LiveProcesses, release_instance
@@ -80,27 +81,6 @@ def register_devices(registry: Registry, scheduler: Scheduler, router: Router, i
     registry.register(PODA, PoDA)
     registry.register(WASM64, lambda: WasmDevice(images.runtime, images.load))
     return registry
-
-
-def data_dir_wallet(data_dir: Path) -> Wallet:
-    """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: ~1 s)."""
-    path = data_dir / "wallet.json"
-    if path.exists():
-        return Wallet.load(path)
-    wallet = Wallet.generate("rsa")
-    wallet.save(path)
-    return wallet
-
-
-def compile_cache(data_dir: Path) -> Path:
-    """Where a node on `data_dir` keeps its compiled images (serve --demo warms it up: compose.warm_image)."""
-    return data_dir / "cache"
-
-
-def precompile(data_dir: Path, wasm: bytes, name: str) -> None:
-    """Compile `wasm` into the cache a node on `data_dir` will read, before that node exists: its first use
-    then finds it compiled, or waits for this compile instead of starting another (engine/wasm/runtime.py)."""
-    Runtime(cache_dir=compile_cache(Path(data_dir)), background=True).load(wasm, name=name)
 
 
 class Node:

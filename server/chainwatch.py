@@ -29,12 +29,15 @@ def gateway_tip(gateway: str, timeout: float = TIMEOUT_SECONDS) -> tuple[int, st
     return height, current if isinstance(current, str) else None
 
 
-def watch_chain(node: NodeAPI, gateway: str, every: float = POLL_SECONDS) -> threading.Event:
-    """Poll `gateway` now and then every `every` seconds on a daemon thread; set the event to stop."""
+def watch_chain(node: NodeAPI, gateway: str, every: float = POLL_SECONDS, first_after: float = 0.0) -> threading.Event:
+    """Poll `gateway` after `first_after` seconds, then every `every` seconds, on a daemon thread; set the
+    event to stop. (A node's start delays the first poll: its HTTPS client costs ~0.1-0.4 s of the GIL,
+    loading the CA bundle, which a cold start's first answer should not wait for.)"""
     stop = threading.Event()
 
     def run() -> None:
         warned = False
+        stop.wait(first_after)
         while not stop.is_set():
             try:
                 node.observe_block(*gateway_tip(gateway))

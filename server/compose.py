@@ -8,19 +8,15 @@ CLI and the tests build their Nodes with `make_node`.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
-from aonode.engine.errors import AONodeError
 from aonode.engine.images import Catalogue, ModuleRef, ResolvedImage
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
-from aonode.engine.node import Node, data_dir_wallet, precompile
-from aonode.engine.startup import mark
+from aonode.engine.node import Node
 from aonode.modules import catalogue as modules
 
-DEMO_MODULE = "aos2_0_6"  # the image `aonode serve --demo` spawns its token from
 log = logging.getLogger("aonode.server")
 
 
@@ -70,43 +66,3 @@ def make_node(
         leases=leases,
         snapshots=snapshots,
     )
-
-
-def warm_image(data_dir: Path, ref: str) -> threading.Thread:
-    """Compile `ref` for a node on `data_dir` on a thread, while the node is still starting (its wallet,
-    its store, the HTTP stack's imports), through `engine.node.precompile`. `aonode serve --demo` uses it."""
-
-    def run() -> None:
-        try:
-            precompile(Path(data_dir), resolve_image(ref).wasm, ref)
-            mark("compiled")
-        except AONodeError as err:  # the node's own load says the same, where a request can see it
-            log.debug("warming image %s: %s", ref, err)
-
-    thread = threading.Thread(target=run, name="aonode-warm", daemon=True)
-    thread.start()
-    return thread
-
-
-def warm_wallet(data_dir: Path) -> Callable[[], Wallet | None]:
-    """Make (or read) the node's own wallet on a thread while the rest loads; the returned call waits
-    for it and hands it over, so the node does not read the file again (checking an RSA-4096 key on
-    load costs ~0.3 s). None on a failure: the node's own start then reads it and says what is wrong."""
-    made: list[Wallet] = []
-
-    def run() -> None:
-        try:
-            Path(data_dir).mkdir(parents=True, exist_ok=True)
-            made.append(data_dir_wallet(Path(data_dir)))
-            mark("wallet")
-        except Exception as err:  # noqa: BLE001 - the node's own start reads it again and says what is wrong
-            log.debug("making the wallet in %s: %s", data_dir, err)
-
-    thread = threading.Thread(target=run, name="aonode-wallet", daemon=True)
-    thread.start()
-
-    def result() -> Wallet | None:
-        thread.join()
-        return made[0] if made else None
-
-    return result

@@ -24,10 +24,11 @@ from aonode.engine.startup import mark
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
-from aonode.server.compose import DEMO_MODULE
 from aonode.server.state import server_of_app
+from aonode.server.warmup import DEMO_MODULE
 
 GRACEFUL_SECONDS = 30.0
+CHAIN_FIRST_AFTER = 3.0  # seconds: the first gateway poll waits until a cold start has answered (chainwatch.py)
 DEMO_MARKER = "demo-process.txt"
 
 # The demo token: balances and supply are patched into the readable cache at boot and after every
@@ -118,7 +119,7 @@ def serve(
         wallet=Wallet.load(wallet) if isinstance(wallet, str) else wallet,
     )
     mark("node")
-    chain_watch = watch_chain(node, gateway_url())
+    chain_watch = watch_chain(node, gateway_url(), first_after=CHAIN_FIRST_AFTER)
     try:
         url = f"http://{host}:{port}"
         if demo:

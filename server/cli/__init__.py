@@ -10,27 +10,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from aonode.engine.progress import PROGRESS
 from aonode.engine.startup import mark
-from aonode.server.cli import (
-    client,
-    eval as evaluate,  # (not to shadow the builtin)
-    module,
-    serve,
-    wallet,
-)
 from aonode.server.cli.checks import UserError
 
+GROUPS = ("serve", "eval", "module", "client", "wallet")  # the command modules, in --help order
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every group's commands, or `only` one group's: `aonode serve` imports no other command's module
+    (their imports would delay the warm-up a first start begins: server/warmup.py)."""
     parser = argparse.ArgumentParser(prog="aonode", description="An AO compute node.")
     parser.add_argument("--version", action="version", version=f"aonode {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (serve, evaluate, module, client, wallet):
-        group.add_commands(sub)
+    for name in (only,) if only else GROUPS:
+        importlib.import_module(f"aonode.server.cli.{name}").add_commands(sub)
     for command in sub.choices.values():  # every --help shows each option's default
         _show_defaults(command)
     return parser
@@ -75,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    parser = build_parser()
+    args_given = sys.argv[1:] if argv is None else argv
+    parser = build_parser("serve" if args_given[:1] == ["serve"] else None)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "eval" and not any(e.startswith("-") for e in extra):
         args.code += extra  # Lua code after an option: `eval MODULE --snapshot-in F 'return X'`

@@ -92,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.s3_endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = args.s3_endpoint  # read by boto3 (engine/store/s3_blobs.py)
     checks.address_free(args.host, args.port)
-    from aonode.server.compose import DEMO_MODULE, warm_image, warm_wallet
+    from aonode.server.warmup import DEMO_MODULE, warm_image, warm_wallet
 
     # A first start makes a key and compiles the demo's image: both go on while the rest loads.
     own_wallet = warm_wallet(Path(args.data_dir)) if args.wallet is None else None

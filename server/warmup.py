@@ -1,0 +1,66 @@
+"""What `aonode serve` starts first, on threads, while the HTTP stack and the engine are still importing:
+the node's wallet (a first start makes an RSA-4096 key) and, with --demo, the demo's image compiled.
+Both leave the GIL to the imports, so they run truly beside them; each thread imports only what it needs
+(engine/first_start.py, the catalogue), at its start, so neither waits for the rest of the engine."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aonode.engine.startup import mark
+
+if TYPE_CHECKING:
+    from aonode.engine.crypto import Wallet
+
+DEMO_MODULE = "aos2_0_6"  # the image `aonode serve --demo` spawns its token from
+log = logging.getLogger("aonode.server")
+
+
+def warm_image(data_dir: Path, ref: str) -> threading.Thread:
+    """Compile `ref` for a node on `data_dir` (engine.first_start.precompile); a failure is left to the
+    node's own load of the image, which says it where a request can see it."""
+
+    def run() -> None:
+        from aonode.engine.errors import AONodeError
+        from aonode.engine.first_start import precompile
+        from aonode.modules.catalogue import resolve
+
+        try:
+            precompile(Path(data_dir), resolve(ref, allow_path=False).read_bytes(), ref)
+            mark("compiled")
+        except AONodeError as err:
+            log.debug("warming image %s: %s", ref, err)
+
+    thread = threading.Thread(target=run, name="aonode-warm", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_wallet(data_dir: Path) -> Callable[[], Wallet | None]:
+    """Make (or read) the node's own wallet; the returned call waits for it and hands it over, so the node
+    does not read the file again (checking an RSA-4096 key on load costs ~0.3 s). None on a failure: the
+    node's own start then reads it and says what is wrong."""
+    made: list[Wallet] = []
+
+    def run() -> None:
+        from aonode.engine.first_start import data_dir_wallet
+
+        try:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+            made.append(data_dir_wallet(Path(data_dir)))
+            mark("wallet")
+        except Exception as err:  # noqa: BLE001 - the node's own start reads it again and says what is wrong
+            log.debug("making the wallet in %s: %s", data_dir, err)
+
+    thread = threading.Thread(target=run, name="aonode-wallet", daemon=True)
+    thread.start()
+
+    def result() -> Wallet | None:
+        thread.join()
+        return made[0] if made else None
+
+    return result
