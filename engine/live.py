@@ -66,8 +66,13 @@ class LiveProcesses:
         """The live state of `pid` (caller holds its lock), restored from its newest snapshot if cold."""
         with self._guard:
             state = self._live.get(pid)
-            if state is not None:
+            if state is not None and state.stale:  # its memory ran past its slot: restored below
+                self._live.pop(pid)
+            elif state is not None:
                 self._live.move_to_end(pid)
+        if state is not None and state.stale:
+            release_instance(state)
+            state = None
         if state is not None:
             if self.views.shared:  # another node may have computed further since: catch up (same results)
                 last = self.processes.store.last_result_slot(pid)
@@ -107,7 +112,7 @@ class LiveProcesses:
         if not lock.acquire(blocking=False):
             return  # busy: it stays live this time
         try:
-            if state.snapshot_slot != state.at_slot:
+            if state.snapshot_slot != state.at_slot and not state.stale:  # never a memory past its slot
                 self.processes.snapshot(state)
             with self._guard:
                 self._live.pop(pid, None)

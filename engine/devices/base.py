@@ -156,7 +156,8 @@ class ProcessState:
 
     `cache` is the patched, readable state (`/now/cache/...`); `instance` is the live wasm instance
     (owned by wasm64@1.0) and `memory_sha256` names the memory it holds after `at_slot`;
-    `snapshot_slot` is the slot of the newest snapshot stored from this state.
+    `snapshot_slot` is the slot of the newest snapshot stored from this state. `stale`: the memory
+    is past `at_slot` (a backlog computed ahead failed part way); it must be restored before use.
     """
 
     process_id: str
@@ -166,6 +167,7 @@ class ProcessState:
     instance: Instance | None = None
     memory_sha256: str | None = None
     snapshot_slot: int | None = None
+    stale: bool = False
     config: ProcessConfig = field(default_factory=ProcessConfig)
     stack: Runner | None = None  # the execution stack the definition names
 

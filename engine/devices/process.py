@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from aonode.engine import metrics
@@ -36,6 +37,7 @@ from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.devices.registry import Registry
 from aonode.engine.devices.slot_writes import SlotWrites
 from aonode.engine.devices.stack import Stack
+from aonode.engine.devices.wasm_ahead import compute_ahead, runs_ahead
 from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.genesis import as_aos_definition
 from aonode.engine.jsondata import JsonObject
@@ -98,6 +100,12 @@ def cache_frequency(process: Message) -> int:
 def json_safe(value: object) -> Json:
     parsed: Json = json.loads(json.dumps(value, default=str))
     return parsed
+
+
+def _cache_copy(cache: JsonObject) -> JsonObject:
+    copy = json_safe(cache)
+    assert isinstance(copy, dict)  # a JSON copy of a dict
+    return copy
 
 
 def _stack(state: ProcessState) -> Runner:
@@ -175,14 +183,27 @@ class ProcessDevice:
             return Signal.OK
         if ctx.snapshot_mode is SnapshotMode.FORK:
             return _stack(state).snapshot(state, ctx)
-        pid, slot, cache = state.process_id, state.at_slot, json_safe(state.cache)
-        assert isinstance(cache, dict)  # a JSON copy of a dict
+        cache: Future[JsonObject] = Future()
+        cache.set_result(_cache_copy(state.cache))
+        return self._snapshot(state, ctx, state.at_slot, cache)
+
+    def snapshot_before_cache(self, state: ProcessState, slot: int) -> Future[JsonObject]:
+        """A background snapshot of the memory as it is now, at `slot` (whose wasm call just returned,
+        ahead of `state.at_slot`), stored once the caller sets that slot's cache on the returned future
+        (an exception set there stores nothing)."""
+        cache: Future[JsonObject] = Future()
+        self._snapshot(state, SlotContext(snapshot_mode=SnapshotMode.BACKGROUND), slot, cache)
+        return cache
+
+    def _snapshot(self, state: ProcessState, ctx: SlotContext, slot: int, cache: Future[JsonObject]) -> Signal:
+        pid = state.process_id
 
         def store(snap: MemoryImage) -> None:
+            at_slot = cache.result()  # before anything is stored: no snapshot without its cache
             blob = snap.to_bytes()
             self.store.put_snapshot(pid, slot, snap.memory_sha256, blob, snap.new_chunks)
             metrics.snapshot_stored(len(blob) + sum(len(c) for c in snap.new_chunks.values()))
-            self.store.put_cache(pid, slot, cache)
+            self.store.put_cache(pid, slot, at_slot)
 
         ctx.on_snapshot = store
         signal = _stack(state).snapshot(state, ctx)
@@ -190,7 +211,7 @@ class ProcessDevice:
         if pending is not None:
             with self._lock:
                 self._in_flight.append((state.process_id, pending))
-        state.snapshot_slot = state.at_slot
+        state.snapshot_slot = slot
         return signal
 
     def flush(self, pid: str | None = None) -> None:
@@ -204,11 +225,31 @@ class ProcessDevice:
     def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
         """Evaluate exactly the next slot (`ctx.assignment`) and store its result. A periodic
         snapshot here is made as `ctx.snapshot_mode` says (BACKGROUND when more slots follow)."""
-        assignment = ctx.assignment
-        if assignment is None or assignment.slot != state.at_slot + 1:
+        if ctx.assignment is None or ctx.assignment.slot != state.at_slot + 1:
             raise BadInput(f"slot {ctx.slot} cannot follow slot {state.at_slot}")
-        ctx.message, ctx.results = assignment.message, {}
-        signal = _stack(state).compute(state, ctx)
+        return self.finish(state, ctx, self.begin(state, ctx))
+
+    def begin(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        """A slot's first pass (in the AOS stack: its message encoded and run in wasm); in a backlog
+        it runs on the wasm-ahead thread (wasm_ahead.py) while the slot before it is finished."""
+        assert ctx.assignment is not None
+        ctx.message, ctx.results = ctx.assignment.message, {}
+        stack = _stack(state)
+        if isinstance(stack, Stack) and stack.mode == "fold":
+            return stack.first_pass("compute", state, ctx)
+        return stack.compute(state, ctx)  # every pass at once
+
+    def finish(
+        self, state: ProcessState, ctx: SlotContext, signal: Signal, cache: Future[JsonObject] | None = None
+    ) -> Signal:
+        """The rest of a slot begun with `signal`, on the compute thread: the later passes (decode,
+        patches), push, the buffered result, and the periodic snapshot; `cache` set: its memory was
+        copied already (wasm_ahead.py), only the cache it is stored with was still to come."""
+        assignment = ctx.assignment
+        assert assignment is not None
+        stack = _stack(state)
+        if signal is Signal.PASS and isinstance(stack, Stack):
+            signal = stack.later_passes("compute", state, ctx, signal)
         if not ctx.results:
             ctx.results = empty_results()
         state.at_slot = assignment.slot
@@ -216,11 +257,17 @@ class ProcessDevice:
         for device in self.after:  # delivery first, so the stored result says where messages went
             call_key(device, "compute", state, ctx)
         self._store_slot(state, assignment, ctx)
-        if state.at_slot % cache_frequency(state.process) == 0:
+        if cache is not None:
+            cache.set_result(_cache_copy(state.cache))
+        elif self.snapshot_due(state, state.at_slot):
             if ctx.snapshot_mode is SnapshotMode.NAMED:
                 self._store_results()  # a named snapshot is never ahead of the stored results
             self.snapshot(state, SlotContext(snapshot_mode=ctx.snapshot_mode))
         return signal
+
+    @staticmethod
+    def snapshot_due(state: ProcessState, slot: int) -> bool:
+        return slot % cache_frequency(state.process) == 0
 
     def _store_slot(self, state: ProcessState, assignment: Assignment, ctx: SlotContext) -> None:
         # JSON already (JsonObject: what the image returned, decoded, plus the devices' own records)
@@ -238,38 +285,31 @@ class ProcessDevice:
         """Evaluate up to `slot`. Periodic snapshots are made in the background meanwhile and are
         stored before this returns, so what a caller has been answered is never recomputed after
         a crash beyond the last snapshot it saw."""
+        if state.stale:
+            raise BadInput(f"{state.process_id}'s memory is past slot {state.at_slot} (a failed run): restore it first")
         first = state.at_slot + 1
         outer = getattr(self._batch, "writes", None) is None
         if outer:
             self._batch.writes = SlotWrites(self.store, limit=RESULT_BATCH)
         complete = False
-        ahead: deque[tuple[Assignment, bool]] = deque()  # the schedule a page at a time (, read from a row)
         try:
             with _replay_progress(state.process_id, first, slot) as task:
-                while state.at_slot < slot:
-                    if not ahead:
-                        ahead.extend(self._schedule_page(state.process_id, state.at_slot + 1, slot))
-                    assignment, from_row = (
-                        ahead.popleft() if ahead and ahead[0][0].slot == state.at_slot + 1 else (None, False)
-                    )
-                    if assignment is None:
-                        raise NotFound(f"slot {state.at_slot + 1} of {state.process_id} is not scheduled")
-                    if self.stopping.is_set():
-                        raise Busy("this node is stopping; the rest is computed after it restarts")
-                    if from_row:
-                        assignment = checked(assignment)  # never compute on a damaged or edited row
-                    more = assignment.slot < slot
-                    started = time.perf_counter()
-                    self.compute(
-                        state,
-                        SlotContext(
-                            assignment=assignment,
-                            snapshot_mode=(SnapshotMode.BACKGROUND if more else SnapshotMode.NAMED),
-                        ),
-                    )
+                started = time.perf_counter()
+
+                def done() -> None:
+                    nonlocal started
                     metrics.slot_computed(time.perf_counter() - started)
+                    started = time.perf_counter()
                     if task is not None:
                         task.advance()
+
+                slots = self._slots(state.process_id, first, slot)
+                if slot > first and runs_ahead(state):
+                    compute_ahead(self, state, slots, done)
+                else:
+                    for ctx in slots:
+                        self.compute(state, ctx)
+                        done()
             complete = True
         finally:
             if outer:
@@ -279,6 +319,23 @@ class ProcessDevice:
                     self._batch.writes = None
             self.flush(state.process_id)
         return state
+
+    def _slots(self, pid: str, first: int, last: int) -> Iterator[SlotContext]:
+        """The contexts of slots `first`..`last` in order (the schedule read a page at a time); NotFound
+        for a slot not scheduled, Busy once the node stops, each raised when that slot is asked for."""
+        ahead: deque[tuple[Assignment, bool]] = deque()  # (assignment, read from a row)
+        for number in range(first, last + 1):
+            if not ahead:
+                ahead.extend(self._schedule_page(pid, number, last))
+            if not ahead or ahead[0][0].slot != number:
+                raise NotFound(f"slot {number} of {pid} is not scheduled")
+            if self.stopping.is_set():
+                raise Busy("this node is stopping; the rest is computed after it restarts")
+            assignment, from_row = ahead.popleft()
+            if from_row:
+                assignment = checked(assignment)  # never compute on a damaged or edited row
+            mode = SnapshotMode.BACKGROUND if number < last else SnapshotMode.NAMED
+            yield SlotContext(assignment=assignment, snapshot_mode=mode)
 
     def _schedule_page(self, pid: str, first: int, last: int) -> list[tuple[Assignment, bool]]:
         """Up to RESULT_BATCH assignments from `first` on: the ones this node just committed as

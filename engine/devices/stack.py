@@ -37,14 +37,22 @@ class Stack:
     def run(self, key: str, state: ProcessState, ctx: SlotContext) -> Signal | dict[int, Signal | None]:
         if self.mode == "map":
             return {i: call_key(d, key, state, ctx) for i, d in enumerate(self.devices)}
+        return self.later_passes(key, state, ctx, self.first_pass(key, state, ctx))
+
+    def first_pass(self, key: str, state: ProcessState, ctx: SlotContext) -> Signal:
+        """Pass 1 of a fold alone (the AOS stack runs the wasm call in it): a backlog runs the next
+        slot's first pass while this slot's later passes run (devices/wasm_ahead.py)."""
         ctx.pass_ = 1
-        while True:
-            outcome = self._fold_once(key, state, ctx)
-            if outcome is not Signal.PASS:
-                return outcome
+        return self._fold_once(key, state, ctx)
+
+    def later_passes(self, key: str, state: ProcessState, ctx: SlotContext, outcome: Signal) -> Signal:
+        """The passes after the one that answered `outcome`, while a device asks for another."""
+        while outcome is Signal.PASS:
             if ctx.pass_ >= self.max_passes:
                 raise BadInput(f"stack asked for more than {self.max_passes} passes")
             ctx.pass_ += 1
+            outcome = self._fold_once(key, state, ctx)
+        return outcome
 
     def _fold_once(self, key: str, state: ProcessState, ctx: SlotContext) -> Signal:
         for fn in self._keys(key):
