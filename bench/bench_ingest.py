@@ -8,14 +8,17 @@
    is set next to the in-process parse+verify rate of its kind measured in the same run: on a shared
    machine that ratio is the honest number (issue 13's target: 1,500 items/s where parse+verify does
    ~6,200/s, i.e. >= 0.24); the parse+verify rate is measured right after each run, under the same
-   load. `node CPU` is the node process's CPU time per item, `CPU x` that over parse+verify's CPU.
+   load. `node CPU` is the node process's CPU time per item, `CPU x` that over parse+verify's CPU,
+   `client CPU` this process's CPU per item while it posts (it shares the machine's cores with the
+   node). `--unsigned-answers` serves the same app with answer signing off: the node's cost per item
+   outside answer signing (server/signing.py), the part the ingest path itself spends.
 2. Reads of one value, one keep-alive connection, sequential: a dry-run (`POST /dry-run`, the
    legacy way: a wasm evaluation per read) against `GET /<pid>~process@1.0/now/cache/balances/<addr>`
    (a patched-cache read); both must answer the same balance.
 
 The node runs in its own process (`--serve`), the load generator here.
 
-    python bench/bench_ingest.py [--messages 400] [--connections 8 16] [--reads 100]
+    python bench/bench_ingest.py [--messages 400] [--connections 8 16] [--reads 100] [--unsigned-answers]
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ class Row:
     count: int
     seconds: float
     latencies: list[float]
-    cpu_seconds: float = 0.0  # this process's CPU time over the row (verify_in_process)
+    cpu_seconds: float = 0.0  # this process's CPU time over the row (verify_in_process, the client's posts)
 
     @property
     def rate(self) -> float:
@@ -68,8 +71,8 @@ class Row:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def serve(port: int, data_dir: str) -> None:
-    """The node with the legacy API mounted, as an operator would run it."""
+def serve(port: int, data_dir: str, sign_answers: bool = True) -> None:
+    """The node with the legacy API mounted, as an operator would run it (answers signed unless told)."""
     from aonode.server.compose import make_node
     from aonode.server.app import create_app
     from aonode.server.legacy import routes as legacy_routes
@@ -77,7 +80,7 @@ def serve(port: int, data_dir: str) -> None:
 
     node = make_node(Path(data_dir), dev=False)
     try:
-        app = create_app(node, with_legacy=False, extra_routes=legacy_routes())
+        app = create_app(node, with_legacy=False, extra_routes=legacy_routes(), sign_answers=sign_answers)
         asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
     finally:
         node.close()
@@ -147,13 +150,14 @@ def ingest(port: int, route: Route, pid: str, items: list[tuple[dict[str, str], 
     """The route's rate with pre-encoded requests (bench/ingest_client.py); also the node's CPU ms/item."""
     path = route.path.format(pid=pid)
     requests = [encode_post(f"127.0.0.1:{port}", path, headers, body) for headers, body in items]
-    cpu_before = server_cpu(node_pid)
+    cpu_before, client_before = server_cpu(node_pid), time.process_time()
     outcome = asyncio.run(post_all("127.0.0.1", port, requests, connections))
     cpu_ms = (server_cpu(node_pid) - cpu_before) * 1000 / len(items)
+    client_seconds = time.process_time() - client_before
     if outcome.failures:
         raise RuntimeError(f"{len(outcome.failures)} posts failed, e.g. {outcome.failures[0]}")
     name = f"{route.name} {route.kind}, {connections} conns"
-    return Row(name, len(items), outcome.seconds, outcome.latencies), cpu_ms
+    return Row(name, len(items), outcome.seconds, outcome.latencies, client_seconds), cpu_ms
 
 
 def verify_in_process(kind: str, items: list[tuple[dict[str, str], bytes]]) -> Row:
@@ -222,12 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=400, help="signed items per ingest route")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--reads", type=int, default=100, help="dry-runs (cache reads: 10x as many)")
-    parser.add_argument("--serve", nargs=2, metavar=("PORT", "DATA_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--unsigned-answers", action="store_true",
+                        help="the node answers unsigned: its per-item cost outside answer signing")
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATA_DIR", "SIGNED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if SHARED_MODULES.is_dir():
         os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
     if args.serve:
-        serve(int(args.serve[0]), args.serve[1])
+        serve(int(args.serve[0]), args.serve[1], sign_answers=args.serve[2] == "signed")
         return 0
 
     from aonode.engine.crypto import Wallet
@@ -235,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start([sys.executable, str(HERE), "--serve", str(port), tmp], base + "/~meta@1.0/info")
+        signed = "unsigned" if args.unsigned_answers else "signed"
+        proc = start([sys.executable, str(HERE), "--serve", str(port), tmp, signed], base + "/~meta@1.0/info")
         try:
             with httpx.Client(base_url=base, timeout=300) as http:
                 address = http.get("/~meta@1.0/info/address").text
@@ -258,14 +265,17 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=120)
     if after - before != len(runs) * args.messages:
         raise RuntimeError(f"expected {len(runs) * args.messages} new slots, got {after - before}")
-    print(f"\ningest: {args.messages} signed items per run. verify/s: in-process parse+verify of the same items right "
-          "after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per item")
+    answers = "UNSIGNED answers (--unsigned-answers)" if args.unsigned_answers else "signed answers"
+    print(f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
+          "items right after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per "
+          "item; client CPU: this process's CPU per item while posting")
     print(f"{'what':<58} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'node CPU ms':>11} {'CPU x':>6}")
+          f"{'node CPU ms':>11} {'CPU x':>6} {'client CPU ms':>13}")
     for row, cpu_ms, verified in ingests:
         verify_cpu_ms = verified.cpu_seconds * 1000 / verified.count
         print(f"{row.name:<58} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
-              f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f}")
+              f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
+              f"{row.cpu_seconds * 1000 / row.count:>13.2f}")
     if reads:
         print_table("reads of the same balance: one connection, sequential", reads, "reads/s")
         ratio = statistics.median(reads[0].latencies) / statistics.median(reads[1].latencies)

@@ -1,0 +1,134 @@
+"""The application's own share of a signed ingest: the node's ASGI app called in-process (no hypercorn,
+no socket) with pre-signed RSA-4096 items on the three schedule routes bench_ingest.py drives, `--tasks`
+at a time, answers unsigned (answer signing is server/signing.py's cost, measured apart).
+
+bench_ingest.py measures the served node, where hypercorn's own HTTP/1.1 work is a large, fixed part
+of each item and the neighbours' load moves the rates. Here the CPU time of the whole process (event
+loop, worker pool, group-commit writer) per item says what the app's layers cost: middleware, routing,
+parse + verify, sequencing, the durable group commit and the JSON answer. `parse + verify` is the
+same items' parse and signature check alone in this process (measured right after each run), so
+`app - verify` is what the node adds around the crypto. Every run schedules fresh items; each answer
+must be a 200 naming a new slot.
+
+    python bench/bench_ingest_app.py [--items 300] [--tasks 8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from bench_ingest import ANS104_HB, AOS_MODULE_ID, OCTET, SHARED_MODULES, ROUTES, Route, sign_many, sign_many_httpsig
+from bench_ingest import verify_in_process
+
+Item = tuple[dict[str, str], bytes]
+
+
+def scope_of(path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """What hypercorn hands the app for the POST (one fresh scope per call, as served)."""
+    raw_path, _, query = path.partition("?")
+    head = [(b"host", b"127.0.0.1:8000"), (b"content-length", str(len(body)).encode())]
+    head += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": raw_path, "raw_path": raw_path.encode(), "query_string": query.encode(),
+        "root_path": "", "headers": head, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "state": {},
+    }  # fmt: skip
+
+
+async def post(app: Any, path: str, item: Item) -> tuple[int, bytes]:
+    headers, body = item
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope_of(path, headers, body), receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def drive(app: Any, path: str, items: list[Item], tasks: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) to post every item, `tasks` at a time."""
+    pending = list(reversed(items))
+
+    async def worker() -> None:
+        while pending:
+            status, body = await post(app, path, pending.pop())
+            if status != 200 or b'"slot"' not in body:
+                raise RuntimeError(f"{status}: {body[:200]!r}")
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def run(args: argparse.Namespace) -> None:
+    from aonode.engine.crypto import Wallet
+    from aonode.server.app import create_app
+    from aonode.server.cli.client import build_spawn
+    from aonode.server.compose import make_node
+
+    with tempfile.TemporaryDirectory() as tmp:
+        node = make_node(Path(tmp), dev=False)
+        app = create_app(node, sign_answers=False, cron_every=0)
+        wallet = Wallet.generate("rsa")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node") as client:
+            spawn = build_spawn(wallet, module=AOS_MODULE_ID, scheduler=node.address)
+            answer = await client.post("/", content=spawn.raw, headers=OCTET)
+            answer.raise_for_status()
+            pid = answer.json()["process"]
+        runs = [(route, r) for r in range(args.rounds) for route in ROUTES]
+        print(f"signing {len(runs) * args.items} RSA-4096 items/messages ...", file=sys.stderr)
+        items = {
+            (route, r): sign_many_httpsig(wallet, pid, args.items, f"{route.path}{r}")
+            if route.kind == "httpsig"
+            else sign_many(wallet, pid, args.items, f"{route.path}{r}", OCTET if route.path == "/" else ANS104_HB)
+            for route, r in runs
+        }
+        node.images.load(AOS_MODULE_ID).wait_variant()  # its background compile is not the ingest's CPU
+        cpu_ms: dict[Route, list[tuple[float, float, float]]] = {route: [] for route in ROUTES}
+        for route, r in runs:
+            seconds, cpu = await drive(app, route.path.format(pid=pid), items[route, r], args.tasks)
+            verified = verify_in_process(route.kind, items[route, r])
+            n = len(items[route, r])
+            cpu_ms[route].append((cpu * 1000 / n, verified.cpu_seconds * 1000 / n, n / seconds))
+        node.close()
+    print(f"\nin-process ASGI posts, answers unsigned: {args.items} items x {args.rounds} rounds per route, "
+          f"{args.tasks} at a time (median round); CPU = the whole process's, all threads")
+    print(f"{'route':<44} {'app CPU ms':>10} {'verify ms':>9} {'app-verify':>10} {'items/s':>8}")
+    for route, rows in cpu_ms.items():
+        app_ms = statistics.median(r[0] for r in rows)
+        verify_ms = statistics.median(r[1] for r in rows)
+        rate = statistics.median(r[2] for r in rows)
+        print(f"{route.name + ' ' + route.kind:<44} {app_ms:>10.3f} {verify_ms:>9.3f} {app_ms - verify_ms:>10.3f} "
+              f"{rate:>8.0f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=300, help="signed items per route and round")
+    parser.add_argument("--tasks", type=int, default=8, help="concurrent posts (as client connections)")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    if SHARED_MODULES.is_dir():
+        import os
+
+        os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
