@@ -19,6 +19,8 @@ GC_EVERY = 8  # chunked snapshots stored between two collections of unreferenced
 KEEP_SNAPSHOTS = 8  # chunked snapshots kept per process: the newest, and older ones to fall back on
 
 ASSIGNMENT_COLUMNS = "process, slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain, message"
+# An assignment's columns but the message: enough to tell whether a kept assignment is still the tip.
+TIP_COLUMNS = "slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -35,6 +37,11 @@ def row_to_assignment(row: Sequence[Any]) -> Assignment:
         hash_chain=chain,
         message=Message.from_cbor(bytes(body), f"message {mid} at slot {slot} of process {process}"),
     )
+
+
+def is_tip(a: Assignment, row: Sequence[Any]) -> bool:
+    """True when the TIP_COLUMNS `row` read for a.process is `a`."""
+    return (a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash, a.epoch, a.hash_chain) == tuple(row)
 
 
 def assignment_values(a: Assignment, body: bytes) -> tuple[Any, ...]:

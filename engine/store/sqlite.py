@@ -27,9 +27,11 @@ from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
     KEEP_SNAPSHOTS,
+    TIP_COLUMNS,
     already_assigned,
     assignment_values,
     check_sha256,
+    is_tip,
     live_chunks,
     range_clause,
     row_to_assignment,
@@ -72,6 +74,11 @@ class SQLiteStore(SQLiteDatabase):
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
         self._group = group_committer(self._group_transaction, f"aonode-commit-{self.data_dir.name}")
+        # The last assignment appended or read per process: `last_assignment` reads the tip's columns
+        # (no message blob) and returns this one when they match, instead of decoding the message
+        # again at every schedule. Set only by an append that got through its savepoint, dropped when
+        # a transaction fails; the row read each time keeps it right if another writer appended.
+        self._tips: dict[str, Assignment] = {}
 
     def close(self) -> None:
         if self._group is not None:
@@ -118,8 +125,7 @@ class SQLiteStore(SQLiteDatabase):
         (thread or process on this file) appends in between. Concurrent calls share one durable
         commit (group_commit.py); each returns only after its assignments are on disk."""
         if self._group is None:  # AONODE_GROUP_COMMIT=0: one fsync per call (to compare)
-            with self._tx(durable=True):
-                return self._append(pid, plan)
+            return self._alone(lambda: self._append(pid, plan))
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
         return self._group.submit(lambda: self._append(pid, plan), key=pid)
@@ -139,17 +145,32 @@ class SQLiteStore(SQLiteDatabase):
                 conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
         except sqlite3.IntegrityError as err:
             raise BadInput(already_assigned(batch)) from err
+        if batch:
+            self._tips[pid] = batch[-1]
         return answer
 
+    def _alone(self, run: Callable[[], T]) -> T:
+        """`run` alone in one durable transaction (no group commit)."""
+        try:
+            with self._tx(durable=True):
+                return run()
+        except BaseException:
+            self._tips.clear()  # what the failed transaction appended is not there
+            raise
+
     def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
-        with self._tx(durable=True) as conn:
-            for step in steps:
-                conn.execute("SAVEPOINT request")
-                try:
-                    step()
-                except Exception:  # noqa: BLE001 - that request's answer; the others go on
-                    conn.execute("ROLLBACK TO request")
-                conn.execute("RELEASE request")
+        try:
+            with self._tx(durable=True) as conn:
+                for step in steps:
+                    conn.execute("SAVEPOINT request")
+                    try:
+                        step()
+                    except Exception:  # noqa: BLE001 - that request's answer; the others go on
+                        conn.execute("ROLLBACK TO request")
+                    conn.execute("RELEASE request")
+        except BaseException:
+            self._tips.clear()  # what the failed transaction appended is not there
+            raise
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? AND slot = ?", (pid, slot))
@@ -170,10 +191,16 @@ class SQLiteStore(SQLiteDatabase):
         return [row_to_assignment(r) for r in rows]
 
     def last_assignment(self, pid: str) -> Assignment | None:
-        row = self._one(
-            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? ORDER BY slot DESC LIMIT 1", (pid,)
-        )
-        return row_to_assignment(row) if row else None
+        row = self._one(f"SELECT {TIP_COLUMNS} FROM assignments WHERE process = ? ORDER BY slot DESC LIMIT 1", (pid,))
+        if row is None:
+            return None
+        tip = self._tips.get(pid)
+        if tip is not None and is_tip(tip, row):
+            return tip
+        found = self.get_assignment(pid, row[0])
+        if found is not None:
+            self._tips[pid] = found
+        return found
 
     # -- results and caches ------------------------------------------------------------------
 
