@@ -18,7 +18,7 @@ from aonode.engine.wasm.cxx import Unwind
 from aonode.engine.wasm.fastcall import take_parked
 from aonode.engine.wasm.flavors import Flavor
 from aonode.engine.wasm.host import ProcExit
-from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, watch_deadline
+from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, keep_ticking, watch_deadline
 
 UNLIMITED_FUEL = 2**62
 NO_DEADLINE = 2**62
@@ -60,7 +60,7 @@ class Budget:
 
     def set(self, fuel: int | None) -> tuple | None:
         """Metered: exactly `fuel`. Otherwise a deadline no call within `fuel` can reach: the epoch's,
-        or the variant's interrupt flag (returned: clear it with clear_deadline)."""
+        or the variant's interrupt flag; either holds the ticker awake (returned: clear_deadline)."""
         if self.flavor == Flavor.METERED:
             self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
         elif self.flavor == Flavor.VARIANT:
@@ -72,6 +72,7 @@ class Budget:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:
             self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
+            return keep_ticking()
         return None
 
     def guarded(self, fn: Callable[[], Any], fuel: int | None = None) -> Any:

@@ -1,11 +1,18 @@
 """The one background thread that bounds running wasm: it advances the epoch of the fast engine and
-sets the interrupt flag of fast-variant messages past their deadline (transform/variant.py)."""
+sets the interrupt flag of fast-variant messages past their deadline (transform/variant.py).
+
+It ticks only while some call has a deadline (a watch: `watch_deadline` for the variant's flag,
+`keep_ticking` for the epoch engine), and sleeps otherwise: an idle node does not wake every tick.
+An epoch that does not advance can only let a call run longer, never stop one early, and every call
+with a deadline holds a watch for as long as it runs, so no deadline is weakened.
+"""
 
 from __future__ import annotations
 
 import atexit
 import threading
 import time
+from _thread import allocate_lock
 
 import wasmtime
 from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_increment_epoch
@@ -17,8 +24,9 @@ class _Ticker:
     """One daemon thread that, every tick, advances the fast engine's epoch and sets the interrupt
     flag of every fast-variant message past its deadline (wasm runs without the GIL).
 
-    Its loop allocates no container objects and never drops the last reference to anything, so no
-    garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
+    While there is no watch it blocks on `_wake` (locked: nothing to wake for), which the first
+    watch releases. Its loop allocates no container objects and never drops the last reference to
+    anything, so no garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
     the process, a flag is only written under the lock `unwatch` takes before its memory can go, and
     an exit hook stops the thread before interpreter shutdown frees anything.
     """
@@ -26,11 +34,13 @@ class _Ticker:
     _engines: list = []  # strong references: an engine is never freed while it is ticked
     _pointers: tuple = ()
     _ticks = 0
-    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory)
+    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory, or None)
     _thread: threading.Thread | None = None
     _running = True
     _lock = threading.Lock()
     _watch_lock = threading.Lock()
+    _wake = allocate_lock()  # held while the thread may sleep; only `_watch_lock` holders release it
+    _wake.acquire()
 
     @classmethod
     def register(cls, engine: wasmtime.Engine) -> None:
@@ -45,7 +55,15 @@ class _Ticker:
         entry = (cls._ticks + ticks, flag)
         with cls._watch_lock:
             cls._watches = cls._watches + (entry,)
+            cls._release_wake()
         return entry
+
+    @classmethod
+    def _release_wake(cls) -> None:
+        """Wake the thread (caller holds `_watch_lock`; the thread itself only ever acquires `_wake`,
+        so a lock seen held here stays held until this releases it)."""
+        if cls._wake.locked():
+            cls._wake.release()
 
     @classmethod
     def unwatch(cls, entry: tuple) -> None:
@@ -63,8 +81,11 @@ class _Ticker:
     @classmethod
     def _run(cls) -> None:
         increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
-        sleep, tick, lock = time.sleep, TICK_SECONDS, cls._watch_lock
+        sleep, tick, lock, wake = time.sleep, TICK_SECONDS, cls._watch_lock, cls._wake
         while cls._running:
+            if not cls._watches:
+                wake.acquire()  # nothing has a deadline: sleep until a watch comes
+                continue
             sleep(tick)
             cls._ticks += 1
             pointers = cls._pointers
@@ -77,25 +98,32 @@ class _Ticker:
                 index, count = 0, len(watches)
                 while index < count:
                     deadline, flag = watches[index]
-                    if now >= deadline:
+                    if now >= deadline and flag is not None:
                         flag[0] = 1
                     index += 1
 
     @classmethod
     def _shutdown(cls) -> None:
         cls._running = False
+        with cls._watch_lock:
+            cls._release_wake()
         if cls._thread is not None:
             cls._thread.join(timeout=1)
 
 
 def register(engine: wasmtime.Engine) -> None:
-    """Advance this engine's epoch every tick, for as long as the process lives."""
+    """Advance this engine's epoch every tick while a call has a deadline, for as long as the process lives."""
     _Ticker.register(engine)
 
 
 def watch_deadline(flag, seconds: float) -> tuple:
     """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
     return _Ticker.watch(flag, int(seconds / TICK_SECONDS) + 2)
+
+
+def keep_ticking() -> tuple:
+    """Advance the epoch engines every tick until `clear_deadline` (a call with an epoch deadline)."""
+    return _Ticker.watch(None, 0)
 
 
 def clear_deadline(entry: tuple) -> None:
