@@ -2,9 +2,10 @@
 
 Deriving an image's fast variant takes Binaryen ~10 s (and more on a busy machine), once per machine.
 A node does not make the first process of an image wait for it: the image is compiled once for the
-metered engine and runs there at once, while a background thread compiles the image for the epoch
-engine, derives and compiles the variant, and then `settle`s. Instances look at `Builds.home` between
-messages and move to the new home with their memory (flavors.py: every build leaves the same memory).
+metered engine and runs there at once, while a background thread (from PREPARE_AFTER_SECONDS on)
+compiles the image for the epoch engine, derives and compiles the variant, and then `settle`s. Instances
+look at `Builds.home` between messages and move to the new home with their memory (flavors.py: every
+build leaves the same memory).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 import wasmtime
@@ -20,6 +22,10 @@ from aonode.engine.wasm.flavors import Flavor, home_for
 
 log = logging.getLogger("aonode.engine")
 BACKGROUND_NICE = 10  # the preparation yields the CPU to messages (Linux: wasm-opt inherits it)
+# The preparation starts this long after the first use began: a cold start's first answers (the rest of
+# the node starting, its first messages) do not share the 2 cores with it; the variant comes ~10+ s later
+# anyway (bench/bench_coldstart.py measured the first read ~0.2-1 s sooner on a busy 2-core machine).
+PREPARE_AFTER_SECONDS = 2.0
 _LOCKS: dict[str, threading.Lock] = {}  # one preparation per image at a time in this process
 _LOCKS_GUARD = threading.Lock()
 
@@ -71,6 +77,7 @@ def prepare_in_background(sha: str, builds: Builds, work: Callable[[], tuple[was
     def run() -> None:
         variant: wasmtime.Module | None = None
         lowered = False
+        time.sleep(PREPARE_AFTER_SECONDS)
         try:
             if hasattr(os, "setpriority"):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
