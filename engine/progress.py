@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 LINE_EVERY = 2.0  # seconds between two plain progress lines of one task
 KEEP_FINISHED = 8  # finished tasks the dashboard still shows
@@ -91,6 +92,8 @@ class Progress:
         task = Task(next(self._ids), label, total, unit)
         stream = self.stream if self.stream is not None and not self.stream.closed else None
         if stream is not None and stream.isatty():
+            from tqdm import tqdm  # only for a terminal: a node's start (logging to a file) skips ~0.1 s
+
             task._bar = tqdm(
                 total=total, desc=label, unit=unit or "it", unit_scale=unit == "B", file=stream, leave=False
             )
