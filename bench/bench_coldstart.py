@@ -11,7 +11,8 @@ phases are read from outside:
   (data dir `cache/`: the metered, original and variant builds); the process moves to it at its next
   message. The cold node is stopped only then, so the restart finds everything cached.
 - `warm`: the same start again on the same data dir and home (nothing to compile).
-- `cpu s`: CPU seconds the node process had used (all its threads) at its first read. The machine
+- `cpu s`: CPU seconds the node process had used (all its threads, and its wallet's key searches:
+  engine/keygen_race.py) at its first read. The machine
   these benches run on is shared, so wall times move with its load; the CPU seconds much less: on an
   idle 2-core machine the wall time is about CPU / 2 to CPU (compiles use both cores, imports one).
 - phases: the node marks where its start is (engine/startup.py, AONODE_STARTUP_TRACE=1), each as
@@ -68,12 +69,12 @@ class Start:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a live process (Linux /proc); None elsewhere."""
+    """utime + stime of a live process and of the children it reaped (Linux /proc); None elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:

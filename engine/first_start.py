@@ -8,15 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.keygen_race import raced_rsa_wallet
 
 
 def data_dir_wallet(data_dir: Path) -> Wallet:
-    """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: 0.1-3 s,
-    a random prime search)."""
+    """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: a random
+    prime search, raced in two processes: keygen_race.py)."""
     path = data_dir / "wallet.json"
     if path.exists():
         return Wallet.load(path)
-    wallet = Wallet.generate("rsa")
+    wallet = raced_rsa_wallet()
     wallet.save(path)
     return wallet
 

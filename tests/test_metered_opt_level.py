@@ -35,6 +35,10 @@ CODES = [
     "local ok, err = pcall(error, 'boom') return tostring(ok) .. err",
     "return require('json').encode({ a = 1.5, b = { 1, 2, 3 }, c = 'x' })",
     "T = {} for i = 1, 30000 do T[i] = { i, tostring(i) } end collectgarbage() return #T",
+    # C recursion as deep as Lua lets it go: the native frames differ between the levels, the depth must not
+    "local d = 0 local function f() d = d + 1 pcall(f) end f() return d",
+    "local function g(s, n) if n == 0 then return s end return (s:gsub('.', function(c) return g(c, n - 1) end)) end"
+    " return g('abc', 150)",
 ]
 
 
@@ -82,4 +86,5 @@ def test_metered_builds_count_the_same_fuel_and_leave_the_same_memory_at_every_o
         assert unoptimised.last_gas_used == optimised.last_gas_used > 0
         assert unoptimised.memory_sha256() == optimised.memory_sha256()
     assert "nan" in str(outputs[3].output) and "inf" in str(outputs[3].output)  # the float corner cases ran
+    assert int(outputs[7].output) > 150 and outputs[8].output == "abc"  # Lua's C-call limit, not the wasm stack
     assert [m["Data"] for m in outputs[-1].messages] == ["75"]  # three transfers of 25 reached the recipient
