@@ -15,6 +15,7 @@ import pytest
 
 from aonode.engine.devices.base import ProcessState, Signal, SlotContext
 from aonode.engine.devices.wasm64 import loaded
+from aonode.engine.devices.wasm_ahead import AHEAD
 from aonode.engine.errors import Busy
 from aonode.engine.message import Message
 from aonode.engine.node import Node
@@ -248,6 +249,7 @@ def test_a_stopping_node_finishes_the_slot_ahead_and_stops(tmp_path: Path, refer
     node, pid, before, after = interrupted_then_restarted(
         tmp_path / "node", EVERY_SLOT, lambda n: AtSlot(7, n.processes.stopping.set), Busy
     )
-    assert max(slot for slot, _ in before.snapshots) == 8  # slot 8 had begun: it was finished, then the stop
+    # The slots begun when it stopped (AHEAD of slot 7) were finished, then the stop.
+    assert max(slot for slot, _ in before.snapshots) == 7 + AHEAD
     check_same(node, pid, reference, before, after)
     node.close()

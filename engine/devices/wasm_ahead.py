@@ -1,40 +1,47 @@
-"""A backlog computed with each slot's wasm call running while the slot before it is finished.
+"""A backlog computed with its wasm calls running on a worker thread ahead of the slots' post-processing.
 
-Why: wasmtime-py calls into wasm through ctypes, which lets go of the GIL for the call (a host import
-called back from wasm takes it again). So while a worker thread runs slot N+1's first pass
-(json-iface encodes the message, wasm64 runs `handle`), the compute thread runs slot N's later passes
-(json-iface decodes, patch merges), push and the buffered store writes: with a core free, a backlog
-costs about the larger of the two per slot, not their sum. The path may then use two cores.
+Why: wasmtime-py calls into wasm through ctypes, which lets go of the GIL for the call (the AOS
+variant calls no Python import during a message). So while a worker thread runs the first passes of
+the next slots one after another (json-iface encodes the message, wasm64 runs `handle`), the compute
+thread runs the earlier slots' later passes (json-iface decodes, patch merges), push and the buffered
+store writes: with a core free, a backlog costs about the larger of the two per slot, not their sum.
+The path may then use two cores. The worker is one thread per backlog that goes from one slot to the
+next by itself (a hand-over per slot would cost two thread wake-ups per message).
 
 What stays exactly as computing one slot at a time:
 - Every slot is finished (results, patches, pushes, stored rows) on the compute thread, in slot order.
-- The worker is at most one slot ahead: slot N+1 is handed to it only once slot N's wasm call has
-  returned, so no two threads ever use the instance at once.
-- A periodic snapshot's memory is copied between two wasm calls (the memory is then at its slot);
-  it is stored with that slot's cache once the slot is finished.
-- An error in a slot's first pass surfaces when that slot's turn comes, after the slots before it are
-  finished. An error finishing slot N, once N+1 ran ahead, leaves the memory past `at_slot`: the
-  state is marked `stale` and its next use restores it from its newest snapshot and recomputes
-  (computed results may be recomputed; the schedule is never touched here).
+- Only the worker uses the instance while it runs, and it is at most `AHEAD` slots ahead of the
+  slots finished (a bounded queue).
+- A periodic snapshot's memory is copied by the worker right after its slot's wasm call (the memory
+  is then at that slot); it is stored with that slot's cache once the slot is finished. The last
+  slot's snapshot (named, stored before `compute_to` returns) is made when the worker is done.
+- An error in a slot's first pass ends the worker (the memory is as before that slot) and surfaces
+  when that slot's turn comes, after the slots before it are finished. An error finishing slot N
+  once later slots ran leaves the memory past `at_slot`: the state is marked `stale`, and its next
+  use restores it from its newest snapshot and recomputes (computed results may be recomputed; the
+  schedule is never touched here); their snapshots are not stored.
 Only stacks whose first pass reads nothing but the message, the definition and the instance run
 this way (`AHEAD_SAFE`); any other stack computes one slot at a time.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait as wait_for
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Protocol
 
-from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext
+from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.stack import Stack
 
 # Devices whose pass 1 touches only the message, the definition and the live instance: json-iface
 # encodes, wasm64 runs `handle`, multipass counts; patch merges only decoded results (pass 2 on).
 AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0"})
-WORKERS = 4  # processes computing backlogs at once with their wasm ahead (more wait for a worker)
-_WORKER = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="aonode-wasm-ahead")
+AHEAD = 2  # slots begun and not yet finished, at most
+SWITCH = "AONODE_WASM_AHEAD"
 
 
 class Slots(Protocol):
@@ -48,59 +55,117 @@ class Slots(Protocol):
     def snapshot_before_cache(self, state: ProcessState, slot: int) -> Future[JsonObject]: ...
 
 
-@dataclass(frozen=True)
-class _Begun:
-    """A slot whose first pass was handed to the worker."""
-
-    ctx: SlotContext
-    signal: Future[Signal]
-
-
 def runs_ahead(state: ProcessState) -> bool:
+    """Whether a backlog of this process runs its wasm ahead (AONODE_WASM_AHEAD=0 turns it off, for
+    comparisons: bench/bench_process.py)."""
     stack = state.stack
     return (
-        isinstance(stack, Stack)
+        os.environ.get(SWITCH, "1") != "0"
+        and isinstance(stack, Stack)
         and stack.mode == "fold"
         and all(getattr(device, "name", None) in AHEAD_SAFE for device in stack.devices)
     )
 
 
+@dataclass
+class _Begun:
+    """A slot's first pass as the worker left it: its signal, or the error it raised; `cache` set when
+    a snapshot of the memory at this slot was copied and waits for the slot's cache."""
+
+    ctx: SlotContext
+    signal: Signal | None = None
+    error: BaseException | None = None
+    cache: Future[JsonObject] | None = None
+
+
+@dataclass
+class _Worker:
+    """The thread running first passes in order, from `inputs` (None: no more) to `outputs`."""
+
+    slots: Slots
+    state: ProcessState
+    inputs: SimpleQueue[SlotContext | None] = field(default_factory=SimpleQueue)
+    outputs: SimpleQueue[_Begun] = field(default_factory=SimpleQueue)
+    stop: bool = False  # set by the compute thread: begin nothing more
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="aonode-wasm-ahead", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        slots, state = self.slots, self.state
+        while (ctx := self.inputs.get()) is not None and not self.stop:
+            begun = _Begun(ctx)
+            try:
+                begun.signal = slots.begin(state, ctx)
+                slot = ctx.slot
+                assert slot is not None
+                if ctx.snapshot_mode is SnapshotMode.BACKGROUND and slots.snapshot_due(state, slot):
+                    begun.cache = slots.snapshot_before_cache(state, slot)
+            except BaseException as err:  # noqa: BLE001 - handed to the compute thread, raised there
+                begun.error = err
+            self.outputs.put(begun)
+            if begun.error is not None:
+                return  # the memory is as before this slot (or past it, if only its snapshot failed)
+
+    def end(self) -> list[_Begun]:
+        """Stop after the slot under way; what it began and nobody finished."""
+        self.stop = True
+        self.inputs.put(None)
+        if self.thread is not None:
+            self.thread.join()
+        left: list[_Begun] = []
+        while not self.outputs.empty():
+            left.append(self.outputs.get())
+        return left
+
+
 def compute_ahead(slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None]) -> None:
-    """Compute the slots `contexts` gives, in order, each one's first pass on the worker while the
-    one before it is finished here; `done` after each finished slot."""
-    ahead: _Begun | None = None
+    """Compute the slots `contexts` gives, in order, their first passes on a worker thread up to
+    `AHEAD` slots ahead of the ones finished here; `done` after each finished slot."""
+    worker = _Worker(slots, state)
+    worker.start()
+    in_flight, exhausted = 0, False
+    failure: Exception | None = None
+
+    def feed() -> None:
+        nonlocal in_flight, failure, exhausted
+        while not exhausted and in_flight < AHEAD:
+            try:
+                ctx = next(contexts, None)
+            except Exception as err:  # noqa: BLE001 - raised once the slots before it are finished
+                ctx, failure = None, err
+            if ctx is None:
+                exhausted = True
+                worker.inputs.put(None)
+                return
+            worker.inputs.put(ctx)
+            in_flight += 1
+
     try:
-        ahead = _begin(slots, state, next(contexts, None))
-        while ahead is not None:
-            current, ahead = ahead, None
-            signal = current.signal.result()  # its error surfaces here, after the slots before it
-            failure: Exception | None = None
+        feed()
+        while in_flight:
+            begun = worker.outputs.get()
+            in_flight -= 1
+            if begun.error is not None:
+                if begun.signal is not None:  # its wasm call ran; only its snapshot failed
+                    state.stale = True
+                raise begun.error
+            feed()
             try:
-                following = next(contexts, None)
-            except Exception as err:  # noqa: BLE001 - raised once this slot is finished, as in order
-                following, failure = None, err
-            slot = current.ctx.slot
-            assert slot is not None
-            cache = None
-            if following is not None and slots.snapshot_due(state, slot):
-                cache = slots.snapshot_before_cache(state, slot)  # the memory is at `slot` now
-            ahead = _begin(slots, state, following)
-            try:
-                slots.finish(state, current.ctx, signal, cache)
+                assert begun.signal is not None
+                slots.finish(state, begun.ctx, begun.signal, begun.cache)
             except BaseException as err:
-                if cache is not None and not cache.done():
-                    cache.set_exception(err)  # that snapshot is not stored
+                if begun.cache is not None and not begun.cache.done():
+                    begun.cache.set_exception(err)  # that snapshot is not stored
                 raise
             done()
-            if failure is not None:
-                raise failure
+        if failure is not None:
+            raise failure
     finally:
-        if ahead is not None:  # a slot ran ahead of one that failed: the memory is past `at_slot`
-            wait_for([ahead.signal])
-            state.stale = True
-
-
-def _begin(slots: Slots, state: ProcessState, ctx: SlotContext | None) -> _Begun | None:
-    if ctx is None:
-        return None
-    return _Begun(ctx, _WORKER.submit(slots.begin, state, ctx))
+        for left in worker.end():  # slots that ran past one that failed: memory past `at_slot`
+            if left.cache is not None:
+                left.cache.set_exception(RuntimeError("an earlier slot failed"))
+            if left.signal is not None:
+                state.stale = True
