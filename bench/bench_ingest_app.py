@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -30,6 +32,32 @@ from bench_ingest import ANS104_HB, AOS_MODULE_ID, OCTET, SHARED_MODULES, ROUTES
 from bench_ingest import verify_in_process
 
 Item = tuple[dict[str, str], bytes]
+KINDS = ("other", "workers", "commit")
+THREAD_KINDS = (("aonode-commit", "commit"), ("AnyIO worker", "workers"))  # thread name prefix -> column
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each live thread of this process, by native id, with its kind: the group
+    commit writer, the worker pool, or the rest (the event loop, ...). SQLite and the RSA check run
+    without the GIL, so a GIL profile does not show them; this does (Linux /proc; empty elsewhere)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next((k for prefix, k in THREAD_KINDS if thread.name.startswith(prefix)), "other")
+        out[thread.native_id or 0] = (kind, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def cpu_by_kind(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds per kind of thread between two `thread_cpu` readings (threads born meanwhile from 0)."""
+    out = {"commit": 0.0, "workers": 0.0, "other": 0.0}
+    for tid, (kind, seconds) in after.items():
+        out[kind] += seconds - before.get(tid, (kind, 0.0))[1]
+    return out
 
 
 def scope_of(path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -59,8 +87,8 @@ async def post(app: Any, path: str, item: Item) -> tuple[int, bytes]:
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
-async def drive(app: Any, path: str, items: list[Item], tasks: int) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) to post every item, `tasks` at a time."""
+async def drive(app: Any, path: str, items: list[Item], tasks: int) -> tuple[float, float, dict[str, float]]:
+    """(wall seconds, process CPU seconds, CPU seconds by kind of thread) to post every item, `tasks` at a time."""
     pending = list(reversed(items))
 
     async def worker() -> None:
@@ -69,9 +97,9 @@ async def drive(app: Any, path: str, items: list[Item], tasks: int) -> tuple[flo
             if status != 200 or b'"slot"' not in body:
                 raise RuntimeError(f"{status}: {body[:200]!r}")
 
-    started, cpu = time.perf_counter(), time.process_time()
+    started, cpu, threads = time.perf_counter(), time.process_time(), thread_cpu()
     await asyncio.gather(*(worker() for _ in range(tasks)))
-    return time.perf_counter() - started, time.process_time() - cpu
+    return time.perf_counter() - started, time.process_time() - cpu, cpu_by_kind(threads, thread_cpu())
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -98,22 +126,38 @@ async def run(args: argparse.Namespace) -> None:
             for route, r in runs
         }
         node.images.load(AOS_MODULE_ID).wait_variant()  # its background compile is not the ingest's CPU
-        cpu_ms: dict[Route, list[tuple[float, float, float]]] = {route: [] for route in ROUTES}
+        rows: dict[Route, list[list[float]]] = {route: [] for route in ROUTES}
         for route, r in runs:
-            seconds, cpu = await drive(app, route.path.format(pid=pid), items[route, r], args.tasks)
+            seconds, cpu, kinds = await drive(app, route.path.format(pid=pid), items[route, r], args.tasks)
             verified = verify_in_process(route.kind, items[route, r])
-            n = len(items[route, r])
-            cpu_ms[route].append((cpu * 1000 / n, verified.cpu_seconds * 1000 / n, n / seconds))
+            ms = 1000 / len(items[route, r])
+            rows[route].append(
+                [cpu * ms, verified.cpu_seconds * ms, *(kinds[k] * ms for k in KINDS), n_per(seconds, ms)]
+            )
         node.close()
-    print(f"\nin-process ASGI posts, answers unsigned: {args.items} items x {args.rounds} rounds per route, "
-          f"{args.tasks} at a time (median round); CPU = the whole process's, all threads")
-    print(f"{'route':<44} {'app CPU ms':>10} {'verify ms':>9} {'app-verify':>10} {'items/s':>8}")
-    for route, rows in cpu_ms.items():
-        app_ms = statistics.median(r[0] for r in rows)
-        verify_ms = statistics.median(r[1] for r in rows)
-        rate = statistics.median(r[2] for r in rows)
-        print(f"{route.name + ' ' + route.kind:<44} {app_ms:>10.3f} {verify_ms:>9.3f} {app_ms - verify_ms:>10.3f} "
-              f"{rate:>8.0f}")
+    print(
+        f"\nin-process ASGI posts, answers unsigned: {args.items} items x {args.rounds} rounds per route, "
+        f"{args.tasks} at a time (median round). CPU ms per item: app = the whole process, verify = parse + "
+        "verify alone; by thread: loop (event loop and the rest), workers (the pool the check runs on), "
+        "commit (the group-commit writer: sequencing and SQLite)"
+    )
+    print(
+        f"{'route':<44} {'app':>6} {'verify':>6} {'app-verify':>10} {'loop':>6} {'workers':>7} {'commit':>6} "
+        f"{'items/s':>8}"
+    )
+    for route, got in rows.items():
+        app_ms, verify_ms, loop_ms, workers_ms, commit_ms, rate = (
+            statistics.median(r[i] for r in got) for i in range(6)
+        )
+        print(
+            f"{route.name + ' ' + route.kind:<44} {app_ms:>6.2f} {verify_ms:>6.2f} {app_ms - verify_ms:>10.2f} "
+            f"{loop_ms:>6.2f} {workers_ms:>7.2f} {commit_ms:>6.2f} {rate:>8.0f}"
+        )
+
+
+def n_per(seconds: float, ms_per_item: float) -> float:
+    """Items per second from the run's seconds and the factor 1000 / items."""
+    return 1000 / ms_per_item / seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     if SHARED_MODULES.is_dir():
-        import os
-
         os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
     asyncio.run(run(args))
     return 0
