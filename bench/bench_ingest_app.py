@@ -28,8 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_ingest import ANS104_HB, AOS_MODULE_ID, OCTET, SHARED_MODULES, ROUTES, Route, sign_many, sign_many_httpsig
-from bench_ingest import verify_in_process
+from bench_ingest import (
+    ANS104_HB,
+    AOS_MODULE_ID,
+    OCTET,
+    ROUTES,
+    SHARED_MODULES,
+    Route,
+    sign_many,
+    sign_many_httpsig,
+    verify_in_process,
+)
 
 Item = tuple[dict[str, str], bytes]
 KINDS = ("other", "workers", "commit")
