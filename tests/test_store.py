@@ -7,28 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from aonode.engine.errors import BadInput
-from aonode.engine.message import Message, b64url
-from aonode.engine.store import Assignment, SQLiteStore, Store, open_store
+from aonode.engine.message import Message
+from aonode.engine.store import SQLiteStore, Store, open_store
+from tests.helpers.store_rows import OWNER, assignment, msg
 from tests.helpers.threads import in_threads
-
-OWNER = b64url(hashlib.sha256(b"store-owner").digest())
-
-
-def msg(n: int) -> Message:
-    return Message.create(owner=OWNER, tags=[("Action", "Test"), ("N", str(n))], data=f"m{n}")
-
-
-def assignment(pid: str, slot: int, m: Message) -> Assignment:
-    return Assignment(process=pid, slot=slot, message_id=m.id, timestamp=1000 + slot,
-                      block_height=7, block_hash=None, epoch=0, hash_chain=b64url(bytes([slot])),
-                      message=m)
 
 
 @pytest.fixture

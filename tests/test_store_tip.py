@@ -10,7 +10,7 @@ from aonode.engine.devices.scheduler import Scheduler, verify_chain
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 from aonode.engine.store import Store, open_store
-from tests.test_store import OWNER, assignment, msg
+from tests.helpers.store_rows import OWNER, assignment, msg
 
 
 @pytest.fixture
