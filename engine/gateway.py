@@ -11,8 +11,6 @@ import io
 import os
 from contextlib import AbstractContextManager
 
-import httpx
-
 from aonode.engine.errors import ModuleError
 from aonode.engine.progress import PROGRESS, Task
 
@@ -35,6 +33,8 @@ def gateway_url() -> str:
 
 def fetch_gateway(item_id: str, max_size: int, timeout: float = 30.0) -> bytes:
     """`GET <gateway>/raw/<id>`, streamed with a progress bar and cut off past `max_size`."""
+    import httpx  # with the first fetch: httpx brings click, pygments and rich (~0.1 s of a node's start)
+
     url = f"{gateway_url()}/raw/{item_id}"
     out = io.BytesIO()
     try:

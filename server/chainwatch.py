@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import httpx
-
 from aonode.server.api import NodeAPI
 
 log = logging.getLogger("aonode.server")
@@ -21,6 +19,8 @@ TIMEOUT_SECONDS = 5.0
 
 def gateway_tip(gateway: str, timeout: float = TIMEOUT_SECONDS) -> tuple[int, str | None]:
     """(height, current block id) from an Arweave gateway's `/info`."""
+    import httpx  # with the first poll (engine/gateway.py says why)
+
     doc = httpx.get(f"{gateway}/info", timeout=timeout).raise_for_status().json()
     height = doc.get("height") if isinstance(doc, dict) else None
     if not isinstance(height, int) or height < 0:
@@ -36,6 +36,8 @@ def watch_chain(node: NodeAPI, gateway: str, every: float = POLL_SECONDS, first_
     stop = threading.Event()
 
     def run() -> None:
+        import httpx
+
         warned = False
         stop.wait(first_after)
         while not stop.is_set():

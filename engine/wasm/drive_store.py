@@ -16,8 +16,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from aonode.engine.errors import DataUnavailable
 
 ARWEAVE_ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -91,6 +89,8 @@ class DriveStore:
 
     def _fetch(self, kind: str, key: str, route: str) -> Path:
         """Stream the item into a temp file beside its place, then rename: a crash leaves no half item."""
+        import httpx  # with the first fetch (engine/gateway.py says why)
+
         target = self.root / kind / key
         target.parent.mkdir(parents=True, exist_ok=True)
         self.fetches += 1
@@ -151,6 +151,8 @@ class DriveStore:
     def _attested(self, owners: list[str], height: int, tags: dict[str, str]) -> bool:
         if self.gateway is None or not owners:
             return False
+        import httpx  # with the first query (engine/gateway.py says why)
+
         tag_list = ", ".join(f"{{name: {json.dumps(k)}, values: [{json.dumps(v)}]}}" for k, v in tags.items())
         query = (
             f"query {{ transactions(owners: {json.dumps(owners)}, block: {{min: 0, max: {height}}}, "
