@@ -19,7 +19,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-import httpx
 from starlette.convertors import register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response
@@ -293,6 +292,8 @@ class Hyperbeam:
             raise BadInput("~relay@1.0 relays only to this node's own routes (relay-path=/...)")
         method = (query.get("relay-method") or "GET").upper()
         body = await codec.read_body(request, self.server.limits.max_body) if method == "POST" else b""
+        import httpx  # with the first relay (engine/gateway.py says why)
+
         transport = httpx.ASGITransport(app=request.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://self") as client:
             got = await client.request(
