@@ -180,11 +180,16 @@ class AtSlot:
     act: Callable[[], None]
     name: str = "at-slot@1.0"
     done: bool = False
+    raised: BaseException | None = None
 
     def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
         if ctx.slot == self.slot and not self.done:
             self.done = True
-            self.act()
+            try:
+                self.act()
+            except BaseException as err:
+                self.raised = err
+                raise
         return Signal.OK
 
 
@@ -220,9 +225,11 @@ def interrupted_then_restarted(
     node = make_node(data)
     before = recording(node)
     pid = setup(node, definition)
-    node.processes.after = [*node.processes.after, interrupt(node)]
-    with pytest.raises(error):
+    device = interrupt(node)
+    node.processes.after = [*node.processes.after, device]
+    with pytest.raises(error) as raised:
         node.now(pid)
+    assert device.raised is None or raised.value is device.raised  # the error that ended it, not a later one
     stored = stored_results(node, pid)
     assert stored == list(range(len(stored)))  # stored in order, nothing past a gap
     node.close()

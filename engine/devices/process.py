@@ -214,13 +214,20 @@ class ProcessDevice:
         state.snapshot_slot = slot
         return signal
 
-    def flush(self, pid: str | None = None) -> None:
-        """Wait until the background snapshots of `pid` (of every process: None) are stored."""
+    def flush(self, pid: str | None = None, quiet: bool = False) -> None:
+        """Wait until the background snapshots of `pid` (of every process: None) are stored. `quiet`
+        (a compute that failed): a snapshot that could not be stored is logged, so the error that
+        ended the compute is the one its caller sees."""
         with self._lock:
             mine = [entry for entry in self._in_flight if pid is None or entry[0] == pid]
             self._in_flight = [entry for entry in self._in_flight if entry not in mine]
-        for _, pending in mine:
-            pending.wait()
+        for owner, pending in mine:
+            try:
+                pending.wait()
+            except Exception as err:
+                if not quiet:
+                    raise
+                log.warning("process %s: a snapshot was not stored (%s)", owner, err)
 
     def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
         """Evaluate exactly the next slot (`ctx.assignment`) and store its result. A periodic
@@ -317,7 +324,7 @@ class ProcessDevice:
                     self._store_results(complete)
                 finally:
                     self._batch.writes = None
-            self.flush(state.process_id)
+            self.flush(state.process_id, quiet=not complete)
         return state
 
     def _slots(self, pid: str, first: int, last: int) -> Iterator[SlotContext]:
