@@ -42,7 +42,7 @@ from bench_ingest import (
 
 Item = tuple[dict[str, str], bytes]
 KINDS = ("other", "workers", "commit")
-THREAD_KINDS = (("aonode-commit", "commit"), ("AnyIO worker", "workers"))  # thread name prefix -> column
+THREAD_KINDS = (("aonode-commit", "commit"), ("AnyIO worker", "workers"), ("aonode-ingest", "workers"))  # thread name prefix -> column
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:
@@ -147,7 +147,7 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"\nin-process ASGI posts, answers unsigned: {args.items} items x {args.rounds} rounds per route, "
         f"{args.tasks} at a time (median round). CPU ms per item: app = the whole process, verify = parse + "
-        "verify alone; by thread: loop (event loop and the rest), workers (the pool the check runs on), "
+        "verify alone; by thread: loop (event loop and the rest), workers (the threads the check runs on), "
         "commit (the group-commit writer: sequencing and SQLite)"
     )
     print(

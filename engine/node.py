@@ -17,6 +17,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import cast
 
@@ -150,6 +151,11 @@ class Node:
     def schedule(self, pid: str, msg: Message) -> AssignmentJSON:
         """Append `msg` to the schedule of `pid` (idempotent by message id); its assignment."""
         return self.router.schedule(pid, msg)
+
+    def schedule_later(self, pid: str, msg: Message) -> Future[AssignmentJSON]:
+        """`schedule` without waiting for the durable commit: a caller that must not block a thread
+        (the server's event loop) takes the Future, settled by the committing thread."""
+        return self.router.schedule_later(pid, msg)
 
     def tick_crons(self) -> list[str]:
         """Append the cron messages due by now to every cron process; the processes that got some."""

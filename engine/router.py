@@ -9,6 +9,7 @@ call it while the sender's lock is held.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from typing import cast
 
 from aonode.engine import definitions, metrics
@@ -17,8 +18,9 @@ from aonode.engine.crypto import Wallet
 from aonode.engine.devices import poda
 from aonode.engine.devices.process import has_poda
 from aonode.engine.devices.registry import Registry
-from aonode.engine.devices.scheduler import Scheduler
+from aonode.engine.devices.scheduler import Assignment, Scheduler
 from aonode.engine.images import Images
+from aonode.engine.later import then
 from aonode.engine.message import Message
 from aonode.engine.views import Views
 
@@ -56,8 +58,14 @@ class Router:
         return cast(AssignmentJSON, {**assignment.to_json(), "process": pid})
 
     def schedule(self, pid: str, msg: Message) -> AssignmentJSON:
+        return self.schedule_later(pid, msg).result()
+
+    def schedule_later(self, pid: str, msg: Message) -> Future[AssignmentJSON]:
+        """`schedule` without waiting: the Future is settled (by the committing thread) once durable."""
         self.views.definition(pid)
-        assignment = self.scheduler.schedule(pid, msg)
+        return then(self.scheduler.schedule_later(pid, msg), lambda assignment: self._scheduled(pid, assignment))
+
+    def _scheduled(self, pid: str, assignment: Assignment) -> AssignmentJSON:
         metrics.scheduled()
         self.views.scheduled(pid, assignment.slot)
         return cast(AssignmentJSON, assignment.to_json())

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from aonode.engine.errors import Busy
 from aonode.server.api import NodeAPI
 from aonode.server.gates import Gate, Limits
+from aonode.server.ingest import Ingest
 from aonode.server.signing import AnswerSigner
 
 log = logging.getLogger("aonode.server")
@@ -34,10 +35,11 @@ class Server:
     def __post_init__(self) -> None:
         self.compute_gate = Gate(self.limits.compute_workers, self.limits.compute_queue, "compute")
         self.quick_gate = Gate(self.limits.quick_workers, self.limits.quick_queue, "read")
+        self.ingest = Ingest(self.node, self.limits.quick_workers + self.limits.quick_queue)
 
     def in_flight(self) -> int:
         """Engine calls still running in worker threads (the Node must not close under them)."""
-        return self.compute_gate.pending + self.quick_gate.pending
+        return self.compute_gate.pending + self.quick_gate.pending + self.ingest.pending
 
     async def run_crons(self, every: float) -> None:
         """Every `every` seconds: schedule the cron messages now due, then compute those processes (so

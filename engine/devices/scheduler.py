@@ -14,11 +14,13 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 
 from aonode.engine.devices import cron
 from aonode.engine.devices.base import DeviceInfo
 from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.errors import BadInput, NotFound
+from aonode.engine.later import then
 from aonode.engine.message import Message, b64url, b64url_decode
 from aonode.engine.store.base import Assignment, Plan, ScheduleView, Store, T
 
@@ -134,6 +136,10 @@ class Scheduler:
     def schedule(self, pid: str, msg: Message) -> Assignment:
         """Assign `msg` the next slot (after any cron ticks now due); idempotent by message id.
         The store runs this as one transaction, so nodes sharing a database never fork the chain."""
+        return self.schedule_later(pid, msg).result()
+
+    def schedule_later(self, pid: str, msg: Message) -> Future[Assignment]:
+        """`schedule` without waiting for the commit: the Future is settled once it is durable."""
         definition = self._definition(pid)
 
         def plan(view: ScheduleView) -> tuple[list[Assignment], Assignment]:
@@ -146,7 +152,7 @@ class Scheduler:
             a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
             return [*batch, a], a
 
-        return self._sequence(pid, plan)
+        return self._sequence_later(pid, plan)
 
     def tick(self, pid: str) -> list[Assignment]:
         """Append the cron messages due by now without any other message (e.g. before `now`)."""
@@ -163,7 +169,11 @@ class Scheduler:
         return self._sequence(pid, plan)
 
     def _sequence(self, pid: str, plan: Plan[T]) -> T:
-        """store.sequence, then the appended assignments are kept in `recent` for the compute."""
+        return self._sequence_later(pid, plan).result()
+
+    def _sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+        """store.sequence_later; once committed, the appended assignments are kept in `recent` for
+        the compute (before the answer is given)."""
         appended: list[Sequence[Assignment]] = [()]
 
         def recorded(view: ScheduleView) -> tuple[Sequence[Assignment], T]:
@@ -171,9 +181,11 @@ class Scheduler:
             appended[0] = batch
             return batch, answer
 
-        answer = self.store.sequence(pid, recorded)
-        self.recent.committed(appended[0])
-        return answer
+        def committed(answer: T) -> T:
+            self.recent.committed(appended[0])
+            return answer
+
+        return then(self.store.sequence_later(pid, recorded), committed)
 
     def _now(self, last: Assignment) -> tuple[int, int]:
         """Time and block height for the next slot: never behind the previous slot's."""

@@ -7,6 +7,7 @@ The Protocol names the contract; `SQLiteStore` is the default implementation. Re
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -72,6 +73,11 @@ class Store(Protocol):
         """Run `plan` on the schedule of `pid` with every other sequencer of `pid` excluded, store
         the assignments it returns, commit durably, and only then return its answer. A taken slot
         or an already assigned message is BadInput and stores nothing."""
+        ...
+
+    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+        """`sequence` without waiting: the Future is settled once the assignments are durable (by
+        the thread that committed them, which runs its callbacks; at once without group commit)."""
         ...
 
     def append_assignment(self, a: Assignment) -> None: ...

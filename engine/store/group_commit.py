@@ -47,11 +47,16 @@ class GroupCommitter:
         return threading.current_thread() is self._thread
 
     def submit(self, run: Callable[[], R], key: str = "") -> R:
+        return self.submit_later(run, key).result()
+
+    def submit_later(self, run: Callable[[], R], key: str = "") -> Future[R]:
+        """`submit` without waiting: the Future is settled once the transaction that ran `run` is
+        committed (by the writer thread, which also runs the Future's callbacks)."""
         if self._closed:
             raise AONodeError("store is closed")
-        answer: Future[object] = Future()
-        self._queue.put(Request(run, answer, key))
-        return answer.result()  # type: ignore[return-value]  # what `run` returned
+        answer: Future[R] = Future()
+        self._queue.put(Request(run, answer, key))  # type: ignore[arg-type]  # the queue holds any R
+        return answer
 
     def close(self) -> None:
         if not self._closed:

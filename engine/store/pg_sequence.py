@@ -12,6 +12,7 @@ commit before its own (the row lock), so nodes sharing a database never fork a c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import psycopg
 
 from aonode.engine.errors import AONodeError, BadInput
+from aonode.engine.later import settled
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.group_commit import group_committer
 from aonode.engine.store.rows import ASSIGNMENT_COLUMNS, already_assigned, assignment_values, row_to_assignment
@@ -84,12 +86,19 @@ class Sequencer:
         self._group = group_committer(self._transaction, name)
 
     def sequence(self, pid: str, plan: Plan[T]) -> T:
+        return self.sequence_later(pid, plan).result()
+
+    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+        """`sequence` without waiting for the commit (the Future is settled when it is durable)."""
         if self._group is None:
-            with self._connect() as conn, conn.transaction():
-                return run_plan(conn, pid, plan)
+            return settled(lambda: self._alone(pid, plan))
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
-        return self._group.submit(lambda: run_plan(self._writer_conn(), pid, plan), key=pid)
+        return self._group.submit_later(lambda: run_plan(self._writer_conn(), pid, plan), key=pid)
+
+    def _alone(self, pid: str, plan: Plan[T]) -> T:
+        with self._connect() as conn, conn.transaction():
+            return run_plan(conn, pid, plan)
 
     def _writer_conn(self) -> psycopg.Connection:
         assert self._conn is not None  # set by _transaction around the group's steps

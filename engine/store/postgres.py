@@ -11,6 +11,7 @@ Every write commits before the call returns; assignments commit with `synchronou
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,9 @@ class PostgresStore:
         pg_sequence.py). Nodes scheduling on one process queue on that row, so each sees the
         previous one's commit: no gap, no duplicate, no fork."""
         return self._sequencer.sequence(pid, plan)
+
+    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+        return self._sequencer.sequence_later(pid, plan)
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s AND slot = %s", (pid, slot))

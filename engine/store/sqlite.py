@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import cbor2
 import aonode.engine.store.cache_log as cache_log
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.files import write_atomic
+from aonode.engine.later import settled
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
@@ -124,11 +126,15 @@ class SQLiteStore(SQLiteDatabase):
         """BEGIN IMMEDIATE takes SQLite's one write lock before `plan` reads, so no other writer
         (thread or process on this file) appends in between. Concurrent calls share one durable
         commit (group_commit.py); each returns only after its assignments are on disk."""
+        return self.sequence_later(pid, plan).result()
+
+    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+        """`sequence` without waiting for the commit (the Future is settled when it is durable)."""
         if self._group is None:  # AONODE_GROUP_COMMIT=0: one fsync per call (to compare)
-            return self._alone(lambda: self._append(pid, plan))
+            return settled(lambda: self._alone(lambda: self._append(pid, plan)))
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
-        return self._group.submit(lambda: self._append(pid, plan), key=pid)
+        return self._group.submit_later(lambda: self._append(pid, plan), key=pid)
 
     def _append(self, pid: str, plan: Plan[T]) -> T:
         """Inside the group's transaction, on the writer's connection."""

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from aonode.engine.ans104 import DataItem
 from aonode.engine.answers import AssignmentJSON
 from aonode.engine.errors import BadInput, NotFound, Unauthorized
+from aonode.engine.message import Message
 from aonode.server.api import NodeAPI
 from aonode.server.codec import checked_signature, parsed_data_item, read_body
 from aonode.server.legacy.common import checked_id, compute, json_response, process_id, quick
@@ -19,14 +20,17 @@ def _is_spawn(item: DataItem) -> bool:
     return (item.tag("Type") or "").lower() == "process"
 
 
-def _write_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
-    """Verify and schedule (or spawn) on one pool thread: the signature check stays off the event loop."""
+def _spawn_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
+    """Verify and spawn on one compute-pool thread (a spawn loads, maybe compiles, the image first)."""
+    return node.spawn(checked_signature(item).to_message())
+
+
+def _checked_message(item: DataItem) -> tuple[str, Message]:
+    """On an ingest thread (server/ingest.py): the item's signature checked, and its Target."""
     msg = checked_signature(item).to_message()
-    if _is_spawn(item):
-        return node.spawn(msg)
     if not msg.target:
         raise BadInput("a message needs a Target (the process id); a process needs the tag Type: Process")
-    return node.schedule(msg.target, msg)
+    return msg.target, msg
 
 
 def _assign(node: NodeAPI, pid: str, mid: str, dev: bool) -> AssignmentJSON:
@@ -62,8 +66,10 @@ async def post_item(request: Request) -> Response:
             }
         )
     item = parsed_data_item(await read_body(request, server.limits.max_body))
-    gate = compute if _is_spawn(item) else quick  # a spawn loads (compiles) the image first
-    assignment = await gate(request, _write_item, server.node, item)
+    if _is_spawn(item):
+        assignment = await compute(request, _spawn_item, server.node, item)
+    else:
+        assignment = await server.ingest.schedule(lambda: _checked_message(item))
     return json_response(
         {
             "id": item.id,
