@@ -8,16 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
-from aonode.engine.keygen_race import raced_rsa_wallet
+from aonode.engine.keygen_race import KeyRace
 
 
-def data_dir_wallet(data_dir: Path) -> Wallet:
+def data_dir_wallet(data_dir: Path, race: KeyRace | None = None) -> Wallet:
     """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: a random
-    prime search, raced in two processes: keygen_race.py)."""
+    prime search, raced in two processes: keygen_race.py; `race`: one the caller began earlier)."""
     path = data_dir / "wallet.json"
     if path.exists():
+        if race is not None:
+            race.cancel()
         return Wallet.load(path)
-    wallet = raced_rsa_wallet()
+    wallet = (race or KeyRace()).wallet()
     wallet.save(path)
     return wallet
 

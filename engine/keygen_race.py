@@ -6,14 +6,20 @@ so that tail was the tail of a cold start. Two searches side by side, the first 
 other killed, use about the same CPU in total (twice the shorter of two) while the wait becomes the
 shorter one: median ~0.26 s, 99th percentile ~0.85 s instead of ~2 s. Processes, not threads: a search
 cannot be interrupted, and the loser must stop using the CPU the moment the winner is done.
+
+A race started while the process has one thread forks (the searches cost no interpreter start: ~0.1
+CPU-s each); otherwise, or where there is no fork, each search is a fresh `python -c`.
 """
 
 from __future__ import annotations
 
 import os
 import selectors
+import signal
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -21,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from aonode.engine.crypto import RSA_BITS, RSA_EXPONENT, Wallet
 
 RACERS = 2
-# The child prints the key as DER (PKCS#8) on stdout and nothing else.
+# A fresh interpreter's search prints the key as DER (PKCS#8) on stdout and nothing else.
 _SEARCH = (
     "import sys;"
     "from cryptography.hazmat.primitives import serialization as s;"
@@ -31,49 +37,116 @@ _SEARCH = (
 )
 
 
+@dataclass
+class _Search:
+    """One search process and the read end of its output."""
+
+    pid: int
+    fd: int
+    popen: subprocess.Popen[bytes] | None = None
+    status: int | None = None  # its exit status, once reaped
+
+    def reap(self, *, kill: bool) -> int:
+        """Wait for it to end (killing it first when `kill`); its exit status (0: it finished well)."""
+        if self.status is None:
+            if self.popen is not None:
+                if kill and self.popen.poll() is None:
+                    self.popen.kill()
+                self.status = self.popen.wait()
+            else:
+                if kill:
+                    os.kill(self.pid, signal.SIGKILL)  # not reaped yet: the pid is still our child's
+                self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.status
+
+    def close(self) -> None:
+        if self.popen is not None and self.popen.stdout is not None:
+            self.popen.stdout.close()
+        elif self.popen is None:
+            os.close(self.fd)
+
+
+class KeyRace:
+    """`racers` key searches, started at once; `wallet()` waits for the first and stops the others."""
+
+    def __init__(self, racers: int = RACERS) -> None:
+        self._searches: list[_Search] = []
+        try:
+            for _ in range(max(1, racers)):
+                self._searches.append(_forked() if _can_fork() else _spawned())
+        except OSError:
+            pass  # fewer searches (none: this thread searches itself)
+
+    def wallet(self) -> Wallet:
+        """The first key found. It comes from our own child, so the load skips OpenSSL's check of the key
+        (~0.3 s, holding the GIL), which is for keys from elsewhere."""
+        try:
+            der = _first_answer(self._searches)
+        finally:
+            self.cancel()
+        if der is not None:
+            key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
+            if isinstance(key, rsa.RSAPrivateKey) and key.key_size == RSA_BITS:
+                return Wallet(key)
+        return Wallet.generate("rsa")
+
+    def cancel(self) -> None:
+        """Stop every search still running (the key is not needed after all, or one was found)."""
+        for search in self._searches:
+            search.reap(kill=True)
+            search.close()
+        self._searches = []
+
+
 def raced_rsa_wallet(racers: int = RACERS) -> Wallet:
-    """A fresh RSA-4096 wallet, searched in `racers` processes at once (one search on this thread when
-    processes cannot be started). The key comes from our own child, so the load skips OpenSSL's check of
-    the key (~0.3 s, holding the GIL), which is for keys from elsewhere."""
-    try:
-        searches = [
-            subprocess.Popen([sys.executable, "-c", _SEARCH], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            for _ in range(max(1, racers))
-        ]
-    except OSError:
-        return Wallet.generate("rsa")
-    try:
-        der = _first_answer(searches)
-    finally:
-        for search in searches:
-            if search.poll() is None:
-                search.kill()
-            search.wait()
-            if search.stdout is not None:
-                search.stdout.close()
-    if der is None:
-        return Wallet.generate("rsa")
-    key = serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
-    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != RSA_BITS:
-        return Wallet.generate("rsa")
-    return Wallet(key)
+    """A fresh RSA-4096 wallet, searched in `racers` processes at once."""
+    return KeyRace(racers).wallet()
 
 
-def _first_answer(searches: list[subprocess.Popen[bytes]]) -> bytes | None:
+def _can_fork() -> bool:
+    # A fork copies only the calling thread: with others running, a lock one of them holds stays held.
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _forked() -> _Search:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: search, write, leave without running the parent's cleanups
+        status = 1
+        try:
+            os.close(read)
+            key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_BITS)
+            der = key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            with os.fdopen(write, "wb") as out:
+                out.write(der)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    return _Search(pid, read)
+
+
+def _spawned() -> _Search:
+    popen = subprocess.Popen([sys.executable, "-c", _SEARCH], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert popen.stdout is not None
+    return _Search(popen.pid, popen.stdout.fileno(), popen)
+
+
+def _first_answer(searches: list[_Search]) -> bytes | None:
     """The whole output of the first search that ends well; None when every one failed."""
-    chunks: dict[int, bytearray] = {id(search): bytearray() for search in searches}
+    chunks = {search.fd: bytearray() for search in searches}
     with selectors.DefaultSelector() as selector:
         for search in searches:
-            assert search.stdout is not None
-            selector.register(search.stdout, selectors.EVENT_READ, search)
+            selector.register(search.fd, selectors.EVENT_READ, search)
         while selector.get_map():
             for ready, _ in selector.select():
-                search = ready.data
                 data = os.read(ready.fd, 1 << 16)
                 if data:
-                    chunks[id(search)] += data
+                    chunks[ready.fd] += data
                     continue
-                selector.unregister(ready.fileobj)  # end of its output: it is done
-                if search.wait() == 0 and chunks[id(search)]:
-                    return bytes(chunks[id(search)])
+                selector.unregister(ready.fd)  # end of its output: it is done (or died)
+                if chunks[ready.fd] and ready.data.reap(kill=False) == 0:  # its output ended: it is exiting
+                    return bytes(chunks[ready.fd])
     return None

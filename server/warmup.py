@@ -43,15 +43,18 @@ def warm_image(data_dir: Path, ref: str) -> threading.Thread:
 def warm_wallet(data_dir: Path) -> Callable[[], Wallet | None]:
     """Make (or read) the node's own wallet; the returned call waits for it and hands it over, so the node
     does not read the file again (checking an RSA-4096 key on load costs ~0.3 s). None on a failure: the
-    node's own start then reads it and says what is wrong."""
+    node's own start then reads it and says what is wrong. Call it before starting any other thread."""
+    from aonode.engine.first_start import data_dir_wallet
+    from aonode.engine.keygen_race import KeyRace
+
     made: list[Wallet] = []
+    # Begun here, before any thread: the key searches then fork (keygen_race.py), no interpreter to start.
+    race = None if (Path(data_dir) / "wallet.json").exists() else KeyRace()
 
     def run() -> None:
-        from aonode.engine.first_start import data_dir_wallet
-
         try:
             Path(data_dir).mkdir(parents=True, exist_ok=True)
-            made.append(data_dir_wallet(Path(data_dir)))
+            made.append(data_dir_wallet(Path(data_dir), race))
             mark("wallet")
         except Exception as err:  # noqa: BLE001 - the node's own start reads it again and says what is wrong
             log.debug("making the wallet in %s: %s", data_dir, err)
