@@ -40,7 +40,10 @@ from aonode.engine.devices.stack import Stack
 # Devices whose pass 1 touches only the message, the definition and the live instance: json-iface
 # encodes, wasm64 runs `handle`, multipass counts; patch merges only decoded results (pass 2 on).
 AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@1.0"})
-AHEAD = 2  # slots begun and not yet finished, at most
+# Slots begun and not yet finished, at most: enough that the worker keeps going while the compute
+# thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
+# several wasm calls), small enough that a failure discards little (a begun slot holds its output).
+AHEAD = 8
 SWITCH = "AONODE_WASM_AHEAD"
 
 
