@@ -181,7 +181,7 @@ def bare_rate(node: Node, pid: str, first: int, n: int, limits: Limits) -> Rate:
     return rate
 
 
-def rss_after_spawns(count: int) -> tuple[float, float, int]:
+def rss_after_spawns(count: int) -> tuple[float, float, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         node = make_node(Path(tmp) / "node", max_live=32)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +54,8 @@ class Window:
     """Calls are counted only while the timed `now` runs, and only on its thread and the wasm-ahead
     thread (a node also snapshots and prepares images on threads of its own)."""
 
-    compute: Counter[str] = field(default_factory=Counter)
-    ahead: Counter[str] = field(default_factory=Counter)
+    compute: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    ahead: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     thread: int | None = None
 
 
