@@ -115,6 +115,8 @@ def _forked() -> _Search:
         status = 1
         try:
             os.close(read)
+            os.closerange(3, write)  # nothing of the parent's stays open here (its data-dir lock, sockets)
+            os.closerange(write + 1, os.sysconf("SC_OPEN_MAX"))
             key = rsa.generate_private_key(public_exponent=RSA_EXPONENT, key_size=RSA_BITS)
             der = key.private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
