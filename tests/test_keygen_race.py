@@ -20,7 +20,10 @@ def _children() -> set[int]:
     """This process's live child processes (Linux /proc)."""
     found: set[int] = set()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        found |= {int(pid) for pid in (task / "children").read_text().split()}
+        try:
+            found |= {int(pid) for pid in (task / "children").read_text().split()}
+        except FileNotFoundError:  # that thread ended between the listing and the read
+            continue
     return found
 
 
