@@ -20,24 +20,29 @@ DEMO_MODULE = "aos2_0_6"  # the image `aonode serve --demo` spawns its token fro
 log = logging.getLogger("aonode.server")
 
 
-def warm_image(data_dir: Path, ref: str) -> threading.Thread:
+def warm_image(data_dir: Path, ref: str) -> threading.Event:
     """Compile `ref` for a node on `data_dir` (engine.first_start.precompile); a failure is left to the
-    node's own load of the image, which says it where a request can see it."""
+    node's own load of the image, which says it where a request can see it. The event is set once the
+    thread has its imports (or gave up): a caller that waits for it before importing more lets the
+    compile begin ~0.1-0.8 s sooner than when both threads import at once, sharing the GIL, and its
+    own imports end no later (they need the GIL either way)."""
+    imported = threading.Event()
 
     def run() -> None:
-        from aonode.engine.errors import AONodeError
-        from aonode.engine.first_start import precompile
-        from aonode.modules.catalogue import resolve
-
+        try:
+            from aonode.engine.errors import AONodeError
+            from aonode.engine.first_start import precompile
+            from aonode.modules.catalogue import resolve
+        finally:
+            imported.set()
         try:
             precompile(Path(data_dir), resolve(ref, allow_path=False).read_bytes(), ref)
             mark("compiled")
         except AONodeError as err:
             log.debug("warming image %s: %s", ref, err)
 
-    thread = threading.Thread(target=run, name="aonode-warm", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=run, name="aonode-warm", daemon=True).start()
+    return imported
 
 
 def warm_wallet(data_dir: Path) -> Callable[[], Wallet | None]:

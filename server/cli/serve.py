@@ -11,6 +11,8 @@ from aonode.engine.errors import StartupRefused
 from aonode.engine.leases import LeaseConfig
 from aonode.engine.startup import mark
 
+IMPORTS_WAIT_SECONDS = 5.0  # at most, for the demo image's compile thread to import (server/warmup.py)
+
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP node")
@@ -96,8 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     # A first start makes a key and compiles the demo's image: both go on while the rest loads.
     own_wallet = warm_wallet(Path(args.data_dir)) if args.wallet is None else None
-    if args.demo:
-        warm_image(Path(args.data_dir), DEMO_MODULE)
+    if args.demo:  # the compile begins once its thread has imported the wasm engine: let it import alone
+        warm_image(Path(args.data_dir), DEMO_MODULE).wait(IMPORTS_WAIT_SECONDS)
     from aonode.server.serve import serve  # hypercorn and the engine load only for this command
 
     mark("serve-imports")
