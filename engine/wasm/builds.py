@@ -23,9 +23,10 @@ from aonode.engine.wasm.flavors import Flavor, home_for
 log = logging.getLogger("aonode.engine")
 BACKGROUND_NICE = 10  # the preparation yields the CPU to messages (Linux: wasm-opt inherits it)
 # The preparation starts this long after the first use began: a cold start's first answers (the rest of
-# the node starting, its first messages) do not share the 2 cores with it; the variant comes ~10+ s later
-# anyway (bench/bench_coldstart.py measured the first read ~0.2-1 s sooner on a busy 2-core machine).
-PREPARE_AFTER_SECONDS = 2.0
+# the node starting, its first messages: ~2 s on an idle 2-core machine) do not share the cores with it;
+# the variant comes ~10+ s later anyway (bench/bench_coldstart.py measured the first read ~0.2-1 s sooner
+# on a busy 2-core machine).
+PREPARE_AFTER_SECONDS = 3.0
 _LOCKS: dict[str, threading.Lock] = {}  # one preparation per image at a time in this process
 _LOCKS_GUARD = threading.Lock()
 
