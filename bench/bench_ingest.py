@@ -11,7 +11,9 @@
    load. `node CPU` is the node process's CPU time per item, `CPU x` that over parse+verify's CPU,
    `client CPU` this process's CPU per item while it posts (it shares the machine's cores with the
    node). `--unsigned-answers` serves the same app with answer signing off: the node's cost per item
-   outside answer signing (server/signing.py), the part the ingest path itself spends.
+   outside answer signing (server/signing.py), the part the ingest path itself spends. Last, the same
+   bodies are posted to a bare Starlette route on the same hypercorn configuration (it reads the body
+   and answers a short JSON): the rate and server CPU any route has on this server and machine.
 2. Reads of one value, one keep-alive connection, sequential: a dry-run (`POST /dry-run`, the
    legacy way: a wasm evaluation per read) against `GET /<pid>~process@1.0/now/cache/balances/<addr>`
    (a patched-cache read); both must answer the same balance.
@@ -84,6 +86,37 @@ def serve(port: int, data_dir: str, sign_answers: bool = True) -> None:
         asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
     finally:
         node.close()
+
+
+def serve_bare(port: int) -> None:
+    """One Starlette POST route that reads the body and answers a short JSON, on the node's hypercorn
+    configuration: what HTTP alone costs per item here."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route as StarletteRoute
+
+    from aonode.server.serve import hypercorn_config, run_until
+
+    async def bare(request: Request) -> Response:
+        await request.body()
+        return Response(b'{"slot":1}', media_type="application/json")
+
+    app = Starlette(routes=[StarletteRoute("/bare", bare, methods=["POST", "GET"])])
+    asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+
+
+def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int]) -> list[tuple[Row, float]]:
+    """The same bodies posted to `serve_bare` in its own process, per connection count."""
+    port = free_port()
+    proc = start([sys.executable, str(HERE), "--serve-bare", str(port)], f"http://127.0.0.1:{port}/bare")
+    try:
+        route = Route("bare Starlette POST route", "same bodies", "/bare")
+        rows = [ingest(port, route, "", items, conns, proc.pid) for conns in connections]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return rows
 
 
 def setup_token(http: httpx.Client, wallet: object, scheduler: str) -> str:
@@ -229,11 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unsigned-answers", action="store_true",
                         help="the node answers unsigned: its per-item cost outside answer signing")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATA_DIR", "SIGNED"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if SHARED_MODULES.is_dir():
         os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
     if args.serve:
         serve(int(args.serve[0]), args.serve[1], sign_answers=args.serve[2] == "signed")
+        return 0
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
         return 0
 
     from aonode.engine.crypto import Wallet
@@ -265,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=120)
     if after - before != len(runs) * args.messages:
         raise RuntimeError(f"expected {len(runs) * args.messages} new slots, got {after - before}")
+    bare = bare_rows(items[runs[0]], args.connections)
     answers = "UNSIGNED answers (--unsigned-answers)" if args.unsigned_answers else "signed answers"
     print(f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
           "items right after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per "
@@ -276,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row.name:<58} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
               f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
               f"{row.cpu_seconds * 1000 / row.count:>13.2f}")
+    for row, cpu_ms in bare:
+        print(f"{row.name:<58} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
+              f"{cpu_ms:>11.2f} {'-':>6} {row.cpu_seconds * 1000 / row.count:>13.2f}")
     if reads:
         print_table("reads of the same balance: one connection, sequential", reads, "reads/s")
         ratio = statistics.median(reads[0].latencies) / statistics.median(reads[1].latencies)
