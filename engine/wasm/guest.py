@@ -7,8 +7,19 @@ import struct
 from typing import Any
 
 import wasmtime
+from wasmtime import _bindings as ffi
 
 from aonode.engine.wasm.fastcall import RawFunc
+
+# The memory's address and a copy into it through prototypes that keep the GIL (ctypes.PYFUNCTYPE):
+# both take a microsecond, and a call that lets go of the GIL (wasmtime-py's `data_ptr`, ctypes'
+# own `memmove`) may not get it back until another Python thread is done with it, so a message run
+# on the wasm-ahead thread (engine/devices/wasm_ahead.py) would wait for the compute thread's whole
+# post-processing before its wasm call started. Only the call into wasm itself lets go of the GIL.
+_memory_data = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)(("wasmtime_memory_data", ffi.dll))
+_memmove = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)(
+    ctypes._memmove_addr  # type: ignore[attr-defined]
+)
 
 
 def numeric(ty: wasmtime.FuncType) -> bool:
@@ -34,6 +45,8 @@ class Guest:
         self.ptr_size = 8 if memory64 else 4
         self.mask = 0xFFFFFFFFFFFFFFFF if memory64 else 0xFFFFFFFF
         self.memory: wasmtime.Memory | None = None
+        self._memory_ref = 0  # the address of the memory's wasmtime_memory_t, for _memory_data
+        self._store_context = ctypes.cast(store._context(), ctypes.c_void_p).value
         self.exports: dict[str, Any] = {}
         self.fn: dict[str, RawFunc] = {}
 
@@ -46,10 +59,12 @@ class Guest:
         }
         mem = exports.get("memory")
         self.memory = mem if isinstance(mem, wasmtime.Memory) else None
+        self._memory_ref = ctypes.addressof(mem._memory) if isinstance(mem, wasmtime.Memory) else 0
 
     def base(self) -> int:
-        assert self.memory is not None, "base() before bind()"
-        return ctypes.addressof(self.memory.data_ptr(self.store).contents)
+        assert self._memory_ref, "base() before bind()"
+        address: int = _memory_data(self._store_context, self._memory_ref)
+        return address
 
     # wasm32 pointers arrive as signed i32: mask them so addresses past 2 GiB stay positive.
     def read(self, ptr: int, length: int) -> bytes:
@@ -59,7 +74,7 @@ class Guest:
         return ctypes.string_at(self.base() + (ptr & self.mask))
 
     def write(self, ptr: int, data: bytes) -> None:
-        ctypes.memmove(self.base() + (ptr & self.mask), data, len(data))
+        _memmove(self.base() + (ptr & self.mask), data, len(data))
 
     def read_ptr(self, ptr: int) -> int:
         return struct.unpack("<Q" if self.memory64 else "<I", self.read(ptr, self.ptr_size))[0]
