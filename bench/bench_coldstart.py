@@ -26,7 +26,11 @@ first run writes it: it is part of an installation, not of a cold start. `--sour
 that compile every aonode module from source instead (no `__pycache__`, PYTHONDONTWRITEBYTECODE=1, as
 in a sandbox that never writes bytecode): ~0.2 CPU s more.
 
-    python bench/bench_coldstart.py [--runs 5] [--cold-only] [--source]
+`--against REV` alternates cold starts of another git revision with this checkout's and prints the ratio
+of their first reads per pair (bench/coldstart_reference.py): e.g. `--against 7236e5a`, main before
+issue 13 goal 4's work on the start.
+
+    python bench/bench_coldstart.py [--runs 5] [--cold-only] [--source] [--against REV]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.coldstart_reference import Reference, export  # noqa: E402
 from tests.helpers.images import SHARED_MODULES  # noqa: E402
 
 DEADLINE_SECONDS = 900.0  # deriving the variant on a loaded machine
@@ -103,17 +108,20 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def start_once(home: Path, data_dir: Path, wait_variant: bool = True) -> Start:
-    """Start the CLI, time listening and the demo's first read, then stop it (SIGTERM, graceful)."""
+def start_once(home: Path, data_dir: Path, wait_variant: bool = True, reference: Reference | None = None) -> Start:
+    """Start the CLI (of `reference`, another revision, when given), time listening and the demo's first
+    read, then stop it (SIGTERM, graceful)."""
     port = _free_port()
     env = {
         **os.environ,
         "AONODE_HOME": str(home),
         "AONODE_MODULE_PATH": str(SHARED_MODULES),
         "AONODE_STARTUP_TRACE": "1",
+        **(reference.env() if reference else {}),
     }
     cmd = [
         sys.executable,
+        *(["-S"] if reference else []),
         "-m",
         "aonode.server.cli",
         "serve",
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="cold starts (each in fresh directories)")
     parser.add_argument("--cold-only", action="store_true", help="stop at the first read: no variant, no warm start")
     parser.add_argument("--source", action="store_true", help="no bytecode: every start compiles aonode's modules")
+    parser.add_argument("--against", metavar="REV", help="alternate with cold starts of this git revision (ratio)")
     args = parser.parse_args()
     _bytecode(present=not args.source)
     print(
@@ -188,6 +197,9 @@ def main() -> None:
         + "".join(f"{name.removeprefix('serve-'):>13}" for name in PHASES)
         + "  (phases: wall/cpu s)"
     )
+    if args.against:
+        _against(args.against, args.runs)
+        return
     colds: list[float] = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
@@ -202,6 +214,28 @@ def main() -> None:
     print(
         f"cold first read: min {min(colds):.2f} s, median {statistics.median(colds):.2f} s, max {max(colds):.2f} s; "
         f"{within}/{len(colds)} within {TARGET_SECONDS:.0f} s; load average after: {os.getloadavg()[0]:.1f}"
+    )
+
+
+def _against(rev: str, runs: int) -> None:
+    """Cold starts of `rev` and of this checkout, alternating which goes first; their ratio per pair."""
+    reference = export(rev)
+    ratios: list[float] = []
+    try:
+        for run in range(runs):
+            pair: dict[str, Start] = {}
+            for which in ("reference", "this") if run % 2 == 0 else ("this", "reference"):
+                with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
+                    pair[which] = start_once(
+                        Path(tmp) / "home", Path(tmp) / "data", False, reference if which == "reference" else None
+                    )
+                _row(f"{rev[:10] if which == 'reference' else 'this'} #{run + 1}", pair[which])
+            ratios.append(pair["this"].first_read / pair["reference"].first_read)
+    finally:
+        reference.close()
+    print(
+        f"cold first read, this / {rev}: {' '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}"
+        f"; load average after: {os.getloadavg()[0]:.1f}"
     )
 
 
