@@ -6,7 +6,9 @@ the next slots one after another (json-iface encodes the message, wasm64 runs `h
 thread runs the earlier slots' later passes (json-iface decodes, patch merges), push and the buffered
 store writes: with a core free, a backlog costs about the larger of the two per slot, not their sum.
 The path may then use two cores. The worker is one thread per backlog that goes from one slot to the
-next by itself (a hand-over per slot would cost two thread wake-ups per message).
+next by itself (a hand-over per slot would cost two thread wake-ups per message), and only its call
+into wasm lets go of the GIL (engine/wasm/guest.py keeps it for memory access): at any other release
+the compute thread could take the GIL for a whole slot's post-processing before the call started.
 
 What stays exactly as computing one slot at a time:
 - Every slot is finished (results, patches, pushes, stored rows) on the compute thread, in slot order.
