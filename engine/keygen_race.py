@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from aonode.engine.crypto import RSA_BITS, RSA_EXPONENT, Wallet
 
 RACERS = 2
+DEADLINE_SECONDS = 60.0  # no search done by then (a machine that stalls them): this thread searches itself
 # A fresh interpreter's search prints the key as DER (PKCS#8) on stdout and nothing else.
 _SEARCH = (
     "import sys;"
@@ -104,8 +106,14 @@ def raced_rsa_wallet(racers: int = RACERS) -> Wallet:
 
 
 def _can_fork() -> bool:
-    # A fork copies only the calling thread: with others running, a lock one of them holds stays held.
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """A fork copies only the calling thread: with others running (Python's, or native ones such as a
+    compiler's pool), a lock one of them holds would stay held in the child."""
+    if not hasattr(os, "fork"):
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1  # every thread of the process (Linux)
+    except OSError:
+        return threading.active_count() == 1
 
 
 def _forked() -> _Search:
@@ -139,11 +147,15 @@ def _spawned() -> _Search:
 def _first_answer(searches: list[_Search]) -> bytes | None:
     """The whole output of the first search that ends well; None when every one failed."""
     chunks = {search.fd: bytearray() for search in searches}
+    deadline = time.monotonic() + DEADLINE_SECONDS
     with selectors.DefaultSelector() as selector:
         for search in searches:
             selector.register(search.fd, selectors.EVENT_READ, search)
         while selector.get_map():
-            for ready, _ in selector.select():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            for ready, _ in selector.select(left):
                 data = os.read(ready.fd, 1 << 16)
                 if data:
                     chunks[ready.fd] += data

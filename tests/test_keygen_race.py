@@ -6,10 +6,10 @@ no search process outlives the race, even one cancelled."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
-
-import pytest
 
 from aonode.engine.crypto import RSA, RSA_BITS, Wallet, verify
 from aonode.engine.first_start import data_dir_wallet
@@ -36,20 +36,43 @@ def _in_a_thread() -> Wallet:
     return made[0]
 
 
-@pytest.mark.parametrize("where", ["forked", "spawned"])
-def test_raced_wallet_is_a_sound_rsa_4096_key_and_no_search_is_left_running(tmp_path, where):
-    before = _children()
-    race = raced_rsa_wallet if where == "forked" else _in_a_thread
-    first, second = race(), race()
-    assert _children() <= before  # the losing searches were killed and reaped
-    assert first.signature_type == RSA and first.key.key_size == RSA_BITS  # type: ignore[union-attr]
-    assert first.address != second.address
-    first.save(tmp_path / "key.json")
-    again = Wallet.load(tmp_path / "key.json")  # the JWK load checks the key in full (primes, CRT values)
-    assert again.address == first.address
+def _sound(wallet: Wallet, path: Path) -> None:
+    """An RSA-4096 key that survives the full check of a JWK load (primes, CRT values) and signs."""
+    assert wallet.signature_type == RSA and wallet.key.key_size == RSA_BITS  # type: ignore[union-attr]
+    wallet.save(path)
+    again = Wallet.load(path)
+    assert again.address == wallet.address
     signature = again.sign(b"a message")
-    assert verify(RSA, first.owner, b"a message", signature)
-    assert not verify(RSA, first.owner, b"another message", signature)
+    assert verify(RSA, wallet.owner, b"a message", signature)
+    assert not verify(RSA, wallet.owner, b"another message", signature)
+
+
+FORKED = """import sys
+from pathlib import Path
+from aonode.engine.keygen_race import _can_fork, raced_rsa_wallet
+assert _can_fork(), "a fresh interpreter has one thread"
+for n in (1, 2):
+    raced_rsa_wallet().save(Path(sys.argv[1]) / f"key{n}.json")
+children = [p for t in Path("/proc/self/task").iterdir() for p in (t / "children").read_text().split()]
+print(len(children))
+"""
+
+
+def test_a_race_forked_in_a_one_thread_process_gives_sound_keys_and_leaves_no_search(tmp_path):
+    done = subprocess.run([sys.executable, "-c", FORKED, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"  # the losing searches were killed and reaped
+    first, second = Wallet.load(tmp_path / "key1.json"), Wallet.load(tmp_path / "key2.json")
+    assert first.address != second.address
+    _sound(first, tmp_path / "again.json")
+
+
+def test_a_race_beside_other_threads_spawns_its_searches_and_leaves_none(tmp_path):
+    before = _children()
+    first, second = _in_a_thread(), _in_a_thread()
+    assert _children() <= before  # the losing searches were killed and reaped
+    assert first.address != second.address
+    _sound(first, tmp_path / "key.json")
 
 
 def test_a_data_dir_keeps_the_wallet_its_first_start_made(tmp_path):
