@@ -26,7 +26,7 @@ class Limits:
     max_body: int = 10 * 1024 * 1024
     compute_workers: int = 2
     compute_queue: int = 256
-    quick_workers: int = 16  # mostly waiting for a group commit: 16 concurrent schedules share one fsync
+    quick_workers: int = 16  # reads, and /push schedules waiting for a group commit (signed schedules: ingest.py)
     quick_queue: int = 10_000
 
 
