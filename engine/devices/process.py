@@ -192,7 +192,11 @@ class ProcessDevice:
         ahead of `state.at_slot`), stored once the caller sets that slot's cache on the returned future
         (an exception set there stores nothing)."""
         cache: Future[JsonObject] = Future()
-        self._snapshot(state, SlotContext(snapshot_mode=SnapshotMode.BACKGROUND), slot, cache)
+        try:
+            self._snapshot(state, SlotContext(snapshot_mode=SnapshotMode.BACKGROUND), slot, cache)
+        except BaseException as err:
+            cache.set_exception(err)  # a store step already handed off must not wait for it forever
+            raise
         return cache
 
     def _snapshot(self, state: ProcessState, ctx: SlotContext, slot: int, cache: Future[JsonObject]) -> Signal:
