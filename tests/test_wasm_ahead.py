@@ -204,15 +204,37 @@ def stored_results(node: Node, pid: str) -> list[int]:
     return sorted(slot for slot, _ in node.store.results(pid, 0, 10_000))
 
 
-def test_a_failure_finishing_a_slot_surfaces_and_the_next_read_recomputes(tmp_path: Path, reference: Reference) -> None:
+@pytest.mark.parametrize("failing_slot", [9, -1])  # -1: the backlog's last slot, nothing begun past it
+def test_a_failure_finishing_a_slot_surfaces_and_the_next_read_recomputes(
+    tmp_path: Path, reference: Reference, failing_slot: int
+) -> None:
     node = make_node(tmp_path / "node")
     seen = recording(node)
     pid = setup(node)
-    node.processes.after = [*node.processes.after, AtSlot(9, fail("disk on fire"))]
+    failing_slot = failing_slot if failing_slot >= 0 else node.slot(pid)["current"]
+    node.processes.after = [*node.processes.after, AtSlot(failing_slot, fail("disk on fire"))]
     with pytest.raises(RuntimeError, match="disk on fire"):
         node.now(pid)
-    assert stored_results(node, pid) == list(range(9))  # nothing at or past the failed slot
-    node.now(pid)  # its memory had run past slot 9: restored from the snapshot at slot 8, recomputed
+    assert stored_results(node, pid) == list(range(failing_slot))  # nothing at or past the failed slot
+    node.now(pid)  # its memory had run past the failed slot: restored from the snapshot before it, recomputed
+    check_same(node, pid, reference, seen)
+    node.close()
+
+
+def test_a_failure_finishing_a_slot_computed_alone_is_computed_again(tmp_path: Path, reference: Reference) -> None:
+    """One slot at a time (no worker): the failed slot's result is stored by the next read, not skipped."""
+    node = make_node(tmp_path / "node")
+    seen = recording(node)
+    pid = node.spawn(EVERY_SLOT)["process"]
+    node.schedule(pid, eval_msg(pid, TOKEN))
+    node.now(pid)
+    for message in backlog(pid):
+        slot = node.schedule(pid, message)["slot"]
+        if slot == 9:
+            node.processes.after = [*node.processes.after, AtSlot(slot, fail("disk on fire"))]
+            with pytest.raises(RuntimeError, match="disk on fire"):
+                node.now(pid)
+        assert node.now(pid)["at-slot"] == slot
     check_same(node, pid, reference, seen)
     node.close()
 

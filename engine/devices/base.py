@@ -157,7 +157,7 @@ class ProcessState:
     `cache` is the patched, readable state (`/now/cache/...`); `instance` is the live wasm instance
     (owned by wasm64@1.0) and `memory_sha256` names the memory it holds after `at_slot`;
     `snapshot_slot` is the slot of the newest snapshot stored from this state. `stale`: the memory
-    is past `at_slot` (a backlog computed ahead failed part way); it must be restored before use.
+    is past `at_slot` or its last slot's result (finishing a slot failed); it must be restored before use.
     """
 
     process_id: str

@@ -255,7 +255,17 @@ class ProcessDevice:
     ) -> Signal:
         """The rest of a slot begun with `signal`, on the compute thread: the later passes (decode,
         patches), push, the buffered result, and the periodic snapshot; `cache` set: its memory was
-        copied already (wasm_ahead.py), only the cache it is stored with was still to come."""
+        copied already (wasm_ahead.py), only the cache it is stored with was still to come. A failure
+        here leaves the memory past the slot's stored result: the state is marked `stale`."""
+        try:
+            return self._finish(state, ctx, signal, cache)
+        except BaseException:
+            state.stale = True  # else the next read answers nothing for this slot and never computes it
+            raise
+
+    def _finish(
+        self, state: ProcessState, ctx: SlotContext, signal: Signal, cache: Future[JsonObject] | None
+    ) -> Signal:
         assignment = ctx.assignment
         assert assignment is not None
         stack = _stack(state)
