@@ -2,7 +2,7 @@
 wasm_ahead.py): the worker thread owns the instance then, and the move to the variant (a checkpoint, then
 a fresh instance from it, engine/wasm/instance.py) happens there, between two of its calls. The views,
 every stored snapshot and the live memory are those of the same messages run one at a time on the image
-itself."""
+itself; and a runaway message on the worker still meets its deadline."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from aonode.engine.devices.wasm_ahead import AHEAD
 from aonode.engine.wasm import Flavor, forget_compiled
 from aonode.engine.wasm.builds import preparation_lock
 from tests.helpers.images import image_path
-from tests.helpers.nodeutil import make_node
+from tests.helpers.nodeutil import definition, eval_msg, make_node, output
 from tests.test_variant_background import PREPARE_SECONDS
 from tests.test_wasm_ahead import EVERY_SLOT, AtSlot, check_same, one_at_a_time, recording, setup
 
@@ -77,3 +77,36 @@ def test_a_variant_ready_mid_backlog_moves_the_worker_and_leaves_the_same_memory
             held.release()
         node.close()
         forget_compiled()
+
+
+def test_a_runaway_message_on_the_wasm_ahead_thread_meets_its_deadline(tmp_path: Path) -> None:
+    """The variant's loops stop at an interrupt flag the epoch ticker sets, and the ticker sleeps while no
+    call holds a deadline: a call on the worker thread must hold one too, or a backlog never ends."""
+    node = make_node(tmp_path / "node")
+    try:
+        assert node.images.load("aos2_0_6").wait_variant(PREPARE_SECONDS)
+        pid = node.spawn(definition(("Compute-Limit", "10000000000"), ("Name", "runaway")))["process"]
+        for n in range(20):  # until the instance is home on the variant (a slow first message runs metered)
+            node.schedule(pid, eval_msg(pid, "X = 1; return X", nonce=f"warm {n}"))
+            node.now(pid)
+            with node.live.lock(pid):
+                instance = node.live.state(pid).instance
+                assert instance is not None
+                if instance.flavor == Flavor.VARIANT:
+                    break
+        assert instance.flavor == Flavor.VARIANT
+        seen = recording(node)
+        codes = ["X = X + 1; return X", "while true do end", "X = X + 1; return X", "return X"]
+        first = node.schedule(pid, eval_msg(pid, codes[0], nonce="0"))["slot"]
+        for n, code in enumerate(codes[1:], 1):
+            node.schedule(pid, eval_msg(pid, code, nonce=str(n)))
+        computing = threading.Thread(target=node.now, args=(pid,), daemon=True)
+        computing.start()
+        computing.join(300)
+        assert not computing.is_alive(), "the runaway message was never stopped"
+        results = [node.compute(pid, slot)["results"] for slot in range(first, first + len(codes))]
+        assert "ComputeLimitExceeded" in (results[1]["Error"] or "")  # redone metered after its deadline
+        assert [output({"results": r}) for r in results] == ["2", "", "3", "3"]
+        assert seen.begun_on == ["aonode-wasm-ahead"] * len(codes)
+    finally:
+        node.close()
