@@ -41,6 +41,7 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[Request[object] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._closed = False
+        self._closing = threading.Lock()  # a request is queued before the stop mark or refused, never after it
         self._thread.start()
 
     def on_writer(self) -> bool:
@@ -52,17 +53,20 @@ class GroupCommitter:
     def submit_later(self, run: Callable[[], R], key: str = "") -> Future[R]:
         """`submit` without waiting: the Future is settled once the transaction that ran `run` is
         committed (by the writer thread, which also runs the Future's callbacks)."""
-        if self._closed:
-            raise AONodeError("store is closed")
         answer: Future[R] = Future()
-        self._queue.put(Request(run, answer, key))  # type: ignore[arg-type]  # the queue holds any R
+        with self._closing:
+            if self._closed:
+                raise AONodeError("store is closed")
+            self._queue.put(Request(run, answer, key))  # type: ignore[arg-type]  # the queue holds any R
         return answer
 
     def close(self) -> None:
-        if not self._closed:
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
             self._queue.put(None)
-            self._thread.join(timeout=30)
+        self._thread.join(timeout=30)
 
     def _loop(self) -> None:
         while True:
