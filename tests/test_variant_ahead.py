@@ -17,13 +17,13 @@ from aonode.engine.devices.base import ProcessState, Signal, SlotContext
 from aonode.engine.devices.wasm_ahead import AHEAD
 from aonode.engine.wasm import Flavor, forget_compiled
 from aonode.engine.wasm.builds import preparation_lock
+from tests.helpers.backlog import EVERY_SLOT, AtSlot, check_same, one_at_a_time, recording, setup
 from tests.helpers.images import image_path
 from tests.helpers.nodeutil import definition, eval_msg, make_node, output
-from tests.test_variant_background import PREPARE_SECONDS
-from tests.test_wasm_ahead import EVERY_SLOT, AtSlot, check_same, one_at_a_time, recording, setup
 
 pytestmark = pytest.mark.slow  # the backlog twice, and a first use of aos2_0_6 that prepares its variant
 
+PREPARE_SECONDS = 900  # deriving a variant on a loaded 2-core machine (as tests/test_variant_background.py)
 READY_AT = 3  # the slot being finished when the variant is let through: the worker is AHEAD slots past it
 
 

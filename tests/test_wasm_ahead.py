@@ -5,127 +5,34 @@ finishing a slot and a restart mid-backlog."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from aonode.engine.devices.base import ProcessState, Signal, SlotContext
-from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.devices.wasm_ahead import AHEAD
 from aonode.engine.errors import Busy
 from aonode.engine.message import Message
 from aonode.engine.node import Node
-from tests.helpers.nodeutil import action, definition, eval_msg, make_node
+from tests.helpers.backlog import (
+    EVERY_FOURTH,
+    EVERY_SLOT,
+    RECIPIENT,
+    TOKEN,
+    AtSlot,
+    Recorded,
+    Reference,
+    backlog,
+    check_same,
+    fail,
+    one_at_a_time,
+    recording,
+    setup,
+)
+from tests.helpers.nodeutil import OWNER, definition, eval_msg, make_node, output
 
 pytestmark = pytest.mark.slow  # several backlogs on the real aos2_0_6 image, twice each
-
-TOKEN = """
-Balances = Balances or { [ao.id] = 1000 }
-Balances[Owner] = 500
-Handlers.add('transfer', Handlers.utils.hasMatchingTag('Action', 'Transfer'), function(msg)
-  local qty = tonumber(msg.Quantity)
-  Balances[msg.From] = Balances[msg.From] - qty
-  Balances[msg.Recipient] = (Balances[msg.Recipient] or 0) + qty
-  Send({ device = 'patch@1.0', cache = { balances = Balances } })
-  Send({ Target = msg.From, Action = 'Debit-Notice', Quantity = msg.Quantity })
-  print('moved ' .. msg.Quantity)
-end)
-Handlers.add('boom', Handlers.utils.hasMatchingTag('Action', 'Boom'), function(msg) error('boom at ' .. msg.Nonce) end)
-return 'token ready'
-"""
-EVERY_SLOT = definition(("Cache-Frequency", "1"), ("Memory-Limit", "192-mb"), ("Name", "ahead"))
-EVERY_FOURTH = definition(("Cache-Frequency", "4"), ("Memory-Limit", "192-mb"), ("Name", "ahead-4"))
-RECIPIENT = "R" * 43
-
-
-def backlog(pid: str) -> list[Message]:
-    """Transfers with a handler error, a failing Eval and a wasm trap (memory limit) in the middle."""
-    messages = [
-        action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", str(1 + i % 3)), nonce=str(i)) for i in range(14)
-    ]
-    messages.insert(4, action(pid, "Boom", nonce="boom"))
-    messages.insert(7, eval_msg(pid, "return nil .. 1", nonce="bad eval"))
-    messages.insert(10, eval_msg(pid, "local s = string.rep('x', 256 * 1024 * 1024) return #s", nonce="bomb"))
-    return messages
-
-
-@dataclass
-class Recorded:
-    """(slot, whole-memory sha256) of every snapshot a node stores (read back from the store as it is
-    stored: a process keeps only its newest few), and the threads that ran first passes."""
-
-    snapshots: list[tuple[int, str]] = field(default_factory=list)
-    begun_on: list[str] = field(default_factory=list)
-
-
-def recording(node: Node) -> Recorded:
-    seen = Recorded()
-    store, put, begin = node.store, node.store.put_snapshot, node.processes.begin
-
-    def put_snapshot(pid, slot, name, blob, chunks) -> None:  # type: ignore[no-untyped-def]
-        put(pid, slot, name, blob, chunks)
-        seen.snapshots.append((slot, hashlib.sha256(loaded(blob, name, store.get_chunks).raw()).hexdigest()))
-
-    def begin_here(state: ProcessState, ctx: SlotContext) -> Signal:
-        seen.begun_on.append(threading.current_thread().name)
-        return begin(state, ctx)
-
-    store.put_snapshot = put_snapshot  # type: ignore[method-assign]
-    node.processes.begin = begin_here  # type: ignore[method-assign]
-    return seen
-
-
-def live_memory(node: Node, pid: str) -> str:
-    with node.live.lock(pid):
-        instance = node.live.state(pid).instance
-        assert instance is not None
-        return instance.memory_sha256()
-
-
-@dataclass
-class Reference:
-    """The process computed one slot at a time: its views, the live memory after every slot."""
-
-    views: list[dict]
-    memory_at: dict[int, str]
-    begun_on: list[str]
-
-
-def setup(node: Node, definition: Message = EVERY_SLOT) -> str:
-    pid = node.spawn(definition)["process"]
-    node.schedule(pid, eval_msg(pid, TOKEN))
-    node.now(pid)
-    for message in backlog(pid):
-        node.schedule(pid, message)
-    return pid
-
-
-def views(node: Node, pid: str) -> list[dict]:
-    last = node.slot(pid)["current"]
-    return [node.compute(pid, slot) for slot in range(last + 1)]
-
-
-def one_at_a_time(data: Path, definition: Message) -> Reference:
-    node = make_node(data)
-    seen = recording(node)
-    pid = node.spawn(definition)["process"]
-    node.schedule(pid, eval_msg(pid, TOKEN))
-    memory_at = {}
-    for slot in (0, 1):
-        node.compute(pid, slot)
-        memory_at[slot] = live_memory(node, pid)
-    started = len(seen.begun_on)
-    for message in backlog(pid):
-        slot = node.schedule(pid, message)["slot"]
-        node.compute(pid, slot)
-        memory_at[slot] = live_memory(node, pid)
-    run = Reference(views(node, pid), memory_at, seen.begun_on[started:])
-    node.close()
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -136,20 +43,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
 @pytest.fixture(scope="module")
 def sparse_reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     return one_at_a_time(tmp_path_factory.mktemp("sparse") / "node", EVERY_FOURTH)
-
-
-def check_same(node: Node, pid: str, reference: Reference, *seen: Recorded) -> None:
-    """Every view as in `reference`, every snapshot any of `seen` stored of the memory at its slot,
-    the live memory as after the last slot; with Cache-Frequency 1, a snapshot at every slot."""
-    run = views(node, pid)
-    assert [v["results"] for v in run] == [v["results"] for v in reference.views]
-    assert [v["cache"] for v in run] == [v["cache"] for v in reference.views]
-    assert run == reference.views
-    stored = [entry for recorded in seen for entry in recorded.snapshots]
-    assert stored and all(sha == reference.memory_at[slot] for slot, sha in stored)
-    if node.store.get_process(pid).tag("Cache-Frequency") == "1":  # type: ignore[union-attr]
-        assert {slot for slot, _ in stored} >= set(reference.memory_at) - {0, 1}
-    assert live_memory(node, pid) == reference.memory_at[max(reference.memory_at)]
 
 
 def test_the_one_at_a_time_run_has_the_cases_it_claims(reference: Reference) -> None:
@@ -170,34 +63,6 @@ def test_backlog_run_ahead_is_the_same_at_every_slot(tmp_path: Path, reference: 
     assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog(pid))
     check_same(node, pid, reference, seen)
     node.close()
-
-
-@dataclass
-class AtSlot:
-    """A device after the stack (like push@1.0) that runs `act` once, while slot `slot` is finished."""
-
-    slot: int
-    act: Callable[[], None]
-    name: str = "at-slot@1.0"
-    done: bool = False
-    raised: BaseException | None = None
-
-    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
-        if ctx.slot == self.slot and not self.done:
-            self.done = True
-            try:
-                self.act()
-            except BaseException as err:
-                self.raised = err
-                raise
-        return Signal.OK
-
-
-def fail(message: str) -> Callable[[], None]:
-    def act() -> None:
-        raise RuntimeError(message)
-
-    return act
 
 
 def stored_results(node: Node, pid: str) -> list[int]:
@@ -281,4 +146,65 @@ def test_a_stopping_node_finishes_the_slot_ahead_and_stops(tmp_path: Path, refer
     # The slots begun when it stopped (AHEAD of slot 7) were finished, then the stop.
     assert max(slot for slot, _ in before.snapshots) == 7 + AHEAD
     check_same(node, pid, reference, before, after)
+    node.close()
+
+
+def test_reads_eviction_and_snapshots_while_a_backlog_runs_ahead(tmp_path: Path, reference: Reference) -> None:
+    """Held while finishing slot 6 (the worker AHEAD slots past it): `now`, a slot not stored yet, a
+    dry-run and a snapshot of the same process wait for the backlog; the last stored state answers at
+    once; another process made live over the limit does not evict the busy one; all answer as one slot
+    at a time does."""
+    node = make_node(tmp_path / "node")
+    node.live.max_live = 1
+    pid = setup(node)
+    other = node.spawn(definition(("Name", "other")))["process"]
+    node.now(other)  # `pid` is evicted, then made live again by the backlog, which evicts `other`
+    seen = recording(node)  # from here only `pid` stores snapshots
+    holding, go = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        holding.set()
+        assert go.wait(120)
+
+    node.processes.after = [*node.processes.after, AtSlot(6, hold)]
+    answers: dict[str, object] = {}
+
+    def ask(name: str, read: Callable[[], object]) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers[name] = read()
+            except BaseException as err:  # noqa: BLE001 - the test reports it below
+                answers[name] = err
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    backlog_run = ask("backlog", lambda: node.now(pid))
+    assert holding.wait(120)
+    readers = [
+        ask("now", lambda: node.now(pid)),
+        ask("slot 4", lambda: node.compute(pid, 4)),
+        ask("dry-run", lambda: node.dry_run(pid, eval_msg(pid, "return Balances[Owner]", nonce="dry"))),
+        ask("snapshot", lambda: node.snapshot(pid)),
+    ]
+    assert node.compute(pid)["at-slot"] == 1  # the last stored state, at once
+    # made live over max_live (restored, forked: nothing waits for the snapshot threads, which the
+    # backlog's snapshots of the slots ahead hold until those slots are finished): the busy one stays
+    assert output(node.dry_run(other, eval_msg(other, "return 6 * 7", nonce="other"))) == "42"
+    assert pid in node.live._live
+    assert all(thread.is_alive() for thread in readers)  # they wait for the backlog
+    go.set()
+    for thread in (backlog_run, *readers):
+        thread.join(120)
+        assert not thread.is_alive()
+    assert not any(isinstance(answer, BaseException) for answer in answers.values()), answers
+    last = len(reference.views) - 1
+    assert answers["backlog"] == answers["now"] == reference.views[last]
+    assert answers["slot 4"] == reference.views[4]
+    dry = answers["dry-run"]
+    assert isinstance(dry, dict) and dry["at-slot"] == last
+    assert output(dry) == str(reference.views[last]["cache"]["balances"][OWNER])
+    assert answers["snapshot"] == {"process": pid, "slot": last, "memory-sha256": reference.memory_at[last]}
+    check_same(node, pid, reference, seen)
     node.close()
