@@ -106,7 +106,7 @@ class GroupCommitter:
                 request.answer.set_exception(err)
             return
         for index, request in enumerate(group):
-            value, error = outcomes[index]
+            value, error = outcomes.get(index, (None, AONodeError("the store did not run this request")))
             if error is not None:
                 request.answer.set_exception(error)
             else:

@@ -38,6 +38,13 @@ def insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) ->
         conn.execute("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING", (a.message_id, body))
 
 
+def committed(block: psycopg.Transaction) -> None:
+    """Raise unless `block` committed: psycopg leaves a transaction block on a broken connection
+    without committing and without raising, and what ran in it must not be answered as durable."""
+    if block.status is not block.Status.COMMITTED:
+        raise psycopg.OperationalError("the connection broke before the commit")
+
+
 @dataclass(frozen=True)
 class View:
     """Schedule reads on the connection that holds the process's sequencer row lock."""
@@ -97,25 +104,31 @@ class Sequencer:
         return self._group.submit_later(lambda: run_plan(self._writer_conn(), pid, plan), key=pid)
 
     def _alone(self, pid: str, plan: Plan[T]) -> T:
-        with self._connect() as conn, conn.transaction():
-            return run_plan(conn, pid, plan)
+        with self._connect() as conn:
+            with conn.transaction() as alone:
+                answer = run_plan(conn, pid, plan)
+            committed(alone)
+            return answer
 
     def _writer_conn(self) -> psycopg.Connection:
         assert self._conn is not None  # set by _transaction around the group's steps
         return self._conn
 
     def _transaction(self, steps: Sequence[Callable[[], None]]) -> None:
-        with self._connect() as conn, conn.transaction():
-            self._conn = conn
-            try:
-                for step in steps:
-                    try:
-                        with conn.transaction():  # a savepoint: a refused plan leaves the others
-                            step()
-                    except Exception:  # noqa: BLE001 - that request's answer; the others go on
-                        pass
-            finally:
-                self._conn = None
+        with self._connect() as conn:
+            with conn.transaction() as group:
+                self._conn = conn
+                try:
+                    for step in steps:
+                        try:
+                            with conn.transaction():  # a savepoint: a refused plan leaves the others
+                                step()
+                        except Exception:  # noqa: BLE001 - that request's answer; the others go on
+                            if conn.broken:
+                                raise  # the connection is gone: so is the whole group
+                finally:
+                    self._conn = None
+            committed(group)
 
     def close(self) -> None:
         if self._group is not None:
