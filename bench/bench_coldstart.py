@@ -53,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aonode.engine.crypto import Wallet  # noqa: E402
 from bench.coldstart_reference import Reference, export  # noqa: E402
 from tests.helpers.images import SHARED_MODULES  # noqa: E402
 
@@ -186,6 +187,11 @@ def main() -> None:
     parser.add_argument("--cold-only", action="store_true", help="stop at the first read: no variant, no warm start")
     parser.add_argument("--source", action="store_true", help="no bytecode: every start compiles aonode's modules")
     parser.add_argument("--against", metavar="REV", help="alternate with cold starts of this git revision (ratio)")
+    parser.add_argument(
+        "--with-wallet",
+        action="store_true",
+        help="each fresh data dir already holds a wallet.json (an operator's own key): no key search at start",
+    )
     args = parser.parse_args()
     _bytecode(present=not args.source)
     print(
@@ -204,6 +210,9 @@ def main() -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
             home, data_dir = Path(tmp) / "home", Path(tmp) / "data"
+            if args.with_wallet:
+                data_dir.mkdir()
+                Wallet.generate().save(data_dir / "wallet.json")  # made before the clock starts
             cold = start_once(home, data_dir, wait_variant=not args.cold_only)
             colds.append(cold.first_read)
             _row(f"cold #{run + 1}", cold)
