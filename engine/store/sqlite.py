@@ -9,8 +9,9 @@ or power loss; results and caches use NORMAL (survives a process crash; recomput
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,28 +156,30 @@ class SQLiteStore(SQLiteDatabase):
             self._tips[pid] = batch[-1]
         return answer
 
-    def _alone(self, run: Callable[[], T]) -> T:
-        """`run` alone in one durable transaction (no group commit)."""
-        try:
-            with self._tx(durable=True):
-                return run()
-        except BaseException:
-            self._tips.clear()  # what the failed transaction appended is not there
-            raise
-
-    def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
+    @contextmanager
+    def _appending(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction for appends; when it fails, the kept tips go (what it appended is not there)."""
         try:
             with self._tx(durable=True) as conn:
-                for step in steps:
-                    conn.execute("SAVEPOINT request")
-                    try:
-                        step()
-                    except Exception:  # noqa: BLE001 - that request's answer; the others go on
-                        conn.execute("ROLLBACK TO request")
-                    conn.execute("RELEASE request")
+                yield conn
         except BaseException:
-            self._tips.clear()  # what the failed transaction appended is not there
+            self._tips.clear()
             raise
+
+    def _alone(self, run: Callable[[], T]) -> T:
+        """`run` alone in one durable transaction (no group commit)."""
+        with self._appending():
+            return run()
+
+    def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
+        with self._appending() as conn:
+            for step in steps:
+                conn.execute("SAVEPOINT request")
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - that request's answer; the others go on
+                    conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? AND slot = ?", (pid, slot))
