@@ -112,14 +112,19 @@ def verify_answer(headers: Iterable[tuple[str, str]], body: bytes) -> str:
         assert answer.committer is not None
         return answer.committer  # signed by one key directly
     vouch = _vouch(commitments)
-    if answer.alg != ED25519 or answer.keyid != fields.get(SESSION_FIELD):
+    if answer.alg != ED25519 or answer.keyid != fields.get(SESSION_FIELD) or answer.tag != ANSWER_TAG:
         raise BadInput("the answer is not signed by the session key its vouch names")
     assert vouch.committer is not None
     return vouch.committer
 
 
 def _vouch(commitments: tuple[Commitment, ...]) -> Commitment:
+    """The wallet's one vouch for the session key. Its tag must say it is one: a wallet signature over
+    a field named `ao-session-key` made for anything else (another protocol, a request the wallet
+    signed) vouches for nothing (RFC 9421 §2.3: a tag scopes a signature to one application)."""
     found = [c for c in commitments if c.components == (SESSION_FIELD,) and c.committer is not None]
     if len(found) != 1:
         raise BadInput(f"the answer has {len(found)} signatures vouching for its session key (one expected)")
+    if found[0].tag != VOUCH_TAG:
+        raise BadInput(f"the signature over {SESSION_FIELD} is not tagged {VOUCH_TAG!r}: it vouches for nothing")
     return found[0]

@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import http_sfv
@@ -63,6 +63,7 @@ class Commitment:
     components: tuple[str, ...]
     signature: bytes
     committer: str | None  # the signer's address; None for hmac
+    tag: str | None = None  # the signature's `tag` parameter (RFC 9421 §2.3): what it was made for
 
     @property
     def id(self) -> str:
@@ -150,8 +151,10 @@ def _verify_one(req: Request, label: str, member: http_sfv.InnerList, signature:
         raise BadInput(f"signature-input {label!r} is not an inner list")
     alg = str(member.params.get("alg", "")).lower()
     keyid = str(member.params.get("keyid", ""))
+    tag = member.params.get("tag")
     base = signature_base(req, list(member), str(member))
-    return verify_base(label, alg, keyid, tuple(str(i.value) for i in member), base, signature)
+    found = verify_base(label, alg, keyid, tuple(str(i.value) for i in member), base, signature)
+    return replace(found, tag=None if tag is None else str(tag))
 
 
 def verify_base(

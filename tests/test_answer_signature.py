@@ -2,6 +2,7 @@
 hypercorn node: `verify_answer`, the `http-message-signatures` package and its JS namesake all accept
 them; a flipped body, a swapped session key or a vouch by another wallet fail or name another node.
 AONODE_ANSWER_KEY=wallet gives one wallet signature per answer, as before."""
+
 from __future__ import annotations
 
 import base64
@@ -10,12 +11,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import http_sfv
 import httpx
 import pytest
 
-from aonode.engine.answer_signature import SESSION_FIELD, SessionKey, verify_answer
+from aonode.engine.answer_signature import SESSION_FIELD, VOUCH_TAG, SessionKey, verify_answer
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput, StartupRefused
+from aonode.engine.httpsig_signature import Request, sign_base, signature_base, wallet_alg
+from aonode.engine.message import b64url
 from aonode.server.app import create_app
 from aonode.server.signing import answer_fields, answer_signer
 from tests.helpers.httpnode import serving
@@ -54,8 +58,12 @@ def _answers(url: str) -> list[httpx.Response]:
 
 
 def _forged(answer: httpx.Response, headers: Headers, body: bytes | None = None) -> httpx.Response:
-    return httpx.Response(answer.status_code, headers=headers, content=answer.content if body is None else body,
-                          request=httpx.Request("GET", "http://node/"))
+    return httpx.Response(
+        answer.status_code,
+        headers=headers,
+        content=answer.content if body is None else body,
+        request=httpx.Request("GET", "http://node/"),
+    )
 
 
 def _replace(headers: Headers, **values: str) -> Headers:
@@ -98,8 +106,9 @@ def test_a_swapped_session_key_fails(node_url: tuple[str, str], wallet: Wallet) 
     node_vouch = answer.headers["signature"].split(", ")[1]
     session_input, session_signature = own_input[1].split(", ")[0], own_signature[1].split(", ")[0]
     base = answer.headers.multi_items()
-    kept_vouch = _replace(base, signature_input=f"{session_input}, {node_vouch_input}",
-                          signature=f"{session_signature}, {node_vouch}")
+    kept_vouch = _replace(
+        base, signature_input=f"{session_input}, {node_vouch_input}", signature=f"{session_signature}, {node_vouch}"
+    )
     own_field = _replace(kept_vouch, ao_session_key=own_key[1])
     for headers, why in ((kept_vouch, "not signed by the session key"), (own_field, "does not verify")):
         with pytest.raises(BadInput, match=why):
@@ -117,13 +126,50 @@ def test_a_vouch_from_another_wallet_names_another_node_or_fails(node_url: tuple
     assert verify_answer(resigned, answer.content) != node_url[1]  # valid, but another node's answer
     vouch_input, vouch = whole["signature-input"].split(", ")[1], whole["signature"].split(", ")[1]
     session_input, session = (answer.headers[n].split(", ")[0] for n in ("signature-input", "signature"))
-    transplanted = _replace(answer.headers.multi_items(), signature_input=f"{session_input}, {vouch_input}",
-                            signature=f"{session}, {vouch}")
+    transplanted = _replace(
+        answer.headers.multi_items(), signature_input=f"{session_input}, {vouch_input}", signature=f"{session}, {vouch}"
+    )
     with pytest.raises(BadInput, match="does not verify"):  # that vouch covers another key
         verify_answer(transplanted, answer.content)
     unvouched = _replace(answer.headers.multi_items(), signature_input=session_input, signature=session)
     with pytest.raises(BadInput, match="vouching"):  # the session key alone names no node
         verify_answer(unvouched, answer.content)
+
+
+def _vouch_by(wallet: Wallet, public: str, tag: str | None) -> tuple[str, str]:
+    """A signature-input and signature member: `wallet` signing `ao-session-key: <public>` with `tag`
+    (None: no tag), built here with the RFC 9421 primitives, not by SessionKey."""
+    inner = http_sfv.InnerList([http_sfv.Item(SESSION_FIELD)])
+    inner.params["created"] = 1
+    inner.params["alg"] = wallet_alg(wallet)
+    inner.params["keyid"] = b64url(wallet.owner)
+    if tag is not None:
+        inner.params["tag"] = tag
+    base = signature_base(Request(headers=((SESSION_FIELD, public),)), list(inner), str(inner))
+    signature = base64.b64encode(sign_base(wallet, base)).decode()
+    return f"vouch={inner}", f"vouch=:{signature}:"
+
+
+def test_a_vouch_without_its_tag_vouches_for_nothing(node_url: tuple[str, str], wallet: Wallet) -> None:
+    """The node's own wallet signing the answer's own session key, but not as a vouch (another tag, or
+    none): a signature made for something else is refused; the same with the right tag is accepted."""
+    answer = _answers(node_url[0])[0]
+    session_input, session = (answer.headers[n].split(", ")[0] for n in ("signature-input", "signature"))
+    results = {}
+    for tag in (VOUCH_TAG, None, "ao-answer", "ao-session-key-v0"):
+        vouch_input, vouch = _vouch_by(wallet, answer.headers[SESSION_FIELD], tag)
+        headers = _replace(
+            answer.headers.multi_items(),
+            signature_input=f"{session_input}, {vouch_input}",
+            signature=f"{session}, {vouch}",
+        )
+        try:
+            results[tag] = verify_answer(headers, answer.content)
+        except BadInput as err:
+            results[tag] = str(err)
+    assert results[VOUCH_TAG] == node_url[1] == wallet.address
+    for tag in (None, "ao-answer", "ao-session-key-v0"):
+        assert "vouches for nothing" in results[tag], (tag, results[tag])
 
 
 def test_wallet_answer_key_signs_each_answer_with_the_wallet(
@@ -153,13 +199,17 @@ def test_the_js_library_accepts_the_answers_and_refuses_forgeries(node_url: tupl
     flipped = answers[0].content[:-1] + bytes([answers[0].content[-1] ^ 1])
     other_key = SessionKey.start(Wallet.generate("ed25519")).public
     items = [(a.status_code, a.headers.multi_items(), a.content) for a in answers]
-    items += [(200, answers[0].headers.multi_items(), flipped),
-              (200, _replace(answers[0].headers.multi_items(), ao_session_key=other_key), answers[0].content)]
+    items += [
+        (200, answers[0].headers.multi_items(), flipped),
+        (200, _replace(answers[0].headers.multi_items(), ao_session_key=other_key), answers[0].content),
+    ]
     path = tmp_path / "answers.json"
-    path.write_text(json.dumps([{"status": s, "headers": h, "body_b64": base64.b64encode(b).decode()}
-                                for s, h, b in items]))
-    out = subprocess.run(["node", str(PEER), "answers", str(path)], check=True, cwd=ROOT, timeout=60,
-                         capture_output=True, text=True)
+    path.write_text(
+        json.dumps([{"status": s, "headers": h, "body_b64": base64.b64encode(b).decode()} for s, h, b in items])
+    )
+    out = subprocess.run(
+        ["node", str(PEER), "answers", str(path)], check=True, cwd=ROOT, timeout=60, capture_output=True, text=True
+    )
     seen = json.loads(out.stdout)
     assert [s["address"] for s in seen[:3]] == [address] * 3, seen
     assert [s["address"] for s in seen[3:]] == [None, None], seen
