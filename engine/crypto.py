@@ -92,13 +92,15 @@ class Wallet:
         raise BadInput(f"unknown wallet kind {kind!r} (expected 'rsa' or 'ed25519')")
 
     @classmethod
-    def from_jwk(cls, jwk: dict[str, Any]) -> Wallet:
-        """Arweave JWK (kty RSA, 4096-bit) or an OKP/Ed25519 JWK (x, d)."""
+    def from_jwk(cls, jwk: dict[str, Any], *, known_valid: bool = False) -> Wallet:
+        """Arweave JWK (kty RSA, 4096-bit) or an OKP/Ed25519 JWK (x, d). An RSA key is checked in full
+        (OpenSSL tests the primes: ~0.3-0.6 CPU-s for 4096 bits) unless `known_valid`: only for bytes
+        this program made or checked itself (engine/first_start.py keeps that record)."""
         if not isinstance(jwk, dict):
             raise BadInput("a JWK must be a JSON object")
         kty = jwk.get("kty")
         if kty == "RSA":
-            return cls(_rsa_from_jwk(jwk))
+            return cls(_rsa_from_jwk(jwk, known_valid))
         if kty == "OKP" and jwk.get("crv") == "Ed25519":
             seed = b64url_decode(jwk.get("d", ""))
             if len(seed) != 32:
@@ -110,12 +112,17 @@ class Wallet:
         raise BadInput(f"unsupported JWK (kty={kty!r}, crv={jwk.get('crv')!r})")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Wallet:
+    def load(cls, path: str | os.PathLike[str], *, known_valid: bool = False) -> Wallet:
+        return cls.from_jwk_bytes(Path(path).read_bytes(), str(path), known_valid=known_valid)
+
+    @classmethod
+    def from_jwk_bytes(cls, data: bytes, where: str, *, known_valid: bool = False) -> Wallet:
+        """A wallet file's contents (`where` names it in errors); `known_valid` as in from_jwk."""
         try:
-            jwk = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise BadInput(f"wallet file {path} is not JSON: {err}") from err
-        return cls.from_jwk(jwk)
+            jwk = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise BadInput(f"wallet file {where} is not JSON: {err}") from err
+        return cls.from_jwk(jwk, known_valid=known_valid)
 
     def to_jwk(self) -> dict[str, str]:
         if isinstance(self.key, rsa.RSAPrivateKey):
@@ -150,7 +157,7 @@ class Wallet:
         return self.key.sign(data)
 
 
-def _rsa_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
+def _rsa_from_jwk(jwk: dict[str, Any], known_valid: bool = False) -> rsa.RSAPrivateKey:
     n, e, d = (_b64_to_int(jwk, name) for name in ("n", "e", "d"))
     if n.bit_length() != RSA_BITS:
         raise BadInput(f"Arweave keys are {RSA_BITS}-bit RSA; this one is {n.bit_length()}-bit")
@@ -168,7 +175,7 @@ def _rsa_from_jwk(jwk: dict[str, Any]) -> rsa.RSAPrivateKey:
         public_numbers=rsa.RSAPublicNumbers(e, n),
     )
     try:
-        return numbers.private_key()
+        return numbers.private_key(unsafe_skip_rsa_key_validation=known_valid)
     except ValueError as err:
         raise BadInput(f"inconsistent RSA JWK: {err}") from err
 

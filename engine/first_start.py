@@ -5,23 +5,58 @@ compiling an image leave the GIL to the imports."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.files import write_atomic
 from aonode.engine.keygen_race import KeyRace
+
+WALLET = "wallet.json"
+# The sha256 of the wallet file's bytes as this program last made or fully checked them. A load of the
+# same bytes skips OpenSSL's check of the key (testing an RSA-4096 key's primes: ~0.3-0.6 CPU-s on every
+# start): the check could only find again what it found before, and any changed byte (a damaged file,
+# another key put there) is checked in full. Whoever can write this record can replace the key anyway.
+CHECKED = "wallet.checked"
 
 
 def data_dir_wallet(data_dir: Path, race: KeyRace | None = None) -> Wallet:
     """The node's own wallet in its data dir, made and saved on its first start (an RSA-4096 key: a random
     prime search, raced in two processes: keygen_race.py; `race`: one the caller began earlier)."""
-    path = data_dir / "wallet.json"
+    path = data_dir / WALLET
     if path.exists():
         if race is not None:
             race.cancel()
-        return Wallet.load(path)
+        data = path.read_bytes()
+        known = _digest(data) == _recorded(data_dir)
+        wallet = Wallet.from_jwk_bytes(data, str(path), known_valid=known)  # BadInput: nothing recorded
+        if not known:
+            _record(data_dir, data)
+        return wallet
     wallet = (race or KeyRace()).wallet()
     wallet.save(path)
+    _record(data_dir, path.read_bytes())
     return wallet
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _recorded(data_dir: Path) -> str | None:
+    try:
+        return (data_dir / CHECKED).read_text().strip()
+    except OSError:
+        return None
+
+
+def _record(data_dir: Path, data: bytes) -> None:
+    """Remember `data` as a wallet file checked (or made) here; a data dir it cannot be written in is
+    only checked in full again next time."""
+    try:
+        write_atomic(data_dir / CHECKED, (_digest(data) + "\n").encode(), mode=0o600)
+    except OSError:
+        pass
 
 
 def compile_cache(data_dir: Path) -> Path:

@@ -5,14 +5,19 @@ no search process outlives the race, even one cancelled."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from aonode.engine.crypto import RSA, RSA_BITS, Wallet, verify
-from aonode.engine.first_start import data_dir_wallet
+import pytest
+
+from aonode.engine.crypto import RSA, RSA_BITS, Wallet, b64url_decode, b64url_encode, verify
+from aonode.engine.errors import BadInput
+from aonode.engine.first_start import CHECKED, data_dir_wallet
 from aonode.engine.keygen_race import KeyRace, raced_rsa_wallet
 
 
@@ -78,7 +83,42 @@ def test_a_race_beside_other_threads_spawns_its_searches_and_leaves_none(tmp_pat
 def test_a_data_dir_keeps_the_wallet_its_first_start_made(tmp_path):
     made = data_dir_wallet(tmp_path)
     assert (tmp_path / "wallet.json").exists()
-    assert data_dir_wallet(tmp_path).address == made.address
+    digest = hashlib.sha256((tmp_path / "wallet.json").read_bytes()).hexdigest()
+    assert (tmp_path / CHECKED).read_text().strip() == f"sha256:{digest}"  # made here: known valid
+    again = data_dir_wallet(tmp_path)
+    assert again.address == made.address
+    assert verify(RSA, made.owner, b"m", again.sign(b"m"))
+
+
+def _damaged(jwk_bytes: bytes) -> bytes:
+    """The same JWK with one bit of its private exponent flipped: a key OpenSSL's full check refuses."""
+    jwk = json.loads(jwk_bytes)
+    d = bytearray(b64url_decode(jwk["d"]))
+    d[-1] ^= 0x02
+    return json.dumps({**jwk, "d": b64url_encode(bytes(d))}).encode()
+
+
+def test_a_wallet_file_is_checked_in_full_unless_these_very_bytes_were_made_or_checked_here(tmp_path):
+    """An operator's wallet.json (no record) is checked in full, then recorded; a file whose bytes differ
+    from the record (damaged, or another key put there) is checked in full again: refused when unsound.
+    Only the recorded bytes skip the check: shown by a damaged key loading once its bytes are recorded."""
+    operator = Wallet.generate("rsa")
+    operator.save(tmp_path / "wallet.json")
+    assert not (tmp_path / CHECKED).exists()
+    assert data_dir_wallet(tmp_path).address == operator.address  # checked, then recorded
+    good = (tmp_path / "wallet.json").read_bytes()
+    assert (tmp_path / CHECKED).read_text().strip() == "sha256:" + hashlib.sha256(good).hexdigest()
+
+    (tmp_path / "wallet.json").write_bytes(_damaged(good))  # the record names the sound bytes
+    with pytest.raises(BadInput, match="inconsistent RSA JWK"):
+        data_dir_wallet(tmp_path)
+    (tmp_path / CHECKED).unlink()
+    with pytest.raises(BadInput, match="inconsistent RSA JWK"):
+        data_dir_wallet(tmp_path)
+    assert not (tmp_path / CHECKED).exists()  # nothing recorded for a refused key
+
+    (tmp_path / CHECKED).write_text("sha256:" + hashlib.sha256(_damaged(good)).hexdigest() + "\n")
+    assert data_dir_wallet(tmp_path).address == operator.address  # the record decides: no check
 
 
 def test_a_cancelled_race_leaves_no_search_running():
