@@ -64,9 +64,16 @@ def compile_cache(data_dir: Path) -> Path:
     return data_dir / "cache"
 
 
+def import_compiler() -> None:
+    """Import what `precompile` runs (wasmtime and the compile settings: engine/wasm/runtime.py) and no
+    more of the engine, so that a caller waiting for it before importing the rest (server/warmup.py)
+    has the compile begin as soon as it can, with no other import holding the GIL meanwhile."""
+    import aonode.engine.wasm.runtime  # noqa: F401
+
+
 def precompile(data_dir: Path, wasm: bytes, name: str) -> None:
     """Compile `wasm` into the cache a node on `data_dir` will read, before that node exists: its first use
     then finds it compiled, or waits for this compile instead of starting another (engine/wasm/runtime.py)."""
-    from aonode.engine.wasm import Runtime  # the wasm engine loads on the compiling thread, not the caller's
+    from aonode.engine.wasm.runtime import Runtime  # only what compiles, on the compiling thread (not the caller)
 
     Runtime(cache_dir=compile_cache(Path(data_dir)), background=True).load(wasm, name=name)

@@ -31,8 +31,10 @@ def warm_image(data_dir: Path, ref: str) -> threading.Event:
     def run() -> None:
         try:
             from aonode.engine.errors import AONodeError
-            from aonode.engine.first_start import precompile
+            from aonode.engine.first_start import import_compiler, precompile
             from aonode.modules.catalogue import resolve
+
+            import_compiler()
         finally:
             imported.set()
         try:

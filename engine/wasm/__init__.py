@@ -38,15 +38,39 @@ Inside (helpers; only this package imports them):
 - transform/    Binaryen rewrites before compiling: exnref translation, the fast variant.
 """
 
-from aonode.engine.wasm.budget import ProcExitError
-from aonode.engine.wasm.drive_store import DriveStore
-from aonode.engine.wasm.flavors import Flavor
-from aonode.engine.wasm.instance import Instance
-from aonode.engine.wasm.limits import Limits, parse_size
-from aonode.engine.wasm.linking import never_runs
-from aonode.engine.wasm.portable import read_snapshot
-from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
-from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aonode.engine.wasm.budget import ProcExitError
+    from aonode.engine.wasm.drive_store import DriveStore
+    from aonode.engine.wasm.flavors import Flavor
+    from aonode.engine.wasm.instance import Instance
+    from aonode.engine.wasm.limits import Limits, parse_size
+    from aonode.engine.wasm.linking import never_runs
+    from aonode.engine.wasm.portable import read_snapshot
+    from aonode.engine.wasm.runtime import Image, Runtime, forget_compiled
+    from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot
+
+# Each public name's module, imported on first use (PEP 562): a cold start's compile thread needs only
+# runtime.py (server/warmup.py), and begins compiling ~0.05 s sooner without the rest of the engine.
+_HOMES = {
+    "ProcExitError": "budget",
+    "DriveStore": "drive_store",
+    "Flavor": "flavors",
+    "Instance": "instance",
+    "Limits": "limits",
+    "parse_size": "limits",
+    "never_runs": "linking",
+    "read_snapshot": "portable",
+    "Image": "runtime",
+    "Runtime": "runtime",
+    "forget_compiled": "runtime",
+    "PendingSnapshot": "snapshot",
+    "Snapshot": "snapshot",
+}
 
 __all__ = [
     "DriveStore",
@@ -63,3 +87,12 @@ __all__ = [
     "parse_size",
     "read_snapshot",
 ]
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
