@@ -22,6 +22,7 @@ The node runs in its own process (`--serve`), the load generator here.
 
     python bench/bench_ingest.py [--messages 400] [--connections 8 16] [--reads 100] [--unsigned-answers]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,15 +76,15 @@ class Row:
 
 def serve(port: int, data_dir: str, sign_answers: bool = True) -> None:
     """The node with the legacy API mounted, as an operator would run it (answers signed unless told)."""
-    from aonode.server.compose import make_node
     from aonode.server.app import create_app
+    from aonode.server.compose import make_node
     from aonode.server.legacy import routes as legacy_routes
-    from aonode.server.serve import hypercorn_config, run_until
+    from aonode.server.serve import hypercorn_config, run_served, run_until
 
     node = make_node(Path(data_dir), dev=False)
     try:
         app = create_app(node, with_legacy=False, extra_routes=legacy_routes(), sign_answers=sign_answers)
-        asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+        run_served(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
     finally:
         node.close()
 
@@ -96,14 +97,14 @@ def serve_bare(port: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route as StarletteRoute
 
-    from aonode.server.serve import hypercorn_config, run_until
+    from aonode.server.serve import hypercorn_config, run_served, run_until
 
     async def bare(request: Request) -> Response:
         await request.body()
         return Response(b'{"slot":1}', media_type="application/json")
 
     app = Starlette(routes=[StarletteRoute("/bare", bare, methods=["POST", "GET"])])
-    asyncio.run(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
+    run_served(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
 
 
 def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int]) -> list[tuple[Row, float]]:
@@ -122,8 +123,11 @@ def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int])
 def setup_token(http: httpx.Client, wallet: object, scheduler: str) -> str:
     from aonode.server.cli.client import build_message, build_spawn, new_anchor
 
-    spawned = http.post("/", content=build_spawn(wallet, module=AOS_MODULE_ID, scheduler=scheduler).raw,  # type: ignore[arg-type]
-                        headers=OCTET)
+    spawned = http.post(
+        "/",
+        content=build_spawn(wallet, module=AOS_MODULE_ID, scheduler=scheduler).raw,  # type: ignore[arg-type]
+        headers=OCTET,
+    )
     spawned.raise_for_status()
     pid = spawned.json()["process"]
     boot = build_message(wallet, process=pid, tags=[("Action", "Eval")], data=TOKEN_LUA, anchor=new_anchor())  # type: ignore[arg-type]
@@ -134,12 +138,28 @@ def setup_token(http: httpx.Client, wallet: object, scheduler: str) -> str:
     return pid
 
 
-def sign_many(wallet: object, pid: str, count: int, label: str, headers: dict[str, str] = OCTET,
-              ) -> list[tuple[dict[str, str], bytes]]:
+def sign_many(
+    wallet: object,
+    pid: str,
+    count: int,
+    label: str,
+    headers: dict[str, str] = OCTET,
+) -> list[tuple[dict[str, str], bytes]]:
     from aonode.server.cli.client import build_message, new_anchor
 
-    return [(headers, build_message(wallet, process=pid, tags=[("Action", "Ping"), ("Bench", label)],  # type: ignore[arg-type]
-                                    data=f"{label}-{i}", anchor=new_anchor()).raw) for i in range(count)]
+    return [
+        (
+            headers,
+            build_message(
+                wallet,
+                process=pid,
+                tags=[("Action", "Ping"), ("Bench", label)],  # type: ignore[arg-type]
+                data=f"{label}-{i}",
+                anchor=new_anchor(),
+            ).raw,
+        )
+        for i in range(count)
+    ]
 
 
 def sign_many_httpsig(wallet: object, pid: str, count: int, label: str) -> list[tuple[dict[str, str], bytes]]:
@@ -148,8 +168,15 @@ def sign_many_httpsig(wallet: object, pid: str, count: int, label: str) -> list[
 
     out = []
     for i in range(count):
-        req = httpsig.signed_message(wallet, {"action": b"Ping", "bench": label.encode(), "target": pid.encode(),  # type: ignore[arg-type]
-                                              "data": f"{label}-{i}".encode()})
+        req = httpsig.signed_message(
+            wallet,
+            {
+                "action": b"Ping",
+                "bench": label.encode(),
+                "target": pid.encode(),  # type: ignore[arg-type]
+                "data": f"{label}-{i}".encode(),
+            },
+        )
         out.append((dict(req.headers), req.body))
     return out
 
@@ -178,8 +205,9 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest(port: int, route: Route, pid: str, items: list[tuple[dict[str, str], bytes]], connections: int,
-           node_pid: int) -> tuple[Row, float]:
+def ingest(
+    port: int, route: Route, pid: str, items: list[tuple[dict[str, str], bytes]], connections: int, node_pid: int
+) -> tuple[Row, float]:
     """The route's rate with pre-encoded requests (bench/ingest_client.py); also the node's CPU ms/item."""
     path = route.path.format(pid=pid)
     requests = [encode_post(f"127.0.0.1:{port}", path, headers, body) for headers, body in items]
@@ -209,8 +237,13 @@ def verify_in_process(kind: str, items: list[tuple[dict[str, str], bytes]]) -> R
         if not valid:
             raise RuntimeError("a freshly signed item does not verify")
         latencies.append(time.perf_counter() - t0)
-    return Row(f"parse + verify only, {kind} (in process)", len(items), time.perf_counter() - started, latencies,
-               time.process_time() - cpu_started)
+    return Row(
+        f"parse + verify only, {kind} (in process)",
+        len(items),
+        time.perf_counter() - started,
+        latencies,
+        time.process_time() - cpu_started,
+    )
 
 
 def timed_reads(name: str, count: int, read: object) -> tuple[Row, str]:
@@ -225,8 +258,13 @@ def timed_reads(name: str, count: int, read: object) -> tuple[Row, str]:
 
 
 def read_latency(http: httpx.Client, pid: str, owner: str, count: int) -> list[Row]:
-    body = {"Id": "1234", "Target": pid, "Owner": owner, "Data": "1234",
-            "Tags": [{"name": "Action", "value": "Balance"}, {"name": "Target", "value": owner}]}
+    body = {
+        "Id": "1234",
+        "Target": pid,
+        "Owner": owner,
+        "Data": "1234",
+        "Tags": [{"name": "Action", "value": "Balance"}, {"name": "Target", "value": owner}],
+    }
 
     def dry_run() -> str:
         answer = http.post("/dry-run", params={"process-id": pid}, json=body)
@@ -259,8 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=400, help="signed items per ingest route")
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--reads", type=int, default=100, help="dry-runs (cache reads: 10x as many)")
-    parser.add_argument("--unsigned-answers", action="store_true",
-                        help="the node answers unsigned: its per-item cost outside answer signing")
+    parser.add_argument(
+        "--unsigned-answers",
+        action="store_true",
+        help="the node answers unsigned: its per-item cost outside answer signing",
+    )
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATA_DIR", "SIGNED"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -288,9 +329,14 @@ def main(argv: list[str] | None = None) -> int:
                 reads = read_latency(http, pid, wallet.address, args.reads) if args.reads else []
                 runs = [(route, conns) for conns in args.connections for route in ROUTES]
                 print(f"signing {len(runs) * args.messages} RSA-4096 items/messages ...", file=sys.stderr)
-                items = {(r, c): (sign_many(wallet, pid, args.messages, f"{i}", OCTET if r.path == "/" else ANS104_HB)
-                                  if r.kind == "ans104" else sign_many_httpsig(wallet, pid, args.messages, f"{i}"))
-                         for i, (r, c) in enumerate(runs)}
+                items = {
+                    (r, c): (
+                        sign_many(wallet, pid, args.messages, f"{i}", OCTET if r.path == "/" else ANS104_HB)
+                        if r.kind == "ans104"
+                        else sign_many_httpsig(wallet, pid, args.messages, f"{i}")
+                    )
+                    for i, (r, c) in enumerate(runs)
+                }
                 before = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
                 ingests = []
                 for r, c in runs:  # each run's parse+verify rate measured right after it: the same machine load
@@ -304,19 +350,27 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError(f"expected {len(runs) * args.messages} new slots, got {after - before}")
     bare = bare_rows(items[runs[0]], args.connections)
     answers = "UNSIGNED answers (--unsigned-answers)" if args.unsigned_answers else "signed answers"
-    print(f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
-          "items right after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per "
-          "item; client CPU: this process's CPU per item while posting")
-    print(f"{'what':<58} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'node CPU ms':>11} {'CPU x':>6} {'client CPU ms':>13}")
+    print(
+        f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
+        "items right after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per "
+        "item; client CPU: this process's CPU per item while posting"
+    )
+    print(
+        f"{'what':<58} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'node CPU ms':>11} {'CPU x':>6} {'client CPU ms':>13}"
+    )
     for row, cpu_ms, verified in ingests:
         verify_cpu_ms = verified.cpu_seconds * 1000 / verified.count
-        print(f"{row.name:<58} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
-              f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
-              f"{row.cpu_seconds * 1000 / row.count:>13.2f}")
+        print(
+            f"{row.name:<58} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
+            f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
+            f"{row.cpu_seconds * 1000 / row.count:>13.2f}"
+        )
     for row, cpu_ms in bare:
-        print(f"{row.name:<58} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
-              f"{cpu_ms:>11.2f} {'-':>6} {row.cpu_seconds * 1000 / row.count:>13.2f}")
+        print(
+            f"{row.name:<58} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
+            f"{cpu_ms:>11.2f} {'-':>6} {row.cpu_seconds * 1000 / row.count:>13.2f}"
+        )
     if reads:
         print_table("reads of the same balance: one connection, sequential", reads, "reads/s")
         ratio = statistics.median(reads[0].latencies) / statistics.median(reads[1].latencies)

@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import Message as ASGIMessage, Receive, Scope, Send
 
 from aonode.engine.errors import AONodeError, Busy
@@ -30,6 +30,7 @@ from aonode.server import codec, device_paths, hyperbeam, legacy, lua_paths, obs
 from aonode.server.api import NodeAPI
 from aonode.server.dashboard.views import Dashboard
 from aonode.server.gates import Limits
+from aonode.server.ingest_front import IngestFront, lean_ingest_enabled
 from aonode.server.read_cache import CachedReads
 from aonode.server.signing import EXPOSED, SignedResponses, answer_signer
 from aonode.server.state import Server
@@ -96,6 +97,30 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error_for(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def _cors(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> AnyOriginCORS:
+    return AnyOriginCORS(
+        app,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Retry-After", "Content-Length", *EXPOSED],
+        max_age=86400,
+    )
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("only read for its CORS headers")
+
+
+def _lean_ingest(server: Server, routes: list[BaseRoute], cors: list[tuple[bytes, bytes]]) -> list[Middleware]:
+    """The schedule POSTs answered before the route table (server/ingest_front.py), unless turned off."""
+    if not lean_ingest_enabled():
+        return []
+    mu = any(isinstance(r, Route) and r.path == "/" and "POST" in (r.methods or ()) for r in routes)
+    hb = hyperbeam.Hyperbeam(server, device_paths.DevicePaths(server))
+    return [Middleware(IngestFront, server=server, hyperbeam=hb, mu=mu, cors=cors)]
+
+
 def create_app(
     node: NodeAPI,
     *,
@@ -136,22 +161,17 @@ def create_app(
         extra_routes or [],
         catch_all,
     ]
+    table = [route for routes in route_lists for route in routes]
     middleware = [
+        *_lean_ingest(server, table, _cors(_no_app)._raw_headers),
         Middleware(observe.HttpMetrics),
         Middleware(CachedReads, node=node),  # whole answers to state reads (server/read_cache.py)
-        Middleware(
-            AnyOriginCORS,
-            allow_origins=["*"],
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["Retry-After", "Content-Length", *EXPOSED],
-            max_age=86400,
-        ),
+        Middleware(_cors),
     ]
     if signer is not None:  # every answer signed for the node wallet (server/signing.py)
         middleware.append(Middleware(SignedResponses, signer=signer))
     app = Starlette(
-        routes=[route for routes in route_lists for route in routes],
+        routes=table,
         middleware=middleware,
         exception_handlers=handlers,
         lifespan=lifespan,

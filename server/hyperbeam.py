@@ -156,7 +156,7 @@ class Hyperbeam:
             fields.setdefault("target", pid.encode())
         return httpsig.Decoded(fields).to_message(owner=self.node.address)
 
-    async def _schedule(self, got: Incoming, pid: str) -> AssignmentJSON:
+    async def schedule_incoming(self, got: Incoming, pid: str) -> AssignmentJSON:
         """Decode on an ingest thread (the signature check stays off the event loop), then schedule."""
         return await self.server.ingest.schedule(lambda: (pid, codec.for_process(self.decode(got, pid), pid)))
 
@@ -188,7 +188,7 @@ class Hyperbeam:
         head = request.url.path.strip("/").split("/")[0]
         pid = head.removesuffix(paths.PROCESS_DEVICE) or None
         if pid is not None:
-            return _answer(await self._schedule(await self.received(request), pid), True)
+            return _answer(await self.schedule_incoming(await self.received(request), pid), True)
         msg = codec.for_process(await self.incoming(request, pid), pid)
         check_scheduler(msg, self.node.address)
         return _answer(await self.server.compute_gate.run(self.node.spawn, msg), True)
@@ -278,7 +278,7 @@ class Hyperbeam:
         if what != "schedule":
             raise NotFound(f"~scheduler@1.0 answers schedule and slot, not {what!r}")
         if request.method == "POST":
-            return _answer(await self._schedule(await self.received(request), pid), True)
+            return _answer(await self.schedule_incoming(await self.received(request), pid), True)
         frm, to = _int(query.get("from")), _int(query.get("to"))
         if "aos-2" in (query.get("accept") or request.headers.get("accept") or ""):
             page = await self.server.quick_gate.run(su_page, self.node, pid, frm, to, SU_PAGE_LIMIT)

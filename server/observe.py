@@ -51,6 +51,13 @@ def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
     return (metrics.HTTP_REQUESTS.labels(route, method, str(status)), metrics.HTTP_SECONDS.labels(route))
 
 
+def record(path: str, method: str, status: int, seconds: float) -> None:
+    """One answered request in the HTTP metrics (HttpMetrics, and the routes answered before it)."""
+    count, timing = _series(route_of(path), method, status)
+    count.inc()
+    timing.observe(seconds)
+
+
 class HttpMetrics:
     """Counts and times every HTTP request (the answer's status as sent, errors included)."""
 
@@ -72,9 +79,7 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            count, seconds = _series(route_of(scope["path"]), scope["method"], status[0])
-            count.inc()
-            seconds.observe(time.perf_counter() - started)
+            record(scope["path"], scope["method"], status[0], time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: Request) -> Response:

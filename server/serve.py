@@ -8,8 +8,9 @@ snapshotted and nothing is replayed on the next start.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -69,6 +70,28 @@ def hypercorn_config(host: str, port: int) -> Config:
     config.accesslog = None
     config.keep_alive_timeout = 30
     return config
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's event loop when installed (AONODE_UVLOOP=0: asyncio's own, to compare), else asyncio's.
+
+    Why: the event loop thread carries all of HTTP/1.1 (hypercorn) and the app's awaits, and under signed
+    ingest it holds the GIL more than every other thread together; uvloop's transports and scheduling
+    cost less CPU per request than asyncio's selector loop (bench/bench_ingest.py)."""
+    if os.environ.get("AONODE_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run_served(main: Coroutine[object, object, None]) -> None:
+    """`asyncio.run(main)` on the serving event loop (event_loop_factory)."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(main)
 
 
 async def run_until(app: object, config: Config, stop: asyncio.Event) -> None:
@@ -132,7 +155,7 @@ def serve(
         )
         announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
-        asyncio.run(_main(app, hypercorn_config(host, port)))
+        run_served(_main(app, hypercorn_config(host, port)))
     finally:
         chain_watch.set()
         node.close()

@@ -16,7 +16,7 @@ from aonode.server.legacy.common import checked_id, compute, json_response, proc
 from aonode.server.state import server_of
 
 
-def _is_spawn(item: DataItem) -> bool:
+def is_spawn(item: DataItem) -> bool:
     return (item.tag("Type") or "").lower() == "process"
 
 
@@ -25,7 +25,7 @@ def _spawn_item(node: NodeAPI, item: DataItem) -> AssignmentJSON:
     return node.spawn(checked_signature(item).to_message())
 
 
-def _checked_message(item: DataItem) -> tuple[str, Message]:
+def checked_message(item: DataItem) -> tuple[str, Message]:
     """On an ingest thread (server/ingest.py): the item's signature checked, and its Target."""
     msg = checked_signature(item).to_message()
     if not msg.target:
@@ -66,10 +66,10 @@ async def post_item(request: Request) -> Response:
             }
         )
     item = parsed_data_item(await read_body(request, server.limits.max_body))
-    if _is_spawn(item):
+    if is_spawn(item):
         assignment = await compute(request, _spawn_item, server.node, item)
     else:
-        assignment = await server.ingest.schedule(lambda: _checked_message(item))
+        assignment = await server.ingest.schedule(lambda: checked_message(item))
     return json_response(
         {
             "id": item.id,

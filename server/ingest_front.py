@@ -1,0 +1,174 @@
+"""The schedule POSTs straight to the ingest, past Starlette's routing and the middleware chain.
+
+Why: under signed ingest the event loop is the one saturated core, and each answer went through the
+router, a Request object, five middlewares each wrapping `send`, and a Response object: ~15-20% of
+the loop's time per item, more than the answer's signature (bench/bench_ingest.py, a GIL profile).
+This layer sits first in the app's middleware and takes only the three shapes of a signed message
+onto an existing process, with a declared body within the limit:
+
+- `POST /` (the legacy MU; when that route is mounted) with a data item that is not a spawn,
+- `POST /~scheduler@1.0/schedule?target=<pid>` (or `process=`),
+- `POST /<pid>~process@1.0/schedule` with an httpsig@1.0 message or an ANS-104 item.
+
+Everything else, a spawn included (its body is handed on as read), goes down the full app. The
+answer is the one the full app gives: the same JSON, the same signature headers (server/signing.py),
+the same CORS headers, counted in the same metrics; errors are JSON with the engine error's status.
+`AONODE_LEAN_INGEST=0` sends these through the full app too (to compare).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import URL
+
+from aonode.engine.answers import AssignmentJSON
+from aonode.engine.errors import AONodeError, Busy
+from aonode.engine.message import is_id
+from aonode.server import codec, observe, paths
+from aonode.server.hyperbeam import Hyperbeam, Incoming
+from aonode.server.legacy.mu import checked_message, is_spawn
+from aonode.server.signing import Message, Receive, Scope, Send, answer_fields
+from aonode.server.state import Server
+
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+Header = tuple[bytes, bytes]
+SCHEDULER_PATH = "/~scheduler@1.0/schedule"
+PROCESS_SCHEDULE = f"{paths.PROCESS_DEVICE}/schedule"
+RETRY_AFTER_SECONDS = 1
+
+
+def lean_ingest_enabled() -> bool:
+    return os.environ.get("AONODE_LEAN_INGEST", "1") != "0"
+
+
+class IngestFront:
+    """ASGI middleware: the schedule POSTs above answered here, the rest passed to `app`."""
+
+    def __init__(self, app: App, server: Server, hyperbeam: Hyperbeam, mu: bool, cors: Sequence[Header]) -> None:
+        self.app = app
+        self.server = server
+        self.hyperbeam = hyperbeam
+        self.mu = mu  # the legacy MU's `POST /` is mounted
+        self.cors = list(cors)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        pid = self._scheduler_target(scope) if path.rstrip("/") == SCHEDULER_PATH else None
+        if pid is None and path.endswith(PROCESS_SCHEDULE) and _is_message(scope):
+            head = path[1:].split("/", 1)[0].removesuffix(paths.PROCESS_DEVICE)
+            pid = head if is_id(head) and path.rstrip("/") == f"/{head}{PROCESS_SCHEDULE}" else None
+        is_mu = pid is None and self.mu and path == "/" and b"assign=" not in scope["query_string"]
+        if pid is None and not is_mu:
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is None or not declared.isdigit() or int(declared) > self.server.limits.max_body:
+            await self.app(scope, receive, send)  # chunked or too large: the app's read_body says so
+            return
+        started = time.perf_counter()
+        body = await _body(receive)
+        try:
+            if pid is not None:
+                got = Incoming("POST", str(URL(scope=scope)), _headers(scope), body)
+                answer: object = await self.hyperbeam.schedule_incoming(got, pid)
+            else:
+                item = codec.parsed_data_item(body)
+                if is_spawn(item):
+                    await self.app(scope, _replay(body, receive), send)  # a spawn computes: the full MU route
+                    return
+                assignment = await self.server.ingest.schedule(lambda: checked_message(item))
+                answer = _mu_answer(item.id, assignment)
+            status, encoded, extra = 200, codec.dump_json(answer), []
+        except AONodeError as err:  # as app.py's handlers answer them
+            status = err.status if 400 <= err.status < 600 else 500
+            encoded, extra = codec.error_body(str(err) or type(err).__name__), _retry_after(err)
+        except Exception as err:  # noqa: BLE001 - answered as the app answers an internal error
+            status, encoded, extra = 500, codec.error_body(f"internal error: {type(err).__name__}: {err}"), []
+        await self._answer(send, status, encoded, extra)
+        observe.record(path, "POST", status, time.perf_counter() - started)
+
+    def _scheduler_target(self, scope: Scope) -> str | None:
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        pid = query.get("target") or query.get("process") or ""
+        return pid if is_id(pid) else None
+
+    async def _answer(self, send: Send, status: int, body: bytes, extra: list[Header]) -> None:
+        """JSON `body` as the app's middlewares answer it: signed fields, signatures, then CORS."""
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.JSON.encode()), *extra]
+        signer = self.server.signer
+        if signer is not None:
+            fields = answer_fields(codec.JSON.encode(), body)
+            signed = await signer.sign(fields)
+            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields if k != "content-type"]
+            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed]
+        headers += self.cors
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_message(scope: Scope) -> bool:
+    """A signed httpsig@1.0 request, a multipart body, or an ANS-104 item (unsigned JSON stays the app's)."""
+    content_type = _header(scope, b"content-type") or ""
+    if _header(scope, b"signature-input") is not None or content_type.lower().startswith("multipart/form-data"):
+        return True
+    return codec.is_data_item(content_type)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _headers(scope: Scope) -> tuple[tuple[str, str], ...]:
+    """As Starlette's `request.headers.items()`."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: the app's own read would see the same
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, then: Receive) -> Receive:
+    """A `receive` that gives the body already read, then what the connection says (a disconnect)."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await then()
+
+    return receive
+
+
+def _retry_after(err: AONodeError) -> list[Header]:
+    return [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if isinstance(err, Busy) else []
+
+
+def _mu_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
+    """What the legacy MU answers for a scheduled data item (server/legacy/mu.py)."""
+    return {
+        "id": item_id,
+        "message": "Processing DataItem",
+        "timestamp": assignment["timestamp"],
+        "slot": assignment["slot"],
+        "process": assignment["process"],
+    }
