@@ -1,11 +1,15 @@
 """Fuel and memory caps: a failing message raises, leaves the state exactly as before, and the next works."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
 from aonode.engine.wasm import Instance, Limits, Runtime, parse_size
+from aonode.engine.wasm.budget import FUEL_RATE_MAX
 
 pytestmark = pytest.mark.slow  # fuel-metered and limit-breach runs compile the image twice
 
@@ -93,3 +97,28 @@ def test_fast_and_metered_engines_agree(runtime, aos_image, fuel):
         assert fast.memory_sha256() == metered.memory_sha256()
         counted.append(fast.last_gas_used > 0)  # only a metered run counts fuel
     assert counted[1] is (fuel is not None)  # the slow loop went to the metered engine when limited
+
+
+def test_a_wait_for_the_gil_is_not_fuel(runtime, aos_image):
+    """The fast engine's verdict counts the calling thread's CPU time: a message that waited for the
+    GIL once its wasm returned (another thread in a long C call, as the compute thread's Python while
+    the wasm-ahead thread runs) is kept, not redone metered (a rebuild and a stay on the slow engine)."""
+    fuel = int(0.05 * FUEL_RATE_MAX)  # 50 ms of CPU; the message takes a few
+    inst = spawned(runtime, aos_image, Limits(fuel=fuel))
+    evaluate(inst, "acc = 0", 1)
+    started = threading.Event()
+
+    def hold_the_gil() -> None:
+        started.set()
+        time.sleep(0.002)  # the main thread is in wasm by now, without the GIL
+        sum(range(3_000_000))  # one C call: the GIL is held throughout (~100 ms)
+
+    holder = threading.Thread(target=hold_the_gil)
+    holder.start()
+    started.wait()
+    begun = time.perf_counter()
+    assert evaluate(inst, "for i = 1, 20000 do acc = acc + i % 7 end return acc", 2).error is None
+    waited = time.perf_counter() - begun
+    holder.join()
+    assert waited > fuel / FUEL_RATE_MAX  # the wait happened: the call's wall time passed the CPU bound
+    assert inst.last_gas_used == 0  # only a metered run counts fuel: it was not redone

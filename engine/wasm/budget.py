@@ -23,10 +23,15 @@ from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, keep_ticking
 UNLIMITED_FUEL = 2**62
 NO_DEADLINE = 2**62
 # No CPU burns more fuel per second than this, so a message that finishes in under fuel/FUEL_RATE_MAX
-# seconds of wall time used less than `fuel`. Fuel counts the original image's wasm operators, several
-# of which can share one machine instruction; the fast variant ran a tight Lua loop at 2.3e10 fuel/s
-# on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
+# seconds of its thread's CPU time used less than `fuel`. Fuel counts the original image's wasm
+# operators, several of which can share one machine instruction; the fast variant ran a tight Lua loop
+# at 2.3e10 fuel/s on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
 FUEL_RATE_MAX = 4e11
+# The wall-clock deadline is this many times that CPU time: a call that waits for a core meanwhile
+# (a loaded machine, two compute threads and the snapshot encoders on two cores) is not cut short and
+# redone metered (a rebuild and a stay on the slow engine: hundreds of ms); a runaway loop only runs
+# this much longer before its metered redo, which takes far longer anyway.
+DEADLINE_SLACK = 4
 
 
 class DeadlineReached(WasmTrap):
@@ -49,7 +54,7 @@ class Budget:
         self.interrupt: ctypes.Array[ctypes.c_ubyte] | None = None
 
     def fits(self, seconds: float, fuel: int | None) -> bool:
-        """Whether a call that took `seconds` certainly stayed within `fuel` (always, when metered)."""
+        """Whether a call that ran `seconds` of CPU time certainly stayed within `fuel` (always, when metered)."""
         return self.flavor == Flavor.METERED or fuel is None or seconds < fuel / FUEL_RATE_MAX
 
     def gas_used(self, fuel: int | None) -> int:
@@ -67,11 +72,11 @@ class Budget:
             assert self.interrupt is not None
             self.interrupt[0] = 0
             if fuel is not None:
-                return watch_deadline(self.interrupt, fuel / FUEL_RATE_MAX)
+                return watch_deadline(self.interrupt, DEADLINE_SLACK * fuel / FUEL_RATE_MAX)
         elif fuel is None:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:
-            self.store.set_epoch_deadline(int(fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
+            self.store.set_epoch_deadline(int(DEADLINE_SLACK * fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
             return keep_ticking()
         return None
 

@@ -194,11 +194,14 @@ class Instance:
     def handle(self, msg_json: str, env_json: str) -> str:
         """Evaluate one message; on any failure the state is exactly as before and an error is raised.
 
-        The epoch engine has no fuel counter. A message it finishes in less wall time than the fuel
-        limit could possibly take (budget.FUEL_RATE_MAX) is certainly within the limit; any other
-        message (including one stopped by the deadline) is redone on the metered engine, whose verdict
-        is deterministic. A message that needs to suspend in the fast variant is redone on the
-        original image. Results never depend on which flavour ran: all leave the same memory."""
+        The epoch engine has no fuel counter. A message it finishes in less CPU time (this thread's)
+        than the fuel limit could possibly take (budget.FUEL_RATE_MAX) is certainly within the limit;
+        any other message (including one stopped by the deadline) is redone on the metered engine,
+        whose verdict is deterministic. CPU time, not wall time: a wait for the GIL (the compute
+        thread's Python while this runs on the wasm-ahead thread) or for a core (a loaded machine)
+        burns no fuel, and a redo costs a rebuild and a stay on the slow engine (hundreds of ms). A
+        message that needs to suspend in the fast variant is redone on the original image. Results
+        never depend on which flavour ran: all leave the same memory."""
         if not self.has_handle:
             raise ModuleError("image exports no `handle`")
         fuel = self.limits.fuel
@@ -207,10 +210,10 @@ class Instance:
         if self._itinerary.stay_over:
             self.checkpoint()  # home again (deferred to here: a snapshot taken meanwhile did it for free)
         while True:
-            started = time.perf_counter()
+            started = time.thread_time()
             try:
                 raw = self._handle_once(msg_json, env_json, fuel)
-                if self._linked.budget.fits(time.perf_counter() - started, fuel):
+                if self._linked.budget.fits(time.thread_time() - started, fuel):
                     break
                 redo = Flavor.METERED  # undecided: it may have used more than its fuel
             except DeadlineReached:
