@@ -8,12 +8,13 @@ dry-run first computes what is scheduled (as the legacy CU does), then evaluates
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from aonode.engine.answers import JSON, ProcessMemory, ProcessView
 from aonode.engine.errors import BadInput, Busy, NotFound
@@ -141,7 +142,7 @@ STREAM_WAIT_SECONDS = 5.0
 async def get_state(request: Request) -> Response:
     """The memory as a legacy CU serves it, streamed a 64 KiB chunk at a time from the stored snapshot:
     a reader holds one decompressed chunk, at most STATE_STREAMS stream at once, and a reader that
-    goes away stops the stream (its chunks are dropped with the generator)."""
+    goes away stops the stream and frees its place (_HeldStream)."""
     node = server_of(request).node
     pid = checked_id(request.path_params["pid"], "process id")
     streams = _streams(request)
@@ -160,7 +161,7 @@ async def get_state(request: Request) -> Response:
         "Last-Block-Height": str(memory.block_height),
         "Content-Length": str(memory.size),
     }
-    return StreamingResponse(_stream(memory, streams), media_type="application/octet-stream", headers=headers)
+    return _HeldStream(_stream(memory), streams, headers)
 
 
 def _streams(request: Request) -> anyio.Semaphore:
@@ -170,10 +171,26 @@ def _streams(request: Request) -> anyio.Semaphore:
     return state.state_streams
 
 
-async def _stream(memory: ProcessMemory, streams: anyio.Semaphore) -> AsyncIterator[bytes]:
+async def _stream(memory: ProcessMemory) -> AsyncGenerator[bytes]:
     pieces = iter(memory.chunks)
-    try:
-        while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
-            yield piece
-    finally:
-        streams.release()
+    while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
+        yield piece
+
+
+class _HeldStream(StreamingResponse):
+    """A streamed answer that holds one of the /state places until it ends, however it ends. Starlette
+    stops iterating a body whose reader went away but leaves the generator to the garbage collector, so
+    a place freed by the generator's own `finally` came back only at the next collection (seconds, or
+    never for a body that was not started) and later readers got 503s meanwhile."""
+
+    def __init__(self, body: AsyncGenerator[bytes], place: anyio.Semaphore, headers: Mapping[str, str]) -> None:
+        super().__init__(body, media_type="application/octet-stream", headers=headers)
+        self._body, self._place = body, place
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._body.aclose()
+            self._place.release()
