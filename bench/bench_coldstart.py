@@ -16,10 +16,11 @@ phases are read from outside:
   these benches run on is shared, so wall times move with its load; the CPU seconds much less: on an
   idle 2-core machine the wall time is about CPU / 2 to CPU (compiles use both cores, imports one).
 - phases: the node marks where its start is (engine/startup.py, AONODE_STARTUP_TRACE=1), each as
-  wall seconds since launch / CPU seconds of the node so far: `imports` (the CLI and the HTTP stack
-  loaded), `wallet` (the node's key made, on a thread), `compiled` (the demo image compiled for the
-  metered engine, on a thread), `node` (the Node built: it waits for the wallet), `demo` (the demo
-  token spawned and computed: it waits for the image).
+  wall seconds since launch / CPU seconds of the node so far: `searching` (the two key searches
+  forked), `compiling` (the compile thread has wasmtime: its compile begins), `imports` (the CLI and
+  the HTTP stack loaded), `wallet` (the node's key made, on a thread), `compiled` (the demo image
+  compiled for the metered engine, on a thread), `node` (the Node built: it waits for the wallet),
+  `demo` (the demo token spawned and computed: it waits for the image).
 
 Python's own bytecode of aonode is compiled up front (`compileall`), as `pip install` does and as a
 first run writes it: it is part of an installation, not of a cold start. `--source` measures starts
@@ -61,7 +62,7 @@ DEADLINE_SECONDS = 900.0  # deriving the variant on a loaded machine
 BUILDS = 3  # compiled builds a node keeps of an image it prepared: metered, original, variant
 TARGET_SECONDS = 3.0  # issue 13 goal 4: a cold first read within this
 PACKAGE_DIRS = ("engine", "server", "modules")  # aonode's sources (pyproject.toml package-dir)
-PHASES = ("serve-imports", "wallet", "compiled", "node", "demo")  # the marks engine/startup.py writes
+PHASES = ("searching", "compiling", "serve-imports", "wallet", "compiled", "node", "demo")  # engine/startup.py marks
 
 
 @dataclass

@@ -37,6 +37,7 @@ def warm_image(data_dir: Path, ref: str) -> threading.Event:
             import_compiler()
         finally:
             imported.set()
+            mark("compiling")
         try:
             precompile(Path(data_dir), resolve(ref, allow_path=False).read_bytes(), ref)
             mark("compiled")
@@ -57,6 +58,8 @@ def warm_wallet(data_dir: Path) -> Callable[[], Wallet | None]:
     made: list[Wallet] = []
     # Begun here, before any thread: the key searches then fork (keygen_race.py), no interpreter to start.
     race = None if (Path(data_dir) / "wallet.json").exists() else KeyRace()
+    if race is not None:
+        mark("searching")
 
     def run() -> None:
         try:

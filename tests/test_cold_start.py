@@ -16,7 +16,7 @@ from tests.helpers.images import use_shared_modules
 pytestmark = pytest.mark.slow  # two real CLI starts, the first one compiling an AOS image
 
 SUPPLY = "1000000000000000"  # server/serve.py DEMO_TOKEN_LUA
-MARKS = ("cli-imports", "wallet", "compiled", "serve-imports", "node", "demo")
+MARKS = ("cli-imports", "searching", "compiling", "wallet", "compiled", "serve-imports", "node", "demo")
 
 
 def test_cold_demo_answers_its_first_read_signed_by_the_saved_wallet(tmp_path, monkeypatch):
