@@ -9,6 +9,8 @@ Prometheus expects of a scrape target; gauges are set by whoever owns the number
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -80,7 +82,13 @@ def lua_read(ran: bool) -> None:
 
 
 def pool_depth(pool: str, depth: int) -> None:
-    POOL_DEPTH.labels(pool).set(depth)
+    _pool_gauge(pool).set(depth)
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_gauge(pool: str) -> Gauge:
+    """The pool's labelled gauge, looked up once: `labels()` costs more than `set()`, twice per ingested item."""
+    return POOL_DEPTH.labels(pool)
 
 
 def render() -> bytes:
