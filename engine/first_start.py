@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aonode.engine.crypto import Wallet
-from aonode.engine.files import write_atomic
 from aonode.engine.keygen_race import KeyRace
+
+if TYPE_CHECKING:
+    from aonode.engine.crypto import Wallet
 
 WALLET = "wallet.json"
 # The sha256 of the wallet file's bytes as this program last made or fully checked them. A load of the
@@ -27,6 +29,8 @@ def data_dir_wallet(data_dir: Path, race: KeyRace | None = None) -> Wallet:
     if path.exists():
         if race is not None:
             race.cancel()
+        from aonode.engine.crypto import Wallet  # not at import: the key searches fork first (keygen_race.py)
+
         data = path.read_bytes()
         known = _digest(data) == _recorded(data_dir)
         wallet = Wallet.from_jwk_bytes(data, str(path), known_valid=known)  # BadInput: nothing recorded
@@ -53,6 +57,8 @@ def _recorded(data_dir: Path) -> str | None:
 def _record(data_dir: Path, data: bytes) -> None:
     """Remember `data` as a wallet file checked (or made) here; a data dir it cannot be written in is
     only checked in full again next time."""
+    from aonode.engine.files import write_atomic
+
     try:
         write_atomic(data_dir / CHECKED, (_digest(data) + "\n").encode(), mode=0o600)
     except OSError:
