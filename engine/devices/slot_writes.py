@@ -6,6 +6,8 @@ call. Computed results can always be recomputed from the schedule, so durability
 batch is enough: results and cache changes of up to `limit` slots go into one transaction per
 process (Store.put_results), results and cache always together, so a read never sees one ahead of
 the other. A named snapshot is never ahead of the stored results (process.py flushes first).
+Each slot's result and changes are encoded when it is added, not inside the batch's transaction
+(store/result_rows.py: a long GIL-held stretch there stalls the wasm-ahead thread).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass, field
 
 from aonode.engine.jsondata import JsonObject
 from aonode.engine.store.base import Store
-from aonode.engine.store.cache_log import CacheChanges
+from aonode.engine.store.cache_log import CacheChanges, encode_changes
+from aonode.engine.store.result_rows import Encoded, encoded
 
 
 @dataclass
@@ -22,8 +25,8 @@ class _Pending:
     """One process's buffered slots; `cache` is its live cache (the cache after its last slot)."""
 
     cache: JsonObject
-    rows: list[tuple[int, str, JsonObject]] = field(default_factory=list)
-    changes: list[tuple[int, list[JsonObject]]] = field(default_factory=list)
+    rows: list[tuple[int, str, Encoded]] = field(default_factory=list)
+    changes: list[tuple[int, list[JsonObject] | bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -43,15 +46,16 @@ class SlotWrites:
         cache: JsonObject,
     ) -> None:
         """Buffer slot `slot` of `pid` (its result `record`, the patch payloads it merged into
-        `cache`); the buffer is stored once it holds `limit` slots. `record` and `changes` must
-        not change afterwards (they are fresh per slot; merges copy what they put in the cache)."""
+        `cache`); the buffer is stored once it holds `limit` slots. `record` and `changes` are
+        encoded now: what they become afterwards is not stored."""
         pending = self._pending.get(pid)
         if pending is None:
             pending = self._pending[pid] = _Pending(cache)
         pending.cache = cache
-        pending.rows.append((slot, message_id, record))
+        # Encoded here, one slot at a time, not in the batch's transaction (store/result_rows.py).
+        pending.rows.append((slot, message_id, encoded(record)))
         if changes:
-            pending.changes.append((slot, changes))
+            pending.changes.append((slot, encode_changes(changes)))
         self._count += 1
         if self._count >= self.limit:
             self.flush()

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from aonode.engine.jsondata import JsonObject
 from aonode.engine.message import Message
 from aonode.engine.store.cache_log import CacheChanges
+from aonode.engine.store.result_rows import Encoded
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,10 @@ class Store(Protocol):
     # A result is one slot's outcome (Output, Messages, Spawns, ...); a cache the patched state.
     def put_result(self, pid: str, slot: int, message_id: str, result: JsonObject) -> None: ...
     def put_results(
-        self, pid: str, rows: Sequence[tuple[int, str, JsonObject]], cache: CacheChanges | None = None
+        self, pid: str, rows: Sequence[tuple[int, str, JsonObject | Encoded]], cache: CacheChanges | None = None
     ) -> None:
-        """(slot, message id, result) of several slots, and `cache`, the cache changes those slots
-        made (cache_log.plan), in one transaction."""
+        """(slot, message id, result: JSON or already encoded) of several slots, and `cache`, the
+        cache changes those slots made (cache_log.plan), in one transaction."""
         ...
 
     def get_result(self, pid: str, slot: int) -> JsonObject | None: ...

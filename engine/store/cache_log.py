@@ -68,7 +68,7 @@ class CacheChanges:
     """The patch payloads merged at each patching slot of a computed batch (slot order), and the
     cache after the last of them (None: do not write a full copy now, e.g. after a failed slot)."""
 
-    slots: list[tuple[int, list[JsonMap]]]
+    slots: list[tuple[int, list[JsonMap] | bytes]]  # bytes: the payloads already encoded (encode_changes)
     cache: JsonMap | None
 
 
@@ -87,7 +87,7 @@ def plan(since: SinceFull, batch: CacheChanges) -> CacheRows:
     rows: list[tuple[int, bytes]] = []
     due = False
     for slot, payloads in batch.slots:
-        delta = encode_changes(payloads)
+        delta = payloads if isinstance(payloads, bytes) else encode_changes(payloads)
         due = due or wants_full(since, len(delta))
         since = SinceFull(since.full_bytes, since.changes_bytes + len(delta), since.changes + 1)
         rows.append((slot, delta))

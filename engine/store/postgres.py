@@ -27,6 +27,7 @@ from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.pg_schema import migrate
 from aonode.engine.store.pg_sequence import Sequencer
+from aonode.engine.store.result_rows import Encoded, stored
 from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
@@ -216,7 +217,7 @@ class PostgresStore:
         self.put_results(pid, [(slot, message_id, result)])
 
     def put_results(
-        self, pid: str, rows: Sequence[tuple[int, str, dict]], cache: cache_log.CacheChanges | None = None
+        self, pid: str, rows: Sequence[tuple[int, str, dict | Encoded]], cache: cache_log.CacheChanges | None = None
     ) -> None:
         """Several slots' results, and the cache changes they made, in one transaction (one commit
         for a computed batch)."""
@@ -226,7 +227,7 @@ class PostgresStore:
                 cur.executemany(
                     "INSERT INTO results VALUES (%s, %s, %s, %s) ON CONFLICT (process, slot) DO UPDATE "
                     "SET message_id = excluded.message_id, body = excluded.body",
-                    [(pid, slot, mid, cbor2.dumps(result)) for slot, mid, result in rows],
+                    [(pid, slot, mid, stored(result)) for slot, mid, result in rows],
                 )
             if cache is not None and cache.slots:
                 _put_changes(conn, pid, cache)

@@ -26,6 +26,7 @@ from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
 from aonode.engine.store.group_commit import group_committer
+from aonode.engine.store.result_rows import Encoded, stored
 from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
@@ -217,14 +218,14 @@ class SQLiteStore(SQLiteDatabase):
         self.put_results(pid, [(slot, message_id, result)])
 
     def put_results(
-        self, pid: str, rows: Sequence[tuple[int, str, dict]], cache: cache_log.CacheChanges | None = None
+        self, pid: str, rows: Sequence[tuple[int, str, dict | Encoded]], cache: cache_log.CacheChanges | None = None
     ) -> None:
         """Several slots' results, and the cache changes they made, in one transaction (one commit
         for a computed batch)."""
         with self._tx() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
-                [(pid, slot, mid, _encode(result)) for slot, mid, result in rows],
+                [(pid, slot, mid, stored(result)) for slot, mid, result in rows],
             )
             if cache is not None and cache.slots:
                 self._put_changes(conn, pid, cache)
