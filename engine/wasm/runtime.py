@@ -131,6 +131,7 @@ class _Compiled:
 _ENGINES: dict[tuple[Flavor, bool], wasmtime.Engine] = {}
 _COMPILED: dict[tuple[str, Flavor], _Compiled] = {}
 _BUILDING: dict[tuple[str, Flavor], threading.Lock] = {}  # one compile of a build at a time: others wait for it
+_WRITING: set[Path] = set()  # artifacts being written now (by one thread; the others go on)
 _SHARED_LOCK = threading.Lock()
 _FLAG_SUFFIX = {ORIGINAL: ".translated", METERED: ".translated", VARIANT: ".lowered"}
 
@@ -265,11 +266,21 @@ class Runtime:
                     found = build()
                     if found.transient:
                         return found
+                    with _SHARED_LOCK:  # before the waiters wake: they find it instead of compiling again
+                        found = _COMPILED.setdefault((sha, flavor), found)
         with _SHARED_LOCK:
             found = _COMPILED.setdefault((sha, flavor), found)
         artifact = self._artifact_path(sha, flavor)
         if artifact is not None and not (artifact.exists() or artifact.with_suffix(".none").exists()):
-            self._write_artifact(artifact, flavor, found)
+            with _SHARED_LOCK:  # one writer: a first use that waited for the build does not write it again
+                writing = artifact in _WRITING
+                _WRITING.add(artifact)
+            if not writing:
+                try:
+                    self._write_artifact(artifact, flavor, found)
+                finally:
+                    with _SHARED_LOCK:
+                        _WRITING.discard(artifact)
         return found
 
     def _module(self, flavor: Flavor, wasm: bytes, quiet: bool) -> wasmtime.Module:
