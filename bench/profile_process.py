@@ -41,6 +41,7 @@ WORKER = "aonode-wasm-ahead"  # the wasm-ahead thread's name
 PARTS: tuple[tuple[type, str, str], ...] = (
     (Instance, "handle", "wasm call (Instance.handle: what bare wasm measures)"),
     (JSONInterface, "compute", "json-iface (message JSON in on pass 1, result JSON out on pass 2)"),
+    (JSONInterface, "prepare", "json-iface message JSON in, ahead of pass 1 (wasm ahead)"),
     (Patch, "compute", "patch device"),
     (Push, "compute", "push device"),
     (SlotWrites, "flush", "store: results + cache changes, one transaction per batch"),

@@ -68,12 +68,17 @@ class JSONInterface:
     def info() -> DeviceInfo:
         return INFO
 
-    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
-        if ctx.pass_ == 1:
-            if ctx.message is None:
-                return Signal.OK
+    def prepare(self, state: ProcessState, ctx: SlotContext) -> None:
+        """Pass 1's encoding ahead of pass 1 (it reads only the message, its assignment and the
+        definition): a backlog does it on the compute thread, so the wasm-ahead thread only runs wasm."""
+        if ctx.message is not None:
             body = legacy_message(ctx.message, state.process_id, state.process, ctx.assignment)
             ctx.wasm_input = (aos.message_json(body), self._env_json(state))
+
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal:
+        if ctx.pass_ == 1:
+            if ctx.wasm_input is None:  # not prepared ahead
+                self.prepare(state, ctx)
             return Signal.OK
         raw, ctx.wasm_output = ctx.wasm_output, None
         if raw is None:  # the wasm device already put an error result in place

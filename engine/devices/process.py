@@ -240,6 +240,16 @@ class ProcessDevice:
             raise BadInput(f"slot {ctx.slot} cannot follow slot {state.at_slot}")
         return self.finish(state, ctx, self.begin(state, ctx))
 
+    def prepare(self, state: ProcessState, ctx: SlotContext) -> None:
+        """The part of a slot's first pass that reads only its message and the definition (json-iface's
+        encoding), on the compute thread before `begin` runs on the wasm-ahead thread; `begin` does
+        what was not done."""
+        assert ctx.assignment is not None
+        stack = _stack(state)
+        if isinstance(stack, Stack) and stack.mode == "fold":
+            ctx.message = ctx.assignment.message
+            stack.prepare(state, ctx)
+
     def begin(self, state: ProcessState, ctx: SlotContext) -> Signal:
         """A slot's first pass (in the AOS stack: its message encoded and run in wasm); in a backlog
         it runs on the wasm-ahead thread (wasm_ahead.py) while the slot before it is finished."""

@@ -45,6 +45,12 @@ class Stack:
         ctx.pass_ = 1
         return self._fold_once(key, state, ctx)
 
+    def prepare(self, state: ProcessState, ctx: SlotContext) -> None:
+        """The devices' `prepare`: pass-1 work that reads only the message and the definition, done
+        before pass 1 and on another thread (json-iface encodes; devices/wasm_ahead.py)."""
+        for fn in self._keys("prepare"):
+            fn(state, ctx)
+
     def later_passes(self, key: str, state: ProcessState, ctx: SlotContext, outcome: Signal) -> Signal:
         """The passes after the one that answered `outcome`, while a device asks for another."""
         while outcome is Signal.PASS:

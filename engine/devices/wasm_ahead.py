@@ -5,6 +5,8 @@ variant calls no Python import during a message). So while a worker thread runs 
 the next slots one after another (json-iface encodes the message, wasm64 runs `handle`), the compute
 thread runs the earlier slots' later passes (json-iface decodes, patch merges), push and the buffered
 store writes: with a core free, a backlog costs about the larger of the two per slot, not their sum.
+The compute thread also encodes each slot's message (`prepare`) before handing it over, since it
+has time to spare and the worker, whose wasm calls set the pace, has none.
 The path may then use two cores. The worker is one thread per backlog that goes from one slot to the
 next by itself (a hand-over per slot would cost two thread wake-ups per message), and only its call
 into wasm lets go of the GIL (engine/wasm/guest.py keeps it for memory access): at any other release
@@ -52,6 +54,7 @@ SWITCH = "AONODE_WASM_AHEAD"
 class Slots(Protocol):
     """What process@1.0 does for one slot, in the two halves this module runs apart."""
 
+    def prepare(self, state: ProcessState, ctx: SlotContext) -> None: ...
     def begin(self, state: ProcessState, ctx: SlotContext) -> Signal: ...
     def finish(
         self, state: ProcessState, ctx: SlotContext, signal: Signal, cache: Future[JsonObject] | None = None
@@ -145,6 +148,10 @@ def compute_ahead(slots: Slots, state: ProcessState, contexts: Iterator[SlotCont
                 exhausted = True
                 worker.inputs.put(None)
                 return
+            try:
+                slots.prepare(state, ctx)
+            except Exception:  # noqa: BLE001 - left to pass 1, which raises it in the slot's turn
+                ctx.wasm_input = None
             worker.inputs.put(ctx)
             in_flight += 1
 
