@@ -32,7 +32,10 @@ MANIFEST_LEVEL = 3  # half of a manifest is the zero chunk's name over and over
 MANIFEST_MAX = 1 << 26  # a manifest of 128 GiB of memory
 _HEAD = struct.Struct("<QII")  # memory size, host-state length, number of bases
 
-_libc = ctypes.CDLL(None)
+# memcmp keeps the GIL (PyDLL): ~2,000 chunks of 64 KiB are compared per snapshot of a 126 MiB memory,
+# a few µs each, and a release per call let another Python thread (the compute thread, while the
+# wasm-ahead thread of devices/wasm_ahead.py snapshots) take the GIL for its whole slot at every one.
+_libc = ctypes.PyDLL(None)
 _libc.memcmp.restype = ctypes.c_int
 _libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
 
