@@ -5,7 +5,8 @@ Run: python bench/bench_process.py [--quick]
 - `now` latency after 10, 1,000 and 10,000 messages with nothing new scheduled (must stay flat) and
   with one new message scheduled (grows only by that message's work).
 - Messages/s through Node.schedule + Node.now (store, scheduler, stack, patch, push) next to the bare
-  wasm Instance.handle on the same messages, as ratios: the cost of the orchestration. Node.now runs a
+  wasm Instance.handle on the same messages (the backlog's own, in order, from the same state: it
+  must end with the same memory), as ratios: the cost of the orchestration. Node.now runs a
   backlog's wasm calls on a second thread, ahead of the slots' post-processing
   (engine/devices/wasm_ahead.py), so the process path may use more than one core: the output gives the
   wall-time ratio AND the CPU-time ratio (all threads), the cores the path used, and the same path
@@ -149,34 +150,43 @@ def path_and_bare(n: int, token: bool, bare: bool = True) -> tuple[float, Rate, 
         start, cpu = time.perf_counter(), time.process_time()
         node.now(pid)
         full = Rate(n / (time.perf_counter() - start), n / (time.process_time() - cpu))
-        # The bare device gets exactly the JSON the process path hands it (same tags, assignment fields),
-        # under the same limits as the wasm device gives it (a deadline per call, from the node's
-        # compute cap) and, for reference, with no limit at all.
+        # The bare device gets exactly the JSON the process path hands it (the same messages in the
+        # same order from the same state), under the same limits as the wasm device gives it (a
+        # deadline per call, from the node's compute cap) and, for reference, with no limit at all.
         process = node.store.get_process(pid)
-        limited = bare_rate(node, pid, first, n, limits_for(process)) if bare else full
-        unlimited = bare_rate(node, pid, first, n, Limits()) if bare else full
+        instance = node.live.state(pid).instance
+        assert instance is not None
+        memory = instance.memory_sha256()  # what bare wasm must end with too: the same work
+        limited = bare_rate(node, pid, first, n, limits_for(process), memory) if bare else full
+        unlimited = bare_rate(node, pid, first, n, Limits(), memory) if bare else full
         node.close()
     return ingest, full, limited, unlimited
 
 
-def bare_rate(node: Node, pid: str, first: int, n: int, limits: Limits) -> Rate:
-    """Messages/s of a bare Instance.handle on the process's last message, after the same setup."""
+def bare_rate(node: Node, pid: str, first: int, n: int, limits: Limits, memory: str) -> Rate:
+    """Messages/s of a bare Instance.handle on the backlog's own messages, each once and in slot
+    order, from the same state (the setup slots replayed first): the same work the process path's
+    wasm device does, its JSON made before the clock starts. Its first two messages (spawn, setup)
+    move the instance onto the fast variant, as they moved the process's. It must end with the
+    process's memory (`memory`, its sha256)."""
     inst = Instance(node.runtime, node.images.load("aos2_0_6"), limits=limits)
     process = node.store.get_process(pid)
     proc_env = environment(pid, process)
     env = aos.env_json(proc_env["Process"], proc_env["Module"])
-    spawn = node.store.get_assignment(pid, 0)
-    inst.handle(aos.message_json(legacy_message(process, pid, process, spawn)), env)
-    for setup in range(1, first):
-        a = node.store.get_assignment(pid, setup)
-        inst.handle(aos.message_json(legacy_message(a.message, pid, process, a)), env)
-    last = node.store.get_assignment(pid, first + n - 1)
-    msg = aos.message_json(legacy_message(last.message, pid, process, last))
-    inst.handle(msg, env)  # untimed: moves the instance to the fast variant
+
+    def message(slot: int) -> str:
+        a = node.store.get_assignment(pid, slot)
+        return aos.message_json(legacy_message(process if slot == 0 else a.message, pid, process, a))
+
+    for setup in range(first):
+        inst.handle(message(setup), env)
+    backlog = [message(slot) for slot in range(first, first + n)]
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(n):
+    for msg in backlog:
         inst.handle(msg, env)
     rate = Rate(n / (time.perf_counter() - start), n / (time.process_time() - cpu))
+    if inst.memory_sha256() != memory:
+        raise SystemExit("bare wasm did not end with the process path's memory: not the same work")
     inst.close()
     return rate
 
