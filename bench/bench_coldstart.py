@@ -29,7 +29,8 @@ in a sandbox that never writes bytecode): ~0.2 CPU s more.
 
 `--against REV` alternates cold starts of another git revision with this checkout's and prints the ratio
 of their first reads per pair (bench/coldstart_reference.py): e.g. `--against 7236e5a`, main before
-issue 13 goal 4's work on the start.
+issue 13 goal 4's work on the start; with `--with-wallet` both starts of a pair find the same wallet.json,
+so the key search's random time stays out of the ratio.
 
     python bench/bench_coldstart.py [--runs 5] [--cold-only] [--source] [--against REV]
 """
@@ -205,7 +206,7 @@ def main() -> None:
         + "  (phases: wall/cpu s)"
     )
     if args.against:
-        _against(args.against, args.runs)
+        _against(args.against, args.runs, args.with_wallet)
         return
     colds: list[float] = []
     for run in range(args.runs):
@@ -227,15 +228,21 @@ def main() -> None:
     )
 
 
-def _against(rev: str, runs: int) -> None:
-    """Cold starts of `rev` and of this checkout, alternating which goes first; their ratio per pair."""
+def _against(rev: str, runs: int, with_wallet: bool = False) -> None:
+    """Cold starts of `rev` and of this checkout, alternating which goes first; their ratio per pair.
+    `with_wallet`: both starts of a pair find the same wallet.json (no key search: its random time, the
+    largest noise in a pair, is out of the comparison)."""
     reference = export(rev)
     ratios: list[float] = []
     try:
         for run in range(runs):
             pair: dict[str, Start] = {}
+            wallet = Wallet.generate() if with_wallet else None  # made before either clock starts
             for which in ("reference", "this") if run % 2 == 0 else ("this", "reference"):
                 with tempfile.TemporaryDirectory(prefix="aonode-coldstart-") as tmp:
+                    if wallet is not None:
+                        (Path(tmp) / "data").mkdir()
+                        wallet.save(Path(tmp) / "data" / "wallet.json")
                     pair[which] = start_once(
                         Path(tmp) / "home", Path(tmp) / "data", False, reference if which == "reference" else None
                     )
