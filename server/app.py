@@ -97,7 +97,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _error_for(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _cors(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> AnyOriginCORS:
+def cors_for(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> AnyOriginCORS:
     return AnyOriginCORS(
         app,
         allow_origins=["*"],
@@ -110,6 +110,11 @@ def _cors(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> AnyOriginCO
 
 async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("only read for its CORS headers")
+
+
+def cors_headers() -> list[tuple[bytes, bytes]]:
+    """The headers the CORS middleware adds to every answer (for answers made before it)."""
+    return cors_for(_no_app)._raw_headers
 
 
 def _lean_ingest(server: Server, routes: list[BaseRoute], cors: list[tuple[bytes, bytes]]) -> list[Middleware]:
@@ -163,10 +168,10 @@ def create_app(
     ]
     table = [route for routes in route_lists for route in routes]
     middleware = [
-        *_lean_ingest(server, table, _cors(_no_app)._raw_headers),
+        *_lean_ingest(server, table, cors_headers()),
         Middleware(observe.HttpMetrics),
         Middleware(CachedReads, node=node),  # whole answers to state reads (server/read_cache.py)
-        Middleware(_cors),
+        Middleware(cors_for),
     ]
     if signer is not None:  # every answer signed for the node wallet (server/signing.py)
         middleware.append(Middleware(SignedResponses, signer=signer))

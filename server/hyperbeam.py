@@ -113,6 +113,17 @@ class Incoming:
     body: bytes
 
 
+def signed_message(got: Incoming) -> tuple[Message | None, httpsig.Decoded | None]:
+    """The request's signed message (an ANS-104 item, the signed httpsig request, or the `body` message
+    its commitments vouch for), checked; (None, the decoded request) when it carries no signature."""
+    headers = dict(got.headers)
+    if codec.is_data_item(headers.get("content-type")) or headers.get("codec-device", "").lower() == "ans104@1.0":
+        return codec.message_from_data_item(got.body), None
+    decoded = httpsig.decode(httpsig.Request(got.method, got.url, got.headers, got.body))
+    committed = decoded.committed()
+    return (committed.to_message() if committed is not None else None), decoded
+
+
 @dataclass
 class Hyperbeam:
     server: Server
@@ -133,14 +144,11 @@ class Hyperbeam:
 
     def decode(self, got: Incoming, pid: str | None, *, required: bool = True) -> Message | None:
         """`incoming`'s message from the request as read (its signatures checked: CPU, no I/O)."""
-        body, headers = got.body, dict(got.headers)
-        content_type = headers.get("content-type")
-        if codec.is_data_item(content_type) or headers.get("codec-device", "").lower() == "ans104@1.0":
-            return codec.message_from_data_item(body)
-        decoded = httpsig.decode(httpsig.Request(got.method, got.url, got.headers, body))
-        committed = decoded.committed()  # the signed request, or the `body` message its commitments vouch for
-        if committed is not None:
-            return committed.to_message()
+        signed, decoded = signed_message(got)
+        if signed is not None:
+            return signed
+        body, content_type = got.body, dict(got.headers).get("content-type")
+        assert decoded is not None  # not a data item
         if not required and not body:
             return None
         if not self.server.dev:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL
@@ -31,7 +32,7 @@ from aonode.engine.message import is_id
 from aonode.server import codec, observe, paths
 from aonode.server.hyperbeam import Hyperbeam, Incoming
 from aonode.server.legacy.mu import checked_message, is_spawn
-from aonode.server.signing import Message, Receive, Scope, Send, answer_fields
+from aonode.server.signing import AnswerSigner, Message, Receive, Scope, Send, answer_fields
 from aonode.server.state import Server
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -56,61 +57,89 @@ class IngestFront:
         self.cors = list(cors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        target = schedule_target(scope, self.mu, self.server.limits.max_body)
+        if target is None:
             await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        pid = self._scheduler_target(scope) if path.rstrip("/") == SCHEDULER_PATH else None
-        if pid is None and path.endswith(PROCESS_SCHEDULE) and _is_message(scope):
-            head = path[1:].split("/", 1)[0].removesuffix(paths.PROCESS_DEVICE)
-            pid = head if is_id(head) and path.rstrip("/") == f"/{head}{PROCESS_SCHEDULE}" else None
-        is_mu = pid is None and self.mu and path == "/" and b"assign=" not in scope["query_string"]
-        if pid is None and not is_mu:
-            await self.app(scope, receive, send)
-            return
-        declared = _header(scope, b"content-length")
-        if declared is None or not declared.isdigit() or int(declared) > self.server.limits.max_body:
-            await self.app(scope, receive, send)  # chunked or too large: the app's read_body says so
             return
         started = time.perf_counter()
-        body = await _body(receive)
+        body = await read_all(receive)
         try:
-            if pid is not None:
-                got = Incoming("POST", str(URL(scope=scope)), _headers(scope), body)
-                answer: object = await self.hyperbeam.schedule_incoming(got, pid)
+            if target.pid is not None:
+                got = incoming(scope, body)
+                answer: object = await self.hyperbeam.schedule_incoming(got, target.pid)
             else:
                 item = codec.parsed_data_item(body)
                 if is_spawn(item):
-                    await self.app(scope, _replay(body, receive), send)  # a spawn computes: the full MU route
+                    await self.app(scope, replay(body, receive), send)  # a spawn computes: the full MU route
                     return
-                assignment = await self.server.ingest.schedule(lambda: checked_message(item))
-                answer = _mu_answer(item.id, assignment)
-            status, encoded, extra = 200, codec.dump_json(answer), []
+                answer = mu_answer(item.id, await self.server.ingest.schedule(lambda: checked_message(item)))
+            status, encoded, extra = 200, codec.dump_json(answer), list[Header]()
         except AONodeError as err:  # as app.py's handlers answer them
-            status = err.status if 400 <= err.status < 600 else 500
-            encoded, extra = codec.error_body(str(err) or type(err).__name__), _retry_after(err)
+            status, encoded, extra = error_answer(err)
         except Exception as err:  # noqa: BLE001 - answered as the app answers an internal error
             status, encoded, extra = 500, codec.error_body(f"internal error: {type(err).__name__}: {err}"), []
         await self._answer(send, status, encoded, extra)
-        observe.record(path, "POST", status, time.perf_counter() - started)
-
-    def _scheduler_target(self, scope: Scope) -> str | None:
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-        pid = query.get("target") or query.get("process") or ""
-        return pid if is_id(pid) else None
+        observe.record(scope["path"], "POST", status, time.perf_counter() - started)
 
     async def _answer(self, send: Send, status: int, body: bytes, extra: list[Header]) -> None:
-        """JSON `body` as the app's middlewares answer it: signed fields, signatures, then CORS."""
-        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.JSON.encode()), *extra]
-        signer = self.server.signer
-        if signer is not None:
-            fields = answer_fields(codec.JSON.encode(), body)
-            signed = await signer.sign(fields)
-            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields if k != "content-type"]
-            headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed]
-        headers += self.cors
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, body, extra, self.server.signer, self.cors)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A schedule POST this layer takes: onto `pid`, or (None) the legacy MU's, whose item names it."""
+
+    pid: str | None
+
+
+def schedule_target(scope: Scope, mu: bool, max_body: int) -> Target | None:
+    """The request's Target when it is one of the schedule POSTs above with a declared body within
+    `max_body`; None for anything else (chunked or too large included: the app's read_body says so)."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    pid = _scheduler_target(scope) if path.rstrip("/") == SCHEDULER_PATH else None
+    if pid is None and path.endswith(PROCESS_SCHEDULE) and _is_message(scope):
+        head = path[1:].split("/", 1)[0].removesuffix(paths.PROCESS_DEVICE)
+        pid = head if is_id(head) and path.rstrip("/") == f"/{head}{PROCESS_SCHEDULE}" else None
+    if pid is None and not (mu and path == "/" and b"assign=" not in scope["query_string"]):
+        return None
+    declared = _header(scope, b"content-length")
+    if declared is None or not declared.isdigit() or int(declared) > max_body:
+        return None
+    return Target(pid)
+
+
+def incoming(scope: Scope, body: bytes) -> Incoming:
+    """The request as hyperbeam.py's decode reads it (Starlette's URL and header text)."""
+    return Incoming("POST", str(URL(scope=scope)), _headers(scope), body)
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, extra: list[Header], signer: AnswerSigner | None, cors: list[Header]
+) -> None:
+    """JSON `body` as the app's middlewares answer it: signed fields, signatures, then CORS."""
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.JSON.encode()), *extra]
+    if signer is not None:
+        fields = answer_fields(codec.JSON.encode(), body)
+        signed = await signer.sign(fields)
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields if k != "content-type"]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed]
+    headers += cors
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_answer(err: AONodeError) -> tuple[int, bytes, list[Header]]:
+    """(status, JSON body, extra headers) of an engine error, as app.py answers it."""
+    status = err.status if 400 <= err.status < 600 else 500
+    return status, codec.error_body(str(err) or type(err).__name__), _retry_after(err)
+
+
+def _scheduler_target(scope: Scope) -> str | None:
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    pid = query.get("target") or query.get("process") or ""
+    return pid if is_id(pid) else None
 
 
 def _is_message(scope: Scope) -> bool:
@@ -133,7 +162,7 @@ def _headers(scope: Scope) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
 
 
-async def _body(receive: Receive) -> bytes:
+async def read_all(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -145,7 +174,7 @@ async def _body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes, then: Receive) -> Receive:
+def replay(body: bytes, then: Receive) -> Receive:
     """A `receive` that gives the body already read, then what the connection says (a disconnect)."""
     sent = False
 
@@ -163,7 +192,7 @@ def _retry_after(err: AONodeError) -> list[Header]:
     return [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if isinstance(err, Busy) else []
 
 
-def _mu_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
+def mu_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
     """What the legacy MU answers for a scheduled data item (server/legacy/mu.py)."""
     return {
         "id": item_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypercorn.config import Config
 from starlette.applications import Starlette
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.first_start import WALLET
 from aonode.engine.gateway import gateway_url
 from aonode.engine.leases import DEFAULT_LEASES, LeaseConfig
 from aonode.engine.message import Message
@@ -25,6 +27,7 @@ from aonode.engine.startup import mark
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
+from aonode.server.ingest_workers import IngestWorkers, reuse_port_socket
 from aonode.server.state import server_of_app
 from aonode.server.warmup import DEMO_MODULE
 
@@ -126,8 +129,11 @@ def serve(
     leases: LeaseConfig = DEFAULT_LEASES,
     wallet: str | Wallet | None = None,
     snapshots: str | None = None,
+    ingest_workers: int = 0,
 ) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
+    `ingest_workers`: processes beside this one that take schedule POSTs on the same port
+    (server/ingest_workers.py).
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
     `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store.
     `wallet`: a JWK file, or the wallet itself; default the data dir's own."""
@@ -143,6 +149,7 @@ def serve(
     )
     mark("node")
     chain_watch = watch_chain(node, gateway_url(), first_after=CHAIN_FIRST_AFTER)
+    workers: IngestWorkers | None = None
     try:
         url = f"http://{host}:{port}"
         if demo:
@@ -155,16 +162,42 @@ def serve(
         )
         announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
-        run_served(_main(app, hypercorn_config(host, port)))
+        config = hypercorn_config(host, port)
+        if ingest_workers > 0:
+            wallet_path = wallet if isinstance(wallet, str) else str(Path(data_dir) / WALLET)
+            workers = _with_workers(node, config, ingest_workers, wallet_path, (limits or Limits()).max_body)
+        run_served(_main(app, config, workers))
     finally:
+        if workers is not None:
+            workers.close()
         chain_watch.set()
         node.close()
 
 
-async def _main(app: Starlette, config: Config) -> None:
+def _with_workers(node: NodeAPI, config: Config, count: int, wallet_path: str, max_body: int) -> IngestWorkers:
+    """`config` rebound to the shared port and a private one; the workers started on both."""
+    host, port = config.bind[0].rsplit(":", 1)
+    host = host.strip("[]")
+    private = socket.socket()
+    private.bind(("127.0.0.1", 0))
+    private.listen(1024)
+    owner = f"http://127.0.0.1:{private.getsockname()[1]}"
+    config.bind = [f"fd://{reuse_port_socket(host, int(port)).detach()}", f"fd://{private.detach()}"]
+    workers = IngestWorkers(node, count, host, int(port), owner, wallet_path, max_body)
+    workers.start()
+    return workers
+
+
+async def _main(app: Starlette, config: Config, workers: IngestWorkers | None = None) -> None:
     stop = asyncio.Event()
     server = server_of_app(app)
-    _stop_on_signals(asyncio.get_running_loop(), stop, server.node.stop_computing)
+
+    def stopping() -> None:
+        server.node.stop_computing()
+        if workers is not None:
+            workers.stop_workers()
+
+    _stop_on_signals(asyncio.get_running_loop(), stop, stopping)
     await run_until(app, config, stop)
     while server.in_flight():  # a compute past hypercorn's graceful timeout still ends its message
         await asyncio.sleep(0.05)

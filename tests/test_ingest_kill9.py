@@ -4,6 +4,7 @@ answered 200 is scheduled at the slot its answer named, and every answer was sig
 This is the whole ingest path a client sees: HTTP, ANS-104 verify, the group commit (concurrent
 schedules of one process share one fsync) and the signer (answers waiting together share one
 signature), so "answered" must still mean "durable" with all of them at work."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,9 @@ import pytest
 
 from aonode.engine.answer_signature import verify_answer
 from aonode.engine.crypto import Wallet
-from aonode.engine.devices.scheduler import verify_chain
-from aonode.engine.store import open_store
 from aonode.modules import catalogue
 from aonode.server.cli.client import build_message, build_spawn, new_anchor
+from tests.helpers.acknowledged import assert_all_stored
 from tests.helpers.httpnode import cli_node
 
 pytestmark = pytest.mark.slow  # a served node killed with -9 under concurrent load, then reopened
@@ -45,12 +45,15 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: 
     lock = threading.Lock()
     with cli_node(data) as (url, proc):
         address = httpx.get(f"{url}/~meta@1.0/info/address").text
-        spawned = httpx.post(f"{url}/", content=build_spawn(wallet, module=module.id, scheduler=address).raw,
-                             headers=OCTET, timeout=300)
+        spawned = httpx.post(
+            f"{url}/", content=build_spawn(wallet, module=module.id, scheduler=address).raw, headers=OCTET, timeout=300
+        )
         assert spawned.status_code == 200, spawned.text
         pid = spawned.json()["process"]
-        items = [build_message(wallet, process=pid, tags=[("Action", "Ping")], data=str(i), anchor=new_anchor())
-                 for i in range(ITEMS)]
+        items = [
+            build_message(wallet, process=pid, tags=[("Action", "Ping")], data=str(i), anchor=new_anchor())
+            for i in range(ITEMS)
+        ]
         queue = list(reversed(items))
         enough = threading.Event()
 
@@ -82,12 +85,4 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: 
             t.join(timeout=120)
     assert signers == {address}
     assert len(acknowledged) >= KILL_AFTER
-    store = open_store(str(data))
-    try:
-        schedule = store.assignments(pid)
-        assert [a.slot for a in schedule] == list(range(len(schedule)))  # no gap, no duplicate
-        assert verify_chain(schedule)
-        stored = {a.message_id: a.slot for a in schedule}
-        assert {mid: stored.get(mid) for mid in acknowledged} == acknowledged
-    finally:
-        store.close()
+    assert_all_stored(data, pid, acknowledged)

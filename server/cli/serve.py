@@ -60,6 +60,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--store share one, so pushed messages and Authority are the same whichever computes",
     )
     serve.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes that share the port and check signed schedule POSTs on their own cores, "
+        "handing them to this process to sequence (server/ingest_workers.py); default 0: none",
+    )
+    serve.add_argument(
         "--lease-ttl",
         type=float,
         default=LeaseConfig.ttl,
@@ -93,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["AONODE_MAX_COMPUTE"] = str(args.max_compute)  # read by engine/devices/wasm64.py
     if args.s3_endpoint:
         os.environ["AWS_ENDPOINT_URL_S3"] = args.s3_endpoint  # read by boto3 (engine/store/s3_blobs.py)
+    if args.ingest_workers < 0:
+        raise checks.UserError("--ingest-workers is a number of processes, 0 or more")
     checks.address_free(args.host, args.port)
     from aonode.server.warmup import DEMO_MODULE, warm_image, warm_wallet
 
@@ -120,6 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
             wallet=own_wallet() if own_wallet is not None else args.wallet,
             snapshots=args.snapshots,
             leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait),
+            ingest_workers=args.ingest_workers,
         )
     except StartupRefused as err:  # a wallet other than the database's, an unreachable bucket: one line
         raise checks.UserError(str(err)) from err

@@ -1,0 +1,101 @@
+"""`aonode serve --ingest-workers N`: the node's process starts N worker processes beside itself.
+
+The node's process keeps serving everything on its port, now with SO_REUSEPORT so that the workers
+(server/ingest_worker.py) listen on the same port and the kernel spreads connections over all of them;
+it also listens on a private loopback port the workers relay other requests to, and on the sequencer
+socket (server/sequencer_socket.py) they hand checked messages to. A worker that dies is started
+again; at a stop the workers get SIGTERM first and answer what they hold while the node still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from aonode.server.api import NodeAPI
+from aonode.server.sequencer_socket import SequencerSocket
+
+log = logging.getLogger("aonode.server")
+RESTART_POLL_SECONDS = 0.5
+STOP_SECONDS = 35.0  # a worker's graceful stop (hypercorn's 30 s) and then some
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on `port` that the workers' sockets may share (SO_REUSEPORT)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+@dataclass
+class IngestWorkers:
+    """The sequencer socket and the supervised worker processes of one served node."""
+
+    node: NodeAPI
+    count: int
+    host: str
+    port: int
+    owner_url: str  # the private loopback base URL of this process
+    wallet_path: str
+    max_body: int
+    name: str = field(default_factory=lambda: f"aonode-ingest-{secrets.token_hex(8)}")
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.sequencer = SequencerSocket(self.node, self.name, self.pids)
+
+    def pids(self) -> set[int]:
+        with self._lock:
+            return {p.pid for p in self.procs if p.poll() is None}
+
+    def start(self) -> None:
+        with self._lock:
+            self.procs = [self._spawn() for _ in range(self.count)]
+        threading.Thread(target=self._supervise, name="aonode-ingest-workers", daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable, "-m", "aonode.server.ingest_worker", "--host", self.host, "--port", str(self.port),
+            "--owner", self.owner_url, "--sequencer", self.name, "--wallet", self.wallet_path,
+            "--max-body", str(self.max_body),
+        ]  # fmt: skip
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(RESTART_POLL_SECONDS):
+            with self._lock:
+                for i, proc in enumerate(self.procs):
+                    if proc.poll() is not None and not self._stopping.is_set():
+                        log.warning("ingest worker %d ended (%s); starting another", proc.pid, proc.returncode)
+                        self.procs[i] = self._spawn()
+
+    def stop_workers(self) -> None:
+        """SIGTERM to every worker (they finish what they hold; the sequencer still answers them)."""
+        self._stopping.set()
+        with self._lock:
+            procs = list(self.procs)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        """After the node's own server has stopped: wait for the workers, then close the sequencer."""
+        self.stop_workers()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.sequencer.close()

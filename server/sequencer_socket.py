@@ -1,0 +1,144 @@
+"""The owner's end of `aonode serve --ingest-workers N`: verified messages in from the worker processes,
+their assignments out once durable, over one local stream socket.
+
+Why: one Python process cannot take more than one core of HTTP and signature checking (the GIL), so
+worker processes (server/ingest_worker.py) share the listening port, read and verify the schedule
+POSTs, and hand each checked message here, to the one process that assigns slots: one group commit,
+one hash chain per process, the chain tips this process keeps stay right. (Workers writing the shared
+SQLite themselves add no commits per second, fsync bounds them, and starve each other on its lock:
+bench/README.md.) A reply goes back only when the commit that holds it is durable, so a worker
+answers nothing that could be lost.
+
+Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message]` (Message.to_cbor) in,
+`[id, status, body]` out (body: the assignment JSON, or the error JSON of the status). Only the
+worker processes this node started may connect (their pids, checked with SO_PEERCRED): a message
+that arrives here is scheduled without a signature check.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import cbor2
+
+from aonode.engine.answers import AssignmentJSON
+from aonode.engine.errors import AONodeError
+from aonode.engine.message import Message
+from aonode.server import codec
+from aonode.server.api import NodeAPI
+
+LENGTH = struct.Struct(">I")
+MAX_FRAME = 64 << 20  # a frame larger than this ends the connection (the worker's body limit is lower)
+PEERCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def read_frame(sock: socket.socket) -> bytes | None:
+    """The next frame's bytes; None when the peer closed the connection between frames."""
+    head = _read_exactly(sock, LENGTH.size)
+    if head is None:
+        return None
+    (size,) = LENGTH.unpack(head)
+    if size > MAX_FRAME:
+        raise ConnectionError(f"a frame of {size} bytes")
+    body = _read_exactly(sock, size)
+    if body is None:
+        raise ConnectionError("the connection closed inside a frame")
+    return body
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            if left == size:
+                return None
+            raise ConnectionError("the connection closed inside a frame")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def frame(value: object) -> bytes:
+    body = cbor2.dumps(value)
+    return LENGTH.pack(len(body)) + body
+
+
+class SequencerSocket:
+    """Listens on a Linux abstract socket named `name`; `allowed()` names the peer pids it serves."""
+
+    def __init__(self, node: NodeAPI, name: str, allowed: Callable[[], set[int]]) -> None:
+        self.node = node
+        self.allowed = allowed
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind("\0" + name)
+        self._listener.listen(64)
+        self._closed = False
+        threading.Thread(target=self._accept, name="aonode-sequencer", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            pid, _uid, _gid = PEERCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
+            if pid not in self.allowed():
+                conn.close()  # not a worker this node started: it could schedule unchecked messages
+                continue
+            threading.Thread(target=self._serve, args=(conn,), name="aonode-sequencer-conn", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        lock = threading.Lock()
+
+        def reply(rid: int, status: int, body: bytes) -> None:
+            with lock:
+                try:
+                    conn.sendall(frame([rid, status, body]))
+                except OSError:
+                    pass  # the worker is gone; what was committed stays committed
+
+        try:
+            while (raw := read_frame(conn)) is not None:
+                rid, pid, blob = cbor2.loads(raw)
+                try:
+                    committed = self.node.schedule_later(str(pid), Message.from_cbor(blob, "a worker's message"))
+                except AONodeError as err:
+                    reply(rid, *_error(err))
+                    continue
+                committed.add_done_callback(functools.partial(_replied, reply, rid))
+        except (OSError, ConnectionError, ValueError, cbor2.CBORDecodeError):
+            pass
+        finally:
+            conn.close()
+
+
+def _replied(reply: Callable[[int, int, bytes], None], rid: int, done: Future[AssignmentJSON]) -> None:
+    reply(rid, *_outcome(done))
+
+
+def _outcome(done: Future[AssignmentJSON]) -> tuple[int, bytes]:
+    err = done.exception()
+    if err is None:
+        return 200, codec.dump_json(done.result())
+    if isinstance(err, AONodeError):
+        return _error(err)
+    return 500, codec.error_body(f"internal error: {type(err).__name__}: {err}")
+
+
+def _error(err: AONodeError) -> tuple[int, bytes]:
+    status = err.status if 400 <= err.status < 600 else 500
+    return status, codec.error_body(str(err) or type(err).__name__)
