@@ -40,6 +40,7 @@ from typing import Protocol
 
 from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.stack import Stack
+from aonode.engine.frozen_heap import frozen_heap
 
 # Devices whose pass 1 touches only the message, the definition and the live instance: json-iface
 # encodes, wasm64 runs `handle`, multipass counts; patch merges only decoded results (pass 2 on).
@@ -131,7 +132,15 @@ class _Worker:
 
 def compute_ahead(slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None]) -> None:
     """Compute the slots `contexts` gives, in order, their first passes on a worker thread up to
-    `AHEAD` slots ahead of the ones finished here; `done` after each finished slot."""
+    `AHEAD` slots ahead of the ones finished here; `done` after each finished slot. The objects
+    older than the backlog are left to the collector until it ends (frozen_heap.py)."""
+    with frozen_heap():
+        _compute_ahead(slots, state, contexts, done)
+
+
+def _compute_ahead(
+    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None]
+) -> None:
     worker = _Worker(slots, state)
     worker.start()
     in_flight, exhausted = 0, False
