@@ -18,9 +18,13 @@
    legacy way: a wasm evaluation per read) against `GET /<pid>~process@1.0/now/cache/balances/<addr>`
    (a patched-cache read); both must answer the same balance.
 
-The node runs in its own process (`--serve`), the load generator here.
+The node runs in its own process (`--serve`), the load generator here. `--ingest-workers 0 2` runs
+everything once per count, the node started with that many worker processes (`aonode serve
+--ingest-workers`; node CPU counts them too), and adds the bare route served by 1 + the most workers
+processes sharing one port.
 
     python bench/bench_ingest.py [--messages 400] [--connections 8 16] [--reads 100] [--unsigned-answers]
+        [--ingest-workers 0 2]
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ import httpx
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 from bench_http import free_port, start  # noqa: E402  (same folder: shared server start-up helpers)
+import ingest_servers  # noqa: E402
 from ingest_client import encode_post, post_all  # noqa: E402
+from ingest_servers import tree_cpu  # noqa: E402
 
 AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 SHARED_MODULES = HERE.parents[2] / "shared" / "modules"
@@ -74,49 +80,21 @@ class Row:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def serve(port: int, data_dir: str, sign_answers: bool = True) -> None:
-    """The node with the legacy API mounted, as an operator would run it (answers signed unless told)."""
-    from aonode.server.app import create_app
-    from aonode.server.compose import make_node
-    from aonode.server.legacy import routes as legacy_routes
-    from aonode.server.serve import hypercorn_config, run_served, run_until
-
-    node = make_node(Path(data_dir), dev=False)
-    try:
-        app = create_app(node, with_legacy=False, extra_routes=legacy_routes(), sign_answers=sign_answers)
-        run_served(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
-    finally:
-        node.close()
-
-
-def serve_bare(port: int) -> None:
-    """One Starlette POST route that reads the body and answers a short JSON, on the node's hypercorn
-    configuration: what HTTP alone costs per item here."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route as StarletteRoute
-
-    from aonode.server.serve import hypercorn_config, run_served, run_until
-
-    async def bare(request: Request) -> Response:
-        await request.body()
-        return Response(b'{"slot":1}', media_type="application/json")
-
-    app = Starlette(routes=[StarletteRoute("/bare", bare, methods=["POST", "GET"])])
-    run_served(run_until(app, hypercorn_config("127.0.0.1", port), asyncio.Event()))
-
-
-def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int]) -> list[tuple[Row, float]]:
-    """The same bodies posted to `serve_bare` in its own process, per connection count."""
+def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int], processes: int = 1,
+              ) -> list[tuple[Row, float]]:  # fmt: skip
+    """The same bodies posted to `ingest_servers.bare` in `processes` processes sharing one port, per
+    connection count (node CPU: all of them)."""
     port = free_port()
-    proc = start([sys.executable, str(HERE), "--serve-bare", str(port)], f"http://127.0.0.1:{port}/bare")
+    procs = [start([sys.executable, str(HERE), "--serve-bare", str(port)], f"http://127.0.0.1:{port}/bare")
+             for _ in range(processes)]  # fmt: skip
     try:
-        route = Route("bare Starlette POST route", "same bodies", "/bare")
-        rows = [ingest(port, route, "", items, conns, proc.pid) for conns in connections]
+        route = Route(f"bare Starlette POST route x{processes}" if processes > 1 else "bare Starlette POST route",
+                      "same bodies", "/bare")  # fmt: skip
+        rows = [ingest(port, route, "", items, conns, *(p.pid for p in procs)) for conns in connections]
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
     return rows
 
 
@@ -196,24 +174,16 @@ ROUTES = (
 ANS104_HB = {"content-type": "application/ans104", "codec-device": "ans104@1.0"}  # as aoconnect sends
 
 
-def server_cpu(pid: int) -> float:
-    """CPU seconds (user + system) the node process has used so far (Linux /proc; nan elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def ingest(
-    port: int, route: Route, pid: str, items: list[tuple[dict[str, str], bytes]], connections: int, node_pid: int
+    port: int, route: Route, pid: str, items: list[tuple[dict[str, str], bytes]], connections: int, *node_pids: int
 ) -> tuple[Row, float]:
-    """The route's rate with pre-encoded requests (bench/ingest_client.py); also the node's CPU ms/item."""
+    """The route's rate with pre-encoded requests (bench/ingest_client.py); also the node's CPU ms/item
+    (its processes and their children: the ingest workers)."""
     path = route.path.format(pid=pid)
     requests = [encode_post(f"127.0.0.1:{port}", path, headers, body) for headers, body in items]
-    cpu_before, client_before = server_cpu(node_pid), time.process_time()
+    cpu_before, client_before = sum(map(tree_cpu, node_pids)), time.process_time()
     outcome = asyncio.run(post_all("127.0.0.1", port, requests, connections))
-    cpu_ms = (server_cpu(node_pid) - cpu_before) * 1000 / len(items)
+    cpu_ms = (sum(map(tree_cpu, node_pids)) - cpu_before) * 1000 / len(items)
     client_seconds = time.process_time() - client_before
     if outcome.failures:
         raise RuntimeError(f"{len(outcome.failures)} posts failed, e.g. {outcome.failures[0]}")
@@ -292,38 +262,19 @@ def print_table(title: str, rows: list[Row], unit: str) -> None:
         print(f"{r.name:<52} {r.count:>6} {r.rate:>10.0f} {r.pct(0.50):>9.2f} {r.pct(0.99):>9.2f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", type=int, default=400, help="signed items per ingest route")
-    parser.add_argument("--connections", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--reads", type=int, default=100, help="dry-runs (cache reads: 10x as many)")
-    parser.add_argument(
-        "--unsigned-answers",
-        action="store_true",
-        help="the node answers unsigned: its per-item cost outside answer signing",
-    )
-    parser.add_argument("--serve", nargs=3, metavar=("PORT", "DATA_DIR", "SIGNED"), help=argparse.SUPPRESS)
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if SHARED_MODULES.is_dir():
-        os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
-    if args.serve:
-        serve(int(args.serve[0]), args.serve[1], sign_answers=args.serve[2] == "signed")
-        return 0
-    if args.serve_bare:
-        serve_bare(args.serve_bare)
-        return 0
-
+def node_rows(args: argparse.Namespace, workers: int) -> tuple[list[tuple[Row, float, Row]], list[tuple[dict[str, str], bytes]], list[Row]]:
+    """A node with `workers` ingest workers: each route's run per connection count (with the parse+verify
+    of the same items right after it), the first run's items, and the read rows."""
     from aonode.engine.crypto import Wallet
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         signed = "unsigned" if args.unsigned_answers else "signed"
-        proc = start([sys.executable, str(HERE), "--serve", str(port), tmp, signed], base + "/~meta@1.0/info")
+        proc = start([sys.executable, str(HERE), "--serve", str(port), tmp, signed, str(workers)], base + "/~meta@1.0/info")
         try:
             with httpx.Client(base_url=base, timeout=300) as http:
-                address = http.get("/~meta@1.0/info/address").text
+                address = wait_for_address(http)
                 wallet = Wallet.generate("rsa")
                 pid = setup_token(http, wallet, address)
                 reads = read_latency(http, pid, wallet.address, args.reads) if args.reads else []
@@ -341,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                 ingests = []
                 for r, c in runs:  # each run's parse+verify rate measured right after it: the same machine load
                     row, cpu_ms = ingest(port, r, pid, items[r, c], c, proc.pid)
+                    row.name += f", {workers} workers" if workers else ""
                     ingests.append((row, cpu_ms, verify_in_process(r.kind, items[r, c])))
                 after = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
         finally:
@@ -348,7 +300,55 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=120)
     if after - before != len(runs) * args.messages:
         raise RuntimeError(f"expected {len(runs) * args.messages} new slots, got {after - before}")
-    bare = bare_rows(items[runs[0]], args.connections)
+    return ingests, items[runs[0]], reads
+
+
+def wait_for_address(http: httpx.Client) -> str:
+    """The node's address once its own process answers (a worker relays to it and says 503 until then)."""
+    for _ in range(600):
+        answer = http.get("/~meta@1.0/info/address")
+        if answer.status_code == 200:
+            return answer.text
+        time.sleep(0.1)
+    raise RuntimeError(f"the node does not answer: {answer.status_code} {answer.text[:200]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=400, help="signed items per ingest route")
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--reads", type=int, default=100, help="dry-runs (cache reads: 10x as many)")
+    parser.add_argument(
+        "--unsigned-answers",
+        action="store_true",
+        help="the node answers unsigned: its per-item cost outside answer signing",
+    )
+    parser.add_argument("--ingest-workers", type=int, nargs="+", default=[0],
+                        help="run the ingest once per count: the node with that many `--ingest-workers` (0: none)")
+    parser.add_argument("--serve", nargs=4, metavar=("PORT", "DATA_DIR", "SIGNED", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if SHARED_MODULES.is_dir():
+        os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
+    if args.serve:
+        port, data_dir, signed, workers = args.serve
+        ingest_servers.node(int(port), data_dir, sign_answers=signed == "signed", workers=int(workers))
+        return 0
+    if args.serve_bare:
+        ingest_servers.bare(args.serve_bare)
+        return 0
+    if args.unsigned_answers and any(args.ingest_workers):
+        parser.error("--unsigned-answers is for the node without --ingest-workers")
+
+    ingests: list[tuple[Row, float, Row]] = []
+    reads: list[Row] = []
+    for workers in args.ingest_workers:
+        got, items, read_rows = node_rows(args, workers)
+        ingests += got
+        reads = reads or read_rows
+    bare = bare_rows(items, args.connections)
+    most = max(args.ingest_workers)
+    bare += bare_rows(items, args.connections, 1 + most) if most else []
     answers = "UNSIGNED answers (--unsigned-answers)" if args.unsigned_answers else "signed answers"
     print(
         f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
@@ -356,19 +356,19 @@ def main(argv: list[str] | None = None) -> int:
         "item; client CPU: this process's CPU per item while posting"
     )
     print(
-        f"{'what':<58} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'what':<70} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'node CPU ms':>11} {'CPU x':>6} {'client CPU ms':>13}"
     )
     for row, cpu_ms, verified in ingests:
         verify_cpu_ms = verified.cpu_seconds * 1000 / verified.count
         print(
-            f"{row.name:<58} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
+            f"{row.name:<70} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
             f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
             f"{row.cpu_seconds * 1000 / row.count:>13.2f}"
         )
     for row, cpu_ms in bare:
         print(
-            f"{row.name:<58} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
+            f"{row.name:<70} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
             f"{cpu_ms:>11.2f} {'-':>6} {row.cpu_seconds * 1000 / row.count:>13.2f}"
         )
     if reads:
