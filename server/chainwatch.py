@@ -36,10 +36,10 @@ def watch_chain(node: NodeAPI, gateway: str, every: float = POLL_SECONDS, first_
     stop = threading.Event()
 
     def run() -> None:
-        import httpx
-
         warned = False
         stop.wait(first_after)
+        import httpx  # after the wait: imported at once, it took the GIL from a cold start's demo spawn
+
         while not stop.is_set():
             try:
                 node.observe_block(*gateway_tip(gateway))
