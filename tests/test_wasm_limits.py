@@ -8,7 +8,7 @@ import pytest
 
 from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
-from aonode.engine.wasm import Instance, Limits, Runtime, parse_size
+from aonode.engine.wasm import Instance, Limits, Runtime, budget, parse_size
 from aonode.engine.wasm.budget import FUEL_RATE_MAX
 
 pytestmark = pytest.mark.slow  # fuel-metered and limit-breach runs compile the image twice
@@ -122,3 +122,25 @@ def test_a_wait_for_the_gil_is_not_fuel(runtime, aos_image):
     holder.join()
     assert waited > fuel / FUEL_RATE_MAX  # the wait happened: the call's wall time passed the CPU bound
     assert inst.last_gas_used == 0  # only a metered run counts fuel: it was not redone
+
+
+def test_an_error_after_more_than_the_fuel_bound_is_the_metered_verdict(runtime, aos_image, monkeypatch):
+    """A message the fast engine ends in an error (here: the memory cap) after more CPU time than its
+    fuel can take is undecided like one that ends well: the metered engine may have run out of fuel
+    first, and that answer (ComputeLimitExceeded, not the error) is the one stored. The wall deadline
+    does not settle it: the ticker that enforces it is a thread that runs late under load and GIL
+    contention (modelled here by a late deadline)."""
+    monkeypatch.setattr(budget, "DEADLINE_SLACK", 100_000)
+    limits = Limits(fuel=2_000_000_000, memory=parse_size("192-mb"))  # 5 ms of CPU at FUEL_RATE_MAX
+    code = "for i = 1, 20000000 do end local s = string.rep('x', 256 * 1024 * 1024) return #s"
+    verdicts = []
+    for metered in (True, False):
+        inst = spawned(runtime, aos_image, limits, metered=metered)
+        for n in range(1, 5):  # a fast instance whose spawn was redone metered is home again after these
+            evaluate(inst, "return 1", n)
+        before = inst.memory_sha256()
+        with pytest.raises((ComputeLimitExceeded, MemoryLimitExceeded)) as raised:
+            evaluate(inst, code, 5)  # the loop alone burns ~2.2e9 fuel
+        assert inst.memory_sha256() == before
+        verdicts.append(raised.type)
+    assert verdicts == [ComputeLimitExceeded, ComputeLimitExceeded]

@@ -221,8 +221,12 @@ class Instance:
             except SuspendNeeded:
                 redo = Flavor.ORIGINAL
             except WasmError:
-                self._rebuild()
-                raise
+                # An error is a verdict too: after more CPU than the fuel bound the metered engine may
+                # have run out of fuel first (the wall deadline is no bound: its ticker can run late).
+                if self._linked.budget.fits(time.thread_time() - started, fuel):
+                    self._rebuild()
+                    raise
+                redo = Flavor.METERED
             self._rebuild()  # the state before this message
             self._leave_home(redo)
         self._journal.record(msg_json, env_json)
