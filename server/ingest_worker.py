@@ -21,10 +21,12 @@ import json
 import signal
 import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cbor2
 import httpx
+from starlette.requests import Request
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, Busy
@@ -71,6 +73,11 @@ class Sequencer:
         self.writer.write(frame([rid, pid, msg.to_cbor()]))
         return await answer
 
+    def observed(self, path: str, status: int, seconds: float) -> None:
+        """An answer this worker gave, for the node's HTTP metrics (it serves /metrics, not us)."""
+        if not self.closed.is_set():
+            self.writer.write(frame([None, path, status, seconds]))
+
     async def _replies(self) -> None:
         try:
             while True:
@@ -108,6 +115,7 @@ class WorkerApp:
         if target is None:
             await self.relay(scope, receive, send, None)
             return
+        started = time.perf_counter()
         body = await ingest_front.read_all(receive)
         try:
             loop = asyncio.get_running_loop()
@@ -123,11 +131,17 @@ class WorkerApp:
         except AONodeError as err:
             status, answer, extra = ingest_front.error_answer(err)
         await ingest_front.send_json(send, status, answer, extra, self.signer, self.cors)
+        self.sequencer.observed(scope["path"], status, time.perf_counter() - started)
 
     async def relay(self, scope: Scope, receive: Receive, send: Send, body: bytes | None) -> None:
         """The request to the node's process, its answer back as it comes (streamed)."""
         if body is None:
-            body = await ingest_front.read_all(receive)
+            try:  # within the node's limit, as its routes read bodies: never a whole oversized one held here
+                body = await codec.read_body(Request(scope, receive), self.max_body)
+            except AONodeError as err:
+                status, data, extra = ingest_front.error_answer(err)
+                await ingest_front.send_json(send, status, data, extra, self.signer, self.cors)
+                return
         target = scope["raw_path"].decode("latin-1") + (
             f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
         )

@@ -10,7 +10,9 @@ bench/README.md.) A reply goes back only when the commit that holds it is durabl
 answers nothing that could be lost.
 
 Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message]` (Message.to_cbor) in,
-`[id, status, body]` out (body: the assignment JSON, or the error JSON of the status). Only the
+`[id, status, body]` out (body: the assignment JSON, or the error JSON of the status). In also
+`[None, path, status, seconds]`, no reply: a schedule request a worker answered, for the node's
+HTTP metrics (a worker's own registry is never scraped: /metrics is the node's). Only the
 worker processes this node started may connect (their pids, checked with SO_PEERCRED): a message
 that arrives here is scheduled without a signature check.
 """
@@ -29,7 +31,7 @@ import cbor2
 from aonode.engine.answers import AssignmentJSON
 from aonode.engine.errors import AONodeError
 from aonode.engine.message import Message
-from aonode.server import codec
+from aonode.server import codec, observe
 from aonode.server.api import NodeAPI
 
 LENGTH = struct.Struct(">I")
@@ -113,7 +115,10 @@ class SequencerSocket:
 
         try:
             while (raw := read_frame(conn)) is not None:
-                rid, pid, blob = cbor2.loads(raw)
+                rid, pid, blob, *seconds = cbor2.loads(raw)
+                if rid is None:  # an answer the worker gave: path, status, seconds
+                    observe.record(str(pid), "POST", int(blob), float(seconds[0]))
+                    continue
                 try:
                     committed = self.node.schedule_later(str(pid), Message.from_cbor(blob, "a worker's message"))
                 except AONodeError as err:
