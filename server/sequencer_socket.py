@@ -20,6 +20,7 @@ that arrives here is scheduled without a signature check.
 from __future__ import annotations
 
 import functools
+import queue
 import socket
 import struct
 import threading
@@ -104,14 +105,13 @@ class SequencerSocket:
             threading.Thread(target=self._serve, args=(conn,), name="aonode-sequencer-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        lock = threading.Lock()
+        outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        threading.Thread(target=_send, args=(conn, outbox), name="aonode-sequencer-out", daemon=True).start()
 
         def reply(rid: int, status: int, body: bytes) -> None:
-            with lock:
-                try:
-                    conn.sendall(frame([rid, status, body]))
-                except OSError:
-                    pass  # the worker is gone; what was committed stays committed
+            # Queued, never sent here: this runs on the committing thread, which a worker that stops
+            # reading (its socket's buffer full) would otherwise stop for every process of the node.
+            outbox.put(frame([rid, status, body]))
 
         try:
             while (raw := read_frame(conn)) is not None:
@@ -128,7 +128,30 @@ class SequencerSocket:
         except (OSError, ConnectionError, ValueError, cbor2.CBORDecodeError):
             pass
         finally:
-            conn.close()
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # the sender's next write fails; it closes the socket
+            except OSError:
+                pass
+            outbox.put(None)
+
+
+def _send(conn: socket.socket, outbox: queue.SimpleQueue[bytes | None]) -> None:
+    """A connection's replies, in order, as many as are ready in one write; the socket closed at the end."""
+    try:
+        while (first := outbox.get()) is not None:
+            ready, end = [first], False
+            while not end and not outbox.empty():
+                more = outbox.get()
+                end = more is None
+                if more is not None:
+                    ready.append(more)
+            conn.sendall(b"".join(ready))
+            if end:
+                return
+    except OSError:
+        pass  # the worker is gone; what was committed stays committed
+    finally:
+        conn.close()
 
 
 def _replied(reply: Callable[[int, int, bytes], None], rid: int, done: Future[AssignmentJSON]) -> None:

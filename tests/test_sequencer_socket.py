@@ -1,0 +1,68 @@
+"""server/sequencer_socket.py on a real Node and SQLite store: the node's end of the workers' hand-off.
+A worker that stops reading its replies (stopped, swapped out, its loop stalled) must not stop the
+node's other schedules: its replies wait for it, the committing thread does not."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from aonode.engine.message import Message
+from aonode.engine.node import Node
+from aonode.server.compose import make_node
+from aonode.server.sequencer_socket import SequencerSocket, frame, read_frame
+
+UNREAD = 600  # replies a stalled worker leaves unread: more than a local socket's buffer holds
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    made = make_node(tmp_path / "node")
+    yield made
+    made.close()
+
+
+def _spawned(node: Node) -> str:
+    definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="seq")
+    node.router.scheduler.spawn(definition.id, definition)
+    return definition.id
+
+
+def _ping(node: Node, n: int) -> Message:
+    return Message.create(owner=node.address, tags=[("Action", "Ping")], data=str(n))
+
+
+def test_a_worker_that_reads_no_replies_does_not_stop_the_nodes_schedules(node: Node) -> None:
+    pid = _spawned(node)
+    name = f"aonode-test-{secrets.token_hex(6)}"
+    sequencer = SequencerSocket(node, name, lambda: {os.getpid()})  # this process plays the worker
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        stalled.connect("\0" + name)
+        stalled.sendall(b"".join(frame([n, pid, _ping(node, n).to_cbor()]) for n in range(UNREAD)))
+        done = threading.Event()
+
+        def own_schedules() -> None:  # the node's own front, or another worker
+            for n in range(20):
+                node.schedule(pid, _ping(node, UNREAD + n))
+            done.set()
+
+        threading.Thread(target=own_schedules, daemon=True).start()
+        assert done.wait(30), "the node's schedules stopped behind a worker that reads no replies"
+        replies = {}
+        for _ in range(UNREAD):  # the stalled worker reads at last: every reply is there, each a slot
+            raw = read_frame(stalled)
+            assert raw is not None
+            rid, status, _body = cbor2.loads(raw)
+            replies[rid] = status
+        assert replies == dict.fromkeys(range(UNREAD), 200)
+    finally:
+        stalled.close()
+        sequencer.close()
