@@ -8,50 +8,29 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import cbor2
-import pytest
 
-from aonode.engine.message import Message
 from aonode.engine.node import Node
-from aonode.server.compose import make_node
 from aonode.server.sequencer_socket import SequencerSocket, frame, read_frame
+from tests.test_ingest import node, ping, spawned  # noqa: F401 - node: the fixture
 
 UNREAD = 600  # replies a stalled worker leaves unread: more than a local socket's buffer holds
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
-    made = make_node(tmp_path / "node")
-    yield made
-    made.close()
-
-
-def _spawned(node: Node) -> str:
-    definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="seq")
-    node.router.scheduler.spawn(definition.id, definition)
-    return definition.id
-
-
-def _ping(node: Node, n: int) -> Message:
-    return Message.create(owner=node.address, tags=[("Action", "Ping")], data=str(n))
-
-
-def test_a_worker_that_reads_no_replies_does_not_stop_the_nodes_schedules(node: Node) -> None:
-    pid = _spawned(node)
+def test_a_worker_that_reads_no_replies_does_not_stop_the_nodes_schedules(node: Node) -> None:  # noqa: F811
+    pid = spawned(node)
     name = f"aonode-test-{secrets.token_hex(6)}"
     sequencer = SequencerSocket(node, name, lambda: {os.getpid()})  # this process plays the worker
     stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         stalled.connect("\0" + name)
-        stalled.sendall(b"".join(frame([n, pid, _ping(node, n).to_cbor()]) for n in range(UNREAD)))
+        stalled.sendall(b"".join(frame([n, pid, ping(node, n).to_cbor()]) for n in range(UNREAD)))
         done = threading.Event()
 
         def own_schedules() -> None:  # the node's own front, or another worker
             for n in range(20):
-                node.schedule(pid, _ping(node, UNREAD + n))
+                node.schedule(pid, ping(node, UNREAD + n))
             done.set()
 
         threading.Thread(target=own_schedules, daemon=True).start()
