@@ -54,3 +54,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_postgres = uses_pg or params.get("store_spec") == "postgresql"
         if on_postgres or item.get_closest_marker("peers"):
             item.add_marker(pytest.mark.slow)
+    slow_first(items)
+
+
+def slow_first(items: list[pytest.Item]) -> None:
+    """Whole slow files run first, then files with some slow tests, then the rest, each file's tests in
+    their order: the xdist workers take whole files (`--dist loadfile --no-loadscope-reorder`), so the
+    run ends on short files instead of one worker finishing a long one alone while the other waits."""
+    some_slow = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def tier(item: pytest.Item) -> int:
+        marks = getattr(getattr(item, "module", None), "pytestmark", [])
+        all_slow = any(mark.name == "slow" for mark in (marks if isinstance(marks, list) else [marks]))
+        return 0 if all_slow else 1 if item.path in some_slow else 2
+
+    items.sort(key=tier)  # stable: the order within a tier, and so within a file, is kept

@@ -24,7 +24,7 @@ import httpx
 from aonode.server.app import Limits, create_app
 from aonode.server.serve import hypercorn_config, run_until
 
-START_TIMEOUT = 60.0
+START_TIMEOUT = 180.0  # a deadline for a first start (compiles, a fresh key) on a loaded 2-core machine
 
 
 @dataclass
