@@ -41,6 +41,9 @@ from aonode.server.serve import hypercorn_config, run_served, run_until
 from aonode.server.signing import Receive, Scope, Send, answer_signer
 
 HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"upgrade", b"te", b"trailer", b"content-length"}
+# An answer relayed back: hop-by-hop fields, and `date` and `server`, which this worker's hypercorn
+# writes again (two of each otherwise: Date is a singleton field, RFC 9110 6.6.1).
+RELAY_DROPS = (HOP - {b"content-length"}) | {b"date", b"server"}
 MAX_IN_FLIGHT = 512  # schedule requests waiting for the node at once; more: 503 at once
 OWNER_WAIT_SECONDS = 60.0
 
@@ -154,7 +157,7 @@ class WorkerApp:
             await ingest_front.send_json(send, status, data, extra, self.signer, self.cors)
             return
         try:
-            out = [(k.lower(), v) for k, v in answer.headers.raw if k.lower() not in HOP - {b"content-length"}]
+            out = [(k.lower(), v) for k, v in answer.headers.raw if k.lower() not in RELAY_DROPS]
             await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
             async for chunk in answer.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

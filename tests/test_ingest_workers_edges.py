@@ -1,7 +1,8 @@
 """`aonode serve --ingest-workers 2` at its edges, answered by a worker as the node's process answers:
 a body declared over the limit gets its 413 at once (the node's read_body says so without reading it;
-a worker relaying the request must not first buffer the whole body), and the schedule requests the
-workers answer are counted in the node's /metrics like the ones it answers itself. Real CLI, loopback."""
+a worker relaying the request must not first buffer the whole body), a relayed answer has one `date`
+and one `server` field (not the node's and the worker's), and the schedule requests the workers answer
+are counted in the node's /metrics like the ones it answers itself. Real CLI, loopback."""
 
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def test_a_body_declared_over_the_limit_is_refused_at_once_on_every_connection(s
     answers = [_raw_answer(url, request, 10) for _ in range(CONNECTIONS)]
     assert all(a.startswith(b"HTTP/1.1 413") for a in answers), [a[:40] for a in answers]
     assert all(b"over the limit" in a for a in answers)
+
+
+def test_a_read_through_any_connection_has_one_date_and_one_server_field(served: tuple[str, str]) -> None:
+    url, _pid = served
+    for _ in range(CONNECTIONS):
+        answer = httpx.get(f"{url}/~meta@1.0/info", headers={"accept": "application/json"}, timeout=30)
+        names = [name for name, _ in answer.headers.multi_items()]
+        assert answer.status_code == 200 and names.count("date") == 1 and names.count("server") == 1, names
 
 
 def _count(url: str, route: str, status: int) -> float:
