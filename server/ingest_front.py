@@ -102,7 +102,7 @@ def schedule_target(scope: Scope, mu: bool, max_body: int) -> Target | None:
     if pid is None and path.endswith(PROCESS_SCHEDULE) and _is_message(scope):
         head = path[1:].split("/", 1)[0].removesuffix(paths.PROCESS_DEVICE)
         pid = head if is_id(head) and path.rstrip("/") == f"/{head}{PROCESS_SCHEDULE}" else None
-    if pid is None and not (mu and path == "/" and b"assign=" not in scope["query_string"]):
+    if pid is None and not (mu and path == "/" and "assign" not in _query(scope)):
         return None
     declared = _header(scope, b"content-length")
     if declared is None or not declared.isdigit() or int(declared) > max_body:
@@ -136,8 +136,13 @@ def error_answer(err: AONodeError) -> tuple[int, bytes, list[Header]]:
     return status, codec.error_body(str(err) or type(err).__name__), _retry_after(err)
 
 
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string's fields decoded as Starlette's request.query_params reads them (`%61ssign` is `assign`)."""
+    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+
+
 def _scheduler_target(scope: Scope) -> str | None:
-    query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    query = _query(scope)
     pid = query.get("target") or query.get("process") or ""
     return pid if is_id(pid) else None
 

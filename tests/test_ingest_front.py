@@ -161,3 +161,17 @@ def test_refusals_are_the_full_apps_json_errors_and_a_repeat_its_slot(
         assert verify_answer(got.headers.multi_items(), got.content) == node.address
     assert [a.slot for a in node.router.scheduler.store.assignments(pid)] == [0, 1]
     assert answered[:2] == [200, 200] and len(answered) == 2 + len(cases) - 1  # unsigned JSON: the app's
+
+
+def test_an_assign_in_any_spelling_of_the_query_is_the_apps(node: Node, urls: tuple[str, str], wallet: Wallet) -> None:
+    """`?assign=` is the legacy MU's assign request however the query spells it (`%61ssign`, no value):
+    the front leaves it to the app, which reads the decoded query, instead of scheduling the body."""
+    definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="assign")
+    node.router.scheduler.spawn(definition.id, definition)
+    pid = definition.id
+    absent = "A" * 43
+    for query in (f"%61ssign={absent}&process-id={pid}", f"assign&process-id={pid}"):
+        answers = [httpx.post(f"{url}/?{query}", content=_item(wallet, pid, 12), headers=OCTET) for url in urls]
+        assert 400 <= answers[0].status_code < 500, (query, answers[0].text)
+        assert [(a.status_code, a.json()) for a in answers] == [(answers[1].status_code, answers[1].json())] * 2
+    assert [a.slot for a in node.router.scheduler.store.assignments(pid)] == [0]  # nothing was scheduled
