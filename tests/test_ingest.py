@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -14,26 +13,8 @@ from aonode.engine.devices.scheduler import verify_chain
 from aonode.engine.errors import BadInput, Busy, NotFound
 from aonode.engine.message import Message
 from aonode.engine.node import Node
-from aonode.server.compose import make_node
 from aonode.server.ingest import Ingest
-
-
-@pytest.fixture
-def node(tmp_path: Path):
-    made = make_node(tmp_path / "node")
-    yield made
-    made.close()
-
-
-def spawned(node: Node) -> str:
-    """A process listed on the node (its image never loaded: scheduling needs only its definition)."""
-    definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="ingest")
-    node.router.scheduler.spawn(definition.id, definition)
-    return definition.id
-
-
-def ping(node: Node, n: int) -> Message:
-    return Message.create(owner=node.address, tags=[("Action", "Ping")], data=str(n))
+from tests.helpers.ingest import node, ping, spawned  # noqa: F401 - node: the fixture
 
 
 def test_concurrent_schedules_are_answered_in_one_chain_and_a_bad_one_fails_alone(node: Node) -> None:

@@ -23,51 +23,16 @@ import pytest
 from aonode.engine import httpsig
 from aonode.engine.answer_signature import SESSION_FIELD, verify_answer
 from aonode.engine.crypto import Wallet
-from aonode.modules import catalogue
-from aonode.server.cli.client import build_message, build_spawn, new_anchor
+from aonode.server.cli.client import build_message, new_anchor
 from tests.helpers.acknowledged import assert_all_stored
 from tests.helpers.httpnode import cli_node
+from tests.helpers.ingest import ANS104, OCTET, _spawned, _workers
 
 pytestmark = pytest.mark.slow  # served nodes with worker processes, some killed with -9
 
-OCTET = {"content-type": "application/octet-stream"}
-ANS104 = {"content-type": "application/ans104", "codec-device": "ans104@1.0"}
 CLIENTS = 8
 WALLET = Wallet.generate("ed25519")  # the client's
 Post = tuple[str, dict[str, str], bytes, str]  # path, headers, body, the message id
-
-
-def _children(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return {int(p) for p in out.split()}
-
-
-def _workers(proc: subprocess.Popen[str], url: str, count: int = 2, timeout: float = 60) -> set[int]:
-    """The node's worker processes once `count` of them listen on the shared port beside the node's."""
-    port = int(url.rsplit(":", 1)[1])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = _children(proc.pid)
-        if len(found) == count and _listeners(port) == count + 1:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{count} workers did not start: {_children(proc.pid)}, {_listeners(port)} listening")
-
-
-def _listeners(port: int) -> int:
-    """Sockets listening on the loopback `port` (/proc/net/tcp: state 0A)."""
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
-
-
-def _spawned(url: str, wallet: Wallet) -> str:
-    address = httpx.get(f"{url}/~meta@1.0/info/address", timeout=60).text
-    module = catalogue.lookup("aos2_0_6")
-    assert module is not None and module.id
-    spawn = build_spawn(wallet, module=module.id, scheduler=address)
-    answer = httpx.post(f"{url}/", content=spawn.raw, headers=OCTET, timeout=300)
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["process"])
 
 
 def _posts(wallet: Wallet, pid: str, count: int) -> list[Post]:

@@ -18,7 +18,7 @@ from aonode.engine.crypto import Wallet
 from aonode.server.cli.client import build_message, new_anchor
 from aonode.server.gates import Limits
 from tests.helpers.httpnode import cli_node
-from tests.test_ingest_workers import ANS104, _spawned, _workers
+from tests.helpers.ingest import ANS104, _spawned, _workers
 
 pytestmark = pytest.mark.slow  # a served node with worker processes
 

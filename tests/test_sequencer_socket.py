@@ -13,7 +13,7 @@ import cbor2
 
 from aonode.engine.node import Node
 from aonode.server.sequencer_socket import SequencerSocket, frame, read_frame
-from tests.test_ingest import node, ping, spawned  # noqa: F401 - node: the fixture
+from tests.helpers.ingest import node, ping, spawned  # noqa: F401 - node: the fixture
 
 UNREAD = 600  # replies a stalled worker leaves unread: more than a local socket's buffer holds
 

@@ -1,0 +1,74 @@
+"""Test helper: what the ingest tests share. A Node for server/ingest.py and the sequencer socket (a
+process listed without loading its image, Ping messages), and for a served `aonode serve --ingest-workers`
+its worker processes once they listen, and a process spawned over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aonode.engine.crypto import Wallet
+from aonode.engine.message import Message
+from aonode.engine.node import Node
+from aonode.modules import catalogue
+from aonode.server.cli.client import build_spawn
+from aonode.server.compose import make_node
+
+OCTET = {"content-type": "application/octet-stream"}
+ANS104 = {"content-type": "application/ans104", "codec-device": "ans104@1.0"}
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    made = make_node(tmp_path / "node")
+    yield made
+    made.close()
+
+
+def spawned(node: Node) -> str:
+    """A process listed on the node (its image never loaded: scheduling needs only its definition)."""
+    definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="ingest")
+    node.router.scheduler.spawn(definition.id, definition)
+    return definition.id
+
+
+def ping(node: Node, n: int) -> Message:
+    return Message.create(owner=node.address, tags=[("Action", "Ping")], data=str(n))
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def _workers(proc: subprocess.Popen[str], url: str, count: int = 2, timeout: float = 60) -> set[int]:
+    """The node's worker processes once `count` of them listen on the shared port beside the node's."""
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _children(proc.pid)
+        if len(found) == count and _listeners(port) == count + 1:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{count} workers did not start: {_children(proc.pid)}, {_listeners(port)} listening")
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on the loopback `port` (/proc/net/tcp: state 0A)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+
+
+def _spawned(url: str, wallet: Wallet) -> str:
+    address = httpx.get(f"{url}/~meta@1.0/info/address", timeout=60).text
+    module = catalogue.lookup("aos2_0_6")
+    assert module is not None and module.id
+    spawn = build_spawn(wallet, module=module.id, scheduler=address)
+    answer = httpx.post(f"{url}/", content=spawn.raw, headers=OCTET, timeout=300)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["process"])
