@@ -73,13 +73,20 @@ class Sequencer:
             raise Busy(f"the ingest queue is full ({len(self.pending)} waiting); retry later")
         rid = next(self.ids)
         answer = self.pending[rid] = asyncio.get_running_loop().create_future()
-        self.writer.write(frame([rid, pid, msg.to_cbor()]))
+        try:
+            self.writer.write(frame([rid, pid, msg.to_cbor()]))
+        except (RuntimeError, OSError) as err:  # the link broke before _replies saw it (uvloop raises here)
+            self.pending.pop(rid, None)
+            raise Busy(f"the node's sequencer is gone ({err}); retry later") from err
         return await answer
 
     def observed(self, path: str, status: int, seconds: float) -> None:
         """An answer this worker gave, for the node's HTTP metrics (it serves /metrics, not us)."""
         if not self.closed.is_set():
-            self.writer.write(frame([None, path, status, seconds]))
+            try:
+                self.writer.write(frame([None, path, status, seconds]))
+            except (RuntimeError, OSError):
+                pass  # the link broke: the node that would count it is gone
 
     async def _replies(self) -> None:
         try:
