@@ -29,7 +29,7 @@ from aonode.engine.errors import AONodeError, Busy
 from aonode.server import codec, device_paths, hyperbeam, legacy, lua_paths, observe
 from aonode.server.api import NodeAPI
 from aonode.server.dashboard.views import Dashboard
-from aonode.server.gates import Limits
+from aonode.server.gates import RETRY_AFTER_SECONDS, Limits
 from aonode.server.ingest_front import IngestFront, lean_ingest_enabled
 from aonode.server.read_cache import CachedReads
 from aonode.server.signing import EXPOSED, SignedResponses, answer_signer
@@ -37,7 +37,6 @@ from aonode.server.state import Server
 
 __all__ = ["CRON_EVERY_SECONDS", "Limits", "NodeAPI", "Server", "create_app", "error_response"]
 
-RETRY_AFTER_SECONDS = 1
 CRON_EVERY_SECONDS = 1.0  # how often a served node looks for due cron messages
 
 

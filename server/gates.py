@@ -17,6 +17,8 @@ import anyio.to_thread
 from aonode.engine import metrics
 from aonode.engine.errors import Busy
 
+RETRY_AFTER_SECONDS = 1  # the Retry-After of every Busy (503) answer
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 

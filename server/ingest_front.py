@@ -26,12 +26,12 @@ from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL
 
-from aonode.engine.answers import AssignmentJSON
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.message import is_id
 from aonode.server import codec, observe, paths
+from aonode.server.gates import RETRY_AFTER_SECONDS
 from aonode.server.hyperbeam import Hyperbeam, Incoming
-from aonode.server.legacy.mu import checked_message, is_spawn
+from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
 from aonode.server.signing import AnswerSigner, Message, Receive, Scope, Send, answer_fields
 from aonode.server.state import Server
 
@@ -39,7 +39,6 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 Header = tuple[bytes, bytes]
 SCHEDULER_PATH = "/~scheduler@1.0/schedule"
 PROCESS_SCHEDULE = f"{paths.PROCESS_DEVICE}/schedule"
-RETRY_AFTER_SECONDS = 1
 
 
 def lean_ingest_enabled() -> bool:
@@ -72,7 +71,7 @@ class IngestFront:
                 if is_spawn(item):
                     await self.app(scope, replay(body, receive), send)  # a spawn computes: the full MU route
                     return
-                answer = mu_answer(item.id, await self.server.ingest.schedule(lambda: checked_message(item)))
+                answer = data_item_answer(item.id, await self.server.ingest.schedule(lambda: checked_message(item)))
             status, encoded, extra = 200, codec.dump_json(answer), list[Header]()
         except AONodeError as err:  # as app.py's handlers answer them
             status, encoded, extra = error_answer(err)
@@ -133,7 +132,7 @@ async def send_json(
 def error_answer(err: AONodeError) -> tuple[int, bytes, list[Header]]:
     """(status, JSON body, extra headers) of an engine error, as app.py answers it."""
     status = err.status if 400 <= err.status < 600 else 500
-    return status, codec.error_body(str(err) or type(err).__name__), _retry_after(err)
+    return status, codec.error_body(str(err) or type(err).__name__), retry_after(503) if isinstance(err, Busy) else []
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -193,16 +192,6 @@ def replay(body: bytes, then: Receive) -> Receive:
     return receive
 
 
-def _retry_after(err: AONodeError) -> list[Header]:
-    return [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if isinstance(err, Busy) else []
-
-
-def mu_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
-    """What the legacy MU answers for a scheduled data item (server/legacy/mu.py)."""
-    return {
-        "id": item_id,
-        "message": "Processing DataItem",
-        "timestamp": assignment["timestamp"],
-        "slot": assignment["slot"],
-        "process": assignment["process"],
-    }
+def retry_after(status: int) -> list[Header]:
+    """The Retry-After field of a 503 the sequencer gave (its `Busy`), the value app.py's handler sets."""
+    return [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if status == 503 else []

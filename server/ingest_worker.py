@@ -35,7 +35,7 @@ from aonode.server import codec, ingest_front
 from aonode.server.app import cors_headers
 from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_workers import reuse_port_socket
-from aonode.server.legacy.mu import checked_message, is_spawn
+from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
 from aonode.server.sequencer_socket import LENGTH, frame
 from aonode.server.serve import hypercorn_config, run_served, run_until
 from aonode.server.signing import Receive, Scope, Send, answer_signer
@@ -136,8 +136,8 @@ class WorkerApp:
             pid, msg, item_id = checked
             status, answer = await self.sequencer.schedule(pid, msg)
             if status == 200 and item_id is not None:
-                answer = codec.dump_json(ingest_front.mu_answer(item_id, json.loads(answer)))
-            extra = [(b"retry-after", b"1")] if status == 503 else []
+                answer = codec.dump_json(data_item_answer(item_id, json.loads(answer)))
+            extra = ingest_front.retry_after(status)
         except AONodeError as err:
             status, answer, extra = ingest_front.error_answer(err)
         await ingest_front.send_json(send, status, answer, extra, self.signer, self.cors)

@@ -70,12 +70,15 @@ async def post_item(request: Request) -> Response:
         assignment = await compute(request, _spawn_item, server.node, item)
     else:
         assignment = await server.ingest.schedule(lambda: checked_message(item))
-    return json_response(
-        {
-            "id": item.id,
-            "message": "Processing DataItem",
-            "timestamp": assignment["timestamp"],
-            "slot": assignment["slot"],
-            "process": assignment["process"],
-        }
-    )
+    return json_response(data_item_answer(item.id, assignment))
+
+
+def data_item_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
+    """What the MU answers for a data item it scheduled (aoconnect reads `id` and `slot`)."""
+    return {
+        "id": item_id,
+        "message": "Processing DataItem",
+        "timestamp": assignment["timestamp"],
+        "slot": assignment["slot"],
+        "process": assignment["process"],
+    }
