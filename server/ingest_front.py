@@ -77,8 +77,8 @@ class IngestFront:
             status, encoded, extra = error_answer(err)
         except Exception as err:  # noqa: BLE001 - answered as the app answers an internal error
             status, encoded, extra = 500, codec.error_body(f"internal error: {type(err).__name__}: {err}"), []
+        observe.record(scope["path"], "POST", status, time.perf_counter() - started)  # counted before it is sent
         await self._answer(send, status, encoded, extra)
-        observe.record(scope["path"], "POST", status, time.perf_counter() - started)
 
     async def _answer(self, send: Send, status: int, body: bytes, extra: list[Header]) -> None:
         await send_json(send, status, body, extra, self.server.signer, self.cors)

@@ -70,16 +70,24 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = [500]
+        recorded = [False]
+
+        def count() -> None:
+            if not recorded[0]:
+                recorded[0] = True
+                record(scope["path"], scope["method"], status[0], time.perf_counter() - started)
 
         async def record_status(message: Any) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                count()  # before the last byte goes out: a client that has its answer finds it counted
             await send(message)
 
         try:
             await self.app(scope, receive, record_status)
         finally:
-            record(scope["path"], scope["method"], status[0], time.perf_counter() - started)
+            count()
 
 
 async def metrics_endpoint(request: Request) -> Response:
