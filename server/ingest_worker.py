@@ -140,8 +140,8 @@ class WorkerApp:
             extra = ingest_front.retry_after(status)
         except AONodeError as err:
             status, answer, extra = ingest_front.error_answer(err)
+        self.sequencer.observed(scope["path"], status, time.perf_counter() - started)  # on its way before the answer
         await ingest_front.send_json(send, status, answer, extra, self.signer, self.cors)
-        self.sequencer.observed(scope["path"], status, time.perf_counter() - started)
 
     async def relay(self, scope: Scope, receive: Receive, send: Send, body: bytes | None) -> None:
         """The request to the node's process, its answer back as it comes (streamed)."""
