@@ -51,3 +51,39 @@ def test_overlapping_blocks_share_one_freeze_until_the_last_ends() -> None:
     leave.set()
     thread.join()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_freeze_made_before_the_block_is_still_in_place_after_it() -> None:
+    """`aonode serve` freezes its start's objects; a backlog's end must not unfreeze them."""
+    gc.collect()
+    gc.freeze()  # as a start does
+    try:
+        before = gc.get_freeze_count()
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() >= before
+        with frozen_heap():  # and again: what the first block left frozen is not taken for the start's
+            pass
+        assert gc.get_freeze_count() >= before
+    finally:
+        gc.unfreeze()
+
+
+def test_on_top_of_a_start_freeze_a_cycle_frozen_by_a_block_is_collected_once_the_frozen_set_grew_a_quarter() -> None:
+    gc.collect()
+    gc.freeze()
+    try:
+        start = gc.get_freeze_count()
+        old = cycle()
+        with frozen_heap():
+            pass
+        gc.collect()
+        assert old() is not None  # frozen on top of the start's objects, left frozen: little growth
+        grown = [[] for _ in range(start // 4 + 1000)]  # tracked objects alive when the next block begins
+        with frozen_heap():
+            pass
+        assert old() is None  # one full collection when the frozen set outgrew a quarter
+        assert gc.get_freeze_count() >= start  # and everything alive frozen again
+        del grown
+    finally:
+        gc.unfreeze()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aonode.server.cli.checks as checks
 from aonode.engine.errors import StartupRefused
+from aonode.engine.frozen_heap import freeze_start
 from aonode.engine.leases import LeaseConfig
 from aonode.engine.startup import mark
 
@@ -149,5 +150,5 @@ def _started(line: str) -> None:
     walked again, still freed when unreferenced) and collection resumes for what the node makes later."""
     print(line)
     if not gc.isenabled():
-        gc.freeze()
+        freeze_start()  # for good: a backlog's end leaves them frozen (engine/frozen_heap.py)
         gc.enable()
