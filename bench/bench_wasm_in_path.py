@@ -27,7 +27,7 @@ from aonode.engine.devices.json_iface import environment, legacy_message  # noqa
 from aonode.engine.devices.wasm64 import limits_for  # noqa: E402
 from aonode.engine.devices.wasm_ahead import SWITCH  # noqa: E402
 from aonode.engine.wasm import Instance  # noqa: E402
-from bench.bench_process import PATCHING_TOKEN  # noqa: E402
+from bench.paired_lanes import PATCHING_TOKEN  # noqa: E402
 from tests.helpers.images import use_shared_modules  # noqa: E402
 from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
 

@@ -34,7 +34,7 @@ from aonode.engine.devices.push import Push  # noqa: E402
 from aonode.engine.devices.slot_writes import SlotWrites  # noqa: E402
 from aonode.engine.devices.wasm_ahead import SWITCH  # noqa: E402
 from aonode.engine.wasm import Instance  # noqa: E402
-from bench.bench_process import PATCHING_TOKEN  # noqa: E402
+from bench.paired_lanes import PATCHING_TOKEN  # noqa: E402
 from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
 
 WORKER = "aonode-wasm-ahead"  # the wasm-ahead thread's name
