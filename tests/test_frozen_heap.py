@@ -7,6 +7,7 @@ import threading
 import weakref
 
 from aonode.engine.frozen_heap import frozen_heap
+from tests.helpers.threads import started
 
 
 class Node:
@@ -43,13 +44,12 @@ def test_overlapping_blocks_share_one_freeze_until_the_last_ends() -> None:
             inside.set()
             leave.wait(10)
 
-    thread = threading.Thread(target=other_backlog)
     with frozen_heap():
-        thread.start()
+        other = started(other_backlog)
         assert inside.wait(10)
     assert gc.get_freeze_count() > 0  # the other block still runs
     leave.set()
-    thread.join()
+    other.join(30)
     assert gc.get_freeze_count() == 0
 
 

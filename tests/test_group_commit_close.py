@@ -6,7 +6,6 @@ worker or a shutdown waiting on it hung)."""
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
@@ -16,6 +15,7 @@ import pytest
 from aonode.engine.errors import AONodeError
 from aonode.engine.store import open_store
 from aonode.engine.store.base import Assignment
+from tests.helpers.threads import Threads
 
 SUBMITTERS = 4
 
@@ -45,13 +45,10 @@ def test_every_schedule_handed_over_during_close_is_answered(store_spec: str, fa
             except AONodeError:  # closed: refused at once
                 return
 
-    threads = [threading.Thread(target=submit) for _ in range(SUBMITTERS)]
-    for thread in threads:
-        thread.start()
+    submitters = Threads(lambda _n: submit(), SUBMITTERS, "submitter").start()
     time.sleep(0.02)
     store.close()
-    for thread in threads:
-        thread.join(30)
+    submitters.join(30)  # raises what a submitter raised other than the refusal
     _, waiting = wait(handed, timeout=10)
     assert not waiting, f"{len(waiting)} of {len(handed)} schedules never answered"
     for future in handed:

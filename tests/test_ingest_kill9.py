@@ -21,6 +21,7 @@ from aonode.modules import catalogue
 from aonode.server.cli.client import build_message, build_spawn, new_anchor
 from tests.helpers.acknowledged import assert_all_stored
 from tests.helpers.httpnode import cli_node
+from tests.helpers.threads import Threads
 
 pytestmark = pytest.mark.slow  # a served node killed with -9 under concurrent load, then reopened
 
@@ -57,7 +58,7 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: 
         queue = list(reversed(items))
         enough = threading.Event()
 
-        def client() -> None:
+        def client(_n: int) -> None:
             with httpx.Client(base_url=url, timeout=60) as http:
                 while True:
                     with lock:
@@ -75,14 +76,11 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: 
                         if len(acknowledged) >= KILL_AFTER:
                             enough.set()
 
-        threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        assert enough.wait(timeout=300)
+        clients = Threads(client, CLIENTS, "client").start()
+        assert clients.until(enough, timeout=300)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        for t in threads:
-            t.join(timeout=120)
+        clients.join(timeout=120)  # raises what a client raised (an answer that was not 200, ...)
     assert signers == {address}
     assert len(acknowledged) >= KILL_AFTER
     assert_all_stored(data, pid, acknowledged)

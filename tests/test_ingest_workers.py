@@ -27,6 +27,7 @@ from aonode.server.cli.client import build_message, new_anchor
 from tests.helpers.acknowledged import assert_all_stored
 from tests.helpers.httpnode import cli_node
 from tests.helpers.ingest import ANS104, OCTET, _spawned, _workers
+from tests.helpers.threads import Threads
 
 pytestmark = pytest.mark.slow  # served nodes with worker processes, some killed with -9
 
@@ -59,10 +60,11 @@ def _posts(wallet: Wallet, pid: str, count: int) -> list[Post]:
 def _load(url: str, posts: list[Post], acknowledged: dict[str, int], keys: set[str], address: str,
           after: Callable[[int], None] = lambda n: None) -> None:  # fmt: skip
     """Every post, CLIENTS at a time on keep-alive connections; a post whose connection broke or that got a
-    503 is sent again (at most 3 tries: a repeat of a committed one answers its slot)."""
+    503 is sent again (at most 3 tries: a repeat of a committed one answers its slot). Any other answer
+    fails the test (raised again here from the client's thread)."""
     queue, lock = [(post, 0) for post in reversed(posts)], threading.Lock()
 
-    def client() -> None:
+    def client(_n: int) -> None:
         http = httpx.Client(base_url=url, timeout=60)
         while True:
             with lock:
@@ -86,11 +88,7 @@ def _load(url: str, posts: list[Post], acknowledged: dict[str, int], keys: set[s
                 keys.add(answer.headers[SESSION_FIELD])
                 after(len(acknowledged))
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    Threads(client, CLIENTS, "client").start().join(timeout=300)
 
 
 @contextmanager
@@ -130,10 +128,7 @@ def test_the_node_killed_under_load_loses_nothing_answered_and_its_workers_end(t
             if n == 60:
                 proc.send_signal(signal.SIGKILL)
 
-        loader = threading.Thread(target=_load, args=(url, _posts(WALLET, pid, 240), acknowledged, keys, address,
-                                                      kill_at_60))  # fmt: skip
-        loader.start()
-        loader.join(timeout=300)
+        _load(url, _posts(WALLET, pid, 240), acknowledged, keys, address, kill_at_60)
         proc.wait()
     assert 60 <= len(acknowledged) < 240
     deadline = time.monotonic() + 30

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from aonode.engine.crypto import RSA, RSA_BITS, Wallet, b64url_decode, b64url_en
 from aonode.engine.errors import BadInput
 from aonode.engine.first_start import CHECKED, data_dir_wallet
 from aonode.engine.keygen_race import KeyRace, raced_rsa_wallet
+from tests.helpers.threads import started
 
 
 def _children() -> set[int]:
@@ -34,11 +34,7 @@ def _children() -> set[int]:
 
 def _in_a_thread() -> Wallet:
     """A race run beside another thread: its searches are fresh interpreters, not forks."""
-    made: list[Wallet] = []
-    worker = threading.Thread(target=lambda: made.append(raced_rsa_wallet()))
-    worker.start()
-    worker.join()
-    return made[0]
+    return started(raced_rsa_wallet).join()[0]
 
 
 def _sound(wallet: Wallet, path: Path) -> None:

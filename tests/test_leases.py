@@ -11,6 +11,7 @@ import pytest
 from aonode.engine.leases import Claim, LeaseConfig, LocalLeases
 from aonode.engine.store.pg_leases import PgLeases
 from aonode.engine.store.postgres import PostgresStore
+from tests.helpers.threads import in_threads
 
 TTL = 1.0
 
@@ -95,11 +96,7 @@ def test_concurrent_claims_give_one_holder(pair, pg_dsn: str):
         barrier.wait()
         results.append(lease.claim("contended"))
 
-    threads = [threading.Thread(target=grab, args=(a if i % 2 else b,)) for i in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    assert in_threads(lambda i: grab(a if i % 2 else b), 8) == []
     holder = a.holder("contended")
     assert holder in {"node-0", "node-1"}
     loser = b if holder == "node-0" else a

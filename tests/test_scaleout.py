@@ -22,7 +22,7 @@ from tests.helpers.httpnode import cli_node
 from tests.helpers.pgcluster import PgCluster
 from tests.helpers.served import (Served, add, assert_one_chain, assert_same_memory_as_one_node,
                                   holder_of as holder_of_process, schedule_of, spawn)
-from tests.helpers.threads import in_threads
+from tests.helpers.threads import Threads, in_threads
 
 pytestmark = pytest.mark.slow
 
@@ -131,17 +131,14 @@ def test_kill_9_of_the_computing_node_loses_nothing_acknowledged(cluster: Cluste
             with lock:
                 acked[data] = slot
 
-    threads = [threading.Thread(target=sender, args=(n,)) for n in range(3)]
-    for th in threads:
-        th.start()
+    senders = Threads(sender, 3, "sender").start()
     time.sleep(1.5)
     victim.client.get(f"/{pid}~process@1.0/now/cache/count", timeout=30)
     victim.proc.send_signal(signal.SIGKILL)  # mid-load, holding the lease, live state in memory
     victim.proc.wait()
     time.sleep(1.5)  # the survivors keep scheduling
     stop.set()
-    for th in threads:
-        th.join()
+    senders.join(120)
 
     survivors = [n for n in nodes if n is not victim]
     rows = schedule_of(survivors[0], pid)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
 
 import cbor2
 
 from aonode.engine.node import Node
 from aonode.server.sequencer_socket import SequencerSocket, frame, read_frame
 from tests.helpers.ingest import node, ping, spawned  # noqa: F401 - node: the fixture
+from tests.helpers.threads import started
 
 UNREAD = 600  # replies a stalled worker leaves unread: more than a local socket's buffer holds
 
@@ -26,15 +26,12 @@ def test_a_worker_that_reads_no_replies_does_not_stop_the_nodes_schedules(node: 
     try:
         stalled.connect("\0" + name)
         stalled.sendall(b"".join(frame([n, pid, ping(node, n).to_cbor()]) for n in range(UNREAD)))
-        done = threading.Event()
 
         def own_schedules() -> None:  # the node's own front, or another worker
             for n in range(20):
                 node.schedule(pid, ping(node, UNREAD + n))
-            done.set()
 
-        threading.Thread(target=own_schedules, daemon=True).start()
-        assert done.wait(30), "the node's schedules stopped behind a worker that reads no replies"
+        started(own_schedules).join(30, "the node's schedules stopped behind a worker that reads no replies")
         replies = {}
         for _ in range(UNREAD):  # the stalled worker reads at last: every reply is there, each a slot
             raw = read_frame(stalled)

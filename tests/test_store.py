@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 from aonode.engine.store import SQLiteStore, Store, open_store
 from tests.helpers.store_rows import OWNER, assignment, msg
-from tests.helpers.threads import in_threads
+from tests.helpers.threads import in_threads, started
 
 
 @pytest.fixture
@@ -287,11 +286,7 @@ def test_a_refused_append_among_concurrent_ones_leaves_the_others_stored(store: 
         except BadInput:
             outcomes[n] = "refused"
 
-    threads = [threading.Thread(target=append, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert in_threads(append, 16) == []
     assert [n for n, o in sorted(outcomes.items()) if o == "refused"] == [0, 4, 8, 12]
     for n in range(16):
         if n % 4:
@@ -354,9 +349,7 @@ def test_short_lived_threads_do_not_leak_connections(tmp_path: Path):
     store.put_message(msg(1))
     before = open_fds()
     for _ in range(40):  # one at a time, as a worker pool that replaces its threads would
-        th = threading.Thread(target=lambda: store.get_message(msg(1).id))
-        th.start()
-        th.join()
+        started(lambda: store.get_message(msg(1).id)).join(30)
     assert open_fds() - before < 10
     store.close()
 

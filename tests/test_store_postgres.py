@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import threading
 from pathlib import Path
 
 import psycopg
@@ -14,6 +13,7 @@ import pytest
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew, migrate
 from aonode.engine.store.postgres import PostgresStore
+from tests.helpers.threads import Threads
 
 
 def versions(dsn: str) -> list[int]:
@@ -22,21 +22,7 @@ def versions(dsn: str) -> list[int]:
 
 
 def test_migrations_apply_once_when_nodes_start_together(pg_dsn: str):
-    stores: list[PostgresStore] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            stores.append(PostgresStore(pg_dsn, pool_max=2))
-        except BaseException as err:  # surfaced below
-            errors.append(err)
-
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == [] and len(stores) == 4
+    stores = Threads(lambda _n: PostgresStore(pg_dsn, pool_max=2), 4, "start").start().join(120)
     assert versions(pg_dsn) == list(range(1, len(MIGRATIONS) + 1))
     assert {s.schema_version for s in stores} == {len(MIGRATIONS)}
     for s in stores:
@@ -131,7 +117,6 @@ def test_two_nodes_grouping_schedules_of_several_processes_never_deadlock_or_for
 
     nodes = [PostgresStore(pg_dsn, pool_max=4), PostgresStore(pg_dsn, pool_max=4)]
     pids = [f"p{i}" for i in range(4)]
-    errors: list[BaseException] = []
 
     def append(store: PostgresStore, pid: str, data: str) -> None:
         msg = Message.create(owner="o" * 43, data=data)
@@ -147,20 +132,12 @@ def test_two_nodes_grouping_schedules_of_several_processes_never_deadlock_or_for
 
     def writer(n: int) -> None:
         store, order = nodes[n % 2], pids if n % 2 == 0 else pids[::-1]
-        try:
-            for round_ in range(10):
-                for pid in order:
-                    append(store, pid, f"{n}:{round_}:{pid}")
-        except BaseException as err:  # surfaced below
-            errors.append(err)
+        for round_ in range(10):
+            for pid in order:
+                append(store, pid, f"{n}:{round_}:{pid}")
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(12)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=300)
     try:
-        assert errors == []
+        Threads(writer, 12, "writer").start().join(300)
         for pid in pids:
             schedule = nodes[0].assignments(pid)
             assert [a.slot for a in schedule] == list(range(12 * 10))

@@ -20,6 +20,7 @@ from aonode.engine.wasm.builds import preparation_lock
 from tests.helpers.backlog import EVERY_SLOT, AtSlot, check_same, one_at_a_time, recording, setup
 from tests.helpers.images import image_path
 from tests.helpers.nodeutil import definition, eval_msg, make_node, output
+from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # the backlog twice, and a first use of aos2_0_6 that prepares its variant
 
@@ -100,10 +101,7 @@ def test_a_runaway_message_on_the_wasm_ahead_thread_meets_its_deadline(tmp_path:
         first = node.schedule(pid, eval_msg(pid, codes[0], nonce="0"))["slot"]
         for n, code in enumerate(codes[1:], 1):
             node.schedule(pid, eval_msg(pid, code, nonce=str(n)))
-        computing = threading.Thread(target=node.now, args=(pid,), daemon=True)
-        computing.start()
-        computing.join(300)
-        assert not computing.is_alive(), "the runaway message was never stopped"
+        started(lambda: node.now(pid), "computing").join(300, "the runaway message was never stopped")
         results = [node.compute(pid, slot)["results"] for slot in range(first, first + len(codes))]
         assert "ComputeLimitExceeded" in (results[1]["Error"] or "")  # redone metered after its deadline
         assert [output({"results": r}) for r in results] == ["2", "", "3", "3"]

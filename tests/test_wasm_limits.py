@@ -11,6 +11,7 @@ from aonode.engine.aos import ProcessSpec, parse_result
 from aonode.engine.errors import ComputeLimitExceeded, MemoryLimitExceeded
 from aonode.engine.wasm import Instance, Limits, Runtime, budget, parse_size
 from aonode.engine.wasm.budget import FUEL_RATE_MAX
+from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # fuel-metered and limit-breach runs compile the image twice
 
@@ -116,13 +117,12 @@ def test_a_wait_for_the_gil_is_not_fuel(runtime, aos_image):
         time.sleep(0.002)  # the main thread is in wasm by now, without the GIL
         usleep(300_000)
 
-    holder = threading.Thread(target=hold_the_gil)
-    holder.start()
+    holder = started(hold_the_gil)
     go.set()
     begun = time.perf_counter()
     assert evaluate(inst, "for i = 1, 200000 do acc = acc + i % 7 end return acc", 2).error is None
     waited = time.perf_counter() - begun
-    holder.join()
+    holder.join(30)
     assert waited > 0.25  # it waited for the GIL: its wall time passed the CPU bound
     assert inst.last_gas_used == 0  # only a metered run counts fuel: it was not redone
 

@@ -16,6 +16,7 @@ from aonode.engine.wasm import Flavor, Instance, Limits, Runtime, forget_compile
 from aonode.engine.wasm.flavors import AWAY_FIRST
 from aonode.engine.wasm.transform import INTERRUPT_EXPORT, add_interrupt_checks, fold_asyncify_state
 from tests.helpers.images import SPEC, image_path
+from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # derives and compares fast variants of five images
 
@@ -177,8 +178,6 @@ def test_variant_keeps_limits_and_rollback(runtimes):
 def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
     """The variant's engine has no epoch checks: only the loop-header flag can stop this loop. It must
     stop (then the metered engine gives the verdict), within seconds, leaving memory as before."""
-    import threading
-
     from aonode.engine.errors import ComputeLimitExceeded
 
     variant, _ = pair(runtimes, "aos2_0_6.wasm", limits=Limits(fuel=4_000_000_000))
@@ -188,19 +187,14 @@ def test_runaway_loop_on_the_variant_is_stopped_by_its_interrupt_flag(runtimes):
         n += 1                                           # deadline: it is redone metered, then returns
         variant.handle(SPEC.message_json(n, "Z = 7; return Z"), SPEC.env())
     assert variant.flavor == Flavor.VARIANT
-    before, outcome = variant.memory_sha256(), []
+    before = variant.memory_sha256()
 
     def run() -> None:
-        try:
+        with pytest.raises(ComputeLimitExceeded):
             variant.handle(SPEC.message_json(n + 1, "local n = 0 while true do n = n + 1 end"), SPEC.env())
-        except ComputeLimitExceeded as err:
-            outcome.append(err)
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "the loop was never interrupted"
-    assert outcome and variant.memory_sha256() == before
+    started(run).join(60, "the loop was never interrupted")
+    assert variant.memory_sha256() == before
     assert variant.flavor == Flavor.METERED  # redone metered after the deadline, as the epoch engine does
 
 
@@ -208,7 +202,6 @@ def test_interrupt_flag_stops_a_store_free_inner_loop():
     """The check must be re-read on every iteration even where nothing in the loop stores (the flag's
     load is atomic, so the compiler cannot reuse the outer loop's read)."""
     import ctypes
-    import threading
 
     import wasmtime
 
@@ -224,20 +217,18 @@ def test_interrupt_flag_stops_a_store_free_inner_loop():
     instance = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(wat)), [])
     flag_memory = instance.exports(store)[INTERRUPT_EXPORT]
     flag = (ctypes.c_ubyte * 1).from_address(ctypes.addressof(flag_memory.data_ptr(store).contents))
-    spin, trapped = instance.exports(store)["spin"], []
+    spin = instance.exports(store)["spin"]
 
     def run() -> None:
-        try:
+        with pytest.raises(wasmtime.Trap):
             spin(store, 1)
-        except wasmtime.Trap as trap:
-            trapped.append(trap)
 
     deadline = watch_deadline(flag, 0.05)
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout=30)
-    clear_deadline(deadline)
-    assert not worker.is_alive() and trapped and flag[0] == 1
+    try:
+        started(run).join(30, "the inner loop was never interrupted")
+    finally:
+        clear_deadline(deadline)
+    assert flag[0] == 1
 
 
 def test_interrupt_checks_go_at_the_start_of_every_loop():
