@@ -44,3 +44,33 @@ def test_a_deadline_set_while_it_sleeps_is_reached() -> None:
         assert wait_for(lambda: flag[0] == 1), "the flag was never set"
     finally:
         ticker.clear_deadline(entry)
+
+
+def test_while_only_variant_calls_hold_deadlines_it_sleeps_until_the_earliest() -> None:
+    """A fast-variant call's deadline is ~0.2 s away: the thread wakes for it, not every tick (each
+    wake takes the GIL from the threads computing)."""
+    flag = (ctypes.c_ubyte * 1)()
+    entry = ticker.watch_deadline(flag, 5.0)
+    try:
+        time.sleep(0.02)  # the wake the watch caused is over
+        before = _Ticker._wakes
+        time.sleep(0.2)
+        assert _Ticker._wakes - before <= 1  # ~100 if it woke every tick
+        assert flag[0] == 0
+    finally:
+        ticker.clear_deadline(entry)
+
+
+def test_an_earlier_deadline_set_while_it_sleeps_toward_a_later_one_is_reached_in_time() -> None:
+    late, soon = (ctypes.c_ubyte * 1)(), (ctypes.c_ubyte * 1)()
+    far = ticker.watch_deadline(late, 30.0)
+    try:
+        time.sleep(0.02)
+        near = ticker.watch_deadline(soon, 0.02)
+        try:
+            assert wait_for(lambda: soon[0] == 1, timeout=5.0), "slept toward the later deadline"
+            assert late[0] == 0
+        finally:
+            ticker.clear_deadline(near)
+    finally:
+        ticker.clear_deadline(far)

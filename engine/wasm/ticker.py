@@ -1,10 +1,13 @@
 """The one background thread that bounds running wasm: it advances the epoch of the fast engine and
 sets the interrupt flag of fast-variant messages past their deadline (transform/variant.py).
 
-It ticks only while some call has a deadline (a watch: `watch_deadline` for the variant's flag,
-`keep_ticking` for the epoch engine), and sleeps otherwise: an idle node does not wake every tick.
-An epoch that does not advance can only let a call run longer, never stop one early, and every call
-with a deadline holds a watch for as long as it runs, so no deadline is weakened.
+It ticks only while some call on the epoch engine has a deadline (`keep_ticking`). A fast-variant
+message's deadline (`watch_deadline`) is a wall-clock time ~0.2 s away (budget.py), so for those it
+sleeps until the earliest one not yet reached: a backlog of ~1 ms messages wakes it a few times a
+second, not every tick (each wake takes the GIL from the threads computing; ~10% of bare wasm's
+rate when it woke every 2 ms). Idle, it sleeps until a watch comes. An epoch that does not advance
+can only let a call run longer, never stop one early, and every call with a deadline holds a watch
+for as long as it runs, so no deadline is weakened.
 """
 
 from __future__ import annotations
@@ -21,20 +24,26 @@ TICK_SECONDS = 0.002  # epoch and deadline resolution (bounds how late a runaway
 
 
 class _Ticker:
-    """One daemon thread that, every tick, advances the fast engine's epoch and sets the interrupt
-    flag of every fast-variant message past its deadline (wasm runs without the GIL).
+    """One daemon thread that advances the fast engine's epoch every tick while an epoch watch is
+    held, and sets the interrupt flag of every fast-variant message past its deadline (wasm runs
+    without the GIL).
 
-    While there is no watch it blocks on `_wake` (locked: nothing to wake for), which the first
-    watch releases. Its loop allocates no container objects and never drops the last reference to
-    anything, so no garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
-    the process, a flag is only written under the lock `unwatch` takes before its memory can go, and
-    an exit hook stops the thread before interpreter shutdown frees anything.
+    It sleeps on `_wake` (locked: nothing to wake for) with no timeout while there is no watch, and
+    with one until the earliest flag deadline not reached yet while there are only flag watches; a
+    watch releases it when the thread must look sooner (an epoch watch, an earlier deadline). Its
+    loop allocates no container objects and never drops the last reference to anything, so no
+    garbage collection or finalizer ever runs in this thread; the engines it ticks live as long as
+    the process, a flag is only written under the lock `unwatch` takes before its memory can go,
+    and an exit hook stops the thread before interpreter shutdown frees anything.
     """
 
     _engines: list = []  # strong references: an engine is never freed while it is ticked
     _pointers: tuple = ()
-    _ticks = 0
-    _watches: tuple = ()  # (deadline tick, one-byte ctypes array inside a variant's interrupt memory, or None)
+    _ticks = 0  # epoch ticks
+    _wakes = 0  # times the thread woke (tests: it sleeps through a backlog of quick messages)
+    _watches: tuple = ()  # (deadline in monotonic seconds, a one-byte ctypes array in a variant memory, or None)
+    _epoch_watches = 0  # watches whose flag is None: the thread ticks every TICK_SECONDS while > 0
+    _until = float("inf")  # the time the thread sleeps until (a watch due sooner wakes it)
     _thread: threading.Thread | None = None
     _running = True
     _lock = threading.Lock()
@@ -50,12 +59,17 @@ class _Ticker:
         cls._start()
 
     @classmethod
-    def watch(cls, flag, ticks: int) -> tuple:
-        cls._start()
-        entry = (cls._ticks + ticks, flag)
+    def watch(cls, flag, seconds: float) -> tuple:
+        if cls._thread is None:
+            cls._start()
+        entry = (time.monotonic() + seconds, flag)
         with cls._watch_lock:
             cls._watches = cls._watches + (entry,)
-            cls._release_wake()
+            if flag is None:
+                cls._epoch_watches += 1
+                cls._release_wake()
+            elif entry[0] < cls._until:
+                cls._release_wake()
         return entry
 
     @classmethod
@@ -69,6 +83,8 @@ class _Ticker:
     def unwatch(cls, entry: tuple) -> None:
         with cls._watch_lock:
             cls._watches = tuple(w for w in cls._watches if w is not entry)
+            if entry[1] is None:
+                cls._epoch_watches -= 1
 
     @classmethod
     def _start(cls) -> None:
@@ -81,26 +97,36 @@ class _Ticker:
     @classmethod
     def _run(cls) -> None:
         increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
-        sleep, tick, lock, wake = time.sleep, TICK_SECONDS, cls._watch_lock, cls._wake
+        sleep, tick, lock, wake, clock = time.sleep, TICK_SECONDS, cls._watch_lock, cls._wake, time.monotonic
+        inf = float("inf")
         while cls._running:
-            if not cls._watches:
-                wake.acquire()  # nothing has a deadline: sleep until a watch comes
-                continue
-            sleep(tick)
-            cls._ticks += 1
-            pointers = cls._pointers
-            index, count = 0, len(pointers)
-            while index < count:
-                increment(pointers[index])
-                index += 1
+            cls._wakes += 1
+            if cls._epoch_watches:
+                sleep(tick)
+                cls._ticks += 1
+                pointers = cls._pointers
+                index, count = 0, len(pointers)
+                while index < count:
+                    increment(pointers[index])
+                    index += 1
             with lock:
-                watches, now = cls._watches, cls._ticks
+                watches, now, until = cls._watches, clock(), inf
                 index, count = 0, len(watches)
                 while index < count:
                     deadline, flag = watches[index]
-                    if now >= deadline and flag is not None:
-                        flag[0] = 1
+                    if flag is not None and not flag[0]:
+                        if now >= deadline:
+                            flag[0] = 1
+                        elif deadline < until:
+                            until = deadline
                     index += 1
+                cls._until = until if not cls._epoch_watches else now
+            if cls._epoch_watches:
+                continue
+            if until == inf:
+                wake.acquire()  # nothing to set: sleep until a watch comes
+            else:
+                wake.acquire(True, until - now + tick / 4)
 
     @classmethod
     def _shutdown(cls) -> None:
@@ -118,12 +144,12 @@ def register(engine: wasmtime.Engine) -> None:
 
 def watch_deadline(flag, seconds: float) -> tuple:
     """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
-    return _Ticker.watch(flag, int(seconds / TICK_SECONDS) + 2)
+    return _Ticker.watch(flag, seconds)
 
 
 def keep_ticking() -> tuple:
     """Advance the epoch engines every tick until `clear_deadline` (a call with an epoch deadline)."""
-    return _Ticker.watch(None, 0)
+    return _Ticker.watch(None, 0.0)
 
 
 def clear_deadline(entry: tuple) -> None:
