@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.devices.base import ProcessState, Signal, SlotContext
-from aonode.engine.devices.wasm_ahead import AHEAD
+from aonode.engine.devices.wasm_ahead import AHEAD, SWITCH
 from aonode.engine.wasm import Flavor, forget_compiled
 from aonode.engine.wasm.builds import preparation_lock
 from tests.helpers.backlog import EVERY_SLOT, AtSlot, check_same, one_at_a_time, recording, setup
@@ -23,6 +23,13 @@ from tests.helpers.nodeutil import definition, eval_msg, make_node, output
 from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # the backlog twice, and a first use of aos2_0_6 that prepares its variant
+
+
+@pytest.fixture(autouse=True)
+def always_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These backlogs run their wasm ahead whatever the machine's load (spare_cores.py would choose)."""
+    monkeypatch.setenv(SWITCH, "1")
+
 
 PREPARE_SECONDS = 900  # deriving a variant on a loaded 2-core machine (as tests/test_variant_background.py)
 READY_AT = 3  # the slot being finished when the variant is let through: the worker is AHEAD slots past it

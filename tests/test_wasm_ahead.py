@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aonode.engine.devices.wasm_ahead import AHEAD
+import aonode.engine.devices.wasm_ahead as wasm_ahead
+from aonode.engine.devices.wasm_ahead import AHEAD, SWITCH
 from aonode.engine.errors import Busy
 from aonode.engine.message import Message
 from aonode.engine.node import Node
@@ -35,6 +36,12 @@ from tests.helpers.nodeutil import OWNER, definition, eval_msg, make_node, outpu
 pytestmark = pytest.mark.slow  # several backlogs on the real aos2_0_6 image, twice each
 
 
+@pytest.fixture(autouse=True)
+def always_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These backlogs run their wasm ahead whatever the machine's load (spare_cores.py would choose)."""
+    monkeypatch.setenv(SWITCH, "1")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     return one_at_a_time(tmp_path_factory.mktemp("one") / "node", EVERY_SLOT)
@@ -53,16 +60,44 @@ def test_the_one_at_a_time_run_has_the_cases_it_claims(reference: Reference) -> 
     assert all(name == threading.main_thread().name for name in reference.begun_on)  # nothing ran ahead there
 
 
-def test_backlog_run_ahead_is_the_same_at_every_slot(tmp_path: Path, reference: Reference) -> None:
+def check_backlog(tmp_path: Path, reference: Reference) -> list[str]:
+    """Compute the backlog with one `now`, check it against `reference`; the threads its slots began on."""
     node = make_node(tmp_path / "node")
     seen = recording(node)
     pid = setup(node)
     started = len(seen.begun_on)
     node.now(pid)
-    ahead = seen.begun_on[started:]
-    assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog(pid))
     check_same(node, pid, reference, seen)
     node.close()
+    return seen.begun_on[started:]
+
+
+def test_backlog_run_ahead_is_the_same_at_every_slot(tmp_path: Path, reference: Reference) -> None:
+    ahead = check_backlog(tmp_path, reference)
+    assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog("p"))
+
+
+class Alternating:
+    """Says wasm should run ahead for `every` slots, then not for as many, and so on."""
+
+    def __init__(self, every: int) -> None:
+        self.every, self.asked = every, 0
+
+    def ahead_pays(self) -> bool:
+        self.asked += 1
+        return (self.asked // self.every) % 2 == 0
+
+
+def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
+    tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run ahead, then one slot at a time, then ahead again (spare_cores.py's choice mid-backlog)."""
+    monkeypatch.delenv(SWITCH)
+    monkeypatch.setattr(wasm_ahead, "choice", lambda: Alternating(3))
+    ran = check_backlog(tmp_path, reference)
+    assert len(ran) == len(backlog("p"))
+    here = [name == threading.main_thread().name for name in ran]
+    assert sum(a != b for a, b in zip(here, here[1:], strict=False)) >= 3, ran  # both ways, more than once
 
 
 def stored_results(node: Node, pid: str) -> list[int]:

@@ -26,6 +26,11 @@ What stays exactly as computing one slot at a time:
   schedule is never touched here); their snapshots are not stored.
 Only stacks whose first pass reads nothing but the message, the definition and the instance run
 this way (`AHEAD_SAFE`); any other stack computes one slot at a time.
+
+Whether wasm runs ahead is chosen as the backlog goes (spare_cores.py): only while a second core is
+there for it; else the next slots are computed one at a time on the compute thread, the worker
+stopped once the slots it began are finished, and back again when a core frees up. Either way every
+slot is computed the same, in slot order: the choice changes how fast, never what.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from queue import SimpleQueue
 from typing import Protocol
 
 from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
+from aonode.engine.devices.spare_cores import SPARE
 from aonode.engine.devices.stack import Stack
 from aonode.engine.frozen_heap import frozen_heap
 
@@ -49,12 +55,29 @@ AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@
 # thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
 # several wasm calls), small enough that a failure discards little (a begun slot holds its output).
 AHEAD = 8
-SWITCH = "AONODE_WASM_AHEAD"
+SWITCH = "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": always ahead; unset: as spare_cores.py says
+
+
+class Choice(Protocol):
+    """Whether the next slots should run their wasm ahead (asked before each slot)."""
+
+    def ahead_pays(self) -> bool: ...
+
+
+class _Always:
+    def ahead_pays(self) -> bool:
+        return True
+
+
+def choice() -> Choice:
+    """The node's choice: measured (spare_cores.SPARE), or always ahead with AONODE_WASM_AHEAD=1."""
+    return _Always() if os.environ.get(SWITCH) == "1" else SPARE
 
 
 class Slots(Protocol):
     """What process@1.0 does for one slot, in the two halves this module runs apart."""
 
+    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal: ...
     def prepare(self, state: ProcessState, ctx: SlotContext) -> None: ...
     def begin(self, state: ProcessState, ctx: SlotContext) -> Signal: ...
     def finish(
@@ -65,7 +88,7 @@ class Slots(Protocol):
 
 
 def runs_ahead(state: ProcessState) -> bool:
-    """Whether a backlog of this process runs its wasm ahead (AONODE_WASM_AHEAD=0 turns it off, for
+    """Whether a backlog of this process may run its wasm ahead (AONODE_WASM_AHEAD=0 turns it off, for
     comparisons: bench/bench_process.py)."""
     stack = state.stack
     return (
@@ -130,25 +153,56 @@ class _Worker:
         return left
 
 
-def compute_ahead(slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None]) -> None:
+def compute_ahead(
+    slots: Slots,
+    state: ProcessState,
+    contexts: Iterator[SlotContext],
+    done: Callable[[], None],
+    choose: Choice | None = None,
+) -> None:
     """Compute the slots `contexts` gives, in order, their first passes on a worker thread up to
-    `AHEAD` slots ahead of the ones finished here; `done` after each finished slot. The objects
-    older than the backlog are left to the collector until it ends (frozen_heap.py)."""
+    `AHEAD` slots ahead of the ones finished here while `choose` says it pays, else one at a time
+    here; `done` after each finished slot. The objects older than the backlog are left to the
+    collector until it ends (frozen_heap.py)."""
+    choose = choose if choose is not None else choice()
     with frozen_heap():
-        _compute_ahead(slots, state, contexts, done)
+        ahead = choose.ahead_pays()
+        while True:
+            run = _compute_ahead if ahead else _one_at_a_time
+            if not run(slots, state, contexts, done, choose):
+                return
+            ahead = not ahead
+
+
+def _one_at_a_time(
+    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None], choose: Choice
+) -> bool:
+    """Compute slots here until `choose` says wasm should run ahead (True) or there are no more."""
+    for ctx in contexts:
+        slots.compute(state, ctx)
+        done()
+        if choose.ahead_pays():
+            return True
+    return False
 
 
 def _compute_ahead(
-    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None]
-) -> None:
+    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None], choose: Choice
+) -> bool:
+    """Compute slots with their wasm ahead until `choose` says it no longer pays (True: the slots
+    begun are finished, the rest are left in `contexts`) or there are no more."""
     worker = _Worker(slots, state)
     worker.start()
-    in_flight, exhausted = 0, False
+    in_flight, exhausted, switched = 0, False, False
     failure: Exception | None = None
 
     def feed() -> None:
-        nonlocal in_flight, failure, exhausted
+        nonlocal in_flight, failure, exhausted, switched
         while not exhausted and in_flight < AHEAD:
+            if not choose.ahead_pays():
+                switched = exhausted = True
+                worker.inputs.put(None)
+                return
             try:
                 ctx = next(contexts, None)
             except Exception as err:  # noqa: BLE001 - raised once the slots before it are finished
@@ -184,6 +238,7 @@ def _compute_ahead(
             done()
         if failure is not None:
             raise failure
+        return switched
     finally:
         for left in worker.end():  # slots that ran past one that failed: memory past `at_slot`
             if left.cache is not None:
