@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 
 import cbor2
@@ -156,8 +157,11 @@ class WorkerApp:
             f"?{scope['query_string'].decode('latin-1')}" if scope["query_string"] else ""
         )
         headers = [(k, v) for k, v in scope["headers"] if k not in HOP]
+        request = self.owner.build_request(scope["method"], target, headers=headers, content=body)
+        await _until_gone(receive, self._pass_on(request, send))
+
+    async def _pass_on(self, request: httpx.Request, send: Send) -> None:
         try:
-            request = self.owner.build_request(scope["method"], target, headers=headers, content=body)
             answer = await self.owner.send(request, stream=True)
         except httpx.TransportError as err:
             status, data, extra = ingest_front.error_answer(Busy(f"the node's process did not answer: {err}"))
@@ -170,7 +174,28 @@ class WorkerApp:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            await answer.aclose()
+            await answer.aclose()  # mid-body (the client left): closes the connection, so the node stops too
+
+
+async def _until_gone(receive: Receive, relaying: Coroutine[object, object, None]) -> None:
+    """Run `relaying` until it ends or the client goes away (its body is read: what `receive` says next
+    is the disconnect). Hypercorn drops what is sent to a closed connection, so a relay left to run would
+    pull the node's whole answer for nobody, holding what the node holds for it (a /state place)."""
+    relay = asyncio.ensure_future(relaying)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((relay, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        relay.cancel()
+        gone.cancel()
+        await asyncio.gather(relay, gone, return_exceptions=True)
+    if not relay.cancelled():
+        relay.result()  # what the relay raised, as before
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
