@@ -6,10 +6,11 @@ works, a full compute queue answering 503, and `aonode serve` stopping cleanly o
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,10 @@ import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
+from aonode.engine.startup import ENV as STARTUP_TRACE
 from aonode.server.app import Limits
 from tests.helpers.httpnode import HttpNode, cli_node, http_node, wait_until_answering
+from tests.helpers.threads import Threads, started
 
 pytestmark = pytest.mark.slow  # starts and stops `aonode serve` subprocesses
 
@@ -119,7 +122,7 @@ def test_enable_state_patch_is_owner_only_and_head_tells(c: httpx.Client, token:
     assert c.get(key + "/supply").text == "1000"
 
 
-def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: threading.Thread) -> httpx.Response:
+def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: Threads[httpx.Response]) -> httpx.Response:
     """Ask for an already computed slot of an idle process (a request that always takes a compute
     worker, and is cheap) until that worker is seen taken (503). With one worker and no queue, a 503
     there proves the heavy request in `worker` is being computed. Probed with HEAD, because a GET
@@ -134,24 +137,15 @@ def wait_until_compute_is_busy(c: httpx.Client, idle_pid: str, worker: threading
             return probe
 
 
-def start_now(c: httpx.Client, pid: str, answers: dict[str, httpx.Response]) -> threading.Thread:
-    worker = threading.Thread(target=lambda: answers.update(now=c.get(f"/{pid}~process@1.0/now/at-slot")))
-    worker.start()
-    return worker
-
-
-def start_busy_now(
-    c: httpx.Client, pid: str, idle_pid: str, answers: dict[str, httpx.Response]
-) -> tuple[threading.Thread, httpx.Response]:
-    """`now` on `pid` in a thread, and the first probe that sees it take the one compute worker. A probe
-    may hold that worker at the moment the `now` arrives, which then gets the 503 itself and computes
-    nothing: it is asked again (a few times at most)."""
+def start_busy_now(c: httpx.Client, pid: str, idle_pid: str) -> tuple[Threads[httpx.Response], httpx.Response]:
+    """`now` on `pid` in a thread (`.join(timeout)[0]`: its answer), and the first probe that sees it take
+    the one compute worker. A probe may hold that worker at the moment the `now` arrives, which then gets
+    the 503 itself and computes nothing: it is asked again (a few times at most)."""
     for _ in range(5):
-        worker = start_now(c, pid, answers)
+        worker = started(lambda: c.get(f"/{pid}~process@1.0/now/at-slot"), "now")
         probe = wait_until_compute_is_busy(c, idle_pid, worker)
-        if probe.status_code == 503 or answers.get("now") is None or answers["now"].status_code != 503:
+        if probe.status_code == 503 or worker.is_alive() or worker.join(120)[0].status_code != 503:
             return worker, probe
-        worker.join()
     return worker, probe
 
 
@@ -163,17 +157,16 @@ def test_compute_answers_the_last_value_while_now_computes_and_a_full_queue_is_5
         assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").text == "1000"
         heavy_slot = schedule(c, pid, "Eval", HEAVY_EVAL)
 
-        answers: dict[str, httpx.Response] = {}
-        worker, probe = start_busy_now(c, pid, idle, answers)
+        worker, probe = start_busy_now(c, pid, idle)
         try:
             last_known = c.get(f"/{pid}~process@1.0/compute/at-slot")
             still_running = worker.is_alive()
         finally:
-            worker.join()
+            now = worker.join(300)[0]
         assert probe.status_code == 503 and probe.headers["retry-after"].isdigit() and probe.json()["error"]
         assert last_known.status_code == 200 and last_known.text == "0"
         assert still_running
-        assert answers["now"].text == str(heavy_slot)
+        assert now.text == str(heavy_slot)
         assert "heavy done" in c.get(f"/{pid}~process@1.0/compute/results/data").text
         assert c.get(f"/{idle}~process@1.0/now/at-slot").status_code == 200
 
@@ -183,9 +176,34 @@ DEMO_SCRIPT = ("import sys; from aonode.server.app import Limits; from aonode.se
                "limits=Limits(compute_workers=1, compute_queue=0))")
 
 
-def _start_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", DEMO_SCRIPT, str(port), str(data_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+# A first start makes an RSA-4096 key, compiles the image and boots the demo before it answers: ~30 s on
+# this 2-core machine at load 3, minutes at load 14 (START_TIMEOUT's 180 s is for starts with less to do).
+COLD_START_SECONDS = 600.0
+
+
+def _start_demo(data_dir: Path, port: int, log: Path) -> subprocess.Popen[str]:
+    """The demo server, its stdout and stderr (with its startup marks) in `log`: a file, not a pipe that
+    nobody reads until the end (a full pipe would stop the server at its next write)."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-c", DEMO_SCRIPT, str(port), str(data_dir)], stdout=out,
+                                stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", STARTUP_TRACE: "1"})
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, every thread) of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_computing(server: int, request: Threads[httpx.Response], cpu: float = 0.3) -> None:
+    """Until the server spent `cpu` more seconds of CPU while `request` (a `now` holding the one compute
+    worker, nothing else asked of the server) is in flight: its message is being computed. A probe's 503
+    says only that the worker is taken, and a SIGTERM in the moment before the message begins is answered
+    503 (the node stops before a message it had not begun) instead of the message's drained answer."""
+    start, deadline = _cpu_seconds(server), time.monotonic() + 300
+    while request.is_alive() and _cpu_seconds(server) - start < cpu and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _free_port() -> int:
@@ -199,23 +217,40 @@ def _free_port() -> int:
 def test_serve_demo_and_sigterm_drains_then_closes(tmp_path: Path) -> None:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start_demo(tmp_path, port)
+    log = tmp_path / "serve.log"
+    proc = _start_demo(tmp_path, port, log)
+
+    def said() -> str:
+        return f"\n--- aonode serve (exit code {proc.poll()}) said:\n{log.read_text()[-8000:]}"
+
     try:
-        wait_until_answering(url + "/~meta@1.0/info", proc=proc)
+        try:
+            wait_until_answering(url + "/~meta@1.0/info", COLD_START_SECONDS, proc)
+        except (httpx.TransportError, RuntimeError) as err:
+            raise AssertionError(f"not answering after {COLD_START_SECONDS} s: {err!r}{said()}") from err
         pid = (tmp_path / "demo-process.txt").read_text().strip()
         with httpx.Client(base_url=url, timeout=120) as c:
-            assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").status_code == 200
+            supply = c.get(f"/{pid}~process@1.0/now/cache/totalsupply")
+            assert supply.status_code == 200, supply.text + said()
             idle = spawn_token(c, "idle")
-            assert c.get(f"/{idle}~process@1.0/now/at-slot").text == "0"
+            assert (at := c.get(f"/{idle}~process@1.0/now/at-slot")).text == "0", at.text + said()
             heavy_slot = schedule(c, pid, "Eval", HEAVY_EVAL)
-            answers: dict[str, httpx.Response] = {}
-            worker, probe = start_busy_now(c, pid, idle, answers)
-            assert probe.status_code == 503
+            worker, probe = start_busy_now(c, pid, idle)
+            assert probe.status_code == 503, f"the heavy `now` never held the compute worker: {probe.text}{said()}"
+            wait_until_computing(proc.pid, worker)
+            in_flight = worker.is_alive()
             proc.send_signal(signal.SIGTERM)  # stops the server under the heavy request
-            worker.join()
-        assert proc.wait(timeout=120) == 0
-        assert answers["now"].status_code == 200 and answers["now"].text == str(heavy_slot)
-        out = proc.stdout.read() if proc.stdout else ""
+            try:
+                now = worker.join(300)[0]
+            except httpx.TransportError as err:
+                raise AssertionError(f"the heavy `now` was cut, not drained: {err!r}{said()}") from err
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired as err:
+            raise AssertionError(f"still running 120 s after SIGTERM{said()}") from err
+        assert in_flight, f"the heavy `now` had ended before the SIGTERM: nothing to drain{said()}"
+        assert (code, now.status_code, now.text) == (0, 200, str(heavy_slot)), f"{now.text}{said()}"
+        out = log.read_text()
         assert f"demo token process: {pid}" in out and f"curl {url}/{pid}~process@1.0/now/cache/totalsupply" in out
     finally:
         if proc.poll() is None:
