@@ -48,8 +48,10 @@ def test_a_served_cron_process_ticks_without_traffic(tmp_path: Path) -> None:
             time.sleep(0.25)
             seen = count_after_compute(c, pid)
         assert seen is not None and seen >= (first or 0) + 2, (first, seen)
-        slots = c.get(f"/{pid}~process@1.0/slot").json()
+        # The schedule first: the cron loop goes on ticking, and a tick between the two reads would put
+        # one more tick in a schedule read second than in the slot read first.
         page = c.get(f"/{pid}~process@1.0/schedule").json()
+        slots = c.get(f"/{pid}~process@1.0/slot").json()
         ticks = [a for a in page["assignments"] if any(t["name"] == "Cron-Tick" for t in a["body"]["Tags"])]
         assert len(ticks) >= seen and slots["current"] >= 1 + len(ticks)
 
