@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # the backlog twice, and a first use of aos2_0_6 
 
 @pytest.fixture(autouse=True)
 def always_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These backlogs run their wasm ahead whatever the machine's load (spare_cores.py would choose)."""
+    """These backlogs run their wasm ahead whatever pace.py would choose."""
     monkeypatch.setenv(SWITCH, "1")
 
 

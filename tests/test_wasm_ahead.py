@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow  # several backlogs on the real aos2_0_6 image, tw
 
 @pytest.fixture(autouse=True)
 def always_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These backlogs run their wasm ahead whatever the machine's load (spare_cores.py would choose)."""
+    """These backlogs run their wasm ahead whatever pace.py would choose."""
     monkeypatch.setenv(SWITCH, "1")
 
 
@@ -83,6 +83,12 @@ class Alternating:
     def __init__(self, every: int) -> None:
         self.every, self.asked = every, 0
 
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
     def ahead_pays(self) -> bool:
         self.asked += 1
         return (self.asked // self.every) % 2 == 0
@@ -91,9 +97,9 @@ class Alternating:
 def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
     tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run ahead, then one slot at a time, then ahead again (spare_cores.py's choice mid-backlog)."""
+    """Run ahead, then one slot at a time, then ahead again (pace.py's choice mid-backlog)."""
     monkeypatch.delenv(SWITCH)
-    monkeypatch.setattr(wasm_ahead, "choice", lambda: Alternating(3))
+    monkeypatch.setattr(wasm_ahead, "choice", lambda state: Alternating(3))
     ran = check_backlog(tmp_path, reference)
     assert len(ran) == len(backlog("p"))
     here = [name == threading.main_thread().name for name in ran]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
+from aonode.engine.devices.pace import Pace
 from aonode.engine.jsondata import Json, JsonObject
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
@@ -170,6 +171,7 @@ class ProcessState:
     stale: bool = False
     config: ProcessConfig = field(default_factory=ProcessConfig)
     stack: Runner | None = None  # the execution stack the definition names
+    pace: Pace | None = None  # how fast its backlogs went with wasm ahead and without (devices/pace.py)
 
 
 class Device(Protocol):

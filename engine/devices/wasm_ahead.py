@@ -27,9 +27,9 @@ What stays exactly as computing one slot at a time:
 Only stacks whose first pass reads nothing but the message, the definition and the instance run
 this way (`AHEAD_SAFE`); any other stack computes one slot at a time.
 
-Whether wasm runs ahead is chosen as the backlog goes (spare_cores.py): only while a second core is
-there for it; else the next slots are computed one at a time on the compute thread, the worker
-stopped once the slots it began are finished, and back again when a core frees up. Either way every
+Whether wasm runs ahead is chosen as the backlog goes (pace.py): while it computes faster than one
+slot at a time, measured; else the next slots are computed one at a time on the compute thread, the
+worker stopped once the slots it began are finished, and back again when that pays. Either way every
 slot is computed the same, in slot order: the choice changes how fast, never what.
 """
 
@@ -44,7 +44,7 @@ from queue import SimpleQueue
 from typing import Protocol
 
 from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
-from aonode.engine.devices.spare_cores import SPARE
+from aonode.engine.devices.pace import Pace
 from aonode.engine.devices.stack import Stack
 from aonode.engine.frozen_heap import frozen_heap
 
@@ -55,23 +55,36 @@ AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@
 # thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
 # several wasm calls), small enough that a failure discards little (a begun slot holds its output).
 AHEAD = 8
-SWITCH = "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": always ahead; unset: as spare_cores.py says
+SWITCH = "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": always ahead; unset: as pace.py measures
 
 
 class Choice(Protocol):
-    """Whether the next slots should run their wasm ahead (asked before each slot)."""
+    """Whether the next slots should run their wasm ahead (asked before each slot, between `start`
+    and `stop`: one backlog)."""
 
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
     def ahead_pays(self) -> bool: ...
 
 
 class _Always:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
     def ahead_pays(self) -> bool:
         return True
 
 
-def choice() -> Choice:
-    """The node's choice: measured (spare_cores.SPARE), or always ahead with AONODE_WASM_AHEAD=1."""
-    return _Always() if os.environ.get(SWITCH) == "1" else SPARE
+def choice(state: ProcessState) -> Choice:
+    """The process's choice: measured (its own pace.Pace), or always ahead with AONODE_WASM_AHEAD=1."""
+    if os.environ.get(SWITCH) == "1":
+        return _Always()
+    if state.pace is None:
+        state.pace = Pace()
+    return state.pace
 
 
 class Slots(Protocol):
@@ -164,14 +177,18 @@ def compute_ahead(
     `AHEAD` slots ahead of the ones finished here while `choose` says it pays, else one at a time
     here; `done` after each finished slot. The objects older than the backlog are left to the
     collector until it ends (frozen_heap.py)."""
-    choose = choose if choose is not None else choice()
-    with frozen_heap():
-        ahead = choose.ahead_pays()
-        while True:
-            run = _compute_ahead if ahead else _one_at_a_time
-            if not run(slots, state, contexts, done, choose):
-                return
-            ahead = not ahead
+    choose = choose if choose is not None else choice(state)
+    choose.start()
+    try:
+        with frozen_heap():
+            ahead = choose.ahead_pays()
+            while True:
+                run = _compute_ahead if ahead else _one_at_a_time
+                if not run(slots, state, contexts, done, choose):
+                    return
+                ahead = not ahead
+    finally:
+        choose.stop()
 
 
 def _one_at_a_time(
