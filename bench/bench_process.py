@@ -11,7 +11,8 @@ Run: python bench/bench_process.py [--quick]
   medians of paired blocks with their spread (bench/paired_lanes.py): one lucky or unlucky bare run
   on this shared machine does not decide them. Node.now may run a backlog's wasm calls on a second
   thread (engine/devices/wasm_ahead.py), so the output gives wall-time AND CPU-time ratios (all
-  threads), the cores the path used, and the same path one slot at a time (AONODE_WASM_AHEAD=0).
+  threads), the cores the path used, and the same path one slot at a time (AONODE_WASM_AHEAD=0) and
+  with wasm always ahead (=1); by default a node picks between those two as it measures (pace.py).
 - Peak RSS after spawning 1,000 processes (each evaluated to slot 0; live set bounded by the LRU).
 """
 
@@ -90,7 +91,7 @@ def throughput(label: str, n: int, token: bool, blocks: int, repeat: int) -> Non
             for pooled, more in zip(lanes, run, strict=True):
                 pooled.walls += more.walls
                 pooled.cpus += more.cpus
-    path, single, bare, unlimited = lanes
+    path, single, forced, bare, unlimited = lanes
     print(
         f"\n## throughput: {label}, {n} messages in {blocks} blocks of {n // blocks}, {repeat} run(s):"
         f" {len(path.walls)} paired blocks"
@@ -104,7 +105,7 @@ def throughput(label: str, n: int, token: bool, blocks: int, repeat: int) -> Non
         print(f"| {lane.name} | {wall:.0f} | {cpu:.0f} | {wall / cpu:.2f} |")
     print("\n| ratio of paired blocks | wall median | wall quartiles | wall min-max | CPU median |")
     print("|---|---:|---:|---:|---:|")
-    for top, bottom in ((path, bare), (path, unlimited), (single, bare), (bare, unlimited)):
+    for top, bottom in ((path, bare), (path, unlimited), (single, bare), (forced, bare), (bare, unlimited)):
         wall, cpu = paired(top, bottom), paired(top, bottom, cpu=True)
         print(
             f"| {top.name} / {bottom.name} | **{wall.median:.2f}x** | {wall.q1:.2f}-{wall.q3:.2f} | "

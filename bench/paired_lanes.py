@@ -6,9 +6,10 @@ blocks: each block's messages are scheduled (untimed), then every lane computes 
 lanes' order rotating from block to block; each block gives one ratio per path lane over the bare
 lane that ran beside it, and the bench reports the median of those paired ratios and their spread.
 
-Lanes: a node computing its backlog with `Node.now` (the default strategy), a second node doing the
-same one slot at a time (AONODE_WASM_AHEAD=0), and bare `Instance.handle` on the first node's
-messages under the process's limits and with none. Both bare lanes must end with the first node's
+Lanes: a node computing its backlog with `Node.now` (as a node does: wasm ahead or one slot at a time,
+as engine/devices/pace.py measures), two more nodes doing the same one slot at a time
+(AONODE_WASM_AHEAD=0) and with wasm always ahead (=1), and bare `Instance.handle` on the first
+node's messages under the process's limits and with none. Both bare lanes must end with the first node's
 memory (sha256): the same work.
 """
 
@@ -55,10 +56,10 @@ class Lane:
 class PathNode:
     """A fresh node with one process on the token (or evaluating `return 1`), warmed onto the fast variant."""
 
-    def __init__(self, data_dir: Path, token: bool, one_at_a_time: bool = False) -> None:
+    def __init__(self, data_dir: Path, token: bool, switch: str | None = None) -> None:
         self.node = make_node(data_dir)
         self.token = token
-        self.one_at_a_time = one_at_a_time
+        self.switch = switch  # AONODE_WASM_AHEAD for its `now`: "0" one slot at a time, "1" always ahead
         self.pid = self.node.spawn(definition())["process"]
         # Steady state: the image's fast variant prepared and the instance moved onto it by one
         # untimed message, as each bare instance is by its untimed setup calls.
@@ -81,10 +82,10 @@ class PathNode:
         return count / (time.perf_counter() - start)
 
     def now(self) -> None:
-        if not self.one_at_a_time:
+        if self.switch is None:
             self.node.now(self.pid)
             return
-        os.environ[SWITCH] = "0"
+        os.environ[SWITCH] = self.switch
         try:
             self.node.now(self.pid)
         finally:
@@ -151,11 +152,13 @@ def paired(path: Lane, bare: Lane, cpu: bool = False) -> Spread:
 def run_blocks(tmp: Path, token: bool, n: int, blocks: int) -> tuple[list[Lane], list[float]]:
     """The lanes after `blocks` blocks of `n // blocks` messages, and the schedule rates."""
     ahead = PathNode(tmp / "ahead", token)
-    single = PathNode(tmp / "single", token, one_at_a_time=True)
+    single = PathNode(tmp / "single", token, switch="0")
+    forced = PathNode(tmp / "forced", token, switch="1")
     limited, unlimited = Bare(ahead, limited=True), Bare(ahead, limited=False)
     lanes = [
         Lane("process path (Node.now)", ahead.now),
         Lane("process path, one slot at a time (AONODE_WASM_AHEAD=0)", single.now),
+        Lane("process path, wasm always ahead (AONODE_WASM_AHEAD=1)", forced.now),
         Lane("bare wasm (Instance.handle, the process's limits)", limited.compute),
         Lane("bare wasm, no compute limit", unlimited.compute),
     ]
@@ -163,6 +166,7 @@ def run_blocks(tmp: Path, token: bool, n: int, blocks: int) -> tuple[list[Lane],
     for block in range(blocks):
         ingest.append(ahead.schedule(size))
         single.schedule(size)
+        forced.schedule(size)
         limited.load()
         unlimited.load()
         turn = block % len(lanes)
@@ -173,6 +177,6 @@ def run_blocks(tmp: Path, token: bool, n: int, blocks: int) -> tuple[list[Lane],
         if bare.inst.memory_sha256() != memory:
             raise SystemExit("bare wasm did not end with the process path's memory: not the same work")
         bare.inst.close()
-    ahead.node.close()
-    single.node.close()
+    for path in (ahead, single, forced):
+        path.node.close()
     return lanes, ingest

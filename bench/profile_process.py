@@ -9,7 +9,8 @@ periodic snapshot are each timed by a wrapper around them (a few µs of its own,
 per-call overhead inflates the many small Python calls several times over). A backlog runs its wasm
 calls on a worker thread ahead of the slots' post-processing (engine/devices/wasm_ahead.py), so each
 part is given per thread: the compute thread's parts plus its waits make the total, the wasm-ahead
-thread's run meanwhile. `--one-at-a-time` (AONODE_WASM_AHEAD=0) profiles the path without the worker.
+thread's run meanwhile (AONODE_WASM_AHEAD=1: always, whichever way a node would measure faster);
+`--one-at-a-time` (AONODE_WASM_AHEAD=0) profiles the path without the worker.
 """
 
 from __future__ import annotations
@@ -118,8 +119,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--one-at-a-time", action="store_true", help="AONODE_WASM_AHEAD=0: no wasm-ahead thread")
     args = parser.parse_args()
-    if args.one_at_a_time:
-        os.environ[SWITCH] = "0"
+    os.environ[SWITCH] = "0" if args.one_at_a_time else "1"  # not as engine/devices/pace.py would choose
     n = args.messages
     for run in range(1, args.runs + 1):
         total, window = profile(n)
