@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import aonode.engine.devices.wasm_ahead as wasm_ahead
-from aonode.engine.devices.wasm_ahead import AHEAD, SWITCH
+from aonode.engine.devices.wasm_ahead import AHEAD, BATCHES, SWITCH
 from aonode.engine.errors import Busy
 from aonode.engine.message import Message
 from aonode.engine.node import Node
@@ -77,8 +77,16 @@ def test_backlog_run_ahead_is_the_same_at_every_slot(tmp_path: Path, reference: 
     assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog("p"))
 
 
+def test_backlog_run_ahead_in_batches_is_the_same_at_every_slot(
+    tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SWITCH, BATCHES)
+    ran = check_backlog(tmp_path, reference)
+    assert ran == [threading.main_thread().name] * len(backlog("p"))  # no second thread
+
+
 class Alternating:
-    """Says wasm should run ahead for `every` slots, then not for as many, and so on."""
+    """Says wasm should run on the worker thread for `every` slots, then in batches, and so on."""
 
     def __init__(self, every: int) -> None:
         self.every, self.asked = every, 0
@@ -97,7 +105,8 @@ class Alternating:
 def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
     tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run ahead, then one slot at a time, then ahead again (pace.py's choice mid-backlog)."""
+    """Wasm ahead on the worker thread, then in batches on the compute thread, and so on (pace.py's
+    choice mid-backlog)."""
     monkeypatch.delenv(SWITCH)
     monkeypatch.setattr(wasm_ahead, "choice", lambda state: Alternating(3))
     ran = check_backlog(tmp_path, reference)
@@ -110,10 +119,12 @@ def stored_results(node: Node, pid: str) -> list[int]:
     return sorted(slot for slot, _ in node.store.results(pid, 0, 10_000))
 
 
+@pytest.mark.parametrize("way", ["1", BATCHES])  # on the worker thread, in batches on the compute thread
 @pytest.mark.parametrize("failing_slot", [9, -1])  # -1: the backlog's last slot, nothing begun past it
 def test_a_failure_finishing_a_slot_surfaces_and_the_next_read_recomputes(
-    tmp_path: Path, reference: Reference, failing_slot: int
+    tmp_path: Path, reference: Reference, failing_slot: int, way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(SWITCH, way)
     node = make_node(tmp_path / "node")
     seen = recording(node)
     pid = setup(node)

@@ -1,12 +1,12 @@
-"""Whether a process's backlog runs its wasm ahead on a second thread or one slot at a time: the way
-that computed its slots faster lately, each measured as it runs.
+"""Whether a process's backlog runs its wasm ahead on a second thread or in batches on the compute
+thread (wasm_ahead.py): the way that computed its slots faster lately, each measured as it runs.
 
-Why: running wasm ahead (wasm_ahead.py) wins when a second core is there for it; without one the two
-threads take turns, each slot pays the hand-overs and a wasm call ~25-30% slower (measured on the
-2-vCPU VM), and one slot at a time can be faster (0.80x vs 0.67x of bare wasm at load ~3). But
-which wins on a busy machine is not a matter of idle cores alone: with many runnable threads from
-other processes, two threads also get a larger share of the cores (at load ~6 running ahead won,
-0.77x vs 0.72x). So the choice is measured, not predicted: seconds per slot of each way over
+Why: the worker thread wins when a second core is there for it; without one the two threads take
+turns, each slot pays the hand-overs and a wasm call ~25-30% slower (measured on the 2-vCPU VM), and
+the compute thread alone can be faster (one slot at a time did 0.80x vs 0.67x of bare wasm at load
+~3). But which wins on a busy machine is not a matter of idle cores alone: with many runnable
+threads from other processes, two threads also get a larger share of the cores (at load ~6 the
+worker won, 0.77x vs 0.72x). So the choice is measured, not predicted: seconds per slot of each way over
 windows of WINDOW seconds of computing (time between backlogs does not count), the faster one
 kept, and the other measured again after EXPLORE seconds. The choice never changes what is
 computed (each slot's passes run in slot order either way); it only decides how fast.
@@ -35,8 +35,8 @@ class Pace:
 
     def __init__(self, cpus: int | None = None) -> None:
         self.cpus = cpus if cpus is not None else _cpus()
-        self.ahead = self.cpus > 1  # the way in use; a single CPU never runs ahead
-        self.per_slot: dict[bool, float] = {}  # way (True: ahead) -> seconds per slot, lately
+        self.ahead = self.cpus > 1  # the way in use (True: the worker thread); a single CPU never starts it
+        self.per_slot: dict[bool, float] = {}  # way -> seconds per slot, lately
         self.measured_at: dict[bool, float] = {}  # way -> `computed` when it was last measured
         self.computed = 0.0  # seconds of computing measured so far
         self._spent = 0.0  # seconds of computing in the window, before the current run
@@ -54,7 +54,7 @@ class Pace:
             self._resumed = None
 
     def ahead_pays(self) -> bool:
-        """Whether the next slot should run its wasm ahead."""
+        """Whether the next slot should run its wasm on the worker thread (else in batches here)."""
         self._slots += 1
         if self._resumed is None:
             return self.ahead

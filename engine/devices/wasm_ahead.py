@@ -27,16 +27,19 @@ What stays exactly as computing one slot at a time:
 Only stacks whose first pass reads nothing but the message, the definition and the instance run
 this way (`AHEAD_SAFE`); any other stack computes one slot at a time.
 
-Whether wasm runs ahead is chosen as the backlog goes (pace.py): while it computes faster than one
-slot at a time, measured; else the next slots are computed one at a time on the compute thread, the
-worker stopped once the slots it began are finished, and back again when that pays. Either way every
-slot is computed the same, in slot order: the choice changes how fast, never what.
+Without a second core for the worker, the same runs in batches on the compute thread itself
+(`_Batches`: up to AHEAD wasm calls in a row, then those slots finished in a row), which beat one
+slot at a time by ~5-9% in paired runs on the 2-vCPU VM: a wasm call and a slot's Python each leave
+the caches cold for the other. Which of the two runs is chosen as the backlog goes (pace.py: the
+one that computed the process's slots faster lately), switching once the slots begun are finished.
+Either way every slot is computed the same, in slot order: the choice changes how fast, never what.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -55,19 +58,25 @@ AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@
 # thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
 # several wasm calls), small enough that a failure discards little (a begun slot holds its output).
 AHEAD = 8
-SWITCH = "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": always ahead; unset: as pace.py measures
+SWITCH = (
+    "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": on the worker thread; "batches"; unset: as pace.py measures
+)
+BATCHES = "batches"
 
 
 class Choice(Protocol):
-    """Whether the next slots should run their wasm ahead (asked before each slot, between `start`
-    and `stop`: one backlog)."""
+    """Whether the next slots should run their wasm ahead on the worker thread (True) or in batches
+    on the compute thread (asked before each slot, between `start` and `stop`: one backlog)."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def ahead_pays(self) -> bool: ...
 
 
-class _Always:
+@dataclass(frozen=True)
+class _Fixed:
+    threaded: bool
+
     def start(self) -> None:
         pass
 
@@ -75,13 +84,15 @@ class _Always:
         pass
 
     def ahead_pays(self) -> bool:
-        return True
+        return self.threaded
 
 
 def choice(state: ProcessState) -> Choice:
-    """The process's choice: measured (its own pace.Pace), or always ahead with AONODE_WASM_AHEAD=1."""
-    if os.environ.get(SWITCH) == "1":
-        return _Always()
+    """The process's choice: measured (its own pace.Pace), or fixed by AONODE_WASM_AHEAD (1: on the
+    worker thread, batches: in batches on the compute thread)."""
+    switch = os.environ.get(SWITCH)
+    if switch in ("1", BATCHES):
+        return _Fixed(switch == "1")
     if state.pace is None:
         state.pace = Pace()
     return state.pace
@@ -90,7 +101,6 @@ def choice(state: ProcessState) -> Choice:
 class Slots(Protocol):
     """What process@1.0 does for one slot, in the two halves this module runs apart."""
 
-    def compute(self, state: ProcessState, ctx: SlotContext) -> Signal: ...
     def prepare(self, state: ProcessState, ctx: SlotContext) -> None: ...
     def begin(self, state: ProcessState, ctx: SlotContext) -> Signal: ...
     def finish(
@@ -123,6 +133,20 @@ class _Begun:
     cache: Future[JsonObject] | None = None
 
 
+def _begin(slots: Slots, state: ProcessState, ctx: SlotContext) -> _Begun:
+    """A slot's first pass, and its snapshot's memory copy when one is due at it."""
+    begun = _Begun(ctx)
+    try:
+        begun.signal = slots.begin(state, ctx)
+        slot = ctx.slot
+        assert slot is not None
+        if ctx.snapshot_mode is SnapshotMode.BACKGROUND and slots.snapshot_due(state, slot):
+            begun.cache = slots.snapshot_before_cache(state, slot)
+    except BaseException as err:  # noqa: BLE001 - handed to the compute thread, raised there
+        begun.error = err
+    return begun
+
+
 @dataclass
 class _Worker:
     """The thread running first passes in order, from `inputs` (None: no more) to `outputs`."""
@@ -138,18 +162,16 @@ class _Worker:
         self.thread = threading.Thread(target=self._run, name="aonode-wasm-ahead", daemon=True)
         self.thread.start()
 
+    def put(self, ctx: SlotContext | None) -> None:
+        self.inputs.put(ctx)
+
+    def get(self) -> _Begun:
+        return self.outputs.get()
+
     def _run(self) -> None:
         slots, state = self.slots, self.state
         while (ctx := self.inputs.get()) is not None and not self.stop:
-            begun = _Begun(ctx)
-            try:
-                begun.signal = slots.begin(state, ctx)
-                slot = ctx.slot
-                assert slot is not None
-                if ctx.snapshot_mode is SnapshotMode.BACKGROUND and slots.snapshot_due(state, slot):
-                    begun.cache = slots.snapshot_before_cache(state, slot)
-            except BaseException as err:  # noqa: BLE001 - handed to the compute thread, raised there
-                begun.error = err
+            begun = _begin(slots, state, ctx)
             self.outputs.put(begun)
             if begun.error is not None:
                 return  # the memory is as before this slot (or past it, if only its snapshot failed)
@@ -166,6 +188,46 @@ class _Worker:
         return left
 
 
+@dataclass
+class _Batches:
+    """The worker's part on the compute thread itself: once every slot begun is finished, all the
+    slots handed over since (up to AHEAD) are begun in a row. Why: a slot's wasm call and its
+    post-processing each find the caches as the other left them (parse_result takes ~1.6x as long
+    right after a wasm call as right after itself); in batches, wasm runs after wasm and Python
+    after Python, with no second thread."""
+
+    slots: Slots
+    state: ProcessState
+    inputs: deque[SlotContext | None] = field(default_factory=deque)
+    outputs: deque[_Begun] = field(default_factory=deque)
+    stop: bool = False
+
+    def start(self) -> None:
+        pass
+
+    def put(self, ctx: SlotContext | None) -> None:
+        self.inputs.append(ctx)
+
+    def get(self) -> _Begun:
+        if not self.outputs:
+            while self.inputs and not self.stop:
+                ctx = self.inputs.popleft()
+                if ctx is None:
+                    self.stop = True
+                    break
+                begun = _begin(self.slots, self.state, ctx)
+                self.outputs.append(begun)
+                self.stop = begun.error is not None  # the memory is as before it: begin nothing more
+        return self.outputs.popleft()
+
+    def end(self) -> list[_Begun]:
+        """What was begun and not finished (nothing more is begun)."""
+        self.stop = True
+        left = list(self.outputs)
+        self.outputs.clear()
+        return left
+
+
 def compute_ahead(
     slots: Slots,
     state: ProcessState,
@@ -173,42 +235,33 @@ def compute_ahead(
     done: Callable[[], None],
     choose: Choice | None = None,
 ) -> None:
-    """Compute the slots `contexts` gives, in order, their first passes on a worker thread up to
-    `AHEAD` slots ahead of the ones finished here while `choose` says it pays, else one at a time
-    here; `done` after each finished slot. The objects older than the backlog are left to the
-    collector until it ends (frozen_heap.py)."""
+    """Compute the slots `contexts` gives, in order, their first passes up to `AHEAD` slots ahead of
+    the ones finished here: on a worker thread while `choose` says that pays, else in batches here;
+    `done` after each finished slot. The objects older than the backlog are left to the collector
+    until it ends (frozen_heap.py)."""
     choose = choose if choose is not None else choice(state)
     choose.start()
     try:
         with frozen_heap():
-            ahead = choose.ahead_pays()
-            while True:
-                run = _compute_ahead if ahead else _one_at_a_time
-                if not run(slots, state, contexts, done, choose):
-                    return
-                ahead = not ahead
+            threaded = choose.ahead_pays()
+            while _compute_ahead(slots, state, contexts, done, choose, threaded):
+                threaded = not threaded
     finally:
         choose.stop()
 
 
-def _one_at_a_time(
-    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None], choose: Choice
-) -> bool:
-    """Compute slots here until `choose` says wasm should run ahead (True) or there are no more."""
-    for ctx in contexts:
-        slots.compute(state, ctx)
-        done()
-        if choose.ahead_pays():
-            return True
-    return False
-
-
 def _compute_ahead(
-    slots: Slots, state: ProcessState, contexts: Iterator[SlotContext], done: Callable[[], None], choose: Choice
+    slots: Slots,
+    state: ProcessState,
+    contexts: Iterator[SlotContext],
+    done: Callable[[], None],
+    choose: Choice,
+    threaded: bool,
 ) -> bool:
-    """Compute slots with their wasm ahead until `choose` says it no longer pays (True: the slots
-    begun are finished, the rest are left in `contexts`) or there are no more."""
-    worker = _Worker(slots, state)
+    """Compute slots with their wasm ahead (on the worker thread, or in batches here) until `choose`
+    says the other way (True: the slots begun are finished, the rest are left in `contexts`) or
+    there are no more."""
+    worker: _Worker | _Batches = _Worker(slots, state) if threaded else _Batches(slots, state)
     worker.start()
     in_flight, exhausted, switched = 0, False, False
     failure: Exception | None = None
@@ -216,9 +269,9 @@ def _compute_ahead(
     def feed() -> None:
         nonlocal in_flight, failure, exhausted, switched
         while not exhausted and in_flight < AHEAD:
-            if not choose.ahead_pays():
+            if choose.ahead_pays() != threaded:
                 switched = exhausted = True
-                worker.inputs.put(None)
+                worker.put(None)
                 return
             try:
                 ctx = next(contexts, None)
@@ -226,19 +279,19 @@ def _compute_ahead(
                 ctx, failure = None, err
             if ctx is None:
                 exhausted = True
-                worker.inputs.put(None)
+                worker.put(None)
                 return
             try:
                 slots.prepare(state, ctx)
             except Exception:  # noqa: BLE001 - left to pass 1, which raises it in the slot's turn
                 ctx.wasm_input = None
-            worker.inputs.put(ctx)
+            worker.put(ctx)
             in_flight += 1
 
     try:
         feed()
         while in_flight:
-            begun = worker.outputs.get()
+            begun = worker.get()
             in_flight -= 1
             if begun.error is not None:
                 if begun.signal is not None:  # its wasm call ran; only its snapshot failed
