@@ -7,6 +7,7 @@ import ctypes
 import time
 
 from aonode.engine.wasm import ticker
+from aonode.engine.wasm.budget import DEADLINE_SLACK, FUEL_RATE_MAX
 from aonode.engine.wasm.ticker import _Ticker
 
 
@@ -74,3 +75,29 @@ def test_an_earlier_deadline_set_while_it_sleeps_toward_a_later_one_is_reached_i
             ticker.clear_deadline(near)
     finally:
         ticker.clear_deadline(far)
+
+
+def test_a_deadline_past_the_longest_wait_a_lock_takes_leaves_the_ticker_running() -> None:
+    """A fast-variant deadline is DEADLINE_SLACK x fuel / FUEL_RATE_MAX seconds away, and an operator may
+    lift the compute cap (--max-compute) until that is beyond what a lock's wait accepts
+    (threading.TIMEOUT_MAX, ~292 years): the thread must still wake for nearer deadlines after such a
+    watch, or every later runaway loop runs for ever (the thread died of OverflowError before)."""
+    far = (ctypes.c_ubyte * 1)()
+    entry = ticker.watch_deadline(far, DEADLINE_SLACK * 10**23 / FUEL_RATE_MAX)
+    try:
+        kick = (ctypes.c_ubyte * 1)()  # a nearer one first: once it is set, the far one is the next to sleep toward
+        first = ticker.watch_deadline(kick, 0.01)
+        try:
+            assert wait_for(lambda: kick[0] == 1, timeout=5.0)
+        finally:
+            ticker.clear_deadline(first)
+        time.sleep(0.05)  # the thread went to sleep toward the far deadline
+        soon = (ctypes.c_ubyte * 1)()
+        near = ticker.watch_deadline(soon, 0.02)
+        try:
+            assert wait_for(lambda: soon[0] == 1, timeout=5.0), "the ticker no longer sets flags"
+            assert far[0] == 0
+        finally:
+            ticker.clear_deadline(near)
+    finally:
+        ticker.clear_deadline(entry)

@@ -21,6 +21,9 @@ import wasmtime
 from wasmtime._bindings import _wasmtime_engine_increment_epoch as _raw_increment_epoch
 
 TICK_SECONDS = 0.002  # epoch and deadline resolution (bounds how late a runaway loop is stopped)
+# The longest the thread sleeps toward a deadline before looking again: a deadline is fuel-derived and an
+# operator's compute cap can put it past what a lock's wait accepts (threading.TIMEOUT_MAX: OverflowError).
+LONGEST_SLEEP = 60.0
 
 
 class _Ticker:
@@ -126,7 +129,7 @@ class _Ticker:
             if until == inf:
                 wake.acquire()  # nothing to set: sleep until a watch comes
             else:
-                wake.acquire(True, until - now + tick / 4)
+                wake.acquire(True, min(until - now + tick / 4, LONGEST_SLEEP))
 
     @classmethod
     def _shutdown(cls) -> None:
