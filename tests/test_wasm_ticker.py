@@ -4,6 +4,8 @@ for it); a deadline set while it sleeps is still reached."""
 from __future__ import annotations
 
 import ctypes
+import subprocess
+import sys
 import time
 
 from aonode.engine.wasm import ticker
@@ -101,3 +103,48 @@ def test_a_deadline_past_the_longest_wait_a_lock_takes_leaves_the_ticker_running
             ticker.clear_deadline(near)
     finally:
         ticker.clear_deadline(entry)
+
+
+PAUSED_AFTER_ITS_LOCK = """
+import ctypes, threading, time
+from aonode.engine.wasm import ticker
+from aonode.engine.wasm.ticker import _Ticker
+
+pause, paused, resume = threading.Event(), threading.Event(), threading.Event()
+
+def profile(frame, event, arg):  # the thread taken off its core right after it lets go of its lock
+    if (event == "c_return" and pause.is_set() and threading.current_thread().name == "aonode-epoch"
+            and getattr(arg, "__self__", None) is _Ticker._watch_lock and arg.__name__ == "__exit__"):
+        pause.clear()
+        paused.set()
+        resume.wait(10)
+
+threading.setprofile(profile)  # before the thread starts: it is the threads started later that get it
+epoch = ticker.keep_ticking()  # a call on the original image's engine
+start = _Ticker._ticks
+while _Ticker._ticks < start + 3:
+    time.sleep(0.001)
+pause.set()
+assert paused.wait(10), "the thread never let go of its lock"
+ticker.clear_deadline(epoch)  # that call ends, and the next message runs on the fast variant
+flag = (ctypes.c_ubyte * 1)()
+watch = ticker.watch_deadline(flag, 0.02)
+resume.set()
+end = time.monotonic() + 5
+while not flag[0] and time.monotonic() < end:
+    time.sleep(0.005)
+print("set" if flag[0] else "never set")
+"""
+
+
+def test_a_variant_deadline_set_as_the_last_epoch_call_ends_is_reached() -> None:
+    """A process runs its first messages on the original image (epoch ticks) and moves on to the fast
+    variant (flag deadlines). If the thread is preempted after it decided, under its lock, that it was
+    ticking, and the last epoch watch goes before it runs again, it must still look at the variant's
+    deadline: before, it went to sleep with no timeout while a watch compared its deadline with the
+    tick time it had published, so nothing woke it and a runaway loop on the variant ran for ever.
+    A fresh interpreter: the preemption is placed by a profile hook, which only threads started after
+    it get."""
+    done = subprocess.run([sys.executable, "-c", PAUSED_AFTER_ITS_LOCK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "set", "the variant's deadline was never reached"

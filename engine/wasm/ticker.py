@@ -123,8 +123,11 @@ class _Ticker:
                         elif deadline < until:
                             until = deadline
                     index += 1
-                cls._until = until if not cls._epoch_watches else now
-            if cls._epoch_watches:
+                # One reading decides both: had it published `now` (ticking) and then gone to sleep after
+                # the last epoch watch went, a flag watch (not due before `now`) would never wake it.
+                ticking = cls._epoch_watches > 0
+                cls._until = now if ticking else until
+            if ticking:
                 continue
             if until == inf:
                 wake.acquire()  # nothing to set: sleep until a watch comes
