@@ -9,8 +9,8 @@ lane that ran beside it, and the bench reports the median of those paired ratios
 Lanes: a node computing its backlog with `Node.now` (as a node does: wasm ahead or one slot at a time,
 as engine/devices/pace.py measures), two more nodes doing the same one slot at a time
 (AONODE_WASM_AHEAD=0) and with wasm always ahead (=1), and bare `Instance.handle` on the first
-node's messages under the process's limits and with none. Both bare lanes must end with the first node's
-memory (sha256): the same work.
+node's messages under the process's limits and with none. Every lane must end with the first node's
+memory (sha256): the same work, whichever way it ran.
 """
 
 from __future__ import annotations
@@ -177,6 +177,9 @@ def run_blocks(tmp: Path, token: bool, n: int, blocks: int) -> tuple[list[Lane],
         if bare.inst.memory_sha256() != memory:
             raise SystemExit("bare wasm did not end with the process path's memory: not the same work")
         bare.inst.close()
+    for other in (single, forced):  # the same definition and messages on each node: the same process id
+        if other.pid != ahead.pid or other.memory_sha256() != memory:
+            raise SystemExit("the path's ways did not end with the same memory")
     for path in (ahead, single, forced):
         path.node.close()
     return lanes, ingest
