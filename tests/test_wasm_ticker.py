@@ -7,6 +7,8 @@ import ctypes
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aonode.engine.wasm import ticker
 from aonode.engine.wasm.budget import DEADLINE_SLACK, FUEL_RATE_MAX
@@ -26,6 +28,17 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+@contextmanager
+def watching(seconds: float) -> Iterator[ctypes.Array[ctypes.c_ubyte]]:
+    """A fresh interrupt flag with a deadline `seconds` away, watched for the block."""
+    flag = (ctypes.c_ubyte * 1)()
+    entry = ticker.watch_deadline(flag, seconds)
+    try:
+        yield flag
+    finally:
+        ticker.clear_deadline(entry)
 
 
 def test_the_ticker_sleeps_while_no_call_has_a_deadline() -> None:
@@ -65,18 +78,11 @@ def test_while_only_variant_calls_hold_deadlines_it_sleeps_until_the_earliest() 
 
 
 def test_an_earlier_deadline_set_while_it_sleeps_toward_a_later_one_is_reached_in_time() -> None:
-    late, soon = (ctypes.c_ubyte * 1)(), (ctypes.c_ubyte * 1)()
-    far = ticker.watch_deadline(late, 30.0)
-    try:
+    with watching(30.0) as late:
         time.sleep(0.02)
-        near = ticker.watch_deadline(soon, 0.02)
-        try:
+        with watching(0.02) as soon:
             assert wait_for(lambda: soon[0] == 1, timeout=5.0), "slept toward the later deadline"
             assert late[0] == 0
-        finally:
-            ticker.clear_deadline(near)
-    finally:
-        ticker.clear_deadline(far)
 
 
 def test_a_deadline_past_the_longest_wait_a_lock_takes_leaves_the_ticker_running() -> None:
@@ -84,25 +90,13 @@ def test_a_deadline_past_the_longest_wait_a_lock_takes_leaves_the_ticker_running
     lift the compute cap (--max-compute) until that is beyond what a lock's wait accepts
     (threading.TIMEOUT_MAX, ~292 years): the thread must still wake for nearer deadlines after such a
     watch, or every later runaway loop runs for ever (the thread died of OverflowError before)."""
-    far = (ctypes.c_ubyte * 1)()
-    entry = ticker.watch_deadline(far, DEADLINE_SLACK * 10**23 / FUEL_RATE_MAX)
-    try:
-        kick = (ctypes.c_ubyte * 1)()  # a nearer one first: once it is set, the far one is the next to sleep toward
-        first = ticker.watch_deadline(kick, 0.01)
-        try:
+    with watching(DEADLINE_SLACK * 10**23 / FUEL_RATE_MAX) as far:
+        with watching(0.01) as kick:  # a nearer one first: once it is set, the far one is next to sleep toward
             assert wait_for(lambda: kick[0] == 1, timeout=5.0)
-        finally:
-            ticker.clear_deadline(first)
         time.sleep(0.05)  # the thread went to sleep toward the far deadline
-        soon = (ctypes.c_ubyte * 1)()
-        near = ticker.watch_deadline(soon, 0.02)
-        try:
+        with watching(0.02) as soon:
             assert wait_for(lambda: soon[0] == 1, timeout=5.0), "the ticker no longer sets flags"
             assert far[0] == 0
-        finally:
-            ticker.clear_deadline(near)
-    finally:
-        ticker.clear_deadline(entry)
 
 
 PAUSED_AFTER_ITS_LOCK = """
