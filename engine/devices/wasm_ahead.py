@@ -58,9 +58,8 @@ AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@
 # thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
 # several wasm calls), small enough that a failure discards little (a begun slot holds its output).
 AHEAD = 8
-SWITCH = (
-    "AONODE_WASM_AHEAD"  # "0": one slot at a time; "1": on the worker thread; "batches"; unset: as pace.py measures
-)
+# AONODE_WASM_AHEAD: "0" one slot at a time, "1" on the worker thread, "batches"; unset: as pace.py measures
+SWITCH = "AONODE_WASM_AHEAD"
 BATCHES = "batches"
 
 
