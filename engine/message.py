@@ -91,6 +91,9 @@ def content_id(
     return b64url(hashlib.sha256(cbor2.dumps(body, canonical=True)).digest())
 
 
+_READ_FROM = "_read_from"  # Message.__dict__ key: the checked stored form it was read from
+
+
 @dataclass(frozen=True)
 class Message:
     """An AO message. `from_` is the `From` AOS sees: the owner, or the `From-Process` the node set."""
@@ -224,7 +227,12 @@ class Message:
 
     def to_cbor(self) -> bytes:
         """Lossless storage form (keeps signature and raw data item bytes), with `sum`: the sha256 of
-        the other fields' canonical CBOR, so a damaged or edited row is found when it is read."""
+        the other fields' canonical CBOR, so a damaged or edited row is found when it is read. A message
+        read back by `from_cbor` gives the bytes it was read from (checked against their `sum`): an ingest
+        worker's message is stored as the worker encoded it, not decoded and encoded again."""
+        read_from = self.__dict__.get(_READ_FROM)
+        if read_from is not None:
+            return bytes(read_from)
         fields = {
             "id": self.id,
             "owner": self.owner,
@@ -255,7 +263,7 @@ class Message:
                 f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
             )
         try:
-            return cls(
+            msg = cls(
                 id=obj["id"],
                 owner=obj["owner"],
                 from_=obj["from"],
@@ -268,3 +276,6 @@ class Message:
             )
         except BadInput as err:
             raise DamagedRecord(f"{where} is damaged: {err}") from err
+        if digest is not None:  # the canonical form to_cbor would make again (a frozen instance's own memo)
+            msg.__dict__[_READ_FROM] = raw
+        return msg

@@ -117,16 +117,23 @@ def incoming(scope: Scope, body: bytes) -> Incoming:
 async def send_json(
     send: Send, status: int, body: bytes, extra: list[Header], signer: AnswerSigner | None, cors: list[Header]
 ) -> None:
-    """JSON `body` as the app's middlewares answer it: signed fields, signatures, then CORS."""
+    """JSON `body` as the app's middlewares answer it."""
+    headers = await json_headers(body, extra, signer, cors)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def json_headers(
+    body: bytes, extra: list[Header], signer: AnswerSigner | None, cors: list[Header]
+) -> list[Header]:
+    """The header fields of a JSON answer as the app's middlewares give them: signed fields, signatures, then CORS."""
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", codec.JSON.encode()), *extra]
     if signer is not None:
         fields = answer_fields(codec.JSON.encode(), body)
         signed = await signer.sign(fields)
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields if k != "content-type"]
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signed]
-    headers += cors
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    return headers + cors
 
 
 def error_answer(err: AONodeError) -> tuple[int, bytes, list[Header]]:

@@ -1,9 +1,10 @@
 """`aonode serve --ingest-workers N`: the node's process starts N worker processes beside itself.
 
-The node's process keeps serving everything on its port, now with SO_REUSEPORT so that the workers
-(server/ingest_worker.py) listen on the same port and the kernel spreads connections over all of them;
-it also listens on a private loopback port the workers relay other requests to, and on the sequencer
-socket (server/sequencer_socket.py) they hand checked messages to. A worker that dies is started
+The workers (server/ingest_worker.py) listen on the node's port with SO_REUSEPORT, and the kernel spreads
+connections over them; the node's process holds that port bound without listening (so that a port in use
+is refused at start) and serves on a private loopback port, which the workers tunnel every request they
+do not answer to, and on the sequencer socket (server/sequencer_socket.py) they hand checked messages to:
+its core sequences, the workers' cores do HTTP and signature checks. A worker that dies is started
 again; at a stop the workers get SIGTERM first and answer what they hold while the node still runs.
 """
 
@@ -26,13 +27,14 @@ RESTART_POLL_SECONDS = 0.5
 STOP_SECONDS = 35.0  # a worker's graceful stop (hypercorn's 30 s) and then some
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on `port` that the workers' sockets may share (SO_REUSEPORT)."""
+def reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socket:
+    """A socket on `port` that the workers' sockets may share (SO_REUSEPORT), listening unless told."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(1024)
+    if listen:
+        sock.listen(1024)
     return sock
 
 
@@ -47,6 +49,7 @@ class IngestWorkers:
     owner_url: str  # the private loopback base URL of this process
     wallet_path: str
     max_body: int
+    reserved: socket.socket | None = None  # the public port, bound by this process, not listening
     name: str = field(default_factory=lambda: f"aonode-ingest-{secrets.token_hex(8)}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -99,3 +102,5 @@ class IngestWorkers:
                 proc.kill()
                 proc.wait()
         self.sequencer.close()
+        if self.reserved is not None:
+            self.reserved.close()

@@ -9,23 +9,27 @@ SQLite themselves add no commits per second, fsync bounds them, and starve each 
 bench/README.md.) A reply goes back only when the commit that holds it is durable, so a worker
 answers nothing that could be lost.
 
-Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message]` (Message.to_cbor) in,
-`[id, status, body]` out (body: the assignment JSON, or the error JSON of the status). In also
-`[None, path, status, seconds]`, no reply: a schedule request a worker answered, for the node's
-HTTP metrics (a worker's own registry is never scraped: /metrics is the node's). Only the
+Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message, path, seconds]`
+(Message.to_cbor; the request's path and the seconds the worker spent on it so far) in, `[id, status,
+body]` out (body: the assignment JSON, or the error JSON of the status); the reply's request is counted
+in the node's HTTP metrics as it is sent (a worker's own registry is never scraped: /metrics is the
+node's). In also `[None, path, status, seconds]`, no reply: a schedule request a worker answered
+without the sequencer (a refused signature, ...), for the same metrics. Only the
 worker processes this node started may connect (their pids, checked with SO_PEERCRED): a message
 that arrives here is scheduled without a signature check.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import queue
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import cbor2
 
@@ -67,6 +71,33 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+class Frames:
+    """The frames arriving on a socket, read in large chunks (one recv for many frames under load)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def next(self) -> bytes | None:
+        """As read_frame."""
+        while True:
+            if len(self.buffer) >= LENGTH.size:
+                (size,) = LENGTH.unpack_from(self.buffer)
+                if size > MAX_FRAME:
+                    raise ConnectionError(f"a frame of {size} bytes")
+                end = LENGTH.size + size
+                if len(self.buffer) >= end:
+                    body = bytes(self.buffer[LENGTH.size : end])
+                    del self.buffer[:end]
+                    return body
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                if self.buffer:
+                    raise ConnectionError("the connection closed inside a frame")
+                return None
+            self.buffer += chunk
+
+
 def frame(value: object) -> bytes:
     body = cbor2.dumps(value)
     return LENGTH.pack(len(body)) + body
@@ -105,26 +136,23 @@ class SequencerSocket:
             threading.Thread(target=self._serve, args=(conn,), name="aonode-sequencer-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        outbox: queue.SimpleQueue[Reply | None] = queue.SimpleQueue()
         threading.Thread(target=_send, args=(conn, outbox), name="aonode-sequencer-out", daemon=True).start()
-
-        def reply(rid: int, status: int, body: bytes) -> None:
-            # Queued, never sent here: this runs on the committing thread, which a worker that stops
-            # reading (its socket's buffer full) would otherwise stop for every process of the node.
-            outbox.put(frame([rid, status, body]))
-
+        frames = Frames(conn)
         try:
-            while (raw := read_frame(conn)) is not None:
-                rid, pid, blob, *seconds = cbor2.loads(raw)
+            while (raw := frames.next()) is not None:
+                rid, pid, blob, *rest = cbor2.loads(raw)
                 if rid is None:  # an answer the worker gave: path, status, seconds
-                    observe.record(str(pid), "POST", int(blob), float(seconds[0]))
+                    observe.record(str(pid), "POST", int(blob), float(rest[0]))
                     continue
+                path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
+                request = Reply(outbox, rid, path, time.perf_counter() - seconds)
                 try:
                     committed = self.node.schedule_later(str(pid), Message.from_cbor(blob, "a worker's message"))
                 except AONodeError as err:
-                    reply(rid, *_error(err))
+                    request.send(*_error(err))
                     continue
-                committed.add_done_callback(functools.partial(_replied, reply, rid))
+                committed.add_done_callback(request.committed)
         except (OSError, ConnectionError, ValueError, cbor2.CBORDecodeError):
             pass
         finally:
@@ -135,8 +163,32 @@ class SequencerSocket:
             outbox.put(None)
 
 
-def _send(conn: socket.socket, outbox: queue.SimpleQueue[bytes | None]) -> None:
-    """A connection's replies, in order, as many as are ready in one write; the socket closed at the end."""
+@dataclass(frozen=True)
+class Reply:
+    """Where one request's reply goes: queued, never sent by the thread that settles it (the committing
+    thread, which a worker that stops reading would otherwise stop for every process of the node)."""
+
+    outbox: queue.SimpleQueue[Reply | None]
+    rid: int
+    path: str | None  # the HTTP path it came on, counted in the metrics when the reply is sent
+    started: float  # perf_counter when its HTTP request began (as the worker said)
+    body: bytes = b""
+    status: int = 0
+
+    def committed(self, done: Future[AssignmentJSON]) -> None:
+        self.send(*_outcome(done))
+
+    def send(self, status: int, body: bytes) -> None:
+        self.outbox.put(dataclasses.replace(self, status=status, body=body))
+
+    def count(self) -> None:
+        if self.path is not None:
+            observe.record(self.path, "POST", self.status, time.perf_counter() - self.started)
+
+
+def _send(conn: socket.socket, outbox: queue.SimpleQueue[Reply | None]) -> None:
+    """A connection's replies, in order, as many as are ready in one write, each counted in the metrics
+    before it is sent; the socket closed at the end."""
     try:
         while (first := outbox.get()) is not None:
             ready, end = [first], False
@@ -145,17 +197,15 @@ def _send(conn: socket.socket, outbox: queue.SimpleQueue[bytes | None]) -> None:
                 end = more is None
                 if more is not None:
                     ready.append(more)
-            conn.sendall(b"".join(ready))
+            for reply in ready:
+                reply.count()
+            conn.sendall(b"".join(frame([r.rid, r.status, r.body]) for r in ready))
             if end:
                 return
     except OSError:
         pass  # the worker is gone; what was committed stays committed
     finally:
         conn.close()
-
-
-def _replied(reply: Callable[[int, int, bytes], None], rid: int, done: Future[AssignmentJSON]) -> None:
-    reply(rid, *_outcome(done))
 
 
 def _outcome(done: Future[AssignmentJSON]) -> tuple[int, bytes]:

@@ -175,15 +175,19 @@ def serve(
 
 
 def _with_workers(node: NodeAPI, config: Config, count: int, wallet_path: str, max_body: int) -> IngestWorkers:
-    """`config` rebound to the shared port and a private one; the workers started on both."""
+    """`config` rebound to a private loopback port only: the workers take the public port (this process's
+    core sequences; what they do not answer they tunnel here) and are started."""
     host, port = config.bind[0].rsplit(":", 1)
     host = host.strip("[]")
     private = socket.socket()
     private.bind(("127.0.0.1", 0))
     private.listen(1024)
     owner = f"http://127.0.0.1:{private.getsockname()[1]}"
-    config.bind = [f"fd://{reuse_port_socket(host, int(port)).detach()}", f"fd://{private.detach()}"]
-    workers = IngestWorkers(node, count, host, int(port), owner, wallet_path, max_body)
+    config.bind = [f"fd://{private.detach()}"]
+    # The public port held (bound, not listening: no connection comes here) so that a port in use fails now.
+    workers = IngestWorkers(
+        node, count, host, int(port), owner, wallet_path, max_body, reuse_port_socket(host, int(port), listen=False)
+    )
     workers.start()
     return workers
 

@@ -1,11 +1,14 @@
 """`aonode serve --ingest-workers 2` at its edges, answered by a worker as the node's process answers:
 a body declared over the limit gets its 413 at once (the node's read_body says so without reading it;
-a worker relaying the request must not first buffer the whole body), a relayed answer has one `date`
-and one `server` field (not the node's and the worker's), and the schedule requests the workers answer
-are counted in the node's /metrics like the ones it answers itself. Real CLI, loopback."""
+a worker tunnelling the request must not first buffer the whole body), a tunnelled answer has one `date`
+and one `server` field, the schedule requests the workers answer are counted in the node's /metrics
+like the ones it answers itself, and a worker's lean HTTP/1.1 server (server/ingest_http.py) keeps a
+connection's order: pipelined schedule POSTs answered by the worker, then a read and a chunked upload on
+the same connection answered by the node through the tunnel. Real CLI, loopback."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -93,3 +96,55 @@ def test_the_schedules_workers_answer_are_counted_in_the_nodes_metrics(served: t
             break
         time.sleep(0.05)
     assert after == want
+
+
+def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` answers with Content-Length bodies read off one connection, in order."""
+    got, out = b"", []
+    while len(out) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(out)} answers"
+        got += chunk
+        while b"\r\n\r\n" in got:
+            head, rest = got.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+            size = int(fields["content-length"])
+            if len(rest) < size:
+                break
+            out.append((int(lines[0].split(" ")[1]), fields, rest[:size]))
+            got = rest[size:]
+    return out
+
+
+def test_one_connection_pipelined_schedules_then_a_read_and_a_chunked_upload(served: tuple[str, str]) -> None:
+    url, pid = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    items = [build_message(WALLET, process=pid, tags=[("Action", "Ping")], data=f"p{n}", anchor=new_anchor())
+             for n in range(4)]  # fmt: skip
+    path = f"/~scheduler@1.0/schedule?target={pid}"
+
+    def post(raw: bytes) -> bytes:
+        head = f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/ans104\r\n"
+        return f"{head}content-length: {len(raw)}\r\n\r\n".encode() + raw
+
+    chunked = (
+        (
+            f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/ans104\r\n"
+            "transfer-encoding: chunked\r\n\r\n"
+        ).encode()
+        + f"{len(items[3].raw):x}\r\n".encode()
+        + items[3].raw
+        + b"\r\n0\r\n\r\n"
+    )
+    read = f"GET /{pid}~process@1.0/slot HTTP/1.1\r\nhost: {host}\r\naccept: application/json\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(b"".join(post(item.raw) for item in items[:3]) + read + chunked)  # one write: pipelined
+        answers = _answers(sock, 5)
+    assert [status for status, _, _ in answers] == [200] * 5, answers
+    slots = [json.loads(body)["slot"] for _, _, body in answers[:3]]
+    assert [json.loads(body)["message"] for _, _, body in answers[:3]] == [item.id for item in items[:3]]
+    assert slots == sorted(slots) and len(set(slots)) == 3  # answered in the order they were sent
+    assert json.loads(answers[3][2])["current"] >= slots[-1]  # the read came after the three were durable
+    assert json.loads(answers[4][2])["message"] == items[3].id  # the chunked upload: the node's own route
+    assert all("signature" in fields and "date" in fields for _, fields, _ in answers)

@@ -47,12 +47,12 @@ def _children(pid: int) -> set[int]:
 
 
 def _workers(proc: subprocess.Popen[str], url: str, count: int = 2, timeout: float = 60) -> set[int]:
-    """The node's worker processes once `count` of them listen on the shared port beside the node's."""
+    """The node's worker processes once `count` of them listen on the node's port (its own process does not)."""
     port = int(url.rsplit(":", 1)[1])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = _children(proc.pid)
-        if len(found) == count and _listeners(port) == count + 1:
+        if len(found) == count and _listeners(port) == count:
             return found
         time.sleep(0.2)
     raise AssertionError(f"{count} workers did not start: {_children(proc.pid)}, {_listeners(port)} listening")

@@ -1,0 +1,307 @@
+"""The ingest worker's HTTP/1.1 server: the schedule POSTs answered here, any other request tunnelled.
+
+Why not hypercorn here: with the node's CPU spent on signed ingest, hypercorn's HTTP/1.1 (h11, its task
+groups, the ASGI events) cost a worker more CPU per item (~1 ms) than the signature check and the answer's
+signature together (bench/bench_ingest.py). This server parses a request's head with httptools (llhttp,
+the parser uvicorn uses) on uvloop, reads a Content-Length body, and hands (scope, body) to the worker's
+handler, which answers a schedule POST itself. A request the handler does not take (a read, a spawn, a
+chunked or oversized upload, an `Expect`, anything odd) turns its connection, from that request on, into
+a byte tunnel to the node's own server (hypercorn and the full app), which answers it as it would on its
+own port: streaming, limits, errors, signatures and all. A client that leaves closes the tunnel's far end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+
+from aonode.server.signing import Scope
+
+log = logging.getLogger("aonode.server")
+Header = tuple[bytes, bytes]
+MAX_HEAD = 64 * 1024  # a longer head goes to the node's server, whose parser answers it
+HIGH_WATER = 1 << 20  # bytes buffered one way in a tunnel before its other side stops reading
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: list[Header]  # content-length and content-type included
+    body: bytes
+
+
+# (scope, body) -> the answer, or None: the node's server answers this request (tunnelled).
+Handler = Callable[[Scope, bytes], Awaitable[Answer | None]]
+
+
+@dataclass
+class Server:
+    """What every connection of one worker shares."""
+
+    handler: Handler
+    upstream: tuple[str, int]  # the node's private loopback server
+    failed: Callable[[BaseException], Awaitable[Answer]]  # the answer when the upstream cannot be reached
+    max_body: int
+    connections: set[Connection] = field(default_factory=set)
+
+    def idle(self) -> bool:
+        return all(c.idle() for c in self.connections)
+
+
+class _Head:
+    """httptools callbacks: the request line's target and the header fields."""
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[Header] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+
+def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
+    """The ASGI scope of a request head (the fields hypercorn gives), or None when it is not a plain
+    HTTP/1.1 request with a Content-Length body this server may answer itself."""
+    head = _Head()
+    parser = httptools.HttpRequestParser(head)
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserError:
+        return None
+    if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
+        return None
+    names = [name for name, _ in head.headers]
+    if names.count(b"content-length") != 1 or any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
+        return None
+    target = httptools.parse_url(head.url)
+    raw_path = target.path or b"/"
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": parser.get_method().decode("ascii"),
+        "scheme": "http",
+        "path": unquote(raw_path.decode("ascii", "replace")),
+        "raw_path": raw_path,
+        "query_string": target.query or b"",
+        "root_path": "",
+        "headers": head.headers,
+        "server": sockname,
+    }
+
+
+def _declared(scope: Scope) -> int:
+    value = next(v for k, v in scope["headers"] if k == b"content-length")
+    return int(value) if value.isdigit() else -1
+
+
+class _Dates:
+    """The Date field, made once a second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        now = int(time.time())
+        if now != cls.second:
+            cls.second, cls.value = now, email.utils.formatdate(now, usegmt=True).encode()
+        return cls.value
+
+
+def encode(answer: Answer) -> bytes:
+    try:
+        reason = HTTPStatus(answer.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    lines = [b"HTTP/1.1 %d %s" % (answer.status, reason), b"date: " + _Dates.now(), b"server: aonode"]
+    lines += [name + b": " + value for name, value in answer.headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + answer.body
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: requests answered in order, one at a time, until a tunnel takes over."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.busy = False  # a request is being answered
+        self.tunnel: _Tunnel | None = None
+        self.closing = False
+
+    def idle(self) -> bool:
+        return not self.busy and self.tunnel is None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, though not a subclass
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self.tunnel is not None:
+            self.tunnel.client_gone()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.send(data)
+            return
+        self.buffer += data
+        if not self.busy:
+            self._next()
+        elif len(self.buffer) > self.server.max_body + MAX_HEAD and self.transport is not None:
+            self.transport.pause_reading()  # pipelined past what one request may hold: wait for the answer
+
+    def eof_received(self) -> bool | None:
+        return None  # the client left (as proxies take it): the connection closes, and a tunnel's far end
+
+    def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.pause_upstream(True)
+
+    def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.pause_upstream(False)
+
+    def close_if_idle(self) -> None:
+        if self.idle() and not self.buffer:
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # connection_lost closes a tunnel's far end
+
+    def _next(self) -> None:
+        """Answer the buffered request, or wait for the rest of it."""
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD:
+                self._tunnel()
+            return
+        assert self.transport is not None
+        scope = parse_head(bytes(self.buffer[: end + 4]), self.transport.get_extra_info("sockname")[:2])
+        declared = -1 if scope is None else _declared(scope)
+        if scope is None or not 0 <= declared <= self.server.max_body:
+            self._tunnel()
+            return
+        if len(self.buffer) < end + 4 + declared:
+            return
+        raw = bytes(self.buffer[: end + 4 + declared])
+        del self.buffer[: end + 4 + declared]
+        self.busy = True
+        asyncio.get_running_loop().create_task(self._answer(scope, raw, raw[end + 4 :]))
+
+    async def _answer(self, scope: Scope, raw: bytes, body: bytes) -> None:
+        try:
+            answer = await self.server.handler(scope, body)
+        except Exception:  # the handler answers its errors; one that escaped it leaves no answer to give
+            log.exception("ingest worker: no answer for %s %s", scope["method"], scope["path"])
+            self.close()
+            return
+        if self.closing or self.transport is None:
+            return
+        if answer is None:
+            self.buffer[:0] = raw  # this request and what followed it go to the node's server
+            self._tunnel()
+            return
+        self.transport.write(encode(answer))
+        self.busy = False
+        self.transport.resume_reading()
+        if self.buffer:
+            self._next()
+
+    def _tunnel(self) -> None:
+        assert self.transport is not None
+        self.busy = True
+        self.tunnel = _Tunnel(self, self.transport, bytes(self.buffer))
+        self.buffer.clear()
+        self.transport.resume_reading()  # if a pipelined backlog had paused it: the tunnel takes it all
+        asyncio.get_running_loop().create_task(self.tunnel.open(self.server))
+
+
+class _Tunnel:
+    """Bytes both ways between a client and the node's server, with flow control each way."""
+
+    def __init__(self, conn: Connection, client: asyncio.Transport, first: bytes) -> None:
+        self.conn = conn
+        self.client = client
+        self.held = [first] if first else []  # what the client sent before the upstream was connected
+        self.upstream: asyncio.Transport | None = None
+        self.gone = False
+
+    async def open(self, server: Server) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_connection(lambda: _Upstream(self), *server.upstream)
+        except OSError as err:
+            if not self.gone:
+                self.client.write(encode(await server.failed(err)))
+                self.client.close()
+            return
+        if self.gone:
+            transport.close()
+            return
+        self.upstream = transport
+        for chunk in self.held:
+            self.upstream.write(chunk)
+        self.held.clear()
+
+    def send(self, data: bytes) -> None:
+        if self.upstream is None:
+            self.held.append(data)
+        else:
+            self.upstream.write(data)
+
+    def pause_upstream(self, pause: bool) -> None:
+        if self.upstream is not None and not self.upstream.is_closing():
+            (self.upstream.pause_reading if pause else self.upstream.resume_reading)()
+
+    def client_gone(self) -> None:
+        """The client closed or left: the node's side ends too (it stops streaming to nobody)."""
+        self.gone = True
+        if self.upstream is not None:
+            self.upstream.close()
+
+    def upstream_gone(self) -> None:
+        self.client.close()  # after what is buffered for the client is written
+
+
+class _Upstream(asyncio.Protocol):
+    def __init__(self, tunnel: _Tunnel) -> None:
+        self.tunnel = tunnel
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.tunnel.client.set_write_buffer_limits(high=HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.client.write(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the node's server closed its side: close the tunnel
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.tunnel.upstream_gone()
+
+    def pause_writing(self) -> None:
+        if not self.tunnel.client.is_closing():
+            self.tunnel.client.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.tunnel.client.is_closing():
+            self.tunnel.client.resume_reading()
