@@ -8,20 +8,22 @@
    is set next to the in-process parse+verify rate of its kind measured in the same run: on a shared
    machine that ratio is the honest number (issue 13's target: 1,500 items/s where parse+verify does
    ~6,200/s, i.e. >= 0.24); the parse+verify rate is measured right after each run, under the same
-   load. `node CPU` is the node process's CPU time per item, `CPU x` that over parse+verify's CPU,
-   `client CPU` this process's CPU per item while it posts (it shares the machine's cores with the
-   node). `--unsigned-answers` serves the same app with answer signing off: the node's cost per item
-   outside answer signing (server/signing.py), the part the ingest path itself spends. Last, the same
-   bodies are posted to a bare Starlette route on the same hypercorn configuration (it reads the body
-   and answers a short JSON): the rate and server CPU any route has on this server and machine.
+   load. Each run starts once the node is quiet (its compiled images are kept between bench runs:
+   ingest_servers.COMPILE_CACHE). CPU per item of the node's own process (with workers: the sequencer),
+   of its ingest workers, and of this process posting (it shares the machine's cores with the node):
+   1,500/s on 2 cores leaves 1.33 ms of CPU per item for all three. `--unsigned-answers` serves the
+   same app with answer signing off: the node's cost per item outside answer signing
+   (server/signing.py), the part the ingest path itself spends. Last, the same bodies are posted to a
+   bare Starlette route on the same hypercorn configuration (it reads the body and answers a short
+   JSON), and to the same answer from the workers' lean HTTP/1.1 server
+   (server/ingest_http.py): the rate and server CPU any route has on each server and machine.
 2. Reads of one value, one keep-alive connection, sequential: a dry-run (`POST /dry-run`, the
    legacy way: a wasm evaluation per read) against `GET /<pid>~process@1.0/now/cache/balances/<addr>`
    (a patched-cache read); both must answer the same balance.
 
 The node runs in its own process (`--serve`), the load generator here. `--ingest-workers 0 2` runs
 everything once per count, the node started with that many worker processes (`aonode serve
---ingest-workers`; node CPU counts them too), and adds the bare route served by 1 + the most workers
-processes sharing one port.
+--ingest-workers`), and adds the bare route served by 1 + the most workers processes sharing one port.
 
     python bench/bench_ingest.py [--messages 400] [--connections 8 16] [--reads 100] [--unsigned-answers]
         [--ingest-workers 0 2]
@@ -43,10 +45,11 @@ import httpx
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
-from bench_http import free_port, start  # noqa: E402  (same folder: shared server start-up helpers)
 import ingest_servers  # noqa: E402
+from bench_http import free_port, start  # noqa: E402  (same folder: shared server start-up helpers)
 from ingest_client import encode_post, post_all  # noqa: E402
-from ingest_servers import tree_cpu  # noqa: E402
+from ingest_report import Cpu, print_ingest  # noqa: E402
+from ingest_servers import own_cpu, tree_cpu, wait_quiet  # noqa: E402
 
 AOS_MODULE_ID = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"
 SHARED_MODULES = HERE.parents[2] / "shared" / "modules"
@@ -68,6 +71,7 @@ class Row:
     seconds: float
     latencies: list[float]
     cpu_seconds: float = 0.0  # this process's CPU time over the row (verify_in_process, the client's posts)
+    load: float = 0.0  # the machine's 1-minute load average at the row's end
 
     @property
     def rate(self) -> float:
@@ -81,15 +85,17 @@ class Row:
 
 
 def bare_rows(items: list[tuple[dict[str, str], bytes]], connections: list[int], processes: int = 1,
-              ) -> list[tuple[Row, float]]:  # fmt: skip
-    """The same bodies posted to `ingest_servers.bare` in `processes` processes sharing one port, per
-    connection count (node CPU: all of them)."""
+              lean: bool = False) -> list[tuple[Row, Cpu]]:  # fmt: skip
+    """The same bodies posted to `ingest_servers.bare` (hypercorn + Starlette) or `bare_lean` (the workers'
+    server/ingest_http.py) in `processes` processes sharing one port, per connection count."""
     port = free_port()
-    procs = [start([sys.executable, str(HERE), "--serve-bare", str(port)], f"http://127.0.0.1:{port}/bare")
-             for _ in range(processes)]  # fmt: skip
+    flag = "--serve-bare-lean" if lean else "--serve-bare"
+    procs = [
+        start([sys.executable, str(HERE), flag, str(port)], f"http://127.0.0.1:{port}/bare") for _ in range(processes)
+    ]
     try:
-        route = Route(f"bare Starlette POST route x{processes}" if processes > 1 else "bare Starlette POST route",
-                      "same bodies", "/bare")  # fmt: skip
+        name = "bare lean HTTP/1.1 route (ingest_http)" if lean else "bare Starlette POST route"
+        route = Route(name + (f" x{processes}" if processes > 1 else ""), "same bodies", "/bare")
         rows = [ingest(port, route, "", items, conns, *(p.pid for p in procs)) for conns in connections]
     finally:
         for proc in procs:
@@ -176,19 +182,23 @@ ANS104_HB = {"content-type": "application/ans104", "codec-device": "ans104@1.0"}
 
 def ingest(
     port: int, route: Route, pid: str, items: list[tuple[dict[str, str], bytes]], connections: int, *node_pids: int
-) -> tuple[Row, float]:
-    """The route's rate with pre-encoded requests (bench/ingest_client.py); also the node's CPU ms/item
-    (its processes and their children: the ingest workers)."""
+) -> tuple[Row, Cpu]:
+    """The route's rate with pre-encoded requests (bench/ingest_client.py), once the server is quiet; the
+    CPU ms/item of its processes (the first alone, and the rest with every child: the ingest workers)."""
     path = route.path.format(pid=pid)
     requests = [encode_post(f"127.0.0.1:{port}", path, headers, body) for headers, body in items]
-    cpu_before, client_before = sum(map(tree_cpu, node_pids)), time.process_time()
+    wait_quiet(node_pids[0])
+    own_before, tree_before = own_cpu(node_pids[0]), sum(map(tree_cpu, node_pids))
+    client_before = time.process_time()
     outcome = asyncio.run(post_all("127.0.0.1", port, requests, connections))
-    cpu_ms = (sum(map(tree_cpu, node_pids)) - cpu_before) * 1000 / len(items)
     client_seconds = time.process_time() - client_before
+    own_ms = (own_cpu(node_pids[0]) - own_before) * 1000 / len(items)
+    tree_ms = (sum(map(tree_cpu, node_pids)) - tree_before) * 1000 / len(items)
     if outcome.failures:
         raise RuntimeError(f"{len(outcome.failures)} posts failed, e.g. {outcome.failures[0]}")
     name = f"{route.name} {route.kind}, {connections} conns"
-    return Row(name, len(items), outcome.seconds, outcome.latencies, client_seconds), cpu_ms
+    row = Row(name, len(items), outcome.seconds, outcome.latencies, client_seconds, os.getloadavg()[0])
+    return row, Cpu(own_ms, tree_ms - own_ms)
 
 
 def verify_in_process(kind: str, items: list[tuple[dict[str, str], bytes]]) -> Row:
@@ -262,7 +272,9 @@ def print_table(title: str, rows: list[Row], unit: str) -> None:
         print(f"{r.name:<52} {r.count:>6} {r.rate:>10.0f} {r.pct(0.50):>9.2f} {r.pct(0.99):>9.2f}")
 
 
-def node_rows(args: argparse.Namespace, workers: int) -> tuple[list[tuple[Row, float, Row]], list[tuple[dict[str, str], bytes]], list[Row]]:
+def node_rows(
+    args: argparse.Namespace, workers: int
+) -> tuple[list[tuple[Row, Cpu, Row]], list[tuple[dict[str, str], bytes]], list[Row]]:
     """A node with `workers` ingest workers: each route's run per connection count (with the parse+verify
     of the same items right after it), the first run's items, and the read rows."""
     from aonode.engine.crypto import Wallet
@@ -271,7 +283,9 @@ def node_rows(args: argparse.Namespace, workers: int) -> tuple[list[tuple[Row, f
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         signed = "unsigned" if args.unsigned_answers else "signed"
-        proc = start([sys.executable, str(HERE), "--serve", str(port), tmp, signed, str(workers)], base + "/~meta@1.0/info")
+        proc = start(
+            [sys.executable, str(HERE), "--serve", str(port), tmp, signed, str(workers)], base + "/~meta@1.0/info"
+        )
         try:
             with httpx.Client(base_url=base, timeout=300) as http:
                 address = wait_for_address(http)
@@ -291,9 +305,9 @@ def node_rows(args: argparse.Namespace, workers: int) -> tuple[list[tuple[Row, f
                 before = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
                 ingests = []
                 for r, c in runs:  # each run's parse+verify rate measured right after it: the same machine load
-                    row, cpu_ms = ingest(port, r, pid, items[r, c], c, proc.pid)
+                    row, cpu = ingest(port, r, pid, items[r, c], c, proc.pid)
                     row.name += f", {workers} workers" if workers else ""
-                    ingests.append((row, cpu_ms, verify_in_process(r.kind, items[r, c])))
+                    ingests.append((row, cpu, verify_in_process(r.kind, items[r, c])))
                 after = http.get(f"/{pid}~process@1.0/slot", headers={"accept": "application/json"}).json()["current"]
         finally:
             proc.terminate()
@@ -323,10 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the node answers unsigned: its per-item cost outside answer signing",
     )
-    parser.add_argument("--ingest-workers", type=int, nargs="+", default=[0],
-                        help="run the ingest once per count: the node with that many `--ingest-workers` (0: none)")
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="run the ingest once per count: the node with that many `--ingest-workers` (0: none)",
+    )
     parser.add_argument("--serve", nargs=4, metavar=("PORT", "DATA_DIR", "SIGNED", "WORKERS"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare-lean", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if SHARED_MODULES.is_dir():
         os.environ.setdefault("AONODE_MODULE_PATH", str(SHARED_MODULES))
@@ -337,40 +357,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_bare:
         ingest_servers.bare(args.serve_bare)
         return 0
+    if args.serve_bare_lean:
+        ingest_servers.bare_lean(args.serve_bare_lean)
+        return 0
     if args.unsigned_answers and any(args.ingest_workers):
         parser.error("--unsigned-answers is for the node without --ingest-workers")
 
-    ingests: list[tuple[Row, float, Row]] = []
+    load_before = os.getloadavg()
+    ingests: list[tuple[Row, Cpu, Row]] = []
     reads: list[Row] = []
     for workers in args.ingest_workers:
         got, items, read_rows = node_rows(args, workers)
         ingests += got
         reads = reads or read_rows
-    bare = bare_rows(items, args.connections)
+    bare = bare_rows(items, args.connections) + bare_rows(items, args.connections, lean=True)
     most = max(args.ingest_workers)
     bare += bare_rows(items, args.connections, 1 + most) if most else []
-    answers = "UNSIGNED answers (--unsigned-answers)" if args.unsigned_answers else "signed answers"
-    print(
-        f"\ningest: {args.messages} signed items per run, {answers}. verify/s: in-process parse+verify of the same "
-        "items right after the run; ratio = items/s / verify/s; CPU x = node CPU per item / parse+verify CPU per "
-        "item; client CPU: this process's CPU per item while posting"
-    )
-    print(
-        f"{'what':<70} {'items/s':>8} {'verify/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'node CPU ms':>11} {'CPU x':>6} {'client CPU ms':>13}"
-    )
-    for row, cpu_ms, verified in ingests:
-        verify_cpu_ms = verified.cpu_seconds * 1000 / verified.count
-        print(
-            f"{row.name:<70} {row.rate:>8.0f} {verified.rate:>9.0f} {row.rate / verified.rate:>6.2f} "
-            f"{row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} {cpu_ms:>11.2f} {cpu_ms / verify_cpu_ms:>6.1f} "
-            f"{row.cpu_seconds * 1000 / row.count:>13.2f}"
-        )
-    for row, cpu_ms in bare:
-        print(
-            f"{row.name:<70} {row.rate:>8.0f} {'-':>9} {'-':>6} {row.pct(0.5):>8.2f} {row.pct(0.99):>8.2f} "
-            f"{cpu_ms:>11.2f} {'-':>6} {row.cpu_seconds * 1000 / row.count:>13.2f}"
-        )
+    print_ingest(args, ingests, bare, load_before)
     if reads:
         print_table("reads of the same balance: one connection, sequential", reads, "reads/s")
         ratio = statistics.median(reads[0].latencies) / statistics.median(reads[1].latencies)
