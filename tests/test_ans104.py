@@ -1,4 +1,5 @@
 """ANS-104 items built, parsed and verified in Python with real keys; malformed bytes are refused."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,7 @@ import struct
 
 import pytest
 
-from aonode.engine.ans104 import DataItem, build_and_sign, decode_tags, encode_tags
+from aonode.engine.ans104 import DataItem, _signature_data, build_and_sign, decode_tags, deep_hash, encode_tags
 from aonode.engine.crypto import Wallet, b64url_decode, b64url_encode
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
@@ -61,8 +62,8 @@ def test_layout_matches_arbundles(item: DataItem, ed_wallet: Wallet) -> None:
     assert raw[131] == 1 and raw[132:164] == ANCHOR.encode()
     count, size = struct.unpack("<QQ", raw[164:180])
     assert count == 3 and size == len(encode_tags(TAGS))
-    assert raw[180:180 + size] == encode_tags(TAGS)
-    assert raw[180 + size:] == b"return 1 + 1"
+    assert raw[180 : 180 + size] == encode_tags(TAGS)
+    assert raw[180 + size :] == b"return 1 + 1"
 
 
 def test_bare_item_has_absent_fields_and_no_tag_bytes(ed_wallet: Wallet) -> None:
@@ -87,15 +88,18 @@ def test_avro_encoding() -> None:
     assert decode_tags(b"\x01" + bytes([len(block) * 2]) + block + b"\x00") == [("A", "b")]
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"\x02\x02A\x02b", "truncated varint"),
-    (b"\x02\x02A\x02b\x00\x00", "trailing bytes"),
-    (b"\x02\x02A\x0ab\x00", "runs past"),
-    (b"\x02\x02\xff\x02b\x00", "not UTF-8"),
-    (b"\x02\x00\x02b\x00", "empty name"),
-    (b"\x02" + b"\xff" * 11, "longer than 10 bytes"),
-    (b"\x82\x02" + b"\x02A\x02b" * 129 + b"\x00", "more than 128 tags"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"\x02\x02A\x02b", "truncated varint"),
+        (b"\x02\x02A\x02b\x00\x00", "trailing bytes"),
+        (b"\x02\x02A\x0ab\x00", "runs past"),
+        (b"\x02\x02\xff\x02b\x00", "not UTF-8"),
+        (b"\x02\x00\x02b\x00", "empty name"),
+        (b"\x02" + b"\xff" * 11, "longer than 10 bytes"),
+        (b"\x82\x02" + b"\x02A\x02b" * 129 + b"\x00", "more than 128 tags"),
+    ],
+)
 def test_bad_avro_is_refused(raw: bytes, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         decode_tags(raw)
@@ -157,3 +161,23 @@ def test_to_message(item: DataItem, ed_wallet: Wallet) -> None:
     assert binary.data == b64url_encode(b"\xff\x00")
     assert binary.anchor == b64url_encode(b"\xfe" * 32)
     assert binary.target is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 32, 512, 4096, 70_000])
+@pytest.mark.parametrize("sig_type", [1, 2])
+def test_signature_data_is_the_deep_hash_of_the_fields(size: int, sig_type: int) -> None:
+    """_signature_data folds the deep hash in place with remembered constants: the same bytes as
+    deep_hash over the field list, for any field sizes, absent target/anchor included."""
+    blob = bytes(range(256)) * (size // 256 + 1)
+    for target, anchor in ((None, None), (blob[:32], blob[1:33])):
+        fields = [
+            b"dataitem",
+            b"1",
+            str(sig_type).encode(),
+            blob[:size],
+            target or b"",
+            anchor or b"",
+            blob[:7],
+            blob[:size],
+        ]
+        assert _signature_data(sig_type, blob[:size], target, anchor, blob[:7], blob[:size]) == deep_hash(fields)
