@@ -104,14 +104,19 @@ class Sequencer:
         self.pending.clear()
 
     async def _replies(self) -> None:
+        """The node's replies, as many as have arrived per read (a commit's replies come together)."""
+        buffer = bytearray()
         try:
-            while True:
-                (size,) = LENGTH.unpack(await self.reader.readexactly(LENGTH.size))
-                rid, status, body = cbor2.loads(await self.reader.readexactly(size))
-                answer = self.pending.pop(rid, None)
-                if answer is not None and not answer.done():
-                    answer.set_result((int(status), bytes(body)))
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            while chunk := await self.reader.read(1 << 20):
+                buffer += chunk
+                while len(buffer) >= LENGTH.size and len(buffer) >= LENGTH.size + (LENGTH.unpack_from(buffer)[0]):
+                    end = LENGTH.size + LENGTH.unpack_from(buffer)[0]
+                    rid, status, body = cbor2.loads(bytes(buffer[LENGTH.size : end]))
+                    del buffer[:end]
+                    answer = self.pending.pop(rid, None)
+                    if answer is not None and not answer.done():
+                        answer.set_result((int(status), bytes(body)))
+        except (ConnectionError, OSError):
             pass
         finally:
             self.closed.set()

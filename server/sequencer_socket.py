@@ -21,7 +21,6 @@ that arrives here is scheduled without a signature check.
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import socket
 import struct
@@ -136,7 +135,7 @@ class SequencerSocket:
             threading.Thread(target=self._serve, args=(conn,), name="aonode-sequencer-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        outbox: queue.SimpleQueue[Reply | None] = queue.SimpleQueue()
+        outbox: queue.SimpleQueue[Outgoing | None] = queue.SimpleQueue()
         threading.Thread(target=_send, args=(conn, outbox), name="aonode-sequencer-out", daemon=True).start()
         frames = Frames(conn)
         try:
@@ -168,25 +167,26 @@ class Reply:
     """Where one request's reply goes: queued, never sent by the thread that settles it (the committing
     thread, which a worker that stops reading would otherwise stop for every process of the node)."""
 
-    outbox: queue.SimpleQueue[Reply | None]
+    outbox: queue.SimpleQueue[Outgoing | None]
     rid: int
     path: str | None  # the HTTP path it came on, counted in the metrics when the reply is sent
     started: float  # perf_counter when its HTTP request began (as the worker said)
-    body: bytes = b""
-    status: int = 0
 
     def committed(self, done: Future[AssignmentJSON]) -> None:
         self.send(*_outcome(done))
 
     def send(self, status: int, body: bytes) -> None:
-        self.outbox.put(dataclasses.replace(self, status=status, body=body))
+        self.outbox.put((self, status, body))
 
-    def count(self) -> None:
+    def count(self, status: int) -> None:
         if self.path is not None:
-            observe.record(self.path, "POST", self.status, time.perf_counter() - self.started)
+            observe.record(self.path, "POST", status, time.perf_counter() - self.started)
 
 
-def _send(conn: socket.socket, outbox: queue.SimpleQueue[Reply | None]) -> None:
+Outgoing = tuple[Reply, int, bytes]  # a reply, its status and body
+
+
+def _send(conn: socket.socket, outbox: queue.SimpleQueue[Outgoing | None]) -> None:
     """A connection's replies, in order, as many as are ready in one write, each counted in the metrics
     before it is sent; the socket closed at the end."""
     try:
@@ -197,9 +197,9 @@ def _send(conn: socket.socket, outbox: queue.SimpleQueue[Reply | None]) -> None:
                 end = more is None
                 if more is not None:
                     ready.append(more)
-            for reply in ready:
-                reply.count()
-            conn.sendall(b"".join(frame([r.rid, r.status, r.body]) for r in ready))
+            for reply, status, _ in ready:
+                reply.count(status)
+            conn.sendall(b"".join(frame([reply.rid, status, body]) for reply, status, body in ready))
             if end:
                 return
     except OSError:
