@@ -1,0 +1,118 @@
+"""server/ingest_http.py on its own, real sockets on loopback under uvloop: a request the handler takes
+is answered here; one it leaves goes, with what followed it, byte for byte to the upstream server
+(a plain asyncio server standing in for the node's hypercorn); an upstream that cannot be reached gets
+the `failed` answer; and a client that leaves mid-answer closes the tunnel's upstream connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import uvloop
+
+from aonode.server import ingest_http
+from aonode.server.signing import Scope
+
+JSON = [(b"content-length", b"2"), (b"content-type", b"application/json")]
+UPSTREAM_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nupstream"
+
+
+async def _taken(scope: Scope, body: bytes) -> ingest_http.Answer | None:
+    """Takes POST /take (answers its body back), leaves everything else to the upstream."""
+    if scope["method"] == "POST" and scope["path"] == "/take":
+        return ingest_http.Answer(200, [(b"content-length", str(len(body)).encode())], body)
+    return None
+
+
+async def _failed(err: BaseException) -> ingest_http.Answer:
+    return ingest_http.Answer(503, JSON, b"{}")
+
+
+async def _serve(upstream: tuple[str, int]) -> tuple[asyncio.AbstractServer, int]:
+    server = ingest_http.Server(_taken, upstream, _failed, 1 << 20)
+    listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+    return listener, listener.sockets[0].getsockname()[1]
+
+
+def _post(path: str, body: bytes) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+
+
+async def _read_until(reader: asyncio.StreamReader, *ends: bytes) -> bytes:
+    got = b""
+    while not all(end in got for end in ends):
+        chunk = await asyncio.wait_for(reader.read(65536), 10)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> None:
+    async def scenario() -> None:
+        seen: list[bytes] = []
+
+        async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(await _read_until(reader, b"GET /read", b"after"))
+            writer.write(UPSTREAM_ANSWER)
+            await writer.drain()
+            writer.close()
+
+        up = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        listener, port = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        read = b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n"
+        writer.write(_post("/take", b"one") + _post("/take", b"two") + read + _post("/take", b"after"))
+        got = await _read_until(reader, b"upstream")
+        assert got.index(b"one") < got.index(b"two") < got.index(b"upstream")
+        assert got.count(b"HTTP/1.1 200") == 3 and got.count(b"date: ") == 2  # the upstream's own answer as sent
+        assert seen == [read + _post("/take", b"after")]  # from the first request it leaves on, byte for byte
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the upstream closed: so did the tunnel
+        listener.close()
+        up.close()
+
+    uvloop.run(scenario())
+
+
+def test_an_unreachable_upstream_gets_the_failed_answer() -> None:
+    async def scenario() -> None:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        nowhere = closed.getsockname()
+        closed.close()  # nothing listens there
+        listener, port = await _serve(nowhere)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n")
+        got = await _read_until(reader, b"{}")
+        assert got.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        listener.close()
+
+    uvloop.run(scenario())
+
+
+def test_a_client_leaving_mid_answer_closes_the_upstream_connection() -> None:
+    async def scenario() -> None:
+        upstream_done = asyncio.get_running_loop().create_future()
+
+        async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_until(reader, b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n")
+            try:
+                while not reader.at_eof():
+                    writer.write(b"z" * 65536)
+                    await writer.drain()  # the tunnel's flow control holds it back
+                    await asyncio.sleep(0)
+            except ConnectionError:
+                pass
+            upstream_done.set_result(True)
+
+        up = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        listener, port = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        await reader.readexactly(256 * 1024)
+        writer.close()  # leaves mid-body
+        assert await asyncio.wait_for(upstream_done, 10)
+        listener.close()
+        up.close()
+
+    uvloop.run(scenario())
