@@ -141,6 +141,7 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.tunnel: _Tunnel | None = None
         self.closing = False
+        self.unread = False  # the client does not read its answers: no more requests taken until it does
 
     def idle(self) -> bool:
         return not self.busy and self.tunnel is None
@@ -160,7 +161,7 @@ class Connection(asyncio.Protocol):
             self.tunnel.send(data)
             return
         self.buffer += data
-        if not self.busy:
+        if not self.busy and not self.unread:
             self._next()
         elif len(self.buffer) > self.server.max_body + MAX_HEAD and self.transport is not None:
             self.transport.pause_reading()  # pipelined past what one request may hold: wait for the answer
@@ -171,10 +172,19 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.tunnel is not None:
             self.tunnel.pause_upstream(True)
+        elif self.transport is not None:  # a client pipelining requests without reading the answers must
+            self.unread = True  # not make this process hold them all: it reads nothing more until it does
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         if self.tunnel is not None:
             self.tunnel.pause_upstream(False)
+        elif self.unread and self.transport is not None:
+            self.unread = False
+            if not self.busy:
+                self.transport.resume_reading()
+                if self.buffer:
+                    self._next()
 
     def close_if_idle(self) -> None:
         if self.idle() and not self.buffer:
@@ -217,8 +227,10 @@ class Connection(asyncio.Protocol):
             self.buffer[:0] = raw  # this request and what followed it go to the node's server
             self._tunnel()
             return
-        self.transport.write(encode(answer))
+        self.transport.write(encode(answer))  # may call pause_writing: the client is not reading
         self.busy = False
+        if self.unread:
+            return  # resume_writing takes the next request
         self.transport.resume_reading()
         if self.buffer:
             self._next()

@@ -22,6 +22,7 @@ from aonode.server.cli.client import build_message, new_anchor
 from aonode.server.gates import Limits
 from tests.helpers.httpnode import cli_node
 from tests.helpers.ingest import ANS104, _spawned, _workers
+from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # a served node with worker processes
 
@@ -148,3 +149,37 @@ def test_one_connection_pipelined_schedules_then_a_read_and_a_chunked_upload(ser
     assert json.loads(answers[3][2])["current"] >= slots[-1]  # the read came after the three were durable
     assert json.loads(answers[4][2])["message"] == items[3].id  # the chunked upload: the node's own route
     assert all("signature" in fields and "date" in fields for _, fields, _ in answers)
+
+
+PIPELINED = 20_000  # refused schedule POSTs on one connection: their answers (~1 KiB each) outgrow any socket buffer
+
+
+def test_a_client_that_pipelines_without_reading_is_not_answered_into_the_workers_memory(
+    served: tuple[str, str],
+) -> None:
+    """A worker answers a connection's pipelined requests one after another; a client that sends them and
+    reads no answer must stop being served once the answers wait for it (as hypercorn did: a write
+    waited for the socket), not have every answer piled up in the worker's memory (one client could make
+    a worker hold hundreds of MB). Once it reads, the rest are answered, in order, none lost."""
+    url, pid = served
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    refused = (
+        f"POST /{pid}~process@1.0/schedule HTTP/1.1\r\nhost: {host}\r\n"
+        "content-type: application/ans104\r\ncontent-length: 4\r\n\r\njunk"
+    ).encode()
+    before = _count(url, "process/schedule", 400)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.settimeout(120)
+        sock.connect((host, int(port)))
+        sender = started(lambda: sock.sendall(refused * PIPELINED), "sender")
+        answered, stable_since, deadline = -1.0, time.monotonic(), time.monotonic() + 120
+        while time.monotonic() - stable_since < 3 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = _count(url, "process/schedule", 400) - before
+            if now != answered:
+                answered, stable_since = now, time.monotonic()
+        assert 0 < answered < PIPELINED / 2, f"{answered} of {PIPELINED} answered to a client that read none"
+        answers = _answers(sock, PIPELINED)
+        sender.join(60)
+    assert [status for status, _, _ in answers] == [400] * PIPELINED
