@@ -29,6 +29,7 @@ from aonode.server.signing import Scope
 log = logging.getLogger("aonode.server")
 Header = tuple[bytes, bytes]
 MAX_HEAD = 64 * 1024  # a longer head goes to the node's server, whose parser answers it
+KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
 HIGH_WATER = 1 << 20  # bytes buffered one way in a tunnel before its other side stops reading
 
 
@@ -55,6 +56,16 @@ class Server:
 
     def idle(self) -> bool:
         return all(c.idle() for c in self.connections)
+
+    async def close_quiet_connections(self) -> None:
+        """Forever: close the connections quiet for KEEP_ALIVE_SECONDS (as hypercorn's keep-alive timeout;
+        a head or body that stops coming too), every few seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_SECONDS / 6)
+            for conn in list(self.connections):
+                if conn.idle() and loop.time() - conn.last_data > KEEP_ALIVE_SECONDS:
+                    conn.close()
 
 
 class _Head:
@@ -142,6 +153,8 @@ class Connection(asyncio.Protocol):
         self.tunnel: _Tunnel | None = None
         self.closing = False
         self.unread = False  # the client does not read its answers: no more requests taken until it does
+        self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
+        self.last_data = asyncio.get_running_loop().time()  # when the client last sent something
 
     def idle(self) -> bool:
         return not self.busy and self.tunnel is None
@@ -157,6 +170,7 @@ class Connection(asyncio.Protocol):
             self.tunnel.client_gone()
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = asyncio.get_running_loop().time()
         if self.tunnel is not None:
             self.tunnel.send(data)
             return
@@ -212,7 +226,7 @@ class Connection(asyncio.Protocol):
         raw = bytes(self.buffer[: end + 4 + declared])
         del self.buffer[: end + 4 + declared]
         self.busy = True
-        asyncio.get_running_loop().create_task(self._answer(scope, raw, raw[end + 4 :]))
+        self.task = asyncio.get_running_loop().create_task(self._answer(scope, raw, raw[end + 4 :]))
 
     async def _answer(self, scope: Scope, raw: bytes, body: bytes) -> None:
         try:
@@ -241,7 +255,7 @@ class Connection(asyncio.Protocol):
         self.tunnel = _Tunnel(self, self.transport, bytes(self.buffer))
         self.buffer.clear()
         self.transport.resume_reading()  # if a pipelined backlog had paused it: the tunnel takes it all
-        asyncio.get_running_loop().create_task(self.tunnel.open(self.server))
+        self.task = asyncio.get_running_loop().create_task(self.tunnel.open(self.server))
 
 
 class _Tunnel:

@@ -189,6 +189,7 @@ async def _serve(args: argparse.Namespace, wallet: Wallet) -> None:
     listener = await loop.create_server(
         lambda: ingest_http.Connection(http), sock=reuse_port_socket(args.host, args.port)
     )
+    sweeper = loop.create_task(http.close_quiet_connections())
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -202,6 +203,7 @@ async def _serve(args: argparse.Namespace, wallet: Wallet) -> None:
         await asyncio.sleep(0.05)
     for conn in list(http.connections):
         conn.close()
+    sweeper.cancel()
 
 
 async def _owner_answering(owner: str) -> None:

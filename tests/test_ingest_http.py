@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 import uvloop
 
 from aonode.server import ingest_http
@@ -28,10 +29,10 @@ async def _failed(err: BaseException) -> ingest_http.Answer:
     return ingest_http.Answer(503, JSON, b"{}")
 
 
-async def _serve(upstream: tuple[str, int]) -> tuple[asyncio.AbstractServer, int]:
+async def _serve(upstream: tuple[str, int]) -> tuple[asyncio.AbstractServer, int, ingest_http.Server]:
     server = ingest_http.Server(_taken, upstream, _failed, 1 << 20)
     listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
-    return listener, listener.sockets[0].getsockname()[1]
+    return listener, listener.sockets[0].getsockname()[1], server
 
 
 def _post(path: str, body: bytes) -> bytes:
@@ -58,7 +59,7 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
             writer.close()
 
         up = await asyncio.start_server(upstream, "127.0.0.1", 0)
-        listener, port = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         read = b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n"
         writer.write(_post("/take", b"one") + _post("/take", b"two") + read + _post("/take", b"after"))
@@ -79,7 +80,7 @@ def test_an_unreachable_upstream_gets_the_failed_answer() -> None:
         closed.bind(("127.0.0.1", 0))
         nowhere = closed.getsockname()
         closed.close()  # nothing listens there
-        listener, port = await _serve(nowhere)
+        listener, port, _ = await _serve(nowhere)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n")
         got = await _read_until(reader, b"{}")
@@ -106,7 +107,7 @@ def test_a_client_leaving_mid_answer_closes_the_upstream_connection() -> None:
             upstream_done.set_result(True)
 
         up = await asyncio.start_server(upstream, "127.0.0.1", 0)
-        listener, port = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
         await reader.readexactly(256 * 1024)
@@ -114,5 +115,23 @@ def test_a_client_leaving_mid_answer_closes_the_upstream_connection() -> None:
         assert await asyncio.wait_for(upstream_done, 10)
         listener.close()
         up.close()
+
+    uvloop.run(scenario())
+
+
+def test_a_quiet_connection_is_closed_after_the_keep_alive_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that stops mid-head (or just stays idle) does not hold its connection for ever."""
+    monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        listener, port, server = await _serve(("127.0.0.1", 9))
+        sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_post("/take", b"ok"))
+        assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
+        writer.write(b"POST /take HTTP/1.1\r\nhost: x\r\n")  # a head that never ends
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        sweeper.cancel()
+        listener.close()
 
     uvloop.run(scenario())
