@@ -157,7 +157,8 @@ class Connection(asyncio.Protocol):
         self.last_data = asyncio.get_running_loop().time()  # when the client last sent something
 
     def idle(self) -> bool:
-        return not self.busy and self.tunnel is None
+        # `unread`: its next request waits for the client to read the answers before it (under way)
+        return not self.busy and not self.unread and self.tunnel is None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, though not a subclass

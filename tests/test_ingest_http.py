@@ -135,3 +135,38 @@ def test_a_quiet_connection_is_closed_after_the_keep_alive_time(monkeypatch: pyt
         listener.close()
 
     uvloop.run(scenario())
+
+
+def test_a_client_reading_a_pipelined_backlog_slowly_is_not_taken_for_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sent its requests at once and reads their answers slower than they are made holds
+    the next request back (no answer piles up unread), for longer than the keep-alive time without
+    sending anything: its requests are still being answered, so it is not quiet (hypercorn's keep-alive
+    time, too, runs only once no answer is under way), and every answer comes."""
+    monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
+    count, size = 20, 256 * 1024
+
+    async def big(scope: Scope, body: bytes) -> ingest_http.Answer | None:
+        return ingest_http.Answer(200, [(b"content-length", str(size).encode())], body * (size // len(body)))
+
+    async def scenario() -> None:
+        server = ingest_http.Server(big, ("127.0.0.1", 9), _failed, 1 << 20)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        sweeper = loop.create_task(server.close_quiet_connections())
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.setblocking(False)
+        await loop.sock_connect(sock, listener.sockets[0].getsockname())
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(_post("/take", b"abcd") * count)  # all of them, then nothing more sent
+        one = len(ingest_http.encode(await big({}, b"abcd")))  # (the date field has a fixed length)
+        got = 0
+        while got < count * one:
+            chunk = await asyncio.wait_for(reader.read(16 * 1024), 10)
+            assert chunk, f"closed after {got // one} of {count} answers, while the client was reading"
+            got += len(chunk)
+            await asyncio.sleep(0.01)
+        sweeper.cancel()
+        listener.close()
+
+    uvloop.run(scenario())
