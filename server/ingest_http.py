@@ -154,7 +154,7 @@ class Connection(asyncio.Protocol):
         self.closing = False
         self.unread = False  # the client does not read its answers: no more requests taken until it does
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
-        self.last_data = asyncio.get_running_loop().time()  # when the client last sent something
+        self.last_data = asyncio.get_running_loop().time()  # when the client last sent something or was answered
 
     def idle(self) -> bool:
         # `unread`: its next request waits for the client to read the answers before it (under way)
@@ -244,6 +244,7 @@ class Connection(asyncio.Protocol):
             return
         self.transport.write(encode(answer))  # may call pause_writing: the client is not reading
         self.busy = False
+        self.last_data = asyncio.get_running_loop().time()  # the keep-alive time runs from the answer
         if self.unread:
             return  # resume_writing takes the next request
         self.transport.resume_reading()

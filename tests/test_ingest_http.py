@@ -170,3 +170,29 @@ def test_a_client_reading_a_pipelined_backlog_slowly_is_not_taken_for_quiet(monk
         listener.close()
 
     uvloop.run(scenario())
+
+
+def test_the_keep_alive_time_runs_from_the_answer_not_from_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer that took longer than the keep-alive time (a slow commit) leaves its connection open for
+    that time after it, as hypercorn did: a client sending its next request soon after is answered."""
+    monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
+
+    async def slow(scope: Scope, body: bytes) -> ingest_http.Answer | None:
+        await asyncio.sleep(0.5)
+        return await _taken(scope, body)
+
+    async def scenario() -> None:
+        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, 1 << 20)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        sweeper = loop.create_task(server.close_quiet_connections())
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+        writer.write(_post("/take", b"first"))
+        assert b"first" in await _read_until(reader, b"first")
+        await asyncio.sleep(0.1)  # well within the keep-alive time after the answer
+        writer.write(_post("/take", b"second"))
+        assert b"second" in await _read_until(reader, b"second")
+        sweeper.cancel()
+        listener.close()
+
+    uvloop.run(scenario())
