@@ -45,10 +45,12 @@ def test_switching_to_a_background_prepared_variant_mid_stream_leaves_the_same_m
         "return #T + X",
         "T = nil; collectgarbage(); return X",
     ], 1)]
-    forget_compiled()  # nothing of this image compiled in this process: the runtime must prepare it
     try:
         background = Runtime(tmp_path / "background", background=True)
         with preparation_lock(hashlib.sha256(wasm).hexdigest()):  # as if another preparation were running
+            # Nothing of this image compiled in this process: the runtime must prepare it. Forgotten under the
+            # lock, so a preparation an earlier test left running in this process cannot publish its variant after.
+            forget_compiled()
             image = background.load(wasm)
             assert image.preparing and image.variant is None
             moving = Instance(background, image)
@@ -83,10 +85,10 @@ def _step(inst: Instance, msg: str) -> tuple[str, str]:
 @pytest.mark.slow  # a node's first use of aos2_0_6 in this process: compiled metered, variant in the background
 def test_a_node_answers_before_the_variant_and_moves_its_live_process_to_it(tmp_path) -> None:
     wasm = image_path("aos2_0_6.wasm").read_bytes()
-    forget_compiled()
     node = make_node(tmp_path / "node")
     try:
         with preparation_lock(hashlib.sha256(wasm).hexdigest()):
+            forget_compiled()  # under the lock, as above
             pid = node.spawn(definition())["process"]
             node.schedule(pid, eval_msg(pid, "X = 6 * 7; return X"))
             assert output(node.now(pid)) == "42"  # answered while the variant is held back
