@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ Header = tuple[bytes, bytes]
 MAX_HEAD = 64 * 1024  # a longer head goes to the node's server, whose parser answers it
 KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
 HIGH_WATER = 1 << 20  # bytes buffered one way in a tunnel before its other side stops reading
+_BARE_LF = re.compile(rb"(?<!\r)\n")  # a line end llhttp refuses and h11 takes
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
     if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
         return None
     names = [name for name, _ in head.headers]
-    if names.count(b"content-length") != 1 or any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
+    if names.count(b"content-length") != 1 or names.count(b"host") != 1:  # h11 answers a missing Host 400
+        return None
+    if any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
         return None
     target = httptools.parse_url(head.url)
     raw_path = target.path or b"/"
@@ -153,6 +157,7 @@ class Connection(asyncio.Protocol):
         self.tunnel: _Tunnel | None = None
         self.closing = False
         self.unread = False  # the client does not read its answers: no more requests taken until it does
+        self.eof = False  # the client half-closed: what it sent is still answered, then the connection closes
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
         self.last_data = asyncio.get_running_loop().time()  # when the client last sent something or was answered
 
@@ -182,7 +187,14 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()  # pipelined past what one request may hold: wait for the answer
 
     def eof_received(self) -> bool | None:
-        return None  # the client left (as proxies take it): the connection closes, and a tunnel's far end
+        """The client sent all it will (a half-close, or it left): the requests it sent are answered, as
+        hypercorn answers them, a tunnel passing the end on to the node's server; then the connection
+        closes. A client that left is seen at the next write (a reset), which closes a tunnel's far end."""
+        self.eof = True
+        if self.tunnel is not None:
+            self.tunnel.client_eof()
+            return True
+        return True if self.busy or self.unread else None  # else: no whole request left to answer
 
     def pause_writing(self) -> None:
         if self.tunnel is not None:
@@ -197,9 +209,7 @@ class Connection(asyncio.Protocol):
         elif self.unread and self.transport is not None:
             self.unread = False
             if not self.busy:
-                self.transport.resume_reading()
-                if self.buffer:
-                    self._next()
+                self._more()
 
     def close_if_idle(self) -> None:
         if self.idle() and not self.buffer:
@@ -212,6 +222,9 @@ class Connection(asyncio.Protocol):
     def _next(self) -> None:
         """Answer the buffered request, or wait for the rest of it."""
         end = self.buffer.find(b"\r\n\r\n")
+        if _BARE_LF.search(self.buffer, 0, end if end >= 0 else len(self.buffer)) is not None:
+            self._tunnel()  # bare LF line ends, which llhttp refuses: the node's parser (h11) reads them
+            return
         if end < 0:
             if len(self.buffer) > MAX_HEAD:
                 self._tunnel()
@@ -247,15 +260,24 @@ class Connection(asyncio.Protocol):
         self.last_data = asyncio.get_running_loop().time()  # the keep-alive time runs from the answer
         if self.unread:
             return  # resume_writing takes the next request
+        self._more()
+
+    def _more(self) -> None:
+        """After an answer: the next request, if any; after a half-close, the end once none is left."""
+        assert self.transport is not None
         self.transport.resume_reading()
         if self.buffer:
             self._next()
+        if self.eof and self.idle():
+            self.close()  # what it sent is answered (a partial request left can never end)
 
     def _tunnel(self) -> None:
         assert self.transport is not None
         self.busy = True
         self.tunnel = _Tunnel(self, self.transport, bytes(self.buffer))
         self.buffer.clear()
+        if self.eof:
+            self.tunnel.client_eof()
         self.transport.resume_reading()  # if a pipelined backlog had paused it: the tunnel takes it all
         self.task = asyncio.get_running_loop().create_task(self.tunnel.open(self.server))
 
@@ -269,6 +291,7 @@ class _Tunnel:
         self.held = [first] if first else []  # what the client sent before the upstream was connected
         self.upstream: asyncio.Transport | None = None
         self.gone = False
+        self.eof = False  # the client half-closed: the upstream gets the end after what it sent
 
     async def open(self, server: Server) -> None:
         loop = asyncio.get_running_loop()
@@ -286,6 +309,8 @@ class _Tunnel:
         for chunk in self.held:
             self.upstream.write(chunk)
         self.held.clear()
+        if self.eof:
+            self.upstream.write_eof()
 
     def send(self, data: bytes) -> None:
         if self.upstream is None:
@@ -296,6 +321,11 @@ class _Tunnel:
     def pause_upstream(self, pause: bool) -> None:
         if self.upstream is not None and not self.upstream.is_closing():
             (self.upstream.pause_reading if pause else self.upstream.resume_reading)()
+
+    def client_eof(self) -> None:
+        self.eof = True
+        if self.upstream is not None and not self.upstream.is_closing():
+            self.upstream.write_eof()
 
     def client_gone(self) -> None:
         """The client closed or left: the node's side ends too (it stops streaming to nobody)."""

@@ -21,7 +21,7 @@ from aonode.engine.crypto import Wallet
 from aonode.server.cli.client import build_message, new_anchor
 from aonode.server.gates import Limits
 from tests.helpers.httpnode import cli_node
-from tests.helpers.ingest import ANS104, _spawned, _workers
+from tests.helpers.ingest import ANS104, _answers, _spawned, _workers
 from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # a served node with worker processes
@@ -97,25 +97,6 @@ def test_the_schedules_workers_answer_are_counted_in_the_nodes_metrics(served: t
             break
         time.sleep(0.05)
     assert after == want
-
-
-def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
-    """`count` answers with Content-Length bodies read off one connection, in order."""
-    got, out = b"", []
-    while len(out) < count:
-        chunk = sock.recv(65536)
-        assert chunk, f"the connection closed after {len(out)} answers"
-        got += chunk
-        while b"\r\n\r\n" in got:
-            head, rest = got.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")
-            fields = dict(line.lower().split(": ", 1) for line in lines[1:])
-            size = int(fields["content-length"])
-            if len(rest) < size:
-                break
-            out.append((int(lines[0].split(" ")[1]), fields, rest[:size]))
-            got = rest[size:]
-    return out
 
 
 def test_one_connection_pipelined_schedules_then_a_read_and_a_chunked_upload(served: tuple[str, str]) -> None:

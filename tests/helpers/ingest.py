@@ -4,6 +4,7 @@ its worker processes once they listen, and a process spawned over HTTP."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -72,3 +73,22 @@ def _spawned(url: str, wallet: Wallet) -> str:
     answer = httpx.post(f"{url}/", content=spawn.raw, headers=OCTET, timeout=300)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["process"])
+
+
+def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` answers with Content-Length bodies read off one connection, in order: (status, fields, body)."""
+    got, out = b"", list[tuple[int, dict[str, str], bytes]]()
+    while len(out) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(out)} answers"
+        got += chunk
+        while b"\r\n\r\n" in got:
+            head, rest = got.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+            size = int(fields["content-length"])
+            if len(rest) < size:
+                break
+            out.append((int(lines[0].split(" ")[1]), fields, rest[:size]))
+            got = rest[size:]
+    return out
