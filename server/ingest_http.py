@@ -29,7 +29,7 @@ from aonode.server.signing import Scope
 
 log = logging.getLogger("aonode.server")
 Header = tuple[bytes, bytes]
-MAX_HEAD = 64 * 1024  # a longer head goes to the node's server, whose parser answers it
+MAX_HEAD = 16 * 1024  # a longer head (whole or not) goes to the node's server: hypercorn's h11 limit
 KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
 HIGH_WATER = 1 << 20  # bytes buffered one way in a tunnel before its other side stops reading
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # a line end llhttp refuses and h11 takes
@@ -222,12 +222,11 @@ class Connection(asyncio.Protocol):
     def _next(self) -> None:
         """Answer the buffered request, or wait for the rest of it."""
         end = self.buffer.find(b"\r\n\r\n")
-        if _BARE_LF.search(self.buffer, 0, end if end >= 0 else len(self.buffer)) is not None:
-            self._tunnel()  # bare LF line ends, which llhttp refuses: the node's parser (h11) reads them
+        head = end + 4 if end >= 0 else len(self.buffer)
+        if head > MAX_HEAD or _BARE_LF.search(self.buffer, 0, head) is not None:
+            self._tunnel()  # a long head, or bare LF line ends (llhttp refuses them): the node's h11 answers
             return
         if end < 0:
-            if len(self.buffer) > MAX_HEAD:
-                self._tunnel()
             return
         assert self.transport is not None
         scope = parse_head(bytes(self.buffer[: end + 4]), self.transport.get_extra_info("sockname")[:2])

@@ -2,7 +2,8 @@
 takes them get the same answers from a worker's lean HTTP/1.1 server (server/ingest_http.py): a client
 that half-closes after its requests (shutdown(SHUT_WR), as `nc -N` does) is answered, each request in
 order; a head with bare LF line ends is answered (llhttp refuses those, h11 reads them); a request
-without Host gets h11's 400, as on the node's own port. Real CLI, raw sockets, loopback."""
+without Host gets h11's 400 and a head past h11's limit its 431, as on the node's own port. Real CLI,
+raw sockets, loopback."""
 
 from __future__ import annotations
 
@@ -75,3 +76,13 @@ def test_a_request_without_host_gets_the_nodes_400(served: tuple[str, str]) -> N
     for n in range(CONNECTIONS):
         _, request = _schedule(pid, 200 + n)
         assert _exchange(url, request.replace(b"host: 127.0.0.1\r\n", b""), 1) == [(400, b"")]  # h11's answer
+
+
+def test_a_head_past_the_nodes_limit_gets_the_nodes_431(served: tuple[str, str]) -> None:
+    """A head longer than h11 takes (hypercorn's 16 KiB) is refused as on the node's own port, even when
+    it arrives whole in one read (the worker's limit only held for a head still incomplete)."""
+    url, pid = served
+    for n in range(CONNECTIONS):
+        _, request = _schedule(pid, 300 + n)
+        padded = request.replace(b"host: 127.0.0.1\r\n", b"host: 127.0.0.1\r\nx-pad: " + b"a" * 70_000 + b"\r\n")
+        assert _exchange(url, padded, 1) == [(431, b"")]  # h11's answer
