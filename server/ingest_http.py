@@ -288,6 +288,7 @@ class _Tunnel:
         self.conn = conn
         self.client = client
         self.held = [first] if first else []  # what the client sent before the upstream was connected
+        self.held_size = len(first)
         self.upstream: asyncio.Transport | None = None
         self.gone = False
         self.eof = False  # the client half-closed: the upstream gets the end after what it sent
@@ -305,6 +306,8 @@ class _Tunnel:
             transport.close()
             return
         self.upstream = transport
+        if not self.client.is_closing():
+            self.client.resume_reading()  # before the held bytes: writing them may pause it again
         for chunk in self.held:
             self.upstream.write(chunk)
         self.held.clear()
@@ -314,6 +317,9 @@ class _Tunnel:
     def send(self, data: bytes) -> None:
         if self.upstream is None:
             self.held.append(data)
+            self.held_size += len(data)
+            if self.held_size > HIGH_WATER and not self.client.is_closing():
+                self.client.pause_reading()  # the node's server has not taken the connection yet
         else:
             self.upstream.write(data)
 

@@ -196,3 +196,30 @@ def test_the_keep_alive_time_runs_from_the_answer_not_from_the_request(monkeypat
         listener.close()
 
     uvloop.run(scenario())
+
+
+def test_a_tunnel_waiting_for_its_upstream_stops_reading_its_client() -> None:
+    """While the node's server has not taken a tunnel's connection (its accept queue full under load:
+    the connect waits for SYN retries, seconds), what the client sends is held in the worker: past
+    HIGH_WATER the worker stops reading it, as it does once connected, instead of holding all of it."""
+
+    async def scenario() -> None:
+        full = socket.socket()
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # never accepts: one queued connection fills it, later SYNs are dropped
+        filler = socket.create_connection(full.getsockname())
+        listener, port, server = await _serve(full.getsockname())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"x" * (32 << 20))  # sent as fast as the worker reads it
+        await asyncio.sleep(2)
+        (conn,) = server.connections
+        assert conn.tunnel is not None and conn.tunnel.upstream is None  # still connecting
+        held = sum(len(chunk) for chunk in conn.tunnel.held)
+        assert held < 4 * ingest_http.HIGH_WATER, f"{held} bytes held for an upstream not yet connected"
+        writer.close()
+        listener.close()
+        filler.close()
+        full.close()
+
+    uvloop.run(scenario())
