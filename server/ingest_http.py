@@ -100,7 +100,10 @@ def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
         return None
     if any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
         return None
-    target = httptools.parse_url(head.url)
+    try:
+        target = httptools.parse_url(head.url)
+    except httptools.HttpParserError:  # a target llhttp's request line took and its URL parser does not
+        return None
     raw_path = target.path or b"/"
     return {
         "type": "http",

@@ -2,8 +2,8 @@
 takes them get the same answers from a worker's lean HTTP/1.1 server (server/ingest_http.py): a client
 that half-closes after its requests (shutdown(SHUT_WR), as `nc -N` does) is answered, each request in
 order; a head with bare LF line ends is answered (llhttp refuses those, h11 reads them); a request
-without Host gets h11's 400 and a head past h11's limit its 431, as on the node's own port. Real CLI,
-raw sockets, loopback."""
+without Host gets h11's 400, a head past h11's limit its 431 and a target llhttp's URL parser refuses the
+node's answer, as on the node's own port. Real CLI, raw sockets, loopback."""
 
 from __future__ import annotations
 
@@ -86,3 +86,16 @@ def test_a_head_past_the_nodes_limit_gets_the_nodes_431(served: tuple[str, str])
         _, request = _schedule(pid, 300 + n)
         padded = request.replace(b"host: 127.0.0.1\r\n", b"host: 127.0.0.1\r\nx-pad: " + b"a" * 70_000 + b"\r\n")
         assert _exchange(url, padded, 1) == [(431, b"")]  # h11's answer
+
+
+def test_a_target_the_url_parser_refuses_gets_the_nodes_answer(served: tuple[str, str]) -> None:
+    """`http://` (or a bad port, an open IPv6 bracket) passes llhttp's request line but not its URL parser:
+    the worker raised inside its protocol, so the connection closed unanswered, or hung when the request
+    followed a taken one. The node's server answers it (404 here)."""
+    url, pid = served
+    odd = b"POST http:// HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 0\r\n\r\n"
+    for n in range(CONNECTIONS):
+        mid, request = _schedule(pid, 400 + n)
+        assert _exchange(url, odd, 1)[0][0] == 404
+        answers = _exchange(url, request + odd, 2)
+        assert [status for status, _ in answers] == [200, 404] and json.loads(answers[0][1])["message"] == mid
