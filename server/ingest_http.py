@@ -162,7 +162,10 @@ class Connection(asyncio.Protocol):
         self.unread = False  # the client does not read its answers: no more requests taken until it does
         self.eof = False  # the client half-closed: what it sent is still answered, then the connection closes
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
-        self.last_data = asyncio.get_running_loop().time()  # when the client last sent something or was answered
+        # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head
+        # trickled a byte at a time must not hold the connection for ever; hypercorn's keep-alive time
+        # runs on until a head is whole)
+        self.last_data = asyncio.get_running_loop().time()
 
     def idle(self) -> bool:
         # `unread`: its next request waits for the client to read the answers before it (under way)
@@ -179,7 +182,6 @@ class Connection(asyncio.Protocol):
             self.tunnel.client_gone()
 
     def data_received(self, data: bytes) -> None:
-        self.last_data = asyncio.get_running_loop().time()
         if self.tunnel is not None:
             self.tunnel.send(data)
             return
@@ -238,6 +240,7 @@ class Connection(asyncio.Protocol):
             self._tunnel()
             return
         if len(self.buffer) < end + 4 + declared:
+            self.last_data = asyncio.get_running_loop().time()  # a body on its way: the request has begun
             return
         raw = bytes(self.buffer[: end + 4 + declared])
         del self.buffer[: end + 4 + declared]

@@ -223,3 +223,37 @@ def test_a_tunnel_waiting_for_its_upstream_stops_reading_its_client() -> None:
         full.close()
 
     uvloop.run(scenario())
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_closed_a_body_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slowloris head (a byte every 0.1 s, the keep-alive time 0.3 s) is closed once the keep-alive
+    time since the connection began has passed, as hypercorn's runs on until a head is whole; each byte
+    reset the worker's clock, so such a head held its connection for ever. A body trickled the same way
+    is a request under way: it is answered."""
+    monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        listener, port, server = await _serve(("127.0.0.1", 9))
+        sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = b"POST /take HTTP/1.1\r\nhost: x\r\nx-slow: " + b"a" * 40  # 4 s a byte at a time
+        sent = 0
+        while not reader.at_eof() and not writer.is_closing() and sent < len(head):
+            try:
+                writer.write(head[sent : sent + 1])
+            except (RuntimeError, ConnectionError):  # uvloop: the server closed it
+                break
+            sent += 1
+            await asyncio.sleep(0.1)
+        assert await asyncio.wait_for(reader.read(), 10) == b"" and sent < len(head) // 2, sent  # closed early
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
+        for byte in b"slowbodyok":
+            await asyncio.sleep(0.1)
+            writer.write(bytes([byte]))
+        assert (await _read_until(reader, b"slowbodyok")).startswith(b"HTTP/1.1 200")
+        writer.close()
+        sweeper.cancel()
+        listener.close()
+
+    uvloop.run(scenario())
