@@ -20,8 +20,7 @@ import pytest
 from aonode.engine.crypto import Wallet
 from aonode.server.cli.client import build_message, new_anchor
 from aonode.server.gates import Limits
-from tests.helpers.httpnode import cli_node
-from tests.helpers.ingest import ANS104, _answers, _spawned, _workers
+from tests.helpers.ingest import ANS104, _answers, served_with_workers
 from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # a served node with worker processes
@@ -32,11 +31,8 @@ WALLET = Wallet.generate("ed25519")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    data = tmp_path_factory.mktemp("edges") / "node"
-    with cli_node(data, "--ingest-workers", "2", "--cron-every", "0") as (url, proc):
-        pid = _spawned(url, WALLET)
-        _workers(proc, url)
-        yield url, pid
+    with served_with_workers(tmp_path_factory.mktemp("edges") / "node", WALLET) as running:
+        yield running
 
 
 def _raw_answer(url: str, request: bytes, timeout: float) -> bytes:

@@ -15,8 +15,7 @@ import pytest
 
 from aonode.engine.crypto import Wallet
 from aonode.server.cli.client import build_message, new_anchor
-from tests.helpers.httpnode import cli_node
-from tests.helpers.ingest import _answers, _spawned, _workers
+from tests.helpers.ingest import _answers, served_with_workers
 
 pytestmark = pytest.mark.slow  # a served node with worker processes
 
@@ -26,11 +25,8 @@ CONNECTIONS = 6  # new connections: the kernel spreads them over both workers
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    data = tmp_path_factory.mktemp("framing") / "node"
-    with cli_node(data, "--ingest-workers", "2", "--cron-every", "0") as (url, proc):
-        pid = _spawned(url, WALLET)
-        _workers(proc, url)
-        yield url, pid
+    with served_with_workers(tmp_path_factory.mktemp("framing") / "node", WALLET) as running:
+        yield running
 
 
 def _schedule(pid: str, n: int) -> tuple[str, bytes]:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from aonode.engine.node import Node
 from aonode.modules import catalogue
 from aonode.server.cli.client import build_spawn
 from aonode.server.compose import make_node
+from tests.helpers.httpnode import cli_node
 
 OCTET = {"content-type": "application/octet-stream"}
 ANS104 = {"content-type": "application/ans104", "codec-device": "ans104@1.0"}
@@ -73,6 +75,15 @@ def _spawned(url: str, wallet: Wallet) -> str:
     answer = httpx.post(f"{url}/", content=spawn.raw, headers=OCTET, timeout=300)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["process"])
+
+
+@contextmanager
+def served_with_workers(data: Path, wallet: Wallet) -> Iterator[tuple[str, str]]:
+    """(url, pid): `aonode serve --ingest-workers 2` on `data` with one process of `wallet`'s, both workers up."""
+    with cli_node(data, "--ingest-workers", "2", "--cron-every", "0") as (url, proc):
+        pid = _spawned(url, wallet)
+        _workers(proc, url)
+        yield url, pid
 
 
 def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
