@@ -37,7 +37,7 @@ from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_http import Answer
 from aonode.server.ingest_workers import reuse_port_socket
 from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
-from aonode.server.sequencer_socket import LENGTH, frame
+from aonode.server.sequencer_socket import frame, take_frame
 from aonode.server.serve import run_served
 from aonode.server.signing import Scope, answer_signer
 
@@ -109,10 +109,8 @@ class Sequencer:
         try:
             while chunk := await self.reader.read(1 << 20):
                 buffer += chunk
-                while len(buffer) >= LENGTH.size and len(buffer) >= LENGTH.size + (LENGTH.unpack_from(buffer)[0]):
-                    end = LENGTH.size + LENGTH.unpack_from(buffer)[0]
-                    rid, status, body = cbor2.loads(bytes(buffer[LENGTH.size : end]))
-                    del buffer[:end]
+                while (reply := take_frame(buffer)) is not None:
+                    rid, status, body = cbor2.loads(reply)
                     answer = self.pending.pop(rid, None)
                     if answer is not None and not answer.done():
                         answer.set_result((int(status), bytes(body)))

@@ -43,31 +43,19 @@ MAX_FRAME = 64 << 20  # a frame larger than this ends the connection (the worker
 PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
 
-def read_frame(sock: socket.socket) -> bytes | None:
-    """The next frame's bytes; None when the peer closed the connection between frames."""
-    head = _read_exactly(sock, LENGTH.size)
-    if head is None:
+def take_frame(buffer: bytearray) -> bytes | None:
+    """The first whole frame's bytes, taken off the front of `buffer`; None while it holds less than one."""
+    if len(buffer) < LENGTH.size:
         return None
-    (size,) = LENGTH.unpack(head)
+    (size,) = LENGTH.unpack_from(buffer)
     if size > MAX_FRAME:
         raise ConnectionError(f"a frame of {size} bytes")
-    body = _read_exactly(sock, size)
-    if body is None:
-        raise ConnectionError("the connection closed inside a frame")
+    end = LENGTH.size + size
+    if len(buffer) < end:
+        return None
+    body = bytes(buffer[LENGTH.size : end])
+    del buffer[:end]
     return body
-
-
-def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(min(left, 1 << 20))
-        if not chunk:
-            if left == size:
-                return None
-            raise ConnectionError("the connection closed inside a frame")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 class Frames:
@@ -78,23 +66,15 @@ class Frames:
         self.buffer = bytearray()
 
     def next(self) -> bytes | None:
-        """As read_frame."""
-        while True:
-            if len(self.buffer) >= LENGTH.size:
-                (size,) = LENGTH.unpack_from(self.buffer)
-                if size > MAX_FRAME:
-                    raise ConnectionError(f"a frame of {size} bytes")
-                end = LENGTH.size + size
-                if len(self.buffer) >= end:
-                    body = bytes(self.buffer[LENGTH.size : end])
-                    del self.buffer[:end]
-                    return body
+        """The next frame's bytes; None when the peer closed the connection between frames."""
+        while (body := take_frame(self.buffer)) is None:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 if self.buffer:
                     raise ConnectionError("the connection closed inside a frame")
                 return None
             self.buffer += chunk
+        return body
 
 
 def frame(value: object) -> bytes:

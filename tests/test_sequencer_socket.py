@@ -11,7 +11,7 @@ import socket
 import cbor2
 
 from aonode.engine.node import Node
-from aonode.server.sequencer_socket import SequencerSocket, frame, read_frame
+from aonode.server.sequencer_socket import Frames, SequencerSocket, frame
 from tests.helpers.ingest import node, ping, spawned  # noqa: F401 - node: the fixture
 from tests.helpers.threads import started
 
@@ -32,9 +32,9 @@ def test_a_worker_that_reads_no_replies_does_not_stop_the_nodes_schedules(node: 
                 node.schedule(pid, ping(node, UNREAD + n))
 
         started(own_schedules).join(30, "the node's schedules stopped behind a worker that reads no replies")
-        replies = {}
+        replies, frames = {}, Frames(stalled)
         for _ in range(UNREAD):  # the stalled worker reads at last: every reply is there, each a slot
-            raw = read_frame(stalled)
+            raw = frames.next()
             assert raw is not None
             rid, status, _body = cbor2.loads(raw)
             replies[rid] = status
