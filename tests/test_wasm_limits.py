@@ -147,3 +147,14 @@ def test_an_error_after_more_than_the_fuel_bound_is_the_metered_verdict(runtime,
         assert inst.memory_sha256() == before
         verdicts.append(raised.type)
     assert verdicts == [ComputeLimitExceeded, ComputeLimitExceeded]
+
+
+@pytest.mark.parametrize("metered", [False, True], ids=["epoch", "metered"])
+def test_a_cap_past_what_wasmtime_counts_is_unlimited(tmp_path, aos_image, metered):
+    """wasmtime takes fuel and epoch deadlines as u64 and wraps what is larger: a cap of 2**64 * 2e8
+    made the original engine's deadline 2 ticks (4 ms) and the metered engine's fuel 0, so a message
+    of ~50 ms failed ComputeLimitExceeded under a cap meaning 'unlimited'. Such a cap is clamped."""
+    runtime = Runtime(tmp_path, fast_variant=False)  # the image itself: the epoch engine
+    inst = spawned(runtime, aos_image, Limits(fuel=2**64 * 200_000_000), metered=metered)
+    out = evaluate(inst, "local s = 0 for i = 1, 2000000 do s = s + i % 7 end return s", 1)
+    assert out.error is None and out.output == str(sum(i % 7 for i in range(1, 2_000_001)))

@@ -22,6 +22,8 @@ from aonode.engine.wasm.ticker import TICK_SECONDS, clear_deadline, keep_ticking
 
 UNLIMITED_FUEL = 2**62
 NO_DEADLINE = 2**62
+# wasmtime takes fuel and epoch deadlines as u64 and wraps larger ones (2**64 + 5 is 5): a cap past these
+# is unlimited in effect (2**62 fuel is years of CPU), so it is clamped to them.
 # No CPU burns more fuel per second than this, so a message that finishes in under fuel/FUEL_RATE_MAX
 # seconds of its thread's CPU time used less than `fuel`. Fuel counts the original image's wasm
 # operators, several of which can share one machine instruction; the fast variant ran a tight Lua loop
@@ -61,13 +63,13 @@ class Budget:
         """Fuel the last call burnt; only the metered engine counts it (ao-loader reports 0 as well)."""
         if self.flavor != Flavor.METERED:
             return 0
-        return (fuel if fuel is not None else UNLIMITED_FUEL) - self.store.get_fuel()
+        return _fuel(fuel) - self.store.get_fuel()
 
     def set(self, fuel: int | None) -> tuple | None:
         """Metered: exactly `fuel`. Otherwise a deadline no call within `fuel` can reach: the epoch's,
         or the variant's interrupt flag; either holds the ticker awake (returned: clear_deadline)."""
         if self.flavor == Flavor.METERED:
-            self.store.set_fuel(fuel if fuel is not None else UNLIMITED_FUEL)
+            self.store.set_fuel(_fuel(fuel))
         elif self.flavor == Flavor.VARIANT:
             assert self.interrupt is not None
             self.interrupt[0] = 0
@@ -76,7 +78,9 @@ class Budget:
         elif fuel is None:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:
-            self.store.set_epoch_deadline(int(DEADLINE_SLACK * fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2)
+            self.store.set_epoch_deadline(
+                min(int(DEADLINE_SLACK * fuel / FUEL_RATE_MAX / TICK_SECONDS) + 2, NO_DEADLINE)
+            )
             return keep_ticking()
         return None
 
@@ -93,6 +97,11 @@ class Budget:
         finally:
             if deadline is not None:
                 clear_deadline(deadline)
+
+
+def _fuel(fuel: int | None) -> int:
+    """The fuel the metered engine gets: `fuel`, at most UNLIMITED_FUEL (wasmtime wraps past u64)."""
+    return UNLIMITED_FUEL if fuel is None else min(fuel, UNLIMITED_FUEL)
 
 
 def _translate(err: BaseException) -> BaseException:
