@@ -7,7 +7,7 @@ the parser uvicorn uses) on uvloop, reads a Content-Length body, and hands (scop
 handler, which answers a schedule POST itself. A request the handler does not take (a read, a spawn, a
 chunked or oversized upload, an `Expect`, anything odd) turns its connection, from that request on, into
 a byte tunnel to the node's own server (hypercorn and the full app), which answers it as it would on its
-own port: streaming, limits, errors, signatures and all. A client that leaves closes the tunnel's far end.
+own port: streaming, limits, errors, signatures and all. A client that leaves resets the tunnel's far end.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import asyncio
 import email.utils
 import logging
 import re
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -99,6 +101,8 @@ def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
     if names.count(b"content-length") != 1 or names.count(b"host") != 1:  # h11 answers a missing Host 400
         return None
     if any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
+        return None
+    if not head.url.startswith(b"/"):  # absolute or asterisk form: hypercorn's path is the whole target
         return None
     try:
         target = httptools.parse_url(head.url)
@@ -339,13 +343,26 @@ class _Tunnel:
             self.upstream.write_eof()
 
     def client_gone(self) -> None:
-        """The client closed or left: the node's side ends too (it stops streaming to nobody)."""
+        """The client closed or left: the node's side is reset at once, as the client's own connection
+        to it would be (it stops streaming to nobody), not first sent what the client left behind."""
         self.gone = True
         if self.upstream is not None:
-            self.upstream.close()
+            _reset(self.upstream)
 
     def upstream_gone(self) -> None:
         self.client.close()  # after what is buffered for the client is written
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with a reset: what is buffered either way is dropped (abort() alone drops this process's
+    buffer, and the kernel still sends its own, then a FIN that reads as a whole request's end)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
 
 
 class _Upstream(asyncio.Protocol):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 
 import pytest
 import uvloop
@@ -48,17 +49,23 @@ async def _read_until(reader: asyncio.StreamReader, *ends: bytes) -> bytes:
     return got
 
 
+async def _recording_upstream(seen: list[bytes], *ends: bytes) -> asyncio.AbstractServer:
+    """The node's server standing in: what a connection sent until all of `ends` came, into `seen`;
+    then it answers UPSTREAM_ANSWER and closes."""
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await _read_until(reader, *ends))
+        writer.write(UPSTREAM_ANSWER)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(upstream, "127.0.0.1", 0)
+
+
 def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> None:
     async def scenario() -> None:
         seen: list[bytes] = []
-
-        async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            seen.append(await _read_until(reader, b"GET /read", b"after"))
-            writer.write(UPSTREAM_ANSWER)
-            await writer.drain()
-            writer.close()
-
-        up = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        up = await _recording_upstream(seen, b"GET /read", b"after")
         listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         read = b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n"
@@ -245,7 +252,11 @@ def test_a_head_trickled_a_byte_at_a_time_is_closed_a_body_is_not(monkeypatch: p
                 break
             sent += 1
             await asyncio.sleep(0.1)
-        assert await asyncio.wait_for(reader.read(), 10) == b"" and sent < len(head) // 2, sent  # closed early
+        try:
+            rest = await asyncio.wait_for(reader.read(), 10)
+        except ConnectionResetError:  # a byte sent after the server closed, before the client saw it: a reset
+            rest = b""
+        assert rest == b"" and sent < len(head) // 2, sent  # closed early
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
         for byte in b"slowbodyok":
@@ -255,5 +266,67 @@ def test_a_head_trickled_a_byte_at_a_time_is_closed_a_body_is_not(monkeypatch: p
         writer.close()
         sweeper.cancel()
         listener.close()
+
+    uvloop.run(scenario())
+
+
+def test_a_client_that_leaves_resets_the_tunnels_upstream_at_once() -> None:
+    """A client that leaves (a reset) while what it sent waits in the worker for a node not reading it:
+    the node's side is reset at once, as the client's own connection to it would be, instead of the
+    worker flushing the departed client's bytes into the node (which would read them, and answer a full
+    request nobody waits for) and only then closing."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        reading = asyncio.Event()
+        ended: asyncio.Future[str] = loop.create_future()
+
+        async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_until(reader, b"\r\n\r\n")
+            await reading.wait()  # not reading meanwhile: the worker holds what the client sends
+            try:
+                while await reader.read(1 << 20):
+                    pass
+                ended.set_result("end of stream")
+            except ConnectionResetError:
+                ended.set_result("reset")
+
+        up = await asyncio.start_server(upstream, "127.0.0.1", 0)
+        listener, port, server = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"x" * (16 << 20))
+        await asyncio.sleep(1)
+        (conn,) = server.connections
+        assert conn.tunnel is not None and conn.tunnel.upstream is not None
+        assert conn.tunnel.upstream.get_write_buffer_size() > 0  # the worker holds some of it
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # the client leaves: a reset
+        await asyncio.sleep(0.5)
+        reading.set()
+        assert await asyncio.wait_for(ended, 10) == "reset"
+        listener.close()
+        up.close()
+
+    uvloop.run(scenario())
+
+
+def test_an_absolute_form_target_goes_to_the_node_as_hypercorn_answers_it() -> None:
+    """`POST http://host/take HTTP/1.1` (absolute form) is not the path /take to hypercorn (its path is
+    the whole target: the node's routes answer 404), so the worker does not take it as /take either: it
+    goes to the node's server, byte for byte."""
+
+    async def scenario() -> None:
+        seen: list[bytes] = []
+        up = await _recording_upstream(seen, b"absolute")
+        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"POST http://x/take HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nabsolute"
+        writer.write(request)
+        assert (await _read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
+        assert seen == [request]
+        listener.close()
+        up.close()
 
     uvloop.run(scenario())
