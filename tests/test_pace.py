@@ -1,56 +1,148 @@
-"""pace: a process's backlogs run their wasm ahead or one slot at a time, whichever computed faster
-lately, the other measured again now and then; time between backlogs is no way's."""
+"""pace: a process's backlogs run their wasm ahead on a second thread while that is not clearly
+slower than in batches on the compute thread; the pace of each way is the time between FINISHED
+slots, the way not taken is measured again now and then, and time between backlogs is no way's."""
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 
 import pytest
 
 from aonode.engine.devices import pace as pace_module
-from aonode.engine.devices.pace import EXPLORE, WINDOW, Pace
+from aonode.engine.devices.pace import EXPLORE, MARGIN, WARMUP_SLOTS, WINDOW, WINDOW_SLOTS, Pace
+
+
+@dataclass
+class Clock:
+    """Seconds that pass only when a test says so: each slot takes exactly what the test gives it."""
+
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def backlog(pace: Pace, clock: Clock, slots: int, per_slot: float) -> None:
+    """A backlog of `slots` slots, each finished `per_slot` seconds after the one before, the way
+    pace chooses (asked before each slot is begun, as wasm_ahead.py asks)."""
+    pace.start()
+    for _ in range(slots):
+        ahead = pace.ahead_pays()
+        clock.now += per_slot
+        pace.finished(ahead)
+    pace.stop()
+
+
+def warmed(cpus: int = 2) -> tuple[Pace, Clock]:
+    clock = Clock()
+    pace = Pace(cpus=cpus, clock=clock)
+    backlog(pace, clock, WARMUP_SLOTS, 1.0)  # slow first slots: measured by no way
+    assert pace.per_slot == {}
+    return pace, clock
+
+
+def window(per_slot: float) -> int:
+    """Slots in one window at that pace."""
+    return max(WINDOW_SLOTS, int(WINDOW / per_slot) + 1)
 
 
 def test_a_single_cpu_never_runs_ahead_and_two_start_ahead() -> None:
-    one = Pace(cpus=1)
+    one, clock = warmed(cpus=1)
     assert not one.ahead
-    one.record(0.001, WINDOW)
-    assert not one.ahead
+    backlog(one, clock, 10 * window(0.001), 0.001)
+    assert not one.ahead and set(one.per_slot) == {False}
     assert Pace(cpus=2).ahead
 
 
-def test_it_measures_the_other_way_then_keeps_the_faster_until_it_is_time_to_look_again() -> None:
-    pace, window = Pace(cpus=2), EXPLORE / 6  # windows of 0.5 s of computing
-    pace.record(0.002, window)  # ahead: 2 ms a slot
-    assert not pace.ahead  # one at a time not measured yet: a window of it
-    pace.record(0.001, window)  # one at a time: 1 ms a slot
-    assert not pace.ahead  # faster: kept
-    for _ in range(4):  # until EXPLORE seconds of computing since ahead was measured
-        pace.record(0.001, window)
-        assert not pace.ahead
-    pace.record(0.001, window)
-    assert pace.ahead  # a window of ahead again
-    pace.record(0.0005, window)  # a core freed up: ahead 0.5 ms a slot now (not blended with 2 ms)
-    assert pace.ahead
-    pace.record(0.0025, window)  # and taken again: 1.5 ms (blended with the window before)
-    assert not pace.ahead
+def windows_to_explore(per_slot: float) -> int:
+    """Windows at that pace until EXPLORE seconds of computing."""
+    return math.ceil(EXPLORE / (window(per_slot) * per_slot))
 
 
-def test_time_between_backlogs_is_not_counted_as_computing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pace_module, "WINDOW", 1.0)  # longer than a stall of a loaded machine between two lines
-    window = pace_module.WINDOW
+def windows(pace: Pace, clock: Clock, count: int, per_slot: float) -> list[bool]:
+    """`count` windows at that pace; the way chosen after each."""
+    chosen = []
+    for _ in range(count):
+        backlog(pace, clock, window(per_slot), per_slot)
+        chosen.append(pace.ahead)
+    return chosen
+
+
+def test_ahead_runs_until_explore_seconds_then_batches_get_one_window_and_the_faster_is_kept() -> None:
+    pace, clock = warmed()
+    n = windows_to_explore(0.001)
+    assert windows(pace, clock, n - 1, 0.001) == [True] * (n - 1)  # batches never measured: no time on them
+    assert set(pace.per_slot) == {True}
+    assert windows(pace, clock, 1, 0.001) == [False]  # EXPLORE seconds ahead: a window of batches
+    assert windows(pace, clock, 1, 0.0012) == [True]  # batches slower
+    assert windows(pace, clock, n - 1, 0.001) == [True] * (n - 1)  # kept until it is time to look again
+    assert pace.per_slot[False] == pytest.approx(0.0012)
+
+
+def test_batches_are_kept_only_when_faster_by_the_margin() -> None:
+    pace, clock = warmed()
+    n = windows_to_explore(0.001)
+    assert windows(pace, clock, n, 0.001)[-1] is False
+    assert windows(pace, clock, 1, 0.001 * (1 - MARGIN / 2)) == [True]  # a little faster: noise, not a reason
+    assert windows(pace, clock, n, 0.001)[-1] is False
+    assert windows(pace, clock, 1, 0.0005) == [False]  # the second core is taken: batches twice as fast
+    m = windows_to_explore(0.0005) - 1  # EXPLORE seconds since ahead's window, that one batches window included
+    assert windows(pace, clock, m, 0.0005) == [False] * (m - 1) + [True]  # kept, then ahead looked at again
+
+
+def test_slots_handed_to_the_worker_count_only_once_finished() -> None:
+    """wasm_ahead.py asks before each slot it begins, up to AHEAD slots before they are finished:
+    a window is the slots finished in it, so the slots in flight do not make a way look faster."""
+    pace, clock = warmed()
+    pace.start()
+    for _ in range(8):  # the first hand-overs of a backlog: nothing finished yet
+        assert pace.ahead_pays()
+    for _ in range(window(0.002)):
+        clock.now += 0.002
+        pace.finished(True)
+    pace.stop()
+    assert pace.per_slot[True] == pytest.approx(0.002)
+
+
+def test_slots_of_the_way_left_finish_unmeasured() -> None:
+    """At a switch the slots begun the old way are finished first: their time is neither way's."""
+    pace, clock = warmed()
+    assert windows(pace, clock, windows_to_explore(0.001), 0.001)[-1] is False
+    pace.start()
+    for _ in range(8):  # begun on the worker before the switch, finished after it, slowly
+        clock.now += 0.01
+        pace.finished(True)
+    assert set(pace.per_slot) == {True} and pace.per_slot[True] == pytest.approx(0.001)
+    for _ in range(window(0.0008)):
+        clock.now += 0.0008
+        pace.finished(False)
+    pace.stop()
+    assert pace.per_slot[False] == pytest.approx(0.0008)  # the old way's slots not in it
+
+
+def test_time_between_backlogs_is_not_counted_as_computing() -> None:
+    pace, clock = warmed()
+    for _ in range(window(0.001)):
+        backlog(pace, clock, 1, 0.001)
+        clock.now += 5.0  # idle: a node waiting for messages
+    assert pace.per_slot[True] == pytest.approx(0.001)
+    assert pace.computed == pytest.approx(window(0.001) * 0.001)
+
+
+def test_on_the_real_clock_idle_time_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pace_module, "WARMUP_SLOTS", 0)
+    monkeypatch.setattr(pace_module, "WINDOW_SLOTS", 2)
+    monkeypatch.setattr(pace_module, "WINDOW", 0.05)
     pace = Pace(cpus=2)
     pace.start()
-    pace.ahead_pays()
+    pace.finished(pace.ahead_pays())
     pace.stop()
-    time.sleep(1.5 * window)  # idle: a node waiting for messages
+    time.sleep(0.3)  # idle
     pace.start()
-    assert pace.ahead_pays()
-    assert pace.per_slot == {}  # no window ended: the idle time was not the backlog's
-    time.sleep(1.5 * window)
-    pace.ahead_pays()
-    assert pace.per_slot == {}  # one ended: the warm-up, which measures nothing
-    time.sleep(1.5 * window)
-    pace.ahead_pays()
+    time.sleep(0.06)
+    pace.finished(pace.ahead_pays())
     pace.stop()
-    assert set(pace.per_slot) == {True}  # now one did, of the way in use
+    assert set(pace.per_slot) == {True}
+    assert pace.per_slot[True] < 0.25  # the window was ~0.06 s of computing, not the 0.3 s idle between

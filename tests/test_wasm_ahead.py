@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import aonode.engine.devices.pace as pace
 import aonode.engine.devices.wasm_ahead as wasm_ahead
 from aonode.engine.devices.wasm_ahead import AHEAD, BATCHES, SWITCH
 from aonode.engine.errors import Busy
@@ -101,6 +102,9 @@ class Alternating:
         self.asked += 1
         return (self.asked // self.every) % 2 == 0
 
+    def finished(self, ahead: bool) -> None:
+        pass
+
 
 def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
     tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
@@ -113,6 +117,25 @@ def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
     assert len(ran) == len(backlog("p"))
     here = [name == threading.main_thread().name for name in ran]
     assert sum(a != b for a, b in zip(here, here[1:], strict=False)) >= 3, ran  # both ways, more than once
+
+
+def test_the_measured_choice_switching_every_two_slots_is_the_same_at_every_slot(
+    tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pace.py itself, with windows of two finished slots and the other way measured after each: it
+    switches mid-backlog (once the slots begun are finished), measuring what the slots' finishes
+    tell it (the setup's two slots ran ahead: the backlog starts in batches)."""
+    monkeypatch.delenv(SWITCH)
+    monkeypatch.setattr(pace, "WARMUP_SLOTS", 0)
+    monkeypatch.setattr(pace, "WINDOW_SLOTS", 2)
+    monkeypatch.setattr(pace, "WINDOW", 0.0)
+    monkeypatch.setattr(pace, "EXPLORE", 0.0)
+    measured: list[pace.Pace] = []
+    monkeypatch.setattr(wasm_ahead, "Pace", lambda: measured.append(pace.Pace(cpus=2)) or measured[-1])
+    ran = check_backlog(tmp_path, reference)
+    here = [name == threading.main_thread().name for name in ran]
+    assert here[0] and not here[-1] and sum(a != b for a, b in zip(here, here[1:], strict=False)) >= 1, ran
+    assert set(measured[0].per_slot) == {True, False}
 
 
 def stored_results(node: Node, pid: str) -> list[int]:

@@ -1,28 +1,37 @@
 """Whether a process's backlog runs its wasm ahead on a second thread or in batches on the compute
-thread (wasm_ahead.py): the way that computed its slots faster lately, each measured as it runs.
+thread (wasm_ahead.py): ahead while a second core is there, the other way measured now and then and
+kept while it is clearly faster.
 
-Why: the worker thread wins when a second core is there for it; without one the two threads take
-turns, each slot pays the hand-overs and a wasm call ~25-30% slower (measured on the 2-vCPU VM), and
-the compute thread alone can be faster (one slot at a time did 0.80x vs 0.67x of bare wasm at load
-~3). But which wins on a busy machine is not a matter of idle cores alone: with many runnable
-threads from other processes, two threads also get a larger share of the cores (at load ~6 the
-worker won, 0.77x vs 0.72x). So the choice is measured, not predicted: seconds per slot of each way over
-windows of WINDOW seconds of computing (time between backlogs does not count), the faster one
-kept, and the other measured again after EXPLORE seconds. A process's first window is a warm-up
-and measures nothing: it pays for the first slots after a load (caches, the worker's start), and
-charged to the way that happens to go first it decided for the other (bench_process on a quiet
-machine: the node's pick stayed one slot at a time at 0.74x of bare wasm while always ahead did 0.92x).
-The choice never changes what is computed (each slot's passes run in slot order either way); it only
-decides how fast.
+Why: the worker thread wins when a second core is there for it (bench_process on a quiet 2-vCPU
+machine: always ahead 0.87-0.93x of bare wasm, one slot at a time 0.76x); without one the two threads
+take turns, each slot pays the hand-overs and a wasm call ~25-30% slower, and the compute thread alone
+can be faster (0.80x vs 0.67x at load ~3). Which wins on a busy machine is not a matter of idle cores
+alone (with many runnable threads from other processes, two threads also get a larger share of the
+cores: at load ~6 the worker won, 0.77x vs 0.72x), so it is measured, not predicted. Ahead is the
+default on more than one CPU, and a backlog starts on it; batches are measured only after EXPLORE
+seconds of computing, so a short backlog on a quiet machine never pays for exploring the slower way.
+What is measured: the seconds between one FINISHED slot and the next (a slot's results out), charged
+to the way that computed that slot, over windows of at least WINDOW seconds and WINDOW_SLOTS slots
+(time between backlogs is no way's). Counting slots handed to the worker instead would credit a
+window with up to wasm_ahead.AHEAD slots it had not finished, and charge the slots still in flight at
+a switch to the next way. The slots a process finishes first (WARMUP_SLOTS) measure nothing: they pay
+for a load (caches, the variant's first calls). The faster way is kept (batches only when faster by
+MARGIN: a noisy window does not move a quiet machine off ahead), the other measured again after
+EXPLORE seconds. The choice never changes what is computed (each slot's passes run in slot order
+either way); it only decides how fast.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
-WINDOW = 0.2  # seconds of computing per measurement
-EXPLORE = 1.5  # seconds of computing after which the way not taken is measured again
+WINDOW = 0.25  # seconds of computing per measurement, at least
+WINDOW_SLOTS = 64  # slots finished per measurement, at least
+WARMUP_SLOTS = 32  # a process's first slots finished, measured by no way
+EXPLORE = 2.0  # seconds of computing after which the way not taken is measured again
+MARGIN = 0.05  # batches are kept only when this much faster per slot than ahead
 WEIGHT = 0.5  # of the newest window in a way's seconds per slot (the rest: the window before, if the same way's)
 
 
@@ -35,45 +44,50 @@ def _cpus() -> int:
 
 class Pace:
     """One process's measured pace of both ways (not shared between threads: a process computes on
-    one thread at a time, under its live lock). `ahead_pays` is asked before each slot."""
+    one thread at a time, under its live lock). `ahead_pays` is asked before each slot is begun,
+    `finished` after each slot is finished."""
 
-    def __init__(self, cpus: int | None = None) -> None:
+    def __init__(self, cpus: int | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
         self.cpus = cpus if cpus is not None else _cpus()
         self.ahead = self.cpus > 1  # the way in use (True: the worker thread); a single CPU never starts it
         self.per_slot: dict[bool, float] = {}  # way -> seconds per slot, lately
         self.measured_at: dict[bool, float] = {}  # way -> `computed` when it was last measured
         self.computed = 0.0  # seconds of computing measured so far
-        self._spent = 0.0  # seconds of computing in the window, before the current run
-        self._resumed: float | None = None  # when the current run began (None: not computing)
-        self._slots = 0  # slots asked for in the window
-        self._warm = False  # the first window (a warm-up) has ended
+        self._last: float | None = None  # when the last slot finished or the backlog began (None: not computing)
+        self._spent = 0.0  # seconds of the window so far
+        self._slots = 0  # slots finished in the window
+        self._warmup = WARMUP_SLOTS
 
     def start(self) -> None:
         """A backlog begins: the window's clock runs."""
-        self._resumed = time.perf_counter()
+        self._last = self.clock()
 
     def stop(self) -> None:
         """It ended: the time until the next one is not the way's."""
-        if self._resumed is not None:
-            self._spent += time.perf_counter() - self._resumed
-            self._resumed = None
+        self._last = None
 
     def ahead_pays(self) -> bool:
         """Whether the next slot should run its wasm on the worker thread (else in batches here)."""
-        self._slots += 1
-        if self._resumed is None:
-            return self.ahead
-        now = time.perf_counter()
-        spent = self._spent + now - self._resumed
-        if spent >= WINDOW:
-            if self._warm:
-                self.record(spent / self._slots, spent)
-            self._warm = True
-            self._spent, self._resumed, self._slots = 0.0, now, 0
         return self.ahead
+
+    def finished(self, ahead: bool) -> None:
+        """A slot whose wasm ran that way (True: on the worker thread) is finished."""
+        now = self.clock()
+        last, self._last = self._last, now
+        if last is None or ahead != self.ahead:
+            return  # outside a backlog, or begun before a switch: finished the old way, measured by none
+        if self._warmup:
+            self._warmup -= 1
+            return
+        self._spent += now - last
+        self._slots += 1
+        if self._slots >= WINDOW_SLOTS and self._spent >= WINDOW:
+            self.record(self._spent / self._slots, self._spent)
 
     def record(self, per_slot: float, spent: float) -> None:
         """A window of the way in use ended: note its pace, choose the way for the next one."""
+        self._spent, self._slots = 0.0, 0
         way = self.ahead
         before = self.per_slot.get(way)
         if before is not None and self.measured_at.get(way) == self.computed:  # the window before was this way's too
@@ -84,7 +98,7 @@ class Pace:
         if self.cpus <= 1:
             return
         other = not way
-        if other not in self.per_slot or self.computed - self.measured_at[other] >= EXPLORE:
-            self.ahead = other  # not measured lately: a window of it
-        else:
-            self.ahead = self.per_slot[True] < self.per_slot[False]
+        if self.computed - self.measured_at.get(other, 0.0) >= EXPLORE:
+            self.ahead = other  # not measured lately (or ever): a window of it
+        elif other in self.per_slot:
+            self.ahead = self.per_slot[False] >= (1 - MARGIN) * self.per_slot[True]

@@ -65,11 +65,13 @@ BATCHES = "batches"
 
 class Choice(Protocol):
     """Whether the next slots should run their wasm ahead on the worker thread (True) or in batches
-    on the compute thread (asked before each slot, between `start` and `stop`: one backlog)."""
+    on the compute thread (asked before each slot is begun, between `start` and `stop`: one
+    backlog); told of each slot finished and which way its wasm ran."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def ahead_pays(self) -> bool: ...
+    def finished(self, ahead: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class _Fixed:
 
     def ahead_pays(self) -> bool:
         return self.threaded
+
+    def finished(self, ahead: bool) -> None:
+        pass
 
 
 def choice(state: ProcessState) -> Choice:
@@ -304,6 +309,7 @@ def _compute_ahead(
                 if begun.cache is not None and not begun.cache.done():
                     begun.cache.set_exception(err)  # that snapshot is not stored
                 raise
+            choose.finished(threaded)
             done()
         if failure is not None:
             raise failure
