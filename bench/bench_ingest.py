@@ -32,7 +32,6 @@ everything once per count, the node started with that many worker processes (`ao
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
 import sys
@@ -47,7 +46,7 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 import ingest_servers  # noqa: E402
 from bench_http import free_port, start  # noqa: E402  (same folder: shared server start-up helpers)
-from ingest_client import encode_post, post_all  # noqa: E402
+from ingest_client import encode_post, run  # noqa: E402
 from ingest_report import Cpu, print_ingest  # noqa: E402
 from ingest_servers import own_cpu, tree_cpu, wait_quiet  # noqa: E402
 
@@ -190,12 +189,14 @@ def ingest(
     wait_quiet(node_pids[0])
     own_before, tree_before = own_cpu(node_pids[0]), sum(map(tree_cpu, node_pids))
     client_before = time.process_time()
-    outcome = asyncio.run(post_all("127.0.0.1", port, requests, connections))
+    outcome = run("127.0.0.1", port, requests, connections)
     client_seconds = time.process_time() - client_before
     own_ms = (own_cpu(node_pids[0]) - own_before) * 1000 / len(items)
     tree_ms = (sum(map(tree_cpu, node_pids)) - tree_before) * 1000 / len(items)
     if outcome.failures:
         raise RuntimeError(f"{len(outcome.failures)} posts failed, e.g. {outcome.failures[0]}")
+    if pid and len(set(outcome.slots)) != len(items):  # the bare routes answer one slot to all
+        raise RuntimeError(f"{len(items)} items scheduled, but {len(set(outcome.slots))} distinct slots answered")
     name = f"{route.name} {route.kind}, {connections} conns"
     row = Row(name, len(items), outcome.seconds, outcome.latencies, client_seconds, os.getloadavg()[0])
     return row, Cpu(own_ms, tree_ms - own_ms)
