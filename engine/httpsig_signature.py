@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from aonode.engine import httpsig_canonical
-from aonode.engine.crypto import Wallet, address_of
+from aonode.engine.crypto import Wallet, address_of, rsa_public_key
 from aonode.engine.errors import BadInput
 from aonode.engine.message import b64url, b64url_decode
 
@@ -191,8 +191,7 @@ def verify_base(
     key = public_key_bytes(keyid)
     try:
         if alg == RSA_PSS_SHA512 or (not alg and len(key) == 512):
-            public = rsa.RSAPublicNumbers(65537, int.from_bytes(key, "big")).public_key()
-            public.verify(signature, base, _VERIFY_PSS, hashes.SHA512())
+            rsa_public_key(key).verify(signature, base, _VERIFY_PSS, hashes.SHA512())
             alg = RSA_PSS_SHA512
         elif alg == ED25519 or (not alg and len(key) == 32):
             ed25519.Ed25519PublicKey.from_public_bytes(key).verify(signature, base)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import re
 import socket
@@ -44,8 +45,9 @@ class Answer:
     body: bytes
 
 
-# (scope, body) -> the answer, or None: the node's server answers this request (tunnelled).
-Handler = Callable[[Scope, bytes], Awaitable[Answer | None]]
+# (scope, body) -> the answer (or its bytes as sent: `encode`'s), or None: the node's server answers
+# this request (tunnelled).
+Handler = Callable[[Scope, bytes], Awaitable[Answer | bytes | None]]
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Server:
 
     handler: Handler
     upstream: tuple[str, int]  # the node's private loopback server
-    failed: Callable[[BaseException], Awaitable[Answer]]  # the answer when the upstream cannot be reached
+    failed: Callable[[BaseException], Awaitable[Answer | bytes]]  # the answer when the upstream cannot be reached
     max_body: int
     connections: set[Connection] = field(default_factory=set)
 
@@ -144,13 +146,27 @@ class _Dates:
 
 
 def encode(answer: Answer) -> bytes:
+    fields = b"".join(name + b": " + value + b"\r\n" for name, value in answer.headers)
+    return status_head(answer.status) + fields + b"\r\n" + answer.body
+
+
+def wire(answer: Answer | bytes) -> bytes:
+    """What is sent for an answer (a handler may give its bytes already encoded)."""
+    return answer if isinstance(answer, bytes) else encode(answer)
+
+
+@functools.lru_cache(maxsize=64)
+def _status_line(status: int) -> bytes:
     try:
-        reason = HTTPStatus(answer.status).phrase.encode()
+        reason = HTTPStatus(status).phrase.encode()
     except ValueError:
         reason = b""
-    lines = [b"HTTP/1.1 %d %s" % (answer.status, reason), b"date: " + _Dates.now(), b"server: aonode"]
-    lines += [name + b": " + value for name, value in answer.headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + answer.body
+    return b"HTTP/1.1 %d %s\r\ndate: " % (status, reason)
+
+
+def status_head(status: int) -> bytes:
+    """An answer's status line and the fields every answer here has (date, server), each line ended."""
+    return _status_line(status) + _Dates.now() + b"\r\nserver: aonode\r\n"
 
 
 class Connection(asyncio.Protocol):
@@ -264,7 +280,7 @@ class Connection(asyncio.Protocol):
             self.buffer[:0] = raw  # this request and what followed it go to the node's server
             self._tunnel()
             return
-        self.transport.write(encode(answer))  # may call pause_writing: the client is not reading
+        self.transport.write(wire(answer))  # may call pause_writing: the client is not reading
         self.busy = False
         self.last_data = asyncio.get_running_loop().time()  # the keep-alive time runs from the answer
         if self.unread:
@@ -309,7 +325,7 @@ class _Tunnel:
             transport, _ = await loop.create_connection(lambda: _Upstream(self), *server.upstream)
         except OSError as err:
             if not self.gone:
-                self.client.write(encode(await server.failed(err)))
+                self.client.write(wire(await server.failed(err)))
                 self.client.close()
             return
         if self.gone:

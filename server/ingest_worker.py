@@ -34,7 +34,7 @@ from aonode.engine.message import Message
 from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.app import cors_headers
 from aonode.server.hyperbeam import signed_message
-from aonode.server.ingest_http import Answer
+from aonode.server.ingest_answer import JsonAnswers
 from aonode.server.ingest_workers import reuse_port_socket
 from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
 from aonode.server.sequencer_socket import frame, take_frame
@@ -126,11 +126,10 @@ class Worker:
 
     def __init__(self, sequencer: Sequencer, wallet: Wallet, max_body: int) -> None:
         self.sequencer = sequencer
-        self.signer = answer_signer(wallet)
-        self.cors = cors_headers()
+        self.answers = JsonAnswers(answer_signer(wallet), cors_headers())
         self.max_body = max_body
 
-    async def answer(self, scope: Scope, body: bytes) -> Answer | None:
+    async def answer(self, scope: Scope, body: bytes) -> bytes | None:
         """The answer to a schedule POST; None for any other request (the node's server answers it)."""
         target = ingest_front.schedule_target(scope, True, self.max_body)
         if target is None:
@@ -157,10 +156,10 @@ class Worker:
         self.sequencer.observed(scope["path"], status, time.perf_counter() - started)  # on its way before the answer
         return await self.json(status, answer, extra)
 
-    async def json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> Answer:
-        return Answer(status, await ingest_front.json_headers(body, extra, self.signer, self.cors), body)
+    async def json(self, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> bytes:
+        return await self.answers.answer(status, body, extra)
 
-    async def unreachable(self, err: BaseException) -> Answer:
+    async def unreachable(self, err: BaseException) -> bytes:
         """The node's server did not take a tunnelled request's connection: 503, retry."""
         return await self.json(*ingest_front.error_answer(Busy(f"the node's process did not answer: {err}")))
 
