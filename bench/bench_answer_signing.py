@@ -28,8 +28,15 @@ from aonode.engine.answer_signature import SessionKey, verify_answer
 from aonode.engine.crypto import Wallet
 from aonode.server.signing import answer_fields
 
-BODY = (b'{"process":"' + b"p" * 43 + b'","slot":12,"message":"' + b"m" * 43 + b'","hash-chain":"' + b"h" * 43
-        + b'","timestamp":1700000000000,"block-height":1500000}')
+BODY = (
+    b'{"process":"'
+    + b"p" * 43
+    + b'","slot":12,"message":"'
+    + b"m" * 43
+    + b'","hash-chain":"'
+    + b"h" * 43
+    + b'","timestamp":1700000000000,"block-height":1500000}'
+)
 JSON = b"application/json"
 
 
@@ -60,13 +67,18 @@ def main() -> None:
 
     def with_library(body: bytes) -> None:
         answer = httpx.Response(200, headers=answer_fields(JSON, body), request=request)
-        library.sign(answer, key_id=session.public, covered_component_ids=("ao-result", "content-digest",
-                     "content-type"), use_existing_digest=True)
+        library.sign(
+            answer,
+            key_id=session.public,
+            covered_component_ids=("ao-result", "content-digest", "content-type"),
+            use_existing_digest=True,
+        )
 
     rows = {
         "session (default)": cpu_us(args.answers, lambda body: session.sign(answer_fields(JSON, body))),
-        "wallet (AONODE_ANSWER_KEY=wallet)": cpu_us(max(args.answers // 20, 20),
-                                                    lambda body: httpsig.sign(wallet, answer_fields(JSON, body))),
+        "wallet (AONODE_ANSWER_KEY=wallet)": cpu_us(
+            max(args.answers // 20, 20), lambda body: httpsig.sign(wallet, answer_fields(JSON, body))
+        ),
         "library (http-message-signatures)": cpu_us(args.answers, with_library),
     }
     base = rows["session (default)"]

@@ -8,6 +8,7 @@ installed (apt-get install wrk), otherwise the small asyncio keep-alive client i
 
     python bench/bench_http.py [--seconds 5] [--connections 16] [--client auto|wrk|python]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ class Measurement:
 
 
 # -- servers (each in its own process) -------------------------------------------------------------
+
 
 def serve_bare(port: int) -> None:
     """A one-route Starlette app answering a short text body: the ceiling for any Starlette route."""
@@ -106,30 +108,51 @@ def start(cmd: list[str], probe: str) -> subprocess.Popen[bytes]:
 
 # -- load generators (each in its own process) ----------------------------------------------------
 
+
 def run_wrk(url: str, seconds: float, connections: int, body: bytes | None, accept: str | None = None) -> Measurement:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write("done = function(summary, latency, requests)\n"
-                     "  io.write(string.format('JSON {\"requests\":%d,\"seconds\":%f,\"p50\":%d,\"p99\":%d,"
-                     "\"errors\":%d}\\n', summary.requests, summary.duration / 1e6, latency:percentile(50),"
-                     " latency:percentile(99), summary.errors.status + summary.errors.connect +"
-                     " summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n")
+        script.write(
+            "done = function(summary, latency, requests)\n"
+            '  io.write(string.format(\'JSON {"requests":%d,"seconds":%f,"p50":%d,"p99":%d,'
+            '"errors":%d}\\n\', summary.requests, summary.duration / 1e6, latency:percentile(50),'
+            " latency:percentile(99), summary.errors.status + summary.errors.connect +"
+            " summary.errors.read + summary.errors.write + summary.errors.timeout))\nend\n"
+        )
         if body is not None:
-            script.write(f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
-                         "wrk.headers['Content-Type'] = 'application/json'\n")
+            script.write(
+                f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
+                "wrk.headers['Content-Type'] = 'application/json'\n"
+            )
         if accept is not None:
             script.write(f"wrk.headers['Accept'] = {json.dumps(accept)}\n")
     try:
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
-                              "-s", script.name, url], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "60s",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         os.unlink(script.name)
     stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))  # type: ignore[union-attr]
-    return Measurement("", stats["requests"], stats["seconds"], stats["p50"] / 1000, stats["p99"] / 1000,
-                       stats["errors"])
+    return Measurement(
+        "", stats["requests"], stats["seconds"], stats["p50"] / 1000, stats["p99"] / 1000, stats["errors"]
+    )
 
 
-def run_python_client(url: str, seconds: float, connections: int, body: bytes | None,
-                      accept: str | None = None) -> Measurement:
+def run_python_client(
+    url: str, seconds: float, connections: int, body: bytes | None, accept: str | None = None
+) -> Measurement:
     cmd = [sys.executable, str(HERE), "--load", url, "--seconds", str(seconds), "--connections", str(connections)]
     if body is not None:
         cmd += ["--body", body.decode()]
@@ -144,10 +167,12 @@ async def _load(url: str, seconds: float, connections: int, body: bytes | None, 
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     method = "POST" if body is not None else "GET"
-    head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body is not None else "")
-            + (f"Accept: {accept}\r\n" if accept is not None else "")
-            + "\r\n").encode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if body is not None else "")
+        + (f"Accept: {accept}\r\n" if accept is not None else "")
+        + "\r\n"
+    ).encode()
     request = head + (body or b"")
     latencies: list[float] = []
     errors = 0
@@ -195,14 +220,16 @@ async def _load(url: str, seconds: float, connections: int, body: bytes | None, 
 
 # -- the benchmark --------------------------------------------------------------------------------
 
+
 def load_generator(args: argparse.Namespace) -> tuple[str, Callable[..., Measurement]]:
     if args.client == "wrk" or (args.client == "auto" and shutil.which("wrk")):
         return "wrk", run_wrk
     return "python asyncio", run_python_client
 
 
-def measure_interleaved(targets: list[tuple[str, str]] | list[tuple[str, str, str | None]],
-                        args: argparse.Namespace) -> list[Measurement]:
+def measure_interleaved(
+    targets: list[tuple[str, str]] | list[tuple[str, str, str | None]], args: argparse.Namespace
+) -> list[Measurement]:
     """Each target `rounds` times, in turn (A B C A B C ...), so a noisy neighbour hits all alike;
     the row is the round with the median requests/s. A target is (name, url[, Accept header])."""
     _, run = load_generator(args)
@@ -228,9 +255,13 @@ def measure_two_connections(name: str, url: str, args: argparse.Namespace, body:
 
 def setup_token(base: str) -> str:
     with httpx.Client(base_url=base, timeout=300) as c:
-        r = c.post("/~process@1.0/schedule", json={"Tags": [{"name": "Module", "value": MODULE},
-                                                            {"name": "On-Boot", "value": "Data"}],
-                                                   "Data": TOKEN_BOOT})
+        r = c.post(
+            "/~process@1.0/schedule",
+            json={
+                "Tags": [{"name": "Module", "value": MODULE}, {"name": "On-Boot", "value": "Data"}],
+                "Data": TOKEN_BOOT,
+            },
+        )
         r.raise_for_status()
         pid = r.json()["process"]
         assert c.get(f"/{pid}~process@1.0/now/cache/totalsupply").text == "1000000"
@@ -238,8 +269,10 @@ def setup_token(base: str) -> str:
 
 
 def print_table(rows: list[Measurement], client: str, args: argparse.Namespace) -> None:
-    print(f"\nload generator: {client} in its own process; {args.connections} connections, "
-          f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown)")
+    print(
+        f"\nload generator: {client} in its own process; {args.connections} connections, "
+        f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown)"
+    )
     print(f"{'what':<48} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
     for m in rows:
         print(f"{m.name:<48} {m.rps:>10.0f} {m.p50_ms:>9.2f} {m.p99_ms:>9.2f} {m.errors:>7}")
@@ -274,25 +307,35 @@ def main(argv: list[str] | None = None) -> int:
         node_port, bare_port, unsigned_port = free_port(), free_port(), free_port()
         node_url, bare_url = f"http://127.0.0.1:{node_port}", f"http://127.0.0.1:{bare_port}"
         unsigned_url = f"http://127.0.0.1:{unsigned_port}"
-        node_proc = start([sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(node_port),
-                           "--data-dir", tmp], node_url + "/~meta@1.0/info")
+        node_proc = start(
+            [sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(node_port), "--data-dir", tmp],
+            node_url + "/~meta@1.0/info",
+        )
         bare_proc = start([sys.executable, str(HERE), "--serve-bare", str(bare_port)], bare_url + "/bare")
-        unsigned_proc = start([sys.executable, str(HERE), "--serve-unsigned", str(unsigned_port), tmp_unsigned],
-                              unsigned_url + "/~meta@1.0/info")
+        unsigned_proc = start(
+            [sys.executable, str(HERE), "--serve-unsigned", str(unsigned_port), tmp_unsigned],
+            unsigned_url + "/~meta@1.0/info",
+        )
         try:
             pid = setup_token(node_url)
             base = f"{node_url}/{pid}~process@1.0"
             unsigned_base = f"{unsigned_url}/{setup_token(unsigned_url)}~process@1.0"
-            rows = measure_interleaved([
-                ("GET /now/cache/totalsupply (aonode, signed)", f"{base}/now/cache/totalsupply"),
-                ("GET /compute/cache/totalsupply (aonode, signed)", f"{base}/compute/cache/totalsupply"),
-                ("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare"),
-                ("GET /now/cache/totalsupply (aonode, unsigned)", f"{unsigned_base}/now/cache/totalsupply"),
-            ], args)
+            rows = measure_interleaved(
+                [
+                    ("GET /now/cache/totalsupply (aonode, signed)", f"{base}/now/cache/totalsupply"),
+                    ("GET /compute/cache/totalsupply (aonode, signed)", f"{base}/compute/cache/totalsupply"),
+                    ("GET /bare (Starlette, same hypercorn config)", f"{bare_url}/bare"),
+                    ("GET /now/cache/totalsupply (aonode, unsigned)", f"{unsigned_base}/now/cache/totalsupply"),
+                ],
+                args,
+            )
             body = json.dumps({"Tags": [{"name": "Action", "value": "Balance"}]}).encode()
             rows.append(measure_two_connections("GET /now/cache/totalsupply", f"{base}/now/cache/totalsupply", args))
-            rows.append(measure_two_connections("POST /dry-run Action=Balance (wasm)",
-                                                f"{node_url}/dry-run?process-id={pid}", args, body))
+            rows.append(
+                measure_two_connections(
+                    "POST /dry-run Action=Balance (wasm)", f"{node_url}/dry-run?process-id={pid}", args, body
+                )
+            )
         finally:
             for proc in (node_proc, bare_proc, unsigned_proc):
                 proc.terminate()
@@ -302,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nnow-read (signed) / bare Starlette: {now.rps / bare.rps:.2f}x requests/s   (target >= 0.80x)")
     print(f"now-read signed / unsigned: {now.rps / unsigned.rps:.2f}x requests/s")
     if dry.rps:
-        print(f"now-read / dry-run (2 connections each): {now2.rps / dry.rps:.0f}x requests/s, "
-              f"p50 latency {dry.p50_ms / now2.p50_ms:.0f}x lower   (target >= 50x)")
+        print(
+            f"now-read / dry-run (2 connections each): {now2.rps / dry.rps:.0f}x requests/s, "
+            f"p50 latency {dry.p50_ms / now2.p50_ms:.0f}x lower   (target >= 50x)"
+        )
     return 0
 
 

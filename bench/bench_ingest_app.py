@@ -42,7 +42,11 @@ from bench_ingest import (
 
 Item = tuple[dict[str, str], bytes]
 KINDS = ("other", "workers", "commit")
-THREAD_KINDS = (("aonode-commit", "commit"), ("AnyIO worker", "workers"), ("aonode-ingest", "workers"))  # thread name prefix -> column
+THREAD_KINDS = (
+    ("aonode-commit", "commit"),
+    ("AnyIO worker", "workers"),
+    ("aonode-ingest", "workers"),
+)  # thread name prefix -> column
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:

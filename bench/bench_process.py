@@ -91,6 +91,8 @@ def throughput(label: str, n: int, token: bool, blocks: int, repeat: int) -> Non
             for pooled, more in zip(lanes, run, strict=True):
                 pooled.walls += more.walls
                 pooled.cpus += more.cpus
+                for way, count in more.ways.items():
+                    pooled.ways[way] = pooled.ways.get(way, 0) + count
     path, single, forced, bare, unlimited = lanes
     print(
         f"\n## throughput: {label}, {n} messages in {blocks} blocks of {n // blocks}, {repeat} run(s):"
@@ -103,6 +105,9 @@ def throughput(label: str, n: int, token: bool, blocks: int, repeat: int) -> Non
     for lane in lanes:
         wall, cpu = statistics.median(lane.walls), statistics.median(lane.cpus)
         print(f"| {lane.name} | {wall:.0f} | {cpu:.0f} | {wall / cpu:.2f} |")
+    if path.ways:
+        ahead, batches = path.ways.get(True, 0), path.ways.get(False, 0)
+        print(f"\n{path.name}: {ahead} slots ran wasm ahead, {batches} in batches (engine/devices/pace.py's pick)")
     print("\n| ratio of paired blocks | wall median | wall quartiles | wall min-max | CPU median |")
     print("|---|---:|---:|---:|---:|")
     for top, bottom in ((path, bare), (path, unlimited), (single, bare), (forced, bare), (bare, unlimited)):

@@ -16,6 +16,7 @@ from tests/pgcluster.py, or `--dsn` for an operator's server; a fresh database p
 
     python bench/bench_scaleout.py [--messages 300] [--connections 8] [--rounds 30] [--dsn URL] [--bucket URL]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +67,22 @@ def nodes(count: int, store: str | None, base: Path, extra: tuple[str, ...] = ()
         urls = []
         for i in range(count):
             port = free_port()
-            cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--dev", "--port", str(port),
-                   "--data-dir", str(base / f"node{i}"), "--cron-every", "0", "--wallet", str(wallet), *extra]
+            cmd = [
+                sys.executable,
+                "-m",
+                "aonode.server.cli",
+                "serve",
+                "--dev",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(base / f"node{i}"),
+                "--cron-every",
+                "0",
+                "--wallet",
+                str(wallet),
+                *extra,
+            ]
             if store:
                 cmd += ["--store", store]
             url = f"http://127.0.0.1:{port}"
@@ -109,22 +124,24 @@ async def schedule_load(urls: list[str], pid: str, messages: int, connections: i
 
 def run(name: str, urls: list[str], args: argparse.Namespace) -> Result:
     with httpx.Client(timeout=120) as http:
-        pid = http.post(f"{urls[0]}/~process@1.0/schedule", json={
-            "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}],
-            "Data": COUNTER}).json()["process"]
+        pid = http.post(
+            f"{urls[0]}/~process@1.0/schedule",
+            json={
+                "Tags": [{"name": "Module", "value": "aos2_0_6"}, {"name": "On-Boot", "value": "Data"}],
+                "Data": COUNTER,
+            },
+        ).json()["process"]
         http.get(f"{urls[0]}/{pid}~process@1.0/now/cache/count").raise_for_status()
         seconds, acks = asyncio.run(schedule_load(urls, pid, args.messages, args.connections))
         http.get(f"{urls[0]}/{pid}~process@1.0/now/cache/count").raise_for_status()  # catch up
         nows = []
         for i in range(args.rounds):
-            http.post(f"{urls[i % len(urls)]}/{pid}~process@1.0/schedule",
-                      json=add_body(f"n{i}")).raise_for_status()
+            http.post(f"{urls[i % len(urls)]}/{pid}~process@1.0/schedule", json=add_body(f"n{i}")).raise_for_status()
             t0 = time.perf_counter()
             answer = http.get(f"{urls[(i + 1) % len(urls)]}/{pid}~process@1.0/now/cache/count")
             nows.append(time.perf_counter() - t0)
             assert answer.text == str(args.messages + i + 1), answer.text
-    return Result(name, args.messages / seconds, pct(acks, 0.5), pct(acks, 0.95), pct(nows, 0.5),
-                  pct(nows, 0.95), pid)
+    return Result(name, args.messages / seconds, pct(acks, 0.5), pct(acks, 0.95), pct(nows, 0.5), pct(nows, 0.95), pid)
 
 
 def snapshot_read(spec: str, snapshots: str | None, pid: str) -> tuple[float, int, int]:
@@ -164,8 +181,14 @@ def bucket_url(given: str | None) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        }
+    )
     boto3.client("s3").create_bucket(Bucket="aonode-bench")
     try:
         yield "s3://aonode-bench/bench"
@@ -225,8 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         cluster: PgCluster | None = None if args.dsn else stack.enter_context(pg_cluster())
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aonode-bench-")))
         bucket = stack.enter_context(bucket_url(args.bucket))
-        configs = [("1 node, SQLite", 1, None), ("1 node, PostgreSQL", 1, "pg"), ("3 nodes, PostgreSQL", 3, "pg"),
-                   ("3 nodes, PostgreSQL + S3 snapshots", 3, "s3")]
+        configs = [
+            ("1 node, SQLite", 1, None),
+            ("1 node, PostgreSQL", 1, "pg"),
+            ("3 nodes, PostgreSQL", 3, "pg"),
+            ("3 nodes, PostgreSQL + S3 snapshots", 3, "s3"),
+        ]
         for i, (name, count, backend) in enumerate(configs):
             store = None
             if backend:
@@ -248,15 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"| {r.name} | {r.rate:.0f} | {r.ack_p50:.1f} | {r.ack_p95:.1f} | {r.now_p50:.1f} | {r.now_p95:.1f} |")
     base_rate = results[0].rate
-    print("\nschedule throughput relative to 1 node on SQLite: " +
-          ", ".join(f"{r.name}: {r.rate / base_rate:.2f}x" for r in results))
+    print(
+        "\nschedule throughput relative to 1 node on SQLite: "
+        + ", ".join(f"{r.name}: {r.rate / base_rate:.2f}x" for r in results)
+    )
     print(f"\nsequencer alone ({args.sequenced} messages, 4 threads per node, one process):")
     for name, rate in sequenced:
         print(f"  {name}: {rate:.0f} msg/s ({rate / sequenced[0][1]:.2f}x)")
     print("\nnewest snapshot read (manifest + chunks, no local cache; best of 3):")
     for name, (ms, count, size) in reads:
-        print(f"  {name}: {ms:.0f} ms ({count} chunks, {size / 2**20:.1f} MiB compressed; "
-              f"{ms / reads[0][1][0]:.2f}x)")
+        print(f"  {name}: {ms:.0f} ms ({count} chunks, {size / 2**20:.1f} MiB compressed; {ms / reads[0][1][0]:.2f}x)")
     return 0
 
 

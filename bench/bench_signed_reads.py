@@ -13,6 +13,7 @@ is 1e6 / that, and its ratios hold still while the wall-clock ones move.
 
     python bench/bench_signed_reads.py [--seconds 3] [--rounds 3] [--connections 16] [--client auto|wrk|python]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -104,13 +105,18 @@ def measure(targets: list[Target], args: argparse.Namespace) -> list[tuple[Measu
 
 
 def print_rows(rows: list[tuple[Measurement, float]], client: str, args: argparse.Namespace) -> None:
-    print(f"\nload generator: {client} in its own process; {args.connections} connections, "
-          f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown; CPU over all rounds)")
-    print(f"{'what':<48} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17} "
-          f"{'req/s per core':>14}")
+    print(
+        f"\nload generator: {client} in its own process; {args.connections} connections, "
+        f"{args.seconds:g} s x {args.rounds} interleaved rounds (median round shown; CPU over all rounds)"
+    )
+    print(
+        f"{'what':<48} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'server CPU us/req':>17} "
+        f"{'req/s per core':>14}"
+    )
     for m, us in rows:
-        print(f"{m.name:<48} {m.rps:>7.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>6} {us:>17.0f} "
-              f"{1e6 / us:>14.0f}")
+        print(
+            f"{m.name:<48} {m.rps:>7.0f} {m.p50_ms:>7.2f} {m.p99_ms:>7.2f} {m.errors:>6} {us:>17.0f} {1e6 / us:>14.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,38 +150,51 @@ def main(argv: list[str] | None = None) -> int:
             signed = httpx.get(reads["signed"])
             assert signed.status_code == 200 and "signature" in signed.headers, signed.headers
             answer_file = Path(tmp) / "answer.json"
-            answer_file.write_text(json.dumps({"body": base64.b64encode(signed.content).decode(),
-                                               "content-type": signed.headers["content-type"],
-                                               "headers": list(signed.headers.multi_items())}))
+            answer_file.write_text(
+                json.dumps(
+                    {
+                        "body": base64.b64encode(signed.content).decode(),
+                        "content-type": signed.headers["content-type"],
+                        "headers": list(signed.headers.multi_items()),
+                    }
+                )
+            )
             port = free_port()
             bare = f"http://127.0.0.1:{port}"
             cmd = [sys.executable, str(HERE), "--serve-bare", str(port), str(answer_file)]
             procs.append(start(cmd, bare + "/bare"))
             assert httpx.get(bare + "/bare").content == signed.content
             node_pid, unsigned_pid, bare_pid = (proc.pid for proc in procs)
-            rows = measure([
-                (f"GET /now/cache/{KEY} (signed)", reads["signed"], None, node_pid),
-                (f"GET /now/cache/{KEY} (signed, Accept: json)", reads["signed"], "application/json", node_pid),
-                (f"GET /now/cache/{KEY} (signing off)", reads["unsigned"], None, unsigned_pid),
-                ("GET /bare (Starlette, same body)", bare + "/bare", None, bare_pid),
-                ("GET /bare-headers (same body + signed headers)", bare + "/bare-headers", None, bare_pid),
-            ], args)
+            rows = measure(
+                [
+                    (f"GET /now/cache/{KEY} (signed)", reads["signed"], None, node_pid),
+                    (f"GET /now/cache/{KEY} (signed, Accept: json)", reads["signed"], "application/json", node_pid),
+                    (f"GET /now/cache/{KEY} (signing off)", reads["unsigned"], None, unsigned_pid),
+                    ("GET /bare (Starlette, same body)", bare + "/bare", None, bare_pid),
+                    ("GET /bare-headers (same body + signed headers)", bare + "/bare-headers", None, bare_pid),
+                ],
+                args,
+            )
         finally:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=120)
-    print(f"answer: {len(signed.content)} body bytes, "
-          f"{sum(len(k) + len(v) + 4 for k, v in signed.headers.multi_items())} header bytes (signed)")
+    print(
+        f"answer: {len(signed.content)} body bytes, "
+        f"{sum(len(k) + len(v) + 4 for k, v in signed.headers.multi_items())} header bytes (signed)"
+    )
     print_rows(rows, client, args)
-    (signed_row, signed_us), (as_json, json_us), (unsigned, unsigned_us), (bare_row, bare_us), (bare_h, bare_h_us) = \
+    (signed_row, signed_us), (as_json, json_us), (unsigned, unsigned_us), (bare_row, bare_us), (bare_h, bare_h_us) = (
         rows
+    )
     print("\n                                  requests/s   CPU per answer (per core)")
     for label, (a, a_us), (b, b_us) in (
-            ("signed / bare Starlette", (signed_row, signed_us), (bare_row, bare_us)),
-            ("signed (Accept: json) / bare", (as_json, json_us), (bare_row, bare_us)),
-            ("signed / signing off", (signed_row, signed_us), (unsigned, unsigned_us)),
-            ("signed / bare + signed headers", (signed_row, signed_us), (bare_h, bare_h_us)),
-            ("bare + signed headers / bare", (bare_h, bare_h_us), (bare_row, bare_us))):
+        ("signed / bare Starlette", (signed_row, signed_us), (bare_row, bare_us)),
+        ("signed (Accept: json) / bare", (as_json, json_us), (bare_row, bare_us)),
+        ("signed / signing off", (signed_row, signed_us), (unsigned, unsigned_us)),
+        ("signed / bare + signed headers", (signed_row, signed_us), (bare_h, bare_h_us)),
+        ("bare + signed headers / bare", (bare_h, bare_h_us), (bare_row, bare_us)),
+    ):
         print(f"{label:<34}{a.rps / b.rps:>9.2f}x {b_us / a_us:>12.2f}x")
     print("target: signed >= 0.80x bare")
     return 0

@@ -10,6 +10,7 @@ growth over those slots (SQLite file + WAL; the compiled-wasm cache beside it le
 the image's fast variant compiled before either timing), and restore of the final state from the chunked
 snapshot vs from a whole-memory zstd snapshot (engine/wasm/snapshot.py) of the same memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def main() -> None:
         seconds, grown = {}, {}
         for label, pid in pids.items():
             for n in range(args.transfers):
-                node.schedule(pid, action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"),
-                                          nonce=f"{label}{n}"))
+                node.schedule(
+                    pid, action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"), nonce=f"{label}{n}")
+                )
             before = disk(data)
             start = time.perf_counter()
             node.now(pid)
@@ -82,9 +84,11 @@ def main() -> None:
             whole = live.snapshot()  # the old whole-memory form, for the restore comparison
             image, sha = live.image, live.memory_sha256()
         runtime = live.runtime
-        ways = {"chunked": lambda: loaded(found[2], found[1], node.store.get_chunks),
-                "whole": lambda: whole,  # as it is in memory: decompress + write only
-                "checked": lambda: loaded(whole.to_bytes(), sha, None)}  # as the node restored one: verified
+        ways = {
+            "chunked": lambda: loaded(found[2], found[1], node.store.get_chunks),
+            "whole": lambda: whole,  # as it is in memory: decompress + write only
+            "checked": lambda: loaded(whole.to_bytes(), sha, None),
+        }  # as the node restored one: verified
         best = dict.fromkeys(ways, float("inf"))
         for _ in range(3):  # interleaved, best of three: the machine is shared
             for way, source in ways.items():
@@ -103,12 +107,16 @@ def main() -> None:
     print("|---|---|---|---|")
     for label in pids:
         print(f"| {label} | {seconds[label]:.2f} s | {n / seconds[label]:,.0f} | {grown[label] / mib:.2f} MiB |")
-    print(f"\nevery slot / none: {seconds['every slot'] / seconds['none']:.2f}x time, "
-          f"{(grown['every slot'] - grown['none']) / mib:.2f} MiB extra disk for {n} slots")
-    print(f"restore (best of 3; decompress + verify + write): chunked {t_chunked * 1000:.0f} ms, "
-          f"whole-memory zstd {t_whole * 1000:.0f} ms (ratio {t_chunked / t_whole:.2f}); "
-          f"whole-memory zstd verified by its sha256 as stored snapshots were {t_checked * 1000:.0f} ms "
-          f"(ratio {t_chunked / t_checked:.2f})")
+    print(
+        f"\nevery slot / none: {seconds['every slot'] / seconds['none']:.2f}x time, "
+        f"{(grown['every slot'] - grown['none']) / mib:.2f} MiB extra disk for {n} slots"
+    )
+    print(
+        f"restore (best of 3; decompress + verify + write): chunked {t_chunked * 1000:.0f} ms, "
+        f"whole-memory zstd {t_whole * 1000:.0f} ms (ratio {t_chunked / t_whole:.2f}); "
+        f"whole-memory zstd verified by its sha256 as stored snapshots were {t_checked * 1000:.0f} ms "
+        f"(ratio {t_chunked / t_checked:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 3. Snapshots: snapshot (sha256 + zstd) and restore time, compressed size, for the smallest AOS state (right
    after spawn + token setup) and a large one (a Lua table grown until memory >= 256 MiB).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ def seconds(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def run_ours(runtime: Runtime, image: Image, workload: Workload, warmup: int, repeat: int,
-             rounds: int) -> tuple[float, str]:
+def run_ours(
+    runtime: Runtime, image: Image, workload: Workload, warmup: int, repeat: int, rounds: int
+) -> tuple[float, str]:
     """messages/s of the repeated message (result JSON parsed, as ao-loader does) and the final memory hash."""
     inst = Instance(runtime, image)
     messages = workload.messages()
@@ -79,8 +81,19 @@ def run_ours(runtime: Runtime, image: Image, workload: Workload, warmup: int, re
 def run_peer(workload: Workload, warmup: int, repeat: int, rounds: int, unsafe: bool, workdir: Path) -> dict:
     path = workdir / "messages.json"
     path.write_text(json.dumps({"messages": [{"msg": m, "env": e} for m, e in workload.messages()]}))
-    cmd = ["node", "--experimental-wasm-memory64", str(PEER), str(IMAGE), str(path),
-           "--bench", str(repeat), "--warmup", str(warmup), "--rounds", str(rounds)] + (["--unsafe-memory"] if unsafe else [])
+    cmd = [
+        "node",
+        "--experimental-wasm-memory64",
+        str(PEER),
+        str(IMAGE),
+        str(path),
+        "--bench",
+        str(repeat),
+        "--warmup",
+        str(warmup),
+        "--rounds",
+        str(rounds),
+    ] + (["--unsafe-memory"] if unsafe else [])
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"ao-loader peer failed: {done.stderr[-2000:]}")
@@ -102,8 +115,17 @@ def throughput(runtime: Runtime, image: Image, args: argparse.Namespace, workdir
             unsafe = max(unsafe, peer, key=lambda b: b["messages_per_s"])
         original, original_hash = run_ours(plain, plain_image, workload, args.warmup, args.repeat, args.rounds)
         copy = run_peer(workload, min(args.warmup, 3), args.copy_repeat, 1, False, workdir)
-        rows.append(Throughput(workload.name, ours, original, copy["messages_per_s"], unsafe["messages_per_s"],
-                               unsafe["memory_sha256"] == our_hash == original_hash, unsafe["load_seconds"]))
+        rows.append(
+            Throughput(
+                workload.name,
+                ours,
+                original,
+                copy["messages_per_s"],
+                unsafe["messages_per_s"],
+                unsafe["memory_sha256"] == our_hash == original_hash,
+                unsafe["load_seconds"],
+            )
+        )
     return rows
 
 
@@ -121,17 +143,25 @@ def startup(image_bytes: bytes, workdir: Path) -> dict[str, float]:
     cached, image = seconds(lambda: runtime.load(image_bytes))
     inst_time, inst = seconds(lambda: Instance(runtime, image))
     spawn_time, _ = seconds(lambda: inst.handle(*spawn_message()))
-    return {"fast variant (wasm-opt, once per machine)": derive,
-            "cold compile + cache write (both builds)": cold, "cached start (deserialize)": cached,
-            "instantiate + ctors": inst_time, "first message (spawn)": spawn_time}
+    return {
+        "fast variant (wasm-opt, once per machine)": derive,
+        "cold compile + cache write (both builds)": cold,
+        "cached start (deserialize)": cached,
+        "instantiate + ctors": inst_time,
+        "first message (spawn)": spawn_time,
+    }
 
 
 def snapshot_row(runtime: Runtime, image: Image, inst: Instance) -> dict[str, float]:
     snap_time, snap = seconds(inst.snapshot)
     restore_time, copy = seconds(lambda: Instance.restore(runtime, image, snap))
     assert copy.memory_sha256() == snap.memory_sha256
-    return {"memory": snap.memory_size / MIB, "snapshot": snap_time, "restore": restore_time,
-            "compressed": len(snap.compressed) / MIB}
+    return {
+        "memory": snap.memory_size / MIB,
+        "snapshot": snap_time,
+        "restore": restore_time,
+        "compressed": len(snap.compressed) / MIB,
+    }
 
 
 def snapshots(runtime: Runtime, image: Image) -> dict[str, dict[str, float]]:
@@ -154,31 +184,45 @@ def snapshots(runtime: Runtime, image: Image) -> dict[str, dict[str, float]]:
         if out.error:
             raise SystemExit(f"fill failed: {out.error}")
     large = snapshot_row(runtime, image, inst)
-    return {"12 MiB (first 12 MiB of the AOS state)": twelve, "small AOS (after spawn + token setup)": small,
-            f"large AOS (Lua table, {n} fill Evals)": large}
+    return {
+        "12 MiB (first 12 MiB of the AOS state)": twelve,
+        "small AOS (after spawn + token setup)": small,
+        f"large AOS (Lua table, {n} fill Evals)": large,
+    }
 
 
 def node_version() -> str:
     return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
 
 
-def print_report(rows: list[Throughput], start: dict[str, float], snaps: dict[str, dict[str, float]],
-                 args: argparse.Namespace) -> None:
+def print_report(
+    rows: list[Throughput], start: dict[str, float], snaps: dict[str, dict[str, float]], args: argparse.Namespace
+) -> None:
     from importlib.metadata import version
 
-    print(f"aos2_0_6 — aonode (wasmtime-py {version('wasmtime')}) vs @permaweb/ao-loader 0.0.49 "
-          f"(node {node_version()}), {os.cpu_count()} CPUs")
-    print(f"\nThroughput, messages/s (one message repeated on a live instance; best of 2×{args.rounds} rounds "
-          f"of {args.repeat}, interleaved, after {args.warmup} warm-up; ao-loader copy mode: {args.copy_repeat}, one round)")
-    head = (f"{'workload':<18}{'ours':>9}{'ours,':>10}{'ao-loader':>11}{'ao-loader':>11}{'ours /':>9}{'ours /':>9}"
-            f"{'original /':>12}  same memory")
+    print(
+        f"aos2_0_6 — aonode (wasmtime-py {version('wasmtime')}) vs @permaweb/ao-loader 0.0.49 "
+        f"(node {node_version()}), {os.cpu_count()} CPUs"
+    )
+    print(
+        f"\nThroughput, messages/s (one message repeated on a live instance; best of 2×{args.rounds} rounds "
+        f"of {args.repeat}, interleaved, after {args.warmup} warm-up; ao-loader copy mode: {args.copy_repeat}, one round)"
+    )
+    head = (
+        f"{'workload':<18}{'ours':>9}{'ours,':>10}{'ao-loader':>11}{'ao-loader':>11}{'ours /':>9}{'ours /':>9}"
+        f"{'original /':>12}  same memory"
+    )
     print(head)
-    print(f"{'':<18}{'':>9}{'original':>10}{'UNSAFE_MEM':>11}{'copy':>11}{'unsafe':>9}{'copy':>9}{'unsafe':>12}"
-          f"  (all three)")
+    print(
+        f"{'':<18}{'':>9}{'original':>10}{'UNSAFE_MEM':>11}{'copy':>11}{'unsafe':>9}{'copy':>9}{'unsafe':>12}"
+        f"  (all three)"
+    )
     for r in rows:
-        print(f"{r.workload:<18}{r.ours:>9.1f}{r.original:>10.1f}{r.unsafe:>11.1f}{r.copy:>11.1f}"
-              f"{r.ours / r.unsafe:>8.2f}x{r.ours / r.copy:>8.1f}x{r.original / r.unsafe:>11.2f}x"
-              f"  {'yes' if r.same_memory else 'NO'}")
+        print(
+            f"{r.workload:<18}{r.ours:>9.1f}{r.original:>10.1f}{r.unsafe:>11.1f}{r.copy:>11.1f}"
+            f"{r.ours / r.unsafe:>8.2f}x{r.ours / r.copy:>8.1f}x{r.original / r.unsafe:>11.2f}x"
+            f"  {'yes' if r.same_memory else 'NO'}"
+        )
     print("\nStart-up, aos2_0_6")
     for name, value in start.items():
         print(f"  ours: {name:<44}{value * 1000:>10.1f} ms")
@@ -186,13 +230,17 @@ def print_report(rows: list[Throughput], start: dict[str, float], snaps: dict[st
     print("\nSnapshots (ours: sha256 + zstd level 1; restore = decompress + fresh instance)")
     print(f"  {'state':<40}{'memory':>10}{'snapshot':>11}{'restore':>10}{'compressed':>12}")
     for name, s in snaps.items():
-        print(f"  {name:<40}{s['memory']:>6.1f} MiB{s['snapshot'] * 1000:>8.0f} ms{s['restore'] * 1000:>7.0f} ms"
-              f"{s['compressed']:>8.2f} MiB")
+        print(
+            f"  {name:<40}{s['memory']:>6.1f} MiB{s['snapshot'] * 1000:>8.0f} ms{s['restore'] * 1000:>7.0f} ms"
+            f"{s['compressed']:>8.2f} MiB"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=100, help="timed repeats per round (ours, ao-loader UNSAFE_MEMORY)")
+    parser.add_argument(
+        "--repeat", type=int, default=100, help="timed repeats per round (ours, ao-loader UNSAFE_MEMORY)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best one counts")
     parser.add_argument("--warmup", type=int, default=50, help="untimed repeats first (V8 tier-up)")
     parser.add_argument("--copy-repeat", type=int, default=10, help="timed repeats, ao-loader copy mode (slow)")

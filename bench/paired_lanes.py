@@ -45,6 +45,7 @@ class Lane:
     compute: Callable[[], None]
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
+    ways: dict[bool, int] = field(default_factory=dict)  # slots finished ahead (True) / in batches, as pace chose
 
     def run(self, count: int) -> None:
         start, cpu = time.perf_counter(), time.process_time()
@@ -180,6 +181,9 @@ def run_blocks(tmp: Path, token: bool, n: int, blocks: int) -> tuple[list[Lane],
     for other in (single, forced):  # the same definition and messages on each node: the same process id
         if other.pid != ahead.pid or other.memory_sha256() != memory:
             raise SystemExit("the path's ways did not end with the same memory")
+    pace = ahead.node.live.state(ahead.pid).pace
+    if pace is not None:
+        lanes[0].ways = dict(pace.slots)
     for path in (ahead, single, forced):
         path.node.close()
     return lanes, ingest

@@ -3,6 +3,7 @@
 A workload is a setup sequence (spawn first, as a compute unit evaluates it) plus one message that the
 bench repeats. Messages are built with `aonode.engine.aos`, so both sides receive identical JSON.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,15 +14,23 @@ OWNER = "BENCHOWNER" + "o" * 33
 RECIPIENT = "BENCHRECIPIENT" + "r" * 29
 PID = "BENCHPROCESS" + "p" * 31
 MODULE = "ISShJH1ij-hPPt9St5UFFr_8Ys3Kj5cyg7zrMGt7H9s"  # aos2_0_6 on legacynet
-PROCESS = {"Id": PID, "Owner": OWNER, "Module": MODULE,
-           "Tags": [{"name": "Type", "value": "Process"}, {"name": "Name", "value": "bench"},
-                    {"name": "Authority", "value": OWNER}]}
+PROCESS = {
+    "Id": PID,
+    "Owner": OWNER,
+    "Module": MODULE,
+    "Tags": [
+        {"name": "Type", "value": "Process"},
+        {"name": "Name", "value": "bench"},
+        {"name": "Authority", "value": OWNER},
+    ],
+}
 EVAL = (("Action", "Eval"),)
 INITIAL_SUPPLY = 10**15
 
 # A minimal token: integer balances, Transfer moves Quantity and notifies both sides, as the ao token
 # blueprint does (Debit-Notice to the sender, Credit-Notice to the recipient).
-TOKEN_LUA = """
+TOKEN_LUA = (
+    """
 Balances = Balances or { [Owner] = %d }
 Handlers.add("transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), function(msg)
   local qty = math.tointeger(tonumber(msg.Quantity))
@@ -40,7 +49,9 @@ Handlers.add("transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), fu
          Data = "You received " .. qty .. " from " .. from })
 end)
 return "token ready"
-""" % INITIAL_SUPPLY
+"""
+    % INITIAL_SUPPLY
+)
 
 
 @dataclass(frozen=True)
@@ -76,9 +87,17 @@ def spawn_message() -> tuple[str, str]:
 
 def message(step: Step, n: int) -> tuple[str, str]:
     """The n-th message after the spawn (n sets its id, height and timestamp)."""
-    msg = {"Id": f"BENCH{n:07d}" + "m" * 31, "From": step.sender, "Owner": step.sender, "Target": PID,
-           "Module": MODULE, "Block-Height": str(1 + n), "Timestamp": str(1700000000000 + 1000 * n),
-           "Tags": [{"name": k, "value": v} for k, v in step.tags], "Data": step.data}
+    msg = {
+        "Id": f"BENCH{n:07d}" + "m" * 31,
+        "From": step.sender,
+        "Owner": step.sender,
+        "Target": PID,
+        "Module": MODULE,
+        "Block-Height": str(1 + n),
+        "Timestamp": str(1700000000000 + 1000 * n),
+        "Tags": [{"name": k, "value": v} for k, v in step.tags],
+        "Data": step.data,
+    }
     return message_json(msg), _env()
 
 
@@ -93,5 +112,7 @@ WORKLOADS = (EVAL_RETURN_1, TOKEN_TRANSFER)
 
 def fill_lua(rows: int, width: int = 96) -> str:
     """Eval that grows the Lua heap by about rows × (width + 40) bytes (strings kept in a global table)."""
-    return ("Big = Big or {}; local n = #Big; local pad = string.rep('x', %d); "
-            "for i = 1, %d do Big[n + i] = pad .. (n + i) end; return #Big" % (width, rows))
+    return (
+        "Big = Big or {}; local n = #Big; local pad = string.rep('x', %d); "
+        "for i = 1, %d do Big[n + i] = pad .. (n + i) end; return #Big" % (width, rows)
+    )

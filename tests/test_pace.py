@@ -104,6 +104,7 @@ def test_slots_handed_to_the_worker_count_only_once_finished() -> None:
         pace.finished(True)
     pace.stop()
     assert pace.per_slot[True] == pytest.approx(0.002)
+    assert pace.slots == {True: WARMUP_SLOTS + window(0.002), False: 0}  # finished, by the way that ran them
 
 
 def test_slots_of_the_way_left_finish_unmeasured() -> None:

@@ -58,6 +58,7 @@ class Pace:
         self._spent = 0.0  # seconds of the window so far
         self._slots = 0  # slots finished in the window
         self._warmup = WARMUP_SLOTS
+        self.slots = {True: 0, False: 0}  # way -> slots finished that way (bench_process reports it)
 
     def start(self) -> None:
         """A backlog begins: the window's clock runs."""
@@ -74,6 +75,7 @@ class Pace:
     def finished(self, ahead: bool) -> None:
         """A slot whose wasm ran that way (True: on the worker thread) is finished."""
         now = self.clock()
+        self.slots[ahead] += 1
         last, self._last = self._last, now
         if last is None or ahead != self.ahead:
             return  # outside a backlog, or begun before a switch: finished the old way, measured by none
