@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, field
 
 from aonode.server.api import NodeAPI
+from aonode.server.listen import bound_socket
 from aonode.server.sequencer_socket import SequencerSocket
 
 log = logging.getLogger("aonode.server")
@@ -29,10 +30,7 @@ STOP_SECONDS = 35.0  # a worker's graceful stop (hypercorn's 30 s) and then some
 
 def reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socket:
     """A socket on `port` that the workers' sockets may share (SO_REUSEPORT), listening unless told."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    sock = bound_socket(host, port, reuse_port=True)
     if listen:
         sock.listen(1024)
     return sock

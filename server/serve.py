@@ -27,7 +27,8 @@ from aonode.engine.startup import mark
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
-from aonode.server.ingest_workers import IngestWorkers, reuse_port_socket
+from aonode.server.ingest_workers import IngestWorkers
+from aonode.server.listen import base_url, bound_socket
 from aonode.server.state import server_of_app
 from aonode.server.warmup import DEMO_MODULE
 
@@ -132,6 +133,7 @@ def serve(
     ingest_workers: int = 0,
 ) -> None:
     """Run the node until Ctrl-C or SIGTERM; the Node is closed after the last request is answered.
+    `port` 0: a free port, which the announced URL names (bound before the node starts: server/listen.py).
     `ingest_workers`: processes beside this one that take schedule POSTs on the same port
     (server/ingest_workers.py).
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
@@ -139,19 +141,24 @@ def serve(
     `wallet`: a JWK file, or the wallet itself; default the data dir's own."""
     from aonode.server.compose import make_node
 
-    node = make_node(
-        Path(data_dir),
-        dev=dev,
-        store=store,
-        leases=leases,
-        snapshots=snapshots,
-        wallet=Wallet.load(wallet) if isinstance(wallet, str) else wallet,
-    )
+    public = bound_socket(host, port, reuse_port=ingest_workers > 0)  # the workers' sockets share its port
+    try:
+        node = make_node(
+            Path(data_dir),
+            dev=dev,
+            store=store,
+            leases=leases,
+            snapshots=snapshots,
+            wallet=Wallet.load(wallet) if isinstance(wallet, str) else wallet,
+        )
+    except BaseException:
+        public.close()
+        raise
     mark("node")
     chain_watch = watch_chain(node, gateway_url(), first_after=CHAIN_FIRST_AFTER)
     workers: IngestWorkers | None = None
     try:
-        url = f"http://{host}:{port}"
+        url = base_url(host, public)
         if demo:
             announce(demo_instructions(url, ensure_demo_process(node, Path(data_dir)), dev))
             mark("demo")
@@ -165,29 +172,31 @@ def serve(
         config = hypercorn_config(host, port)
         if ingest_workers > 0:
             wallet_path = wallet if isinstance(wallet, str) else str(Path(data_dir) / WALLET)
-            workers = _with_workers(node, config, ingest_workers, wallet_path, (limits or Limits()).max_body)
+            workers = _with_workers(node, config, ingest_workers, wallet_path, (limits or Limits()).max_body, public)
+        else:
+            config.bind = [f"fd://{public.detach()}"]  # hypercorn listens on it and closes it
         run_served(_main(app, config, workers))
     finally:
         if workers is not None:
             workers.close()
+        public.close()  # if not handed over (detached: nothing to close)
         chain_watch.set()
         node.close()
 
 
-def _with_workers(node: NodeAPI, config: Config, count: int, wallet_path: str, max_body: int) -> IngestWorkers:
+def _with_workers(
+    node: NodeAPI, config: Config, count: int, wallet_path: str, max_body: int, public: socket.socket
+) -> IngestWorkers:
     """`config` rebound to a private loopback port only: the workers take the public port (this process's
-    core sequences; what they do not answer they tunnel here) and are started."""
-    host, port = config.bind[0].rsplit(":", 1)
-    host = host.strip("[]")
+    core sequences; what they do not answer they tunnel here) and are started. This process holds the
+    public socket bound, not listening (no connection comes to it), so that the port stays this node's."""
+    host, port = public.getsockname()[:2]
     private = socket.socket()
     private.bind(("127.0.0.1", 0))
     private.listen(1024)
     owner = f"http://127.0.0.1:{private.getsockname()[1]}"
     config.bind = [f"fd://{private.detach()}"]
-    # The public port held (bound, not listening: no connection comes here) so that a port in use fails now.
-    workers = IngestWorkers(
-        node, count, host, int(port), owner, wallet_path, max_body, reuse_port_socket(host, int(port), listen=False)
-    )
+    workers = IngestWorkers(node, count, host, port, owner, wallet_path, max_body, public)
     workers.start()
     return workers
 

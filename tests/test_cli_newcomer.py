@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from aonode.engine.crypto import Wallet
 from tests.helpers.httpnode import http_node
+from tests.helpers.ports import reserved_port
 
 pytestmark = pytest.mark.slow  # `aonode` subprocesses (eval on a real image, wallets)
 
@@ -181,10 +181,11 @@ def readme_quickstart(port: int) -> str:
 
 @pytest.mark.slow  # serves a node
 def test_readme_quickstart_runs_pasted_as_one_block(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    script = readme_quickstart(port)
+    with reserved_port() as port:  # the script names its port: held until the node has stopped
+        _run_quickstart(tmp_path, readme_quickstart(port))
+
+
+def _run_quickstart(tmp_path: Path, script: str) -> None:
     assert script.startswith("aonode serve --dev") and "\nuntil curl -sf" in script
     env = {**os.environ, "PATH": f"{Path(AONODE).parent}:{os.environ['PATH']}"}
     proc = subprocess.Popen(["bash", "-c", script + "\nkill %1; wait"], cwd=tmp_path, stdout=subprocess.PIPE,

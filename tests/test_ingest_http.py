@@ -14,6 +14,7 @@ import uvloop
 
 from aonode.server import ingest_http
 from aonode.server.signing import Scope
+from tests.helpers.ports import held_port
 
 JSON = [(b"content-length", b"2"), (b"content-type", b"application/json")]
 UPSTREAM_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nupstream"
@@ -83,16 +84,14 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
 
 def test_an_unreachable_upstream_gets_the_failed_answer() -> None:
     async def scenario() -> None:
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        nowhere = closed.getsockname()
-        closed.close()  # nothing listens there
-        listener, port, _ = await _serve(nowhere)
+        closed = held_port()  # bound, never listening: a connection there is refused
+        listener, port, _ = await _serve(closed.getsockname())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n")
         got = await _read_until(reader, b"{}")
         assert got.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
         listener.close()
+        closed.close()
 
     uvloop.run(scenario())
 

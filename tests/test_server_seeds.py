@@ -20,7 +20,7 @@ from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.startup import ENV as STARTUP_TRACE
 from aonode.server.app import Limits
-from tests.helpers.httpnode import HttpNode, cli_node, http_node, wait_until_answering
+from tests.helpers.httpnode import HttpNode, announced_url, cli_node, http_node, wait_until_answering
 from tests.helpers.threads import Threads, started
 
 pytestmark = pytest.mark.slow  # starts and stops `aonode serve` subprocesses
@@ -172,7 +172,7 @@ def test_compute_answers_the_last_value_while_now_computes_and_a_full_queue_is_5
 
 
 DEMO_SCRIPT = ("import sys; from aonode.server.app import Limits; from aonode.server.serve import serve; "
-               "serve(port=int(sys.argv[1]), data_dir=sys.argv[2], dev=True, demo=True, "
+               "serve(port=0, data_dir=sys.argv[1], dev=True, demo=True, "
                "limits=Limits(compute_workers=1, compute_queue=0))")
 
 
@@ -181,11 +181,11 @@ DEMO_SCRIPT = ("import sys; from aonode.server.app import Limits; from aonode.se
 COLD_START_SECONDS = 600.0
 
 
-def _start_demo(data_dir: Path, port: int, log: Path) -> subprocess.Popen[str]:
+def _start_demo(data_dir: Path, log: Path) -> subprocess.Popen[str]:
     """The demo server, its stdout and stderr (with its startup marks) in `log`: a file, not a pipe that
     nobody reads until the end (a full pipe would stop the server at its next write)."""
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-c", DEMO_SCRIPT, str(port), str(data_dir)], stdout=out,
+        return subprocess.Popen([sys.executable, "-c", DEMO_SCRIPT, str(data_dir)], stdout=out,
                                 stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", STARTUP_TRACE: "1"})
 
@@ -214,27 +214,18 @@ def wait_until_computing(server: int, request: Threads[httpx.Response], cpu: flo
         time.sleep(0.01)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_demo_and_sigterm_drains_then_closes(tmp_path: Path) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
-    proc = _start_demo(tmp_path, port, log)
+    proc = _start_demo(tmp_path, log)  # on port 0: the node binds a free port and names it
 
     def said() -> str:
         return f"\n--- aonode serve (exit code {proc.poll()}) said:\n{log.read_text()[-8000:]}"
 
     try:
         try:
+            url = announced_url(log, proc, COLD_START_SECONDS)
             wait_until_answering(url + "/~meta@1.0/info", COLD_START_SECONDS, proc)
-        except (httpx.TransportError, RuntimeError) as err:
+        except (httpx.TransportError, RuntimeError, TimeoutError) as err:
             raise AssertionError(f"not answering after {COLD_START_SECONDS} s: {err!r}{said()}") from err
         pid = (tmp_path / "demo-process.txt").read_text().strip()
         with httpx.Client(base_url=url, timeout=120) as c:

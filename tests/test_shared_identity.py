@@ -4,7 +4,6 @@ or another --snapshots on that database refuses to start (the Node raises Startu
 prints one line and exits non-zero) and leaves the record as it was."""
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +16,6 @@ from aonode.engine.errors import StartupRefused
 from tests.helpers.httpnode import cli_node
 from tests.helpers.nodeutil import make_node
 from tests.helpers.s3bucket import bucket, s3_server  # noqa: F401  (fixtures)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def recorded(dsn: str, key: str = "scheduler") -> str | None:
@@ -51,7 +44,7 @@ def test_aonode_serve_with_another_wallet_exits_with_one_line(pg_dsn: str, tmp_p
     Wallet.generate("ed25519").save(other)
     with cli_node(tmp_path / "n1", "--store", pg_dsn, "--wallet", str(mine), "--cron-every", "0"):
         refused = subprocess.run(
-            [sys.executable, "-m", "aonode.server.cli", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "n2"),
+            [sys.executable, "-m", "aonode.server.cli", "serve", "--port", "0", "--data-dir", str(tmp_path / "n2"),
              "--store", pg_dsn, "--wallet", str(other)], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0
     lines = refused.stderr.strip().splitlines()

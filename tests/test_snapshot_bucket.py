@@ -122,15 +122,11 @@ def test_an_unreachable_bucket_refuses_to_start(tmp_path, s3_server: S3Server):
 
 
 def test_aonode_serve_with_a_missing_bucket_exits_with_one_line(tmp_path, s3_server: S3Server):
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
     refused = subprocess.run([sys.executable, "-m", "aonode.server.cli", "serve", "--data-dir", str(tmp_path),
-                              "--port", port,
+                              "--port", "0",
                               "--snapshots", "s3://no-such-bucket/x", "--s3-endpoint", s3_server.endpoint],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr

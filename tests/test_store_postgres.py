@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from pathlib import Path
 
 import psycopg
@@ -13,6 +12,7 @@ import pytest
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.store.pg_schema import MIGRATIONS, SchemaTooNew, migrate
 from aonode.engine.store.postgres import PostgresStore
+from tests.helpers.ports import reserved_port
 from tests.helpers.threads import Threads
 
 
@@ -40,11 +40,9 @@ def test_a_newer_schema_is_refused(pg_dsn: str):
 
 
 def test_an_unreachable_server_is_a_clear_error_without_the_password():
-    with socket.socket() as sock:  # a loopback port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(AONodeError, match="cannot reach PostgreSQL") as caught:
-        PostgresStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db", connect_timeout=2)
+    with reserved_port() as port:  # bound here, never listening: a connection there is refused
+        with pytest.raises(AONodeError, match="cannot reach PostgreSQL") as caught:
+            PostgresStore(f"postgresql://u:s3cret@127.0.0.1:{port}/db", connect_timeout=2)
     assert "s3cret" not in str(caught.value) and "u:***@" in str(caught.value)
 
 

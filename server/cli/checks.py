@@ -23,8 +23,8 @@ class UserError(Exception):
 
 def port(text: str) -> int:
     """argparse type for --port."""
-    if not text.isdecimal() or not 1 <= int(text) <= 65535:
-        raise UserError(f"--port must be a number from 1 to 65535, not {text!r}")
+    if not text.isdecimal() or not 0 <= int(text) <= 65535:
+        raise UserError(f"--port must be a number from 0 (any free port) to 65535, not {text!r}")
     return int(text)
 
 

@@ -19,7 +19,12 @@ IMPORTS_WAIT_SECONDS = 5.0  # at most, for the demo image's compile thread to im
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = subparsers.add_parser("serve", help="run the HTTP node")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=checks.port, default=8734, help="TCP port to listen on")
+    serve.add_argument(
+        "--port",
+        type=checks.port,
+        default=8734,
+        help="TCP port to listen on (0: any free port, named in the line saying where it serves)",
+    )
     serve.add_argument("--data-dir", default=".aonode", help="embedded store directory (created on first start)")
     serve.add_argument("--dev", action="store_true", help="accept unsigned JSON messages, signed by the node wallet")
     serve.add_argument(

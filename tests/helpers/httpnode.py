@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 
 from aonode.server.app import Limits, create_app
+from aonode.server.listen import bound_socket
 from aonode.server.serve import hypercorn_config, run_until
 
 START_TIMEOUT = 180.0  # a deadline for a first start (compiles, a fresh key) on a loaded 2-core machine
@@ -39,13 +41,6 @@ class HttpNode:
 
     def process_url(self, pid: str, rest: str = "") -> str:
         return f"{self.url}/{pid}~process@1.0{rest}"
-
-
-def _free_socket(host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    return sock
 
 
 def wait_until_answering(url: str, timeout: float = START_TIMEOUT,
@@ -67,7 +62,7 @@ def wait_until_answering(url: str, timeout: float = START_TIMEOUT,
 @contextmanager
 def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve any ASGI app with hypercorn in a background thread; yields the base URL."""
-    sock = _free_socket(host)
+    sock = bound_socket(host, 0)
     port = sock.getsockname()[1]
     config = hypercorn_config(host, port)
     config.bind = [f"fd://{sock.detach()}"]
@@ -112,21 +107,40 @@ def http_node(data_dir: Path, *, dev: bool = True, limits: Limits | None = None,
         node.close()
 
 
+SERVING = re.compile(r" serving (http://\S+) \(")  # server/serve.py's announcement
+
+
+def announced_url(log: Path, proc: subprocess.Popen[str], timeout: float = START_TIMEOUT) -> str:
+    """The URL a node started with `--port 0` (or `serve(port=0)`) announces in `log`, its output."""
+    deadline = time.monotonic() + timeout
+    while not (found := SERVING.search(log.read_text(errors="replace"))):
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-4000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no serving line after {timeout} s: {log.read_text()[-4000:]}")
+        time.sleep(0.05)
+    return found.group(1)
+
+
 @contextmanager
 def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`aonode serve` in a subprocess (the real CLI); stopped with SIGTERM if still running."""
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--port", str(port),
-           "--data-dir", str(data_dir), *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
+    """`aonode serve --port 0` in a subprocess (the real CLI): the node binds a free port itself and
+    announces it, so no port is chosen here and bound there later (another test could take it in
+    between). Its output goes to a file that `proc.stdout` reads (a pipe nobody reads would stop the
+    node at its next write once full); stopped with SIGTERM if still running."""
+    fd, name = tempfile.mkstemp(prefix="aonode-serve-", suffix=".log")
+    log = Path(name)
+    cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *extra]
+    with os.fdopen(fd, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc.stdout = log.open(errors="replace")
     try:
+        url = announced_url(log, proc)
         wait_until_answering(url + "/~meta@1.0/info", proc=proc)
         yield url, proc
     finally:
+        log.unlink()  # proc.stdout still reads it
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

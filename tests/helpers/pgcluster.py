@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.ports import held_port
+
 SUPERUSER = "aonode"
-START_ATTEMPTS = 3  # a free port found by bind(0) can be taken by someone else before postgres binds it
+START_ATTEMPTS = 3  # a start that fails for another reason than its port (held: tests/helpers/ports.py)
 
 
 def pg_bin(name: str) -> str:
@@ -39,12 +41,6 @@ def pg_bin(name: str) -> str:
     return candidates[-1]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class PgCluster:
     """A running cluster: connect over TCP on 127.0.0.1:`port` as `SUPERUSER` (trust auth)."""
@@ -52,6 +48,7 @@ class PgCluster:
     base: Path
     port: int
     run_as: str | None  # the unprivileged user the server runs as when the tests run as root
+    hold: socket.socket | None = None  # the port, held for the cluster's life (tests/helpers/ports.py)
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def dsn(self, dbname: str = "postgres") -> str:
@@ -78,6 +75,8 @@ class PgCluster:
 
     def stop(self) -> None:
         self._run(pg_bin("pg_ctl"), "stop", "-D", str(self.base / "data"), "-m", "immediate", "-w")
+        if self.hold is not None:
+            self.hold.close()
 
 
 def _as_user(cmd: list[str], user: str | None, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -148,13 +147,15 @@ def _start(base: Path, user: str | None) -> PgCluster:
     # Durability of the cluster itself is not under test (fsync off); aonode's commit order is.
     last = ""
     for _ in range(START_ATTEMPTS):
-        port = _free_port()
+        hold = held_port()
+        port = hold.getsockname()[1]
         options = (f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c full_page_writes=off "
                    f"-c max_connections=300 -c shared_buffers=64MB")
         result = _as_user([pg_bin("pg_ctl"), "start", "-D", str(base / "data"), "-w", "-t", "60",
                            "-l", str(base / "server.log"), "-o", options], user, base)
         if result.returncode == 0:
-            return PgCluster(base=base, port=port, run_as=user)
+            return PgCluster(base=base, port=port, run_as=user, hold=hold)
+        hold.close()
         log = base / "server.log"
         last = result.stdout + result.stderr + (log.read_text() if log.exists() else "")
     raise RuntimeError(f"pg_ctl start failed {START_ATTEMPTS} times: {last[-2000:]}")
