@@ -83,6 +83,53 @@ def _normalize_tags(tags: object) -> Tags:
     return tuple(out)
 
 
+def _stored_tags(tags: object) -> Tags:
+    """_normalize_tags for the stored form, [[name, value], ...], without its generic checks per tag
+    (a message decoded at every schedule from a worker); anything else goes the generic way."""
+    if type(tags) is not list:
+        return _normalize_tags(tags)
+    out: list[tuple[str, str]] = []
+    for tag in tags:
+        if type(tag) is not list or len(tag) != 2:
+            return _normalize_tags(tags)
+        name, value = tag
+        if type(name) is not str or type(value) is not str or not name:
+            return _normalize_tags(tags)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _sum_matches(fields: dict[str, Any], digest: bytes) -> bool:
+    """True when `digest` is the sha256 of `fields`' canonical CBOR. Fields decoded from canonical CBOR
+    keep its key order, so their plain encoding is the canonical one (made without sorting) when the
+    keys are in canonical order and every value encodes one way (no float, no map)."""
+    canonical = _plainly_canonical(fields)
+    return hashlib.sha256(cbor2.dumps(fields, canonical=not canonical)).digest() == digest
+
+
+_SCALARS = (str, bytes, int, bool, type(None))
+_KEY_ORDERS: dict[tuple[str, ...], bool] = {}  # key tuple -> in canonical order (the few shapes rows have)
+
+
+def _plainly_canonical(fields: dict[str, Any]) -> bool:
+    keys = tuple(fields)
+    ordered = _KEY_ORDERS.get(keys)
+    if ordered is None:
+        encoded = [cbor2.dumps(key) for key in keys]
+        ordered = encoded == sorted(encoded, key=lambda key: (len(key), key))
+        if len(_KEY_ORDERS) < 64:
+            _KEY_ORDERS[keys] = ordered
+    if not ordered:
+        return False
+    for value in fields.values():
+        if type(value) is list:
+            if not all(type(tag) is list and all(type(part) is str for part in tag) for tag in value):
+                return False
+        elif type(value) not in _SCALARS:
+            return False
+    return True
+
+
 def content_id(
     owner: str, target: str | None, anchor: str | None, tags: Tags, data: str, nonce: str | int | None = None
 ) -> str:
@@ -258,7 +305,7 @@ class Message:
         if not isinstance(obj, dict) or not {"id", "owner", "from"} <= obj.keys():
             raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
         digest = obj.pop("sum", None)
-        if digest is not None and hashlib.sha256(cbor2.dumps(obj, canonical=True)).digest() != digest:
+        if digest is not None and not _sum_matches(obj, digest):
             raise DamagedRecord(
                 f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
             )
@@ -269,7 +316,7 @@ class Message:
                 from_=obj["from"],
                 target=obj.get("target"),
                 anchor=obj.get("anchor"),
-                tags=_normalize_tags(obj.get("tags") or []),
+                tags=_stored_tags(obj.get("tags") or []),
                 data=obj.get("data", ""),
                 signature=obj.get("signature"),
                 raw=obj.get("raw"),

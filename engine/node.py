@@ -157,6 +157,10 @@ class Node:
         (the server's event loop) takes the Future, settled by the committing thread."""
         return self.router.schedule_later(pid, msg)
 
+    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[AssignmentJSON]]:
+        """`schedule_later` of each of `msgs` in order, settled once for all (the sequencer socket's batches)."""
+        return self.router.schedule_many_later(pid, msgs)
+
     def tick_crons(self) -> list[str]:
         """Append the cron messages due by now to every cron process; the processes that got some."""
         return self.crons.tick()

@@ -65,6 +65,18 @@ class Router:
         self.views.definition(pid)
         return then(self.scheduler.schedule_later(pid, msg), lambda assignment: self._scheduled(pid, assignment))
 
+    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[AssignmentJSON]]:
+        """`schedule_later` of each of `msgs`, in order, with one Future for all (one request to the
+        store's group commit; a failure is every message's answer)."""
+        self.views.definition(pid)
+        return then(self.scheduler.schedule_many_later(pid, msgs), lambda placed: self._scheduled_many(pid, placed))
+
+    def _scheduled_many(self, pid: str, placed: list[Assignment]) -> list[AssignmentJSON]:
+        if placed:  # the bookkeeping once per batch
+            metrics.scheduled(len(placed))
+            self.views.scheduled(pid, max(a.slot for a in placed))
+        return [cast(AssignmentJSON, a.to_json()) for a in placed]
+
     def _scheduled(self, pid: str, assignment: Assignment) -> AssignmentJSON:
         metrics.scheduled()
         self.views.scheduled(pid, assignment.slot)

@@ -7,7 +7,9 @@ POSTs, and hand each checked message here, to the one process that assigns slots
 one hash chain per process, the chain tips this process keeps stay right. (Workers writing the shared
 SQLite themselves add no commits per second, fsync bounds them, and starve each other on its lock:
 bench/README.md.) A reply goes back only when the commit that holds it is durable, so a worker
-answers nothing that could be lost.
+answers nothing that could be lost. The requests of one read are scheduled as one batch per process
+(Node.schedule_many_later: one group-commit request, one plan, one statement per table), their replies
+queued together once it is durable and encoded by the connection's sender thread, not the committing one.
 
 Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message, path, seconds]`
 (Message.to_cbor; the request's path and the seconds the worker spent on it so far) in, `[id, status,
@@ -21,6 +23,7 @@ that arrives here is scheduled without a signature check.
 
 from __future__ import annotations
 
+import functools
 import queue
 import socket
 import struct
@@ -76,6 +79,17 @@ class Frames:
             self.buffer += chunk
         return body
 
+    def ready(self) -> list[bytes] | None:
+        """The next frame and every other whole frame already received (what one read brought: the
+        sequencer schedules them together); None when the peer closed the connection between frames."""
+        first = self.next()
+        if first is None:
+            return None
+        out = [first]
+        while (body := take_frame(self.buffer)) is not None:
+            out.append(body)
+        return out
+
 
 def frame(value: object) -> bytes:
     body = cbor2.dumps(value)
@@ -115,23 +129,12 @@ class SequencerSocket:
             threading.Thread(target=self._serve, args=(conn,), name="aonode-sequencer-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        outbox: queue.SimpleQueue[Outgoing | None] = queue.SimpleQueue()
+        outbox: queue.SimpleQueue[Replies | None] = queue.SimpleQueue()
         threading.Thread(target=_send, args=(conn, outbox), name="aonode-sequencer-out", daemon=True).start()
         frames = Frames(conn)
         try:
-            while (raw := frames.next()) is not None:
-                rid, pid, blob, *rest = cbor2.loads(raw)
-                if rid is None:  # an answer the worker gave: path, status, seconds
-                    observe.record(str(pid), "POST", int(blob), float(rest[0]))
-                    continue
-                path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
-                request = Reply(outbox, rid, path, time.perf_counter() - seconds)
-                try:
-                    committed = self.node.schedule_later(str(pid), Message.from_cbor(blob, "a worker's message"))
-                except AONodeError as err:
-                    request.send(*_error(err))
-                    continue
-                committed.add_done_callback(request.committed)
+            while (raws := frames.ready()) is not None:
+                self._schedule(outbox, raws)
         except (OSError, ConnectionError, ValueError, cbor2.CBORDecodeError):
             pass
         finally:
@@ -141,22 +144,46 @@ class SequencerSocket:
                 pass
             outbox.put(None)
 
+    def _schedule(self, outbox: queue.SimpleQueue[Replies | None], raws: list[bytes]) -> None:
+        """The requests of one read, scheduled as one batch per process (in arrival order): one request
+        to the group commit and one Future per batch, its replies queued together once durable."""
+        batches: dict[str, tuple[list[Reply], list[Message]]] = {}
+        refused: list[Outgoing] = []
+        for raw in raws:
+            rid, pid, blob, *rest = cbor2.loads(raw)
+            if rid is None:  # an answer the worker gave: path, status, seconds
+                observe.record(str(pid), "POST", int(blob), float(rest[0]))
+                continue
+            path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
+            reply = Reply(rid, path, time.perf_counter() - seconds)
+            try:
+                msg = Message.from_cbor(blob, "a worker's message")
+            except AONodeError as err:
+                refused.append((reply, *_error(err)))
+                continue
+            replies, msgs = batches.setdefault(str(pid), ([], []))
+            replies.append(reply)
+            msgs.append(msg)
+        if refused:
+            outbox.put(lambda: refused)
+        for pid, (replies, msgs) in batches.items():
+            try:
+                committed = self.node.schedule_many_later(pid, msgs)
+            except AONodeError as err:
+                outbox.put(functools.partial(_failed, replies, err))
+                continue
+            committed.add_done_callback(functools.partial(_queue_outcomes, outbox, replies))
+
 
 @dataclass(frozen=True)
 class Reply:
-    """Where one request's reply goes: queued, never sent by the thread that settles it (the committing
-    thread, which a worker that stops reading would otherwise stop for every process of the node)."""
+    """Where one request's reply goes. Replies are queued for the connection's sender thread, never sent
+    by the thread that settles them (the committing thread, which a worker that stops reading would
+    otherwise stop for every process of the node)."""
 
-    outbox: queue.SimpleQueue[Outgoing | None]
     rid: int
     path: str | None  # the HTTP path it came on, counted in the metrics when the reply is sent
     started: float  # perf_counter when its HTTP request began (as the worker said)
-
-    def committed(self, done: Future[AssignmentJSON]) -> None:
-        self.send(*_outcome(done))
-
-    def send(self, status: int, body: bytes) -> None:
-        self.outbox.put((self, status, body))
 
     def count(self, status: int) -> None:
         if self.path is not None:
@@ -164,19 +191,20 @@ class Reply:
 
 
 Outgoing = tuple[Reply, int, bytes]  # a reply, its status and body
+Replies = Callable[[], list[Outgoing]]  # some replies, encoded when the sender thread calls it
 
 
-def _send(conn: socket.socket, outbox: queue.SimpleQueue[Outgoing | None]) -> None:
+def _send(conn: socket.socket, outbox: queue.SimpleQueue[Replies | None]) -> None:
     """A connection's replies, in order, as many as are ready in one write, each counted in the metrics
     before it is sent; the socket closed at the end."""
     try:
         while (first := outbox.get()) is not None:
-            ready, end = [first], False
+            ready, end = first(), False
             while not end and not outbox.empty():
                 more = outbox.get()
                 end = more is None
                 if more is not None:
-                    ready.append(more)
+                    ready.extend(more())
             for reply, status, _ in ready:
                 reply.count(status)
             conn.sendall(b"".join(frame([reply.rid, status, body]) for reply, status, body in ready))
@@ -188,13 +216,27 @@ def _send(conn: socket.socket, outbox: queue.SimpleQueue[Outgoing | None]) -> No
         conn.close()
 
 
-def _outcome(done: Future[AssignmentJSON]) -> tuple[int, bytes]:
+def _queue_outcomes(
+    outbox: queue.SimpleQueue[Replies | None], replies: list[Reply], done: Future[list[AssignmentJSON]]
+) -> None:
+    """On the committing thread: only queue the batch; its replies are encoded by the sender thread."""
+    outbox.put(functools.partial(_outcomes, replies, done))
+
+
+def _outcomes(replies: list[Reply], done: Future[list[AssignmentJSON]]) -> list[Outgoing]:
+    """Each reply of a batch with its assignment, or all with the batch's error (none of it is stored)."""
     err = done.exception()
     if err is None:
-        return 200, codec.dump_json(done.result())
+        return [(reply, 200, codec.dump_json(answer)) for reply, answer in zip(replies, done.result(), strict=True)]
+    return _failed(replies, err)
+
+
+def _failed(replies: list[Reply], err: BaseException) -> list[Outgoing]:
     if isinstance(err, AONodeError):
-        return _error(err)
-    return 500, codec.error_body(f"internal error: {type(err).__name__}: {err}")
+        status, body = _error(err)
+    else:
+        status, body = 500, codec.error_body(f"internal error: {type(err).__name__}: {err}")
+    return [(reply, status, body) for reply in replies]
 
 
 def _error(err: AONodeError) -> tuple[int, bytes]:

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 
 from aonode.engine.devices import cron
 from aonode.engine.devices.base import DeviceInfo
+from aonode.engine.devices.pending_schedule import PendingView
 from aonode.engine.devices.recent_schedule import RecentSchedule
 from aonode.engine.errors import BadInput, NotFound
 from aonode.engine.later import then
@@ -142,17 +143,36 @@ class Scheduler:
         """`schedule` without waiting for the commit: the Future is settled once it is durable."""
         definition = self._definition(pid)
 
-        def plan(view: ScheduleView) -> tuple[list[Assignment], Assignment]:
-            existing = view.for_message(msg.id)
-            if existing is not None:
-                return [], existing
-            last = self._last(view, pid)
-            now_ts, now_height = self._now(last)
-            batch = self._cron_batch(view, definition, last, now_ts, now_height)
-            a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
-            return [*batch, a], a
+        def plan(view: ScheduleView) -> tuple[Sequence[Assignment], Assignment]:
+            pending = PendingView(view)
+            return pending.added, self._place(pending, pid, definition, msg)
 
         return self._sequence_later(pid, plan)
+
+    def schedule_many_later(self, pid: str, msgs: Sequence[Message]) -> Future[list[Assignment]]:
+        """`schedule_later` of each of `msgs` in order, as one plan: one request to the store and one
+        Future for all (the same slots, chain and timestamps as one call each, read from the same clock).
+        A failure fails them all; none is stored."""
+        definition = self._definition(pid)
+
+        def plan(view: ScheduleView) -> tuple[Sequence[Assignment], list[Assignment]]:
+            pending = PendingView(view)
+            return pending.added, [self._place(pending, pid, definition, msg) for msg in msgs]
+
+        return self._sequence_later(pid, plan)
+
+    def _place(self, view: PendingView, pid: str, definition: Message, msg: Message) -> Assignment:
+        """`msg`'s assignment: the one it has (already scheduled), or the next slot after any cron ticks
+        due by now, both added to `view`."""
+        existing = view.for_message(msg.id)
+        if existing is not None:
+            return existing
+        last = self._last(view, pid)
+        now_ts, now_height = self._now(last)
+        batch = self._cron_batch(view, definition, last, now_ts, now_height)
+        a = self._next(pid, msg, batch[-1] if batch else last, now_ts, now_height)
+        view.add([*batch, a])
+        return a
 
     def tick(self, pid: str) -> list[Assignment]:
         """Append the cron messages due by now without any other message (e.g. before `now`)."""

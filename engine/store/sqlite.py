@@ -144,13 +144,10 @@ class SQLiteStore(SQLiteDatabase):
         batch: Sequence[Assignment] = ()
         try:
             batch, answer = plan(_View(self, pid))
-            for a in batch:
-                body = a.message.to_cbor()
-                conn.execute(
-                    f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                    assignment_values(a, body),
-                )
-                conn.execute("INSERT OR IGNORE INTO messages VALUES (?, ?)", (a.message_id, body))
+            if batch:  # one statement per table for the plan's rows, however many
+                rows = [assignment_values(a, a.message.to_cbor()) for a in batch]
+                conn.executemany(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                conn.executemany("INSERT OR IGNORE INTO messages VALUES (?, ?)", [(r[2], r[-1]) for r in rows])
         except sqlite3.IntegrityError as err:
             raise BadInput(already_assigned(batch)) from err
         if batch:
