@@ -12,7 +12,7 @@ import struct
 import pytest
 import uvloop
 
-from aonode.server import ingest_http
+from aonode.server import ingest_http, ingest_tunnel
 from aonode.server.signing import Scope
 from tests.helpers.ports import held_port
 
@@ -222,7 +222,7 @@ def test_a_tunnel_waiting_for_its_upstream_stops_reading_its_client() -> None:
         (conn,) = server.connections
         assert conn.tunnel is not None and conn.tunnel.upstream is None  # still connecting
         held = sum(len(chunk) for chunk in conn.tunnel.held)
-        assert held < 4 * ingest_http.HIGH_WATER, f"{held} bytes held for an upstream not yet connected"
+        assert held < 4 * ingest_tunnel.HIGH_WATER, f"{held} bytes held for an upstream not yet connected"
         writer.close()
         listener.close()
         filler.close()
