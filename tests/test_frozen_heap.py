@@ -59,12 +59,14 @@ def test_a_freeze_made_before_the_block_is_still_in_place_after_it() -> None:
     gc.freeze()  # as a start does
     try:
         before = gc.get_freeze_count()
+        # An unfreeze empties the frozen set (count 0). The count is not compared exactly: a frozen object
+        # that another thread (an earlier test's) lets go of leaves the set (seen: 450145 after 450146).
         with frozen_heap():
             pass
-        assert gc.get_freeze_count() >= before
+        assert gc.get_freeze_count() > before // 2
         with frozen_heap():  # and again: what the first block left frozen is not taken for the start's
             pass
-        assert gc.get_freeze_count() >= before
+        assert gc.get_freeze_count() > before // 2
     finally:
         gc.unfreeze()
 
