@@ -7,7 +7,8 @@ thread runs the earlier slots' later passes (json-iface decodes, patch merges), 
 store writes: with a core free, a backlog costs about the larger of the two per slot, not their sum.
 The compute thread also encodes each slot's message (`prepare`) before handing it over, since it
 has time to spare and the worker, whose wasm calls set the pace, has none.
-The path may then use two cores. The worker is one thread per backlog that goes from one slot to the
+The path may then use two cores (with the GIL handed over sooner while the worker runs:
+gil_handover.py). The worker is one thread per backlog that goes from one slot to the
 next by itself (a hand-over per slot would cost two thread wake-ups per message), and only its call
 into wasm lets go of the GIL (engine/wasm/guest.py keeps it for memory access): at any other release
 the compute thread could take the GIL for a whole slot's post-processing before the call started.
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Protocol
 
+from aonode.engine.devices import gil_handover
 from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.pace import Pace
 from aonode.engine.devices.stack import Stack
@@ -163,8 +165,15 @@ class _Worker:
     thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="aonode-wasm-ahead", daemon=True)
-        self.thread.start()
+        """Its thread runs, with the GIL handed over sooner while it does (gil_handover.py)."""
+        thread = threading.Thread(target=self._run, name="aonode-wasm-ahead", daemon=True)
+        gil_handover.hold()
+        try:
+            thread.start()
+        except BaseException:
+            gil_handover.release()
+            raise
+        self.thread = thread
 
     def put(self, ctx: SlotContext | None) -> None:
         self.inputs.put(ctx)
@@ -186,6 +195,8 @@ class _Worker:
         self.inputs.put(None)
         if self.thread is not None:
             self.thread.join()
+            self.thread = None
+            gil_handover.release()
         left: list[_Begun] = []
         while not self.outputs.empty():
             left.append(self.outputs.get())
