@@ -33,6 +33,7 @@ log = logging.getLogger("aonode.server")
 Header = tuple[bytes, bytes]
 MAX_HEAD = 16 * 1024  # a longer head (whole or not) goes to the node's server: hypercorn's h11 limit
 KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
+MAX_HELD = 64 << 20  # bytes of requests one worker holds (read, or admitted and arriving) before it reads no more
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # a line end llhttp refuses and h11 takes
 
 
@@ -57,9 +58,31 @@ class Server:
     failed: Callable[[BaseException], Awaitable[Answer | bytes]]  # the answer when the upstream cannot be reached
     max_body: int
     connections: set[Connection] = field(default_factory=set)
+    budget: int = MAX_HELD
+    held: int = 0  # the connections' charges: what they buffered, answer, or admitted and wait for
+    waiting: dict[Connection, None] = field(default_factory=dict)  # paused for the budget, oldest first
+    _waking: bool = False
 
     def idle(self) -> bool:
         return all(c.idle() for c in self.connections)
+
+    def over(self, extra: int = 0) -> bool:
+        return self.held + extra > self.budget
+
+    def recharge(self, conn: Connection, charge: int) -> None:
+        """`conn` now holds `charge` bytes; once bytes are freed, the connections waiting read again."""
+        freed = charge < conn.charge
+        self.held += charge - conn.charge
+        conn.charge = charge
+        if freed and self.waiting and not self._waking and not self.over():
+            self._waking = True
+            try:
+                for waiter in list(self.waiting):
+                    if self.over():
+                        break
+                    waiter.wake()
+            finally:
+                self._waking = False
 
     async def close_quiet_connections(self) -> None:
         """Forever: close the connections quiet for KEEP_ALIVE_SECONDS (as hypercorn's keep-alive timeout;
@@ -180,6 +203,10 @@ class Connection(asyncio.Protocol):
         self.unread = False  # the client does not read its answers: no more requests taken until it does
         self.eof = False  # the client half-closed: what it sent is still answered, then the connection closes
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
+        # Bytes held against the worker's budget (Server.held): max(buffered, the admitted request at the
+        # buffer's front, whose body is read to its end whatever the budget) + the request being answered.
+        self.charge = self.admitted = self.answering = 0
+        self.queued = False  # paused until the worker holds less than its budget
         # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head
         # trickled a byte at a time must not hold the connection for ever; hypercorn's keep-alive time
         # runs on until a head is whole)
@@ -187,7 +214,7 @@ class Connection(asyncio.Protocol):
 
     def idle(self) -> bool:
         # `unread`: its next request waits for the client to read the answers before it (under way)
-        return not self.busy and not self.unread and self.tunnel is None
+        return not self.busy and not self.unread and self.tunnel is None and not self.queued
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, though not a subclass
@@ -198,16 +225,23 @@ class Connection(asyncio.Protocol):
         self.closing = True
         if self.tunnel is not None:
             self.tunnel.client_gone()
+        self.server.waiting.pop(self, None)
+        self.buffer.clear()
+        self.admitted = 0
+        self._recount()  # what is being answered is freed once answered
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
             self.tunnel.send(data)
             return
         self.buffer += data
+        self._recount()
         if not self.busy and not self.unread:
             self._next()
         elif len(self.buffer) > self.server.max_body + MAX_HEAD and self.transport is not None:
             self.transport.pause_reading()  # pipelined past what one request may hold: wait for the answer
+        elif self.server.over():
+            self._queue()  # pipelined while the worker holds its budget
 
     def eof_received(self) -> bool | None:
         """The client sent all it will (a half-close, or it left): the requests it sent are answered, as
@@ -250,6 +284,8 @@ class Connection(asyncio.Protocol):
             self._tunnel()  # a long head, or bare LF line ends (llhttp refuses them): the node's h11 answers
             return
         if end < 0:
+            if self.server.over():
+                self._queue()
             return
         assert self.transport is not None
         scope = parse_head(bytes(self.buffer[: end + 4]), self.transport.get_extra_info("sockname")[:2])
@@ -257,11 +293,20 @@ class Connection(asyncio.Protocol):
         if scope is None or not 0 <= declared <= self.server.max_body:
             self._tunnel()
             return
+        if not self.admitted:  # its body will be read to the end: counted now (alone, any size goes)
+            if self.server.held > self.charge and self.server.over(end + 4 + declared - len(self.buffer)):
+                self._queue()
+                return
+            self.admitted = end + 4 + declared
+            self._recount()
+            self._unqueue()
         if len(self.buffer) < end + 4 + declared:
             self.last_data = asyncio.get_running_loop().time()  # a body on its way: the request has begun
             return
         raw = bytes(self.buffer[: end + 4 + declared])
         del self.buffer[: end + 4 + declared]
+        self.admitted, self.answering = 0, len(raw)
+        self._recount()
         self.busy = True
         self.task = asyncio.get_running_loop().create_task(self._answer(scope, raw, raw[end + 4 :]))
 
@@ -272,6 +317,9 @@ class Connection(asyncio.Protocol):
             log.exception("ingest worker: no answer for %s %s", scope["method"], scope["path"])
             self.close()
             return
+        finally:
+            self.answering = 0
+            self._recount()
         if self.closing or self.transport is None:
             return
         if answer is None:
@@ -288,7 +336,11 @@ class Connection(asyncio.Protocol):
     def _more(self) -> None:
         """After an answer: the next request, if any; after a half-close, the end once none is left."""
         assert self.transport is not None
-        self.transport.resume_reading()
+        if self.server.over() and not self.eof:
+            self._queue()
+        else:
+            self._unqueue()
+            self.transport.resume_reading()
         if self.buffer:
             self._next()
         if self.eof and self.idle():
@@ -299,10 +351,38 @@ class Connection(asyncio.Protocol):
         self.busy = True
         self.tunnel = Tunnel(self.transport, bytes(self.buffer))
         self.buffer.clear()
+        self._unqueue()  # the tunnel's own flow control holds what it buffers
+        self._recount()
         if self.eof:
             self.tunnel.client_eof()
         self.transport.resume_reading()  # if a pipelined backlog had paused it: the tunnel takes it all
         self.task = asyncio.get_running_loop().create_task(self.tunnel.open(self.server.upstream, self._refused))
+
+    def _recount(self) -> None:
+        self.server.recharge(self, max(len(self.buffer), self.admitted) + self.answering)
+
+    def _queue(self) -> None:
+        """Read nothing more until the worker holds less than its budget (Server.recharge wakes it)."""
+        assert self.transport is not None
+        self.queued = True
+        self.server.waiting[self] = None
+        self.transport.pause_reading()
+
+    def _unqueue(self) -> None:
+        if self.queued:
+            self.queued = False
+            self.server.waiting.pop(self, None)
+            if not self.unread and self.transport is not None:
+                self.transport.resume_reading()
+
+    def wake(self) -> None:
+        """The worker holds less than its budget again: read on, and take a request waiting for room."""
+        if self.closing or self.transport is None:
+            self.server.waiting.pop(self, None)
+        elif self.busy or self.unread:
+            self._unqueue()  # pipelined bytes: read on; the answer under way takes the next request
+        else:
+            self._more()
 
     async def _refused(self, err: BaseException) -> bytes:
         return wire(await self.server.failed(err))

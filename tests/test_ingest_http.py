@@ -329,3 +329,40 @@ def test_an_absolute_form_target_goes_to_the_node_as_hypercorn_answers_it() -> N
         up.close()
 
     uvloop.run(scenario())
+
+
+def test_a_worker_stops_reading_once_the_bytes_it_holds_reach_its_budget() -> None:
+    """Requests read whole wait for the node (a slow commit): the bytes a worker holds for them, and for
+    the requests still arriving, stay within its budget (plus one read per connection): past it, no
+    connection's next request is read until answers free bytes. A request once begun is read to its end
+    (its body was counted when its head came), so the budget never stops every request half-way; every
+    request is answered once the node answers."""
+    count, size, budget = 12, 1 << 20, 3 << 20
+    release = asyncio.Event()
+    bodies: list[bytes] = []
+
+    async def slow(scope: Scope, body: bytes) -> ingest_http.Answer | None:
+        bodies.append(body)
+        await release.wait()
+        bodies.remove(body)
+        return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
+
+    async def scenario() -> None:
+        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, size)
+        server.budget = budget
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+        for n, (_, writer) in enumerate(clients):
+            writer.write(_post("/take", bytes([n]) * size))
+        await asyncio.sleep(2)
+        held = sum(len(c.buffer) for c in server.connections) + sum(len(b) for b in bodies)
+        assert len(bodies) <= budget // size, f"{len(bodies)} requests of {size} bytes held at once"
+        assert held <= budget + count * (256 * 1024 + ingest_http.MAX_HEAD), f"{held} bytes held"
+        release.set()
+        for reader, _ in clients:
+            assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
+        listener.close()
+
+    uvloop.run(scenario())
