@@ -83,27 +83,28 @@ def _normalize_tags(tags: object) -> Tags:
     return tuple(out)
 
 
-def _stored_tags(tags: object) -> Tags:
-    """_normalize_tags for the stored form, [[name, value], ...], without its generic checks per tag
-    (a message decoded at every schedule from a worker); anything else goes the generic way."""
+def _plain_tags(tags: object) -> Tags | None:
+    """The stored form's tags, [[name, value], ...] (str, a name never empty), as Tags without
+    _normalize_tags' generic checks per tag (a worker's message is decoded at every schedule); None for
+    any other shape, which goes the generic way."""
     if type(tags) is not list:
-        return _normalize_tags(tags)
+        return None
     out: list[tuple[str, str]] = []
     for tag in tags:
         if type(tag) is not list or len(tag) != 2:
-            return _normalize_tags(tags)
+            return None
         name, value = tag
         if type(name) is not str or type(value) is not str or not name:
-            return _normalize_tags(tags)
+            return None
         out.append((name, value))
     return tuple(out)
 
 
-def _sum_matches(fields: dict[str, Any], digest: bytes) -> bool:
+def _sum_matches(fields: dict[str, Any], digest: bytes, plain_tags: bool) -> bool:
     """True when `digest` is the sha256 of `fields`' canonical CBOR. Fields decoded from canonical CBOR
     keep its key order, so their plain encoding is the canonical one (made without sorting) when the
     keys are in canonical order and every value encodes one way (no float, no map)."""
-    canonical = _plainly_canonical(fields)
+    canonical = _plainly_canonical(fields, plain_tags)
     return hashlib.sha256(cbor2.dumps(fields, canonical=not canonical)).digest() == digest
 
 
@@ -111,7 +112,7 @@ _SCALARS = (str, bytes, int, bool, type(None))
 _KEY_ORDERS: dict[tuple[str, ...], bool] = {}  # key tuple -> in canonical order (the few shapes rows have)
 
 
-def _plainly_canonical(fields: dict[str, Any]) -> bool:
+def _plainly_canonical(fields: dict[str, Any], plain_tags: bool) -> bool:
     keys = tuple(fields)
     ordered = _KEY_ORDERS.get(keys)
     if ordered is None:
@@ -121,9 +122,9 @@ def _plainly_canonical(fields: dict[str, Any]) -> bool:
             _KEY_ORDERS[keys] = ordered
     if not ordered:
         return False
-    for value in fields.values():
+    for key, value in fields.items():
         if type(value) is list:
-            if not all(type(tag) is list and all(type(part) is str for part in tag) for tag in value):
+            if key != "tags" or not plain_tags:  # (tags of str pairs encode one way)
                 return False
         elif type(value) not in _SCALARS:
             return False
@@ -305,7 +306,8 @@ class Message:
         if not isinstance(obj, dict) or not {"id", "owner", "from"} <= obj.keys():
             raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
         digest = obj.pop("sum", None)
-        if digest is not None and not _sum_matches(obj, digest):
+        plain_tags = _plain_tags(obj.get("tags"))
+        if digest is not None and not _sum_matches(obj, digest, plain_tags is not None):
             raise DamagedRecord(
                 f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
             )
@@ -316,7 +318,7 @@ class Message:
                 from_=obj["from"],
                 target=obj.get("target"),
                 anchor=obj.get("anchor"),
-                tags=_stored_tags(obj.get("tags") or []),
+                tags=plain_tags if plain_tags is not None else _normalize_tags(obj.get("tags") or []),
                 data=obj.get("data", ""),
                 signature=obj.get("signature"),
                 raw=obj.get("raw"),

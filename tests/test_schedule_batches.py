@@ -87,7 +87,9 @@ def test_a_batch_on_either_store_takes_consecutive_slots_and_fails_whole(store_s
         msgs = messages(6)
         placed = sched.schedule_many_later(proc.id, [*msgs, msgs[3]]).result(30)
         assert [a.slot for a in placed] == [1, 2, 3, 4, 5, 6, 4]
-        assert [a.slot for a in store.assignments(proc.id)] == list(range(7)) and verify_chain(
+        again = sched.schedule_many_later(proc.id, [msgs[1], *messages(1, "new "), msgs[5]]).result(30)
+        assert [a.slot for a in again] == [2, 7, 6]  # the stored ones found in one query, the new one next
+        assert [a.slot for a in store.assignments(proc.id)] == list(range(8)) and verify_chain(
             store.assignments(proc.id)
         )
         with pytest.raises(NotFound):  # no schedule for this process: the batch fails, nothing is stored

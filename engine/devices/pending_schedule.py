@@ -7,16 +7,20 @@ the store writes them all at once when the plan returns (one statement per table
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aonode.engine.store.base import Assignment, ScheduleView
 
 
 class PendingView:
     """ScheduleView over `view` plus the assignments `add`ed (not yet stored; `added` in order)."""
 
-    def __init__(self, view: ScheduleView) -> None:
+    def __init__(self, view: ScheduleView, expected: Sequence[str] = ()) -> None:
+        """`expected`: the message ids the plan will ask about, looked up in one query."""
         self.view = view
         self.added: list[Assignment] = []
-        self._by_message: dict[str, Assignment] = {}
+        self._asked = set(expected)
+        self._by_message: dict[str, Assignment] = view.for_messages(expected) if len(expected) > 1 else {}
 
     def add(self, batch: list[Assignment]) -> None:
         self.added.extend(batch)
@@ -33,4 +37,10 @@ class PendingView:
         return self.view.get(slot)
 
     def for_message(self, mid: str) -> Assignment | None:
-        return self._by_message.get(mid) or self.view.for_message(mid)
+        found = self._by_message.get(mid)
+        if found is not None or mid in self._asked:
+            return found
+        return self.view.for_message(mid)
+
+    def for_messages(self, mids: Sequence[str]) -> dict[str, Assignment]:
+        return {mid: a for mid in mids if (a := self.for_message(mid)) is not None}

@@ -10,7 +10,9 @@ slot 0's link is sha256 of the process id, which is also the legacy SU's first l
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,16 +46,30 @@ def _wall_ms() -> int:
 
 
 def _id_bytes(text: str) -> bytes:
+    if len(text) == 43 and _ID.match(text):  # an id or a link: b64url_decode's own steps, less the checks
+        return base64.urlsafe_b64decode(text + "=")
     try:
         return b64url_decode(text)
     except BadInput:
         return text.encode("utf-8")
 
 
+_ID = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+_last_link: tuple[str, bytes] = ("", b"")  # the newest link made here and its bytes: the next one's start
+
+
 def chain_link(previous: str | None, message_id: str) -> str:
     """The hash-chain value of a slot given the previous slot's value (None for slot 0)."""
-    prev = GENESIS if previous is None else _id_bytes(previous)
-    return b64url(hashlib.sha256(prev + _id_bytes(message_id)).digest())
+    global _last_link
+    if previous is None:
+        prev = GENESIS
+    else:
+        made, raw = _last_link  # (one read: another thread may replace it)
+        prev = raw if made == previous else _id_bytes(previous)
+    digest = hashlib.sha256(prev + _id_bytes(message_id)).digest()
+    link = b64url(digest)
+    _last_link = (link, digest)
+    return link
 
 
 def verify_chain(assignments: Iterable[Assignment], previous: str | None = None) -> bool:
@@ -156,7 +172,7 @@ class Scheduler:
         definition = self._definition(pid)
 
         def plan(view: ScheduleView) -> tuple[Sequence[Assignment], list[Assignment]]:
-            pending = PendingView(view)
+            pending = PendingView(view, [msg.id for msg in msgs])
             return pending.added, [self._place(pending, pid, definition, msg) for msg in msgs]
 
         return self._sequence_later(pid, plan)

@@ -67,6 +67,13 @@ class View:
     def for_message(self, mid: str) -> Assignment | None:
         return self._one("AND message_id = %s", (mid,))
 
+    def for_messages(self, mids: Sequence[str]) -> dict[str, Assignment]:
+        rows = self.conn.execute(
+            f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s AND message_id = ANY(%s)",
+            (self.pid, list(mids)),
+        )
+        return {a.message_id: a for a in map(row_to_assignment, rows)}
+
 
 def run_plan(conn: psycopg.Connection, pid: str, plan: Plan[T]) -> T:
     """Inside an open transaction: lock the process's sequencer row (created on first use), let

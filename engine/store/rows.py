@@ -49,6 +49,14 @@ def assignment_values(a: Assignment, body: bytes) -> tuple[Any, ...]:
     return (a.process, a.slot, a.message_id, a.timestamp, a.block_height, a.block_hash, a.epoch, a.hash_chain, body)
 
 
+IN_CHUNK = 500  # values bound in one `IN (...)` at most (SQLite's old default limit is 999)
+
+
+def in_chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    """`values` in pieces small enough for one `IN (...)` each."""
+    return (values[start : start + IN_CHUNK] for start in range(0, len(values), IN_CHUNK))
+
+
 def range_clause(frm: int | None, to: int | None, mark: str = "?") -> tuple[str, list[int]]:
     """SQL for an inclusive slot range; None leaves that side open."""
     sql, args = "", []

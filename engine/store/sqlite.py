@@ -35,6 +35,7 @@ from aonode.engine.store.rows import (
     already_assigned,
     assignment_values,
     check_sha256,
+    in_chunks,
     is_tip,
     live_chunks,
     range_clause,
@@ -67,6 +68,17 @@ class _View:
 
     def for_message(self, mid: str) -> Assignment | None:
         return self.store.assignment_for_message(self.pid, mid)
+
+    def for_messages(self, mids: Sequence[str]) -> dict[str, Assignment]:
+        found: dict[str, Assignment] = {}
+        for part in in_chunks(mids):
+            rows = self.store._conn().execute(
+                f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = ? AND message_id IN "
+                f"({','.join('?' * len(part))})",
+                [self.pid, *part],
+            )
+            found.update((a.message_id, a) for a in map(row_to_assignment, rows))
+        return found
 
 
 class SQLiteStore(SQLiteDatabase):
@@ -345,9 +357,8 @@ class SQLiteStore(SQLiteDatabase):
         """The stored chunks among `hashes` (hash hex -> zstd); missing ones are left out."""
         if self.blobs is not None:
             return self.blobs.chunks(hashes)
-        wanted, found = list(hashes), dict[str, bytes]()
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
+        found = dict[str, bytes]()
+        for part in in_chunks(list(hashes)):
             rows = self._conn().execute(
                 f"SELECT hash, body FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part
             )
