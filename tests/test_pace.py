@@ -11,7 +11,18 @@ from dataclasses import dataclass
 import pytest
 
 from aonode.engine.devices import pace as pace_module
-from aonode.engine.devices.pace import EXPLORE, MARGIN, WARMUP_SLOTS, WINDOW, WINDOW_SLOTS, Pace
+from aonode.engine.devices.pace import (
+    BUSY,
+    EXPLORE,
+    EXPLORE_BUSY,
+    MARGIN,
+    WARMUP_SLOTS,
+    WINDOW,
+    WINDOW_SLOTS,
+    Pace,
+    Waited,
+    waited,
+)
 
 
 @dataclass
@@ -35,9 +46,21 @@ def backlog(pace: Pace, clock: Clock, slots: int, per_slot: float) -> None:
     pace.stop()
 
 
-def warmed(cpus: int = 2) -> tuple[Pace, Clock]:
-    clock = Clock()
-    pace = Pace(cpus=cpus, clock=clock)
+@dataclass
+class RunQueue:
+    """This thread's wait for a CPU as the test says: `share` of the clock's time (None: not kept)."""
+
+    clock: Clock
+    share: float | None = 0.0
+    thread: int = 1
+
+    def __call__(self) -> Waited | None:
+        return None if self.share is None else (self.thread, self.share * self.clock.now)
+
+
+def warmed(cpus: int = 2, queue: RunQueue | None = None) -> tuple[Pace, Clock]:
+    clock = queue.clock if queue is not None else Clock()
+    pace = Pace(cpus=cpus, clock=clock, wait=queue or RunQueue(clock))
     backlog(pace, clock, WARMUP_SLOTS, 1.0)  # slow first slots: measured by no way
     assert pace.per_slot == {}
     return pace, clock
@@ -90,6 +113,41 @@ def test_batches_are_kept_only_when_faster_by_the_margin() -> None:
     assert windows(pace, clock, 1, 0.0005) == [False]  # the second core is taken: batches twice as fast
     m = windows_to_explore(0.0005) - 1  # EXPLORE seconds since ahead's window, that one batches window included
     assert windows(pace, clock, m, 0.0005) == [False] * (m - 1) + [True]  # kept, then ahead looked at again
+
+
+def test_a_busy_machine_measures_the_other_way_sooner() -> None:
+    """Waiting for a CPU for BUSY of a window or more: the second core is likely not there, and the
+    other way is measured after EXPLORE_BUSY seconds instead of EXPLORE."""
+    queue = RunQueue(Clock(), share=BUSY * 1.5)
+    pace, clock = warmed(queue=queue)
+    busy = math.ceil(EXPLORE_BUSY / (window(0.001) * 0.001))
+    assert busy < windows_to_explore(0.001)
+    assert windows(pace, clock, busy, 0.001) == [True] * (busy - 1) + [False]
+    assert pace.busy
+    assert windows(pace, clock, 1, 0.0009) == [False]  # batches faster by more than the margin: kept
+    queue.share = BUSY / 2  # quiet again
+    n = windows_to_explore(0.0009)
+    assert windows(pace, clock, n, 0.0009)[-1] is True and not pace.busy  # after EXPLORE seconds
+
+
+@pytest.mark.parametrize("share, thread", [(None, 1), (BUSY * 2, 2)])
+def test_a_wait_that_is_not_kept_or_not_one_threads_says_not_busy(share: float | None, thread: int) -> None:
+    queue = RunQueue(Clock(), share=BUSY * 2)
+    pace, clock = warmed(queue=queue)
+    pace.start()
+    pace.finished(True)  # the window's first slot: its wait is read here
+    queue.share, queue.thread = share, thread  # then not kept, or the backlogs move to another thread
+    backlog(pace, clock, window(0.001), 0.001)
+    assert set(pace.per_slot) == {True} and not pace.busy
+
+
+def test_this_threads_wait_for_a_cpu_is_read_where_linux_keeps_it() -> None:
+    first = waited()
+    if first is None:
+        pytest.skip("no /proc/thread-self/schedstat here")
+    sum(range(200_000))
+    later = waited()
+    assert later is not None and later[0] == first[0] and later[1] >= first[1] >= 0
 
 
 def test_slots_handed_to_the_worker_count_only_once_finished() -> None:

@@ -17,20 +17,28 @@ window with up to wasm_ahead.AHEAD slots it had not finished, and charge the slo
 a switch to the next way. The slots a process finishes first (WARMUP_SLOTS) measure nothing: they pay
 for a load (caches, the variant's first calls). The faster way is kept (batches only when faster by
 MARGIN: a noisy window does not move a quiet machine off ahead), the other measured again after
-EXPLORE seconds. The choice never changes what is computed (each slot's passes run in slot order
-either way); it only decides how fast.
+EXPLORE seconds, or EXPLORE_BUSY while the machine is busy: the computing thread spent BUSY of its
+last window runnable but waiting for a CPU (Linux's schedstat run delay; at load 8-13 the second core
+was not there, ahead used 1.05 cores and one slot at a time beat it on Transfer, 0.77x vs 0.70x).
+The choice never changes what is computed (each slot's passes run in slot order either way); it only
+decides how fast.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+
+Waited = tuple[int, float]  # (thread id, seconds that thread has waited for a CPU while runnable)
 
 WINDOW = 0.25  # seconds of computing per measurement, at least
 WINDOW_SLOTS = 64  # slots finished per measurement, at least
 WARMUP_SLOTS = 32  # a process's first slots finished, measured by no way
 EXPLORE = 2.0  # seconds of computing after which the way not taken is measured again
+EXPLORE_BUSY = 1.0  # ... while the machine is busy (the computing thread waited for a CPU lately)
+BUSY = 0.2  # share of a window the computing thread waited for a CPU while runnable, from which it is busy
 MARGIN = 0.05  # batches are kept only when this much faster per slot than ahead
 WEIGHT = 0.5  # of the newest window in a way's seconds per slot (the rest: the window before, if the same way's)
 
@@ -42,13 +50,28 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def waited() -> Waited | None:
+    """This thread's wait for a CPU so far (Linux schedstat's run delay); None where it is not kept."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            return threading.get_ident(), int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Pace:
     """One process's measured pace of both ways (not shared between threads: a process computes on
     one thread at a time, under its live lock). `ahead_pays` is asked before each slot is begun,
     `finished` after each slot is finished."""
 
-    def __init__(self, cpus: int | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.clock = clock
+    def __init__(
+        self,
+        cpus: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wait: Callable[[], Waited | None] = waited,
+    ) -> None:
+        self.clock, self.wait = clock, wait
+        self.busy = False  # the computing thread waited for a CPU for BUSY of the last window or more
         self.cpus = cpus if cpus is not None else _cpus()
         self.ahead = self.cpus > 1  # the way in use (True: the worker thread); a single CPU never starts it
         self.per_slot: dict[bool, float] = {}  # way -> seconds per slot, lately
@@ -58,6 +81,7 @@ class Pace:
         self._spent = 0.0  # seconds of the window so far
         self._slots = 0  # slots finished in the window
         self._warmup = WARMUP_SLOTS
+        self._waited: Waited | None = None  # at the window's start
         self.slots = {True: 0, False: 0}  # way -> slots finished that way (bench_process reports it)
 
     def start(self) -> None:
@@ -82,10 +106,21 @@ class Pace:
         if self._warmup:
             self._warmup -= 1
             return
+        if not self._slots:
+            self._waited = self.wait()
         self._spent += now - last
         self._slots += 1
         if self._slots >= WINDOW_SLOTS and self._spent >= WINDOW:
+            self.busy = self._busy(self._spent)
             self.record(self._spent / self._slots, self._spent)
+
+    def _busy(self, spent: float) -> bool:
+        """Whether the computing thread waited for a CPU for BUSY of the window or more (unknown when
+        the window's backlogs ran on more than one thread: not busy)."""
+        before, after = self._waited, self.wait()
+        if before is None or after is None or before[0] != after[0]:
+            return False
+        return after[1] - before[1] >= BUSY * spent
 
     def record(self, per_slot: float, spent: float) -> None:
         """A window of the way in use ended: note its pace, choose the way for the next one."""
@@ -100,7 +135,7 @@ class Pace:
         if self.cpus <= 1:
             return
         other = not way
-        if self.computed - self.measured_at.get(other, 0.0) >= EXPLORE:
+        if self.computed - self.measured_at.get(other, 0.0) >= (EXPLORE_BUSY if self.busy else EXPLORE):
             self.ahead = other  # not measured lately (or ever): a window of it
         elif other in self.per_slot:
             self.ahead = self.per_slot[False] >= (1 - MARGIN) * self.per_slot[True]
