@@ -141,10 +141,22 @@ class Decoded:
         tags = [(title_case(k), _tag_text(v)) for k, v in fields.items() if k not in ENVELOPE]
         sender = signer.committer if signer is not None and signer.committer else owner
         assert sender is not None
-        msg = Message.create(owner=sender, target=target, anchor=anchor, tags=tags, data=_text(data) or "")
-        if signer is None:
-            return msg
-        return msg.replace(id=signer.id, signature=b64url(signer.signature))
+        text = _text(data) or ""
+        if signer is None or not all(name for name, _ in tags):  # create refuses an empty tag name
+            msg = Message.create(owner=sender, target=target, anchor=anchor, tags=tags, data=text)
+            return msg if signer is None else msg.replace(id=signer.id, signature=b64url(signer.signature))
+        # what create + replace give, without the content id that the commitment's id replaces (a CBOR
+        # encode) and two copies: this is on every signed message's ingest path
+        return Message(
+            id=signer.id,
+            owner=sender,
+            from_=sender,
+            target=target,
+            anchor=anchor,
+            tags=tuple(tags),
+            data=text,
+            signature=b64url(signer.signature),
+        )
 
 
 def title_case(name: str) -> str:

@@ -1,0 +1,60 @@
+"""The ingest worker reads an ANS-104 body on the process routes without building the request's
+Incoming (server/ingest_front.carries_data_item): it must take exactly the requests that
+hyperbeam.signed_message reads as a data item (the last of repeated fields counting), and the
+worker's check gives the same message either way; a tampered item is refused (400, its error)."""
+
+from __future__ import annotations
+
+import pytest
+
+from aonode.engine.ans104 import build_and_sign
+from aonode.engine.crypto import Wallet
+from aonode.engine.errors import BadInput
+from aonode.engine.message import b64url
+from aonode.server import ingest_front, ingest_http
+from aonode.server.hyperbeam import signed_message
+from aonode.server.ingest_worker import _check
+
+PID = b64url(bytes(range(32)))
+HEADS = [
+    [(b"content-type", b"application/ans104")],
+    [(b"content-type", b"Application/ANS104; charset=x")],
+    [(b"content-type", b"application/octet-stream")],
+    [(b"content-type", b"application/json"), (b"codec-device", b"ANS104@1.0")],
+    [(b"content-type", b"application/ans104"), (b"content-type", b"application/json")],
+    [(b"content-type", b"application/json"), (b"content-type", b"application/ans104")],
+    [(b"codec-device", b"ans104@1.0"), (b"codec-device", b"httpsig@1.0")],
+    [(b"content-type", b"text/plain")],
+    [],
+]
+
+
+@pytest.fixture(scope="module")
+def item() -> bytes:
+    return build_and_sign(Wallet.generate("ed25519"), data="hi", tags=[("Action", "Ping")], target=PID).raw
+
+
+def _scope(headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, object]:
+    head = [b"POST /" + PID.encode() + b"~process@1.0/schedule HTTP/1.1", b"host: h"]
+    head += [k + b": " + v for k, v in headers] + [b"content-length: %d" % len(body)]
+    scope = ingest_http.parse_head(b"\r\n".join(head) + b"\r\n\r\n", ("127.0.0.1", 1))
+    assert scope is not None
+    return scope
+
+
+@pytest.mark.parametrize("headers", HEADS)
+def test_the_same_requests_are_read_as_data_items(item: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    scope = _scope(headers, item)
+    _, decoded = signed_message(ingest_front.incoming(scope, item))
+    assert ingest_front.carries_data_item(scope) == (decoded is None)
+    if decoded is None:
+        checked = _check(scope, item, PID)
+        assert checked is not None
+        msg, _ = signed_message(ingest_front.incoming(scope, item))
+        assert checked[1] == msg
+
+
+def test_a_tampered_item_is_refused(item: bytes) -> None:
+    tampered = item[:-1] + bytes([item[-1] ^ 1])
+    with pytest.raises(BadInput, match="signature"):
+        _check(_scope(HEADS[0], tampered), tampered, PID)
