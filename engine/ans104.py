@@ -79,6 +79,10 @@ class _AvroReader:
         self.pos = 0
 
     def long(self) -> int:
+        if self.pos < len(self.buf) and self.buf[self.pos] < 0x80:  # one byte: lengths under 64, counts
+            byte = self.buf[self.pos]
+            self.pos += 1
+            return (byte >> 1) ^ -(byte & 1)
         zz = shift = 0
         for _ in range(_VARINT_MAX_BYTES):
             if self.pos >= len(self.buf):
@@ -165,6 +169,11 @@ def _blob_hash(blob: bytes) -> bytes:
     return hashlib.sha384(_length_tag(b"blob", len(blob)) + hashlib.sha384(blob).digest()).digest()
 
 
+# An owner's key signs many items: its blob hash and address are made once per key (by its exact bytes).
+_owner_hash = functools.lru_cache(maxsize=1024)(_blob_hash)
+_owner_address = functools.lru_cache(maxsize=1024)(address_of)
+
+
 def _signature_data(
     signature_type: int, owner: bytes, target: bytes | None, anchor: bytes | None, raw_tags: bytes, data: bytes
 ) -> bytes:
@@ -176,7 +185,7 @@ def _signature_data(
         _constant_blob(b"dataitem"),
         _constant_blob(b"1"),
         _constant_blob(str(signature_type).encode()),
-        _blob_hash(owner),
+        _owner_hash(owner),
         _blob_hash(target or b""),
         _blob_hash(anchor or b""),
         _blob_hash(raw_tags),
@@ -267,7 +276,7 @@ class DataItem:
         """The node's Message for this item (see the module docstring for the encoding choices)."""
         from aonode.engine.message import Message
 
-        address = self.signer_address
+        address = _owner_address(self.owner)
         return Message(
             id=self.id,
             owner=address,

@@ -1,4 +1,5 @@
-"""engine/crypto.rsa_public_key keeps one key object per modulus: with both keys cached, a signature
+"""engine/crypto.rsa_public_key keeps one key object per modulus (and engine/ans104 an owner's blob
+hash and address): with both keys cached, a signature
 made by one RSA key never verifies as the other's, on both signed-message paths (an ANS-104 item whose
 owner is swapped, an httpsig message whose keyid is swapped), and a tampered item is still refused."""
 
@@ -31,6 +32,8 @@ def test_an_item_verifies_only_under_its_own_key(wallets: tuple[Wallet, Wallet])
         claimed = dataclasses.replace(item_a, owner=b.owner)  # a's signature, b named as its owner
         assert not claimed.verify()
         assert not crypto.verify(crypto.RSA, b.owner, item_a.signature_data(), item_a.signature)
+        assert claimed.signature_data() != item_a.signature_data()  # the owner's cached blob hash is its own
+        assert (item_a.to_message().owner, item_b.to_message().owner) == (a.address, b.address)
 
 
 def test_a_tampered_item_is_refused_with_its_key_cached(wallets: tuple[Wallet, Wallet]) -> None:
