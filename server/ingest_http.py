@@ -203,8 +203,11 @@ class Connection(asyncio.Protocol):
         self.unread = False  # the client does not read its answers: no more requests taken until it does
         self.eof = False  # the client half-closed: what it sent is still answered, then the connection closes
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
-        # Bytes held against the worker's budget (Server.held): max(buffered, the admitted request at the
-        # buffer's front, whose body is read to its end whatever the budget) + the request being answered.
+        # Bytes held against the worker's budget (Server.held): the request being answered, and while one
+        # is (pipelined) or once the request at the buffer's front is admitted (its body is then read to
+        # its end whatever the budget), max(buffered, admitted). Not a head waiting to be admitted (at
+        # most MAX_HEAD and one read): counted, those could fill the budget with requests that wait for
+        # room no answer will free.
         self.charge = self.admitted = self.answering = 0
         self.queued = False  # paused until the worker holds less than its budget
         # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head
@@ -294,7 +297,8 @@ class Connection(asyncio.Protocol):
             self._tunnel()
             return
         if not self.admitted:  # its body will be read to the end: counted now (alone, any size goes)
-            if self.server.held > self.charge and self.server.over(end + 4 + declared - len(self.buffer)):
+            others = self.server.held - self.charge
+            if others > 0 and others + max(len(self.buffer), end + 4 + declared) > self.server.budget:
                 self._queue()
                 return
             self.admitted = end + 4 + declared
@@ -306,8 +310,8 @@ class Connection(asyncio.Protocol):
         raw = bytes(self.buffer[: end + 4 + declared])
         del self.buffer[: end + 4 + declared]
         self.admitted, self.answering = 0, len(raw)
-        self._recount()
         self.busy = True
+        self._recount()
         self.task = asyncio.get_running_loop().create_task(self._answer(scope, raw, raw[end + 4 :]))
 
     async def _answer(self, scope: Scope, raw: bytes, body: bytes) -> None:
@@ -328,6 +332,7 @@ class Connection(asyncio.Protocol):
             return
         self.transport.write(wire(answer))  # may call pause_writing: the client is not reading
         self.busy = False
+        self._recount()
         self.last_data = asyncio.get_running_loop().time()  # the keep-alive time runs from the answer
         if self.unread:
             return  # resume_writing takes the next request
@@ -359,7 +364,8 @@ class Connection(asyncio.Protocol):
         self.task = asyncio.get_running_loop().create_task(self.tunnel.open(self.server.upstream, self._refused))
 
     def _recount(self) -> None:
-        self.server.recharge(self, max(len(self.buffer), self.admitted) + self.answering)
+        buffered = max(len(self.buffer), self.admitted) if self.admitted or self.busy else 0
+        self.server.recharge(self, buffered + self.answering)
 
     def _queue(self) -> None:
         """Read nothing more until the worker holds less than its budget (Server.recharge wakes it)."""

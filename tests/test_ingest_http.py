@@ -67,7 +67,7 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
     async def scenario() -> None:
         seen: list[bytes] = []
         up = await _recording_upstream(seen, b"GET /read", b"after")
-        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, server = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         read = b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n"
         writer.write(_post("/take", b"one") + _post("/take", b"two") + read + _post("/take", b"after"))
@@ -76,6 +76,7 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
         assert got.count(b"HTTP/1.1 200") == 3 and got.count(b"date: ") == 2  # the upstream's own answer as sent
         assert seen == [read + _post("/take", b"after")]  # from the first request it leaves on, byte for byte
         assert await asyncio.wait_for(reader.read(), 10) == b""  # the upstream closed: so did the tunnel
+        assert server.held == 0  # what was answered here and what the tunnel took is no longer counted
         listener.close()
         up.close()
 
@@ -172,6 +173,7 @@ def test_a_client_reading_a_pipelined_backlog_slowly_is_not_taken_for_quiet(monk
             assert chunk, f"closed after {got // one} of {count} answers, while the client was reading"
             got += len(chunk)
             await asyncio.sleep(0.01)
+        assert server.held == 0  # the pipelined requests held back and answered: none still counted
         sweeper.cancel()
         listener.close()
 
@@ -363,6 +365,31 @@ def test_a_worker_stops_reading_once_the_bytes_it_holds_reach_its_budget() -> No
         release.set()
         for reader, _ in clients:
             assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
+        assert server.held == 0 and not server.waiting  # every byte counted was given back
+        listener.close()
+
+    uvloop.run(scenario())
+
+
+def test_requests_waiting_for_room_do_not_fill_the_budget_themselves() -> None:
+    """Many connections, each with a request's head and part of its body read while the worker held its
+    budget: those bytes wait for room, so they must not be what fills it (counted, they kept the worker
+    over its budget with nothing being answered to free it, and every connection waited for ever)."""
+    count, size, budget = 24, 600_000, 1 << 20
+
+    async def scenario() -> None:
+        server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
+        server.budget = budget
+        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+        for n, (_, writer) in enumerate(clients):
+            writer.write(_post("/take", bytes([n]) * size) * 2)
+        one = len(ingest_http.encode(ingest_http.Answer(200, [(b"content-length", str(size).encode())], b"x" * size)))
+        for n, (reader, _) in enumerate(clients):
+            got = await asyncio.wait_for(reader.readexactly(2 * one), 10)
+            assert got.count(b"HTTP/1.1 200") == 2 and got.count(bytes([n]) * size) == 2
+        assert server.held == 0 and not server.waiting
         listener.close()
 
     uvloop.run(scenario())
