@@ -296,11 +296,14 @@ def test_a_client_that_leaves_resets_the_tunnels_upstream_at_once() -> None:
         listener, port, server = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
-        writer.write(b"x" * (16 << 20))
-        await asyncio.sleep(1)
-        (conn,) = server.connections
-        assert conn.tunnel is not None and conn.tunnel.upstream is not None
-        assert conn.tunnel.upstream.get_write_buffer_size() > 0  # the worker holds some of it
+        writer.write(b"x" * (16 << 20))  # more than the kernel's buffers on the way take
+        for _ in range(200):  # until the worker holds some of it (a loaded machine: seconds)
+            await asyncio.sleep(0.05)
+            tunnel = next(iter(server.connections)).tunnel
+            if tunnel is not None and tunnel.upstream is not None and tunnel.upstream.get_write_buffer_size() > 0:
+                break
+        else:
+            raise AssertionError("the worker never held any of the upload")
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()  # the client leaves: a reset
