@@ -157,7 +157,7 @@ class Node:
         (the server's event loop) takes the Future, settled by the committing thread."""
         return self.router.schedule_later(pid, msg)
 
-    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[AssignmentJSON]]:
+    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[Assignment]]:
         """`schedule_later` of each of `msgs` in order, settled once for all (the sequencer socket's batches)."""
         return self.router.schedule_many_later(pid, msgs)
 

@@ -65,17 +65,18 @@ class Router:
         self.views.definition(pid)
         return then(self.scheduler.schedule_later(pid, msg), lambda assignment: self._scheduled(pid, assignment))
 
-    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[AssignmentJSON]]:
+    def schedule_many_later(self, pid: str, msgs: list[Message]) -> Future[list[Assignment]]:
         """`schedule_later` of each of `msgs`, in order, with one Future for all (one request to the
-        store's group commit; a failure is every message's answer)."""
+        store's group commit; a failure is every message's answer). The assignments themselves: the
+        caller renders what it answers (Assignment.to_json), off the committing thread."""
         self.views.definition(pid)
         return then(self.scheduler.schedule_many_later(pid, msgs), lambda placed: self._scheduled_many(pid, placed))
 
-    def _scheduled_many(self, pid: str, placed: list[Assignment]) -> list[AssignmentJSON]:
+    def _scheduled_many(self, pid: str, placed: list[Assignment]) -> list[Assignment]:
         if placed:  # the bookkeeping once per batch
             metrics.scheduled(len(placed))
             self.views.scheduled(pid, max(a.slot for a in placed))
-        return [cast(AssignmentJSON, a.to_json()) for a in placed]
+        return placed
 
     def _scheduled(self, pid: str, assignment: Assignment) -> AssignmentJSON:
         metrics.scheduled()

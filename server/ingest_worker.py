@@ -37,7 +37,7 @@ from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_answer import JsonAnswers
 from aonode.server.ingest_workers import reuse_port_socket
 from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
-from aonode.server.sequencer_socket import frame, take_frame
+from aonode.server.sequencer_socket import frame, rendered, take_frame
 from aonode.server.serve import run_served
 from aonode.server.signing import Scope, answer_signer
 
@@ -52,7 +52,7 @@ class Sequencer:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes | list[object]]]] = {}
         self.ids = itertools.count()
         self.closed = asyncio.Event()
         self._out: list[bytes] = []  # frames written together (see _write)
@@ -78,7 +78,8 @@ class Sequencer:
         answer = self.pending[rid] = asyncio.get_running_loop().create_future()
         seconds = 0.0 if started is None else time.perf_counter() - started
         self._write(frame([rid, pid, msg.to_cbor(), path, seconds]))
-        return await answer
+        status, body = await answer
+        return status, body if isinstance(body, bytes) else rendered(pid, msg, body)  # (the node's fields)
 
     def observed(self, path: str, status: int, seconds: float) -> None:
         """An answer this worker gave without the sequencer, for the node's HTTP metrics (it serves
@@ -126,7 +127,7 @@ class Sequencer:
                     rid, status, body = cbor2.loads(reply)
                     answer = self.pending.pop(rid, None)
                     if answer is not None and not answer.done():
-                        answer.set_result((int(status), bytes(body)))
+                        answer.set_result((int(status), body if isinstance(body, list) else bytes(body)))
         except (ConnectionError, OSError):
             pass
         finally:

@@ -13,7 +13,9 @@ queued together once it is durable and encoded by the connection's sender thread
 
 Frames both ways: a 4-byte big-endian length, then CBOR: `[id, pid, message, path, seconds]`
 (Message.to_cbor; the request's path and the seconds the worker spent on it so far) in, `[id, status,
-body]` out (body: the assignment JSON, or the error JSON of the status); the reply's request is counted
+body]` out (body: the assignment JSON, or the error JSON of the status; for an assignment of the frame's own
+message, placed now, only its fields [slot, timestamp, block-height, block-hash, epoch, hash-chain], which
+the worker renders with the message it sent: `rendered`, the same bytes); the reply's request is counted
 in the node's HTTP metrics as it is sent (a worker's own registry is never scraped: /metrics is the
 node's). In also `[None, path, status, seconds]`, no reply: a schedule request a worker answered
 without the sequencer (a refused signature, ...), for the same metrics. Only the
@@ -32,10 +34,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import cast
 
 import cbor2
 
-from aonode.engine.answers import AssignmentJSON
+from aonode.engine.answers import Assignment
 from aonode.engine.errors import AONodeError
 from aonode.engine.message import Message
 from aonode.server import codec, observe
@@ -172,7 +175,7 @@ class SequencerSocket:
             except AONodeError as err:
                 outbox.put(functools.partial(_failed, replies, err))
                 continue
-            committed.add_done_callback(functools.partial(_queue_outcomes, outbox, replies))
+            committed.add_done_callback(functools.partial(_queue_outcomes, outbox, replies, msgs))
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class Reply:
             observe.record(self.path, "POST", status, time.perf_counter() - self.started)
 
 
-Outgoing = tuple[Reply, int, bytes]  # a reply, its status and body
+Outgoing = tuple[Reply, int, bytes | list[object]]  # a reply, its status and body (or fields: _answer)
 Replies = Callable[[], list[Outgoing]]  # some replies, encoded when the sender thread calls it
 
 
@@ -217,18 +220,38 @@ def _send(conn: socket.socket, outbox: queue.SimpleQueue[Replies | None]) -> Non
 
 
 def _queue_outcomes(
-    outbox: queue.SimpleQueue[Replies | None], replies: list[Reply], done: Future[list[AssignmentJSON]]
+    outbox: queue.SimpleQueue[Replies | None], replies: list[Reply], msgs: list[Message], done: Future[list[Assignment]]
 ) -> None:
     """On the committing thread: only queue the batch; its replies are encoded by the sender thread."""
-    outbox.put(functools.partial(_outcomes, replies, done))
+    outbox.put(functools.partial(_outcomes, replies, msgs, done))
 
 
-def _outcomes(replies: list[Reply], done: Future[list[AssignmentJSON]]) -> list[Outgoing]:
+def _outcomes(replies: list[Reply], msgs: list[Message], done: Future[list[Assignment]]) -> list[Outgoing]:
     """Each reply of a batch with its assignment, or all with the batch's error (none of it is stored)."""
     err = done.exception()
     if err is None:
-        return [(reply, 200, codec.dump_json(answer)) for reply, answer in zip(replies, done.result(), strict=True)]
+        return [(reply, 200, _answer(a, msg)) for reply, msg, a in zip(replies, msgs, done.result(), strict=True)]
     return _failed(replies, err)
+
+
+def _answer(a: Assignment, msg: Message) -> bytes | list[object]:
+    """The assignment's fields when it holds the very message the worker sent (it renders the JSON with
+    it); the whole JSON when it is another one's (a message assigned before: the one stored)."""
+    if a.message is msg:
+        return [a.slot, a.timestamp, a.block_height, a.block_hash, a.epoch, a.hash_chain]
+    return codec.dump_json(a.to_json())
+
+
+Placed = tuple[int, int, int, "str | None", int, str]  # slot, timestamp, block height and hash, epoch, chain
+
+
+def rendered(pid: str, msg: Message, fields: list[object]) -> bytes:
+    """The worker's end of `_answer`: the assignment JSON the node would have sent, byte for byte."""
+    if len(fields) != 6 or not all(type(v) is int for v in fields[:3] + fields[4:5]) or type(fields[5]) is not str:
+        raise ValueError(f"the node sent no assignment: {fields!r:.200}")
+    slot, timestamp, height, block_hash, epoch, chain = cast(Placed, tuple(fields))
+    placed = Assignment(pid, slot, msg.id, timestamp, height, block_hash, epoch, chain, msg)
+    return codec.dump_json(placed.to_json())
 
 
 def _failed(replies: list[Reply], err: BaseException) -> list[Outgoing]:

@@ -23,7 +23,8 @@ from aonode.engine.node import Node
 from aonode.engine.store import Store, open_store
 from aonode.engine.store.rows import assignment_values
 from aonode.engine.store.sqlite_db import DB_NAME
-from aonode.server.sequencer_socket import Frames, SequencerSocket, frame
+from aonode.server import codec
+from aonode.server.sequencer_socket import Frames, SequencerSocket, frame, rendered
 from tests.helpers.ingest import node, ping, spawned  # noqa: F401 - node: the fixture
 
 OWNER = Wallet.generate("ed25519").address
@@ -116,7 +117,7 @@ def test_a_batch_is_answered_only_once_its_commit_is_done(node: Node) -> None:  
         assert not answer.done()
     finally:
         blocker.execute("ROLLBACK")
-    slots = [a["slot"] for a in answer.result(30)]
+    slots = [a.slot for a in answer.result(30)]
     assert slots == [1, 2, 3, 4, 5]
     fresh = sqlite3.connect(Path(node.router.scheduler.store.data_dir) / DB_NAME)  # type: ignore[attr-defined]
     assert fresh.execute("SELECT COUNT(*) FROM assignments WHERE process = ?", (pid,)).fetchone() == (6,)
@@ -126,7 +127,8 @@ def test_a_batch_is_answered_only_once_its_commit_is_done(node: Node) -> None:  
 
 def test_one_read_of_frames_for_two_processes_is_answered_per_frame(node: Node) -> None:  # noqa: F811
     """A worker's frames for a process, for one that does not exist, and a repeat arrive in one read:
-    each frame gets its own reply, the known process's messages consecutive slots in arrival order."""
+    each frame gets its own reply, the known process's messages consecutive slots in arrival order, each
+    answer (rendered by the worker or sent whole) the JSON the node serves for that slot, byte for byte."""
     pid = spawned(node)
     name = f"aonode-test-{secrets.token_hex(6)}"
     sequencer = SequencerSocket(node, name, lambda: {os.getpid()})
@@ -142,8 +144,17 @@ def test_one_read_of_frames_for_two_processes_is_answered_per_frame(node: Node) 
             rid, status, body = cbor2.loads(raw)
             replies[rid] = (status, body)
         assert {rid: status for rid, (status, _) in replies.items()} == {0: 200, 1: 404, 2: 200, 3: 200}
-        slots = {rid: json.loads(body)["slot"] for rid, (status, body) in replies.items() if status == 200}
-        assert slots == {0: 1, 2: 2, 3: 1}
+        # A message placed now comes back as its assignment's fields, which the worker renders with the
+        # message it sent into the very JSON the node serves; the repeat (another message object: the
+        # first one's assignment) comes back as that JSON.
+        answers = {}
+        for rid, (status, body) in replies.items():
+            if status == 200:
+                answers[rid] = rendered(sent[rid][0], sent[rid][1], body) if rid in (0, 2) else body
+        assert {rid: json.loads(body)["slot"] for rid, body in answers.items()} == {0: 1, 2: 2, 3: 1}
+        for rid, body in answers.items():
+            stored = node.assignment(pid, json.loads(body)["slot"])
+            assert stored is not None and body == codec.dump_json(stored.to_json())
     finally:
         worker.close()
         sequencer.close()
