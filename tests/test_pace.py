@@ -15,6 +15,7 @@ from aonode.engine.devices.pace import (
     BUSY,
     EXPLORE,
     EXPLORE_BUSY,
+    EXPLORE_LONGEST,
     MARGIN,
     WARMUP_SLOTS,
     WINDOW,
@@ -109,10 +110,26 @@ def test_batches_are_kept_only_when_faster_by_the_margin() -> None:
     n = windows_to_explore(0.001)
     assert windows(pace, clock, n, 0.001)[-1] is False
     assert windows(pace, clock, 1, 0.001 * (1 - MARGIN / 2)) == [True]  # a little faster: noise, not a reason
-    assert windows(pace, clock, n, 0.001)[-1] is False
+    assert pace.explore == 2 * EXPLORE  # it lost: looked at later next time
+    assert windows(pace, clock, 2 * n, 0.001)[-1] is False
     assert windows(pace, clock, 1, 0.0005) == [False]  # the second core is taken: batches twice as fast
+    assert pace.explore == EXPLORE  # it won: ahead is looked at again after EXPLORE
     m = windows_to_explore(0.0005) - 1  # EXPLORE seconds since ahead's window, that one batches window included
     assert windows(pace, clock, m, 0.0005) == [False] * (m - 1) + [True]  # kept, then ahead looked at again
+
+
+def test_a_way_that_keeps_losing_is_measured_ever_more_rarely() -> None:
+    pace, clock = warmed()
+    explored_after = []
+    for _ in range(6):
+        ahead = 0
+        while pace.ahead:
+            windows(pace, clock, 1, 0.001)
+            ahead += 1
+        explored_after.append(round(ahead * window(0.001) * 0.001))
+        assert windows(pace, clock, 1, 0.0012) == [True]  # batches lost again
+    assert explored_after == [2, 4, 8, 16, 16, 16]  # seconds of ahead between looks at batches
+    assert pace.explore == EXPLORE_LONGEST
 
 
 def test_a_busy_machine_measures_the_other_way_sooner() -> None:

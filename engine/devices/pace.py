@@ -17,9 +17,11 @@ window with up to wasm_ahead.AHEAD slots it had not finished, and charge the slo
 a switch to the next way. The slots a process finishes first (WARMUP_SLOTS) measure nothing: they pay
 for a load (caches, the variant's first calls). The faster way is kept (batches only when faster by
 MARGIN: a noisy window does not move a quiet machine off ahead), the other measured again after
-EXPLORE seconds, or EXPLORE_BUSY while the machine is busy: the computing thread spent BUSY of its
-last window runnable but waiting for a CPU (Linux's schedstat run delay; at load 8-13 the second core
-was not there, ahead used 1.05 cores and one slot at a time beat it on Transfer, 0.77x vs 0.70x).
+EXPLORE seconds (doubled each time it loses again, up to EXPLORE_LONGEST: a long backlog on a quiet
+machine spends ~2% of its time measuring batches), or EXPLORE_BUSY while the machine is busy: the
+computing thread spent BUSY of its last window runnable but waiting for a CPU (Linux's schedstat run
+delay; at load 8-13 the second core was not there, ahead used 1.05 cores and one slot at a time beat
+it on Transfer, 0.77x vs 0.70x).
 The choice never changes what is computed (each slot's passes run in slot order either way); it only
 decides how fast.
 """
@@ -38,6 +40,7 @@ WINDOW_SLOTS = 64  # slots finished per measurement, at least
 WARMUP_SLOTS = 32  # a process's first slots finished, measured by no way
 EXPLORE = 2.0  # seconds of computing after which the way not taken is measured again
 EXPLORE_BUSY = 1.0  # ... while the machine is busy (the computing thread waited for a CPU lately)
+EXPLORE_LONGEST = 16.0  # EXPLORE doubles each time the way measured again loses, up to this
 BUSY = 0.2  # share of a window the computing thread waited for a CPU while runnable, from which it is busy
 MARGIN = 0.05  # batches are kept only when this much faster per slot than ahead
 WEIGHT = 0.5  # of the newest window in a way's seconds per slot (the rest: the window before, if the same way's)
@@ -72,6 +75,8 @@ class Pace:
     ) -> None:
         self.clock, self.wait = clock, wait
         self.busy = False  # the computing thread waited for a CPU for BUSY of the last window or more
+        self.explore = EXPLORE  # seconds of computing after which the way not taken is measured again
+        self._exploring = False  # the window under way measures the way not taken
         self.cpus = cpus if cpus is not None else _cpus()
         self.ahead = self.cpus > 1  # the way in use (True: the worker thread); a single CPU never starts it
         self.per_slot: dict[bool, float] = {}  # way -> seconds per slot, lately
@@ -134,8 +139,11 @@ class Pace:
         self.measured_at[way] = self.computed
         if self.cpus <= 1:
             return
-        other = not way
-        if self.computed - self.measured_at.get(other, 0.0) >= (EXPLORE_BUSY if self.busy else EXPLORE):
-            self.ahead = other  # not measured lately (or ever): a window of it
+        other, explored = not way, False
+        if self.computed - self.measured_at.get(other, 0.0) >= (EXPLORE_BUSY if self.busy else self.explore):
+            self.ahead, explored = other, True  # not measured lately (or ever): a window of it
         elif other in self.per_slot:
             self.ahead = self.per_slot[False] >= (1 - MARGIN) * self.per_slot[True]
+        if self._exploring:  # this window measured the way not taken: looked at sooner if it won
+            self.explore = EXPLORE if self.ahead == way else min(2 * self.explore, EXPLORE_LONGEST)
+        self._exploring = explored
