@@ -105,6 +105,24 @@ def test_a_batch_on_either_store_takes_consecutive_slots_and_fails_whole(store_s
         store.close()
 
 
+def test_a_repeat_alone_in_its_batch_gets_its_assignment(store_spec: str) -> None:
+    """A message sent again, alone in its read (a client's retry through a worker), is answered with
+    the slot it has, as schedule() answers it: not refused as already assigned (it was, on both stores)."""
+    store = open_store(store_spec)
+    try:
+        sched = Scheduler(store)
+        proc = Message.create(owner=OWNER, tags=[("Type", "Process")], data=secrets.token_hex(4))
+        sched.spawn(proc.id, proc)
+        first, second = messages(2, "retried ")
+        placed = sched.schedule_many_later(proc.id, [first]).result(30)
+        sched.schedule(proc.id, second)
+        assert sched.schedule_many_later(proc.id, [first]).result(30) == placed
+        assert sched.schedule_many_later(proc.id, [second]).result(30)[0].slot == 2
+        assert [a.slot for a in store.assignments(proc.id)] == [0, 1, 2]
+    finally:
+        store.close()
+
+
 def test_a_batch_is_answered_only_once_its_commit_is_done(node: Node) -> None:  # noqa: F811
     """Another connection holds SQLite's write lock: the batch cannot commit, so its Future stays open;
     once the lock goes, it is answered, and a fresh connection reads every message of it."""

@@ -19,8 +19,9 @@ class PendingView:
         """`expected`: the message ids the plan will ask about, looked up in one query."""
         self.view = view
         self.added: list[Assignment] = []
-        self._asked = set(expected)
-        self._by_message: dict[str, Assignment] = view.for_messages(expected) if len(expected) > 1 else {}
+        # (one alone is asked for on its own, by for_message: taking it as asked would hide a repeat)
+        self._asked = set(expected) if len(expected) > 1 else set()
+        self._by_message: dict[str, Assignment] = view.for_messages(expected) if self._asked else {}
 
     def add(self, batch: list[Assignment]) -> None:
         self.added.extend(batch)
