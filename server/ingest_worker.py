@@ -30,6 +30,7 @@ import httpx
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import AONodeError, Busy
+from aonode.engine.frozen_heap import freeze_start
 from aonode.engine.message import Message
 from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.app import cors_headers
@@ -203,6 +204,8 @@ async def _serve(args: argparse.Namespace, wallet: Wallet) -> None:
         lambda: ingest_http.Connection(http), sock=reuse_port_socket(args.host, args.port)
     )
     sweeper = loop.create_task(http.close_quiet_connections())
+    freeze_start()  # what the start made, frozen for good: a full collection (now and then, in the middle
+    # of an answer) walks only what serving made, not every module and object of the start (frozen_heap.py)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
