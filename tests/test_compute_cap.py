@@ -22,6 +22,9 @@ def test_a_definition_above_the_cap_is_refused_at_spawn(tmp_path: Path) -> None:
         r = c.post("/~process@1.0/schedule",
                    json={"Tags": [*SPAWN, {"name": "Compute-Limit", "value": "1000000000000000000"}]})
         assert r.status_code == 400 and "Compute-Limit" in r.json()["error"], r.text
+        for below in ("-1", " -20000000000 "):  # (wasmtime took -1 as 2**64 - 1: no cap at all)
+            r = c.post("/~process@1.0/schedule", json={"Tags": [*SPAWN, {"name": "Compute-Limit", "value": below}]})
+            assert r.status_code == 400 and "Compute-Limit" in r.json()["error"], r.text
         r = c.post("/~process@1.0/schedule",
                    json={"Tags": [*SPAWN, {"name": "Compute-Limit", "value": str(DEFAULT_MAX_COMPUTE)}]})
         assert r.status_code == 200, r.text

@@ -158,3 +158,18 @@ def test_a_cap_past_what_wasmtime_counts_is_unlimited(tmp_path, aos_image, meter
     inst = spawned(runtime, aos_image, Limits(fuel=2**64 * 200_000_000), metered=metered)
     out = evaluate(inst, "local s = 0 for i = 1, 2000000 do s = s + i % 7 end return s", 1)
     assert out.error is None and out.output == str(sum(i % 7 for i in range(1, 2_000_001)))
+
+
+@pytest.mark.parametrize("metered", [False, True], ids=["epoch", "metered"])
+def test_a_negative_cap_lets_nothing_run(tmp_path, aos_image, metered):
+    """wasmtime takes fuel as u64: -1 was 2**64 - 1, so a process spawned with `Compute-Limit: -1` ran
+    any message unmetered (a `while true do end` held a worker for ever, past the node's cap). A cap
+    below 0 is none at all: the message fails as over its limit, the state is kept."""
+    runtime = Runtime(tmp_path, fast_variant=False)
+    inst = spawned(runtime, aos_image, Limits(), metered=metered)
+    evaluate(inst, "kept = 'still here'", 1)
+    inst.limits = Limits(fuel=-1)
+    with pytest.raises(ComputeLimitExceeded):
+        evaluate(inst, "local s = 0 for i = 1, 2000000 do s = s + i % 7 end return s", 2)
+    inst.limits = Limits()
+    assert evaluate(inst, "return kept", 3).output == "still here"

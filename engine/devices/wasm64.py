@@ -60,6 +60,8 @@ def limits_for(process: Message) -> Limits:
 def check_compute_limit(process: Message) -> None:
     """BadInput when a definition asks for more compute per message than this node allows."""
     compute = (process.tag("Compute-Limit") or "").strip()
+    if compute.startswith("-") and compute[1:].isdecimal():  # (wasmtime would take -1 as 2**64 - 1)
+        raise BadInput(f"Compute-Limit {compute} is negative; ask for at most {max_compute()} per message")
     if compute.isdecimal() and len(compute) <= 30 and int(compute) > max_compute():
         raise BadInput(
             f"Compute-Limit {compute} is above this node's cap of {max_compute()} per message "

@@ -100,8 +100,9 @@ class Budget:
 
 
 def _fuel(fuel: int | None) -> int:
-    """The fuel the metered engine gets: `fuel`, at most UNLIMITED_FUEL (wasmtime wraps past u64)."""
-    return UNLIMITED_FUEL if fuel is None else min(fuel, UNLIMITED_FUEL)
+    """The fuel the metered engine gets: `fuel`, at most UNLIMITED_FUEL and at least 0 (wasmtime wraps
+    past u64 both ways: -1 would be 2**64 - 1)."""
+    return UNLIMITED_FUEL if fuel is None else max(0, min(fuel, UNLIMITED_FUEL))
 
 
 def _translate(err: BaseException) -> BaseException:
