@@ -91,7 +91,11 @@ class Server:
         while True:
             await asyncio.sleep(KEEP_ALIVE_SECONDS / 6)
             for conn in list(self.connections):
-                if conn.idle() and loop.time() - conn.last_data > KEEP_ALIVE_SECONDS:
+                quiet = conn.idle() and loop.time() - conn.last_data > KEEP_ALIVE_SECONDS
+                # a body still coming that long after its admission holds room others wait for: a byte
+                # at a time, a few such connections held the whole budget for ever
+                stalled = conn.admitted and self.waiting and loop.time() - conn.admitted_at > KEEP_ALIVE_SECONDS
+                if quiet or stalled:
                     conn.close()
 
 
@@ -209,6 +213,7 @@ class Connection(asyncio.Protocol):
         # most MAX_HEAD and one read): counted, those could fill the budget with requests that wait for
         # room no answer will free.
         self.charge = self.admitted = self.answering = 0
+        self.admitted_at = 0.0  # loop time the request at the buffer's front was admitted
         self.queued = False  # paused until the worker holds less than its budget
         # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head
         # trickled a byte at a time must not hold the connection for ever; hypercorn's keep-alive time
@@ -301,7 +306,7 @@ class Connection(asyncio.Protocol):
             if others > 0 and others + max(len(self.buffer), end + 4 + declared) > self.server.budget:
                 self._queue()
                 return
-            self.admitted = end + 4 + declared
+            self.admitted, self.admitted_at = end + 4 + declared, asyncio.get_running_loop().time()
             self._recount()
             self._unqueue()
         if len(self.buffer) < end + 4 + declared:

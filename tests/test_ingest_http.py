@@ -396,3 +396,42 @@ def test_requests_waiting_for_room_do_not_fill_the_budget_themselves() -> None:
         listener.close()
 
     uvloop.run(scenario())
+
+
+def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request admitted with a large declared body counts all of it against the budget until it has
+    come; a client sending a byte every 0.1 s (each one a sign of life: the keep-alive time 0.3 s never
+    passes) held the budget so, and every other connection's request waited for ever (with 64 MiB and
+    10 MiB bodies, seven such connections stopped a worker). Once others wait for room, a body not
+    whole within the keep-alive time of its admission is closed, and the waiting request is answered."""
+    monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
+        server.budget = 1 << 20
+        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
+        slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
+        slow.write(f"POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: {1 << 20}\r\n\r\n".encode())
+
+        async def trickle() -> None:
+            while not slow.is_closing() and not slow_reader.at_eof():
+                try:
+                    slow.write(b"x")
+                except (RuntimeError, ConnectionError):
+                    return
+                await asyncio.sleep(0.1)
+
+        trickling = asyncio.get_running_loop().create_task(trickle())
+        await asyncio.sleep(0.3)  # admitted: its megabyte is counted
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_post("/take", b"waiting"))
+        assert (await _read_until(reader, b"waiting")).startswith(b"HTTP/1.1 200")
+        trickling.cancel()
+        writer.close()
+        slow.close()
+        sweeper.cancel()
+        listener.close()
+
+    uvloop.run(scenario())
