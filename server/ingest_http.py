@@ -129,8 +129,8 @@ def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
         return None
     if any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
         return None
-    if not head.url.startswith(b"/"):  # absolute or asterisk form: hypercorn's path is the whole target
-        return None
+    if not head.url.startswith(b"/") or b"#" in head.url:  # absolute or asterisk form, or a fragment:
+        return None  # hypercorn's path is the whole target up to a `?` (llhttp's drops a fragment)
     try:
         target = httptools.parse_url(head.url)
     except httptools.HttpParserError:  # a target llhttp's request line took and its URL parser does not

@@ -336,6 +336,26 @@ def test_an_absolute_form_target_goes_to_the_node_as_hypercorn_answers_it() -> N
     uvloop.run(scenario())
 
 
+def test_a_target_with_a_fragment_goes_to_the_node_as_hypercorn_answers_it() -> None:
+    """`POST /take#x`: hypercorn's path is the target up to its `?`, fragment and all (/take#x: not the
+    node's route), where llhttp's URL parser drops the fragment (/take): the worker took it as /take.
+    Such a request goes to the node's server, byte for byte, as the absolute form does."""
+
+    async def scenario() -> None:
+        seen: list[bytes] = []
+        up = await _recording_upstream(seen, b"fragment")
+        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        request = b"POST /take#x HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nfragment"
+        writer.write(request)
+        assert (await _read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
+        assert seen == [request]
+        listener.close()
+        up.close()
+
+    uvloop.run(scenario())
+
+
 def test_a_worker_stops_reading_once_the_bytes_it_holds_reach_its_budget() -> None:
     """Requests read whole wait for the node (a slow commit): the bytes a worker holds for them, and for
     the requests still arriving, stay within its budget (plus one read per connection): past it, no
