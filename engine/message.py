@@ -142,6 +142,10 @@ def content_id(
 _READ_FROM = "_read_from"  # Message.__dict__ key: the checked stored form it was read from
 
 
+_NINE_ENTRIES, _TEN_ENTRIES = b"\xa9", b"\xaa"  # CBOR map heads (to_cbor)
+_SUM_KEY = b"\x63sum\x58\x20"  # "sum" and the head of its 32-byte value
+
+
 @dataclass(frozen=True)
 class Message:
     """An AO message. `from_` is the `From` AOS sees: the owner, or the `From-Process` the node set."""
@@ -281,19 +285,28 @@ class Message:
         read_from = self.__dict__.get(_READ_FROM)
         if read_from is not None:
             return bytes(read_from)
-        fields = {
-            "id": self.id,
-            "owner": self.owner,
-            "from": self.from_,
-            "target": self.target,
-            "anchor": self.anchor,
-            "tags": [list(t) for t in self.tags],
-            "data": self.data,
-            "signature": self.signature,
-            "raw": self.raw,
-        }
-        body = cbor2.dumps(fields, canonical=True)
-        return cbor2.dumps({**fields, "sum": hashlib.sha256(body).digest()}, canonical=True)
+        # Canonical CBOR orders a map's keys by length, then bytes: "id", "raw" come before "sum", the
+        # other fields after it. So the map of the fields and the map with "sum" share their entries:
+        # each field is encoded once, and the two maps are those entries under their headers (9, 10).
+        first = memoryview(cbor2.dumps({"id": self.id, "raw": self.raw}, canonical=True))[1:]
+        rest = memoryview(
+            cbor2.dumps(
+                {
+                    "owner": self.owner,
+                    "from": self.from_,
+                    "target": self.target,
+                    "anchor": self.anchor,
+                    "tags": [list(t) for t in self.tags],
+                    "data": self.data,
+                    "signature": self.signature,
+                },
+                canonical=True,
+            )
+        )[1:]
+        digest = hashlib.sha256(_NINE_ENTRIES)
+        digest.update(first)
+        digest.update(rest)
+        return b"".join((_TEN_ENTRIES, first, _SUM_KEY, digest.digest(), rest))
 
     @classmethod
     def from_cbor(cls, raw: bytes, where: str = "stored message") -> Message:

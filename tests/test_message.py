@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
+import cbor2
 import pytest
 
 from aonode.engine.errors import BadInput, DamagedRecord
@@ -87,6 +88,30 @@ def test_cbor_round_trip_keeps_signature_and_raw():
     assert back == m and back.raw == b"\x01\x02data-item"
     with pytest.raises(DamagedRecord):
         Message.from_cbor(b"\xff\x00 not cbor")
+
+
+def _stored_form(m: Message) -> bytes:
+    """The stored form as defined: the fields' canonical CBOR with `sum`, the sha256 of it without `sum`."""
+    fields = {
+        "id": m.id, "owner": m.owner, "from": m.from_, "target": m.target, "anchor": m.anchor,
+        "tags": [list(t) for t in m.tags], "data": m.data, "signature": m.signature, "raw": m.raw,
+    }
+    body = cbor2.dumps(fields, canonical=True)
+    return cbor2.dumps({**fields, "sum": hashlib.sha256(body).digest()}, canonical=True)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"target": None, "anchor": None, "tags": []},
+    {"tags": [("Ä", "ü" * 300), ("Action", "Eval")] * 20, "data": "x" * 70_000, "anchor": "a" * 32},
+    {"signature": b64url(b"s" * 512), "raw": bytes(range(256)) * 300, "id": "i" * 43},
+    {"raw": b"", "data": "", "signature": ""},
+])
+def test_to_cbor_is_the_canonical_stored_form(kw):
+    """to_cbor encodes each field once and splices `sum` in: the same bytes as encoding twice."""
+    m = make().replace(**kw)
+    assert m.to_cbor() == _stored_form(m)
+    assert Message.from_cbor(m.to_cbor()) == m
 
 
 def test_an_edited_stored_message_is_found_by_its_checksum():
