@@ -37,8 +37,8 @@ from aonode.server.app import cors_headers
 from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_answer import JsonAnswers
 from aonode.server.ingest_workers import reuse_port_socket
-from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn
-from aonode.server.sequencer_socket import frame, rendered, take_frame
+from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn, placed_answer
+from aonode.server.sequencer_socket import frame, placed, rendered, take_frame
 from aonode.server.serve import run_served
 from aonode.server.signing import Scope, answer_signer
 
@@ -68,9 +68,12 @@ class Sequencer:
         asyncio.get_running_loop().create_task(made._replies())
         return made
 
-    async def schedule(self, pid: str, msg: Message, path: str = "", started: float | None = None) -> tuple[int, bytes]:
-        """The node's (status, body) once the assignment is durable; `path` and `started` (perf_counter)
-        are the HTTP request's, which the node counts in its metrics as it replies."""
+    async def schedule(
+        self, pid: str, msg: Message, path: str = "", started: float | None = None
+    ) -> tuple[int, bytes | list[object]]:
+        """The node's (status, body) once the assignment is durable: the JSON body, or the fields of the
+        assignment placed now (`answer_body` renders them); `path` and `started` (perf_counter) are the
+        HTTP request's, which the node counts in its metrics as it replies."""
         if self.closed.is_set():
             raise Busy("the node's sequencer is gone; retry later")
         if len(self.pending) >= MAX_IN_FLIGHT:
@@ -79,8 +82,7 @@ class Sequencer:
         answer = self.pending[rid] = asyncio.get_running_loop().create_future()
         seconds = 0.0 if started is None else time.perf_counter() - started
         self._write(frame([rid, pid, msg.to_cbor(), path, seconds]))
-        status, body = await answer
-        return status, body if isinstance(body, bytes) else rendered(pid, msg, body)  # (the node's fields)
+        return await answer
 
     def observed(self, path: str, status: int, seconds: float) -> None:
         """An answer this worker gave without the sequencer, for the node's HTTP metrics (it serves
@@ -161,12 +163,11 @@ class Worker:
             status, answer, extra = 500, codec.error_body(f"internal error: {type(err).__name__}: {err}"), []
         else:
             try:  # the node counts this answer in its metrics as it replies, before we answer
-                status, answer = await self.sequencer.schedule(pid, msg, scope["path"], started)
+                status, reply = await self.sequencer.schedule(pid, msg, scope["path"], started)
             except Busy as err:  # the node's link broke: it counted nothing
                 status, answer, extra = ingest_front.error_answer(err)
             else:
-                if status == 200 and item_id is not None:
-                    answer = codec.dump_json(data_item_answer(item_id, json.loads(answer)))
+                answer = answer_body(pid, msg, item_id, status, reply)
                 return await self.json(status, answer, ingest_front.retry_after(status))
         self.sequencer.observed(scope["path"], status, time.perf_counter() - started)  # on its way before the answer
         return await self.json(status, answer, extra)
@@ -177,6 +178,21 @@ class Worker:
     async def unreachable(self, err: BaseException) -> bytes:
         """The node's server did not take a tunnelled request's connection: 503, retry."""
         return await self.json(*ingest_front.error_answer(Busy(f"the node's process did not answer: {err}")))
+
+
+def answer_body(pid: str, msg: Message, item_id: str | None, status: int, reply: bytes | list[object]) -> bytes:
+    """The JSON body answered for the node's reply: its body, or the assignment its fields place (the
+    node's JSON, byte for byte); the legacy MU's answer (`item_id` given) to a 200, which names only the
+    slot, timestamp and process: made from the fields without rendering the assignment and reading it
+    back (tests/test_ingest_worker_check.py)."""
+    if isinstance(reply, bytes):
+        if status == 200 and item_id is not None:  # a repeat, answered whole by the node
+            return codec.dump_json(data_item_answer(item_id, json.loads(reply)))
+        return reply
+    if item_id is None or status != 200:
+        return rendered(pid, msg, reply)
+    slot, timestamp = placed(reply)[:2]
+    return codec.dump_json(placed_answer(item_id, pid, slot, timestamp))
 
 
 def _check(scope: Scope, body: bytes, pid: str | None) -> tuple[str, Message, str | None] | None:

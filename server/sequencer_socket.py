@@ -245,13 +245,18 @@ def _answer(a: Assignment, msg: Message) -> bytes | list[object]:
 Placed = tuple[int, int, int, "str | None", int, str]  # slot, timestamp, block height and hash, epoch, chain
 
 
-def rendered(pid: str, msg: Message, fields: list[object]) -> bytes:
-    """The worker's end of `_answer`: the assignment JSON the node would have sent, byte for byte."""
+def placed(fields: list[object]) -> Placed:
+    """The node's reply fields of an assignment placed now, checked; ValueError when they are not that."""
     if len(fields) != 6 or not all(type(v) is int for v in fields[:3] + fields[4:5]) or type(fields[5]) is not str:
         raise ValueError(f"the node sent no assignment: {fields!r:.200}")
-    slot, timestamp, height, block_hash, epoch, chain = cast(Placed, tuple(fields))
-    placed = Assignment(pid, slot, msg.id, timestamp, height, block_hash, epoch, chain, msg)
-    return codec.dump_json(placed.to_json())
+    return cast(Placed, tuple(fields))
+
+
+def rendered(pid: str, msg: Message, fields: list[object]) -> bytes:
+    """The worker's end of `_answer`: the assignment JSON the node would have sent, byte for byte."""
+    slot, timestamp, height, block_hash, epoch, chain = placed(fields)
+    placed_now = Assignment(pid, slot, msg.id, timestamp, height, block_hash, epoch, chain, msg)
+    return codec.dump_json(placed_now.to_json())
 
 
 def _failed(replies: list[Reply], err: BaseException) -> list[Outgoing]:

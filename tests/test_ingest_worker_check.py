@@ -5,15 +5,19 @@ worker's check gives the same message either way; a tampered item is refused (40
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput
 from aonode.engine.message import b64url
-from aonode.server import ingest_front, ingest_http
+from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.hyperbeam import signed_message
-from aonode.server.ingest_worker import _check
+from aonode.server.ingest_worker import _check, answer_body
+from aonode.server.legacy.mu import data_item_answer
+from aonode.server.sequencer_socket import rendered
 
 PID = b64url(bytes(range(32)))
 HEADS = [
@@ -58,3 +62,17 @@ def test_a_tampered_item_is_refused(item: bytes) -> None:
     tampered = item[:-1] + bytes([item[-1] ^ 1])
     with pytest.raises(BadInput, match="signature"):
         _check(_scope(HEADS[0], tampered), tampered, PID)
+
+
+@pytest.mark.parametrize("item_id", [None, "an-item-id"])
+def test_the_answer_body_is_the_rendered_assignment_or_the_mus_answer(item: bytes, item_id: str | None) -> None:
+    """The legacy MU's answer made from the node's fields is the one read back from the rendered assignment."""
+    msg = _check(_scope(HEADS[0], item), item, PID)[1]  # type: ignore[index]
+    fields: list[object] = [7, 1_764_000_000_123, 1_500_000, "blockhash", 0, "chain"]
+    whole = rendered(PID, msg, fields)
+    expected = whole if item_id is None else codec.dump_json(data_item_answer(item_id, json.loads(whole)))
+    assert answer_body(PID, msg, item_id, 200, fields) == expected
+    assert answer_body(PID, msg, item_id, 200, whole) == expected  # a repeat, answered whole by the node
+    assert answer_body(PID, msg, item_id, 400, b'{"error":"x"}') == b'{"error":"x"}'
+    with pytest.raises(ValueError, match="no assignment"):
+        answer_body(PID, msg, item_id, 200, fields[:5])

@@ -75,10 +75,9 @@ async def post_item(request: Request) -> Response:
 
 def data_item_answer(item_id: str, assignment: AssignmentJSON) -> dict[str, object]:
     """What the MU answers for a data item it scheduled (aoconnect reads `id` and `slot`)."""
-    return {
-        "id": item_id,
-        "message": "Processing DataItem",
-        "timestamp": assignment["timestamp"],
-        "slot": assignment["slot"],
-        "process": assignment["process"],
-    }
+    return placed_answer(item_id, assignment["process"], assignment["slot"], assignment["timestamp"])
+
+
+def placed_answer(item_id: str, pid: str, slot: int, timestamp: int) -> dict[str, object]:
+    """`data_item_answer` from the assignment's fields (an ingest worker has them, not its JSON)."""
+    return {"id": item_id, "message": "Processing DataItem", "timestamp": timestamp, "slot": slot, "process": pid}
