@@ -61,6 +61,7 @@ class Server:
     budget: int = MAX_HELD
     held: int = 0  # the connections' charges: what they buffered, answer, or admitted and wait for
     waiting: dict[Connection, None] = field(default_factory=dict)  # paused for the budget, oldest first
+    admitting: dict[Connection, None] = field(default_factory=dict)  # heads waiting for room: the oldest goes first
     _waking: bool = False
 
     def idle(self) -> bool:
@@ -207,17 +208,15 @@ class Connection(asyncio.Protocol):
         self.unread = False  # the client does not read its answers: no more requests taken until it does
         self.eof = False  # the client half-closed: what it sent is still answered, then the connection closes
         self.task: asyncio.Task[None] | None = None  # the answer or tunnel under way (the loop keeps tasks weakly)
-        # Bytes held against the worker's budget (Server.held): the request being answered, and while one
-        # is (pipelined) or once the request at the buffer's front is admitted (its body is then read to
-        # its end whatever the budget), max(buffered, admitted). Not a head waiting to be admitted (at
-        # most MAX_HEAD and one read): counted, those could fill the budget with requests that wait for
-        # room no answer will free.
+        # Bytes held against the worker's budget (Server.held): the request being answered, and while one is
+        # (pipelined) or once the request at the buffer's front is admitted (its body is then read to its end
+        # whatever the budget), max(buffered, admitted). Not a head waiting to be admitted (at most MAX_HEAD
+        # and one read): counted, those could fill the budget with requests that wait for room no answer frees.
         self.charge = self.admitted = self.answering = 0
         self.admitted_at = 0.0  # loop time the request at the buffer's front was admitted
         self.queued = False  # paused until the worker holds less than its budget
-        # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head
-        # trickled a byte at a time must not hold the connection for ever; hypercorn's keep-alive time
-        # runs on until a head is whole)
+        # when the connection began, was last answered, or last sent a body's bytes (not a head's: a head trickled
+        # a byte at a time must not hold the connection for ever; hypercorn's keep-alive time runs until it is whole)
         self.last_data = asyncio.get_running_loop().time()
 
     def idle(self) -> bool:
@@ -233,7 +232,7 @@ class Connection(asyncio.Protocol):
         self.closing = True
         if self.tunnel is not None:
             self.tunnel.client_gone()
-        self.server.waiting.pop(self, None)
+        self.server.waiting.pop(self, None), self.server.admitting.pop(self, None)
         self.buffer.clear()
         self.admitted = 0
         self._recount()  # what is being answered is freed once answered
@@ -302,10 +301,12 @@ class Connection(asyncio.Protocol):
             self._tunnel()
             return
         if not self.admitted:  # its body will be read to the end: counted now (alone, any size goes)
-            others = self.server.held - self.charge
-            if others > 0 and others + max(len(self.buffer), end + 4 + declared) > self.server.budget:
+            first, need = next(iter(self.server.admitting), self), max(len(self.buffer), end + 4 + declared)
+            if self.server.held > self.charge and (first is not self or self.server.over(need - self.charge)):
+                self.server.admitting[self] = None
                 self._queue()
                 return
+            self.server.admitting.pop(self, None)
             self.admitted, self.admitted_at = end + 4 + declared, asyncio.get_running_loop().time()
             self._recount()
             self._unqueue()

@@ -455,3 +455,46 @@ def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monke
         listener.close()
 
     uvloop.run(scenario())
+
+
+def test_a_large_request_waiting_for_room_is_not_passed_for_ever_by_smaller_ones() -> None:
+    """Five clients keep three 300 kB requests in flight on a 1 MiB budget; a 900 kB request waiting for
+    room fits only once the others have drained, and each answer freed room that the next small request
+    took first: it waited for as long as they kept coming. The first request waiting for room goes
+    first: while it waits, no other is admitted (unless nothing is held)."""
+
+    async def slow(scope: Scope, body: bytes) -> ingest_http.Answer | None:
+        await asyncio.sleep(0.02)
+        return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
+
+    async def scenario() -> None:
+        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, 1 << 20)
+        server.budget = 1 << 20
+        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        flowing = True
+
+        async def small() -> int:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            answered = 0
+            while flowing:
+                writer.write(_post("/take", b"s" * 300_000))
+                await _read_until(reader, b"ok")
+                answered += 1
+            writer.close()
+            return answered
+
+        smalls = [asyncio.get_running_loop().create_task(small()) for _ in range(5)]
+        await asyncio.sleep(0.5)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_post("/take", b"B" * 900_000))
+        try:
+            assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")  # (10 s)
+        finally:
+            flowing = False
+        assert sum(await asyncio.gather(*smalls)) > 0
+        assert server.held == 0 and not server.waiting
+        writer.close()
+        listener.close()
+
+    uvloop.run(scenario())
