@@ -18,6 +18,7 @@ the same CORS headers, counted in the same metrics; errors are JSON with the eng
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -101,7 +102,7 @@ def schedule_target(scope: Scope, mu: bool, max_body: int) -> Target | None:
     if pid is None and path.endswith(PROCESS_SCHEDULE) and _is_message(scope):
         head = path[1:].split("/", 1)[0].removesuffix(paths.PROCESS_DEVICE)
         pid = head if is_id(head) and path.rstrip("/") == f"/{head}{PROCESS_SCHEDULE}" else None
-    if pid is None and not (mu and path == "/" and "assign" not in _query(scope)):
+    if pid is None and not (mu and path == "/" and not _query_facts(scope["query_string"])[1]):
         return None
     declared = _header(scope, b"content-length")
     if declared is None or not declared.isdigit() or int(declared) > max_body:
@@ -152,15 +153,28 @@ def error_answer(err: AONodeError) -> tuple[int, bytes, list[Header]]:
     return status, codec.error_body(str(err) or type(err).__name__), retry_after(503) if isinstance(err, Busy) else []
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    """The query string's fields decoded as Starlette's request.query_params reads them (`%61ssign` is `assign`)."""
-    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+def query_facts(query_string: bytes) -> tuple[str | None, bool]:
+    """(the process a scheduler POST's query names, whether it asks `assign`), its fields decoded as
+    Starlette's request.query_params reads them (`%61ssign` is `assign`)."""
+    query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    pid = query.get("target") or query.get("process") or ""
+    return (pid if is_id(pid) else None), "assign" in query
+
+
+_remembered_facts = functools.lru_cache(maxsize=256)(query_facts)
+MAX_REMEMBERED_QUERY = 160  # bytes: `?target=<43-char id>` and a few fields more
+
+
+def _query_facts(query_string: bytes) -> tuple[str | None, bool]:
+    """query_facts, remembered for short query strings: a client posting to one process sends the same
+    query with every item (parse_qsl was ~8 us of a worker's request), a long one is parsed each time."""
+    if len(query_string) > MAX_REMEMBERED_QUERY:
+        return query_facts(query_string)
+    return _remembered_facts(query_string)
 
 
 def _scheduler_target(scope: Scope) -> str | None:
-    query = _query(scope)
-    pid = query.get("target") or query.get("process") or ""
-    return pid if is_id(pid) else None
+    return _query_facts(scope["query_string"])[0]
 
 
 def _is_message(scope: Scope) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -18,10 +19,12 @@ from aonode.engine.devices.scheduler import verify_chain
 from aonode.engine.message import Message
 from aonode.engine.node import Node
 from aonode.modules import catalogue
+from aonode.server import ingest_front
 from aonode.server.app import create_app
 from aonode.server.cli.client import build_message, build_spawn, new_anchor
 from aonode.server.compose import make_node
 from aonode.server.ingest_front import IngestFront
+from aonode.server.ingest_http import parse_head
 from tests.helpers.httpnode import serving
 
 OCTET = {"content-type": "application/octet-stream"}
@@ -175,3 +178,35 @@ def test_an_assign_in_any_spelling_of_the_query_is_the_apps(node: Node, urls: tu
         assert 400 <= answers[0].status_code < 500, (query, answers[0].text)
         assert [(a.status_code, a.json()) for a in answers] == [(answers[1].status_code, answers[1].json())] * 2
     assert [a.slot for a in node.router.scheduler.store.assignments(pid)] == [0]  # nothing was scheduled
+
+
+def test_the_remembered_query_facts_are_each_querys_own() -> None:
+    """schedule_target's query facts, remembered for short queries, are each query's as parsed afresh:
+    another process, `process=`, an `assign` in any spelling, a long query (parsed each time)."""
+    a, b = "A" * 43, "B" * 43
+    queries = [
+        f"target={a}",
+        f"target={b}",
+        f"process={b}",
+        f"t%61rget={a}",
+        "target=short",
+        f"assign={a}&process-id={b}",
+        f"%61ssign&target={a}",
+        f"pad={'x' * 200}&target={b}",
+        f"target={a}&pad={'x' * 200}&%61ssign",
+        "",
+    ]
+    for query in queries * 2:  # the second round reads what the first remembered
+        raw = query.encode()
+        fields = dict(parse_qsl(query, keep_blank_values=True))
+        pid = fields.get("target") or fields.get("process") or ""
+        assert ingest_front._query_facts(raw) == ((pid if len(pid) == 43 else None), "assign" in fields), query
+        for path, mu in ((ingest_front.SCHEDULER_PATH, False), ("/", True)):
+            head = b"POST %s?%s HTTP/1.1\r\nhost: h\r\ncontent-length: 2\r\n\r\n" % (path.encode(), raw)
+            scope = parse_head(head, ("127.0.0.1", 1))
+            assert scope is not None
+            target = ingest_front.schedule_target(scope, mu, 100)
+            if path == "/":
+                assert (target is not None) == ("assign" not in fields), query
+            else:
+                assert (None if target is None else target.pid) == (pid if len(pid) == 43 else None), query
