@@ -155,9 +155,10 @@ def test_a_cap_past_what_wasmtime_counts_is_unlimited(tmp_path, aos_image, meter
     made the original engine's deadline 2 ticks (4 ms) and the metered engine's fuel 0, so a message
     of ~50 ms failed ComputeLimitExceeded under a cap meaning 'unlimited'. Such a cap is clamped."""
     runtime = Runtime(tmp_path, fast_variant=False)  # the image itself: the epoch engine
-    inst = spawned(runtime, aos_image, Limits(fuel=2**64 * 200_000_000), metered=metered)
-    out = evaluate(inst, "local s = 0 for i = 1, 2000000 do s = s + i % 7 end return s", 1)
-    assert out.error is None and out.output == str(sum(i % 7 for i in range(1, 2_000_001)))
+    for n, cap in enumerate((2**64 * 200_000_000, 10**400), start=1):  # (10**400: past a float, OverflowError)
+        inst = spawned(runtime, aos_image, Limits(fuel=cap), metered=metered)
+        out = evaluate(inst, "local s = 0 for i = 1, 2000000 do s = s + i % 7 end return s", n)
+        assert out.error is None and out.output == str(sum(i % 7 for i in range(1, 2_000_001)))
 
 
 @pytest.mark.parametrize("metered", [False, True], ids=["epoch", "metered"])

@@ -57,7 +57,7 @@ class Budget:
 
     def fits(self, seconds: float, fuel: int | None) -> bool:
         """Whether a call that ran `seconds` of CPU time certainly stayed within `fuel` (always, when metered)."""
-        return self.flavor == Flavor.METERED or fuel is None or seconds < fuel / FUEL_RATE_MAX
+        return self.flavor == Flavor.METERED or fuel is None or seconds < _fuel(fuel) / FUEL_RATE_MAX
 
     def gas_used(self, fuel: int | None) -> int:
         """Fuel the last call burnt; only the metered engine counts it (ao-loader reports 0 as well)."""
@@ -68,6 +68,7 @@ class Budget:
     def set(self, fuel: int | None) -> tuple | None:
         """Metered: exactly `fuel`. Otherwise a deadline no call within `fuel` can reach: the epoch's,
         or the variant's interrupt flag; either holds the ticker awake (returned: clear_deadline)."""
+        fuel = None if fuel is None else _fuel(fuel)  # (a cap past a float's range overflowed below)
         if self.flavor == Flavor.METERED:
             self.store.set_fuel(_fuel(fuel))
         elif self.flavor == Flavor.VARIANT:
