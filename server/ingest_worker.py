@@ -28,7 +28,7 @@ import time
 import cbor2
 import httpx
 
-from aonode.engine.crypto import Wallet
+from aonode.engine.crypto import Wallet, verify
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.frozen_heap import freeze_start
 from aonode.engine.message import Message
@@ -209,8 +209,8 @@ def _check(scope: Scope, body: bytes, pid: str | None) -> tuple[str, Message, st
     return None if signed is None else (pid, codec.for_process(signed, pid), None)
 
 
-async def _serve(args: argparse.Namespace, wallet: Wallet) -> None:
-    await _owner_answering(args.owner)
+async def _serve(args: argparse.Namespace) -> None:
+    wallet = node_wallet(args.wallet, await _owner_answering(args.owner))
     sequencer = await Sequencer.connect(args.sequencer)
     worker = Worker(sequencer, wallet, args.max_body)
     owner = httpx.URL(args.owner)
@@ -238,13 +238,29 @@ async def _serve(args: argparse.Namespace, wallet: Wallet) -> None:
     sweeper.cancel()
 
 
-async def _owner_answering(owner: str) -> None:
-    """Wait until the node's process answers on its private port (then relayed requests find it)."""
+def node_wallet(path: str, address: str) -> Wallet:
+    """The node's wallet from `path`, without OpenSSL's full RSA check (its primes: 0.3-0.6 CPU-s a worker
+    at every start), which the node's process made on its wallet: this key must be that one (the node's
+    `address`, from its public key) and must sign what its public key verifies (an edited private part
+    would not), else the worker does not start. tests/test_ingest_worker_check.py."""
+    wallet = Wallet.load(path, known_valid=True)
+    if wallet.address != address:
+        raise SystemExit(f"the wallet {path} is not the node's ({wallet.address} is not {address})")
+    probe = b"aonode ingest worker: this key signs what its public key verifies"
+    if not verify(wallet.signature_type, wallet.owner, probe, wallet.sign(probe)):
+        raise SystemExit(f"the wallet {path} does not sign what its public key verifies: a damaged key")
+    return wallet
+
+
+async def _owner_answering(owner: str) -> str:
+    """Wait until the node's process answers on its private port (then relayed requests find it): its address."""
     async with httpx.AsyncClient(base_url=owner, timeout=5) as client:
         for _ in range(int(OWNER_WAIT_SECONDS * 10)):
             try:
-                await client.get("/~meta@1.0/info/address")
-                return
+                answer = await client.get("/~meta@1.0/info/address")
+                if answer.status_code == 200:
+                    return answer.text
+                await asyncio.sleep(0.1)
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
     raise SystemExit(f"the node's process at {owner} does not answer")
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wallet", required=True, help="the node's wallet (JWK file)")
     parser.add_argument("--max-body", type=int, required=True)
     args = parser.parse_args(argv)
-    run_served(_serve(args, Wallet.load(args.wallet)))
+    run_served(_serve(args))
     return 0
 
 

@@ -6,16 +6,17 @@ worker's check gives the same message either way; a tampered item is refused (40
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
 from aonode.engine.errors import BadInput
-from aonode.engine.message import b64url
+from aonode.engine.message import b64url, b64url_decode
 from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.hyperbeam import signed_message
-from aonode.server.ingest_worker import _check, answer_body
+from aonode.server.ingest_worker import _check, answer_body, node_wallet
 from aonode.server.legacy.mu import data_item_answer
 from aonode.server.sequencer_socket import rendered
 
@@ -76,3 +77,22 @@ def test_the_answer_body_is_the_rendered_assignment_or_the_mus_answer(item: byte
     assert answer_body(PID, msg, item_id, 400, b'{"error":"x"}') == b'{"error":"x"}'
     with pytest.raises(ValueError, match="no assignment"):
         answer_body(PID, msg, item_id, 200, fields[:5])
+
+
+def test_a_worker_takes_only_the_nodes_own_working_wallet(tmp_path: Path) -> None:
+    """node_wallet skips OpenSSL's full RSA check (the node's process made it): the key must be the
+    node's (its address) and must sign what its public key verifies (a damaged `d` does not)."""
+    wallet, other = Wallet.generate("rsa"), Wallet.generate("rsa")
+    path = tmp_path / "wallet.json"
+    wallet.save(path)
+    assert node_wallet(str(path), wallet.address).address == wallet.address
+    with pytest.raises(SystemExit, match="not the node's"):
+        node_wallet(str(path), other.address)
+    jwk = wallet.to_jwk()
+    d = bytearray(b64url_decode(jwk["d"]))
+    d[-1] ^= 2
+    path.write_text(json.dumps({**jwk, "d": b64url(bytes(d))}))
+    with pytest.raises(BadInput, match="inconsistent"):  # what the node's own full check says
+        Wallet.load(path)
+    with pytest.raises(SystemExit, match="does not sign"):
+        node_wallet(str(path), wallet.address)
