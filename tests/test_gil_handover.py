@@ -68,3 +68,16 @@ def test_the_interval_is_short_only_while_the_worker_runs(
     short = SWITCH_INTERVAL if way == "1" else 0.004  # in batches no worker runs: the interval is left alone
     assert seen.seen == pytest.approx([short] * len(seen.seen)) and len(seen.seen) == 7
     assert sys.getswitchinterval() == pytest.approx(0.004)
+
+
+def test_an_interval_another_module_set_meanwhile_is_left_as_it_set_it() -> None:
+    """Put back is the holders' own change only: a value set by someone else while a worker ran is
+    theirs to keep (it was overwritten with the interval from before the worker)."""
+    gil_handover.hold()
+    sys.setswitchinterval(0.02)
+    gil_handover.release()
+    assert sys.getswitchinterval() == pytest.approx(0.02)
+    gil_handover.hold()  # and the next worker shortens it again, then puts that value back
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+    gil_handover.release()
+    assert sys.getswitchinterval() == pytest.approx(0.02)

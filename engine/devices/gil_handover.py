@@ -10,7 +10,8 @@ about that long. Measured with paired blocks of 100 token Transfers always ahead
 at nice -20): 1.07x and 1.05x the throughput with the default interval (quartiles 0.98-1.17); in
 batches on the compute thread alone (the control: no worker) 0.98x. The interval is the process's,
 so it is shortened only while a worker runs (nested and concurrent backlogs share it) and put back
-after the last one ends; other threads then switch sooner too, which costs them little.
+after the last one ends (unless someone else set it meanwhile: their value stays); other threads
+then switch sooner too, which costs them little.
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ SWITCH_INTERVAL = 0.0001  # seconds a thread waits for the GIL before its holder
 _lock = threading.Lock()
 _holders = 0
 _saved = 0.0  # the interval before the first holder
+_short = 0.0  # the interval the first holder set (as read back)
 
 
 def hold() -> None:
     """A worker starts: the interval is short until every holder has released it."""
-    global _holders, _saved
+    global _holders, _saved, _short
     with _lock:
         if _holders == 0:
             _saved = sys.getswitchinterval()
             sys.setswitchinterval(min(_saved, SWITCH_INTERVAL))
+            _short = sys.getswitchinterval()
         _holders += 1
 
 
@@ -40,5 +43,5 @@ def release() -> None:
     global _holders
     with _lock:
         _holders -= 1
-        if _holders == 0:
+        if _holders == 0 and sys.getswitchinterval() == _short:  # else set by someone else meanwhile
             sys.setswitchinterval(_saved)
