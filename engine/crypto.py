@@ -205,12 +205,22 @@ def verify(signature_type: int, owner: bytes, data: bytes, signature: bytes) -> 
     return True
 
 
-@functools.lru_cache(maxsize=1024)
 def rsa_public_key(modulus: bytes) -> rsa.RSAPublicKey:
     """The RSA key (e = 65537) whose modulus is these big-endian bytes, made once per modulus: a
     client signs many items with one key, and making the key object cost a tenth of a verify.
-    Keyed by the exact bytes, so a cached key only ever checks signatures claimed by that key."""
+    Keyed by the exact bytes, so a cached key only ever checks signatures claimed by that key. Only
+    4096-bit moduli (Arweave's) are kept: an httpsig keyid can be as long as a request head, and 1,024
+    of those would hold ~26 MB per process."""
+    if len(modulus) == 512:
+        return _wallet_key(modulus)
+    return _key_of(modulus)
+
+
+def _key_of(modulus: bytes) -> rsa.RSAPublicKey:
     return rsa.RSAPublicNumbers(RSA_EXPONENT, int.from_bytes(modulus, "big")).public_key()
+
+
+_wallet_key = functools.lru_cache(maxsize=1024)(_key_of)
 
 
 def eip191_digest(data: bytes) -> bytes:

@@ -60,3 +60,14 @@ def test_an_httpsig_message_verifies_only_under_its_own_key(wallets: tuple[Walle
     assert swapped != req.headers
     with pytest.raises(BadInput):
         httpsig.decode(dataclasses.replace(req, headers=swapped))
+
+
+def test_only_4096_bit_keys_are_kept() -> None:
+    """An httpsig keyid may carry any RSA modulus up to a request head's size: such keys are made
+    afresh, so a client sending many long ones cannot fill the cache with ~12 KB entries."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    odd = rsa.generate_private_key(65537, 2048).public_key().public_numbers().n.to_bytes(256, "big")
+    crypto.rsa_public_key(odd)
+    assert crypto.rsa_public_key(odd) is not crypto.rsa_public_key(odd)  # not kept
+    assert crypto.rsa_public_key(odd).public_numbers().n == int.from_bytes(odd, "big")
