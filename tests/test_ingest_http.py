@@ -316,37 +316,23 @@ def test_a_client_that_leaves_resets_the_tunnels_upstream_at_once() -> None:
     uvloop.run(scenario())
 
 
-def test_an_absolute_form_target_goes_to_the_node_as_hypercorn_answers_it() -> None:
-    """`POST http://host/take HTTP/1.1` (absolute form) is not the path /take to hypercorn (its path is
-    the whole target: the node's routes answer 404), so the worker does not take it as /take either: it
-    goes to the node's server, byte for byte."""
+@pytest.mark.parametrize(
+    "target",
+    [b"http://x/take", b"/take#x"],
+    ids=["absolute-form", "fragment"],
+)
+def test_a_target_hypercorn_does_not_route_as_its_path_goes_to_the_node(target: bytes) -> None:
+    """hypercorn's path is the target up to its `?`: `POST http://host/take HTTP/1.1` (absolute form) and
+    `POST /take#x` (a fragment) are not /take to it (the node's routes answer 404), where llhttp's URL
+    parser gives /take for both, so the worker took them as /take. Such a request goes to the node's
+    server, byte for byte."""
 
     async def scenario() -> None:
         seen: list[bytes] = []
-        up = await _recording_upstream(seen, b"absolute")
+        up = await _recording_upstream(seen, b"targeted")
         listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        request = b"POST http://x/take HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nabsolute"
-        writer.write(request)
-        assert (await _read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
-        assert seen == [request]
-        listener.close()
-        up.close()
-
-    uvloop.run(scenario())
-
-
-def test_a_target_with_a_fragment_goes_to_the_node_as_hypercorn_answers_it() -> None:
-    """`POST /take#x`: hypercorn's path is the target up to its `?`, fragment and all (/take#x: not the
-    node's route), where llhttp's URL parser drops the fragment (/take): the worker took it as /take.
-    Such a request goes to the node's server, byte for byte, as the absolute form does."""
-
-    async def scenario() -> None:
-        seen: list[bytes] = []
-        up = await _recording_upstream(seen, b"fragment")
-        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        request = b"POST /take#x HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nfragment"
+        request = b"POST " + target + b" HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\ntargeted"
         writer.write(request)
         assert (await _read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
         assert seen == [request]
@@ -403,7 +389,9 @@ def test_requests_waiting_for_room_do_not_fill_the_budget_themselves() -> None:
     async def scenario() -> None:
         server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
         server.budget = budget
-        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: ingest_http.Connection(server), "127.0.0.1", 0
+        )
         port = listener.sockets[0].getsockname()[1]
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
         for n, (_, writer) in enumerate(clients):
@@ -429,7 +417,9 @@ def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monke
     async def scenario() -> None:
         server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
         server.budget = 1 << 20
-        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: ingest_http.Connection(server), "127.0.0.1", 0
+        )
         port = listener.sockets[0].getsockname()[1]
         sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
@@ -470,7 +460,9 @@ def test_a_large_request_waiting_for_room_is_not_passed_for_ever_by_smaller_ones
     async def scenario() -> None:
         server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, 1 << 20)
         server.budget = 1 << 20
-        listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: ingest_http.Connection(server), "127.0.0.1", 0
+        )
         port = listener.sockets[0].getsockname()[1]
         flowing = True
 
