@@ -31,8 +31,17 @@ async def _failed(err: BaseException) -> ingest_http.Answer:
     return ingest_http.Answer(503, JSON, b"{}")
 
 
-async def _serve(upstream: tuple[str, int]) -> tuple[asyncio.AbstractServer, int, ingest_http.Server]:
-    server = ingest_http.Server(_taken, upstream, _failed, 1 << 20)
+async def _serve(
+    upstream: tuple[str, int],
+    handler: ingest_http.Handler | None = None,
+    max_body: int = 1 << 20,
+    budget: int | None = None,
+) -> tuple[asyncio.AbstractServer, int, ingest_http.Server]:
+    """A worker's server on a free loopback port (`handler` defaults to _taken; `budget` replaces the
+    bytes it may hold)."""
+    server = ingest_http.Server(handler or _taken, upstream, _failed, max_body)
+    if budget is not None:
+        server.budget = budget
     listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
     return listener, listener.sockets[0].getsockname()[1], server
 
@@ -359,11 +368,7 @@ def test_a_worker_stops_reading_once_the_bytes_it_holds_reach_its_budget() -> No
         return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
 
     async def scenario() -> None:
-        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, size)
-        server.budget = budget
-        loop = asyncio.get_running_loop()
-        listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
+        listener, port, server = await _serve(("127.0.0.1", 9), slow, size, budget)
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
         for n, (_, writer) in enumerate(clients):
             writer.write(_post("/take", bytes([n]) * size))
@@ -387,12 +392,7 @@ def test_requests_waiting_for_room_do_not_fill_the_budget_themselves() -> None:
     count, size, budget = 24, 600_000, 1 << 20
 
     async def scenario() -> None:
-        server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
-        server.budget = budget
-        listener = await asyncio.get_running_loop().create_server(
-            lambda: ingest_http.Connection(server), "127.0.0.1", 0
-        )
-        port = listener.sockets[0].getsockname()[1]
+        listener, port, server = await _serve(("127.0.0.1", 9), budget=budget)
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
         for n, (_, writer) in enumerate(clients):
             writer.write(_post("/take", bytes([n]) * size) * 2)
@@ -415,12 +415,7 @@ def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monke
     monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
 
     async def scenario() -> None:
-        server = ingest_http.Server(_taken, ("127.0.0.1", 9), _failed, 1 << 20)
-        server.budget = 1 << 20
-        listener = await asyncio.get_running_loop().create_server(
-            lambda: ingest_http.Connection(server), "127.0.0.1", 0
-        )
-        port = listener.sockets[0].getsockname()[1]
+        listener, port, server = await _serve(("127.0.0.1", 9), budget=1 << 20)
         sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(f"POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: {1 << 20}\r\n\r\n".encode())
@@ -458,12 +453,7 @@ def test_a_large_request_waiting_for_room_is_not_passed_for_ever_by_smaller_ones
         return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
 
     async def scenario() -> None:
-        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, 1 << 20)
-        server.budget = 1 << 20
-        listener = await asyncio.get_running_loop().create_server(
-            lambda: ingest_http.Connection(server), "127.0.0.1", 0
-        )
-        port = listener.sockets[0].getsockname()[1]
+        listener, port, server = await _serve(("127.0.0.1", 9), slow, budget=1 << 20)
         flowing = True
 
         async def small() -> int:
