@@ -2,10 +2,12 @@
 
 The workers (server/ingest_worker.py) listen on the node's port with SO_REUSEPORT, and the kernel spreads
 connections over them; the node's process holds that port bound without listening (so that a port in use
-is refused at start) and serves on a private loopback port, which the workers tunnel every request they
-do not answer to, and on the sequencer socket (server/sequencer_socket.py) they hand checked messages to:
-its core sequences, the workers' cores do HTTP and signature checks. A worker that dies is started
-again; at a stop the workers get SIGTERM first and answer what they hold while the node still runs.
+is refused at start), and its claim on the port (server/listen.py: else another node started at the same
+instant could join it through SO_REUSEPORT), and serves on a private loopback port, which the workers
+tunnel every request they do not answer to, and on the sequencer socket (server/sequencer_socket.py)
+they hand checked messages to: its core sequences, the workers' cores do HTTP and signature checks. A
+worker that dies is started again; at a stop the workers get SIGTERM first and answer what they hold
+while the node still runs.
 """
 
 from __future__ import annotations

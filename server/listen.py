@@ -4,11 +4,28 @@ Binding it first (port 0: the kernel picks a free one) holds the port for the wh
 in what `aonode serve` announces, so a caller (a test) can let the node pick a port instead of choosing
 one that someone else could take before the node binds it. Until hypercorn (or the ingest
 workers) listen, a connection is refused, as before anything was bound.
+
+Why a claim beside the socket: with `--ingest-workers` the port is shared (SO_REUSEPORT), and the
+kernel lets any socket of the same user with that option join, listening or not; a bound socket that
+does not listen yet excludes nobody either (SO_REUSEADDR). So two nodes started at the same instant
+could both bind one port and the kernel would spread connections over both nodes' workers. Each node
+first binds a Linux abstract unix socket named for its port (`claim`): a bind is atomic, one node gets
+it, the other is told the port is in use; the kernel removes it with its process, so a node killed
+with -9 leaves nothing behind. Like TCP ports, abstract names belong to the network namespace.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
+
+from aonode.engine.errors import StartupRefused
+
+CLAIM_ATTEMPTS = 16  # port 0: free ports tried while other nodes claim each one first (never seen twice)
+
+
+class PortInUse(StartupRefused):
+    """The port is bound by another program or claimed by another aonode node: one line, exit 2."""
 
 
 def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -25,6 +42,52 @@ def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socke
         sock.close()
         raise
     return sock
+
+
+def claimed_socket(host: str, port: int, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
+    """(the public socket, this node's claim on its port): keep both open while serving, close both
+    after. PortInUse when another node holds the claim or another program the port. The claim is taken
+    before the bind, so of two nodes racing for one port the second always fails on one or the other."""
+    for _ in range(CLAIM_ATTEMPTS):
+        if port:
+            claim = port_claim(host, port)
+            try:
+                return _bound(host, port, reuse_port), claim
+            except BaseException:
+                claim.close()
+                raise
+        sock = _bound(host, 0, reuse_port)
+        try:
+            return sock, port_claim(host, sock.getsockname()[1])
+        except PortInUse:  # a node claimed this free port just before binding it: take another
+            sock.close()
+        except BaseException:
+            sock.close()
+            raise
+    raise PortInUse(f"no free port on {host} that another aonode node had not claimed ({CLAIM_ATTEMPTS} tried)")
+
+
+def port_claim(host: str, port: int) -> socket.socket:
+    """The abstract unix socket `aonode-port-<port>` bound by this process (any host: a node on 0.0.0.0
+    and one on 127.0.0.1 would share the port through SO_REUSEPORT), or PortInUse."""
+    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        claim.bind(f"\0aonode-port-{port}")
+    except OSError as err:
+        claim.close()
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} is in use by another aonode serve; choose another with --port") from err
+        raise
+    return claim
+
+
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        return bound_socket(host, port, reuse_port)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} is in use on {host}; choose another with --port") from err
+        raise
 
 
 def base_url(host: str, sock: socket.socket) -> str:

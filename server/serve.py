@@ -28,7 +28,7 @@ from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
 from aonode.server.ingest_workers import IngestWorkers
-from aonode.server.listen import base_url, bound_socket
+from aonode.server.listen import base_url, claimed_socket
 from aonode.server.state import server_of_app
 from aonode.server.warmup import DEMO_MODULE
 
@@ -141,7 +141,7 @@ def serve(
     `wallet`: a JWK file, or the wallet itself; default the data dir's own."""
     from aonode.server.compose import make_node
 
-    public = bound_socket(host, port, reuse_port=ingest_workers > 0)  # the workers' sockets share its port
+    public, claim = claimed_socket(host, port, reuse_port=ingest_workers > 0)  # the workers' sockets share its port
     try:
         node = make_node(
             Path(data_dir),
@@ -153,6 +153,7 @@ def serve(
         )
     except BaseException:
         public.close()
+        claim.close()
         raise
     mark("node")
     chain_watch = watch_chain(node, gateway_url(), first_after=CHAIN_FIRST_AFTER)
@@ -180,6 +181,7 @@ def serve(
         if workers is not None:
             workers.close()
         public.close()  # if not handed over (detached: nothing to close)
+        claim.close()  # after the workers: they listened on the port until now
         chain_watch.set()
         node.close()
 

@@ -3,6 +3,7 @@
 The listening socket is bound to port 0 before hypercorn starts and handed over as `fd://`, so two
 test runs never race for a port. The server runs the same hypercorn configuration `aonode serve` uses.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,7 @@ class HttpNode:
         return f"{self.url}/{pid}~process@1.0{rest}"
 
 
-def wait_until_answering(url: str, timeout: float = START_TIMEOUT,
-                         proc: subprocess.Popen[str] | None = None) -> None:
+def wait_until_answering(url: str, timeout: float = START_TIMEOUT, proc: subprocess.Popen[str] | None = None) -> None:
     """Poll until anything answers HTTP at `url` (any status): the server is accepting requests."""
     deadline = time.monotonic() + timeout
     while True:
@@ -94,8 +94,9 @@ def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
 
 
 @contextmanager
-def http_node(data_dir: Path, *, dev: bool = True, limits: Limits | None = None,
-              **node_kwargs: Any) -> Iterator[HttpNode]:
+def http_node(
+    data_dir: Path, *, dev: bool = True, limits: Limits | None = None, **node_kwargs: Any
+) -> Iterator[HttpNode]:
     """A Node on `data_dir` behind a real hypercorn server; closed after the server has drained."""
     from aonode.server.compose import make_node
 
@@ -132,8 +133,9 @@ def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Pope
     log = Path(name)
     cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--port", "0", "--data-dir", str(data_dir), *extra]
     with os.fdopen(fd, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     proc.stdout = log.open(errors="replace")
     try:
         url = announced_url(log, proc)
@@ -141,17 +143,24 @@ def cli_node(data_dir: Path, *extra: str) -> Iterator[tuple[str, subprocess.Pope
         yield url, proc
     finally:
         log.unlink()  # proc.stdout still reads it
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stopped(proc)
+
+
+def stopped(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to a served node if still running; killed if not ended within 120 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager
-def peer_flow(script: Path, data_dir: Path, *args: str, timeout: float = 600) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
+def peer_flow(
+    script: Path, data_dir: Path, *args: str, timeout: float = 600
+) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
     """`aonode serve` (no --dev), then a JS peer `node SCRIPT URL *ARGS` against it: the peer's last
     stdout line as JSON, and a client on the still-running node for assertions on what it recorded."""
     import json
@@ -160,8 +169,9 @@ def peer_flow(script: Path, data_dir: Path, *args: str, timeout: float = 600) ->
     node_bin = shutil.which("node")
     assert node_bin, "node is required for the interop tests (the CI installs it with the JS peers)"
     with cli_node(data_dir) as (url, _proc):
-        done = subprocess.run([node_bin, str(script), url, *args], cwd=script.parents[2], capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            [node_bin, str(script), url, *args], cwd=script.parents[2], capture_output=True, text=True, timeout=timeout
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         with httpx.Client(base_url=url, timeout=120) as http:
             yield json.loads(done.stdout.strip().splitlines()[-1]), http

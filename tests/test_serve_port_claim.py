@@ -1,0 +1,108 @@
+"""One port, one node (server/listen.py's claim): two `aonode serve --ingest-workers 2 --port P` started
+at the same instant: one serves with its two workers sharing P, the other exits with one line naming the
+port (before the claim both bound P with SO_REUSEPORT and the kernel spread connections over four
+workers of two nodes); the winner killed with -9 leaves nothing that stops a restart on P. And the claim
+itself on real sockets: a claimed port is refused even to a socket the kernel would let share it.
+Real CLI, loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aonode.server.listen import PortInUse, claimed_socket
+from tests.helpers.httpnode import SERVING, cli_node, stopped, wait_until_answering
+from tests.helpers.ingest import _listeners, _workers
+from tests.helpers.ports import held_port
+
+pytestmark = pytest.mark.slow  # two served nodes with worker processes, one killed with -9
+
+START_SECONDS = 180.0
+
+
+def _start(data: Path, port: int, log: Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--data-dir", str(data), "--port", str(port),
+           "--ingest-workers", "2", "--cron-every", "0"]  # fmt: skip
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def test_two_nodes_started_at_once_on_one_port_one_serves_the_other_says_in_use(tmp_path: Path) -> None:
+    with held_port() as hold:  # bound, never listening: the nodes may bind it, nothing else takes it
+        port = hold.getsockname()[1]
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        procs = [_start(tmp_path / name, port, log) for name, log in zip("ab", logs, strict=True)]
+        try:
+            deadline = time.monotonic() + START_SECONDS
+            while time.monotonic() < deadline:  # until one has ended or both announce that they serve
+                if any(p.poll() is not None for p in procs) or all(SERVING.search(log.read_text()) for log in logs):
+                    break
+                time.sleep(0.1)
+            ended = [i for i, p in enumerate(procs) if p.poll() is not None]
+            assert len(ended) == 1, [log.read_text()[-2000:] for log in logs]  # before the claim: both served
+            loser, winner = ended[0], 1 - ended[0]
+            assert procs[loser].returncode == 2
+            lines = [line for line in logs[loser].read_text().splitlines() if line.strip()]
+            assert len(lines) == 1 and f"port {port} is in use" in lines[0], lines
+            url = f"http://127.0.0.1:{port}"
+            wait_until_answering(url + "/~meta@1.0/info", proc=procs[winner])
+            _workers(procs[winner], url, 2)  # its two workers share P, and nobody else listens there
+            assert _listeners(port) == 2
+            assert httpx.get(url + "/~meta@1.0/info/address", timeout=60).status_code == 200
+
+            procs[winner].send_signal(signal.SIGKILL)  # a stale leftover: then a restart on the same port
+            procs[winner].wait()
+            with cli_node(tmp_path / "ab"[winner], "--port", str(port), "--ingest-workers", "2") as (again, proc):
+                assert again == url
+                _workers(proc, url, 2)
+                assert httpx.get(url + "/~meta@1.0/info/address", timeout=60).status_code == 200
+        finally:
+            for proc in procs:
+                stopped(proc)
+
+
+def test_a_claimed_port_is_refused_even_where_the_kernel_would_share_it() -> None:
+    first, claim = claimed_socket("127.0.0.1", 0, reuse_port=True)
+    with first, claim:
+        port = first.getsockname()[1]
+        with socket.socket() as sharer:  # what a second node's socket would do without the claim: it may
+            sharer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sharer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sharer.bind(("127.0.0.1", port))
+        for reuse_port in (True, False):
+            with pytest.raises(PortInUse, match=f"port {port} is in use"):
+                claimed_socket("127.0.0.1", port, reuse_port=reuse_port)
+        other, other_claim = claimed_socket("127.0.0.1", 0, reuse_port=True)  # port 0: a free, unclaimed one
+        with other, other_claim:
+            assert other.getsockname()[1] != port
+    again, again_claim = claimed_socket("127.0.0.1", port, reuse_port=True)  # closed: the port is free again
+    again.close()
+    again_claim.close()
+
+
+def test_a_port_another_program_listens_on_is_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"port {port} is in use"):
+            claimed_socket("127.0.0.1", port, reuse_port=True)
+        assert _claim_free(port)  # the failed bind let go of its claim
+
+
+def _claim_free(port: int) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(f"\0aonode-port-{port}")
+        except OSError:
+            return False
+    return True
