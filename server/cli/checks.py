@@ -68,5 +68,5 @@ def address_free(host: str, port_number: int) -> None:
             probe.bind(address)
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                raise UserError(f"port {port_number} on {host} is already in use; choose another with --port") from err
+                raise UserError(f"port {port_number} is in use on {host}; choose another with --port") from err
             raise UserError(f"cannot listen on {host}:{port_number}: {err.strerror or err}") from err
