@@ -29,6 +29,7 @@ from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # no
 from aonode.engine.devices.wasm64 import loaded  # noqa: E402
 from aonode.engine.store.sqlite_db import DB_NAME, SNAPSHOT_DIR  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
+from aonode.engine.wasm.written_pages import ENV_SWITCH, available, enabled  # noqa: E402
 
 use_shared_modules()
 RECIPIENT = "RECIPIENT" + "r" * 34
@@ -115,7 +116,11 @@ def main() -> None:
 
     mib = 1 << 20
     n, k = args.transfers, args.rounds
-    print(f"linear memory: {size / mib:.1f} MiB; {k} rounds of {n} Transfers per process, the order alternating\n")
+    tracking = (
+        "on" if enabled() and available() else f"off ({ENV_SWITCH}=0)" if not enabled() else "off (no kernel support)"
+    )
+    print(f"linear memory: {size / mib:.1f} MiB; {k} rounds of {n} Transfers per process, the order alternating")
+    print(f"dirty-page tracking (engine/wasm/written_pages.py): {tracking}\n")
     print("| snapshots | median time per round | msg/s | data dir growth per round |")
     print("|---|---|---|---|")
     for label in pids:

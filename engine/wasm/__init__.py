@@ -22,6 +22,8 @@ Inside (helpers; only this package imports them):
 - snapshot.py   Snapshot and PendingSnapshot: zstd linear memory + host state, named by sha256.
 - chunked.py    incremental content-addressed snapshots (64 KiB chunks by sha256, manifest-named),
                 verified chunk by chunk on restore: what the process path stores.
+  written_pages.py  the chunks written since the last snapshot, from the kernel (userfaultfd
+                async write-protect + PAGEMAP_SCAN), so a snapshot compares only those.
   portable.py   read_snapshot: aonode's format, or a bare ao-loader / legacy-CU memory dump.
 - ticker.py     the thread that advances epochs and sets variants' interrupt flags at deadlines.
 - host.py       Host: every import (emscripten, WASI 32/64-bit, syscalls, clock, heap growth).

@@ -154,15 +154,22 @@ class Shadow:
         self.size = 0
         self.named: Future[Named] | None = None  # of the previous snapshot
         self.older_named: Future[Named] | None = None  # of the one before
+        self.whole = True  # the next take compares every chunk, whatever was written (a reset or restore)
 
-    def take(self, address: int, size: int) -> list[tuple[int, bytes, bool]]:
+    def take(self, address: int, size: int, written: Iterable[int] | None = None) -> list[tuple[int, bytes, bool]]:
         """The chunks of the memory at `address` that differ from the previous snapshot, compared at
         memcmp speed: (offset, bytes, True when equal to the chunk two snapshots ago). A chunk that
-        changed last time is compared with its older state first: it most likely flipped back."""
+        changed last time is compared with its older state first: it most likely flipped back.
+
+        `written` (written_pages.py): the chunks written since the previous take; the others equal
+        its memory and are skipped with the same result (a shadow's chunk is a new object only when
+        its bytes differ from the one it replaces: an unchanged one never looks flipped back). None,
+        a new size or a shadow not left by a take (reset, restored) compares every chunk."""
         changed = []
         chunks, older = self.chunks, self.older
         self.older = dict(chunks)
-        for offset in range(0, size, CHUNK):
+        whole = written is None or self.whole or size != self.size
+        for offset in range(0, size, CHUNK) if whole or written is None else written:
             at = address + offset
             before, again = chunks.get(offset), older.get(offset)
             if before is not again and again is not None and not _libc.memcmp(at, again, CHUNK):
@@ -173,7 +180,7 @@ class Shadow:
                 data = again if back and again is not None else ctypes.string_at(at, CHUNK)
                 chunks[offset] = data
                 changed.append((offset, data, back))
-        self.size = size
+        self.size, self.whole = size, False
         return changed
 
 
@@ -286,12 +293,22 @@ class PendingChunks:
 
 
 def take(
-    shadow: Shadow, address: int, size: int, host_state: dict, then: Callable[[Taken], None] | None = None
+    shadow: Shadow,
+    address: int,
+    size: int,
+    host_state: dict,
+    then: Callable[[Taken], None] | None = None,
+    written: Iterable[int] | None = None,
 ) -> tuple[PendingChunks, ShadowCopy]:
-    """Snapshot the memory at `address`: the compare and copy happen here, the rest in the background."""
+    """Snapshot the memory at `address` (`written`: see Shadow.take): the compare and copy happen
+    here, the rest in the background."""
     if shadow.named is not None and shadow.named.done() and shadow.named.exception() is not None:
         shadow.reset()  # the previous snapshot was not stored: this one stores every chunk
-    changed = shadow.take(address, size)
+    try:
+        changed = shadow.take(address, size, written)
+    except BaseException:
+        shadow.reset()  # half updated, its names no longer match its chunks
+        raise
     pending = PendingChunks(shadow, size, changed, host_bytes(host_state), then)
     return pending, ShadowCopy(dict(shadow.chunks), size, dict(host_state))
 

@@ -27,6 +27,7 @@ from aonode.engine.wasm.linking import ExtraImports, Setup, link, load_snapshot
 from aonode.engine.wasm.runtime import Image, Runtime
 from aonode.engine.wasm.snapshot import PendingSnapshot, Snapshot, SparseCopy
 from aonode.engine.wasm.weavedrive import SuspendNeeded
+from aonode.engine.wasm.written_pages import WrittenPages
 
 
 class Instance:
@@ -90,6 +91,7 @@ class Instance:
         flavor = self._itinerary.current
         linked = link(self._setup, flavor)
         self._linked = linked
+        self._written = WrittenPages()  # of this wasmtime memory: a new one is compared whole once
         self.store, self.host, self.instance, self.exports = linked.store, linked.host, linked.instance, linked.exports
         self.memory: wasmtime.Memory | None = linked.memory
         if snapshot is not None:
@@ -155,7 +157,9 @@ class Instance:
         """An incremental snapshot (chunked.py): only chunks changed since this instance's previous
         one are copied here, then named and stored in the background. It is also the rollback
         checkpoint, read back from the shadow without compression."""
-        pending, copy = take(self.shadow, self.host.base(), self.memory_size, self.host.state.to_dict(), then)
+        address, size = self.host.base(), self.memory_size
+        written = self._written.take_written(address, size)  # None: compare every chunk
+        pending, copy = take(self.shadow, address, size, self.host.state.to_dict(), then, written)
         # Only the rollback point moves: an instance away from home (metered after slow messages)
         # stays there as its itinerary says, instead of a re-instantiation at every snapshot.
         self._journal.restart(copy)
@@ -275,4 +279,5 @@ class Instance:
     def close(self) -> None:
         """Free the linear memory now rather than when the garbage collector finds the cycles."""
         self.host.fn.clear()
+        self._written.close()
         self.store.close()

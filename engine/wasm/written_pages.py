@@ -1,0 +1,280 @@
+"""Which 64 KiB chunks of a linear memory were written since the last look, from the kernel's
+page tables: a snapshot then compares only those with its shadow (chunked.py), not the whole memory.
+
+How (Linux >= 6.7): one userfaultfd per Python process in asynchronous write-protect mode. A
+registered range is write-protected; the first write to a protected page lifts the protection in
+the kernel itself (no fault reaches this process), whoever writes (wasm, a host import, a restore,
+a syscall filling a buffer). One PAGEMAP_SCAN ioctl on /proc/self/pagemap lists the pages written
+since and protects them again, atomically: ~0.1 ms for 64 MiB. (Soft-dirty bits, the older way,
+do not work on every kernel this runs on.)
+
+Soundness first: a missed write would be a wrong snapshot served as right. So the answer is None,
+"compare everything", whenever the answer cannot be trusted: no kernel support (probed once per
+Python process with a write from user space and one from the kernel, each checked to be found),
+`AONODE_DIRTY_PAGES=0`, the first look at a memory, a memory that moved or changed size, a failed
+scan (PM_SCAN_CHECK_WPASYNC fails it on any page of the range not under asynchronous
+write-protect, e.g. a range mapped anew at the same address), a fork (the fds would speak of the
+parent). An over-report is only slower. Not covered: MADV_DONTNEED on anonymous memory (it zeroes
+pages without a write); neither wasmtime nor this node does that to a live memory.
+
+The scan must run while nothing writes the memory: the caller takes snapshots between wasm calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import platform
+import sys
+import threading
+from dataclasses import dataclass
+
+from aonode.engine.wasm.chunk_codec import CHUNK
+
+ENV_SWITCH = "AONODE_DIRTY_PAGES"  # "0": every snapshot compares the whole memory (the A/B, tests)
+
+_SYSCALL = {"x86_64": 323, "amd64": 323, "aarch64": 282, "arm64": 282}  # userfaultfd(2)
+_UFFD_USER_MODE_ONLY = 1
+_UFFD_API = 0xAA
+_FEATURE_WP_UNPOPULATED = 1 << 13  # protect pages never touched too (a marker in the empty entry)
+_FEATURE_WP_ASYNC = 1 << 15  # a write to a protected page un-protects it, no event
+_UFFDIO_API = 0xC018AA3F
+_UFFDIO_REGISTER = 0xC020AA00
+_UFFDIO_WRITEPROTECT = 0xC018AA06
+_REGISTER_MODE_WP = 1 << 1
+_WRITEPROTECT_MODE_WP = 1 << 0
+_PAGEMAP_SCAN = 0xC0606610
+_PM_SCAN_WP_MATCHING = 1 << 0  # protect again the pages it reports
+_PM_SCAN_CHECK_WPASYNC = 1 << 1  # fail on any page not under asynchronous write-protect
+_PAGE_IS_WRITTEN = 1 << 1
+_REGIONS = 1024  # page ranges per scan call; a longer answer takes several calls
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.ioctl.restype = ctypes.c_int
+_libc.ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+
+
+class _Api(ctypes.Structure):
+    _fields_ = [("api", ctypes.c_uint64), ("features", ctypes.c_uint64), ("ioctls", ctypes.c_uint64)]
+
+
+class _Register(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("start", "len", "mode", "ioctls")]
+
+
+class _WriteProtect(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("start", "len", "mode")]
+
+
+class _Scan(ctypes.Structure):
+    _fields_ = [
+        (n, ctypes.c_uint64)
+        for n in (
+            "size",
+            "flags",
+            "start",
+            "end",
+            "walk_end",
+            "vec",
+            "vec_len",
+            "max_pages",
+            "category_inverted",
+            "category_mask",
+            "category_anyof_mask",
+            "return_mask",
+        )
+    ]
+
+
+class _Region(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_uint64), ("end", ctypes.c_uint64), ("categories", ctypes.c_uint64)]
+
+
+def _ioctl(fd: int, request: int, arg: ctypes.Structure) -> int:
+    done = _libc.ioctl(fd, request, ctypes.addressof(arg))
+    if done < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(done)
+
+
+@dataclass
+class _Kernel:
+    """This Python process's userfaultfd and pagemap fds (one pair, shared by every tracked memory:
+    a registration ends with its mapping, so nothing is held per instance)."""
+
+    uffd: int
+    pagemap: int
+    pid: int
+
+    def arm(self, address: int, size: int) -> bool:
+        """Register [address, address+size) (again, after a grow: the same fd may) and protect it all."""
+        try:
+            _ioctl(self.uffd, _UFFDIO_REGISTER, _Register(address, size, _REGISTER_MODE_WP, 0))
+            _ioctl(self.uffd, _UFFDIO_WRITEPROTECT, _WriteProtect(address, size, _WRITEPROTECT_MODE_WP))
+        except OSError:
+            return False
+        return True
+
+    def scan(self, address: int, size: int) -> list[tuple[int, int]] | None:
+        """The page ranges of [address, address+size) written since the last scan or arm (protected
+        again by this call), or None when the kernel cannot say."""
+        regions = (_Region * _REGIONS)()
+        flags = _PM_SCAN_WP_MATCHING | _PM_SCAN_CHECK_WPASYNC
+        end, start, found = address + size, address, []
+        while start < end:
+            arg = _Scan(ctypes.sizeof(_Scan), flags, start, end, 0, ctypes.addressof(regions), _REGIONS)
+            arg.category_mask = arg.return_mask = _PAGE_IS_WRITTEN
+            try:
+                count = _ioctl(self.pagemap, _PAGEMAP_SCAN, arg)
+            except OSError:
+                return None
+            found += [(regions[i].start, regions[i].end) for i in range(count)]
+            if arg.walk_end <= start or arg.walk_end > end:
+                return None  # no progress or out of range: do not guess
+            start = arg.walk_end
+        return found
+
+    def close(self) -> None:
+        os.close(self.uffd)
+        os.close(self.pagemap)
+
+
+def _open() -> _Kernel | None:
+    number = _SYSCALL.get(platform.machine().lower())
+    if not sys.platform.startswith("linux") or number is None:
+        return None
+    flags = os.O_CLOEXEC | os.O_NONBLOCK
+    uffd = int(_libc.syscall(ctypes.c_long(number), ctypes.c_long(flags)))
+    if uffd < 0:  # not root and vm.unprivileged_userfaultfd=0: user-mode faults are all async WP needs
+        uffd = int(_libc.syscall(ctypes.c_long(number), ctypes.c_long(flags | _UFFD_USER_MODE_ONLY)))
+    if uffd < 0:
+        return None
+    wanted = _FEATURE_WP_ASYNC | _FEATURE_WP_UNPOPULATED
+    try:
+        api = _Api(_UFFD_API, wanted, 0)
+        _ioctl(uffd, _UFFDIO_API, api)
+        if api.features & wanted != wanted:
+            raise OSError("userfaultfd lacks asynchronous write-protect")
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(uffd)
+        return None
+    return _Kernel(uffd, pagemap, os.getpid())
+
+
+def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int]) -> bool:
+    page = mmap.PAGESIZE
+    anchor = ctypes.c_char.from_buffer(memory)
+    address = ctypes.addressof(anchor)
+    del anchor  # no export left: the mmap may be closed
+    ranges = kernel.scan(address, len(memory))
+    if ranges is None:
+        return False
+    seen = {p for start, end in ranges for p in range((start - address) // page, (end - address) // page)}
+    return seen == pages
+
+
+def _self_test(kernel: _Kernel) -> bool:
+    """Arm small anonymous and memfd copy-on-write memories (wasmtime's two kinds), write one page
+    from Python and one from the kernel (read(2) into it), and check that exactly those are found,
+    then nothing, then a page written again."""
+    page = mmap.PAGESIZE
+    for kind in ("anonymous", "memfd"):
+        if kind == "memfd":
+            fd = os.memfd_create("aonode-written-pages-probe", os.MFD_CLOEXEC)
+            os.ftruncate(fd, 4 * page)
+            memory = mmap.mmap(fd, 4 * page, flags=mmap.MAP_PRIVATE)
+            os.close(fd)
+        else:
+            memory = mmap.mmap(-1, 4 * page)
+        try:
+            memory[0:1] = b"\x01"  # populated before arming, like an image's data
+            anchor = ctypes.c_char.from_buffer(memory)
+            address = ctypes.addressof(anchor)
+            del anchor
+            if not kernel.arm(address, 4 * page) or not _found_exactly(kernel, memory, set()):
+                return False
+            memory[page + 5 : page + 6] = b"\x07"
+            read, write = os.pipe()
+            try:
+                os.write(write, b"kernel")
+                with memoryview(memory) as view:
+                    os.readv(read, [view[3 * page : 3 * page + 6]])
+            finally:
+                os.close(read)
+                os.close(write)
+            if not _found_exactly(kernel, memory, {1, 3}) or not _found_exactly(kernel, memory, set()):
+                return False
+            memory[3 * page : 3 * page + 1] = b"\x02"
+            if not _found_exactly(kernel, memory, {3}):
+                return False
+        finally:
+            memory.close()
+    return True
+
+
+_lock = threading.Lock()
+_kernel: _Kernel | None = None
+_probed_in = 0  # the pid that probed: a forked child probes afresh
+
+
+def _the_kernel() -> _Kernel | None:
+    global _kernel, _probed_in
+    with _lock:
+        if _probed_in != os.getpid():
+            _kernel, _probed_in = None, os.getpid()  # a parent's fds stay open: closing them is its job
+            kernel = _open()
+            if kernel is not None and _self_test(kernel):
+                _kernel = kernel
+            elif kernel is not None:
+                kernel.close()
+        return _kernel
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1") != "0"
+
+
+def available() -> bool:
+    """Whether this machine's kernel tracks written pages as this module needs (probed once)."""
+    return _the_kernel() is not None
+
+
+class WrittenPages:
+    """The chunks of one memory written between two looks. The caller passes the memory's current
+    address and size at every look (a memory may move or grow): `take_written` answers the chunk
+    offsets written since the previous look, or None for "unknown: compare everything", which it
+    answers at the first look, after any change of address or size, after `close`, and whenever
+    tracking is off or failed."""
+
+    def __init__(self) -> None:
+        self._armed: tuple[int, int, int] | None = None  # address, size, pid
+
+    @property
+    def tracking(self) -> bool:
+        """Whether the next look can answer (the memory, as of the last look, is armed)."""
+        return self._armed is not None
+
+    def take_written(self, address: int, size: int) -> list[int] | None:
+        kernel = _the_kernel() if enabled() else None
+        armed, self._armed = self._armed, None
+        if kernel is None or address % mmap.PAGESIZE or size % CHUNK or size <= 0:
+            return None
+        written = kernel.scan(address, size) if armed == (address, size, kernel.pid) else None
+        if written is None:
+            if kernel.arm(address, size):
+                self._armed = (address, size, kernel.pid)
+            return None
+        self._armed = armed
+        offsets: set[int] = set()
+        for start, end in written:
+            first, last = max(start, address) - address, min(end, address + size) - address
+            offsets.update(range(first - first % CHUNK, last, CHUNK))
+        return sorted(offsets)
+
+    def close(self) -> None:
+        """Forget the memory (its registration ends with its mapping): the next look compares all."""
+        self._armed = None

@@ -1,0 +1,252 @@
+"""Dirty-page tracking for chunked snapshots (engine/wasm/written_pages.py): on this machine the
+kernel tracks; every chunk written between two looks is reported (random writes into a real
+wasmtime memory of the aos2_0_6 image, an anonymous and a memfd copy-on-write mapping, from Python
+and from the kernel); snapshots taken with it are the same, name for name, as with the whole
+compare (AONODE_DIRTY_PAGES=0), through Transfers, memory.grow, an Eval that errors, a rollback, a
+restore, another thread, and a served node's backlog; and no fd stays behind an instance."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aonode.engine.devices.wasm64 import loaded
+from aonode.engine.errors import ComputeLimitExceeded
+from aonode.engine.store.sqlite import SQLiteStore
+from aonode.engine.wasm import Limits
+from aonode.engine.wasm import written_pages as wp
+from aonode.engine.wasm.chunked import CHUNK, Taken
+from aonode.engine.wasm.instance import Instance
+from aonode.engine.wasm.runtime import Image, Runtime
+from tests.helpers.images import SPEC
+from tests.helpers.nodeutil import action, definition, eval_msg, make_node
+
+pytestmark = pytest.mark.slow  # real AOS instances and nodes
+
+ENV = SPEC.env()
+TOKEN = (
+    "Balances = Balances or { [Owner] = 1000000 }\n"
+    'Handlers.add("transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), function(msg)\n'
+    "  local q = tonumber(msg.Quantity)\n"
+    "  Balances[msg.From] = Balances[msg.From] - q\n"
+    "  Balances[msg.Recipient] = (Balances[msg.Recipient] or 0) + q\n"
+    "end)"
+)
+GROW = "Big = Big or {}; for i = 1, 150000 do Big[#Big + 1] = ('g' .. i):rep(12) end"
+RECIPIENT = "RECIPIENT" + "r" * 34
+
+
+@pytest.fixture(scope="module")
+def aos(tmp_path_factory, aos_image) -> tuple[Runtime, Image]:
+    runtime = Runtime(tmp_path_factory.mktemp("written-pages-wasm-cache"))
+    return runtime, runtime.load(aos_image.read_bytes())
+
+
+def test_the_kernel_tracks_written_pages_on_this_machine() -> None:
+    # CI runs on this machine type: tracking must be on, not quietly fall back to the whole compare.
+    assert wp.available()
+
+
+# ---- (1) every written chunk is reported ------------------------------------------------------
+
+
+def address_of(memory: mmap.mmap) -> int:
+    anchor = ctypes.c_char.from_buffer(memory)
+    address = ctypes.addressof(anchor)
+    del anchor
+    return address
+
+
+@pytest.fixture(scope="module")
+def memories(aos) -> Iterator[dict[str, tuple[int, int]]]:
+    """address, size of: a real wasmtime memory (aos2_0_6 after spawn), an anonymous mapping, and a
+    memfd copy-on-write mapping with data in it (how wasmtime maps an image's initial memory)."""
+    runtime, image = aos
+    inst = Instance(runtime, image)
+    inst.handle(SPEC.spawn_json(), ENV)
+    anonymous = mmap.mmap(-1, 8 << 20)
+    fd = os.memfd_create("test-written-pages")
+    os.write(fd, os.urandom(4 << 20))
+    os.ftruncate(fd, 8 << 20)
+    memfd = mmap.mmap(fd, 8 << 20, flags=mmap.MAP_PRIVATE)
+    os.close(fd)
+    yield {
+        "wasmtime": (inst.host.base(), inst.memory_size),
+        "anonymous": (address_of(anonymous), len(anonymous)),
+        "memfd": (address_of(memfd), len(memfd)),
+    }
+    inst.close()
+    anonymous.close()
+    memfd.close()
+
+
+WRITES = st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.binary(min_size=1, max_size=3 * CHUNK // 2), st.booleans()),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(writes=st.lists(WRITES, min_size=1, max_size=4), which=st.sampled_from(["wasmtime", "anonymous", "memfd"]))
+def test_every_written_chunk_is_reported(memories, writes: list, which: str) -> None:
+    address, size = memories[which]
+    tracker = wp.WrittenPages()
+    assert tracker.take_written(address, size) is None  # the first look: unknown
+    for batch in writes:
+        touched: set[int] = set()
+        for where, data, by_kernel in batch:
+            offset = min(int(where * size), size - len(data))
+            if by_kernel:  # read(2) fills the memory: the kernel writes it
+                read, write = os.pipe()
+                os.write(write, data)
+                buffer = (ctypes.c_char * len(data)).from_address(address + offset)
+                os.readv(read, [memoryview(buffer).cast("B")])
+                os.close(read)
+                os.close(write)
+            else:
+                ctypes.memmove(address + offset, data, len(data))
+            touched.update(range(offset - offset % CHUNK, offset + len(data), CHUNK))
+        reported = tracker.take_written(address, size)
+        assert reported is not None
+        assert touched <= set(reported)
+    assert tracker.take_written(address, size) == []  # nothing since: nothing
+
+
+# ---- (2) the same snapshots with and without tracking -----------------------------------------
+
+
+def transfer(n: int) -> str:
+    tags = [
+        {"name": "Action", "value": "Transfer"},
+        {"name": "Recipient", "value": RECIPIENT},
+        {"name": "Quantity", "value": str(n)},
+    ]
+    return SPEC.message_json(n, "", tags=tags)
+
+
+def snapshot_names(aos, tmp_path: Path) -> list[str]:
+    """Take a chunked snapshot after every message of one scenario, on two threads in turn; store
+    them; restore from the one in the middle and go on from there."""
+    runtime, image = aos
+    store = SQLiteStore(tmp_path)
+    names: list[str] = []
+    inst = Instance(runtime, image, Limits(fuel=2_000_000_000))
+    other = ThreadPoolExecutor(max_workers=1)  # the wasm-ahead worker's way: another thread
+
+    def put(slot: int):
+        def then(taken: Taken) -> None:
+            store.put_snapshot("p", slot, taken.memory_sha256, taken.to_bytes(), taken.new_chunks)
+
+        return then
+
+    def step(n: int, message: str) -> None:
+        def run() -> None:
+            try:
+                inst.handle(message, ENV)
+            except ComputeLimitExceeded:
+                pass  # rolled back to the previous state
+            names.append(inst.snapshot_chunks(put(n)).result().memory_sha256)
+
+        other.submit(run).result() if n % 2 else run()
+
+    step(0, SPEC.spawn_json())
+    step(1, SPEC.message_json(1, TOKEN))
+    for n in range(2, 6):
+        step(n, transfer(n))
+    step(6, SPEC.message_json(6, GROW))  # memory.grow: a new size
+    step(7, SPEC.message_json(7, "error('on purpose')"))
+    step(8, SPEC.message_json(8, "while true do X = (X or 0) + 1 end"))  # out of fuel: rolled back
+    for n in range(9, 12):
+        step(n, transfer(n))
+    found = store.latest_snapshot("p", 9)
+    assert found is not None
+    inst.close()
+    inst = Instance.restore(runtime, image, loaded(found[2], found[1], store.get_chunks))
+    for n in range(12, 16):
+        step(n, transfer(n) if n != 13 else SPEC.message_json(n, GROW))
+    inst.close()
+    other.shutdown()
+    store.close()
+    return names
+
+
+def spy(monkeypatch) -> list:
+    looks: list = []
+    real = wp.WrittenPages.take_written
+
+    def take_written(self, address: int, size: int):
+        found = real(self, address, size)
+        looks.append((threading.current_thread().name, found))
+        return found
+
+    monkeypatch.setattr(wp.WrittenPages, "take_written", take_written)
+    return looks
+
+
+def test_snapshots_with_tracking_are_the_same_as_with_the_whole_compare(aos, tmp_path: Path, monkeypatch) -> None:
+    looks = spy(monkeypatch)
+    tracked = snapshot_names(aos, tmp_path / "tracked")
+    answered = [found for _, found in looks if found is not None]
+    # tracked after each first look: all but the first after spawn, the grows, the rollback, the restore
+    assert len(answered) >= len(looks) - 6 and all(len(found) < 2000 for found in answered)
+    looks.clear()
+    monkeypatch.setenv(wp.ENV_SWITCH, "0")
+    whole = snapshot_names(aos, tmp_path / "whole")
+    assert all(found is None for _, found in looks)  # the fallback: every chunk compared
+    assert tracked == whole
+    assert len(set(tracked)) == len(tracked) - 1  # the rolled-back slot's state is its predecessor's
+
+
+def node_snapshots(data: Path) -> list[tuple[int, str]]:
+    node = make_node(data)
+    try:
+        pid = node.spawn(definition(("Cache-Frequency", "1")))["process"]
+        node.schedule(pid, eval_msg(pid, TOKEN))
+        for n in range(12):
+            node.schedule(pid, action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"), nonce=f"t{n}"))
+            if n == 5:
+                node.schedule(pid, eval_msg(pid, GROW))
+                node.schedule(pid, eval_msg(pid, "error('on purpose')"))
+        node.now(pid)
+        node.live.processes.flush()
+    finally:
+        node.close()
+    with sqlite3.connect(data / "aonode.sqlite3") as db:
+        rows = db.execute("SELECT slot, sha256 FROM snapshots WHERE process = ? ORDER BY slot", (pid,)).fetchall()
+    return [(int(slot), str(name)) for slot, name in rows]
+
+
+def test_a_served_backlog_snapshots_the_same_with_tracking(tmp_path: Path, monkeypatch) -> None:
+    looks = spy(monkeypatch)
+    tracked = node_snapshots(tmp_path / "tracked")
+    assert any(found is not None for _, found in looks)
+    assert any(thread != threading.main_thread().name and found is not None for thread, found in looks)
+    monkeypatch.setenv(wp.ENV_SWITCH, "0")
+    assert node_snapshots(tmp_path / "whole") == tracked
+
+
+# ---- (4) resources ----------------------------------------------------------------------------
+
+
+def test_no_fd_or_mapping_stays_behind_200_instances(aos) -> None:
+    runtime, image = aos
+    assert wp.available()  # its two fds are open before counting
+    Instance(runtime, image).close()  # and wasmtime's memfd of the image's initial memory
+    fds, maps = len(os.listdir("/proc/self/fd")), len(Path("/proc/self/maps").read_text().splitlines())
+    for _ in range(200):
+        inst = Instance(runtime, image)
+        inst.snapshot_chunks().wait()
+        inst.snapshot_chunks().wait()  # armed and scanned
+        inst.close()
+    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert len(Path("/proc/self/maps").read_text().splitlines()) <= maps + 8
