@@ -78,6 +78,17 @@ def test_backlog_run_ahead_is_the_same_at_every_slot(tmp_path: Path, reference: 
     assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog("p"))
 
 
+@pytest.mark.parametrize("wake_every", [1, AHEAD])
+def test_the_compute_thread_woken_per_slot_or_per_ahead_slots_is_the_same_at_every_slot(
+    tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch, wake_every: int
+) -> None:
+    """The worker hands its begun slots over one per wake-up, or only once AHEAD are begun (or it
+    waits): slot_handover.py. When the compute thread wakes never changes what it computes."""
+    monkeypatch.setattr(wasm_ahead, "WAKE_EVERY", wake_every)
+    ahead = check_backlog(tmp_path, reference)
+    assert sum(name.startswith("aonode-wasm-ahead") for name in ahead) == len(ahead) == len(backlog("p"))
+
+
 def test_backlog_run_ahead_in_batches_is_the_same_at_every_slot(
     tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,8 @@ The compute thread also encodes each slot's message (`prepare`) before handing i
 has time to spare and the worker, whose wasm calls set the pace, has none.
 The path may then use two cores (with the GIL handed over sooner while the worker runs:
 gil_handover.py). The worker is one thread per backlog that goes from one slot to the
-next by itself (a hand-over per slot would cost two thread wake-ups per message), and only its call
+next by itself (a hand-over per slot would cost two thread wake-ups per message) and hands its begun
+slots to the compute thread a few per wake-up (slot_handover.py), and only its call
 into wasm lets go of the GIL (engine/wasm/guest.py keeps it for memory access): at any other release
 the compute thread could take the GIL for a whole slot's post-processing before the call started.
 
@@ -50,6 +51,7 @@ from typing import Protocol
 from aonode.engine.devices import gil_handover
 from aonode.engine.devices.base import JsonObject, ProcessState, Signal, SlotContext, SnapshotMode
 from aonode.engine.devices.pace import Pace
+from aonode.engine.devices.slot_handover import Handover
 from aonode.engine.devices.stack import Stack
 from aonode.engine.frozen_heap import frozen_heap
 
@@ -60,6 +62,9 @@ AHEAD_SAFE = frozenset({"json-iface@1.0", "wasm64@1.0", "multipass@1.0", "patch@
 # thread stores a batch of results (one transaction per RESULT_BATCH slots, ~10 ms on this machine,
 # several wasm calls), small enough that a failure discards little (a begun slot holds its output).
 AHEAD = 8
+# Begun slots the compute thread, once it has finished all handed over, waits for before it is woken
+# (or fewer, when the worker runs out of slots to begin): slot_handover.py.
+WAKE_EVERY = 4
 # AONODE_WASM_AHEAD: "0" one slot at a time, "1" on the worker thread, "batches"; unset: as pace.py measures
 SWITCH = "AONODE_WASM_AHEAD"
 BATCHES = "batches"
@@ -160,7 +165,7 @@ class _Worker:
     slots: Slots
     state: ProcessState
     inputs: SimpleQueue[SlotContext | None] = field(default_factory=SimpleQueue)
-    outputs: SimpleQueue[_Begun] = field(default_factory=SimpleQueue)
+    outputs: Handover[_Begun] = field(default_factory=lambda: Handover(WAKE_EVERY))
     stop: bool = False  # set by the compute thread: begin nothing more
     thread: threading.Thread | None = None
 
@@ -182,12 +187,20 @@ class _Worker:
         return self.outputs.get()
 
     def _run(self) -> None:
-        slots, state = self.slots, self.state
-        while (ctx := self.inputs.get()) is not None and not self.stop:
-            begun = _begin(slots, state, ctx)
-            self.outputs.put(begun)
-            if begun.error is not None:
-                return  # the memory is as before this slot (or past it, if only its snapshot failed)
+        slots, state, inputs, outputs = self.slots, self.state, self.inputs, self.outputs
+        try:
+            while True:
+                if inputs.empty():
+                    outputs.ready()  # about to wait for the compute thread: it gets what is begun
+                ctx = inputs.get()
+                if ctx is None or self.stop:
+                    return
+                begun = _begin(slots, state, ctx)
+                outputs.put(begun)
+                if begun.error is not None:
+                    return  # the memory is as before this slot (or past it, if only its snapshot failed)
+        finally:
+            outputs.ready()
 
     def end(self) -> list[_Begun]:
         """Stop after the slot under way; what it began and nobody finished."""
@@ -197,10 +210,7 @@ class _Worker:
             self.thread.join()
             self.thread = None
             gil_handover.release()
-        left: list[_Begun] = []
-        while not self.outputs.empty():
-            left.append(self.outputs.get())
-        return left
+        return self.outputs.drain()
 
 
 @dataclass
