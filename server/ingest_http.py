@@ -33,7 +33,7 @@ log = logging.getLogger("aonode.server")
 Header = tuple[bytes, bytes]
 MAX_HEAD = 16 * 1024  # a longer head (whole or not) goes to the node's server: hypercorn's h11 limit
 KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
-MAX_HELD = 64 << 20  # bytes of requests one worker holds (read, or admitted and arriving) before it reads no more
+MAX_HELD = 64 << 20  # bytes of requests (read, admitted, or owed by a tunnel) a worker holds, then reads no more
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # a line end llhttp refuses and h11 takes
 
 
@@ -360,7 +360,7 @@ class Connection(asyncio.Protocol):
     def _tunnel(self) -> None:
         assert self.transport is not None
         self.busy = True
-        self.tunnel = Tunnel(self.transport, bytes(self.buffer))
+        self.tunnel = Tunnel(self.transport, bytes(self.buffer), self._recount)  # counts what it owes the node
         self.buffer.clear()
         self._unqueue()  # the tunnel's own flow control holds what it buffers
         self._recount()
@@ -371,7 +371,7 @@ class Connection(asyncio.Protocol):
 
     def _recount(self) -> None:
         buffered = max(len(self.buffer), self.admitted) if self.admitted or self.busy else 0
-        self.server.recharge(self, buffered + self.answering)
+        self.server.recharge(self, buffered + self.answering + (self.tunnel.owed() if self.tunnel else 0))
 
     def _queue(self) -> None:
         """Read nothing more until the worker holds less than its budget (Server.recharge wakes it)."""

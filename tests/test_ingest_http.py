@@ -12,51 +12,12 @@ import struct
 import pytest
 import uvloop
 
-from aonode.server import ingest_http, ingest_tunnel
+from aonode.server import ingest_http
 from aonode.server.signing import Scope
 from tests.helpers.ports import held_port
+from tests.helpers.worker_http import failed, post, read_until, serve_worker, taken
 
-JSON = [(b"content-length", b"2"), (b"content-type", b"application/json")]
 UPSTREAM_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nupstream"
-
-
-async def _taken(scope: Scope, body: bytes) -> ingest_http.Answer | None:
-    """Takes POST /take (answers its body back), leaves everything else to the upstream."""
-    if scope["method"] == "POST" and scope["path"] == "/take":
-        return ingest_http.Answer(200, [(b"content-length", str(len(body)).encode())], body)
-    return None
-
-
-async def _failed(err: BaseException) -> ingest_http.Answer:
-    return ingest_http.Answer(503, JSON, b"{}")
-
-
-async def _serve(
-    upstream: tuple[str, int],
-    handler: ingest_http.Handler | None = None,
-    max_body: int = 1 << 20,
-    budget: int | None = None,
-) -> tuple[asyncio.AbstractServer, int, ingest_http.Server]:
-    """A worker's server on a free loopback port (`handler` defaults to _taken; `budget` replaces the
-    bytes it may hold)."""
-    server = ingest_http.Server(handler or _taken, upstream, _failed, max_body)
-    if budget is not None:
-        server.budget = budget
-    listener = await asyncio.get_running_loop().create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
-    return listener, listener.sockets[0].getsockname()[1], server
-
-
-def _post(path: str, body: bytes) -> bytes:
-    return f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
-
-
-async def _read_until(reader: asyncio.StreamReader, *ends: bytes) -> bytes:
-    got = b""
-    while not all(end in got for end in ends):
-        chunk = await asyncio.wait_for(reader.read(65536), 10)
-        assert chunk, got
-        got += chunk
-    return got
 
 
 async def _recording_upstream(seen: list[bytes], *ends: bytes) -> asyncio.AbstractServer:
@@ -64,7 +25,7 @@ async def _recording_upstream(seen: list[bytes], *ends: bytes) -> asyncio.Abstra
     then it answers UPSTREAM_ANSWER and closes."""
 
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await _read_until(reader, *ends))
+        seen.append(await read_until(reader, *ends))
         writer.write(UPSTREAM_ANSWER)
         await writer.drain()
         writer.close()
@@ -76,14 +37,14 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
     async def scenario() -> None:
         seen: list[bytes] = []
         up = await _recording_upstream(seen, b"GET /read", b"after")
-        listener, port, server = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, server = await serve_worker(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         read = b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n"
-        writer.write(_post("/take", b"one") + _post("/take", b"two") + read + _post("/take", b"after"))
-        got = await _read_until(reader, b"upstream")
+        writer.write(post("/take", b"one") + post("/take", b"two") + read + post("/take", b"after"))
+        got = await read_until(reader, b"upstream")
         assert got.index(b"one") < got.index(b"two") < got.index(b"upstream")
         assert got.count(b"HTTP/1.1 200") == 3 and got.count(b"date: ") == 2  # the upstream's own answer as sent
-        assert seen == [read + _post("/take", b"after")]  # from the first request it leaves on, byte for byte
+        assert seen == [read + post("/take", b"after")]  # from the first request it leaves on, byte for byte
         assert await asyncio.wait_for(reader.read(), 10) == b""  # the upstream closed: so did the tunnel
         assert server.held == 0  # what was answered here and what the tunnel took is no longer counted
         listener.close()
@@ -95,10 +56,10 @@ def test_taken_requests_are_answered_here_and_the_rest_tunnelled_in_order() -> N
 def test_an_unreachable_upstream_gets_the_failed_answer() -> None:
     async def scenario() -> None:
         closed = held_port()  # bound, never listening: a connection there is refused
-        listener, port, _ = await _serve(closed.getsockname())
+        listener, port, _ = await serve_worker(closed.getsockname())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /read HTTP/1.1\r\nhost: x\r\n\r\n")
-        got = await _read_until(reader, b"{}")
+        got = await read_until(reader, b"{}")
         assert got.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
         listener.close()
         closed.close()
@@ -111,7 +72,7 @@ def test_a_client_leaving_mid_answer_closes_the_upstream_connection() -> None:
         upstream_done = asyncio.get_running_loop().create_future()
 
         async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await _read_until(reader, b"\r\n\r\n")
+            await read_until(reader, b"\r\n\r\n")
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000000\r\n\r\n")
             try:
                 while not reader.at_eof():
@@ -123,7 +84,7 @@ def test_a_client_leaving_mid_answer_closes_the_upstream_connection() -> None:
             upstream_done.set_result(True)
 
         up = await asyncio.start_server(upstream, "127.0.0.1", 0)
-        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, _ = await serve_worker(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
         await reader.readexactly(256 * 1024)
@@ -140,11 +101,11 @@ def test_a_quiet_connection_is_closed_after_the_keep_alive_time(monkeypatch: pyt
     monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9))
+        listener, port, server = await serve_worker(("127.0.0.1", 9))
         sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(_post("/take", b"ok"))
-        assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
+        writer.write(post("/take", b"ok"))
+        assert (await read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
         writer.write(b"POST /take HTTP/1.1\r\nhost: x\r\n")  # a head that never ends
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
         sweeper.cancel()
@@ -165,7 +126,7 @@ def test_a_client_reading_a_pipelined_backlog_slowly_is_not_taken_for_quiet(monk
         return ingest_http.Answer(200, [(b"content-length", str(size).encode())], body * (size // len(body)))
 
     async def scenario() -> None:
-        server = ingest_http.Server(big, ("127.0.0.1", 9), _failed, 1 << 20)
+        server = ingest_http.Server(big, ("127.0.0.1", 9), failed, 1 << 20)
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
         sweeper = loop.create_task(server.close_quiet_connections())
@@ -174,7 +135,7 @@ def test_a_client_reading_a_pipelined_backlog_slowly_is_not_taken_for_quiet(monk
         sock.setblocking(False)
         await loop.sock_connect(sock, listener.sockets[0].getsockname())
         reader, writer = await asyncio.open_connection(sock=sock)
-        writer.write(_post("/take", b"abcd") * count)  # all of them, then nothing more sent
+        writer.write(post("/take", b"abcd") * count)  # all of them, then nothing more sent
         one = len(ingest_http.encode(await big({}, b"abcd")))  # (the date field has a fixed length)
         got = 0
         while got < count * one:
@@ -196,19 +157,19 @@ def test_the_keep_alive_time_runs_from_the_answer_not_from_the_request(monkeypat
 
     async def slow(scope: Scope, body: bytes) -> ingest_http.Answer | None:
         await asyncio.sleep(0.5)
-        return await _taken(scope, body)
+        return await taken(scope, body)
 
     async def scenario() -> None:
-        server = ingest_http.Server(slow, ("127.0.0.1", 9), _failed, 1 << 20)
+        server = ingest_http.Server(slow, ("127.0.0.1", 9), failed, 1 << 20)
         loop = asyncio.get_running_loop()
         listener = await loop.create_server(lambda: ingest_http.Connection(server), "127.0.0.1", 0)
         sweeper = loop.create_task(server.close_quiet_connections())
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
-        writer.write(_post("/take", b"first"))
-        assert b"first" in await _read_until(reader, b"first")
+        writer.write(post("/take", b"first"))
+        assert b"first" in await read_until(reader, b"first")
         await asyncio.sleep(0.1)  # well within the keep-alive time after the answer
-        writer.write(_post("/take", b"second"))
-        assert b"second" in await _read_until(reader, b"second")
+        writer.write(post("/take", b"second"))
+        assert b"second" in await read_until(reader, b"second")
         sweeper.cancel()
         listener.close()
 
@@ -217,15 +178,16 @@ def test_the_keep_alive_time_runs_from_the_answer_not_from_the_request(monkeypat
 
 def test_a_tunnel_waiting_for_its_upstream_stops_reading_its_client() -> None:
     """While the node's server has not taken a tunnel's connection (its accept queue full under load:
-    the connect waits for SYN retries, seconds), what the client sends is held in the worker: past
-    HIGH_WATER the worker stops reading it, as it does once connected, instead of holding all of it."""
+    the connect waits for SYN retries, seconds), what the client sends is held in the worker: after one
+    more read the worker stops reading it, as it does once connected, instead of holding all of it; what it
+    holds for the node's server counts in its budget."""
 
     async def scenario() -> None:
         full = socket.socket()
         full.bind(("127.0.0.1", 0))
         full.listen(0)  # never accepts: one queued connection fills it, later SYNs are dropped
         filler = socket.create_connection(full.getsockname())
-        listener, port, server = await _serve(full.getsockname())
+        listener, port, server = await serve_worker(full.getsockname())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
         writer.write(b"x" * (32 << 20))  # sent as fast as the worker reads it
@@ -233,7 +195,8 @@ def test_a_tunnel_waiting_for_its_upstream_stops_reading_its_client() -> None:
         (conn,) = server.connections
         assert conn.tunnel is not None and conn.tunnel.upstream is None  # still connecting
         held = sum(len(chunk) for chunk in conn.tunnel.held)
-        assert held < 4 * ingest_tunnel.HIGH_WATER, f"{held} bytes held for an upstream not yet connected"
+        assert held <= 2 * 256 * 1024, f"{held} bytes held for a connecting upstream"  # what came first, one read
+        assert server.held == held == conn.tunnel.owed()
         writer.close()
         listener.close()
         filler.close()
@@ -250,7 +213,7 @@ def test_a_head_trickled_a_byte_at_a_time_is_closed_a_body_is_not(monkeypatch: p
     monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9))
+        listener, port, server = await serve_worker(("127.0.0.1", 9))
         sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         head = b"POST /take HTTP/1.1\r\nhost: x\r\nx-slow: " + b"a" * 40  # 4 s a byte at a time
@@ -272,7 +235,7 @@ def test_a_head_trickled_a_byte_at_a_time_is_closed_a_body_is_not(monkeypatch: p
         for byte in b"slowbodyok":
             await asyncio.sleep(0.1)
             writer.write(bytes([byte]))
-        assert (await _read_until(reader, b"slowbodyok")).startswith(b"HTTP/1.1 200")
+        assert (await read_until(reader, b"slowbodyok")).startswith(b"HTTP/1.1 200")
         writer.close()
         sweeper.cancel()
         listener.close()
@@ -292,7 +255,7 @@ def test_a_client_that_leaves_resets_the_tunnels_upstream_at_once() -> None:
         ended: asyncio.Future[str] = loop.create_future()
 
         async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await _read_until(reader, b"\r\n\r\n")
+            await read_until(reader, b"\r\n\r\n")
             await reading.wait()  # not reading meanwhile: the worker holds what the client sends
             try:
                 while await reader.read(1 << 20):
@@ -302,7 +265,7 @@ def test_a_client_that_leaves_resets_the_tunnels_upstream_at_once() -> None:
                 ended.set_result("reset")
 
         up = await asyncio.start_server(upstream, "127.0.0.1", 0)
-        listener, port, server = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, server = await serve_worker(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
         writer.write(b"x" * (16 << 20))  # more than the kernel's buffers on the way take
@@ -339,11 +302,11 @@ def test_a_target_hypercorn_does_not_route_as_its_path_goes_to_the_node(target: 
     async def scenario() -> None:
         seen: list[bytes] = []
         up = await _recording_upstream(seen, b"targeted")
-        listener, port, _ = await _serve(("127.0.0.1", up.sockets[0].getsockname()[1]))
+        listener, port, _ = await serve_worker(("127.0.0.1", up.sockets[0].getsockname()[1]))
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         request = b"POST " + target + b" HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\ntargeted"
         writer.write(request)
-        assert (await _read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
+        assert (await read_until(reader, b"upstream")).startswith(b"HTTP/1.1 200 OK\r\ncontent-length: 8")
         assert seen == [request]
         listener.close()
         up.close()
@@ -368,17 +331,17 @@ def test_a_worker_stops_reading_once_the_bytes_it_holds_reach_its_budget() -> No
         return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9), slow, size, budget)
+        listener, port, server = await serve_worker(("127.0.0.1", 9), slow, size, budget)
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
         for n, (_, writer) in enumerate(clients):
-            writer.write(_post("/take", bytes([n]) * size))
+            writer.write(post("/take", bytes([n]) * size))
         await asyncio.sleep(2)
         held = sum(len(c.buffer) for c in server.connections) + sum(len(b) for b in bodies)
         assert len(bodies) <= budget // size, f"{len(bodies)} requests of {size} bytes held at once"
         assert held <= budget + count * (256 * 1024 + ingest_http.MAX_HEAD), f"{held} bytes held"
         release.set()
         for reader, _ in clients:
-            assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
+            assert (await read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")
         assert server.held == 0 and not server.waiting  # every byte counted was given back
         listener.close()
 
@@ -392,10 +355,10 @@ def test_requests_waiting_for_room_do_not_fill_the_budget_themselves() -> None:
     count, size, budget = 24, 600_000, 1 << 20
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9), budget=budget)
+        listener, port, server = await serve_worker(("127.0.0.1", 9), budget=budget)
         clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
         for n, (_, writer) in enumerate(clients):
-            writer.write(_post("/take", bytes([n]) * size) * 2)
+            writer.write(post("/take", bytes([n]) * size) * 2)
         one = len(ingest_http.encode(ingest_http.Answer(200, [(b"content-length", str(size).encode())], b"x" * size)))
         for n, (reader, _) in enumerate(clients):
             got = await asyncio.wait_for(reader.readexactly(2 * one), 10)
@@ -415,7 +378,7 @@ def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monke
     monkeypatch.setattr(ingest_http, "KEEP_ALIVE_SECONDS", 0.3)
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9), budget=1 << 20)
+        listener, port, server = await serve_worker(("127.0.0.1", 9), budget=1 << 20)
         sweeper = asyncio.get_running_loop().create_task(server.close_quiet_connections())
         slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
         slow.write(f"POST /take HTTP/1.1\r\nhost: x\r\ncontent-length: {1 << 20}\r\n\r\n".encode())
@@ -431,8 +394,8 @@ def test_a_body_trickled_while_others_wait_for_the_budget_does_not_hold_it(monke
         trickling = asyncio.get_running_loop().create_task(trickle())
         await asyncio.sleep(0.3)  # admitted: its megabyte is counted
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(_post("/take", b"waiting"))
-        assert (await _read_until(reader, b"waiting")).startswith(b"HTTP/1.1 200")
+        writer.write(post("/take", b"waiting"))
+        assert (await read_until(reader, b"waiting")).startswith(b"HTTP/1.1 200")
         trickling.cancel()
         writer.close()
         slow.close()
@@ -453,15 +416,15 @@ def test_a_large_request_waiting_for_room_is_not_passed_for_ever_by_smaller_ones
         return ingest_http.Answer(200, [(b"content-length", b"2")], b"ok")
 
     async def scenario() -> None:
-        listener, port, server = await _serve(("127.0.0.1", 9), slow, budget=1 << 20)
+        listener, port, server = await serve_worker(("127.0.0.1", 9), slow, budget=1 << 20)
         flowing = True
 
         async def small() -> int:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             answered = 0
             while flowing:
-                writer.write(_post("/take", b"s" * 300_000))
-                await _read_until(reader, b"ok")
+                writer.write(post("/take", b"s" * 300_000))
+                await read_until(reader, b"ok")
                 answered += 1
             writer.close()
             return answered
@@ -469,9 +432,9 @@ def test_a_large_request_waiting_for_room_is_not_passed_for_ever_by_smaller_ones
         smalls = [asyncio.get_running_loop().create_task(small()) for _ in range(5)]
         await asyncio.sleep(0.5)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(_post("/take", b"B" * 900_000))
+        writer.write(post("/take", b"B" * 900_000))
         try:
-            assert (await _read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")  # (10 s)
+            assert (await read_until(reader, b"ok")).startswith(b"HTTP/1.1 200")  # (10 s)
         finally:
             flowing = False
         assert sum(await asyncio.gather(*smalls)) > 0
