@@ -115,3 +115,19 @@ def test_a_racing_producer_hands_over_everything_in_order(wake_every: int) -> No
 def test_wake_every_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Handover(wake_every=0)
+
+
+def test_after_hurry_every_item_wakes_the_consumer() -> None:
+    """The producer's last items (no more inputs to come): each goes over as it is put."""
+    handover: Handover[int] = Handover(wake_every=4)
+    consumer = Consumer(handover, 3)
+    handover.put(0)
+    time.sleep(GRACE)
+    assert consumer.got == []
+    handover.hurry()  # one item there and the consumer waiting: it goes now
+    consumer.wait_for(1)
+    handover.put(1)
+    consumer.wait_for(2)  # alone, though wake_every is 4
+    handover.put(2)
+    consumer.thread.join(10)
+    assert consumer.got == [0, 1, 2]

@@ -5,7 +5,9 @@ whose wasm calls set the backlog's pace, a futex wake of the other core (an inte
 a VM exit on this KVM machine), and the compute thread, woken while the worker was between two wasm
 calls, took the GIL from it right then. Here the compute thread, once it has finished every slot
 handed over, sleeps until `wake_every` more are ready or the worker is about to wait for input or
-ends (`ready`); then it finishes them in a row while the worker runs the next wasm calls. The slots
+ends (`ready`); then it finishes them in a row while the worker runs the next wasm calls. Once no
+more slots are to come (`hurry`), each is handed over as it is begun: the end of a backlog, where
+nothing overlaps, is not held back by a batch. The slots
 and their order are the same whatever `wake_every` is: it changes when the compute thread wakes, not
 what it is given.
 """
@@ -44,6 +46,14 @@ class Handover(Generic[T]):
     def ready(self) -> None:
         """The producer is about to wait (or ends): the consumer gets what is there now."""
         with self._lock:
+            if self._waiting and self._items:
+                self._ring()
+
+    def hurry(self) -> None:
+        """From now on every item wakes the consumer (the producer's last few: the consumer's work
+        on them no longer overlaps the producer's, so a batch would only make the end later)."""
+        with self._lock:
+            self.wake_every = 1
             if self._waiting and self._items:
                 self._ring()
 

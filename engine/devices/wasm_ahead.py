@@ -181,7 +181,11 @@ class _Worker:
         self.thread = thread
 
     def put(self, ctx: SlotContext | None) -> None:
+        """The next slot to begin; None: no more (the last few begun go over one at a time, so the
+        backlog's end does not wait for WAKE_EVERY slots' post-processing after its last wasm call)."""
         self.inputs.put(ctx)
+        if ctx is None:
+            self.outputs.hurry()
 
     def get(self) -> _Begun:
         return self.outputs.get()
