@@ -7,7 +7,11 @@ does per item with workers (decode, plan, durable group commit, replies), by thr
 bench_ingest.py measures the same part inside the served node, where the workers' pace sets how many
 items share a commit; here the window does. Issue 13 goal 3 wants the node's share <= 0.35 ms per item.
 
-    python bench/bench_sequencer.py [--items 1000] [--connections 2] [--window 8] [--runs 2]
+With `--waits 0,2` the runs alternate between group-commit waits (AONODE_GROUP_WAIT_MS, ms: how long a
+group waits for the requests its predecessor's answers bring; engine/store/group_commit.py), an A/B in one
+sitting; each line also says how many items a commit held on average.
+
+    python bench/bench_sequencer.py [--items 1000] [--connections 2] [--window 8] [--runs 2] [--waits 0,2]
 """
 
 from __future__ import annotations
@@ -28,9 +32,22 @@ import cbor2
 
 from aonode.engine.crypto import Wallet
 from aonode.engine.message import Message
+from aonode.engine.store import group_commit
 from aonode.server.cli.client import build_message, new_anchor
 from aonode.server.compose import make_node
 from aonode.server.sequencer_socket import Frames, SequencerSocket, frame
+
+COMMITS = [0]  # group commits made so far (counted by the wrapper main() installs)
+
+
+def counting(commit):  # type: ignore[no-untyped-def]
+    """GroupCommitter._commit, counting the commits (how many items share one)."""
+
+    def counted(self, group):  # type: ignore[no-untyped-def]
+        COMMITS[0] += 1
+        return commit(self, group)
+
+    return counted
 
 
 class Anyone(set[int]):
@@ -87,11 +104,12 @@ def run(node_dir: Path, blobs: list[bytes], connections: int, window: int) -> st
         for proc in workers:  # started (forked) and connected before the clock starts
             proc.start()
         time.sleep(1.0)
-        before, threads_before = (time.perf_counter(), time.process_time()), thread_cpu()
+        before, threads_before, commits = (time.perf_counter(), time.process_time()), thread_cpu(), COMMITS[0]
         go.set()
         bad = sum(failures.get(timeout=300) for _ in workers)
         seconds, cpu = time.perf_counter() - before[0], time.process_time() - before[1]
         commit = sum(v - threads_before.get(k, 0.0) for k, v in thread_cpu().items() if k.startswith("aonode-commit"))
+        commits = COMMITS[0] - commits
         for proc in workers:
             proc.join()
         if bad:
@@ -102,7 +120,8 @@ def run(node_dir: Path, blobs: list[bytes], connections: int, window: int) -> st
     per = 1000 / len(blobs)
     return (
         f"{len(blobs) / seconds:8.0f} items/s  node {cpu * per:5.3f} ms/item (commit thread {commit * per:5.3f}, "
-        f"socket threads {(cpu - commit) * per:5.3f})  load {os.getloadavg()[0]:.1f}"
+        f"socket threads {(cpu - commit) * per:5.3f})  {len(blobs) / max(commits, 1):5.1f} items/commit  "
+        f"load {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -112,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--window", type=int, default=8, help="frames in flight per connection")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--waits", default="", help="group-commit waits in ms, alternated over the runs (e.g. 0,2)")
     args = parser.parse_args(argv)
     wallet = Wallet.generate("rsa")
     print(f"signing {args.items} RSA-4096 items ...", file=sys.stderr)
@@ -122,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         .to_cbor()
         for n in range(args.items)
     ]
+    group_commit.GroupCommitter._commit = counting(group_commit.GroupCommitter._commit)  # type: ignore[method-assign]
+    waits = [w for w in args.waits.split(",") if w]
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(args.runs):
-            print(f"run {n}: {run(Path(tmp) / str(n), blobs, args.connections, args.window)}")
+            label = ""
+            if waits:
+                os.environ["AONODE_GROUP_WAIT_MS"] = waits[n % len(waits)]
+                label = f" wait {waits[n % len(waits)]} ms"
+            print(f"run {n}{label}: {run(Path(tmp) / str(n), blobs, args.connections, args.window)}")
     return 0
 
 

@@ -175,7 +175,7 @@ class Scheduler:
             pending = PendingView(view, [msg.id for msg in msgs])
             return pending.added, [self._place(pending, pid, definition, msg) for msg in msgs]
 
-        return self._sequence_later(pid, plan)
+        return self._sequence_later(pid, plan, len(msgs))
 
     def _place(self, view: PendingView, pid: str, definition: Message, msg: Message) -> Assignment:
         """`msg`'s assignment: the one it has (already scheduled), or the next slot after any cron ticks
@@ -207,7 +207,7 @@ class Scheduler:
     def _sequence(self, pid: str, plan: Plan[T]) -> T:
         return self._sequence_later(pid, plan).result()
 
-    def _sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+    def _sequence_later(self, pid: str, plan: Plan[T], size: int = 1) -> Future[T]:
         """store.sequence_later; once committed, the appended assignments are kept in `recent` for
         the compute (before the answer is given)."""
         appended: list[Sequence[Assignment]] = [()]
@@ -221,7 +221,7 @@ class Scheduler:
             self.recent.committed(appended[0])
             return answer
 
-        return then(self.store.sequence_later(pid, recorded), committed)
+        return then(self.store.sequence_later(pid, recorded, size), committed)
 
     def _now(self, last: Assignment) -> tuple[int, int]:
         """Time and block height for the next slot: never behind the previous slot's."""

@@ -79,9 +79,10 @@ class Store(Protocol):
         or an already assigned message is BadInput and stores nothing."""
         ...
 
-    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+    def sequence_later(self, pid: str, plan: Plan[T], size: int = 1) -> Future[T]:
         """`sequence` without waiting: the Future is settled once the assignments are durable (by
-        the thread that committed them, which runs its callbacks; at once without group commit)."""
+        the thread that committed them, which runs its callbacks; at once without group commit).
+        `size`: about how many assignments `plan` appends (how full a group commit is)."""
         ...
 
     def append_assignment(self, a: Assignment) -> None: ...

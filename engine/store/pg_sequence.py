@@ -102,13 +102,13 @@ class Sequencer:
     def sequence(self, pid: str, plan: Plan[T]) -> T:
         return self.sequence_later(pid, plan).result()
 
-    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+    def sequence_later(self, pid: str, plan: Plan[T], size: int = 1) -> Future[T]:
         """`sequence` without waiting for the commit (the Future is settled when it is durable)."""
         if self._group is None:
             return settled(lambda: self._alone(pid, plan))
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
-        return self._group.submit_later(lambda: run_plan(self._writer_conn(), pid, plan), key=pid)
+        return self._group.submit_later(lambda: run_plan(self._writer_conn(), pid, plan), key=pid, size=size)
 
     def _alone(self, pid: str, plan: Plan[T]) -> T:
         with self._connect() as conn:

@@ -179,8 +179,8 @@ class PostgresStore:
         previous one's commit: no gap, no duplicate, no fork."""
         return self._sequencer.sequence(pid, plan)
 
-    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
-        return self._sequencer.sequence_later(pid, plan)
+    def sequence_later(self, pid: str, plan: Plan[T], size: int = 1) -> Future[T]:
+        return self._sequencer.sequence_later(pid, plan, size)
 
     def get_assignment(self, pid: str, slot: int) -> Assignment | None:
         row = self._one(f"SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE process = %s AND slot = %s", (pid, slot))

@@ -142,13 +142,13 @@ class SQLiteStore(SQLiteDatabase):
         commit (group_commit.py); each returns only after its assignments are on disk."""
         return self.sequence_later(pid, plan).result()
 
-    def sequence_later(self, pid: str, plan: Plan[T]) -> Future[T]:
+    def sequence_later(self, pid: str, plan: Plan[T], size: int = 1) -> Future[T]:
         """`sequence` without waiting for the commit (the Future is settled when it is durable)."""
         if self._group is None:  # AONODE_GROUP_COMMIT=0: one fsync per call (to compare)
             return settled(lambda: self._alone(lambda: self._append(pid, plan)))
         if self._group.on_writer():
             raise AONodeError("a schedule plan may not schedule again")
-        return self._group.submit_later(lambda: self._append(pid, plan), key=pid)
+        return self._group.submit_later(lambda: self._append(pid, plan), key=pid, size=size)
 
     def _append(self, pid: str, plan: Plan[T]) -> T:
         """Inside the group's transaction, on the writer's connection."""
