@@ -33,6 +33,7 @@ from tests.helpers.backlog import (
     setup,
 )
 from tests.helpers.nodeutil import OWNER, definition, eval_msg, make_node, output
+from tests.helpers.threads import started
 
 pytestmark = pytest.mark.slow  # several backlogs on the real aos2_0_6 image, twice each
 
@@ -128,6 +129,21 @@ def test_a_backlog_that_changes_strategy_as_it_goes_is_the_same_at_every_slot(
     assert len(ran) == len(backlog("p"))
     here = [name == threading.main_thread().name for name in ran]
     assert sum(a != b for a, b in zip(here, here[1:], strict=False)) >= 3, ran  # both ways, more than once
+
+
+def test_a_choice_that_flips_at_every_ask_still_computes_the_backlog(
+    tmp_path: Path, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A choice may change its mind at every ask with no slot finished (pace.Pace changes it only when a
+    slot finishes; the contract allows more): each way begins one slot at least before it hands over, so
+    the backlog is computed, the same at every slot (before, the two ways handed over to each other for
+    ever, neither beginning a slot)."""
+    monkeypatch.delenv(SWITCH)
+    monkeypatch.setattr(wasm_ahead, "choice", lambda state: Alternating(1))
+    ran = started(lambda: check_backlog(tmp_path, reference)).join(240, "the backlog is not computed")[0]
+    assert len(ran) == len(backlog("p"))
+    ahead = [name.startswith("aonode-wasm-ahead") for name in ran]
+    assert sum(a != b for a, b in zip(ahead, ahead[1:], strict=False)) >= 3, ran  # both ways, more than once
 
 
 def test_the_measured_choice_switching_every_two_slots_is_the_same_at_every_slot(

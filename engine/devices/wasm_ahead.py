@@ -292,13 +292,13 @@ def _compute_ahead(
     there are no more."""
     worker: _Worker | _Batches = _Worker(slots, state) if threaded else _Batches(slots, state)
     worker.start()
-    in_flight, exhausted, switched = 0, False, False
+    in_flight, sent, exhausted, switched = 0, 0, False, False
     failure: Exception | None = None
 
     def feed() -> None:
-        nonlocal in_flight, failure, exhausted, switched
+        nonlocal in_flight, sent, failure, exhausted, switched
         while not exhausted and in_flight < AHEAD:
-            if choose.ahead_pays() != threaded:
+            if sent and choose.ahead_pays() != threaded:  # one slot a way at least: a choice may flip at every ask
                 switched = exhausted = True
                 worker.put(None)
                 return
@@ -315,7 +315,7 @@ def _compute_ahead(
             except Exception:  # noqa: BLE001 - left to pass 1, which raises it in the slot's turn
                 ctx.wasm_input = None
             worker.put(ctx)
-            in_flight += 1
+            in_flight, sent = in_flight + 1, sent + 1
 
     try:
         feed()
