@@ -49,11 +49,14 @@ _PM_SCAN_WP_MATCHING = 1 << 0  # protect again the pages it reports
 _PM_SCAN_CHECK_WPASYNC = 1 << 1  # fail on any page not under asynchronous write-protect
 _PAGE_IS_WRITTEN = 1 << 1
 _REGIONS = 1024  # page ranges per scan call; a longer answer takes several calls
-# What tracking costs: the first write to each protected page between two looks takes a fault, ~2 µs
-# of the writer's CPU here; what it saves: ~3 µs per unwritten 64 KiB chunk not compared. A memory
-# written more densely than that pays more than it saves (aos2_0_6 with a 120 MiB Lua heap writes
-# ~11,600 of its 32,000 pages per Transfer, its collector marking), so tracking it pauses, for
-# PAUSE_FIRST looks and twice as many each time it is found dense again, up to PAUSE_MAX.
+# What tracking costs: the first write to a protected page takes a fault, ~2 µs of the writer's CPU
+# here; what it saves: ~3 µs per unwritten 64 KiB chunk not compared. Lua's collector re-marks much of
+# a heap at every message (aos2_0_6 with a 120 MiB heap: ~11,600 of 32,000 pages per Transfer, at
+# 2 µs: 23 ms, more than the whole compare), so pages are protected again only every RELEARN looks:
+# in between, a page once written stays unprotected and is reported (compared) at every look, free.
+# A memory whose cycle of RELEARN looks still faults more than its looks save (written nearly all
+# over) pauses: compared whole for PAUSE_FIRST looks, twice as many each time found so again.
+RELEARN = 16
 PAGE_FAULT_IN_CHUNK_COMPARES = 0.7
 PAUSE_FIRST, PAUSE_MAX = 4, 256
 
@@ -125,11 +128,11 @@ class _Kernel:
             return False
         return True
 
-    def scan(self, address: int, size: int) -> list[tuple[int, int]] | None:
-        """The page ranges of [address, address+size) written since the last scan or arm (protected
-        again by this call), or None when the kernel cannot say."""
+    def scan(self, address: int, size: int, protect: bool = True) -> list[tuple[int, int]] | None:
+        """The page ranges of [address, address+size) not protected (written since the last arm or
+        `protect` scan), protected again when `protect`; None when the kernel cannot say."""
         regions = (_Region * _REGIONS)()
-        flags = _PM_SCAN_WP_MATCHING | _PM_SCAN_CHECK_WPASYNC
+        flags = _PM_SCAN_CHECK_WPASYNC | (_PM_SCAN_WP_MATCHING if protect else 0)
         end, start, found = address + size, address, []
         while start < end:
             arg = _Scan(ctypes.sizeof(_Scan), flags, start, end, 0, ctypes.addressof(regions), _REGIONS)
@@ -179,12 +182,12 @@ def _open() -> _Kernel | None:
     return _Kernel(uffd, pagemap, os.getpid())
 
 
-def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int]) -> bool:
+def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int], protect: bool = True) -> bool:
     page = mmap.PAGESIZE
     anchor = ctypes.c_char.from_buffer(memory)
     address = ctypes.addressof(anchor)
     del anchor  # no export left: the mmap may be closed
-    ranges = kernel.scan(address, len(memory))
+    ranges = kernel.scan(address, len(memory), protect)
     if ranges is None:
         return False
     seen = {p for start, end in ranges for p in range((start - address) // page, (end - address) // page)}
@@ -193,8 +196,8 @@ def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int]) -> bool:
 
 def _self_test(kernel: _Kernel) -> bool:
     """Arm small anonymous and memfd copy-on-write memories (wasmtime's two kinds), write one page
-    from Python and one from the kernel (read(2) into it), and check that exactly those are found,
-    then nothing, then a page written again."""
+    from Python and one from the kernel (read(2) into it), and check that exactly those are found
+    (twice without protecting, once protecting), then nothing, then a page written again."""
     page = mmap.PAGESIZE
     for kind in ("anonymous", "memfd"):
         if kind == "memfd":
@@ -220,7 +223,10 @@ def _self_test(kernel: _Kernel) -> bool:
             finally:
                 os.close(read)
                 os.close(write)
-            if not _found_exactly(kernel, memory, {1, 3}) or not _found_exactly(kernel, memory, set()):
+            for protect in (False, False, True):
+                if not _found_exactly(kernel, memory, {1, 3}, protect):
+                    return False
+            if not _found_exactly(kernel, memory, set()):
                 return False
             memory[3 * page : 3 * page + 1] = b"\x02"
             if not _found_exactly(kernel, memory, {3}):
@@ -259,13 +265,15 @@ def available() -> bool:
 
 class WrittenPages:
     """The chunks of one memory written between two looks. The caller passes the memory's current
-    address and size at every look (a memory may move or grow): `take_written` answers the chunk
-    offsets written since the previous look, or None for "unknown: compare everything", which it
+    address and size at every look (a memory may move or grow): `take_written` answers the offsets
+    of every chunk written since the previous look (and of those written since the memory was last
+    protected, up to RELEARN looks before), or None for "unknown: compare everything", which it
     answers at the first look, after any change of address or size, after `close`, whenever
     tracking is off or failed, and while it pauses on a memory written too densely for it to pay."""
 
     def __init__(self) -> None:
         self._armed: tuple[int, int, int] | None = None  # address, size, pid
+        self._looks = 0  # since the memory was last protected
         self._paused = 0  # looks left before tracking is tried again
         self._pause = PAUSE_FIRST  # the next pause's length
 
@@ -282,11 +290,13 @@ class WrittenPages:
         if self._paused:
             self._paused -= 1
             return None
-        written = kernel.scan(address, size) if armed == (address, size, kernel.pid) else None
+        relearn = self._looks + 1 >= RELEARN
+        written = kernel.scan(address, size, relearn) if armed == (address, size, kernel.pid) else None
         if written is None:
             if kernel.arm(address, size):
-                self._armed = (address, size, kernel.pid)
+                self._armed, self._looks = (address, size, kernel.pid), 0
             return None
+        self._looks = 0 if relearn else self._looks + 1
         self._armed = armed
         offsets: set[int] = set()
         pages = 0
@@ -294,13 +304,13 @@ class WrittenPages:
             first, last = max(start, address) - address, min(end, address + size) - address
             offsets.update(range(first - first % CHUNK, last, CHUNK))
             pages += (last - first) // mmap.PAGESIZE
-        if pages * PAGE_FAULT_IN_CHUNK_COMPARES > size // CHUNK - len(offsets):
-            kernel.unprotect(address, size)  # too dense to pay: no faults for a while
+        if relearn and pages * PAGE_FAULT_IN_CHUNK_COMPARES > (size // CHUNK - len(offsets)) * RELEARN:
+            kernel.unprotect(address, size)  # its cycle's faults cost more than its looks saved
             self._armed, self._paused, self._pause = None, self._pause, min(2 * self._pause, PAUSE_MAX)
-        else:
+        elif relearn:
             self._pause = PAUSE_FIRST
-        return sorted(offsets)  # right either way: the pages written since the last look
+        return sorted(offsets)  # right either way: every page written since the last look is in
 
     def close(self) -> None:
         """Forget the memory (its registration ends with its mapping): the next look compares all."""
-        self._armed, self._paused, self._pause = None, 0, PAUSE_FIRST
+        self._armed, self._looks, self._paused, self._pause = None, 0, 0, PAUSE_FIRST
