@@ -21,7 +21,8 @@ def node(port: int, data_dir: str, sign_answers: bool = True, workers: int = 0) 
     --ingest-workers` itself (server/serve.py). Its compiled images are kept between runs (a fresh data
     dir compiled the image again, ~20 CPU-s on the cores the bench measures)."""
     from aonode.engine.first_start import compile_cache
-    from aonode.server.serve import hypercorn_config, run_served, run_until, serve
+    from aonode.server.event_loop import run_served
+    from aonode.server.serve import hypercorn_config, run_until, serve
 
     COMPILE_CACHE.mkdir(exist_ok=True)
     compile_cache(Path(data_dir)).symlink_to(COMPILE_CACHE, target_is_directory=True)
@@ -49,8 +50,9 @@ def bare(port: int) -> None:
     from starlette.responses import Response
     from starlette.routing import Route as StarletteRoute
 
+    from aonode.server.event_loop import run_served
     from aonode.server.ingest_workers import reuse_port_socket
-    from aonode.server.serve import hypercorn_config, run_served, run_until
+    from aonode.server.serve import hypercorn_config, run_until
 
     async def answer(request: Request) -> Response:
         await request.body()
@@ -65,8 +67,8 @@ def bare(port: int) -> None:
 def bare_lean(port: int) -> None:
     """The same answer to any POST from server/ingest_http.py's server on uvloop (no tunnel taken)."""
     from aonode.server import ingest_http
+    from aonode.server.event_loop import run_served
     from aonode.server.ingest_workers import reuse_port_socket
-    from aonode.server.serve import run_served
 
     headers = [(b"content-length", str(len(BARE_ANSWER)).encode()), (b"content-type", b"application/json")]
 

@@ -20,13 +20,14 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
 import time
+from urllib.parse import urlsplit
 
 import cbor2
-import httpx
 
 from aonode.engine.crypto import Wallet, verify
 from aonode.engine.errors import AONodeError, Busy
@@ -34,16 +35,17 @@ from aonode.engine.frozen_heap import freeze_start
 from aonode.engine.message import Message
 from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.app import cors_headers
+from aonode.server.event_loop import run_served
 from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_answer import JsonAnswers
 from aonode.server.ingest_workers import reuse_port_socket
 from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn, placed_answer
 from aonode.server.sequencer_socket import frame, placed, rendered, take_frame
-from aonode.server.serve import run_served
 from aonode.server.signing import Scope, answer_signer
 
 MAX_IN_FLIGHT = 512  # schedule requests waiting for the node at once; more: 503 at once
 OWNER_WAIT_SECONDS = 60.0
+OWNER_POLL_SECONDS = 0.02  # between two asks whether the node's process answers (a refusal costs ~50 us)
 FLUSH_WINDOW = 0.002  # seconds between two writes to the node's sequencer at most (Sequencer._write)
 GRACEFUL_SECONDS = 30.0  # at a stop, what is in flight is answered within this (as hypercorn's graceful timeout)
 
@@ -213,8 +215,7 @@ async def _serve(args: argparse.Namespace) -> None:
     wallet = node_wallet(args.wallet, await _owner_answering(args.owner))
     sequencer = await Sequencer.connect(args.sequencer)
     worker = Worker(sequencer, wallet, args.max_body)
-    owner = httpx.URL(args.owner)
-    http = ingest_http.Server(worker.answer, (owner.host, owner.port or 80), worker.unreachable, args.max_body)
+    http = ingest_http.Server(worker.answer, _host_port(args.owner), worker.unreachable, args.max_body)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
         lambda: ingest_http.Connection(http), sock=reuse_port_socket(args.host, args.port)
@@ -253,17 +254,41 @@ def node_wallet(path: str, address: str) -> Wallet:
 
 
 async def _owner_answering(owner: str) -> str:
-    """Wait until the node's process answers on its private port (then relayed requests find it): its address."""
-    async with httpx.AsyncClient(base_url=owner, timeout=5) as client:
-        for _ in range(int(OWNER_WAIT_SECONDS * 10)):
-            try:
-                answer = await client.get("/~meta@1.0/info/address")
-                if answer.status_code == 200:
-                    return answer.text
-                await asyncio.sleep(0.1)
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
+    """Wait until the node's process answers on its private port (then relayed requests find it): its address.
+    The worker starts before the node does (server/ingest_workers.py); until the node serves, its port
+    refuses, and a refusal is asked again soon. One plain HTTP/1.1 GET (httpx's import was a tenth of a
+    worker's start)."""
+    host, port = _host_port(owner)
+    parent, deadline = os.getppid(), time.monotonic() + OWNER_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if os.getppid() != parent:  # the node's process ended before it served (killed, or its start failed)
+            raise SystemExit("the node's process ended before it answered")
+        try:
+            status, body = await asyncio.wait_for(_get(host, port, "/~meta@1.0/info/address"), 5)
+            if status == 200:
+                return body.decode()
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+            pass
+        await asyncio.sleep(OWNER_POLL_SECONDS)
     raise SystemExit(f"the node's process at {owner} does not answer")
+
+
+async def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """(status, body) of one GET on a connection of its own (the answer's Content-Length counts)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nhost: {host}:{port}\r\nconnection: close\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *fields = head.decode("latin-1").split("\r\n")
+        length = next((int(v) for k, _, v in (f.partition(":") for f in fields) if k.lower() == "content-length"), 0)
+        return int(status_line.split(" ", 2)[1]), await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80
 
 
 async def _stop_when(closed: asyncio.Event, stop: asyncio.Event) -> None:

@@ -40,9 +40,12 @@ def reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socke
 
 @dataclass
 class IngestWorkers:
-    """The sequencer socket and the supervised worker processes of one served node."""
+    """The supervised worker processes of one served node and (once it is made) its sequencer socket.
 
-    node: NodeAPI
+    Started before the node (`start`): a worker's imports (~0.3-0.5 CPU-s) overlap the node's start instead
+    of following it, and the worker then waits until the node's private port answers; `sequence(node)`
+    opens the sequencer socket before the node serves, so a worker that finds the node answering finds it."""
+
     count: int
     host: str
     port: int
@@ -50,13 +53,18 @@ class IngestWorkers:
     wallet_path: str
     max_body: int
     reserved: socket.socket | None = None  # the public port, bound by this process, not listening
+    owner_socket: socket.socket | None = None  # owner_url's, bound; the node's server listens on it
     name: str = field(default_factory=lambda: f"aonode-ingest-{secrets.token_hex(8)}")
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    sequencer: SequencerSocket | None = None
 
     def __post_init__(self) -> None:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self.sequencer = SequencerSocket(self.node, self.name, self.pids)
+
+    def sequence(self, node: NodeAPI) -> None:
+        """The node's sequencer socket, which the workers connect to once its private port answers."""
+        self.sequencer = SequencerSocket(node, self.name, self.pids)
 
     def pids(self) -> set[int]:
         with self._lock:
@@ -101,6 +109,8 @@ class IngestWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self.sequencer.close()
-        if self.reserved is not None:
-            self.reserved.close()
+        if self.sequencer is not None:
+            self.sequencer.close()
+        for sock in (self.reserved, self.owner_socket):
+            if sock is not None:
+                sock.close()  # if not handed over (detached: nothing to close)

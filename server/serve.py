@@ -8,10 +8,9 @@ snapshotted and nothing is replayed on the next start.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -27,6 +26,7 @@ from aonode.engine.startup import mark
 from aonode.server.api import NodeAPI
 from aonode.server.app import CRON_EVERY_SECONDS, Limits, create_app
 from aonode.server.chainwatch import watch_chain
+from aonode.server.event_loop import run_served
 from aonode.server.ingest_workers import IngestWorkers
 from aonode.server.listen import base_url, claimed_socket
 from aonode.server.state import server_of_app
@@ -76,28 +76,6 @@ def hypercorn_config(host: str, port: int) -> Config:
     return config
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's event loop when installed (AONODE_UVLOOP=0: asyncio's own, to compare), else asyncio's.
-
-    Why: the event loop thread carries all of HTTP/1.1 (hypercorn) and the app's awaits, and under signed
-    ingest it holds the GIL more than every other thread together; uvloop's transports and scheduling
-    cost less CPU per request than asyncio's selector loop (bench/bench_ingest.py)."""
-    if os.environ.get("AONODE_UVLOOP", "1") != "0":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            return uvloop.new_event_loop
-    return asyncio.new_event_loop
-
-
-def run_served(main: Coroutine[object, object, None]) -> None:
-    """`asyncio.run(main)` on the serving event loop (event_loop_factory)."""
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(main)
-
-
 async def run_until(app: object, config: Config, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then drain in-flight requests."""
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
@@ -142,7 +120,11 @@ def serve(
     from aonode.server.compose import make_node
 
     public, claim = claimed_socket(host, port, reuse_port=ingest_workers > 0)  # the workers' sockets share its port
+    workers: IngestWorkers | None = None
     try:
+        if ingest_workers > 0:  # started first: their start overlaps the node's (server/ingest_workers.py)
+            wallet_path = wallet if isinstance(wallet, str) else str(Path(data_dir) / WALLET)
+            workers = _workers(ingest_workers, wallet_path, (limits or Limits()).max_body, public)
         node = make_node(
             Path(data_dir),
             dev=dev,
@@ -152,12 +134,13 @@ def serve(
             wallet=Wallet.load(wallet) if isinstance(wallet, str) else wallet,
         )
     except BaseException:
+        if workers is not None:
+            workers.close()
         public.close()
         claim.close()
         raise
     mark("node")
     chain_watch = watch_chain(node, gateway_url(), first_after=CHAIN_FIRST_AFTER)
-    workers: IngestWorkers | None = None
     try:
         url = base_url(host, public)
         if demo:
@@ -171,9 +154,10 @@ def serve(
         announce(f"aonode {node.address} serving {url} ({where}, dev: {dev}); Ctrl-C stops")
         app = create_app(node, dev=dev, limits=limits, cron_every=cron_every)
         config = hypercorn_config(host, port)
-        if ingest_workers > 0:
-            wallet_path = wallet if isinstance(wallet, str) else str(Path(data_dir) / WALLET)
-            workers = _with_workers(node, config, ingest_workers, wallet_path, (limits or Limits()).max_body, public)
+        if workers is not None:
+            assert workers.owner_socket is not None
+            config.bind = [f"fd://{workers.owner_socket.detach()}"]  # the node's own server: the private port
+            workers.sequence(node)
         else:
             config.bind = [f"fd://{public.detach()}"]  # hypercorn listens on it and closes it
         run_served(_main(app, config, workers))
@@ -186,19 +170,15 @@ def serve(
         node.close()
 
 
-def _with_workers(
-    node: NodeAPI, config: Config, count: int, wallet_path: str, max_body: int, public: socket.socket
-) -> IngestWorkers:
-    """`config` rebound to a private loopback port only: the workers take the public port (this process's
-    core sequences; what they do not answer they tunnel here) and are started. This process holds the
-    public socket bound, not listening (no connection comes to it), so that the port stays this node's."""
+def _workers(count: int, wallet_path: str, max_body: int, public: socket.socket) -> IngestWorkers:
+    """The workers started on the public port (this process's core sequences; what they do not answer they
+    tunnel to its private loopback port, bound here, listening once the node serves). This process holds
+    the public socket bound, not listening (no connection comes to it), so that the port stays this node's."""
     host, port = public.getsockname()[:2]
     private = socket.socket()
-    private.bind(("127.0.0.1", 0))
-    private.listen(1024)
+    private.bind(("127.0.0.1", 0))  # listening once the node serves: a worker's wait is refused until then
     owner = f"http://127.0.0.1:{private.getsockname()[1]}"
-    config.bind = [f"fd://{private.detach()}"]
-    workers = IngestWorkers(node, count, host, port, owner, wallet_path, max_body, public)
+    workers = IngestWorkers(count, host, port, owner, wallet_path, max_body, public, private)
     workers.start()
     return workers
 
