@@ -201,7 +201,7 @@ def decode(req: Request) -> Decoded:
     """Verify and decode a request. Signed: only covered fields (and a digested body) count."""
     fields = req.field_values()
     digested = check_digest(fields, req.body)
-    commitments = verify(req)
+    commitments = verify(req, fields)
     covered = {n for c in commitments for n in c.components if not n.startswith("@")}
     if commitments:
         if req.body and not (digested and "content-digest" in covered):

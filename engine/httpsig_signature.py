@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from aonode.engine import httpsig_canonical
-from aonode.engine.crypto import Wallet, address_of, rsa_public_key
+from aonode.engine.crypto import Wallet, key_address, rsa_public_key
 from aonode.engine.errors import BadInput
 from aonode.engine.message import b64url, b64url_decode
 
@@ -125,9 +125,10 @@ def sig_label(address: str) -> str:
 # -- verification -----------------------------------------------------------------------------------
 
 
-def verify(req: Request) -> tuple[Commitment, ...]:
-    """Every signature on `req`, verified; BadInput names the first that fails (none: empty tuple)."""
-    fields = req.field_values()
+def verify(req: Request, fields: Mapping[str, str] | None = None) -> tuple[Commitment, ...]:
+    """Every signature on `req`, verified; BadInput names the first that fails (none: empty tuple).
+    `fields`: `req.field_values()` when the caller has them already."""
+    fields = req.field_values() if fields is None else fields
     raw_sig, raw_input = fields.get("signature"), fields.get("signature-input")
     if raw_sig is None and raw_input is None:
         return ()
@@ -135,7 +136,7 @@ def verify(req: Request) -> tuple[Commitment, ...]:
         raise BadInput("signature and signature-input must come together")
     canonical = httpsig_canonical.parse(raw_sig, raw_input)
     if canonical is not None:  # the usual shape, read without http_sfv (httpsig_canonical.py says why)
-        return tuple(_verify_canonical(req, one) for one in canonical)
+        return tuple(_verify_canonical(req, one, fields) for one in canonical)
     sigs, inputs = http_sfv.Dictionary(), http_sfv.Dictionary()
     try:
         sigs.parse(raw_sig.encode("latin-1"))
@@ -161,9 +162,8 @@ def _verify_one(req: Request, label: str, member: http_sfv.InnerList, signature:
     return replace(found, tag=None if tag is None else str(tag))
 
 
-def _verify_canonical(req: Request, one: httpsig_canonical.Input) -> Commitment:
+def _verify_canonical(req: Request, one: httpsig_canonical.Input, fields: Mapping[str, str]) -> Commitment:
     """`_verify_one` of a canonical member: the same base, the same checks."""
-    fields = req.field_values()
     lines = []
     for name in one.components:
         if name.startswith("@"):
@@ -176,18 +176,25 @@ def _verify_canonical(req: Request, one: httpsig_canonical.Input) -> Commitment:
     lines.append(f'"@signature-params": {one.params_line}')
     base = "\n".join(lines).encode("utf-8")
     alg, keyid, tag = (str(one.params.get(k, "")) for k in ("alg", "keyid", "tag"))
-    found = verify_base(one.label, alg.lower(), keyid, one.components, base, one.signature)
-    return replace(found, tag=tag if "tag" in one.params else None)
+    return verify_base(
+        one.label, alg.lower(), keyid, one.components, base, one.signature, tag if "tag" in one.params else None
+    )
 
 
 def verify_base(
-    label: str, alg: str, keyid: str, components: tuple[str, ...], base: bytes, signature: bytes
+    label: str,
+    alg: str,
+    keyid: str,
+    components: tuple[str, ...],
+    base: bytes,
+    signature: bytes,
+    tag: str | None = None,
 ) -> Commitment:
     """One signature over `base`, verified: an owner's commitment, or (hmac-sha256) an id only."""
     if alg == HMAC_SHA256:
         if not hmac.compare_digest(hmac.new(b"ao", base, hashlib.sha256).digest(), signature):
             raise BadInput(f"hmac commitment {label!r} does not match the message")
-        return Commitment(label, alg, keyid, components, signature, None)
+        return Commitment(label, alg, keyid, components, signature, None, tag)
     key = public_key_bytes(keyid)
     try:
         if alg == RSA_PSS_SHA512 or (not alg and len(key) == 512):
@@ -200,7 +207,7 @@ def verify_base(
             raise BadInput(f"unsupported signature algorithm {alg!r}")
     except (InvalidSignature, ValueError) as err:
         raise BadInput(f"signature {label!r} does not verify") from err
-    return Commitment(label, alg, keyid, components, signature, address_of(key))
+    return Commitment(label, alg, keyid, components, signature, key_address(key), tag)
 
 
 def public_key_bytes(keyid: str) -> bytes:

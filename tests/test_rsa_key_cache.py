@@ -71,3 +71,15 @@ def test_only_4096_bit_keys_are_kept() -> None:
     crypto.rsa_public_key(odd)
     assert crypto.rsa_public_key(odd) is not crypto.rsa_public_key(odd)  # not kept
     assert crypto.rsa_public_key(odd).public_numbers().n == int.from_bytes(odd, "big")
+
+
+def test_a_signers_address_is_its_own_key_s(wallets: tuple[Wallet, Wallet]) -> None:
+    """crypto.key_address remembers 4096-bit keys' addresses (an httpsig check's committer): each
+    key keeps its own, and other sizes are computed each time, the same as address_of."""
+    a, b = wallets
+    for _ in range(2):  # the second round reads the remembered addresses
+        assert (crypto.key_address(a.owner), crypto.key_address(b.owner)) == (a.address, b.address)
+        committers = {httpsig.decode(httpsig.signed_message(w, {"action": b"Ping"})).signer.committer for w in (a, b)}  # type: ignore[union-attr]
+        assert committers == {a.address, b.address}
+    ed = Wallet.generate("ed25519")
+    assert crypto.key_address(ed.owner) == crypto.address_of(ed.owner) == ed.address
