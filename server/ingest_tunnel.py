@@ -59,6 +59,8 @@ class Tunnel:
             transport.close()
             return
         self.upstream = transport
+        if self.client.get_write_buffer_size():  # the client has not taken an answer before this one yet:
+            transport.pause_reading()  # its pause came before there was an upstream; its resume reads on
         if not self.client.is_closing():
             self.client.resume_reading()  # before the held bytes: writing them pauses it again if not taken
         for chunk in self.held:

@@ -2,12 +2,14 @@
 many clients that ask the node's server (a plain asyncio server standing in for it) for a large answer
 and never read it make the worker hold at most UPSTREAM_READ bytes each for them (before: up to 1 MiB
 each way per tunnel, outside the worker's byte budget), none of it counted in the budget, so that a
-request the worker answers itself and a read through another tunnel are still answered at once."""
+request the worker answers itself and a read through another tunnel are still answered at once; and
+a tunnel begun while the client has not taken the answer before it does not read for it meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from typing import cast
 
 import uvloop
 
@@ -72,6 +74,61 @@ def test_slow_tunnel_clients_hold_little_each_and_stop_no_other_request() -> Non
         writer.close()
         for sock in slow:
             sock.close()
+        listener.close()
+        up.close()
+
+    uvloop.run(scenario())
+
+
+class _Client(asyncio.Protocol):
+    """The worker's side of a client connection, driving a tunnel as ingest_http.Connection does."""
+
+    def __init__(self, made: asyncio.Future[asyncio.Transport]) -> None:
+        self.made = made
+        self.tunnel: ingest_tunnel.Tunnel | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.set_result(cast(asyncio.Transport, transport))
+
+    def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.pause_upstream(True)
+
+    def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.pause_upstream(False)
+
+
+def test_a_tunnel_begun_behind_an_answer_the_client_has_not_taken_reads_no_more_for_it() -> None:
+    """An answer the worker gave is still in the client's buffer (its pause came before the tunnel
+    had an upstream to pause) when the next request on the connection becomes a tunnel: the node's
+    answer is not read into that buffer while the client takes nothing (before: all of it)."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        up = await asyncio.start_server(_upstream, "127.0.0.1", 0)
+        made: asyncio.Future[asyncio.Transport] = loop.create_future()
+        protocol = _Client(made)
+        listener = await loop.create_server(lambda: protocol, "127.0.0.1", 0)
+        client = socket.socket()  # never reads
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.sockets[0].getsockname())
+        transport = await made
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 8388608\r\n\r\n" + b"a" * (8 << 20))
+        await asyncio.sleep(0.5)
+        before = transport.get_write_buffer_size()
+        assert before > 0  # the kernel's buffers took what they could: the rest waits here
+        protocol.tunnel = ingest_tunnel.Tunnel(transport, b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+
+        async def refused(err: BaseException) -> bytes:
+            raise AssertionError(err)
+
+        await protocol.tunnel.open(("127.0.0.1", up.sockets[0].getsockname()[1]), refused)
+        await asyncio.sleep(2)
+        held = transport.get_write_buffer_size() - before
+        assert held <= ingest_tunnel.UPSTREAM_READ, f"{held} bytes of the node's answer held for the client"
+        client.close()
         listener.close()
         up.close()
 
