@@ -43,6 +43,8 @@ def test_processes_and_messages(store: Store):
 
 
 def test_assignments_are_unique_per_slot_and_message(store: Store):
+    for pid in ("p", "q"):  # listed: a scheduled message is found by id through the listed processes
+        store.put_process(pid, Message.create(owner=OWNER, tags=[("Type", "Process")], data=pid))
     store.append_assignment(assignment("p", 0, msg(0)))
     store.append_assignment(assignment("p", 1, msg(1)))
     with pytest.raises(BadInput, match="already assigned"):

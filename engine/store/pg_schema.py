@@ -60,6 +60,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("CREATE TABLE memory_chunks (hash text PRIMARY KEY, body bytea NOT NULL)",),
     # 5: what the nodes sharing this database agree on: the scheduler address (engine/store/pg_identity.py).
     ("CREATE TABLE node_identity (key text PRIMARY KEY, value text NOT NULL)",),
+    # 6: a scheduled message's body only in its assignment row (rows.py, SCHEDULED_MESSAGE): a node that
+    # knows only 1-5 would not find the new ones in `messages`, so it must not run on this database.
+    (
+        "COMMENT ON TABLE messages IS 'process definitions and messages stored on their own; a scheduled "
+        "message is in assignments.message (since schema 6; older rows are in both)'",
+    ),
 )
 
 

@@ -29,13 +29,12 @@ Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
 def insert_assignments(conn: psycopg.Connection, batch: Sequence[Assignment]) -> None:
-    """A plan's rows, one statement per table however many (as SQLiteStore._append)."""
+    """A plan's rows, one statement however many, the body only there (as SQLiteStore._append; rows.py)."""
     if not batch:
         return
     rows = [assignment_values(a, a.message.to_cbor()) for a in batch]
     with conn.cursor() as cur:
         cur.executemany(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", rows)
-        cur.executemany("INSERT INTO messages VALUES (%s, %s) ON CONFLICT DO NOTHING", [(r[2], r[-1]) for r in rows])
 
 
 def committed(block: psycopg.Transaction) -> None:

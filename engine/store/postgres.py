@@ -32,6 +32,7 @@ from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
     KEEP_SNAPSHOTS,
+    SCHEDULED_MESSAGE,
     check_sha256,
     live_chunks,
     range_clause,
@@ -160,6 +161,7 @@ class PostgresStore:
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = %s", (mid,))
+        row = row or self._one(SCHEDULED_MESSAGE.format(mark="%s"), (mid,))
         return Message.from_cbor(bytes(row[0]), f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------

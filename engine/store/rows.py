@@ -19,6 +19,13 @@ GC_EVERY = 8  # chunked snapshots stored between two collections of unreferenced
 KEEP_SNAPSHOTS = 8  # chunked snapshots kept per process: the newest, and older ones to fall back on
 
 ASSIGNMENT_COLUMNS = "process, slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain, message"
+# A scheduled message's body is stored once, in its assignment row (`messages` holds process definitions
+# and messages put on their own; rows written before also hold a copy of each scheduled one there). Found
+# through the (process, message_id) key of each listed process: every assignment but a slot 0 whose spawn
+# never finished is of a listed process, and a slot 0's message is its definition, in `messages`.
+SCHEDULED_MESSAGE = (
+    "SELECT message FROM assignments WHERE process IN (SELECT pid FROM processes) AND message_id = {mark} LIMIT 1"
+)
 # An assignment's columns but the message: enough to tell whether a kept assignment is still the tip.
 TIP_COLUMNS = "slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")

@@ -31,6 +31,7 @@ from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
     GC_EVERY,
     KEEP_SNAPSHOTS,
+    SCHEDULED_MESSAGE,
     TIP_COLUMNS,
     already_assigned,
     assignment_values,
@@ -124,6 +125,7 @@ class SQLiteStore(SQLiteDatabase):
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = ?", (mid,))
+        row = row or self._one(SCHEDULED_MESSAGE.format(mark="?"), (mid,))
         return Message.from_cbor(row[0], f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------
@@ -156,10 +158,9 @@ class SQLiteStore(SQLiteDatabase):
         batch: Sequence[Assignment] = ()
         try:
             batch, answer = plan(_View(self, pid))
-            if batch:  # one statement per table for the plan's rows, however many
+            if batch:  # one statement for the plan's rows, however many (the body only here: rows.py)
                 rows = [assignment_values(a, a.message.to_cbor()) for a in batch]
                 conn.executemany(f"INSERT INTO assignments ({ASSIGNMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                conn.executemany("INSERT OR IGNORE INTO messages VALUES (?, ?)", [(r[2], r[-1]) for r in rows])
         except sqlite3.IntegrityError as err:
             raise BadInput(already_assigned(batch)) from err
         if batch:
