@@ -1,6 +1,6 @@
 """Where a slot's time goes on the process path (issue 13 goal 1): µs per message in each part.
 
-Run: python bench/profile_process.py [--messages 400] [--runs 2] [--one-at-a-time]
+Run: python bench/profile_process.py [--messages 400] [--runs 2] [--one-at-a-time] [--wake-every 1 4]
 
 Why: bench_process.py gives the ratio of the process path to bare wasm; this says which part of the
 difference to cut next. The same token Transfer backlog as bench_process.py is computed by one
@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from aonode.engine.devices import wasm_ahead  # noqa: E402
 from aonode.engine.devices.json_iface import JSONInterface  # noqa: E402
 from aonode.engine.devices.patch import Patch  # noqa: E402
 from aonode.engine.devices.process import ProcessDevice  # noqa: E402
@@ -151,26 +152,35 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--one-at-a-time", action="store_true", help="AONODE_WASM_AHEAD=0: no wasm-ahead thread")
+    parser.add_argument(
+        "--wake-every",
+        type=int,
+        nargs="+",
+        default=[wasm_ahead.WAKE_EVERY],
+        help="begun slots per wake-up of the compute thread (slot_handover.py); several: runs alternate between them",
+    )
     args = parser.parse_args()
     os.environ[SWITCH] = "0" if args.one_at_a_time else "1"  # not as engine/devices/pace.py would choose
     n = args.messages
     for run in range(1, args.runs + 1):
-        total, window = profile(n)
-        report(run, n, total, window)
+        for wake_every in args.wake_every if run % 2 else reversed(args.wake_every):
+            wasm_ahead.WAKE_EVERY = wake_every
+            total, window = profile(n)
+            report(run, n, total, window, f"WAKE_EVERY={wake_every}")
 
 
 def _us(seconds: float, n: int) -> str:
     return f"{seconds / n * 1e6:.0f}"
 
 
-def report(run: int, n: int, total: float, window: Window) -> None:
+def report(run: int, n: int, total: float, window: Window, variant: str) -> None:
     """One run's table: each part's wall and CPU µs per message on each thread, then the threads' totals."""
     nested = {label for _, _, label in PARTS if label.startswith("  of which")}
     parts = sum(v for k, v in window.compute.items() if k not in nested)
     parts_cpu = sum(v for k, v in window.compute_cpu.items() if k not in nested)
     ahead_cpu = sum(v for k, v in window.ahead_cpu.items() if k not in nested)
     print(
-        f"\n## run {run}: Node.now over {n} token Transfers, {n / total:.0f} msgs/s"
+        f"\n## run {run}, {variant}: Node.now over {n} token Transfers, {n / total:.0f} msgs/s"
         f" (load {os.getloadavg()[0]:.2f}); the compute thread was woken {window.wakes} times"
         " with begun slots\n"
         "| part | compute thread µs/msg wall | CPU | wasm-ahead thread µs/msg wall | CPU |\n|---|---:|---:|---:|---:|"
