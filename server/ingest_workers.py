@@ -6,8 +6,8 @@ is refused at start), and its claim on the port (server/listen.py: else another 
 instant could join it through SO_REUSEPORT), and serves on a private loopback port, which the workers
 tunnel every request they do not answer to, and on the sequencer socket (server/sequencer_socket.py)
 they hand checked messages to: its core sequences, the workers' cores do HTTP and signature checks. A
-worker that dies is started again; at a stop the workers get SIGTERM first and answer what they hold
-while the node still runs.
+worker that dies is started again (ever more rarely while it dies soon after each start); at a stop the
+workers get SIGTERM first and answer what they hold while the node still runs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aonode.server.api import NodeAPI
@@ -27,6 +28,8 @@ from aonode.server.sequencer_socket import SequencerSocket
 
 log = logging.getLogger("aonode.server")
 RESTART_POLL_SECONDS = 0.5
+RESTART_LONGEST = 30.0  # seconds at most between the starts of a worker that keeps ending soon after its start
+SHORT_LIFE = 20.0  # seconds: a worker that ended sooner after its start waits longer before the next
 STOP_SECONDS = 35.0  # a worker's graceful stop (hypercorn's 30 s) and then some
 
 
@@ -84,12 +87,27 @@ class IngestWorkers:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
     def _supervise(self) -> None:
+        """A worker that ends is started again at the next poll; one that ended within SHORT_LIFE of its
+        start waits twice as long as the last time first (from RESTART_POLL_SECONDS up to RESTART_LONGEST):
+        a worker that cannot start (a wallet file since replaced, a port another program took) would
+        otherwise cost a worker's start (~0.6 CPU-s) every poll for ever."""
+        started, waits, due = [time.monotonic()] * self.count, [0.0] * self.count, dict[int, float]()
         while not self._stopping.wait(RESTART_POLL_SECONDS):
             with self._lock:
                 for i, proc in enumerate(self.procs):
-                    if proc.poll() is not None and not self._stopping.is_set():
-                        log.warning("ingest worker %d ended (%s); starting another", proc.pid, proc.returncode)
-                        self.procs[i] = self._spawn()
+                    now = time.monotonic()
+                    if self._stopping.is_set():
+                        return
+                    if i not in due and proc.poll() is not None:
+                        soon = now - started[i] < SHORT_LIFE
+                        waits[i] = min(max(2 * waits[i], RESTART_POLL_SECONDS), RESTART_LONGEST) if soon else 0.0
+                        due[i] = now + waits[i]
+                        log.warning(
+                            "ingest worker %d ended (%s); another in %.1f s", proc.pid, proc.returncode, waits[i]
+                        )
+                    if i in due and now >= due[i]:
+                        del due[i]
+                        self.procs[i], started[i] = self._spawn(), now
 
     def stop_workers(self) -> None:
         """SIGTERM to every worker (they finish what they hold; the sequencer still answers them)."""
