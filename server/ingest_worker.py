@@ -45,6 +45,7 @@ from aonode.server.signing import Scope, answer_signer
 
 MAX_IN_FLIGHT = 512  # schedule requests waiting for the node at once; more: 503 at once
 OWNER_WAIT_SECONDS = 60.0
+WALLET_POLL_SECONDS = 0.05  # between two reads of a wallet file not yet written whole
 OWNER_POLL_SECONDS = 0.02  # between two asks whether the node's process answers (a refusal costs ~50 us)
 FLUSH_WINDOW = 0.002  # seconds between two writes to the node's sequencer at most (Sequencer._write)
 GRACEFUL_SECONDS = 30.0  # at a stop, what is in flight is answered within this (as hypercorn's graceful timeout)
@@ -143,9 +144,9 @@ class Sequencer:
 class Worker:
     """The schedule POSTs checked here and sequenced by the node (server/ingest_http.py's handler)."""
 
-    def __init__(self, sequencer: Sequencer, wallet: Wallet, max_body: int) -> None:
+    def __init__(self, sequencer: Sequencer, answers: JsonAnswers, max_body: int) -> None:
         self.sequencer = sequencer
-        self.answers = JsonAnswers(answer_signer(wallet), cors_headers())
+        self.answers = answers
         self.max_body = max_body
 
     async def answer(self, scope: Scope, body: bytes) -> bytes | None:
@@ -212,17 +213,20 @@ def _check(scope: Scope, body: bytes, pid: str | None) -> tuple[str, Message, st
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    wallet = node_wallet(args.wallet, await _owner_answering(args.owner))
+    answering = asyncio.ensure_future(_owner_answering(args.owner))
+    wallet = await _key_ready(args.wallet, answering)  # while the node starts: its first answer waits less
+    answers = JsonAnswers(answer_signer(wallet), cors_headers())  # the session key, vouched for by the wallet
+    freeze_start()  # what the start made, frozen for good: a full collection (now and then, in the middle
+    # of an answer) walks only what serving made, not every module and object of the start (frozen_heap.py)
+    _is_the_nodes(wallet, args.wallet, await answering)
     sequencer = await Sequencer.connect(args.sequencer)
-    worker = Worker(sequencer, wallet, args.max_body)
+    worker = Worker(sequencer, answers, args.max_body)
     http = ingest_http.Server(worker.answer, _host_port(args.owner), worker.unreachable, args.max_body)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(
         lambda: ingest_http.Connection(http), sock=reuse_port_socket(args.host, args.port)
     )
     sweeper = loop.create_task(http.close_quiet_connections())
-    freeze_start()  # what the start made, frozen for good: a full collection (now and then, in the middle
-    # of an answer) walks only what serving made, not every module and object of the start (frozen_heap.py)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -244,13 +248,34 @@ def node_wallet(path: str, address: str) -> Wallet:
     at every start), which the node's process made on its wallet: this key must be that one (the node's
     `address`, from its public key) and must sign what its public key verifies (an edited private part
     would not), else the worker does not start. tests/test_ingest_worker_check.py."""
+    wallet = _signing_key(path)
+    _is_the_nodes(wallet, path, address)
+    return wallet
+
+
+def _signing_key(path: str) -> Wallet:
+    """`node_wallet`'s key and its signing check, before the node's address is known."""
     wallet = Wallet.load(path, known_valid=True)
-    if wallet.address != address:
-        raise SystemExit(f"the wallet {path} is not the node's ({wallet.address} is not {address})")
     probe = b"aonode ingest worker: this key signs what its public key verifies"
     if not verify(wallet.signature_type, wallet.owner, probe, wallet.sign(probe)):
         raise SystemExit(f"the wallet {path} does not sign what its public key verifies: a damaged key")
     return wallet
+
+
+def _is_the_nodes(wallet: Wallet, path: str, address: str) -> None:
+    if wallet.address != address:
+        raise SystemExit(f"the wallet {path} is not the node's ({wallet.address} is not {address})")
+
+
+async def _key_ready(path: str, answering: asyncio.Future[str]) -> Wallet:
+    """`_signing_key(path)` as soon as the file reads whole (a first start writes it while the node starts),
+    else once the node answers (then it is written); `node_wallet`'s address check follows."""
+    while not answering.done():
+        try:
+            return _signing_key(path)
+        except (OSError, ValueError, KeyError, TypeError):  # not written yet, or half written
+            await asyncio.wait([answering], timeout=WALLET_POLL_SECONDS)
+    return _signing_key(path)
 
 
 async def _owner_answering(owner: str) -> str:

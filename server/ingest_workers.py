@@ -45,9 +45,11 @@ def reuse_port_socket(host: str, port: int, listen: bool = True) -> socket.socke
 class IngestWorkers:
     """The supervised worker processes of one served node and (once it is made) its sequencer socket.
 
-    Started before the node (`start`): a worker's imports (~0.3-0.5 CPU-s) overlap the node's start instead
-    of following it, and the worker then waits until the node's private port answers; `sequence(node)`
-    opens the sequencer socket before the node serves, so a worker that finds the node answering finds it."""
+    One worker is started before the node (`start`): its imports (~0.6 CPU-s) overlap the node's start
+    instead of following it, and it then waits until the node's private port answers; `sequence(node)`
+    opens the sequencer socket before the node serves (a worker that finds the node answering finds it)
+    and starts the others: on a loaded machine every worker importing beside the node's start made the
+    first answer wait for CPU (bench/bench_coldstart.py --against)."""
 
     count: int
     host: str
@@ -66,8 +68,11 @@ class IngestWorkers:
         self._lock = threading.Lock()
 
     def sequence(self, node: NodeAPI) -> None:
-        """The node's sequencer socket, which the workers connect to once its private port answers."""
+        """The node's sequencer socket, which the workers connect to once its private port answers; the
+        workers but the first started."""
         self.sequencer = SequencerSocket(node, self.name, self.pids)
+        with self._lock:
+            self.procs += [self._spawn() for _ in range(self.count - len(self.procs))]
 
     def pids(self) -> set[int]:
         with self._lock:
@@ -75,7 +80,7 @@ class IngestWorkers:
 
     def start(self) -> None:
         with self._lock:
-            self.procs = [self._spawn() for _ in range(self.count)]
+            self.procs = [self._spawn()]
         threading.Thread(target=self._supervise, name="aonode-ingest-workers", daemon=True).start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:

@@ -106,7 +106,7 @@ def serve(
     announce: Callable[[str], None] = print,
     store: str | None = None,
     leases: LeaseConfig = DEFAULT_LEASES,
-    wallet: str | Wallet | None = None,
+    wallet: str | Wallet | Callable[[], Wallet | None] | None = None,
     snapshots: str | None = None,
     ingest_workers: int = 0,
 ) -> None:
@@ -116,7 +116,8 @@ def serve(
     (server/ingest_workers.py).
     `store`: a postgresql:// URL shared with other nodes (docs/scale-out.md); default the data dir.
     `snapshots`: an s3://bucket/prefix for the snapshots' bytes; default the store.
-    `wallet`: a JWK file, or the wallet itself; default the data dir's own."""
+    `wallet`: a JWK file, or the wallet itself, or a call that gives it (the CLI's first-start key search,
+    waited for once the ingest workers are started); default the data dir's own."""
     from aonode.server.compose import make_node
 
     public, claim = claimed_socket(host, port, reuse_port=ingest_workers > 0)  # the workers' sockets share its port
@@ -125,6 +126,8 @@ def serve(
         if ingest_workers > 0:  # started first: their start overlaps the node's (server/ingest_workers.py)
             wallet_path = wallet if isinstance(wallet, str) else str(Path(data_dir) / WALLET)
             workers = _workers(ingest_workers, wallet_path, (limits or Limits()).max_body, public)
+        if callable(wallet):
+            wallet = wallet()
         node = make_node(
             Path(data_dir),
             dev=dev,

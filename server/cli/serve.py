@@ -149,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
             demo=args.demo,
             cron_every=args.cron_every,
             store=args.store,
-            wallet=own_wallet() if own_wallet is not None else args.wallet,
+            wallet=own_wallet if own_wallet is not None else args.wallet,  # waited for once the workers start
             announce=_started,
             snapshots=args.snapshots,
             leases=LeaseConfig(ttl=args.lease_ttl, wait=args.lease_wait),
