@@ -29,6 +29,11 @@ SLOT_SECONDS = Histogram(
 MESSAGES_SCHEDULED = Counter(
     "aonode_messages_scheduled", "Messages assigned a slot (spawns included)", registry=REGISTRY
 )
+SCHEDULE_COMMITS = Counter(
+    "aonode_schedule_commits",
+    "Durable commits of schedules (one group commit holds many: messages scheduled / this = messages per fsync)",
+    registry=REGISTRY,
+)
 LIVE_INSTANCES = Gauge("aonode_live_instances", "Processes held live in memory (wasm instances)", registry=REGISTRY)
 EVICTIONS = Counter("aonode_evictions", "Live processes snapshotted and dropped from memory", registry=REGISTRY)
 SNAPSHOTS = Counter("aonode_snapshots", "Memory snapshots stored", registry=REGISTRY)
@@ -58,6 +63,10 @@ def slot_computed(seconds: float) -> None:
 
 def scheduled(count: int = 1) -> None:
     MESSAGES_SCHEDULED.inc(count)
+
+
+def schedule_committed() -> None:
+    SCHEDULE_COMMITS.inc()
 
 
 def live_instances(count: int) -> None:

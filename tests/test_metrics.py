@@ -65,6 +65,9 @@ def test_counters_move_when_messages_compute(srv: HttpNode) -> None:
     assert moved("aonode_slot_compute_seconds_count") >= 4
     assert moved("aonode_slot_compute_seconds_sum") > 0
     assert moved("aonode_messages_scheduled_total") >= 4
+    assert (
+        1 <= moved("aonode_schedule_commits_total") <= moved("aonode_messages_scheduled_total")
+    )  # sequential: ~1 each
     assert moved("aonode_snapshots_total") >= 1
     assert moved("aonode_snapshot_bytes_total") > 1000  # a zstd AOS memory is tens of KiB at least
     assert moved("aonode_dry_runs_total") == 1

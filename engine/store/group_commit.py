@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from aonode.engine import metrics
 from aonode.engine.errors import AONodeError
 
 R = TypeVar("R")
@@ -150,6 +151,7 @@ class GroupCommitter:
             for request in group:
                 request.answer.set_exception(err)
             return
+        metrics.schedule_committed()
         for index, request in enumerate(group):
             value, error = outcomes.get(index, (None, AONodeError("the store did not run this request")))
             if error is not None:
