@@ -181,3 +181,21 @@ def test_signature_data_is_the_deep_hash_of_the_fields(size: int, sig_type: int)
             blob[:size],
         ]
         assert _signature_data(sig_type, blob[:size], target, anchor, blob[:7], blob[:size]) == deep_hash(fields)
+
+
+@pytest.mark.parametrize("value_size", [1, 900, 3000])  # tag bytes remembered (<= 1 KiB) and not
+def test_remembered_tags_read_and_hash_as_decoded(ed_wallet: Wallet, value_size: int) -> None:
+    """Items sharing their tag bytes read the same tags and deep hash as the bytes decoded afresh, and
+    verify (the remembered tags and their hash are those of these exact bytes); a bad copy is refused
+    every time, never remembered."""
+    tags = [("Action", "Eval"), ("Long", "v" * value_size)]
+    items = [build_and_sign(ed_wallet, data=f"item {i}", tags=tags) for i in range(3)]
+    for built in items:
+        parsed = DataItem.parse(built.raw)
+        assert list(parsed.tags) == decode_tags(parsed.raw_tags) == tags
+        fields = [b"dataitem", b"1", b"2", parsed.owner, b"", b"", parsed.raw_tags, parsed.data]
+        assert parsed.signature_data() == deep_hash(fields) and parsed.verify()
+    bad = items[0].raw.replace(b"Eval", b"\xffval")
+    for _ in range(2):
+        with pytest.raises(BadInput, match="not UTF-8"):
+            DataItem.parse(bad)
