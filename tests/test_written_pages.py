@@ -237,6 +237,31 @@ def test_snapshots_with_tracking_are_the_same_as_with_the_whole_compare(aos, tmp
     assert len(set(tracked)) == len(tracked) - 1  # the rolled-back slot's state is its predecessor's
 
 
+def test_one_restored_snapshot_in_two_instances_snapshots_each_right(aos, tmp_path: Path) -> None:
+    # Both instances share the stored snapshot's shadow: each take is compared with what the other
+    # took last, so the written pages of its own memory would not say what differs.
+    runtime, image = aos
+    store = SQLiteStore(tmp_path)
+    first = Instance(runtime, image)
+    first.handle(SPEC.spawn_json(), ENV)
+    taken = first.snapshot_chunks().result()
+    store.put_snapshot("p", 0, taken.memory_sha256, taken.to_bytes(), taken.new_chunks)
+    first.close()
+    stored = loaded(taken.to_bytes(), taken.memory_sha256, store.get_chunks)
+    pair = [Instance.restore(runtime, image, stored) for _ in range(2)]
+    for n in range(1, 4):
+        for which, inst in enumerate(pair):
+            if n == 1 and which == 1:  # a difference the other one never writes over
+                ctypes.memset(inst.host.base() + inst.memory_size - 4096, 0x55, 64)
+            inst.handle(SPEC.message_json(n, f"V{which} = ('{which}'):rep({n * 5000})"), ENV)
+            again = inst.snapshot_chunks().result()
+            store.put_snapshot("p", n * 2 + which, again.memory_sha256, again.to_bytes(), again.new_chunks)
+            copy = Instance.restore(runtime, image, loaded(again.to_bytes(), again.memory_sha256, store.get_chunks))
+            assert copy.memory_sha256() == inst.memory_sha256(), (n, which)
+            copy.close()
+    store.close()
+
+
 def node_snapshots(data: Path) -> list[tuple[int, str]]:
     node = make_node(data)
     try:

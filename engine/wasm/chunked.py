@@ -151,7 +151,7 @@ class Shadow:
         self.chunks: dict[int, bytes] = {}  # offset -> the chunk's bytes at the previous snapshot
         self.older: dict[int, bytes] = {}  # ... at the one before
         self.bases: dict[int, Base] = {}  # offset -> the plain body deltas there are made on
-        self.size = 0
+        self.size = self.address = 0  # of the memory the previous snapshot was taken of
         self.named: Future[Named] | None = None  # of the previous snapshot
         self.older_named: Future[Named] | None = None  # of the one before
         self.whole = True  # the next take compares every chunk, whatever was written (a reset or restore)
@@ -162,13 +162,13 @@ class Shadow:
         changed last time is compared with its older state first: it most likely flipped back.
 
         `written` (written_pages.py): the chunks written since the previous take; the others equal
-        its memory and are skipped with the same result (a shadow's chunk is a new object only when
-        its bytes differ from the one it replaces: an unchanged one never looks flipped back). None,
-        a new size or a shadow not left by a take (reset, restored) compares every chunk."""
+        its memory: skipped, same result (a shadow's chunk is a new object only when its bytes differ
+        from the one it replaces, so an unchanged one never looks flipped back). None, another memory
+        (address, size) or a shadow not left by a take (reset, restored) compares every chunk."""
         changed = []
         chunks, older = self.chunks, self.older
         self.older = dict(chunks)
-        whole = written is None or self.whole or size != self.size
+        whole = written is None or self.whole or (address, size) != (self.address, self.size)
         for offset in range(0, size, CHUNK) if whole or written is None else written:
             at = address + offset
             before, again = chunks.get(offset), older.get(offset)
@@ -180,7 +180,7 @@ class Shadow:
                 data = again if back and again is not None else ctypes.string_at(at, CHUNK)
                 chunks[offset] = data
                 changed.append((offset, data, back))
-        self.size, self.whole = size, False
+        self.size, self.address, self.whole = size, address, False
         return changed
 
 
