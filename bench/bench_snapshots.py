@@ -69,11 +69,13 @@ def main() -> None:
         instance.image.wait_variant()  # its fast variant compiled: no compile inside either timing
         size = instance.memory_size
         rounds: list[dict[str, float]] = []
+        cpu: list[dict[str, float]] = []  # the node process's CPU seconds (all threads): steadier on a shared machine
         grown = dict.fromkeys(pids, 0)
         first = 0  # the first round's extra disk: the snapshots of 100 slots after the state was built
         for r in range(args.rounds):  # one run each is noisy (1.4-2.3x seen): rounds, the order alternating
             order = list(pids.items()) if r % 2 == 0 else list(reversed(pids.items()))
             seconds: dict[str, float] = {}
+            used: dict[str, float] = {}
             for label, pid in order:
                 for n in range(args.transfers):
                     node.schedule(
@@ -81,14 +83,16 @@ def main() -> None:
                         action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"), nonce=f"{label}{r}.{n}"),
                     )
                 before = disk(data)
-                start = time.perf_counter()
+                start, started = time.perf_counter(), time.process_time()
                 node.now(pid)
                 node.live.processes.flush()
                 seconds[label] = time.perf_counter() - start
+                used[label] = time.process_time() - started
                 grown[label] += disk(data) - before
                 if r == 0 and label == "every slot":
                     first = disk(data) - before
             rounds.append(seconds)
+            cpu.append(used)
         pid = pids["every slot"]
         found = node.store.latest_snapshot(pid)
         assert found is not None
@@ -121,11 +125,11 @@ def main() -> None:
     )
     print(f"linear memory: {size / mib:.1f} MiB; {k} rounds of {n} Transfers per process, the order alternating")
     print(f"dirty-page tracking (engine/wasm/written_pages.py): {tracking}\n")
-    print("| snapshots | median time per round | msg/s | data dir growth per round |")
-    print("|---|---|---|---|")
+    print("| snapshots | median time per round | median CPU per round | msg/s | data dir growth per round |")
+    print("|---|---|---|---|---|")
     for label in pids:
-        t = statistics.median(r[label] for r in rounds)
-        print(f"| {label} | {t:.2f} s | {n / t:,.0f} | {grown[label] / k / mib:.2f} MiB |")
+        t, c = statistics.median(r[label] for r in rounds), statistics.median(r[label] for r in cpu)
+        print(f"| {label} | {t:.2f} s | {c:.2f} s | {n / t:,.0f} | {grown[label] / k / mib:.2f} MiB |")
     ratios = sorted(r["every slot"] / r["none"] for r in rounds)
     total = sum(r["every slot"] for r in rounds) / sum(r["none"] for r in rounds)
     print(
@@ -133,6 +137,12 @@ def main() -> None:
         f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; some rounds of either process take several "
         "times as long as its others, snapshots or none), "
         f"{first / mib:.2f} MiB extra disk for the first {n} slots ({grown['every slot'] / k / mib:.2f} MiB a round)"
+    )
+    cpu_ratios = sorted(r["every slot"] / r["none"] for r in cpu)
+    cpu_total = sum(r["every slot"] for r in cpu) / sum(r["none"] for r in cpu)
+    print(
+        f"CPU of the node process (all threads) every slot / none: {cpu_total:.2f}x over all rounds, "
+        f"median round {statistics.median(cpu_ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in cpu_ratios)})"
     )
     print(
         f"restore (best of 3; decompress + verify + write): chunked {t_chunked * 1000:.0f} ms, "
