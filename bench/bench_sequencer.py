@@ -5,7 +5,8 @@ sent as each reply arrives). No HTTP, no signature check: what is measured is wh
 does per item with workers (decode, plan, durable group commit, replies), by thread.
 
 bench_ingest.py measures the same part inside the served node, where the workers' pace sets how many
-items share a commit; here the window does. Issue 13 goal 3 wants the node's share <= 0.35 ms per item.
+items share a commit; here the window does. Issue 13 goal 3 wants the node's share <= 0.35 ms per item
+(session 9: 0.27-0.29 at load 10-11, bench/README.md).
 
 With `--waits 0,2` the runs alternate between group-commit waits (AONODE_GROUP_WAIT_MS, ms: how long a
 group waits for the requests its predecessor's answers bring; engine/store/group_commit.py), an A/B in one
