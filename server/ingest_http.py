@@ -1,13 +1,12 @@
 """The ingest worker's HTTP/1.1 server: the schedule POSTs answered here, any other request tunnelled.
 
-Why not hypercorn here: with the node's CPU spent on signed ingest, hypercorn's HTTP/1.1 (h11, its task
-groups, the ASGI events) cost a worker more CPU per item (~1 ms) than the signature check and the answer's
-signature together (bench/bench_ingest.py). This server parses a request's head with httptools (llhttp,
-the parser uvicorn uses) on uvloop, reads a Content-Length body, and hands (scope, body) to the worker's
-handler, which answers a schedule POST itself. A request the handler does not take (a read, a spawn, a
-chunked or oversized upload, an `Expect`, anything odd) turns its connection, from that request on, into
-a byte tunnel to the node's own server (hypercorn and the full app), which answers it as it would on its
-own port: streaming, limits, errors, signatures and all. A client that leaves resets the tunnel's far end.
+Why not hypercorn here: hypercorn's HTTP/1.1 (h11, its task groups, the ASGI events) cost a worker more
+CPU per item (~1 ms) than the signature check and the answer's signature together (bench/bench_ingest.py).
+This server parses a request's head with httptools (llhttp, uvicorn's parser) on uvloop, reads a
+Content-Length body, and hands (scope, body) to the worker's handler, which answers a schedule POST itself.
+A request the handler does not take (a read, a spawn, a chunked or oversized upload, an `Expect`, anything
+odd) turns its connection, from that request on, into a byte tunnel to the node's own server (hypercorn
+and the full app), which answers it as on its own port. A client that leaves resets the tunnel's far end.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import asyncio
 import email.utils
 import functools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ Header = tuple[bytes, bytes]
 MAX_HEAD = 16 * 1024  # a longer head (whole or not) goes to the node's server: hypercorn's h11 limit
 KEEP_ALIVE_SECONDS = 30.0  # a connection with no request under way and nothing sent for this long is closed
 MAX_HELD = 64 << 20  # bytes of requests (read, admitted, or owed by a tunnel) a worker holds, then reads no more
-_BARE_LF = re.compile(rb"(?<!\r)\n")  # a line end llhttp refuses and h11 takes
 
 
 @dataclass(frozen=True)
@@ -44,8 +41,7 @@ class Answer:
     body: bytes
 
 
-# (scope, body) -> the answer (or its bytes as sent: `encode`'s), or None: the node's server answers
-# this request (tunnelled).
+# (scope, body) -> the answer (or its bytes as sent: `encode`'s), or None: tunnelled to the node's server
 Handler = Callable[[Scope, bytes], Awaitable[Answer | bytes | None]]
 
 
@@ -86,8 +82,7 @@ class Server:
                 self._waking = False
 
     async def close_quiet_connections(self) -> None:
-        """Forever: close the connections quiet for KEEP_ALIVE_SECONDS (as hypercorn's keep-alive timeout;
-        a head or body that stops coming too), every few seconds."""
+        """Forever: close connections quiet for KEEP_ALIVE_SECONDS (as hypercorn; a stopped head or body too)."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(KEEP_ALIVE_SECONDS / 6)
@@ -112,6 +107,11 @@ class _Head:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
+
+
+def has_bare_lf(buffer: bytes | bytearray, end: int) -> bool:
+    """A LF not after a CR in buffer[:end] (llhttp refuses it, h11 takes it): LFs outnumber CRLFs."""
+    return buffer.count(b"\n", 0, end) != buffer.count(b"\r\n", 0, end)
 
 
 def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
@@ -287,7 +287,7 @@ class Connection(asyncio.Protocol):
         """Answer the buffered request, or wait for the rest of it."""
         end = self.buffer.find(b"\r\n\r\n")
         head = end + 4 if end >= 0 else len(self.buffer)
-        if head > MAX_HEAD or _BARE_LF.search(self.buffer, 0, head) is not None:
+        if head > MAX_HEAD or has_bare_lf(self.buffer, head):
             self._tunnel()  # a long head, or bare LF line ends (llhttp refuses them): the node's h11 answers
             return
         if end < 0:
