@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from aonode.engine import metrics
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.later import settled
 from aonode.engine.store.base import Assignment, Plan, T
@@ -114,6 +115,7 @@ class Sequencer:
             with conn.transaction() as alone:
                 answer = run_plan(conn, pid, plan)
             committed(alone)
+            metrics.schedule_committed()  # counted as the group's are
             return answer
 
     def _writer_conn(self) -> psycopg.Connection:

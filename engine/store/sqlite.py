@@ -19,6 +19,7 @@ from typing import Any
 import cbor2
 
 import aonode.engine.store.cache_log as cache_log
+from aonode.engine import metrics
 from aonode.engine.errors import AONodeError, BadInput
 from aonode.engine.files import write_atomic
 from aonode.engine.later import settled
@@ -178,9 +179,11 @@ class SQLiteStore(SQLiteDatabase):
             raise
 
     def _alone(self, run: Callable[[], T]) -> T:
-        """`run` alone in one durable transaction (no group commit)."""
+        """`run` alone in one durable transaction (no group commit), counted as the group's are."""
         with self._appending():
-            return run()
+            answer = run()
+        metrics.schedule_committed()
+        return answer
 
     def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
         with self._appending() as conn:
