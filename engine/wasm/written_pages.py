@@ -5,8 +5,8 @@ How (Linux >= 6.7): one userfaultfd per Python process in asynchronous write-pro
 registered range is write-protected; the first write to a protected page lifts the protection in
 the kernel itself (no fault reaches this process), whoever writes (wasm, a host import, a restore,
 a syscall filling a buffer). One PAGEMAP_SCAN ioctl on /proc/self/pagemap lists the pages not
-protected (written since), ~0.1 ms for 64 MiB, and every RELEARN looks protects them again in the
-same call, atomically (a fault costs more than a compare: see RELEARN). (Soft-dirty bits, the older
+protected (written since), ~0.1 ms for 64 MiB, and every `cycle` looks (256 to 4096) protects them
+again in the same call, atomically (a fault costs more than a compare: see RELEARN). (Soft-dirty bits, the older
 way, do not work on every kernel this runs on.)
 
 Soundness first: a missed write would be a wrong snapshot served as right. So the answer is None,
@@ -51,15 +51,17 @@ _PM_SCAN_CHECK_WPASYNC = 1 << 1  # fail on any page not under asynchronous write
 _PAGE_IS_WRITTEN = 1 << 1
 _REGIONS = 1024  # page ranges per scan call; a longer answer takes several calls
 # What tracking costs: the first write to a protected page takes a fault, ~2 µs of the writer's CPU
-# here; what it saves: ~3 µs per unwritten 64 KiB chunk not compared. Lua's collector re-marks much of
-# a heap at every message (aos2_0_6 with a 120 MiB heap: ~11,600 of 32,000 pages per Transfer, at
-# 2 µs: 23 ms, more than the whole compare), so pages are protected again only every RELEARN looks:
-# in between, a page once written stays unprotected and is reported (compared) at every look, free.
-# A memory whose cycle of RELEARN looks still faults more than its looks save (written nearly all
-# over) pauses: compared whole for PAUSE_FIRST looks, twice as many each time found so again.
-RELEARN = 16
-PAGE_FAULT_IN_CHUNK_COMPARES = 0.7
-PAUSE_FIRST, PAUSE_MAX = 4, 256
+# alone, but far more in the served path on this 2-CPU VM: aos2_0_6 with a 120 MiB heap, snapshot at
+# every slot (bench_snapshots, quiet): protecting again every 16 looks made it 2.03x the time of no
+# snapshots, never 1.40x, no tracking 1.55x: each protection cost ~0.6 s of faults (~30 µs a page)
+# there. What it saves: ~3 µs per unwritten 64 KiB chunk not compared. Lua's collector re-marks much
+# of a heap at every message (there: ~11,600 of 32,000 pages per Transfer), so pages are protected
+# again only every `cycle` looks: in between, a page once written stays unprotected and is reported
+# (compared) at every look, free. A cycle starts at RELEARN looks; one whose faults cost more than
+# its looks saved makes the next RELEARN_GROWTH times as long (up to RELEARN_MAX).
+RELEARN = 256
+RELEARN_GROWTH, RELEARN_MAX = 4, 4096
+PAGE_FAULT_IN_CHUNK_COMPARES = 10.0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -147,13 +149,6 @@ class _Kernel:
                 return None  # no progress or out of range: do not guess
             start = arg.walk_end
         return found
-
-    def unprotect(self, address: int, size: int) -> None:
-        """Stop the faults on [address, address+size) (it stays registered, for a later arm)."""
-        try:
-            _ioctl(self.uffd, _UFFDIO_WRITEPROTECT, _WriteProtect(address, size, 0))
-        except OSError:
-            pass  # then each page faults once more, at its next write, and never again
 
     def close(self) -> None:
         os.close(self.uffd)
@@ -268,15 +263,16 @@ class WrittenPages:
     """The chunks of one memory written between two looks. The caller passes the memory's current
     address and size at every look (a memory may move or grow): `take_written` answers the offsets
     of every chunk written since the previous look (and of those written since the memory was last
-    protected, up to RELEARN looks before), or None for "unknown: compare everything", which it
-    answers at the first look, after any change of address or size, after `close`, whenever
-    tracking is off or failed, and while it pauses on a memory written too densely for it to pay."""
+    protected, up to `cycle` looks before), or None for "unknown: compare everything", which it
+    answers at the first look, after any change of address or size, after `close`, and whenever
+    tracking is off or failed."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_cycle: int = RELEARN) -> None:
+        self._first_cycle = first_cycle  # tests use short cycles
         self._armed: tuple[int, int, int] | None = None  # address, size, pid
         self._looks = 0  # since the memory was last protected
-        self._paused = 0  # looks left before tracking is tried again
-        self._pause = PAUSE_FIRST  # the next pause's length
+        self.cycle = first_cycle  # looks from one protection of the memory to the next
+        self.protected = False  # whether the last look protected the memory again
 
     @property
     def tracking(self) -> bool:
@@ -288,14 +284,19 @@ class WrittenPages:
         armed, self._armed = self._armed, None
         if kernel is None or address % mmap.PAGESIZE or size % CHUNK or size <= 0:
             return None
-        if self._paused:
-            self._paused -= 1
+        self.protected = False
+        if armed is not None and armed[0] == address and armed[1] < size and armed[2] == kernel.pid:
+            # Grown in place: only the new part is armed (protecting the old part again would fault on
+            # every page the heap rewrites); this look compares everything, the pages it skips
+            # scanning stay unprotected, and so reported, until the cycle's end.
+            if kernel.arm(address + armed[1], size - armed[1]):
+                self._armed = (address, size, kernel.pid)
             return None
-        relearn = self._looks + 1 >= RELEARN
+        relearn = self._looks + 1 >= self.cycle
         written = kernel.scan(address, size, relearn) if armed == (address, size, kernel.pid) else None
         if written is None:
             if kernel.arm(address, size):
-                self._armed, self._looks = (address, size, kernel.pid), 0
+                self._armed, self._looks, self.protected = (address, size, kernel.pid), 0, True
             return None
         self._looks = 0 if relearn else self._looks + 1
         self._armed = armed
@@ -305,13 +306,12 @@ class WrittenPages:
             first, last = max(start, address) - address, min(end, address + size) - address
             offsets.update(range(first - first % CHUNK, last, CHUNK))
             pages += (last - first) // mmap.PAGESIZE
-        if relearn and pages * PAGE_FAULT_IN_CHUNK_COMPARES > (size // CHUNK - len(offsets)) * RELEARN:
-            kernel.unprotect(address, size)  # its cycle's faults cost more than its looks saved
-            self._armed, self._paused, self._pause = None, self._pause, min(2 * self._pause, PAUSE_MAX)
-        elif relearn:
-            self._pause = PAUSE_FIRST
+        if relearn:  # the cycle's faults (every page written in it) against the compares it saved
+            dense = pages * PAGE_FAULT_IN_CHUNK_COMPARES > (size // CHUNK - len(offsets)) * self.cycle
+            self.cycle = min(self.cycle * RELEARN_GROWTH, RELEARN_MAX) if dense else self._first_cycle
+            self.protected = True
         return sorted(offsets)  # right either way: every page written since the last look is in
 
     def close(self) -> None:
         """Forget the memory (its registration ends with its mapping): the next look compares all."""
-        self._armed, self._looks, self._paused, self._pause = None, 0, 0, PAUSE_FIRST
+        self._armed, self._looks, self.cycle, self.protected = None, 0, self._first_cycle, False
