@@ -11,6 +11,8 @@ import ctypes
 import mmap
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -334,3 +336,23 @@ def test_no_fd_or_mapping_stays_behind_200_instances(aos) -> None:
         inst.close()
     assert len(os.listdir("/proc/self/fd")) <= fds
     assert len(Path("/proc/self/maps").read_text().splitlines()) <= maps + 8
+
+
+PROBE_WITHOUT_FDS = """
+import os, resource
+from aonode.engine.wasm import written_pages as wp
+used = {int(fd) for fd in os.listdir("/proc/self/fd")}
+used = {fd for fd in used if os.path.exists(f"/proc/self/fd/{fd}")}  # not listdir's own
+limit = next(n for n in range(3, 1 << 16) if len(set(range(n)) - used) == 2)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))  # room for the two fds, none for the probe's
+print(wp.available())
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+print(len(os.listdir("/proc/self/fd")) - 1 - len(used))
+"""
+
+
+def test_a_probe_that_cannot_make_its_memories_says_no_and_keeps_no_fd() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE_WITHOUT_FDS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "0"]
