@@ -1,10 +1,12 @@
 """scheduler@1.0 on both real stores (SQLite, PostgreSQL): slots, pages, hash chain, idempotency,
 concurrency within one node and across nodes sharing one store."""
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import threading
+import time
 
 import pytest
 
@@ -78,8 +80,13 @@ def test_schedule_assigns_next_slots_and_json_shape(store: Store, owner: str):
     a = send(sched, pid, owner, 1)
     assert a.slot == 1 and sched.current_slot(pid) == 1
     assert a.to_json() == {
-        "process": pid, "slot": 1, "message": a.message_id, "timestamp": clock.now,
-        "block-height": 1500, "block-hash": "bh", "epoch": 0,
+        "process": pid,
+        "slot": 1,
+        "message": a.message_id,
+        "timestamp": clock.now,
+        "block-height": 1500,
+        "block-hash": "bh",
+        "epoch": 0,
         "hash-chain": chain_link(store.get_assignment(pid, 0).hash_chain, a.message_id),
         "body": a.message.to_legacy_json(),
     }
@@ -215,6 +222,7 @@ def test_nodes_sharing_a_store_never_fork_the_chain(store_spec: str, owner: str)
                 assert again.slot == a.slot
                 with lock:
                     got.append((m.id, a.slot))
+                time.sleep(0.02)  # the threads' run spans cron periods (>= 240 ms), however fast a schedule is
 
         assert in_threads(worker, 6) == []
         chain = stores[1].assignments(pid)
