@@ -98,20 +98,20 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 return
-            group, stop = self._gather(first)
-            self._taken += sum(r.size for r in group)
+            group, items, stop = self._gather(first)
+            self._taken += items
             started = time.monotonic()
             self._commit(group)
             self._took = time.monotonic() - started
             # Those answered now send their next ones meanwhile: the next group waits for them too.
-            self._expect = self._submitted - self._taken + sum(r.size for r in group)
+            self._expect = self._submitted - self._taken + items
             if stop:
                 return
 
-    def _gather(self, first: Request[object]) -> tuple[list[Request[object]], bool]:
+    def _gather(self, first: Request[object]) -> tuple[list[Request[object]], int, bool]:
         """`first` and what is queued; then, while the group holds fewer items than expected, what
-        comes within min(the last commit's time, wait) of `first` (the module's doc). True: the stop
-        mark came (commit the group, then end)."""
+        comes within min(the last commit's time, wait) of `first` (the module's doc). Also the items
+        the group appends, and True when the stop mark came (commit the group, then end)."""
         group, items = [first], first.size
         deadline = time.monotonic() + min(self._took, self._wait)
         while len(group) < MAX_GROUP:
@@ -126,10 +126,10 @@ class GroupCommitter:
                 except queue.Empty:
                     break
             if more is None:
-                return group, True
+                return group, items, True
             group.append(more)
             items += more.size
-        return group, False
+        return group, items, False
 
     def _commit(self, group: list[Request[object]]) -> None:
         group = sorted(group, key=lambda r: r.key)  # one process's requests keep their arrival order

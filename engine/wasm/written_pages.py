@@ -6,8 +6,8 @@ registered range is write-protected; the first write to a protected page lifts t
 the kernel itself (no fault reaches this process), whoever writes (wasm, a host import, a restore,
 a syscall filling a buffer). One PAGEMAP_SCAN ioctl on /proc/self/pagemap lists the pages not
 protected (written since), ~0.1 ms for 64 MiB, and every `cycle` looks (256 to 4096) protects them
-again in the same call, atomically (a fault costs more than a compare: see RELEARN). (Soft-dirty bits, the older
-way, do not work on every kernel this runs on.)
+again in the same call, atomically (a fault costs more than a compare: see RELEARN). (Soft-dirty
+bits, the older way, do not work on every kernel this runs on.)
 
 Soundness first: a missed write would be a wrong snapshot served as right. So the answer is None,
 "compare everything", whenever the answer cannot be trusted: no kernel support (probed once per
