@@ -81,3 +81,19 @@ def test_rows_an_older_aonode_wrote_read_as_before(store_spec: str) -> None:
         )
     finally:
         store.close()
+
+
+def test_a_spawn_whose_listing_a_crash_cut_off_is_still_found_by_its_id(store_spec: str) -> None:
+    """A crash between the spawn's slot 0 (durable) and the process's listing: the spawn message was
+    assigned, so it is held (legacy `?assign=` finds it); retrying the spawn then lists it as before."""
+    store = open_store(store_spec)
+    try:
+        proc = process()
+        store.append_assignment(assignment(proc.id, 0, proc))  # and then the crash: no put_process
+        assert store.list_processes() == []
+        assert store.get_message(proc.id) == proc  # failed before: None (only listed processes' rows)
+        assert store.get_message(msg(1).id) is None
+        store.put_process(proc.id, proc)  # the retried spawn
+        assert store.get_message(proc.id) == proc and store.list_processes() == [proc.id]
+    finally:
+        store.close()

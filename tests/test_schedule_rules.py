@@ -1,5 +1,6 @@
 """Issue 10 item 9: a message is scheduled only on the process it targets, and unsigned assignments
 are refused on a node without --dev (real hypercorn, real AOS image, signed ANS-104 items)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,7 +10,10 @@ import pytest
 
 from aonode.engine.ans104 import build_and_sign
 from aonode.engine.crypto import Wallet
+from aonode.engine.message import Message
+from aonode.engine.store import open_store
 from tests.helpers.httpnode import HttpNode, http_node
+from tests.helpers.store_rows import assignment
 
 pytestmark = pytest.mark.slow  # a served node per rule, signed items
 
@@ -53,6 +57,20 @@ def test_an_unsigned_assignment_of_someone_elses_message_is_401(two: tuple[HttpN
         r = c.post(f"/?assign={item.id}&process-id={b}")
         assert r.status_code == 401 and "assign" in r.json()["error"], r.text
         assert c.get(f"/{b}~process@1.0/slot").json()["current"] == 0
+
+
+def test_assigning_a_spawn_whose_listing_a_crash_cut_off_finds_it(tmp_path: Path) -> None:
+    """Its slot 0 is durable but the crash came before the process was listed: the node holds the
+    message, so `?assign=` schedules it (it was a 404, "no message ... on this node")."""
+    orphan = Message.create(owner="o" * 43, tags=[("Type", "Process"), ("Module", "aos2_0_6")], data="")
+    store = open_store(str(tmp_path))
+    store.append_assignment(assignment(orphan.id, 0, orphan))  # what the spawn stored before the crash
+    store.close()
+    with http_node(tmp_path, dev=True) as srv, srv.client() as c:
+        b = c.post("/~process@1.0/schedule", json={"Tags": [{"name": "Module", "value": "aos2_0_6"}]}).json()
+        r = c.post(f"/?assign={orphan.id}&process-id={b['process']}")
+        assert r.status_code == 200 and r.json()["slot"] == 1, r.text
+        assert c.get(f"/{b['process']}~process@1.0/slot").json()["current"] == 1
 
 
 def test_dev_json_naming_another_target_is_refused(tmp_path: Path) -> None:

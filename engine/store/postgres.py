@@ -161,7 +161,7 @@ class PostgresStore:
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = %s", (mid,))
-        row = row or self._one(SCHEDULED_MESSAGE.format(mark="%s"), (mid,))
+        row = row or self._one(SCHEDULED_MESSAGE.format(mark="%s"), (mid, mid))
         return Message.from_cbor(bytes(row[0]), f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------

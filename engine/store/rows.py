@@ -22,9 +22,11 @@ ASSIGNMENT_COLUMNS = "process, slot, message_id, timestamp, block_height, block_
 # A scheduled message's body is stored once, in its assignment row (`messages` holds process definitions
 # and messages put on their own; rows written before also hold a copy of each scheduled one there). Found
 # through the (process, message_id) key of each listed process: every assignment but a slot 0 whose spawn
-# never finished is of a listed process, and a slot 0's message is its definition, in `messages`.
+# never finished is of a listed process. That slot 0 (a crash before its process was listed) holds its
+# spawn, whose id is the process id: the second lookup finds it by key. Takes the message id twice.
 SCHEDULED_MESSAGE = (
-    "SELECT message FROM assignments WHERE process IN (SELECT pid FROM processes) AND message_id = {mark} LIMIT 1"
+    "SELECT message FROM assignments WHERE process IN (SELECT pid FROM processes) AND message_id = {mark} "
+    "UNION ALL SELECT message FROM assignments WHERE process = {mark} AND slot = 0 LIMIT 1"
 )
 # An assignment's columns but the message: enough to tell whether a kept assignment is still the tip.
 TIP_COLUMNS = "slot, message_id, timestamp, block_height, block_hash, epoch, hash_chain"

@@ -126,7 +126,7 @@ class SQLiteStore(SQLiteDatabase):
 
     def get_message(self, mid: str) -> Message | None:
         row = self._one("SELECT body FROM messages WHERE id = ?", (mid,))
-        row = row or self._one(SCHEDULED_MESSAGE.format(mark="?"), (mid,))
+        row = row or self._one(SCHEDULED_MESSAGE.format(mark="?"), (mid, mid))
         return Message.from_cbor(row[0], f"message {mid}") if row else None
 
     # -- assignments -------------------------------------------------------------------------
