@@ -9,9 +9,9 @@ Why a claim beside the socket: with `--ingest-workers` the port is shared (SO_RE
 kernel lets any socket of the same user with that option join, listening or not; a bound socket that
 does not listen yet excludes nobody either (SO_REUSEADDR). So two nodes started at the same instant
 could both bind one port and the kernel would spread connections over both nodes' workers. Each node
-first binds a Linux abstract unix socket named for its port (`claim`): a bind is atomic, one node gets
-it, the other is told the port is in use; the kernel removes it with its process, so a node killed
-with -9 leaves nothing behind. Like TCP ports, abstract names belong to the network namespace.
+first claims its address and port (server/port_claim.py: a Linux abstract unix socket, taken atomically,
+removed by the kernel with its process, so a node killed with -9 leaves nothing behind); the other is
+told the port is in use. Nodes on two addresses of one port (127.0.0.1 and 127.0.0.2) both serve.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ from __future__ import annotations
 import errno
 import socket
 
-from aonode.engine.errors import StartupRefused
+from aonode.server.port_claim import PortInUse, port_claim
+
+__all__ = ["PortInUse", "base_url", "bound_socket", "claimed_socket"]
 
 CLAIM_ATTEMPTS = 16  # port 0: free ports tried while other nodes claim each one first (never seen twice)
-
-
-class PortInUse(StartupRefused):
-    """The port is bound by another program or claimed by another aonode node: one line, exit 2."""
 
 
 def bound_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
@@ -65,20 +63,6 @@ def claimed_socket(host: str, port: int, reuse_port: bool = False) -> tuple[sock
             sock.close()
             raise
     raise PortInUse(f"no free port on {host} that another aonode node had not claimed ({CLAIM_ATTEMPTS} tried)")
-
-
-def port_claim(host: str, port: int) -> socket.socket:
-    """The abstract unix socket `aonode-port-<port>` bound by this process (any host: a node on 0.0.0.0
-    and one on 127.0.0.1 would share the port through SO_REUSEPORT), or PortInUse."""
-    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        claim.bind(f"\0aonode-port-{port}")
-    except OSError as err:
-        claim.close()
-        if err.errno == errno.EADDRINUSE:
-            raise PortInUse(f"port {port} is in use by another aonode serve; choose another with --port") from err
-        raise
-    return claim
 
 
 def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:

@@ -102,7 +102,68 @@ def test_a_port_another_program_listens_on_is_in_use() -> None:
 def _claim_free(port: int) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
-            probe.bind(f"\0aonode-port-{port}")
+            probe.bind(f"\0aonode-port-{port}")  # the claims' gate (and what an older aonode claims)
         except OSError:
             return False
-    return True
+    return f"@aonode-port-{port}@" not in Path("/proc/net/unix").read_text()
+
+
+def test_a_claim_is_for_an_address_and_a_wildcard_overlaps_every_address() -> None:
+    """127.0.0.1:P and 127.0.0.2:P are two endpoints (a node on each is fine); 0.0.0.0:P and [::]:P
+    overlap both (refused while either is claimed, and either refused while they are)."""
+    first, claim = claimed_socket("127.0.0.1", 0, reuse_port=True)
+    port = first.getsockname()[1]
+    with first, claim:
+        second, second_claim = claimed_socket("127.0.0.2", port, reuse_port=True)  # failed before: in use
+        with second, second_claim:
+            for wildcard in ("0.0.0.0", "::"):
+                with pytest.raises(PortInUse, match=f"port {port} is in use by another aonode serve"):
+                    claimed_socket(wildcard, port, reuse_port=True)
+            with pytest.raises(PortInUse, match=f"port {port} is in use by another aonode serve"):
+                claimed_socket("127.0.0.2", port, reuse_port=True)  # the same endpoint twice
+    assert _claim_free(port)
+    wide, wide_claim = claimed_socket("0.0.0.0", port, reuse_port=True)
+    with wide, wide_claim:
+        for address in ("127.0.0.3", "::", "0.0.0.0"):
+            with pytest.raises(PortInUse, match=f"port {port} is in use by another aonode serve"):
+                claimed_socket(address, port, reuse_port=True)
+    assert _claim_free(port)
+
+
+def test_two_nodes_on_one_port_of_two_addresses_both_serve_and_a_wildcard_one_is_refused(tmp_path: Path) -> None:
+    """The real CLI: `--host 127.0.0.1` and `--host 127.0.0.2` on one port both serve (the second was
+    refused: the claim was per port); `--host 0.0.0.0` there exits 2 with one line naming the port."""
+    with cli_node(tmp_path / "a", "--ingest-workers", "1") as (url, _a):
+        port = int(url.rsplit(":", 1)[1])
+        other = tmp_path / "b.log"
+        cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--data-dir", str(tmp_path / "b"), "--port",
+               str(port), "--host", "127.0.0.2", "--ingest-workers", "0", "--cron-every", "0"]  # fmt: skip
+        with other.open("w") as out:
+            b = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_until_answering(f"http://127.0.0.2:{port}/~meta@1.0/info", proc=b)
+            assert httpx.get(url + "/~meta@1.0/info/address", timeout=60).status_code == 200
+            wide = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "aonode.server.cli",
+                    "serve",
+                    "--data-dir",
+                    str(tmp_path / "c"),
+                    "--port",
+                    str(port),
+                    "--host",
+                    "0.0.0.0",
+                    "--ingest-workers",
+                    "1",
+                ],  # fmt: skip
+                capture_output=True,
+                text=True,
+                timeout=START_SECONDS,
+            )
+            lines = [line for line in (wide.stdout + wide.stderr).splitlines() if line.strip()]
+            assert wide.returncode == 2 and len(lines) == 1, lines
+            assert f"port {port} is in use by another aonode serve" in lines[0], lines
+        finally:
+            stopped(b)

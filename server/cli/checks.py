@@ -14,6 +14,8 @@ import socket
 from pathlib import Path
 from typing import IO
 
+from aonode.server.port_claim import claims_held, endpoint_address, overlaps
+
 LOCK_NAME = "lock"
 
 
@@ -62,6 +64,10 @@ def address_free(host: str, port_number: int) -> None:
     except (socket.gaierror, UnicodeError) as err:
         raise UserError(f"--host {host!r} is not an address of this machine: {err}") from err
     family, kind, proto, _, address = infos[0]
+    if port_number and (held := [a for a in claims_held(port_number) if overlaps(endpoint_address(host), a)]):
+        raise UserError(
+            f"port {port_number} is in use by another aonode serve (on {held[0]}); choose another with --port"
+        )
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
