@@ -32,6 +32,7 @@ from pathlib import Path
 import cbor2
 
 from aonode.engine.crypto import Wallet
+from aonode.engine.frozen_heap import freeze_start
 from aonode.engine.message import Message
 from aonode.engine.store import group_commit
 from aonode.server.cli.client import build_message, new_anchor
@@ -92,6 +93,7 @@ def run(node_dir: Path, blobs: list[bytes], connections: int, window: int) -> st
     node = make_node(node_dir)
     definition = Message.create(owner=node.address, tags=[("Type", "Process"), ("Module", "m")], data="bench")
     node.router.scheduler.spawn(definition.id, definition)
+    freeze_start()  # the start's objects out of the collector's walks, as `aonode serve` does once started
     name = f"aonode-bench-{secrets.token_hex(6)}"
     sequencer = SequencerSocket(node, name, Anyone)
     try:

@@ -21,14 +21,15 @@ def node(port: int, data_dir: str, sign_answers: bool = True, workers: int = 0) 
     --ingest-workers` itself (server/serve.py). Its compiled images are kept between runs (a fresh data
     dir compiled the image again, ~20 CPU-s on the cores the bench measures)."""
     from aonode.engine.first_start import compile_cache
+    from aonode.engine.frozen_heap import freeze_start
     from aonode.server.event_loop import run_served
     from aonode.server.serve import hypercorn_config, run_until, serve
 
     COMPILE_CACHE.mkdir(exist_ok=True)
     compile_cache(Path(data_dir)).symlink_to(COMPILE_CACHE, target_is_directory=True)
 
-    if workers:
-        serve(port=port, data_dir=Path(data_dir), ingest_workers=workers, announce=lambda _: None)
+    if workers:  # frozen at the first announce, as `aonode serve` does (server/cli/serve.py _started)
+        serve(port=port, data_dir=Path(data_dir), ingest_workers=workers, announce=lambda _: freeze_start())
         return
     from aonode.server.app import create_app
     from aonode.server.compose import make_node

@@ -160,7 +160,7 @@ class SequencerSocket:
             path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
             reply = Reply(rid, path, time.perf_counter() - seconds)
             try:
-                msg = Message.from_cbor(blob, "a worker's message")
+                msg = Message.from_cbor(blob, "a worker's message", own=True)
             except AONodeError as err:
                 refused.append((reply, *_error(err)))
                 continue

@@ -7,7 +7,7 @@ import cbor2
 import pytest
 
 from aonode.engine.errors import BadInput, DamagedRecord
-from aonode.engine.message import Message, b64url, b64url_decode, content_id, is_id
+from aonode.engine.message import Message, b64url, b64url_decode, content_id, is_id, sum_of_bytes_matches
 
 OWNER = b64url(hashlib.sha256(b"owner").digest())
 TARGET = b64url(hashlib.sha256(b"process").digest())
@@ -112,6 +112,10 @@ def test_to_cbor_is_the_canonical_stored_form(kw):
     m = make().replace(**kw)
     assert m.to_cbor() == _stored_form(m)
     assert Message.from_cbor(m.to_cbor()) == m
+    # an ingest worker's bytes (to_cbor's): their sum checked on the bytes, the same message and bytes
+    assert sum_of_bytes_matches(m.to_cbor())
+    own = Message.from_cbor(m.to_cbor(), own=True)
+    assert own == m and own.to_cbor() == m.to_cbor()
 
 
 def test_an_edited_stored_message_is_found_by_its_checksum():
@@ -120,6 +124,24 @@ def test_an_edited_stored_message_is_found_by_its_checksum():
     assert b"Inc" in stored
     with pytest.raises(DamagedRecord, match="checksum"):
         Message.from_cbor(stored.replace(b"Inc", b"Inb"), "process p slot 3")
+    with pytest.raises(DamagedRecord, match="checksum"):  # checked on the bytes: found the same
+        Message.from_cbor(stored.replace(b"Inc", b"Inb"), "a worker's message", own=True)
+    for at in range(len(stored)):  # any one byte changed: the bytes' check says no
+        changed = bytearray(stored)
+        changed[at] ^= 0x01
+        assert not sum_of_bytes_matches(bytes(changed))
+
+
+def test_own_bytes_in_another_layout_are_checked_as_any_others():
+    """Bytes that are not to_cbor's layout (same fields and sum, keys in another order) are not taken on
+    the bytes' check: the fields are encoded again, as for a stored row, and a wrong sum is still found."""
+    m = make()
+    fields = cbor2.loads(m.to_cbor())
+    reordered = cbor2.dumps(dict(reversed(list(fields.items()))))
+    assert not sum_of_bytes_matches(reordered)
+    assert Message.from_cbor(reordered, own=True) == m
+    with pytest.raises(DamagedRecord, match="checksum"):
+        Message.from_cbor(cbor2.dumps({**fields, "sum": bytes(32)}), own=True)
 
 
 @pytest.mark.parametrize("bad, needle", [
