@@ -71,3 +71,7 @@ class DataUnavailable(WasmError):
 class StartupRefused(AONodeError):
     """The node cannot start as configured (a wallet other than its database's, an unreachable bucket):
     `aonode serve` prints the message as one line and exits non-zero."""
+
+
+class SchemaTooNew(StartupRefused):
+    """The store was written by a newer aonode (a schema version this one does not know): it would misread it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
-from aonode.engine.errors import AONodeError
+from aonode.engine.errors import SchemaTooNew
 
 # pg_advisory_xact_lock key: "aonode" in ASCII, so other applications' keys are unlikely to collide.
 MIGRATION_LOCK = 0x616F6E6F6465
@@ -67,10 +67,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "message is in assignments.message (since schema 6; older rows are in both)'",
     ),
 )
-
-
-class SchemaTooNew(AONodeError):
-    """The database was migrated by a newer aonode; this one would misread it."""
 
 
 def schema_version(conn: psycopg.Connection) -> int:

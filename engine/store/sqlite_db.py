@@ -13,10 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from aonode.engine.errors import AONodeError
+from aonode.engine.errors import AONodeError, SchemaTooNew
 
 DB_NAME = "aonode.sqlite3"
 SNAPSHOT_DIR = "snapshots"
+# PRAGMA user_version. 0: a data dir from before versions. 2: a scheduled message's body only in its
+# assignment row (rows.SCHEDULED_MESSAGE), which an aonode from before would not find by id. No such
+# aonode reads a version, but each runs `CREATE INDEX IF NOT EXISTS results_by_message` at open, which
+# fails on a view of that name: the fence that stops it there (this one's index has another name).
+SCHEMA_VERSION = 2
+_FENCE = (
+    "DROP INDEX IF EXISTS results_by_message",
+    "CREATE VIEW IF NOT EXISTS results_by_message AS SELECT 'this data dir was written by a newer aonode "
+    "(SQLite schema 2: scheduled messages only in assignments): upgrade aonode to open it' AS why",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS processes (
@@ -31,7 +41,7 @@ CREATE TABLE IF NOT EXISTS assignments (
 CREATE TABLE IF NOT EXISTS results (
     process TEXT NOT NULL, slot INTEGER NOT NULL, message_id TEXT NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (process, slot));
-CREATE INDEX IF NOT EXISTS results_by_message ON results (process, message_id);
+CREATE INDEX IF NOT EXISTS results_by_message_id ON results (process, message_id);
 CREATE TABLE IF NOT EXISTS caches (
     process TEXT NOT NULL, slot INTEGER NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (process, slot));
@@ -60,7 +70,28 @@ class SQLiteDatabase:
         self._conns: dict[threading.Thread, sqlite3.Connection] = {}
         self._conns_lock = threading.Lock()
         self._closed = False
+        version = self._checked_version()  # before anything is written
         self._conn().executescript(_SCHEMA)
+        if version < SCHEMA_VERSION:
+            self._upgrade()
+
+    def _checked_version(self) -> int:
+        found: int = self._conn().execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            self.close_connections()
+            raise SchemaTooNew(
+                f"the data dir {self.data_dir} has SQLite schema version {found}, newer than this aonode knows "
+                f"({SCHEMA_VERSION}): upgrade aonode, or use another --data-dir"
+            )
+        return found
+
+    def _upgrade(self) -> None:
+        """An older data dir to this version: its index renamed behind the fence (once, in one transaction)."""
+        with self._tx(durable=True) as conn:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                for statement in _FENCE:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
