@@ -167,3 +167,19 @@ def test_two_nodes_on_one_port_of_two_addresses_both_serve_and_a_wildcard_one_is
             assert f"port {port} is in use by another aonode serve" in lines[0], lines
         finally:
             stopped(b)
+
+
+def test_a_program_listening_with_so_reuseport_before_the_node_starts_is_refused(tmp_path: Path) -> None:
+    """README's operator note: a same-user program could join the workers' group once they listen (the
+    kernel allows it), but one already there when `aonode serve` starts is refused, not shared with."""
+    with socket.socket() as foreign:
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        port = foreign.getsockname()[1]
+        cmd = [sys.executable, "-m", "aonode.server.cli", "serve", "--data-dir", str(tmp_path), "--port", str(port),
+               "--ingest-workers", "2"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=START_SECONDS)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and f"port {port} is in use on 127.0.0.1" in lines[0], lines
