@@ -25,19 +25,13 @@ from functools import cached_property
 import zstandard
 
 from aonode.engine.wasm.chunk_codec import CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, Base, Decoder, SnapshotDamaged, encode
+from aonode.engine.wasm.chunk_compare import BACK, differences
 from aonode.engine.wasm.snapshot import Snapshot
 
 MAGIC = b"AOCHUNK2"  # then zstd; AOCHUNK1 (bodies named by their chunk's hash, no deltas) reads as damaged
 MANIFEST_LEVEL = 3  # half of a manifest is the zero chunk's name over and over
 MANIFEST_MAX = 1 << 26  # a manifest of 128 GiB of memory
 _HEAD = struct.Struct("<QII")  # memory size, host-state length, number of bases
-
-# memcmp keeps the GIL (PyDLL): ~2,000 chunks of 64 KiB are compared per snapshot of a 126 MiB memory,
-# a few µs each, and a release per call let another Python thread (the compute thread, while the
-# wasm-ahead thread of devices/wasm_ahead.py snapshots) take the GIL for its whole slot at every one.
-_libc = ctypes.PyDLL(None)
-_libc.memcmp.restype = ctypes.c_int
-_libc.memcmp.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
 
 _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-chunks")
 _DECODE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aonode-restore")
@@ -169,17 +163,11 @@ class Shadow:
         chunks, older = self.chunks, self.older
         self.older = dict(chunks)
         whole = written is None or self.whole or (address, size) != (self.address, self.size)
-        for offset in range(0, size, CHUNK) if whole or written is None else written:
-            at = address + offset
-            before, again = chunks.get(offset), older.get(offset)
-            if before is not again and again is not None and not _libc.memcmp(at, again, CHUNK):
-                chunks[offset] = again
-                changed.append((offset, again, True))
-            elif _libc.memcmp(at, ZERO if before is None else before, CHUNK):
-                back = again is not None and not _libc.memcmp(at, again, CHUNK)
-                data = again if back and again is not None else ctypes.string_at(at, CHUNK)
-                chunks[offset] = data
-                changed.append((offset, data, back))
+        offsets = range(0, size, CHUNK) if whole or written is None else list(written)
+        for offset, code in differences(address, offsets, chunks, older):
+            back = code == BACK
+            data = chunks[offset] = older[offset] if back else ctypes.string_at(address + offset, CHUNK)
+            changed.append((offset, data, back))
         self.size, self.address, self.whole = size, address, False
         return changed
 
