@@ -26,7 +26,7 @@ from aonode.engine.later import settled
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
-from aonode.engine.store.group_commit import group_committer
+from aonode.engine.store.group_commit import group_committer, sync_apart
 from aonode.engine.store.result_rows import Encoded, stored
 from aonode.engine.store.rows import (
     ASSIGNMENT_COLUMNS,
@@ -91,7 +91,10 @@ class SQLiteStore(SQLiteDatabase):
         self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: here
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
-        self._group = group_committer(self._group_transaction, f"aonode-commit-{self.data_dir.name}")
+        # In WAL mode the group's commits fsync apart from them (group_commit.py): synchronous=NORMAL, then sync_wal.
+        self._sync_apart = sync_apart() and self.in_wal_mode()
+        sync = self.sync_wal if self._sync_apart else None
+        self._group = group_committer(self._group_transaction, f"aonode-commit-{self.data_dir.name}", sync)
         # The last assignment appended or read per process: `last_assignment` reads the tip's columns
         # (no message blob) and returns this one when they match, instead of decoding the message
         # again at every schedule. Set only by an append that got through its savepoint, dropped when
@@ -169,10 +172,10 @@ class SQLiteStore(SQLiteDatabase):
         return answer
 
     @contextmanager
-    def _appending(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction for appends; when it fails, the kept tips go (what it appended is not there)."""
+    def _appending(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction for appends (durable: fsynced in the commit); when it fails, the kept tips go."""
         try:
-            with self._tx(durable=True) as conn:
+            with self._tx(durable) as conn:
                 yield conn
         except BaseException:
             self._tips.clear()
@@ -186,7 +189,7 @@ class SQLiteStore(SQLiteDatabase):
         return answer
 
     def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
-        with self._appending() as conn:
+        with self._appending(durable=not self._sync_apart) as conn:
             for step in steps:
                 conn.execute("SAVEPOINT request")
                 try:
