@@ -47,7 +47,8 @@ MAX_IN_FLIGHT = 512  # schedule requests waiting for the node at once; more: 503
 OWNER_WAIT_SECONDS = 60.0
 WALLET_POLL_SECONDS = 0.05  # between two reads of a wallet file not yet written whole
 OWNER_POLL_SECONDS = 0.02  # between two asks whether the node's process answers (a refusal costs ~50 us)
-FLUSH_WINDOW = 0.002  # seconds between two writes to the node's sequencer at most (Sequencer._write)
+# seconds between two writes to the node's sequencer at most (Sequencer._write); AONODE_FLUSH_WINDOW_MS to compare
+FLUSH_WINDOW = float(os.environ.get("AONODE_FLUSH_WINDOW_MS", "2")) / 1000
 GRACEFUL_SECONDS = 30.0  # at a stop, what is in flight is answered within this (as hypercorn's graceful timeout)
 
 
@@ -60,7 +61,9 @@ class Sequencer:
         self.ids = itertools.count()
         self.closed = asyncio.Event()
         self._out: list[bytes] = []  # frames written together (see _write)
+        self._held = 0  # schedule requests among them: the node has all the others (len(pending) - _held)
         self._flushed = 0.0  # loop time of the last write
+        self._timer: asyncio.TimerHandle | None = None  # the write a window away, if one is set
 
     @classmethod
     async def connect(cls, name: str) -> Sequencer:
@@ -84,6 +87,7 @@ class Sequencer:
         rid = next(self.ids)
         answer = self.pending[rid] = asyncio.get_running_loop().create_future()
         seconds = 0.0 if started is None else time.perf_counter() - started
+        self._held += 1
         self._write(frame([rid, pid, msg.to_cbor(), path, seconds]))
         return await answer
 
@@ -94,22 +98,28 @@ class Sequencer:
             self._write(frame([None, path, status, seconds]))
 
     def _write(self, data: bytes) -> None:
-        """Frames go out once this turn of the event loop ends, but at most one write per FLUSH_WINDOW:
-        a frame that comes sooner after the last write waits (at most that long) for the others that
-        arrive meanwhile. Each write wakes the node's reader and costs a system call on both ends (a
-        tenth of a worker's CPU per item when every request had its own), and the node's group commit
-        takes longer than the window, so under load the wait costs no throughput; an idle link adds none."""
+        """Frames go out once this turn of the event loop ends when the node holds none of our requests
+        (it waits for work: nothing to gather), else at most one write per FLUSH_WINDOW, or as soon as
+        the node has answered all we sent before (its next group can take them): a frame that comes
+        sooner waits for the others that arrive meanwhile. Each write wakes the node's reader and costs a
+        system call on both ends (a tenth of a worker's CPU per item when every request had its own), and
+        the node schedules what one read brings as one batch; an idle link adds no wait."""
         self._out.append(data)
         if len(self._out) == 1:
             loop = asyncio.get_running_loop()
             wait = self._flushed + FLUSH_WINDOW - loop.time()
-            if wait > 0:
-                loop.call_later(wait, self._flush)
+            if wait > 0 and len(self.pending) > self._held:
+                self._timer = loop.call_later(wait, self._flush)
             else:
                 loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        out, self._out = b"".join(self._out), []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._out:
+            return
+        out, self._out, self._held = b"".join(self._out), [], 0
         self._flushed = asyncio.get_running_loop().time()
         try:
             self.writer.write(out)
@@ -134,6 +144,8 @@ class Sequencer:
                     answer = self.pending.pop(rid, None)
                     if answer is not None and not answer.done():
                         answer.set_result((int(status), body if isinstance(body, list) else bytes(body)))
+                if self._timer is not None and len(self.pending) == self._held:
+                    self._flush()  # the node answered all it had: what waits for the window goes now
         except (ConnectionError, OSError):
             pass
         finally:

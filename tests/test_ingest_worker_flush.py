@@ -1,0 +1,63 @@
+"""server/ingest_worker.Sequencer's writes to the node's sequencer: a request goes out at once when the
+node holds none of this worker's requests; while it holds some, requests wait (at most FLUSH_WINDOW) and
+go together, and as soon as the node has answered all it held, what waits goes at once. Real uvloop
+transports on a real socket pair, the node's end played by the test (server/sequencer_socket's frames)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import cbor2
+import pytest
+import uvloop
+
+from aonode.engine.message import Message
+from aonode.server import ingest_worker
+from aonode.server.ingest_worker import Sequencer
+from aonode.server.sequencer_socket import frame, take_frame
+
+WINDOW = 30.0  # seconds: longer than the test, so only an early write can be seen in it
+
+
+async def _frames(sock: socket.socket, buffer: bytearray, timeout: float) -> list[list[object]]:
+    """The request frames the node's end receives within `timeout` (at least one), or [] if none."""
+    loop = asyncio.get_running_loop()
+    try:
+        buffer += await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), timeout)
+    except TimeoutError:
+        return []
+    out = []
+    while (body := take_frame(buffer)) is not None:
+        out.append(cbor2.loads(body))
+    return out
+
+
+def test_requests_wait_while_the_node_holds_some_and_go_once_it_answered_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ingest_worker, "FLUSH_WINDOW", WINDOW)
+
+    async def scenario() -> None:
+        ours, node = socket.socketpair()
+        node.setblocking(False)
+        sequencer = Sequencer(*await asyncio.open_unix_connection(sock=ours))
+        replies = asyncio.get_running_loop().create_task(sequencer._replies())
+        buffer = bytearray()
+        msgs = [Message.create(owner="o" * 43, tags=[("Action", "Ping")], data=str(i)) for i in range(3)]
+
+        first = asyncio.ensure_future(sequencer.schedule("p" * 43, msgs[0]))
+        [sent] = await _frames(node, buffer, 5)  # the node held none: at once, not a window later
+        assert sent[0] == 0
+        later = [asyncio.ensure_future(sequencer.schedule("p" * 43, m)) for m in msgs[1:]]
+        assert await _frames(node, buffer, 0.3) == []  # the node holds one: these wait for the window
+        node.sendall(frame([0, 200, b'{"slot":1}']))
+        assert await asyncio.wait_for(first, 5) == (200, b'{"slot":1}')
+        sent_together = await _frames(node, buffer, 5)  # answered: the waiting ones go now, in one write
+        assert [f[0] for f in sent_together] == [1, 2]
+        node.sendall(frame([1, 200, b"{}"]) + frame([2, 200, b"{}"]))
+        assert [await asyncio.wait_for(f, 5) for f in later] == [(200, b"{}"), (200, b"{}")]
+        node.close()
+        await asyncio.wait_for(replies, 5)
+
+    uvloop.run(scenario())
