@@ -13,6 +13,7 @@ from typing import Any
 from aonode.engine.errors import BadInput
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment
+from aonode.engine.wasm.chunk_codec import ZERO_HASH
 from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged
 
 GC_EVERY = 8  # chunked snapshots stored between two collections of unreferenced chunks
@@ -95,10 +96,12 @@ def already_assigned(batch: Sequence[Assignment]) -> str:
 
 def live_chunks(manifests: Iterable[bytes]) -> set[str]:
     """The chunk hashes the given stored manifests name (damaged manifests name none)."""
-    keep: set[str] = set()
+    named: set[bytes] = set()  # raw names first: the manifests of one process share most of theirs
     for body in manifests:
         try:
-            keep |= Manifest.from_bytes(bytes(body)).stored_hashes()
+            manifest = Manifest.from_bytes(bytes(body))
         except SnapshotDamaged:
             continue
-    return keep
+        named.update(manifest.hashes, manifest.bases)
+    named.discard(ZERO_HASH)  # implied, never stored
+    return {name.hex() for name in named}

