@@ -27,6 +27,7 @@ from tests.helpers.images import use_shared_modules  # noqa: E402
 from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
 
 from aonode.engine.devices.wasm64 import loaded  # noqa: E402
+from aonode.engine.node import Node  # noqa: E402
 from aonode.engine.store.sqlite_db import DB_NAME, SNAPSHOT_DIR  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
 from aonode.engine.wasm.written_pages import ENV_SWITCH, available, enabled  # noqa: E402
@@ -41,6 +42,27 @@ def disk(data: Path) -> int:
     return sum(p.stat().st_size for p in files if p.is_file())
 
 
+def build(node: Node, fill_mib: int) -> tuple[dict[str, str], int]:
+    """The two processes ("every slot", "none"), each a token on a Lua heap filled until its memory is
+    `fill_mib` MiB, with the image's fast variant compiled: their pids, and the memory's size."""
+    pids = {}
+    for label, freq in (("every slot", "1"), ("none", "1000000000")):
+        pid = node.spawn(definition(("Cache-Frequency", freq), ("Name", label)))["process"]
+        node.schedule(pid, eval_msg(pid, TOKEN_LUA))
+        while True:
+            node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{time.perf_counter()}"))
+            node.now(pid)
+            with node.live.lock(pid):
+                instance = node.live.state(pid).instance
+                assert instance is not None
+                if instance.memory_size >= fill_mib << 20:
+                    break
+        pids[label] = pid
+    node.live.processes.flush()
+    instance.image.wait_variant()  # its fast variant compiled: no compile inside either timing
+    return pids, instance.memory_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=100)
@@ -52,22 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "node"
         node = make_node(data)
-        pids = {}
-        for label, freq in (("every slot", "1"), ("none", "1000000000")):
-            pid = node.spawn(definition(("Cache-Frequency", freq), ("Name", label)))["process"]
-            node.schedule(pid, eval_msg(pid, TOKEN_LUA))
-            while True:
-                node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{time.perf_counter()}"))
-                node.now(pid)
-                with node.live.lock(pid):
-                    instance = node.live.state(pid).instance
-                    assert instance is not None
-                    if instance.memory_size >= args.fill_mib << 20:
-                        break
-            pids[label] = pid
-        node.live.processes.flush()
-        instance.image.wait_variant()  # its fast variant compiled: no compile inside either timing
-        size = instance.memory_size
+        pids, size = build(node, args.fill_mib)
         rounds: list[dict[str, float]] = []
         cpu: list[dict[str, float]] = []  # the node process's CPU seconds (all threads): steadier on a shared machine
         grown = dict.fromkeys(pids, 0)

@@ -30,12 +30,11 @@ from aonode.engine.devices.process import ProcessDevice  # noqa: E402
 from aonode.engine.store.sqlite import SQLiteStore  # noqa: E402
 from aonode.engine.wasm import chunk_compare, chunked, written_pages  # noqa: E402
 from aonode.engine.wasm.instance import Instance  # noqa: E402
-from bench.workloads import TOKEN_LUA, fill_lua  # noqa: E402
+from bench.bench_snapshots import RECIPIENT, build  # noqa: E402
 from tests.helpers.images import use_shared_modules  # noqa: E402
-from tests.helpers.nodeutil import action, definition, eval_msg, make_node  # noqa: E402
+from tests.helpers.nodeutil import action, make_node  # noqa: E402
 
 use_shared_modules()
-RECIPIENT = "RECIPIENT" + "r" * 34
 PARTS: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # calls, CPU s, wall s
 _lock = threading.Lock()
 
@@ -69,25 +68,6 @@ def wrap_parts() -> None:
     timed(wasm_ahead._Worker, "_run", "worker loop, all")
 
 
-def build(node, fill_mib: int) -> dict[str, str]:
-    pids = {}
-    for label, freq in (("every slot", "1"), ("none", "1000000000")):
-        pid = node.spawn(definition(("Cache-Frequency", freq), ("Name", label)))["process"]
-        node.schedule(pid, eval_msg(pid, TOKEN_LUA))
-        while True:
-            node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{time.perf_counter()}"))
-            node.now(pid)
-            with node.live.lock(pid):
-                instance = node.live.state(pid).instance
-                assert instance is not None
-                if instance.memory_size >= fill_mib << 20:
-                    break
-        pids[label] = pid
-    node.live.processes.flush()
-    instance.image.wait_variant()
-    return pids
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transfers", type=int, default=100)
@@ -99,7 +79,7 @@ def main() -> None:
     print(f"written pages: {tracking}, compare in C: {chunk_compare.native()}")
     with tempfile.TemporaryDirectory() as tmp:
         node = make_node(Path(tmp) / "node")
-        pids = build(node, args.fill_mib)
+        pids, _ = build(node, args.fill_mib)
         wrap_parts()
         for r in range(args.rounds):
             order = list(pids.items()) if r % 2 == 0 else list(reversed(pids.items()))
