@@ -70,6 +70,7 @@ class GroupCommitter:
         self._wait = wait
         self.sync = sync  # makes what `transaction` committed durable (None: its commit already is)
         self._committed: queue.SimpleQueue[list[Outcome] | None] = queue.SimpleQueue()  # for the syncer
+        self._sync_failed: AONodeError | None = None  # set for good by a failed sync (_sync_loop)
         self._syncer = threading.Thread(target=self._sync_loop, name=f"{name}-sync", daemon=True)
         if sync is not None:
             self._syncer.start()
@@ -97,6 +98,8 @@ class GroupCommitter:
         with self._closing:
             if self._closed:
                 raise AONodeError("store is closed")
+            if self._sync_failed is not None:
+                raise self._sync_failed
             self._submitted += size
             self._queue.put(Request(run, answer, key, size))  # type: ignore[arg-type]  # the queue holds any R
         return answer
@@ -190,11 +193,19 @@ class GroupCommitter:
                     stop = True
                     break
                 groups.append(more)
-            try:
-                self.sync()  # type: ignore[misc]  # (started only with one)
-            except BaseException as err:  # noqa: BLE001 - not known durable: that is each one's answer
+            failed: BaseException | None = self._sync_failed
+            if failed is None:
+                try:
+                    self.sync()  # type: ignore[misc]  # (started only with one)
+                except BaseException as err:  # noqa: BLE001 - not known durable: that is each one's answer
+                    failed = err
+                    # For good: after a failed fsync the kernel may drop the pages it did not write and a
+                    # later fsync succeed, and WAL recovery stops at the first lost frame, so nothing
+                    # committed after it (a retry's dedup answer included) could be answered durable.
+                    self._sync_failed = AONodeError(f"a sync of the store failed ({err!r}): restart the node")
+            if failed is not None:
                 for request, _, _ in (outcome for group in groups for outcome in group):
-                    request.answer.set_exception(err)
+                    request.answer.set_exception(failed)
                 continue
             for group in groups:
                 _settle(group)
