@@ -202,13 +202,15 @@ def decode(req: Request) -> Decoded:
     fields = req.field_values()
     digested = check_digest(fields, req.body)
     commitments = verify(req, fields)
-    covered = {n for c in commitments for n in c.components if not n.startswith("@")}
+    # Ordered (dicts, not sets): the message's tags follow the signature's components (the request's
+    # fields unsigned), the same in every process; a set's order changes with each process's hash seed.
+    covered = dict.fromkeys(n for c in commitments for n in c.components if not n.startswith("@"))
     if commitments:
         if req.body and not (digested and "content-digest" in covered):
             raise BadInput("the body is not covered by the signature (sign a content-digest)")
         names = covered
     else:
-        names = {k for k in fields if k not in TRANSPORT}
+        names = dict.fromkeys(k for k in fields if k not in TRANSPORT)
     raw: dict[str, Value] = {k: fields[k].encode("utf-8") for k in names if k in fields and k not in ENCODING}
     # How the fields are read (types, the body's key, its parts) counts only when signed too.
     encoding = {k: v for k, v in fields.items() if k in ENCODING and (not commitments or k in covered)}
