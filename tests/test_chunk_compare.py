@@ -148,3 +148,47 @@ def test_snapshots_compared_in_c_are_named_as_in_python(aos, tmp_path: Path, mon
     in_python = snapshot_names(aos, tmp_path / "python")
     assert in_c == in_python
     assert len(set(in_c)) == len(in_c) - 1  # the rolled-back slot's state is its predecessor's
+
+
+NATIVE_HERE = (
+    "import os, sys\n"
+    "from aonode.engine.wasm import chunk_compare as cc\n"
+    "print(cc.native(), sorted(os.listdir(os.path.join(os.environ['AONODE_HOME'], 'native'))))\n"
+)
+
+
+def _native_in_a_new_process(home: Path) -> tuple[bool, list[str]]:
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AONODE_HOME": str(home), cc.ENV_SWITCH: "1"}
+    done = subprocess.run([sys.executable, "-c", NATIVE_HERE], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    native, names = done.stdout.split(" ", 1)
+    return native == "True", ast.literal_eval(names)
+
+
+def test_a_damaged_cached_build_is_built_again_not_left_off_for_good(tmp_path: Path) -> None:
+    """Review: a cached .so that does not load (truncated by a crash or a full disk, written by another
+    compiler) turned the C compare off on that machine for good, silently (failed before: False)."""
+    native, names = _native_in_a_new_process(tmp_path)
+    assert native and len(names) == 1
+    built = tmp_path / "native" / names[0]
+    for damaged in (b"", b"not a shared object"):
+        built.write_bytes(damaged)
+        assert _native_in_a_new_process(tmp_path) == (True, names)
+        assert built.stat().st_size > 1000
+
+
+def test_two_processes_building_into_one_home_at_once_both_compare_in_c(tmp_path: Path) -> None:
+    """Each builds in a temporary folder of its own and renames its build into place: both load a
+    whole library, and only the library is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        found = list(pool.map(_native_in_a_new_process, [tmp_path] * 4))
+    assert all(native for native, _ in found)
+    left = sorted(p.name for p in (tmp_path / "native").iterdir())
+    assert len(left) == 1 and left[0].endswith(".so") and all(left[0] in names for _, names in found)

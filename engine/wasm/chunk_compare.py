@@ -129,14 +129,25 @@ def _load() -> Callable[..., int] | None:
         tag = hashlib.sha256(f"{SOURCE}{platform.machine()}{sys.platform}".encode()).hexdigest()[:16]
         target = aonode_home() / "native" / f"chunk_compare-{tag}.so"
         try:
-            if _layout_holds() and (target.is_file() or _build(target)):
-                func = ctypes.CDLL(str(target)).aonode_compare_chunks  # CDLL: the call lets go of the GIL
-                func.restype = ctypes.c_int
-                func.argtypes = (ctypes.c_void_p,) * 5 + (ctypes.c_size_t,) * 2 + (ctypes.c_void_p, ctypes.c_int)
-                _native = func
+            if _layout_holds():
+                # A cached build that does not load (cut short by a crash, another compiler's) is built again.
+                _native = (_opened(target) if target.is_file() else None) or (
+                    _opened(target) if _build(target) else None
+                )
         except OSError:
             _native = None
         return _native
+
+
+def _opened(target: Path) -> Callable[..., int] | None:
+    """The compare in a built library, or None when it does not load."""
+    try:
+        func = ctypes.CDLL(str(target)).aonode_compare_chunks  # CDLL: the call lets go of the GIL
+    except (OSError, AttributeError):
+        return None
+    func.restype = ctypes.c_int
+    func.argtypes = (ctypes.c_void_p,) * 5 + (ctypes.c_size_t,) * 2 + (ctypes.c_void_p, ctypes.c_int)
+    return func  # type: ignore[no-any-return]
 
 
 def enabled() -> bool:
