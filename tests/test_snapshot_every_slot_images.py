@@ -20,14 +20,9 @@ from aonode.engine.wasm.chunked import Taken
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Image, Runtime
 from tests.helpers.images import SPEC, image_path
+from tests.test_chunk_compare import TOKEN
 
 ENV = SPEC.env()
-TOKEN = (
-    "Balances = Balances or { [Owner] = 1000000 }\n"
-    'Handlers.add("transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), function(msg)\n'
-    "  Balances[msg.Recipient] = (Balances[msg.Recipient] or 0) + tonumber(msg.Quantity)\n"
-    "end)"
-)
 GROW = "Big = Big or {}; for i = 1, 40000 do Big[#Big + 1] = ('g' .. i):rep(9) end"
 SLOTS = 3 * GC_EVERY + 2  # three chunk collections, more slots than the store keeps
 RESTART_AT = 13  # the run stops after this slot and continues from the stored snapshot
