@@ -36,10 +36,19 @@ def _signed_by(answer: httpx.Response) -> str:
     return verify_answer(answer.headers.multi_items(), answer.content)
 
 
-@pytest.mark.parametrize("workers", [["--ingest-workers", "0"], []], ids=["one-process", "default-workers"])
-def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(tmp_path: Path, workers: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("workers", "sync_apart"),
+    [(["--ingest-workers", "0"], False), ([], False), ([], True)],
+    ids=["one-process", "default-workers", "default-workers-sync-apart"],
+)
+def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(
+    tmp_path: Path, workers: list[str], sync_apart: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The one process, and `aonode serve`'s default (ingest workers on more than one CPU: a worker
-    whose node died answers what it held 503, retry; nothing it answered 200 is lost)."""
+    whose node died answers what it held 503, retry; nothing it answered 200 is lost); also with the
+    fsync apart from the group's commit (AONODE_SYNC_APART=1: its syncer thread answers)."""
+    if sync_apart:
+        monkeypatch.setenv("AONODE_SYNC_APART", "1")
     data = tmp_path / "node"
     wallet = Wallet.generate("rsa")
     module = catalogue.lookup("aos2_0_6")

@@ -12,6 +12,7 @@ import cbor2
 import pytest
 import uvloop
 
+from aonode.engine.errors import Busy
 from aonode.engine.message import Message
 from aonode.server import ingest_worker
 from aonode.server.ingest_worker import Sequencer
@@ -59,5 +60,36 @@ def test_requests_wait_while_the_node_holds_some_and_go_once_it_answered_them(
         assert [await asyncio.wait_for(f, 5) for f in later] == [(200, b"{}"), (200, b"{}")]
         node.close()
         await asyncio.wait_for(replies, 5)
+
+    uvloop.run(scenario())
+
+
+def test_requests_waiting_for_the_window_are_answered_busy_when_the_node_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's end closes while it holds one request and two more wait for the window: all three are
+    answered Busy at once (none waits for the window or for ever, none is known durable), the window's
+    write to the closed link raises nothing, and a later request is refused at once."""
+    monkeypatch.setattr(ingest_worker, "FLUSH_WINDOW", WINDOW)
+
+    async def scenario() -> None:
+        ours, node = socket.socketpair()
+        node.setblocking(False)
+        sequencer = Sequencer(*await asyncio.open_unix_connection(sock=ours))
+        replies = asyncio.get_running_loop().create_task(sequencer._replies())
+        msgs = [Message.create(owner="o" * 43, tags=[("Action", "Ping")], data=str(i)) for i in range(4)]
+        first = asyncio.ensure_future(sequencer.schedule("p" * 43, msgs[0]))
+        assert len(await _frames(node, bytearray(), 5)) == 1
+        later = [asyncio.ensure_future(sequencer.schedule("p" * 43, m)) for m in msgs[1:3]]
+        await asyncio.sleep(0.05)
+        assert sequencer._timer is not None  # they wait for the window
+        node.close()
+        for waiting in (first, *later):
+            with pytest.raises(Busy):
+                await asyncio.wait_for(waiting, 5)
+        await asyncio.wait_for(replies, 5)
+        sequencer._flush()  # what the window's timer does later: its write to the closed link raises nothing
+        with pytest.raises(Busy):
+            await asyncio.wait_for(sequencer.schedule("p" * 43, msgs[3]), 5)
 
     uvloop.run(scenario())
