@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aonode.engine.message import Message
-from aonode.engine.store.group_commit import GroupCommitter
+from aonode.engine.store.group_commit import GroupCommitter, SyncNotRun
 from aonode.engine.store.sqlite import SQLiteStore
 
 WAIT = 10.0
@@ -140,5 +140,33 @@ def test_sqlite_with_the_sync_apart_keeps_every_answered_row_through_kill_9(tmp_
         assert [a.slot for a in store.assignments("p")] == answered
         expected = [Message.create(owner="o" * 43, data=str(n)) for n in answered]
         assert [a.message for a in store.assignments("p")] == expected
+    finally:
+        store.close()
+
+
+def test_a_sync_that_never_reached_the_disk_leaves_the_next_one_its_chance() -> None:
+    """A sync that failed before asking the disk (its WAL did not open: out of file descriptors) is that
+    group's answer, but the store goes on: the pages are still to be written, so the next sync covers them."""
+    disk = Disk()
+    disk.fail = SyncNotRun("the WAL file did not open for its sync: [Errno 24] Too many open files")
+    disk.hold.set()
+    group = committer(disk)
+    try:
+        with pytest.raises(SyncNotRun):
+            submit(group, disk, "a").result(WAIT)
+        assert submit(group, disk, "b").result(WAIT) == "b"
+        assert disk.synced_through == 2  # the later sync covered a's row too
+    finally:
+        group.close()
+
+
+def test_sqlites_sync_of_a_missing_wal_is_a_sync_not_run(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    try:
+        store.sync_wal()  # the WAL is there while the store is open
+        os.rename(f"{store.db_path}-wal", tmp_path / "moved-wal")
+        with pytest.raises(SyncNotRun):
+            store.sync_wal()
+        os.rename(tmp_path / "moved-wal", f"{store.db_path}-wal")
     finally:
         store.close()

@@ -199,16 +199,22 @@ class GroupCommitter:
                     self.sync()  # type: ignore[misc]  # (started only with one)
                 except BaseException as err:  # noqa: BLE001 - not known durable: that is each one's answer
                     failed = err
-                    # For good: after a failed fsync the kernel may drop the pages it did not write and a
-                    # later fsync succeed, and WAL recovery stops at the first lost frame, so nothing
-                    # committed after it (a retry's dedup answer included) could be answered durable.
-                    self._sync_failed = AONodeError(f"a sync of the store failed ({err!r}): restart the node")
+                    # For good (unless it never reached the disk): after a failed fsync the kernel may drop
+                    # the pages it did not write and a later fsync succeed, and WAL recovery stops at the
+                    # first lost frame, so nothing committed after it could be answered durable.
+                    if not isinstance(err, SyncNotRun):
+                        self._sync_failed = AONodeError(f"a sync of the store failed ({err!r}): restart the node")
             if failed is not None:
                 for request, _, _ in (outcome for group in groups for outcome in group):
                     request.answer.set_exception(failed)
                 continue
             for group in groups:
                 _settle(group)
+
+
+class SyncNotRun(AONodeError):
+    """A `sync` that failed before it asked the disk anything (its file did not open: EMFILE, ...): the
+    pages are still the kernel's to write, so the next sync is a new chance (any other failure is final)."""
 
 
 Outcome = tuple[Request[object], object, "Exception | None"]  # a request, its value or its error

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from aonode.engine.errors import AONodeError, SchemaTooNew
+from aonode.engine.store.group_commit import SyncNotRun
 
 DB_NAME = "aonode.sqlite3"
 SNAPSHOT_DIR = "snapshots"
@@ -137,7 +138,10 @@ class SQLiteDatabase:
         which does not sync at commit) is durable when it returns. The file is opened each time: one that
         was replaced since cannot be the one synced. (WAL frames carry checksums; a checkpoint syncs the WAL
         before copying it and the database after, so a WAL reused after one holds nothing not synced.)"""
-        fd = os.open(f"{self.db_path}-wal", os.O_RDONLY)
+        try:
+            fd = os.open(f"{self.db_path}-wal", os.O_RDONLY)
+        except OSError as err:  # nothing asked of the disk: a later sync may still make them durable
+            raise SyncNotRun(f"the WAL file did not open for its sync: {err}") from err
         try:
             os.fdatasync(fd)
         finally:
