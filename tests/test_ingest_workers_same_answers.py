@@ -118,6 +118,12 @@ def test_refusals_are_byte_for_byte_the_same_with_or_without_workers(nodes: tupl
         (path, headers, body + b"x"),  # the body its content-digest does not name
         (f"/{unknown}~process@1.0/schedule", ANS104, _posts(unknown, 103)[3][2]),
         (f"/{pid}~process@1.0/schedule", ANS104, bytes(tampered)),
+        (f"/{pid}~process@1.0/schedule", ANS104, b""),
+        ("/", OCTET, _posts(unknown, 104)[0][2]),  # the legacy MU: no such process
+        ("/~scheduler@1.0/schedule", ANS104, _posts(pid, 105)[1][2]),  # no target in the query
+        (path, {k: v for k, v in headers.items() if k.lower() != "signature"}, body),
+        (path, {**headers, "data": "changed"}, body),  # a signed field changed
+        (path, {"content-type": "multipart/form-data; boundary=x"}, b"--x\r\nnot a part\r\n--x--\r\n"),
     ]
     for post in cases:
         answers = [_answer(url, post, address) for url in (alone, with_workers)]
