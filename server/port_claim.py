@@ -39,8 +39,12 @@ def port_claim(host: str, port: int) -> socket.socket:
     """This process's claim on `host`:`port` (keep it open while serving), or PortInUse when another
     node's claim overlaps it."""
     address = endpoint_address(host)
-    with _gate(port):
-        for held in claims_held(port):
+    with _gate(port) as gate:
+        try:
+            held_now = claims_held(port)
+        except OSError:  # no /proc/net/unix to read (a locked-down /proc): one node per port, the gate kept
+            return gate.dup()
+        for held in held_now:
             if overlaps(address, held):
                 raise PortInUse(
                     f"port {port} is in use by another aonode serve (on {held}); choose another with --port"
@@ -95,7 +99,7 @@ def _claim_name(port: int) -> str:
 
 
 @contextmanager
-def _gate(port: int) -> Iterator[None]:
+def _gate(port: int) -> Iterator[socket.socket]:
     gate = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         deadline = time.monotonic() + GATE_WAIT
@@ -111,6 +115,6 @@ def _gate(port: int) -> Iterator[None]:
                         f"port {port} is in use by another aonode serve; choose another with --port"
                     ) from err
                 time.sleep(0.005)
-        yield
+        yield gate
     finally:
         gate.close()

@@ -183,3 +183,22 @@ def test_a_program_listening_with_so_reuseport_before_the_node_starts_is_refused
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=START_SECONDS)
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and f"port {port} is in use on 127.0.0.1" in lines[0], lines
+
+
+def test_without_proc_net_unix_a_claim_is_per_port_as_before(tmp_path: Path, monkeypatch) -> None:
+    """Review: where /proc/net/unix cannot be read (a locked-down /proc) the claims held are unknown:
+    the node keeps the port's gate as its claim, one node per port as before the per-address claims
+    (failed before: FileNotFoundError, so `aonode serve` could not start at all)."""
+    from aonode.server import port_claim
+
+    monkeypatch.setattr(port_claim, "_UNIX_SOCKETS", tmp_path / "no-such-file")
+    monkeypatch.setattr(port_claim, "GATE_WAIT", 0.1)
+    first, claim = claimed_socket("127.0.0.1", 0, reuse_port=True)
+    port = first.getsockname()[1]
+    with first, claim:
+        for other in ("127.0.0.2", "127.0.0.1", "0.0.0.0"):
+            with pytest.raises(PortInUse, match=f"port {port} is in use by another aonode serve"):
+                claimed_socket(other, port, reuse_port=True)
+    again, again_claim = claimed_socket("127.0.0.2", port, reuse_port=True)  # the gate went with the claim
+    again.close()
+    again_claim.close()
