@@ -49,14 +49,24 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(
     fsync apart from the group's commit (AONODE_SYNC_APART=1: its syncer thread answers)."""
     if sync_apart:
         monkeypatch.setenv("AONODE_SYNC_APART", "1")
-    data = tmp_path / "node"
+    _kill_9_under_load(tmp_path / "node", workers, str(tmp_path / "node"))
+
+
+def test_kill_9_with_default_workers_on_postgresql_loses_nothing_answered(tmp_path: Path, pg_dsn: str) -> None:
+    """The same on a PostgreSQL store (its own group commit, synchronous_commit=on for assignments)."""
+    _kill_9_under_load(tmp_path / "node", ["--store", pg_dsn], pg_dsn)
+
+
+def _kill_9_under_load(data: Path, args: list[str], store: str) -> None:
+    """kill -9 of `aonode serve *args` once KILL_AFTER items were answered; then every answered one is in
+    `store` at the slot its answer named, and every answer was the node's."""
     wallet = Wallet.generate("rsa")
     module = catalogue.lookup("aos2_0_6")
     assert module is not None and module.id
     acknowledged: dict[str, int] = {}  # item id -> slot its answer named
     signers: set[str] = set()
     lock = threading.Lock()
-    with cli_node(data, *workers) as (url, proc):
+    with cli_node(data, *args) as (url, proc):
         address = httpx.get(f"{url}/~meta@1.0/info/address").text
         spawned = httpx.post(
             f"{url}/", content=build_spawn(wallet, module=module.id, scheduler=address).raw, headers=OCTET, timeout=300
@@ -98,4 +108,4 @@ def test_kill_9_under_concurrent_signed_ingest_loses_nothing_answered(
         clients.join(timeout=120)  # raises what a client raised (an answer that was not 200, ...)
     assert signers == {address}
     assert len(acknowledged) >= KILL_AFTER
-    assert_all_stored(data, pid, acknowledged)
+    assert_all_stored(store, pid, acknowledged)

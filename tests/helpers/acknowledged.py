@@ -9,7 +9,7 @@ from aonode.engine.devices.scheduler import verify_chain
 from aonode.engine.store import open_store
 
 
-def assert_all_stored(data: Path, pid: str, acknowledged: dict[str, int]) -> int:
+def assert_all_stored(data: Path | str, pid: str, acknowledged: dict[str, int]) -> int:
     """The checks above; the number of slots stored."""
     store = open_store(str(data))
     try:
