@@ -202,3 +202,23 @@ def test_without_proc_net_unix_a_claim_is_per_port_as_before(tmp_path: Path, mon
     again, again_claim = claimed_socket("127.0.0.2", port, reuse_port=True)  # the gate went with the claim
     again.close()
     again_claim.close()
+
+
+def test_ipv6_names_and_mapped_addresses_claim_the_endpoint_they_bind() -> None:
+    """Review guard: [::1]:P and 127.0.0.1:P are two endpoints; `localhost`, `127.1` and
+    ::ffff:127.0.0.1 are 127.0.0.1's; :: (dual-stack) overlaps both; 0.0.0.0 only the IPv4 one."""
+    v6, v6_claim = claimed_socket("::1", 0, reuse_port=True)
+    port = v6.getsockname()[1]
+    with v6, v6_claim:
+        v4, v4_claim = claimed_socket("127.0.0.1", port, reuse_port=True)
+        with v4, v4_claim:
+            for same in ("localhost", "127.1", "::ffff:127.0.0.1", "::", "0:0:0:0:0:0:0:1", "0.0.0.0"):
+                with pytest.raises(PortInUse, match=f"port {port} is in use by another aonode serve"):
+                    claimed_socket(same, port, reuse_port=True)
+    assert _claim_free(port)
+    wide, wide_claim = claimed_socket("0.0.0.0", port, reuse_port=True)
+    with wide, wide_claim:
+        beside, beside_claim = claimed_socket("::1", port, reuse_port=True)
+        beside.close()
+        beside_claim.close()
+    assert _claim_free(port)
