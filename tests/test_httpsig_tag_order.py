@@ -22,7 +22,8 @@ import json, sys
 from aonode.server.hyperbeam import Incoming, signed_message
 request = json.load(open(sys.argv[1]))
 url = "http://127.0.0.1:8734/" + request["pid"] + "~process@1.0/schedule"
-message, decoded = signed_message(Incoming("POST", url, tuple(map(tuple, request["headers"])), request["body"].encode()))
+headers = tuple(map(tuple, request["headers"]))
+message, decoded = signed_message(Incoming("POST", url, headers, request["body"].encode()))
 print(json.dumps([list(message.tags) if message else None, list(decoded.fields) if decoded else None]))
 """
 
