@@ -20,14 +20,9 @@ from aonode.engine.wasm.chunked import CHUNK, Taken
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Image, Runtime
 from tests.helpers.images import SPEC
+from tests.helpers.token import TRANSFER_TOKEN as TOKEN
 
 ENV = SPEC.env()
-TOKEN = (
-    "Balances = Balances or { [Owner] = 1000000 }\n"
-    'Handlers.add("transfer", Handlers.utils.hasMatchingTag("Action", "Transfer"), function(msg)\n'
-    "  Balances[msg.Recipient] = (Balances[msg.Recipient] or 0) + tonumber(msg.Quantity)\n"
-    "end)"
-)
 GROW = "Big = Big or {}; for i = 1, 150000 do Big[#Big + 1] = ('g' .. i):rep(12) end"
 
 

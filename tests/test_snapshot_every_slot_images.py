@@ -20,7 +20,7 @@ from aonode.engine.wasm.chunked import Taken
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Image, Runtime
 from tests.helpers.images import SPEC, image_path
-from tests.test_chunk_compare import TOKEN
+from tests.helpers.token import TRANSFER_TOKEN as TOKEN
 
 ENV = SPEC.env()
 GROW = "Big = Big or {}; for i = 1, 40000 do Big[#Big + 1] = ('g' .. i):rep(9) end"
