@@ -34,18 +34,27 @@ async def _frames(sock: socket.socket, buffer: bytearray, timeout: float) -> lis
     return out
 
 
+async def _linked() -> tuple[Sequencer, socket.socket, asyncio.Task[None]]:
+    """A worker's Sequencer on one end of a socket pair, reading its replies; the node's end (non-blocking)."""
+    ours, node = socket.socketpair()
+    node.setblocking(False)
+    sequencer = Sequencer(*await asyncio.open_unix_connection(sock=ours))
+    return sequencer, node, asyncio.get_running_loop().create_task(sequencer._replies())
+
+
+def _pings(count: int) -> list[Message]:
+    return [Message.create(owner="o" * 43, tags=[("Action", "Ping")], data=str(i)) for i in range(count)]
+
+
 def test_requests_wait_while_the_node_holds_some_and_go_once_it_answered_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ingest_worker, "FLUSH_WINDOW", WINDOW)
 
     async def scenario() -> None:
-        ours, node = socket.socketpair()
-        node.setblocking(False)
-        sequencer = Sequencer(*await asyncio.open_unix_connection(sock=ours))
-        replies = asyncio.get_running_loop().create_task(sequencer._replies())
+        sequencer, node, replies = await _linked()
         buffer = bytearray()
-        msgs = [Message.create(owner="o" * 43, tags=[("Action", "Ping")], data=str(i)) for i in range(3)]
+        msgs = _pings(3)
 
         first = asyncio.ensure_future(sequencer.schedule("p" * 43, msgs[0]))
         [sent] = await _frames(node, buffer, 5)  # the node held none: at once, not a window later
@@ -73,11 +82,8 @@ def test_requests_waiting_for_the_window_are_answered_busy_when_the_node_closes(
     monkeypatch.setattr(ingest_worker, "FLUSH_WINDOW", WINDOW)
 
     async def scenario() -> None:
-        ours, node = socket.socketpair()
-        node.setblocking(False)
-        sequencer = Sequencer(*await asyncio.open_unix_connection(sock=ours))
-        replies = asyncio.get_running_loop().create_task(sequencer._replies())
-        msgs = [Message.create(owner="o" * 43, tags=[("Action", "Ping")], data=str(i)) for i in range(4)]
+        sequencer, node, replies = await _linked()
+        msgs = _pings(4)
         first = asyncio.ensure_future(sequencer.schedule("p" * 43, msgs[0]))
         assert len(await _frames(node, bytearray(), 5)) == 1
         later = [asyncio.ensure_future(sequencer.schedule("p" * 43, m)) for m in msgs[1:3]]
