@@ -8,6 +8,7 @@ one that never stopped."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,21 @@ def message(slot: int) -> str:
     return SPEC.message_json(slot, "", tags=[*tags, {"name": "Quantity", "value": str(slot)}])
 
 
-@pytest.fixture(scope="module", params=["aos2_0_6.wasm", "aos2_0_4_32.wasm"])
-def aos(request, tmp_path_factory) -> tuple[Runtime, Image]:
+IMAGES = ("aos2_0_6.wasm", "aos2_0_4_32.wasm")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Callable[[str], tuple[Runtime, Image]]:
+    """name -> (runtime, image), each image loaded once for the module."""
     runtime = Runtime(tmp_path_factory.mktemp("every-slot-wasm-cache"))
-    return runtime, runtime.load(image_path(request.param).read_bytes())
+    loaded_images: dict[str, tuple[Runtime, Image]] = {}
+
+    def load(name: str) -> tuple[Runtime, Image]:
+        if name not in loaded_images:
+            loaded_images[name] = (runtime, runtime.load(image_path(name).read_bytes()))
+        return loaded_images[name]
+
+    return load
 
 
 def run(aos: tuple[Runtime, Image], store: Store, restart: bool) -> tuple[list[str], list[str]]:
@@ -86,28 +98,33 @@ def restored_memories(aos: tuple[Runtime, Image], store: Store) -> dict[int, str
     return found
 
 
-def test_every_slot_named_alike_c_or_python_tracked_or_not(aos, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("name", IMAGES)
+def test_every_slot_named_alike_c_or_python_tracked_or_not(images, name: str, tmp_path: Path, monkeypatch) -> None:
+    """Both switches flipped at once (C and tracked vs Python and untracked): either one naming a snapshot
+    differently fails it; each alone is compared in tests/test_chunk_compare.py and test_written_pages.py."""
+    aos = images(name)
     runs: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
-    for native in ("1", "0"):
-        for tracking in ("1", "0"):
-            monkeypatch.setenv(cc.ENV_SWITCH, native)
-            monkeypatch.setenv(wp.ENV_SWITCH, tracking)
-            assert cc.native() is (native == "1")  # the C way really runs when on
-            store = open_store(str(tmp_path / f"n{native}t{tracking}"))
-            try:
-                runs[native, tracking] = run(aos, store, restart=True)
-                restored = restored_memories(aos, store)
-            finally:
-                store.close()
-            memories = runs[native, tracking][1]
-            assert len(restored) == KEEP_SNAPSHOTS
-            assert restored == {slot: memories[slot] for slot in restored}
+    for native, tracking in (("1", "1"), ("0", "0")):
+        monkeypatch.setenv(cc.ENV_SWITCH, native)
+        monkeypatch.setenv(wp.ENV_SWITCH, tracking)
+        assert cc.native() is (native == "1")  # the C way really runs when on
+        store = open_store(str(tmp_path / f"n{native}t{tracking}"))
+        try:
+            runs[native, tracking] = run(aos, store, restart=True)
+            restored = restored_memories(aos, store)
+        finally:
+            store.close()
+        memories = runs[native, tracking][1]
+        assert len(restored) == KEEP_SNAPSHOTS
+        assert restored == {slot: memories[slot] for slot in restored}
     first = runs["1", "1"]
     for key, other in runs.items():
         assert other == first, key
 
 
-def test_a_restarted_run_keeps_memory_and_every_kept_snapshot_restores(aos, store_spec: str, tmp_path: Path) -> None:
+def test_a_restarted_run_keeps_memory_and_every_kept_snapshot_restores(images, store_spec: str, tmp_path: Path) -> None:
+    """wasm64 on SQLite, wasm32 on PostgreSQL (each image and each store once: the suite's time)."""
+    aos = images(IMAGES[1] if store_spec.startswith("postgres") else IMAGES[0])
     store = open_store(store_spec)
     try:
         restarted = run(aos, store, restart=True)
