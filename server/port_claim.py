@@ -44,11 +44,7 @@ def port_claim(host: str, port: int) -> socket.socket:
             held_now = claims_held(port)
         except OSError:  # no /proc/net/unix to read (a locked-down /proc): one node per port, the gate kept
             return gate.dup()
-        for held in held_now:
-            if overlaps(address, held):
-                raise PortInUse(
-                    f"port {port} is in use by another aonode serve (on {held}); choose another with --port"
-                )
+        unclaimed(address, port, held_now)
         claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             claim.bind(f"\0{_claim_name(port)}{address}")
@@ -71,6 +67,13 @@ def endpoint_address(host: str) -> Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+def unclaimed(address: Address, port: int, held: list[Address]) -> None:
+    """PortInUse when one of the claims `held` on `port` overlaps `address`."""
+    for other in held:
+        if overlaps(address, other):
+            raise PortInUse(f"port {port} is in use by another aonode serve (on {other}); choose another with --port")
 
 
 def overlaps(a: Address, b: Address) -> bool:

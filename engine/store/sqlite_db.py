@@ -109,7 +109,7 @@ class SQLiteDatabase:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._conns[threading.current_thread()] = conn
-        self._local.conn = conn
+        self._local.conn, self._local.full = conn, False  # synchronous=NORMAL, as just set (_tx)
         return conn
 
     @contextmanager
@@ -119,7 +119,7 @@ class SQLiteDatabase:
         group-commit writer's connection stays FULL (two statements less per commit; each one also lets
         the node's other threads take the GIL from the committing one)."""
         conn = self._conn()
-        if durable != getattr(self._local, "full", False):
+        if durable != self._local.full:
             conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
             self._local.full = durable
         conn.execute("BEGIN IMMEDIATE")

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import IO
 
-from aonode.server.port_claim import Address, claims_held, endpoint_address, overlaps
+from aonode.server.port_claim import Address, PortInUse, claims_held, endpoint_address, unclaimed
 
 LOCK_NAME = "lock"
 
@@ -64,10 +64,11 @@ def address_free(host: str, port_number: int) -> None:
     except (socket.gaierror, UnicodeError) as err:
         raise UserError(f"--host {host!r} is not an address of this machine: {err}") from err
     family, kind, proto, _, address = infos[0]
-    if port_number and (held := [a for a in _claims(port_number) if overlaps(endpoint_address(host), a)]):
-        raise UserError(
-            f"port {port_number} is in use by another aonode serve (on {held[0]}); choose another with --port"
-        )
+    if port_number:
+        try:
+            unclaimed(endpoint_address(host), port_number, _claims(port_number))
+        except PortInUse as err:
+            raise UserError(str(err)) from err
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
