@@ -247,6 +247,7 @@ class PendingChunks:
         then: Callable[[Taken], None] | None,
     ) -> None:
         previous, older, bases = shadow.named, shadow.older_named, shadow.bases
+        self.changed = [offset for offset, _, _ in changed]  # the offsets that differ from the previous
         named_out: Future[Named] = Future()
 
         def make() -> Taken:

@@ -160,6 +160,7 @@ class Instance:
         address, size = self.host.base(), self.memory_size
         written = self._written.take_written(address, size)  # None: compare every chunk
         pending, copy = take(self.shadow, address, size, self.host.state.to_dict(), then, written)
+        self._written.protect(pending.changed)  # not where this slot wrote: the next one will too
         # Only the rollback point moves: an instance away from home (metered after slow messages)
         # stays there as its itinerary says, instead of a re-instantiation at every snapshot.
         self._journal.restart(copy)

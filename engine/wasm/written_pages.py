@@ -5,9 +5,14 @@ How (Linux >= 6.7): one userfaultfd per Python process in asynchronous write-pro
 registered range is write-protected; the first write to a protected page lifts the protection in
 the kernel itself (no fault reaches this process), whoever writes (wasm, a host import, a restore,
 a syscall filling a buffer). One PAGEMAP_SCAN ioctl on /proc/self/pagemap lists the pages not
-protected (written since), ~0.1 ms for 64 MiB, and every `cycle` looks (256 to 4096) protects them
-again in the same call, atomically (a fault costs more than a compare: see RELEARN). (Soft-dirty
-bits, the older way, do not work on every kernel this runs on.)
+protected (written since), ~0.1 ms for 64 MiB. A look only scans; after the snapshot's compare,
+`protect` write-protects the memory again, at a memory's first look and then every `cycle` looks
+(256 to 4096), but not the chunks the compare found changed: Lua's collector rewrites most of
+those at the next message too, and each of their pages would fault there, in the message's own CPU
+time (~11,600 faults, +15-30 ms on a 35-45 ms Transfer of a 120 MiB heap: enough to pass the time
+bound that proves a message stayed under its fuel, budget.py, and have it redone metered). A chunk
+left unprotected is reported at every look until the next protection: compared, as it would be
+after its fault anyway. (Soft-dirty bits, the older way, do not work on every kernel this runs on.)
 
 Soundness first: a missed write would be a wrong snapshot served as right. So the answer is None,
 "compare everything", whenever the answer cannot be trusted: no kernel support (probed once per
@@ -18,7 +23,10 @@ write-protect, e.g. a range mapped anew at the same address), a fork (the fds wo
 parent). An over-report is only slower. Not covered: MADV_DONTNEED on anonymous memory (it zeroes
 pages without a write); neither wasmtime nor this node does that to a live memory.
 
-The scan must run while nothing writes the memory: the caller takes snapshots between wasm calls.
+Nothing may write the memory from a look to its `protect` (the caller takes snapshots between wasm
+calls): a page written in between would be protected unseen. Any set of protected pages is sound
+once the compare has brought the shadow to the memory's contents: a page is only skipped while it
+stays protected, that is unwritten since.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aonode.engine.wasm.chunk_codec import CHUNK
@@ -46,19 +55,16 @@ _UFFDIO_WRITEPROTECT = 0xC018AA06
 _REGISTER_MODE_WP = 1 << 1
 _WRITEPROTECT_MODE_WP = 1 << 0
 _PAGEMAP_SCAN = 0xC0606610
-_PM_SCAN_WP_MATCHING = 1 << 0  # protect again the pages it reports
 _PM_SCAN_CHECK_WPASYNC = 1 << 1  # fail on any page not under asynchronous write-protect
 _PAGE_IS_WRITTEN = 1 << 1
 _REGIONS = 1024  # page ranges per scan call; a longer answer takes several calls
 # What tracking costs: the first write to a protected page takes a fault, ~2 µs of the writer's CPU
-# alone, but far more in the served path on this 2-CPU VM: aos2_0_6 with a 120 MiB heap, snapshot at
-# every slot (bench_snapshots, quiet): protecting again every 16 looks made it 2.03x the time of no
-# snapshots, never 1.40x, no tracking 1.55x: each protection cost ~0.6 s of faults (~30 µs a page)
-# there. What it saves: ~3 µs per unwritten 64 KiB chunk not compared. Lua's collector re-marks much
-# of a heap at every message (there: ~11,600 of 32,000 pages per Transfer), so pages are protected
-# again only every `cycle` looks: in between, a page once written stays unprotected and is reported
-# (compared) at every look, free. A cycle starts at RELEARN looks; one whose faults cost more than
-# its looks saved makes the next RELEARN_GROWTH times as long (up to RELEARN_MAX).
+# alone, but far more in the served path on this 2-CPU VM (up to ~30 µs a page). What it saves: ~3 µs
+# per unwritten 64 KiB chunk not compared. Lua's collector re-marks much of a heap at every message
+# (aos2_0_6 with a 120 MiB heap: ~11,600 of 32,000 pages per Transfer), so the memory is protected
+# again only every `cycle` looks, and then not where the last slot changed it (see above). A cycle
+# starts at RELEARN looks; one whose faults (pages written in chunks it protected) cost more than its
+# looks saved makes the next RELEARN_GROWTH times as long (up to RELEARN_MAX).
 RELEARN = 256
 RELEARN_GROWTH, RELEARN_MAX = 4, 4096
 PAGE_FAULT_IN_CHUNK_COMPARES = 10.0
@@ -122,20 +128,31 @@ class _Kernel:
     pagemap: int
     pid: int
 
-    def arm(self, address: int, size: int) -> bool:
-        """Register [address, address+size) (again, after a grow: the same fd may) and protect it all."""
+    def register(self, address: int, size: int) -> bool:
+        """Register [address, address+size) for write-protect (again, after a grow: the same fd may);
+        nothing is protected yet."""
         try:
             _ioctl(self.uffd, _UFFDIO_REGISTER, _Register(address, size, _REGISTER_MODE_WP, 0))
+        except OSError:
+            return False
+        return True
+
+    def protect(self, address: int, size: int) -> bool:
+        try:
             _ioctl(self.uffd, _UFFDIO_WRITEPROTECT, _WriteProtect(address, size, _WRITEPROTECT_MODE_WP))
         except OSError:
             return False
         return True
 
-    def scan(self, address: int, size: int, protect: bool = True) -> list[tuple[int, int]] | None:
-        """The page ranges of [address, address+size) not protected (written since the last arm or
-        `protect` scan), protected again when `protect`; None when the kernel cannot say."""
+    def arm(self, address: int, size: int) -> bool:
+        """Register [address, address+size) and protect it all."""
+        return self.register(address, size) and self.protect(address, size)
+
+    def scan(self, address: int, size: int) -> list[tuple[int, int]] | None:
+        """The page ranges of [address, address+size) not protected (written since they were last
+        protected); None when the kernel cannot say."""
         regions = (_Region * _REGIONS)()
-        flags = _PM_SCAN_CHECK_WPASYNC | (_PM_SCAN_WP_MATCHING if protect else 0)
+        flags = _PM_SCAN_CHECK_WPASYNC
         end, start, found = address + size, address, []
         while start < end:
             arg = _Scan(ctypes.sizeof(_Scan), flags, start, end, 0, ctypes.addressof(regions), _REGIONS)
@@ -179,11 +196,14 @@ def _open() -> _Kernel | None:
 
 
 def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int], protect: bool = True) -> bool:
+    """Whether exactly `pages` are reported written; then protects the memory again when `protect`."""
     page = mmap.PAGESIZE
     anchor = ctypes.c_char.from_buffer(memory)
     address = ctypes.addressof(anchor)
     del anchor  # no export left: the mmap may be closed
-    ranges = kernel.scan(address, len(memory), protect)
+    ranges = kernel.scan(address, len(memory))
+    if protect and not kernel.protect(address, len(memory)):
+        return False
     if ranges is None:
         return False
     seen = {p for start, end in ranges for p in range((start - address) // page, (end - address) // page)}
@@ -191,9 +211,11 @@ def _found_exactly(kernel: _Kernel, memory: mmap.mmap, pages: set[int], protect:
 
 
 def _self_test(kernel: _Kernel) -> bool:
-    """Arm small anonymous and memfd copy-on-write memories (wasmtime's two kinds), write one page
-    from Python and one from the kernel (read(2) into it), and check that exactly those are found
-    (twice without protecting, once protecting), then nothing, then a page written again."""
+    """Register small anonymous and memfd copy-on-write memories (wasmtime's two kinds), protect all
+    but their first page (populated: it stays reported, as a changed chunk left unprotected does),
+    write one page from Python and one from the kernel (read(2) into it), and check that exactly
+    those and the first are found (twice without protecting, once protecting all), then nothing,
+    then a page written again."""
     page = mmap.PAGESIZE
     for kind in ("anonymous", "memfd"):
         if kind == "memfd":
@@ -208,7 +230,9 @@ def _self_test(kernel: _Kernel) -> bool:
             anchor = ctypes.c_char.from_buffer(memory)
             address = ctypes.addressof(anchor)
             del anchor
-            if not kernel.arm(address, 4 * page) or not _found_exactly(kernel, memory, set()):
+            if not kernel.register(address, 4 * page) or not kernel.protect(address + page, 3 * page):
+                return False
+            if not _found_exactly(kernel, memory, {0}, protect=False):
                 return False
             memory[page + 5 : page + 6] = b"\x07"
             read, write = os.pipe()
@@ -220,7 +244,7 @@ def _self_test(kernel: _Kernel) -> bool:
                 os.close(read)
                 os.close(write)
             for protect in (False, False, True):
-                if not _found_exactly(kernel, memory, {1, 3}, protect):
+                if not _found_exactly(kernel, memory, {0, 1, 3}, protect):
                     return False
             if not _found_exactly(kernel, memory, set()):
                 return False
@@ -272,55 +296,85 @@ class WrittenPages:
     """The chunks of one memory written between two looks. The caller passes the memory's current
     address and size at every look (a memory may move or grow): `take_written` answers the offsets
     of every chunk written since the previous look (and of those written since the memory was last
-    protected, up to `cycle` looks before), or None for "unknown: compare everything", which it
-    answers at the first look, after any change of address or size, after `close`, and whenever
-    tracking is off or failed."""
+    protected, up to `cycle` looks before, and of those left unprotected then), or None for
+    "unknown: compare everything", which it answers at the first look, after any change of address
+    or size, after `close`, and whenever tracking is off or failed. After the compare, `protect`
+    protects the memory again when the look was due to (the first of a memory, a cycle's end)."""
 
     def __init__(self, first_cycle: int = RELEARN) -> None:
         self._first_cycle = first_cycle  # tests use short cycles
-        self._armed: tuple[int, int, int] | None = None  # address, size, pid
+        self._armed: tuple[int, int, int] | None = None  # address, size, pid (registered)
         self._looks = 0  # since the memory was last protected
+        self._due: tuple[int, int] | None = None  # address, size: `protect` protects this look's memory
+        self._open: frozenset[int] = frozenset()  # chunks the last protection left unprotected
         self.cycle = first_cycle  # looks from one protection of the memory to the next
-        self.protected = False  # whether the last look protected the memory again
+        self.protected = False  # whether the last `protect` protected the memory again
 
     @property
     def tracking(self) -> bool:
-        """Whether the next look can answer (the memory, as of the last look, is armed)."""
+        """Whether the next look can answer (the memory, as of the last look, is registered)."""
         return self._armed is not None
 
     def take_written(self, address: int, size: int) -> list[int] | None:
         kernel = _the_kernel() if enabled() else None
-        armed, self._armed = self._armed, None
+        armed, self._armed, self._due, self.protected = self._armed, None, None, False
         if kernel is None or address % mmap.PAGESIZE or size % CHUNK or size <= 0:
             return None
-        self.protected = False
         if armed is not None and armed[0] == address and armed[1] < size and armed[2] == kernel.pid:
-            # Grown in place: only the new part is armed (protecting the old part again would fault on
-            # every page the heap rewrites); this look compares everything, the pages it skips
-            # scanning stay unprotected, and so reported, until the cycle's end.
-            if kernel.arm(address + armed[1], size - armed[1]):
-                self._armed = (address, size, kernel.pid)
+            # Grown in place: only the new part is registered (the old part still is); this look
+            # compares everything, and `protect` protects both parts.
+            if kernel.register(address + armed[1], size - armed[1]):
+                self._armed, self._due = (address, size, kernel.pid), (address, size)
             return None
-        relearn = self._looks + 1 >= self.cycle
-        written = kernel.scan(address, size, relearn) if armed == (address, size, kernel.pid) else None
+        written = kernel.scan(address, size) if armed == (address, size, kernel.pid) else None
         if written is None:
-            if kernel.arm(address, size):
-                self._armed, self._looks, self.protected = (address, size, kernel.pid), 0, True
+            if kernel.register(address, size):
+                self._armed, self._due = (address, size, kernel.pid), (address, size)
             return None
-        self._looks = 0 if relearn else self._looks + 1
         self._armed = armed
         offsets: set[int] = set()
-        pages = 0
         for start, end in written:
             first, last = max(start, address) - address, min(end, address + size) - address
             offsets.update(range(first - first % CHUNK, last, CHUNK))
-            pages += (last - first) // mmap.PAGESIZE
-        if relearn:  # the cycle's faults (every page written in it) against the compares it saved
-            dense = pages * PAGE_FAULT_IN_CHUNK_COMPARES > (size // CHUNK - len(offsets)) * self.cycle
+        self._looks += 1
+        if self._looks >= self.cycle:  # the cycle's faults against the compares it saved
+            dense = (
+                self._faults(written, address) * PAGE_FAULT_IN_CHUNK_COMPARES
+                > (size // CHUNK - len(offsets)) * self.cycle
+            )
             self.cycle = min(self.cycle * RELEARN_GROWTH, RELEARN_MAX) if dense else self._first_cycle
-            self.protected = True
+            self._due = (address, size)
         return sorted(offsets)  # right either way: every page written since the last look is in
+
+    def _faults(self, written: list[tuple[int, int]], address: int) -> int:
+        """The pages written since the last protection in the chunks it protected (each took a fault)."""
+        page = mmap.PAGESIZE
+        return sum(
+            1
+            for start, end in written
+            for at in range(start - address, end - address, page)
+            if at - at % CHUNK not in self._open
+        )
+
+    def protect(self, changed: Iterable[int] = ()) -> None:
+        """After the compare of the last look (the shadow now holds the memory's contents): when that
+        look was due to, protect the memory again but the chunks at `changed` (offsets the compare
+        found changed: written again at the next message, most of them, see the module docstring)."""
+        due, self._due = self._due, None
+        kernel = _the_kernel() if enabled() else None
+        if due is None or kernel is None or self._armed is None or self._armed[:2] != due:
+            return
+        address, size = due
+        left = frozenset(changed)
+        start = 0
+        for offset in [*sorted(o for o in left if 0 <= o < size), size]:
+            if offset > start and not kernel.protect(address + start, offset - start):
+                self._armed = None  # partly protected is sound (unprotected is reported); look anew
+                return
+            start = offset + CHUNK
+        self._looks, self._open, self.protected = 0, left, True
 
     def close(self) -> None:
         """Forget the memory (its registration ends with its mapping): the next look compares all."""
-        self._armed, self._looks, self.cycle, self.protected = None, 0, self._first_cycle, False
+        self._armed, self._due, self._looks, self.cycle, self.protected = None, None, 0, self._first_cycle, False
+        self._open = frozenset()
