@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
@@ -211,12 +212,23 @@ def verify_base(
 
 
 def public_key_bytes(keyid: str) -> bytes:
-    """The key a `keyid` names: base64url, or `publickey:` + base64 (HyperBEAM writes both)."""
+    """The key a `keyid` names: base64url, or `publickey:` + base64 (HyperBEAM writes both); remembered
+    for keyids up to an RSA key's length (a client names its key in every message: ~3 us each)."""
+    return _remembered_key(keyid) if len(keyid) <= MAX_REMEMBERED_KEYID else _key_bytes(keyid)
+
+
+MAX_REMEMBERED_KEYID = 700  # characters: a base64url RSA-4096 modulus (683), `publickey:` + base64 (694)
+
+
+def _key_bytes(keyid: str) -> bytes:
     text = keyid.removeprefix("publickey:")
     try:
         return base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError) as err:
         raise BadInput(f"keyid is not a base64 public key: {keyid[:40]!r}") from err
+
+
+_remembered_key = functools.lru_cache(maxsize=256)(_key_bytes)  # an error is not remembered: raised again
 
 
 def wallet_alg(wallet: Wallet) -> str:

@@ -100,3 +100,17 @@ def test_a_changed_field_fails_on_the_canonical_path() -> None:
     assert httpsig_canonical.parse(dict(headers)["signature"], dict(headers)["signature-input"]) is not None
     with pytest.raises(BadInput, match="does not verify"):
         verify(Request("POST", "http://node/x", headers, request.body))
+
+
+def test_a_remembered_signature_input_reads_each_signature_anew() -> None:
+    """The same signature-input text (remembered after its first read) with other signatures: each read
+    carries its own signature bytes and parameters of its own; a signature without its label is still refused."""
+    signature_input = 'sig=("a" "b");alg="ed25519";keyid="k"'
+    first = httpsig_canonical.parse(SIG, signature_input)
+    second = httpsig_canonical.parse("sig=:QUJD:", signature_input)
+    assert first is not None and second is not None
+    assert (first[0].signature, second[0].signature) == (b"ABC" * 8, b"ABC")
+    first[0].params["alg"] = "changed"
+    again = httpsig_canonical.parse(SIG, signature_input)
+    assert again is not None and again[0].params == {"alg": "ed25519", "keyid": "k"}
+    assert httpsig_canonical.parse("other=:QUJD:", signature_input) is None
