@@ -42,6 +42,13 @@ def disk(data: Path) -> int:
     return sum(p.stat().st_size for p in files if p.is_file())
 
 
+def live_instance(node: Node, pid: str) -> Instance:
+    with node.live.lock(pid):
+        instance = node.live.state(pid).instance
+    assert instance is not None
+    return instance
+
+
 def build(node: Node, fill_mib: int) -> tuple[dict[str, str], int]:
     """The two processes ("every slot", "none"), each a token on a Lua heap filled until its memory is
     `fill_mib` MiB, with the image's fast variant compiled: their pids, and the memory's size."""
@@ -76,6 +83,7 @@ def main() -> None:
         node = make_node(data)
         pids, size = build(node, args.fill_mib)
         rounds: list[dict[str, float]] = []
+        redos: list[dict[str, int]] = []  # messages redone on the metered engine (budget.py), per round
         cpu: list[dict[str, float]] = []  # the node process's CPU seconds (all threads): steadier on a shared machine
         grown = dict.fromkeys(pids, 0)
         first = 0  # the first round's extra disk: the snapshots of 100 slots after the state was built
@@ -83,22 +91,25 @@ def main() -> None:
             order = list(pids.items()) if r % 2 == 0 else list(reversed(pids.items()))
             seconds: dict[str, float] = {}
             used: dict[str, float] = {}
+            redone: dict[str, int] = {}
             for label, pid in order:
                 for n in range(args.transfers):
                     node.schedule(
                         pid,
                         action(pid, "Transfer", ("Recipient", RECIPIENT), ("Quantity", "1"), nonce=f"{label}{r}.{n}"),
                     )
-                before = disk(data)
+                before, redone_before = disk(data), live_instance(node, pid).redos
                 start, started = time.perf_counter(), time.process_time()
                 node.now(pid)
                 node.live.processes.flush()
                 seconds[label] = time.perf_counter() - start
                 used[label] = time.process_time() - started
                 grown[label] += disk(data) - before
+                redone[label] = live_instance(node, pid).redos - redone_before
                 if r == 0 and label == "every slot":
                     first = disk(data) - before
             rounds.append(seconds)
+            redos.append(redone)
             cpu.append(used)
         pid = pids["every slot"]
         found = node.store.latest_snapshot(pid)
@@ -144,6 +155,13 @@ def main() -> None:
         f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}; some rounds of either process take several "
         "times as long as its others, snapshots or none), "
         f"{first / mib:.2f} MiB extra disk for the first {n} slots ({grown['every slot'] / k / mib:.2f} MiB a round)"
+    )
+    print(
+        "rounds in order (every slot / none: time ratio, Transfers redone metered): "
+        + ", ".join(
+            f"{r['every slot'] / r['none']:.2f} ({d['every slot']}/{d['none']})"
+            for r, d in zip(rounds, redos, strict=True)
+        )
     )
     cpu_ratios = sorted(r["every slot"] / r["none"] for r in cpu)
     cpu_total = sum(r["every slot"] for r in cpu) / sum(r["none"] for r in cpu)

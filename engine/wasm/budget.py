@@ -57,7 +57,7 @@ class Budget:
 
     def fits(self, seconds: float, fuel: int | None) -> bool:
         """Whether a call that ran `seconds` of CPU time certainly stayed within `fuel` (always, when metered)."""
-        return self.flavor == Flavor.METERED or fuel is None or seconds < _fuel(fuel) / FUEL_RATE_MAX
+        return self.flavor == Flavor.METERED or quick(seconds, fuel)
 
     def gas_used(self, fuel: int | None) -> int:
         """Fuel the last call burnt; only the metered engine counts it (ao-loader reports 0 as well)."""
@@ -98,6 +98,11 @@ class Budget:
         finally:
             if deadline is not None:
                 clear_deadline(deadline)
+
+
+def quick(seconds: float, fuel: int | None) -> bool:
+    """Whether `seconds` of a call's CPU time is under the bound that proves it within `fuel`."""
+    return fuel is None or seconds < _fuel(fuel) / FUEL_RATE_MAX
 
 
 def _fuel(fuel: int | None) -> int:

@@ -9,7 +9,10 @@ A fresh instance starts on the image itself (constructors, the spawn). A message
 finish is redone elsewhere: one that must suspend (WeaveDrive) on the image itself, one whose time
 cannot prove it stayed under its Compute-Limit on the metered engine. The instance then stays away
 for 4 messages, then 8, 16, ... (up to a checkpoint interval), so a process that suspends often stops
-switching back and forth.
+switching back and forth. A message redone metered that ran there under the time bound it had passed
+on the fast engine was not heavy: the machine was busy (or a snapshot's background work shared its
+memory bandwidth); the next stay is 4 again, not twice as long, else a few such moments on a shared
+machine kept a process metered (slower) for up to a checkpoint interval.
 """
 
 from __future__ import annotations
@@ -71,6 +74,12 @@ class Itinerary:
         if self.away:
             self.away_left = self.away_stay
             self.away_stay = min(2 * self.away_stay, self.max_stay)
+
+    def light(self) -> None:
+        """The message that sent it away was not heavy (see the module docstring): the next stay away
+        is as short as the first, and so is this one."""
+        self.away_left = min(self.away_left, AWAY_FIRST)
+        self.away_stay = AWAY_FIRST
 
     def ran_one(self) -> None:
         if self.away:

@@ -17,7 +17,7 @@ from typing import Any
 import wasmtime
 
 from aonode.engine.errors import ModuleError, WasmError
-from aonode.engine.wasm.budget import DeadlineReached, ProcExitError
+from aonode.engine.wasm.budget import DeadlineReached, ProcExitError, quick
 from aonode.engine.wasm.chunked import PendingChunks, Restorable, Shadow, StoredSnapshot, Taken, take
 from aonode.engine.wasm.drive_store import DriveStore
 from aonode.engine.wasm.flavors import Flavor, Itinerary
@@ -58,6 +58,7 @@ class Instance:
             preparing=self._settling,
         )
         self.last_gas_used = 0
+        self.redos = 0  # messages redone metered because their time proved nothing (benches count them)
         self._instantiate(_snapshot)
         self._journal = Journal(_snapshot)
         # The previous chunked snapshot's memory (chunked.py): restored ones arrive filled.
@@ -214,11 +215,15 @@ class Instance:
             self._settle()
         if self._itinerary.stay_over:
             self.checkpoint()  # home again (deferred to here: a snapshot taken meanwhile did it for free)
+        redone = False
         while True:
             started = time.thread_time()
             try:
                 raw = self._handle_once(msg_json, env_json, fuel)
-                if self._linked.budget.fits(time.thread_time() - started, fuel):
+                seconds = time.thread_time() - started
+                if self._linked.budget.fits(seconds, fuel):
+                    if redone and quick(seconds, fuel):
+                        self._itinerary.light()  # metered, it ran under the bound: not heavy
                     break
                 redo = Flavor.METERED  # undecided: it may have used more than its fuel
             except DeadlineReached:
@@ -233,6 +238,8 @@ class Instance:
                     raise
                 redo = Flavor.METERED
             self._rebuild()  # the state before this message
+            self.redos += redo == Flavor.METERED
+            redone = redo == Flavor.METERED
             self._leave_home(redo)
         self._journal.record(msg_json, env_json)
         self._itinerary.ran_one()
