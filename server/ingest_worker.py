@@ -56,6 +56,10 @@ FLUSH_WINDOW = float(os.environ.get("AONODE_FLUSH_WINDOW_MS", "2")) / 1000
 # -> 0.68-0.84 ms per item, items/s 995-1,145 -> 1,205-1,645 (bench/README.md, session 10).
 GC_YOUNG = 20_000
 GRACEFUL_SECONDS = 30.0  # at a stop, what is in flight is answered within this (as hypercorn's graceful timeout)
+# AONODE_WORKER_AFFINITY=1: each worker on a core of its own (own_core); off by default until a quiet machine's
+# A/B says (bench_ingest_ab, load 5-7.7: workers' CPU per item 0.64-0.77 vs 0.81-0.94 ms at 8 connections,
+# the same at 16; items/s within the noise)
+PIN_TO_CORE = os.environ.get("AONODE_WORKER_AFFINITY", "0") == "1"
 
 
 class Sequencer:
@@ -262,6 +266,16 @@ async def _serve(args: argparse.Namespace) -> None:
     sweeper.cancel()
 
 
+def own_core(index: int) -> None:
+    """Run on one core of those this process may use: worker `index` on the index-th (modulo their count).
+    Why: each worker is one busy thread; left free, the scheduler moved the workers between the cores as
+    the node's threads and the clients woke, and each move left a worker's caches behind on the other core.
+    The node's threads stay free to run on any core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) > 1:
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
+
+
 def node_wallet(path: str, address: str) -> Wallet:
     """The node's wallet from `path`, without OpenSSL's full RSA check (its primes: 0.3-0.6 CPU-s a worker
     at every start), which the node's process made on its wallet: this key must be that one (the node's
@@ -348,7 +362,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequencer", required=True, help="the node's sequencer socket name")
     parser.add_argument("--wallet", required=True, help="the node's wallet (JWK file)")
     parser.add_argument("--max-body", type=int, required=True)
+    parser.add_argument("--index", type=int, default=None, help="this worker's place among the node's workers")
     args = parser.parse_args(argv)
+    if args.index is not None and PIN_TO_CORE:
+        own_core(args.index)
     run_served(_serve(args))
     return 0
 

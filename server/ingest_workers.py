@@ -72,7 +72,7 @@ class IngestWorkers:
         workers but the first started."""
         self.sequencer = SequencerSocket(node, self.name, self.pids)
         with self._lock:
-            self.procs += [self._spawn() for _ in range(self.count - len(self.procs))]
+            self.procs += [self._spawn(i) for i in range(len(self.procs), self.count)]
 
     def pids(self) -> set[int]:
         with self._lock:
@@ -80,14 +80,14 @@ class IngestWorkers:
 
     def start(self) -> None:
         with self._lock:
-            self.procs = [self._spawn()]
+            self.procs = [self._spawn(0)]
         threading.Thread(target=self._supervise, name="aonode-ingest-workers", daemon=True).start()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         cmd = [
             sys.executable, "-m", "aonode.server.ingest_worker", "--host", self.host, "--port", str(self.port),
             "--owner", self.owner_url, "--sequencer", self.name, "--wallet", self.wallet_path,
-            "--max-body", str(self.max_body),
+            "--max-body", str(self.max_body), "--index", str(index),
         ]  # fmt: skip
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
@@ -112,7 +112,7 @@ class IngestWorkers:
                         )
                     if i in due and now >= due[i]:
                         del due[i]
-                        self.procs[i], started[i] = self._spawn(), now
+                        self.procs[i], started[i] = self._spawn(i), now
 
     def stop_workers(self) -> None:
         """SIGTERM to every worker (they finish what they hold; the sequencer still answers them)."""
