@@ -62,6 +62,22 @@ def test_a_deadline_set_while_it_sleeps_is_reached() -> None:
         ticker.clear_deadline(entry)
 
 
+def test_a_cpu_deadline_is_reached_by_computing_not_by_waiting() -> None:
+    """A fast-variant call's deadline counts its thread's CPU time: one that waits (for a core, for
+    the GIL) is not cut short and redone metered for it; one that computes past it is."""
+    flag = (ctypes.c_ubyte * 1)()
+    entry = ticker.watch_deadline(flag, 0.05, cpu=True)
+    try:
+        time.sleep(0.3)  # six times the deadline in wall-clock time, no CPU time
+        assert flag[0] == 0
+        end = time.thread_time() + 0.06
+        while time.thread_time() < end:
+            pass
+        assert wait_for(lambda: flag[0] == 1), "the flag was never set"
+    finally:
+        ticker.clear_deadline(entry)
+
+
 def test_while_only_variant_calls_hold_deadlines_it_sleeps_until_the_earliest() -> None:
     """A fast-variant call's deadline is ~0.2 s away: the thread wakes for it, not every tick (each
     wake takes the GIL from the threads computing)."""

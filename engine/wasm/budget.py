@@ -29,7 +29,8 @@ NO_DEADLINE = 2**62
 # operators, several of which can share one machine instruction; the fast variant ran a tight Lua loop
 # at 2.3e10 fuel/s on the development machine (a 3,000,000-step `for` loop), so 4e11/s leaves a ~17x margin.
 FUEL_RATE_MAX = 4e11
-# The wall-clock deadline is this many times that CPU time: a call that waits for a core meanwhile
+# The deadline is this many times that CPU time (the epoch engine's in wall-clock time; the variant's in
+# its thread's CPU time, ticker.py: waits for a core or for the GIL never count): a call slowed meanwhile
 # (a loaded machine, two compute threads and the snapshot encoders on two cores) is not cut short and
 # redone metered (a rebuild and a stay on the slow engine: hundreds of ms); a runaway loop only runs
 # this much longer before its metered redo, which takes far longer anyway.
@@ -65,7 +66,7 @@ class Budget:
             return 0
         return _fuel(fuel) - self.store.get_fuel()
 
-    def set(self, fuel: int | None) -> tuple | None:
+    def set(self, fuel: int | None) -> list | None:
         """Metered: exactly `fuel`. Otherwise a deadline no call within `fuel` can reach: the epoch's,
         or the variant's interrupt flag; either holds the ticker awake (returned: clear_deadline)."""
         fuel = None if fuel is None else _fuel(fuel)  # (a cap past a float's range overflowed below)
@@ -75,7 +76,7 @@ class Budget:
             assert self.interrupt is not None
             self.interrupt[0] = 0
             if fuel is not None:
-                return watch_deadline(self.interrupt, DEADLINE_SLACK * fuel / FUEL_RATE_MAX)
+                return watch_deadline(self.interrupt, DEADLINE_SLACK * fuel / FUEL_RATE_MAX, cpu=True)
         elif fuel is None:
             self.store.set_epoch_deadline(NO_DEADLINE)
         else:

@@ -2,8 +2,12 @@
 sets the interrupt flag of fast-variant messages past their deadline (transform/variant.py).
 
 It ticks only while some call on the epoch engine has a deadline (`keep_ticking`). A fast-variant
-message's deadline (`watch_deadline`) is a wall-clock time ~0.2 s away (budget.py), so for those it
-sleeps until the earliest one not yet reached: a backlog of ~1 ms messages wakes it a few times a
+message's deadline (`watch_deadline`) is ~0.2 s of its thread's CPU time (budget.py): the thread
+sleeps until the earliest time one could be reached (its CPU time cannot pass it sooner) and looks
+again there; a call that waited meanwhile (for a core on a busy machine, for the GIL its host
+imports need while a snapshot's background encoder holds it) is not cut short and redone metered
+for having waited, only one that computed that long. So for those it sleeps until the earliest one
+not yet reached: a backlog of ~1 ms messages wakes it a few times a
 second, not every tick (each wake takes the GIL from the threads computing; ~10% of bare wasm's
 rate when it woke every 2 ms). Idle, it sleeps until a watch comes. An epoch that does not advance
 can only let a call run longer, never stop one early, and every call with a deadline holds a watch
@@ -44,7 +48,10 @@ class _Ticker:
     _pointers: tuple = ()
     _ticks = 0  # epoch ticks
     _wakes = 0  # times the thread woke (tests: it sleeps through a backlog of quick messages)
-    _watches: tuple = ()  # (deadline in monotonic seconds, a one-byte ctypes array in a variant memory, or None)
+    # [deadline in monotonic seconds, a one-byte ctypes array in a variant memory or None, the calling
+    # thread's CPU clock or None, the CPU time on it to reach]: lists, so that the thread can put a
+    # deadline off in place (the caller made them: the loop allocates no container)
+    _watches: tuple = ()
     _epoch_watches = 0  # watches whose flag is None: the thread ticks every TICK_SECONDS while > 0
     _until = float("inf")  # the time the thread sleeps until (a watch due sooner wakes it)
     _thread: threading.Thread | None = None
@@ -62,10 +69,11 @@ class _Ticker:
         cls._start()
 
     @classmethod
-    def watch(cls, flag, seconds: float) -> tuple:
+    def watch(cls, flag, seconds: float, cpu: bool = False) -> list:
         if cls._thread is None:
             cls._start()
-        entry = (time.monotonic() + seconds, flag)
+        clock = time.pthread_getcpuclockid(threading.get_ident()) if cpu else None
+        entry = [time.monotonic() + seconds, flag, clock, 0.0 if clock is None else time.clock_gettime(clock) + seconds]
         with cls._watch_lock:
             cls._watches = cls._watches + (entry,)
             if flag is None:
@@ -83,7 +91,7 @@ class _Ticker:
             cls._wake.release()
 
     @classmethod
-    def unwatch(cls, entry: tuple) -> None:
+    def unwatch(cls, entry: list) -> None:
         with cls._watch_lock:
             cls._watches = tuple(w for w in cls._watches if w is not entry)
             if entry[1] is None:
@@ -101,6 +109,7 @@ class _Ticker:
     def _run(cls) -> None:
         increment = _raw_increment_epoch  # the ctypes function itself: no Python wrapper frame
         sleep, tick, lock, wake, clock = time.sleep, TICK_SECONDS, cls._watch_lock, cls._wake, time.monotonic
+        cpu_time = time.clock_gettime
         inf = float("inf")
         while cls._running:
             cls._wakes += 1
@@ -116,8 +125,14 @@ class _Ticker:
                 watches, now, until = cls._watches, clock(), inf
                 index, count = 0, len(watches)
                 while index < count:
-                    deadline, flag = watches[index]
+                    entry = watches[index]
+                    deadline, flag = entry[0], entry[1]
                     if flag is not None and not flag[0]:
+                        if now >= deadline and entry[2] is not None:
+                            # (its thread is inside the call: `unwatch` needs this lock first)
+                            left = entry[3] - cpu_time(entry[2])
+                            if left > 0:
+                                deadline = entry[0] = now + left  # it computed less: not before then
                         if now >= deadline:
                             flag[0] = 1
                         elif deadline < until:
@@ -148,16 +163,17 @@ def register(engine: wasmtime.Engine) -> None:
     _Ticker.register(engine)
 
 
-def watch_deadline(flag, seconds: float) -> tuple:
-    """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`."""
-    return _Ticker.watch(flag, seconds)
+def watch_deadline(flag, seconds: float, cpu: bool = False) -> list:
+    """Set `flag[0] = 1` once `seconds` have passed (to the tick), until `clear_deadline`; with `cpu`,
+    `seconds` of the calling thread's CPU time (it must stay in the call until `clear_deadline`)."""
+    return _Ticker.watch(flag, seconds, cpu)
 
 
-def keep_ticking() -> tuple:
+def keep_ticking() -> list:
     """Advance the epoch engines every tick until `clear_deadline` (a call with an epoch deadline)."""
     return _Ticker.watch(None, 0.0)
 
 
-def clear_deadline(entry: tuple) -> None:
+def clear_deadline(entry: list) -> None:
     """After this returns the flag is never written again (its memory may go)."""
     _Ticker.unwatch(entry)
