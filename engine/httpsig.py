@@ -10,6 +10,7 @@ then sends none, as HyperBEAM accepts) decodes as a message without that body.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,7 +161,17 @@ class Decoded:
 
 
 def title_case(name: str) -> str:
+    """`action` -> `Action`, `x-ref` -> `X-Ref`; remembered for short names (a client sends the same tag
+    names with every message)."""
+    return _title_case(name) if len(name) <= MAX_REMEMBERED_NAME else _title(name)
+
+
+def _title(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+MAX_REMEMBERED_NAME = 64
+_title_case = functools.lru_cache(maxsize=1024)(_title)
 
 
 def _text(value: Value | None) -> str | None:

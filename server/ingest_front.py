@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 
 from starlette.datastructures import URL
 
+from aonode.engine import httpsig
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.message import is_id
 from aonode.server import codec, observe, paths
@@ -123,6 +124,11 @@ def carries_data_item(scope: Scope) -> bool:
 def incoming(scope: Scope, body: bytes) -> Incoming:
     """The request as hyperbeam.py's decode reads it (Starlette's URL and header text)."""
     return Incoming("POST", request_url(scope), _headers(scope), body)
+
+
+def httpsig_request(scope: Scope, body: bytes) -> httpsig.Request:
+    """What hyperbeam.signed_message decodes of `incoming(scope, body)` when it carries no data item."""
+    return httpsig.Request("POST", request_url(scope), _headers(scope), body)
 
 
 def request_url(scope: Scope) -> str:

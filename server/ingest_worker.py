@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import cbor2
 
+from aonode.engine import httpsig
 from aonode.engine.crypto import Wallet, verify
 from aonode.engine.errors import AONodeError, Busy
 from aonode.engine.frozen_heap import freeze_start
@@ -37,7 +38,6 @@ from aonode.engine.message import Message
 from aonode.server import codec, ingest_front, ingest_http
 from aonode.server.app import cors_headers
 from aonode.server.event_loop import run_served
-from aonode.server.hyperbeam import signed_message
 from aonode.server.ingest_answer import JsonAnswers
 from aonode.server.ingest_workers import reuse_port_socket
 from aonode.server.legacy.mu import checked_message, data_item_answer, is_spawn, placed_answer
@@ -230,8 +230,8 @@ def _check(scope: Scope, body: bytes, pid: str | None) -> tuple[str, Message, st
         return target, msg, item.id
     if ingest_front.carries_data_item(scope):  # signed_message's first case, without its Incoming
         return pid, codec.for_process(codec.message_from_data_item(body), pid), None
-    signed, _ = signed_message(ingest_front.incoming(scope, body))
-    return None if signed is None else (pid, codec.for_process(signed, pid), None)
+    committed = httpsig.decode(ingest_front.httpsig_request(scope, body)).committed()  # signed_message's other case
+    return None if committed is None else (pid, codec.for_process(committed.to_message(), pid), None)
 
 
 async def _serve(args: argparse.Namespace) -> None:
