@@ -28,6 +28,8 @@ TICK_SECONDS = 0.002  # epoch and deadline resolution (bounds how late a runaway
 # The longest the thread sleeps toward a deadline before looking again: a deadline is fuel-derived and an
 # operator's compute cap can put it past what a lock's wait accepts (threading.TIMEOUT_MAX: OverflowError).
 LONGEST_SLEEP = 60.0
+# A thread's CPU clock (Linux, the BSDs); without one a CPU deadline is a wall-clock one, as it was before.
+_THREAD_CLOCKS = hasattr(time, "pthread_getcpuclockid")
 
 
 class _Ticker:
@@ -72,7 +74,7 @@ class _Ticker:
     def watch(cls, flag, seconds: float, cpu: bool = False) -> list:
         if cls._thread is None:
             cls._start()
-        clock = time.pthread_getcpuclockid(threading.get_ident()) if cpu else None
+        clock = time.pthread_getcpuclockid(threading.get_ident()) if cpu and _THREAD_CLOCKS else None
         entry = [time.monotonic() + seconds, flag, clock, 0.0 if clock is None else time.clock_gettime(clock) + seconds]
         with cls._watch_lock:
             cls._watches = cls._watches + (entry,)
