@@ -45,13 +45,8 @@ from aonode.engine.store.rows import (
 )
 from aonode.engine.store.sqlite_db import SNAPSHOT_DIR, SQLiteDatabase
 
-
-def _encode(value: dict) -> bytes:
-    return cbor2.dumps(value)
-
-
-def _decode(blob: bytes) -> Any:
-    return cbor2.loads(blob)
+_encode: Callable[[dict], bytes] = cbor2.dumps
+_decode: Callable[[bytes], Any] = cbor2.loads
 
 
 @dataclass(frozen=True)
@@ -190,6 +185,8 @@ class SQLiteStore(SQLiteDatabase):
 
     def _group_transaction(self, steps: Sequence[Callable[[], None]]) -> None:
         with self._appending(durable=not self._sync_apart) as conn:
+            if len(steps) == 1:  # no savepoint: its failure rolls back a transaction of nothing else
+                return steps[0]()
             for step in steps:
                 conn.execute("SAVEPOINT request")
                 try:
