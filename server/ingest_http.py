@@ -20,10 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import cast
-from urllib.parse import unquote
 
-import httptools
-
+from aonode.server.ingest_head import has_bare_lf, parse_head
 from aonode.server.ingest_tunnel import Tunnel
 from aonode.server.signing import Scope
 
@@ -93,63 +91,6 @@ class Server:
                 stalled = conn.admitted and self.waiting and loop.time() - conn.admitted_at > KEEP_ALIVE_SECONDS
                 if quiet or stalled:
                     conn.close()
-
-
-class _Head:
-    """httptools callbacks: the request line's target and the header fields."""
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[Header] = []
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-
-def has_bare_lf(buffer: bytes | bytearray, end: int) -> bool:
-    """A LF not after a CR in buffer[:end] (llhttp refuses it, h11 takes it): LFs outnumber CRLFs."""
-    return buffer.count(b"\n", 0, end) != buffer.count(b"\r\n", 0, end)
-
-
-def parse_head(raw: bytes, sockname: tuple[str, int]) -> Scope | None:
-    """The ASGI scope of a request head (the fields hypercorn gives), or None when it is not a plain
-    HTTP/1.1 request with a Content-Length body this server may answer itself."""
-    head = _Head()
-    parser = httptools.HttpRequestParser(head)
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserError:
-        return None
-    if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
-        return None
-    names = [name for name, _ in head.headers]
-    if names.count(b"content-length") != 1 or names.count(b"host") != 1:  # h11 answers a missing Host 400
-        return None
-    if any(n in names for n in (b"transfer-encoding", b"expect", b"upgrade")):
-        return None
-    if not head.url.startswith(b"/") or b"#" in head.url:  # absolute or asterisk form, or a fragment:
-        return None  # hypercorn's path is the whole target up to a `?` (llhttp's drops a fragment)
-    try:
-        target = httptools.parse_url(head.url)
-    except httptools.HttpParserError:  # a target llhttp's request line took and its URL parser does not
-        return None
-    raw_path = target.path or b"/"
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": parser.get_method().decode("ascii"),
-        "scheme": "http",
-        "path": unquote(raw_path.decode("ascii", "replace")),
-        "raw_path": raw_path,
-        "query_string": target.query or b"",
-        "root_path": "",
-        "headers": head.headers,
-        "server": sockname,
-    }
 
 
 def _declared(scope: Scope) -> int:
