@@ -15,11 +15,19 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 
 from aonode.engine.errors import BadInput, DamagedRecord
+from aonode.engine.message_bytes import (
+    NINE_ENTRIES,
+    SUM_KEY,
+    TEN_ENTRIES,
+    fields_sum_matches,
+    own_id,
+    sum_of_bytes_matches,
+)
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -100,37 +108,6 @@ def _plain_tags(tags: object) -> Tags | None:
     return tuple(out)
 
 
-def _sum_matches(fields: dict[str, Any], digest: bytes, plain_tags: bool) -> bool:
-    """True when `digest` is the sha256 of `fields`' canonical CBOR. Fields decoded from canonical CBOR
-    keep its key order, so their plain encoding is the canonical one (made without sorting) when the
-    keys are in canonical order and every value encodes one way (no float, no map)."""
-    canonical = _plainly_canonical(fields, plain_tags)
-    return hashlib.sha256(cbor2.dumps(fields, canonical=not canonical)).digest() == digest
-
-
-_SCALARS = (str, bytes, int, bool, type(None))
-_KEY_ORDERS: dict[tuple[str, ...], bool] = {}  # key tuple -> in canonical order (the few shapes rows have)
-
-
-def _plainly_canonical(fields: dict[str, Any], plain_tags: bool) -> bool:
-    keys = tuple(fields)
-    ordered = _KEY_ORDERS.get(keys)
-    if ordered is None:
-        encoded = [cbor2.dumps(key) for key in keys]
-        ordered = encoded == sorted(encoded, key=lambda key: (len(key), key))
-        if len(_KEY_ORDERS) < 64:
-            _KEY_ORDERS[keys] = ordered
-    if not ordered:
-        return False
-    for key, value in fields.items():
-        if type(value) is list:
-            if key != "tags" or not plain_tags:  # (tags of str pairs encode one way)
-                return False
-        elif type(value) not in _SCALARS:
-            return False
-    return True
-
-
 def content_id(
     owner: str, target: str | None, anchor: str | None, tags: Tags, data: str, nonce: str | int | None = None
 ) -> str:
@@ -140,45 +117,6 @@ def content_id(
 
 
 _READ_FROM = "_read_from"  # Message.__dict__ key: the checked stored form it was read from
-
-
-_NINE_ENTRIES, _TEN_ENTRIES = b"\xa9", b"\xaa"  # CBOR map heads (to_cbor)
-_SUM_KEY = b"\x63sum\x58\x20"  # "sum" and the head of its 32-byte value
-_ID_KEY, _RAW_KEY, _NULL = b"\x62id", b"\x63raw", b"\xf6"
-
-
-def _skip_string(raw: bytes, at: int, major: int) -> int:
-    """Where the CBOR byte or text string (`major` 2 or 3) at `at` ends; -1 when there is none."""
-    if at >= len(raw) or raw[at] >> 5 != major:
-        return -1
-    info = raw[at] & 31
-    if info < 24:
-        return at + 1 + info
-    width = {24: 1, 25: 2, 26: 4, 27: 8}.get(info)
-    if width is None:
-        return -1
-    return at + 1 + width + int.from_bytes(raw[at + 1 : at + 1 + width], "big")
-
-
-def sum_of_bytes_matches(raw: bytes) -> bool:
-    """True when `raw` has to_cbor's layout (10 entries: id, raw, sum, then the rest) and its `sum` is the
-    sha256 of the bytes of the other entries under a 9-entry head: what to_cbor computes. A check on the
-    bytes alone (a sha256: a few us, vs ~20 to encode the fields again): for bytes this node's own code encoded (an
-    ingest worker's, server/sequencer_socket.py), where the encoding is to_cbor's by construction."""
-    if raw[:1] != _TEN_ENTRIES or raw[1:4] != _ID_KEY:
-        return False
-    at = _skip_string(raw, 4, 3)
-    if at < 0 or raw[at : at + 4] != _RAW_KEY:
-        return False
-    at += 4
-    at = at + 1 if raw[at : at + 1] == _NULL else _skip_string(raw, at, 2)
-    if at < 0 or raw[at : at + len(_SUM_KEY)] != _SUM_KEY:
-        return False
-    digest_at = at + len(_SUM_KEY)
-    digest = hashlib.sha256(_NINE_ENTRIES)
-    digest.update(memoryview(raw)[1:at])
-    digest.update(memoryview(raw)[digest_at + 32 :])
-    return len(raw) >= digest_at + 32 and digest.digest() == raw[digest_at : digest_at + 32]
 
 
 @dataclass(frozen=True)
@@ -338,10 +276,10 @@ class Message:
                 canonical=True,
             )
         )[1:]
-        digest = hashlib.sha256(_NINE_ENTRIES)
+        digest = hashlib.sha256(NINE_ENTRIES)
         digest.update(first)
         digest.update(rest)
-        return b"".join((_TEN_ENTRIES, first, _SUM_KEY, digest.digest(), rest))
+        return b"".join((TEN_ENTRIES, first, SUM_KEY, digest.digest(), rest))
 
     @classmethod
     def from_cbor(cls, raw: bytes, where: str = "stored message", own: bool = False) -> Message:
@@ -349,33 +287,114 @@ class Message:
         bytes do not match their `sum` (rows written before `sum` existed are taken as they are).
         `own`: bytes this node's own code made with to_cbor (an ingest worker's), whose sum is checked on
         the bytes (sum_of_bytes_matches); bytes not in that layout are checked as any others."""
-        try:
-            obj = cbor2.loads(raw)
-        except Exception as err:  # cbor2 raises several decoder error types
-            raise DamagedRecord(f"{where} is damaged: not CBOR ({err})") from err
-        if not isinstance(obj, dict) or not {"id", "owner", "from"} <= obj.keys():
-            raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
+        obj = _loads(raw, where)
         digest = obj.pop("sum", None)
         plain_tags = _plain_tags(obj.get("tags"))
         checked = own and digest is not None and sum_of_bytes_matches(raw)
-        if digest is not None and not checked and not _sum_matches(obj, digest, plain_tags is not None):
+        if digest is not None and not checked and not fields_sum_matches(obj, digest, plain_tags is not None):
             raise DamagedRecord(
                 f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
             )
-        try:
-            msg = cls(
-                id=obj["id"],
-                owner=obj["owner"],
-                from_=obj["from"],
-                target=obj.get("target"),
-                anchor=obj.get("anchor"),
-                tags=plain_tags if plain_tags is not None else _normalize_tags(obj.get("tags") or []),
-                data=obj.get("data", ""),
-                signature=obj.get("signature"),
-                raw=obj.get("raw"),
-            )
-        except BadInput as err:
-            raise DamagedRecord(f"{where} is damaged: {err}") from err
+        msg = cls(**_fields(obj, plain_tags, where))
         if digest is not None:  # the canonical form to_cbor would make again (a frozen instance's own memo)
             msg.__dict__[_READ_FROM] = raw
         return msg
+
+
+def _loads(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = cbor2.loads(raw)
+    except Exception as err:  # cbor2 raises several decoder error types
+        raise DamagedRecord(f"{where} is damaged: not CBOR ({err})") from err
+    if not isinstance(obj, dict) or not {"id", "owner", "from"} <= obj.keys():
+        raise DamagedRecord(f"{where} is damaged: it lacks id/owner/from")
+    return obj
+
+
+def _fields(obj: dict[str, Any], plain_tags: Tags | None, where: str) -> dict[str, Any]:
+    """Message's fields from the decoded stored form; DamagedRecord naming `where` for a bad one."""
+    try:
+        return {
+            "id": obj["id"],
+            "owner": obj["owner"],
+            "from_": obj["from"],
+            "target": obj.get("target"),
+            "anchor": obj.get("anchor"),
+            "tags": plain_tags if plain_tags is not None else _normalize_tags(obj.get("tags") or []),
+            "data": obj.get("data", ""),
+            "signature": obj.get("signature"),
+            "raw": obj.get("raw"),
+        }
+    except BadInput as err:
+        raise DamagedRecord(f"{where} is damaged: {err}") from err
+
+
+def from_own_cbor(raw: bytes, where: str) -> Message:
+    """Bytes this node's own code made with to_cbor (an ingest worker's message): `from_cbor(raw, where,
+    own=True)`, but when they have to_cbor's layout and their sum matches (own_id), a Message whose fields
+    are decoded only when first read (the schedule path reads its id and stores these bytes; a compute
+    decodes them later, off the sequencer's path). The same Message in every way but its type until then."""
+    mid = own_id(raw)
+    if mid is None:
+        return Message.from_cbor(raw, where, own=True)
+    msg = cast(Message, object.__new__(_Undecoded))
+    msg.__dict__.update({"id": mid, _READ_FROM: raw, _WHERE: where})
+    return msg
+
+
+def held_bytes(msg: Message) -> int:
+    """About how much memory a message holds (its stored bytes when it was read from them), without
+    decoding one that is not yet (from_own_cbor); the same number for a message all along."""
+    read_from = msg.__dict__.get(_READ_FROM)
+    return len(read_from) if read_from is not None else len(msg.data) + len(msg.raw or b"")
+
+
+_WHERE = "_where"  # an undecoded message's description for DamagedRecord
+
+
+def _decode_now(msg: Message) -> None:
+    """An undecoded message's fields decoded into it; from then on it is a plain Message."""
+    if type(msg) is Message:
+        return
+    raw = msg.__dict__[_READ_FROM]
+    obj = _loads(raw, msg.__dict__[_WHERE])
+    obj.pop("sum", None)
+    msg.__dict__.update(_fields(obj, _plain_tags(obj.get("tags")), msg.__dict__[_WHERE]))
+    object.__setattr__(msg, "__class__", Message)
+
+
+def _decoding(name: str) -> property:
+    def get(msg: Message) -> Any:
+        _decode_now(msg)
+        return msg.__dict__[name]
+
+    return property(get)
+
+
+def _eq(msg: Message, other: object) -> bool:
+    _decode_now(msg)
+    return msg == other
+
+
+def _hash(msg: Message) -> int:
+    _decode_now(msg)
+    return hash(msg)
+
+
+def _repr(msg: Message) -> str:
+    _decode_now(msg)
+    return repr(msg)
+
+
+# A Message whose fields but its id are properties that decode them all at the first read (from_own_cbor).
+_Undecoded = type(
+    "_Undecoded",
+    (Message,),
+    {
+        **{f.name: _decoding(f.name) for f in dataclasses.fields(Message) if f.name != "id"},
+        "__eq__": _eq,
+        "__hash__": _hash,
+        "__repr__": _repr,
+        "__slots__": (),
+    },
+)

@@ -41,7 +41,7 @@ import cbor2
 
 from aonode.engine.answers import Assignment
 from aonode.engine.errors import AONodeError
-from aonode.engine.message import Message
+from aonode.engine.message import Message, from_own_cbor
 from aonode.server import codec, observe
 from aonode.server.api import NodeAPI
 
@@ -260,7 +260,7 @@ class SequencerSocket:
             path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
             reply = Reply(rid, path, time.perf_counter() - seconds, link)
             try:
-                msg = Message.from_cbor(blob, "a worker's message", own=True)
+                msg = from_own_cbor(blob, "a worker's message")
             except AONodeError as err:
                 self._write([(reply, *_error(err))])
                 continue

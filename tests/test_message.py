@@ -1,4 +1,5 @@
 """Message ids, the three wire forms and input validation."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,19 @@ import cbor2
 import pytest
 
 from aonode.engine.errors import BadInput, DamagedRecord
-from aonode.engine.message import Message, b64url, b64url_decode, content_id, is_id, sum_of_bytes_matches
+import dataclasses
+import pickle
+
+from aonode.engine.message import (
+    Message,
+    b64url,
+    b64url_decode,
+    content_id,
+    from_own_cbor,
+    held_bytes,
+    is_id,
+    sum_of_bytes_matches,
+)
 
 OWNER = b64url(hashlib.sha256(b"owner").digest())
 TARGET = b64url(hashlib.sha256(b"process").digest())
@@ -30,9 +43,16 @@ def test_b64url_round_trip_and_rejects_garbage():
 def test_ids_are_stable_43_chars_and_content_sensitive():
     a, b = make(), make()
     assert a.id == b.id and is_id(a.id) and len(b64url_decode(a.id)) == 32
-    variants = [make(data="1 + 2"), make(tags=[("Action", "Other")]), make(target=None),
-                make(anchor="00000001"), make(nonce=1), make(nonce="1"),
-                make(owner=TARGET), make(tags=[("Action", "Eval"), ("X", "y")])]
+    variants = [
+        make(data="1 + 2"),
+        make(tags=[("Action", "Other")]),
+        make(target=None),
+        make(anchor="00000001"),
+        make(nonce=1),
+        make(nonce="1"),
+        make(owner=TARGET),
+        make(tags=[("Action", "Eval"), ("X", "y")]),
+    ]
     ids = {a.id} | {m.id for m in variants}
     assert len(ids) == len(variants) + 1
     # tag order is content: swapping two tags changes the id
@@ -64,9 +84,15 @@ def test_with_tags_sets_in_place_and_keeps_id():
 def test_legacy_json_round_trip():
     m = make(anchor="00000001", from_=TARGET)
     obj = m.to_legacy_json()
-    assert obj == {"Id": m.id, "From": TARGET, "Owner": OWNER, "Target": TARGET,
-                   "Anchor": "00000001", "Tags": [{"name": "Action", "value": "Eval"}],
-                   "Data": "1 + 1"}
+    assert obj == {
+        "Id": m.id,
+        "From": TARGET,
+        "Owner": OWNER,
+        "Target": TARGET,
+        "Anchor": "00000001",
+        "Tags": [{"name": "Action", "value": "Eval"}],
+        "Data": "1 + 1",
+    }
     assert Message.from_legacy_json(obj, owner=OWNER) == m
     # without Id the id is computed, and From defaults to the owner
     bare = {"Target": TARGET, "Tags": [{"name": "Action", "value": "Eval"}], "Data": "1 + 1"}
@@ -93,20 +119,30 @@ def test_cbor_round_trip_keeps_signature_and_raw():
 def _stored_form(m: Message) -> bytes:
     """The stored form as defined: the fields' canonical CBOR with `sum`, the sha256 of it without `sum`."""
     fields = {
-        "id": m.id, "owner": m.owner, "from": m.from_, "target": m.target, "anchor": m.anchor,
-        "tags": [list(t) for t in m.tags], "data": m.data, "signature": m.signature, "raw": m.raw,
+        "id": m.id,
+        "owner": m.owner,
+        "from": m.from_,
+        "target": m.target,
+        "anchor": m.anchor,
+        "tags": [list(t) for t in m.tags],
+        "data": m.data,
+        "signature": m.signature,
+        "raw": m.raw,
     }
     body = cbor2.dumps(fields, canonical=True)
     return cbor2.dumps({**fields, "sum": hashlib.sha256(body).digest()}, canonical=True)
 
 
-@pytest.mark.parametrize("kw", [
-    {},
-    {"target": None, "anchor": None, "tags": []},
-    {"tags": [("Ä", "ü" * 300), ("Action", "Eval")] * 20, "data": "x" * 70_000, "anchor": "a" * 32},
-    {"signature": b64url(b"s" * 512), "raw": bytes(range(256)) * 300, "id": "i" * 43},
-    {"raw": b"", "data": "", "signature": ""},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"target": None, "anchor": None, "tags": []},
+        {"tags": [("Ä", "ü" * 300), ("Action", "Eval")] * 20, "data": "x" * 70_000, "anchor": "a" * 32},
+        {"signature": b64url(b"s" * 512), "raw": bytes(range(256)) * 300, "id": "i" * 43},
+        {"raw": b"", "data": "", "signature": ""},
+    ],
+)
 def test_to_cbor_is_the_canonical_stored_form(kw):
     """to_cbor encodes each field once and splices `sum` in: the same bytes as encoding twice."""
     m = make().replace(**kw)
@@ -132,6 +168,48 @@ def test_an_edited_stored_message_is_found_by_its_checksum():
         assert not sum_of_bytes_matches(bytes(changed))
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"tags": [("Ä", "ü" * 300), ("Action", "Eval")] * 20, "data": "x" * 70_000, "anchor": "a" * 32},
+        {"signature": b64url(b"s" * 512), "raw": bytes(range(256)) * 300, "id": "i" * 43},
+    ],
+)
+def test_a_workers_message_is_decoded_when_first_read_and_is_the_same_message(kw):
+    """from_own_cbor (the sequencer's): the id and stored bytes without decoding the fields; the first read
+    of a field decodes them all, and from then on it is the Message from_cbor gives (equal, same hash,
+    repr, copies, pickles)."""
+    m = make().replace(**kw)
+    blob = m.to_cbor()
+    lazy = from_own_cbor(blob, "a worker's message")
+    assert type(lazy) is not Message and isinstance(lazy, Message)  # not decoded yet
+    assert lazy.id == m.id and lazy.to_cbor() == blob and held_bytes(lazy) == len(blob)
+    assert type(lazy) is not Message  # still not: the schedule path reads only these
+    assert lazy.tags == m.tags and type(lazy) is Message and lazy == m
+    assert held_bytes(lazy) == len(blob)  # the same size whether decoded or not (RecentSchedule's count)
+    for read in (lambda x: x == m, lambda x: m == x, hash, repr, lambda x: x.with_tags(X="1"), dataclasses.asdict):
+        assert read(from_own_cbor(blob, "w")) == read(Message.from_cbor(blob, own=True))
+    assert pickle.loads(pickle.dumps(from_own_cbor(blob, "w"))) == m
+
+
+def test_a_workers_damaged_bytes_are_refused_as_from_cbor_refuses_them():
+    """Any one byte of a worker's message changed: from_own_cbor gives what from_cbor(own=True) gives (the
+    same refusal, or the same message where the change left one a stored row may hold), never a lazy one."""
+    stored = make(tags=[("Action", "Inc")]).to_cbor()
+    for at in range(len(stored)):
+        changed = bytearray(stored)
+        changed[at] ^= 0x01
+        outcomes = []
+        for read in (lambda raw: from_own_cbor(raw, "w"), lambda raw: Message.from_cbor(raw, "w", own=True)):
+            try:
+                got = read(bytes(changed))
+                outcomes.append((type(got), got))
+            except DamagedRecord as err:
+                outcomes.append((DamagedRecord, str(err)))
+        assert outcomes[0] == outcomes[1], at
+
+
 def test_own_bytes_in_another_layout_are_checked_as_any_others():
     """Bytes that are not to_cbor's layout (same fields and sum, keys in another order) are not taken on
     the bytes' check: the fields are encoded again, as for a stored row, and a wrong sum is still found."""
@@ -144,16 +222,19 @@ def test_own_bytes_in_another_layout_are_checked_as_any_others():
         Message.from_cbor(cbor2.dumps({**fields, "sum": bytes(32)}), own=True)
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ([1, 2], "JSON object"),
-    ({"Tags": "Action=Eval"}, "Tags"),
-    ({"Tags": [{"name": "Action"}]}, "Tags[0]"),
-    ({"Tags": [{"name": "Action", "value": 5}]}, "Tags[0]"),
-    ({"Data": 42}, "Data"),
-    ({"Data": {"nested": 1}}, "Data"),
-    ({"Target": 7}, "Target"),
-    ({"Id": "short"}, "Id"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ([1, 2], "JSON object"),
+        ({"Tags": "Action=Eval"}, "Tags"),
+        ({"Tags": [{"name": "Action"}]}, "Tags[0]"),
+        ({"Tags": [{"name": "Action", "value": 5}]}, "Tags[0]"),
+        ({"Data": 42}, "Data"),
+        ({"Data": {"nested": 1}}, "Data"),
+        ({"Target": 7}, "Target"),
+        ({"Id": "short"}, "Id"),
+    ],
+)
 def test_bad_legacy_input_names_the_problem(bad, needle):
     with pytest.raises(BadInput, match=needle.replace("[", r"\[").replace("]", r"\]")):
         Message.from_legacy_json(bad, owner=OWNER)

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from aonode.engine.message import held_bytes
 from aonode.engine.store.base import Assignment
 
 MAX_ASSIGNMENTS = 8192
@@ -25,7 +26,7 @@ MAX_BYTES = 64 << 20  # message data held at most (a few large messages must not
 
 
 def _size(a: Assignment) -> int:
-    return len(a.message.data) + (len(a.message.raw) if a.message.raw else 0) + 512
+    return held_bytes(a.message) + 512  # (a message not decoded yet stays so: message.from_own_cbor)
 
 
 @dataclass
