@@ -227,7 +227,7 @@ def _check(scope: Scope, body: bytes, pid: str | None) -> tuple[str, Message, st
         if is_spawn(item):
             return None
         target, msg = checked_message(item)
-        return target, msg, item.id
+        return target, msg, msg.id  # the item's id (to_message made it): not hashed again
     if ingest_front.carries_data_item(scope):  # signed_message's first case, without its Incoming
         return pid, codec.for_process(codec.message_from_data_item(body), pid), None
     committed = httpsig.decode(ingest_front.httpsig_request(scope, body)).committed()  # signed_message's other case
