@@ -54,3 +54,19 @@ def test_the_group_commits_writer_commits_full_unless_the_sync_is_apart(
             assert _inside(store, False) == NORMAL and _inside(store, True) == FULL  # other threads unchanged
     finally:
         store.close()
+
+
+def test_deleted_rows_are_not_zeroed_on_any_thread(tmp_path: Path) -> None:
+    """Collecting snapshot chunks must not write their pages once more to zero them (Debian's SQLite
+    zeroes by default: PRAGMA secure_delete 1)."""
+    store = SQLiteStore(tmp_path)
+    try:
+        seen: list[int] = []
+        other = threading.Thread(
+            target=lambda: seen.append(store._conn().execute("PRAGMA secure_delete").fetchone()[0])
+        )
+        other.start()
+        other.join()
+        assert seen == [0] and store._conn().execute("PRAGMA secure_delete").fetchone()[0] == 0
+    finally:
+        store.close()
