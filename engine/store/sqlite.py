@@ -26,6 +26,7 @@ from aonode.engine.later import settled
 from aonode.engine.message import Message
 from aonode.engine.store.base import Assignment, Plan, T
 from aonode.engine.store.blobs import BlobSnapshots
+from aonode.engine.store.chunk_collection import ChunkCollector
 from aonode.engine.store.group_commit import group_committer, sync_apart
 from aonode.engine.store.result_rows import Encoded, stored
 from aonode.engine.store.rows import (
@@ -39,7 +40,6 @@ from aonode.engine.store.rows import (
     check_sha256,
     in_chunks,
     is_tip,
-    live_chunks,
     range_clause,
     row_to_assignment,
 )
@@ -86,6 +86,7 @@ class SQLiteStore(SQLiteDatabase):
         self.blobs = blobs  # snapshot bytes in a bucket (the index stays here); None: here
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.snapshot_dir.mkdir(exist_ok=True)
+        self._collector = ChunkCollector()  # chunk collection over what dropped manifests named
         # In WAL mode the group's commits fsync apart from them (group_commit.py): synchronous=NORMAL, then sync_wal.
         self._sync_apart = sync_apart() and self.in_wal_mode()
         sync = self.sync_wal if self._sync_apart else None
@@ -348,14 +349,7 @@ class SQLiteStore(SQLiteDatabase):
         if self.blobs is not None:
             return self.blobs.collect({sha for (sha,) in self._conn().execute("SELECT sha256 FROM snapshots")})
         with self._tx() as conn:
-            return self._collect(conn)
-
-    def _collect(self, conn: sqlite3.Connection) -> int:
-        conn.execute("DELETE FROM manifests WHERE name NOT IN (SELECT sha256 FROM snapshots)")
-        keep = live_chunks(body for (body,) in conn.execute("SELECT body FROM manifests"))
-        gone = [(h,) for (h,) in conn.execute("SELECT hash FROM chunks") if h not in keep]
-        conn.executemany("DELETE FROM chunks WHERE hash = ?", gone)
-        return len(gone)
+            return self._collector.collect(conn)
 
     def get_chunks(self, hashes: Iterable[str]) -> dict[str, bytes]:
         """The stored chunks among `hashes` (hash hex -> zstd); missing ones are left out."""
