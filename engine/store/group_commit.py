@@ -11,6 +11,11 @@ groups that take turns, two fsyncs where one would do (an fsync costs ~1-1.5 ms 
 times an item's own writes). So a group is gathered until it holds as many items as were waiting when
 the last commit ended plus those that commit answered, or for at most as long as that commit took
 (MAX_WAIT at most). A lone sender never waits: the last commit answered one, and its next is that one.
+MAX_WAIT is 0 since session 11 (a group takes what is queued): with the node's cheaper commits (one sequencer
+thread, lazily decoded worker messages) the wait cost more than the fsyncs it saved. bench_ingest, alternating
+runs at load 0.9-1.5: 2 ingest workers, 8 connections 825-1,018 -> 1,040-1,320 items/s, 16 connections
+1,131-1,634 -> 1,217-1,408 (median ~1,250 -> ~1,310); no workers 386-532 -> 441-652 (bench/README.md).
+AONODE_GROUP_WAIT_MS=2 gives the old wait back.
 
 With `sync` (SQLite in WAL mode with AONODE_SYNC_APART=1: commits without fsync, `sync` fsyncs the WAL), the
 fsync runs apart: the writer commits a group and goes on with the next while a syncer thread fsyncs what
@@ -36,11 +41,11 @@ from aonode.engine.errors import AONodeError
 
 R = TypeVar("R")
 MAX_GROUP = 256  # requests one commit covers at most
-MAX_WAIT = 0.002  # seconds a group waits at most for the requests the last commit's answers bring (_gather)
+MAX_WAIT = 0.0  # seconds a group waits at most for the requests the last commit's answers bring (_gather; 0: none)
 
 
 def max_wait() -> float:
-    """MAX_WAIT, or AONODE_GROUP_WAIT_MS (0: a group takes only what is queued, to compare)."""
+    """MAX_WAIT, or AONODE_GROUP_WAIT_MS (0: a group takes only what is queued; 2: the wait before session 11)."""
     return float(os.environ.get("AONODE_GROUP_WAIT_MS", MAX_WAIT * 1000)) / 1000
 
 
