@@ -48,8 +48,11 @@ MAX_IN_FLIGHT = 512  # schedule requests waiting for the node at once; more: 503
 OWNER_WAIT_SECONDS = 60.0
 WALLET_POLL_SECONDS = 0.05  # between two reads of a wallet file not yet written whole
 OWNER_POLL_SECONDS = 0.02  # between two asks whether the node's process answers (a refusal costs ~50 us)
-# seconds between two writes to the node's sequencer at most (Sequencer._write); AONODE_FLUSH_WINDOW_MS to compare
-FLUSH_WINDOW = float(os.environ.get("AONODE_FLUSH_WINDOW_MS", "2")) / 1000
+# seconds between two writes to the node's sequencer at most (Sequencer._write); AONODE_FLUSH_WINDOW_MS to compare.
+# 0 since session 11 (a write per turn of the event loop): with the node's one sequencer thread and no group-commit
+# wait, the window's wait cost more than its saved writes. bench_ingest, 2 alternating pairs, load 1.0-1.3: 8
+# connections 944-1,260 -> 1,169-1,375 items/s, 16 connections 1,257-1,558 -> 1,434-1,606 (bench/README.md).
+FLUSH_WINDOW = float(os.environ.get("AONODE_FLUSH_WINDOW_MS", "0")) / 1000
 # Young-generation threshold of a worker's garbage collector (CPython's default: 700 net new container
 # objects). A worker's objects live for one request; at 700 it collected every few requests, on the event
 # loop between answers: bench_ingest at 16 connections, 2 workers, alternating runs: worker CPU 0.76-0.97
