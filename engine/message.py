@@ -26,7 +26,6 @@ from aonode.engine.message_bytes import (
     TEN_ENTRIES,
     fields_sum_matches,
     own_id,
-    sum_of_bytes_matches,
 )
 
 Tags = tuple[tuple[str, str], ...]
@@ -282,16 +281,14 @@ class Message:
         return b"".join((TEN_ENTRIES, first, SUM_KEY, digest.digest(), rest))
 
     @classmethod
-    def from_cbor(cls, raw: bytes, where: str = "stored message", own: bool = False) -> Message:
+    def from_cbor(cls, raw: bytes, where: str = "stored message") -> Message:
         """The stored form back; DamagedRecord (naming `where`) when it does not decode or its
         bytes do not match their `sum` (rows written before `sum` existed are taken as they are).
-        `own`: bytes this node's own code made with to_cbor (an ingest worker's), whose sum is checked on
-        the bytes (sum_of_bytes_matches); bytes not in that layout are checked as any others."""
+        Bytes an ingest worker made with to_cbor are checked on the bytes instead: from_own_cbor."""
         obj = _loads(raw, where)
         digest = obj.pop("sum", None)
         plain_tags = _plain_tags(obj.get("tags"))
-        checked = own and digest is not None and sum_of_bytes_matches(raw)
-        if digest is not None and not checked and not fields_sum_matches(obj, digest, plain_tags is not None):
+        if digest is not None and not fields_sum_matches(obj, digest, plain_tags is not None):
             raise DamagedRecord(
                 f"{where} (id {obj.get('id')!r:.60}) is damaged or was edited: its bytes do not match their checksum"
             )
@@ -330,13 +327,13 @@ def _fields(obj: dict[str, Any], plain_tags: Tags | None, where: str) -> dict[st
 
 
 def from_own_cbor(raw: bytes, where: str) -> Message:
-    """Bytes this node's own code made with to_cbor (an ingest worker's message): `from_cbor(raw, where,
-    own=True)`, but when they have to_cbor's layout and their sum matches (own_id), a Message whose fields
-    are decoded only when first read (the schedule path reads its id and stores these bytes; a compute
+    """Bytes this node's own code made with to_cbor (an ingest worker's message): `from_cbor(raw, where)`, but
+    when they have to_cbor's layout and their sum matches (own_id), a Message whose fields are decoded only
+    when first read (the schedule path reads its id and stores these bytes; a compute
     decodes them later, off the sequencer's path). The same Message in every way but its type until then."""
     mid = own_id(raw)
     if mid is None:
-        return Message.from_cbor(raw, where, own=True)
+        return Message.from_cbor(raw, where)  # not to_cbor's layout, or a sum that does not match
     msg = cast(Message, object.__new__(_Undecoded))
     msg.__dict__.update({"id": mid, _READ_FROM: raw, _WHERE: where})
     return msg

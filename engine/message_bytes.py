@@ -65,11 +65,6 @@ def own_id(raw: bytes) -> str | None:
         return None
 
 
-def sum_of_bytes_matches(raw: bytes) -> bool:
-    """True when `raw` has to_cbor's layout and its `sum` matches (own_id)."""
-    return own_id(raw) is not None
-
-
 def fields_sum_matches(fields: dict[str, Any], digest: bytes, plain_tags: bool) -> bool:
     """True when `digest` is the sha256 of `fields`' canonical CBOR. Fields decoded from canonical CBOR
     keep its key order, so their plain encoding is the canonical one (made without sorting) when the

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import pickle
 
 import cbor2
 import pytest
 
 from aonode.engine.errors import BadInput, DamagedRecord
-import dataclasses
-import pickle
-
 from aonode.engine.message import (
     Message,
     b64url,
@@ -19,8 +18,8 @@ from aonode.engine.message import (
     from_own_cbor,
     held_bytes,
     is_id,
-    sum_of_bytes_matches,
 )
+from aonode.engine.message_bytes import own_id
 
 OWNER = b64url(hashlib.sha256(b"owner").digest())
 TARGET = b64url(hashlib.sha256(b"process").digest())
@@ -149,8 +148,8 @@ def test_to_cbor_is_the_canonical_stored_form(kw):
     assert m.to_cbor() == _stored_form(m)
     assert Message.from_cbor(m.to_cbor()) == m
     # an ingest worker's bytes (to_cbor's): their sum checked on the bytes, the same message and bytes
-    assert sum_of_bytes_matches(m.to_cbor())
-    own = Message.from_cbor(m.to_cbor(), own=True)
+    assert own_id(m.to_cbor()) is not None
+    own = Message.from_cbor(m.to_cbor())
     assert own == m and own.to_cbor() == m.to_cbor()
 
 
@@ -161,11 +160,11 @@ def test_an_edited_stored_message_is_found_by_its_checksum():
     with pytest.raises(DamagedRecord, match="checksum"):
         Message.from_cbor(stored.replace(b"Inc", b"Inb"), "process p slot 3")
     with pytest.raises(DamagedRecord, match="checksum"):  # checked on the bytes: found the same
-        Message.from_cbor(stored.replace(b"Inc", b"Inb"), "a worker's message", own=True)
+        Message.from_cbor(stored.replace(b"Inc", b"Inb"), "a worker's message")
     for at in range(len(stored)):  # any one byte changed: the bytes' check says no
         changed = bytearray(stored)
         changed[at] ^= 0x01
-        assert not sum_of_bytes_matches(bytes(changed))
+        assert own_id(bytes(changed)) is None
 
 
 @pytest.mark.parametrize(
@@ -189,19 +188,19 @@ def test_a_workers_message_is_decoded_when_first_read_and_is_the_same_message(kw
     assert lazy.tags == m.tags and type(lazy) is Message and lazy == m
     assert held_bytes(lazy) == len(blob)  # the same size whether decoded or not (RecentSchedule's count)
     for read in (lambda x: x == m, lambda x: m == x, hash, repr, lambda x: x.with_tags(X="1"), dataclasses.asdict):
-        assert read(from_own_cbor(blob, "w")) == read(Message.from_cbor(blob, own=True))
+        assert read(from_own_cbor(blob, "w")) == read(Message.from_cbor(blob))
     assert pickle.loads(pickle.dumps(from_own_cbor(blob, "w"))) == m
 
 
 def test_a_workers_damaged_bytes_are_refused_as_from_cbor_refuses_them():
-    """Any one byte of a worker's message changed: from_own_cbor gives what from_cbor(own=True) gives (the
+    """Any one byte of a worker's message changed: from_own_cbor gives what from_cbor gives (the
     same refusal, or the same message where the change left one a stored row may hold), never a lazy one."""
     stored = make(tags=[("Action", "Inc")]).to_cbor()
     for at in range(len(stored)):
         changed = bytearray(stored)
         changed[at] ^= 0x01
         outcomes = []
-        for read in (lambda raw: from_own_cbor(raw, "w"), lambda raw: Message.from_cbor(raw, "w", own=True)):
+        for read in (lambda raw: from_own_cbor(raw, "w"), lambda raw: Message.from_cbor(raw, "w")):
             try:
                 got = read(bytes(changed))
                 outcomes.append((type(got), got))
@@ -216,10 +215,10 @@ def test_own_bytes_in_another_layout_are_checked_as_any_others():
     m = make()
     fields = cbor2.loads(m.to_cbor())
     reordered = cbor2.dumps(dict(reversed(list(fields.items()))))
-    assert not sum_of_bytes_matches(reordered)
-    assert Message.from_cbor(reordered, own=True) == m
+    assert own_id(reordered) is None
+    assert Message.from_cbor(reordered) == m
     with pytest.raises(DamagedRecord, match="checksum"):
-        Message.from_cbor(cbor2.dumps({**fields, "sum": bytes(32)}), own=True)
+        Message.from_cbor(cbor2.dumps({**fields, "sum": bytes(32)}))
 
 
 @pytest.mark.parametrize(
