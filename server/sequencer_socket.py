@@ -251,13 +251,15 @@ class SequencerSocket:
                 continue
             try:
                 rid, pid, blob, *rest = cbor2.loads(raw)
-            except (ValueError, TypeError, cbor2.CBORDecodeError):
-                self._drop(link)  # not a frame a worker makes: that worker's connection ends
+                if rid is None:  # an answer the worker gave: path, status, seconds
+                    observe.record(str(pid), "POST", int(blob), float(rest[0]))
+                    continue
+                if type(blob) is not bytes:
+                    raise TypeError(f"a message of {type(blob).__name__}")
+                path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
+            except (ValueError, TypeError, IndexError, cbor2.CBORDecodeError):
+                self._drop(link)  # not a frame a worker makes: that worker's connection ends, not this thread
                 continue
-            if rid is None:  # an answer the worker gave: path, status, seconds
-                observe.record(str(pid), "POST", int(blob), float(rest[0]))
-                continue
-            path, seconds = (str(rest[0]), float(rest[1])) if len(rest) >= 2 else (None, 0.0)
             reply = Reply(rid, path, time.perf_counter() - seconds, link)
             try:
                 msg = from_own_cbor(blob, "a worker's message")
