@@ -6,10 +6,9 @@ message's deadline (`watch_deadline`) is ~0.2 s of its thread's CPU time (budget
 sleeps until the earliest time one could be reached (its CPU time cannot pass it sooner) and looks
 again there; a call that waited meanwhile (for a core on a busy machine, for the GIL its host
 imports need while a snapshot's background encoder holds it) is not cut short and redone metered
-for having waited, only one that computed that long. So for those it sleeps until the earliest one
-not yet reached: a backlog of ~1 ms messages wakes it a few times a
-second, not every tick (each wake takes the GIL from the threads computing; ~10% of bare wasm's
-rate when it woke every 2 ms). Idle, it sleeps until a watch comes. An epoch that does not advance
+for having waited, only one that computed that long. So a backlog of ~1 ms messages wakes it a few
+times a second, not every tick (each wake takes the GIL from the threads computing; ~10% of bare
+wasm's rate when it woke every 2 ms). Idle, it sleeps until a watch comes. An epoch that does not advance
 can only let a call run longer, never stop one early, and every call with a deadline holds a watch
 for as long as it runs, so no deadline is weakened.
 """
