@@ -39,6 +39,7 @@ import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aonode.engine.wasm.chunk_codec import CHUNK
 
@@ -151,7 +152,16 @@ class _Kernel:
     def scan(self, address: int, size: int) -> list[tuple[int, int]] | None:
         """The page ranges of [address, address+size) not protected (written since they were last
         protected); None when the kernel cannot say."""
+        found = self.scan_array(address, size)
+        return None if found is None else [(start, end) for start, end in found.tolist()]
+
+    def scan_array(self, address: int, size: int) -> Any:
+        """`scan` as a numpy array of (start, end) rows, int64: read from the kernel's answer at once
+        (two ctypes attribute reads per range cost ~0.1 ms a snapshot)."""
+        import numpy  # as chunk_codec.xor: only a node taking snapshots pays for the import
+
         regions = (_Region * _REGIONS)()
+        rows = numpy.frombuffer(memoryview(regions).cast("B"), numpy.int64).reshape(_REGIONS, 3)
         flags = _PM_SCAN_CHECK_WPASYNC
         end, start, found = address + size, address, []
         while start < end:
@@ -161,11 +171,11 @@ class _Kernel:
                 count = _ioctl(self.pagemap, _PAGEMAP_SCAN, arg)
             except OSError:
                 return None
-            found += [(regions[i].start, regions[i].end) for i in range(count)]
+            found.append(rows[:count, :2].copy())
             if arg.walk_end <= start or arg.walk_end > end:
                 return None  # no progress or out of range: do not guess
             start = arg.walk_end
-        return found
+        return found[0] if len(found) == 1 else numpy.concatenate(found) if found else numpy.empty((0, 2), numpy.int64)
 
     def close(self) -> None:
         os.close(self.uffd)
@@ -292,6 +302,20 @@ def available() -> bool:
     return _the_kernel() is not None
 
 
+def _chunks_in(ranges: Any, address: int, size: int) -> list[int]:
+    """The offsets, in order, of the chunks of [address, address+size) that the byte ranges (numpy
+    rows of start, end) touch: counted at once (a Python set of ranges cost ~0.15 ms a snapshot)."""
+    import numpy
+
+    count = size // CHUNK
+    first = numpy.maximum(ranges[:, 0], address) - address
+    last = numpy.minimum(ranges[:, 1], address + size) - address
+    touched = last > first
+    starts, ends = first[touched] // CHUNK, (last[touched] - 1) // CHUNK + 1
+    depth = numpy.cumsum(numpy.bincount(starts, minlength=count + 1) - numpy.bincount(ends, minlength=count + 1))
+    return (numpy.flatnonzero(depth[:count]) * CHUNK).tolist()  # type: ignore[no-any-return]
+
+
 class WrittenPages:
     """The chunks of one memory written between two looks. The caller passes the memory's current
     address and size at every look (a memory may move or grow): `take_written` answers the offsets
@@ -326,25 +350,23 @@ class WrittenPages:
             if kernel.register(address + armed[1], size - armed[1]):
                 self._armed, self._due = (address, size, kernel.pid), (address, size)
             return None
-        written = kernel.scan(address, size) if armed == (address, size, kernel.pid) else None
+        written = kernel.scan_array(address, size) if armed == (address, size, kernel.pid) else None
         if written is None:
             if kernel.register(address, size):
                 self._armed, self._due = (address, size, kernel.pid), (address, size)
             return None
         self._armed = armed
-        offsets: set[int] = set()
-        for start, end in written:
-            first, last = max(start, address) - address, min(end, address + size) - address
-            offsets.update(range(first - first % CHUNK, last, CHUNK))
+        offsets = _chunks_in(written, address, size)
         self._looks += 1
         if self._looks >= self.cycle:  # the cycle's faults against the compares it saved
+            ranges = [(start, end) for start, end in written.tolist()]
             dense = (
-                self._faults(written, address) * PAGE_FAULT_IN_CHUNK_COMPARES
+                self._faults(ranges, address) * PAGE_FAULT_IN_CHUNK_COMPARES
                 > (size // CHUNK - len(offsets)) * self.cycle
             )
             self.cycle = min(self.cycle * RELEARN_GROWTH, RELEARN_MAX) if dense else self._first_cycle
             self._due = (address, size)
-        return sorted(offsets)  # right either way: every page written since the last look is in
+        return offsets  # right either way: every page written since the last look is in
 
     def _faults(self, written: list[tuple[int, int]], address: int) -> int:
         """The pages written since the last protection in the chunks it protected (each took a fault)."""
