@@ -126,8 +126,10 @@ class Named:
     hashes: tuple[bytes, ...]
     links: Mapping[bytes, bytes]  # name of a delta body -> name of its base
 
-    def held(self) -> set[bytes]:
-        return {*self.hashes, *self.links.values()}
+    @cached_property
+    def held(self) -> frozenset[bytes]:
+        """Every body this snapshot needs stored (asked by the next two snapshots: made once)."""
+        return frozenset((*self.hashes, *self.links.values()))
 
 
 class Shadow:
@@ -201,33 +203,40 @@ def _encode_changes(
 ) -> tuple[Taken, Named]:
     """The manifest of a snapshot that differs from `previous` in `changed`, and the bodies neither
     it nor `older` stored (a base too, when a new delta needs one they no longer name)."""
-    held = previous.held() | older.held()
+    held_before, held_older = previous.held, older.held
     names = list(previous.hashes) + [ZERO_HASH] * (size // CHUNK - len(previous.hashes))
     links = {**older.links, **previous.links}
     compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     new: dict[str, bytes] = {}
-    for offset, data, back in changed:
-        index = offset // CHUNK
-        if back:
-            names[index] = older.hashes[index]
+    back = [offset // CHUNK for offset, _, flipped in changed if flipped]
+    if back:  # most of a Lua heap's changes: as two snapshots ago, named as then (no Python loop)
+        names_older = older.hashes
+        for index, name in zip(back, map(names_older.__getitem__, back), strict=True):
+            names[index] = name
+    for offset, data, flipped in changed:
+        if flipped:
             continue
+        index = offset // CHUNK
         if data == ZERO:
             names[index] = ZERO_HASH
             continue
         encoded = encode(data, bases.get(offset), compressor)
         names[index] = encoded.name
-        if encoded.name not in held:
+        if encoded.name not in held_before and encoded.name not in held_older:
             new.setdefault(encoded.name.hex(), encoded.body)
         if encoded.base is None:
             bases[offset] = Base(encoded.name, encoded.body, data)
             continue
         links[encoded.name] = encoded.base.name
-        if encoded.base.name not in held:
+        if encoded.base.name not in held_before and encoded.base.name not in held_older:
             new.setdefault(encoded.base.name.hex(), encoded.base.body)
     hashes = tuple(names)
-    kept = {name: links[name] for name in set(hashes) if name in links}
+    named = frozenset(hashes)
+    kept = {name: base for name, base in links.items() if name in named}  # links: ~100, names: ~2,000
     manifest = Manifest(size, host, hashes, tuple(sorted(set(kept.values()))))
-    return Taken(manifest, new), Named(hashes, kept)
+    result = Named(hashes, kept)
+    result.__dict__["held"] = named.union(kept.values())  # the cached_property's value, from the set made here
+    return Taken(manifest, new), result
 
 
 _NOTHING = Named((), {})
