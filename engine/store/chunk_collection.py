@@ -5,7 +5,8 @@ costs what the store holds (~20 ms for one 120 MiB process, every 8 snapshots), 
 become garbage is only what the manifests dropped since the last collection named. So a collection
 looks at those candidates alone and keeps any that a remaining manifest names; each manifest is
 parsed once while this store object keeps its names (they never change: a manifest is named by its
-sha256). The first collection of a store object scans every chunk (what a crash, a replaced snapshot
+sha256), and not at all when this process made it lately (chunked.names_in: the set its naming
+built). The first collection of a store object scans every chunk (what a crash, a replaced snapshot
 row or an older aonode left behind). A damaged manifest names nothing, as in `rows.live_chunks`.
 """
 
@@ -16,7 +17,7 @@ from collections import OrderedDict
 
 from aonode.engine.store.rows import live_chunks
 from aonode.engine.wasm.chunk_codec import ZERO_HASH
-from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged
+from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged, names_in
 
 _UNNAMED = "FROM manifests WHERE name NOT IN (SELECT sha256 FROM snapshots)"
 KEPT_MANIFESTS = 64  # parsed manifests kept (~2,000 names each for 120 MiB of memory): 8 processes' worth
@@ -56,8 +57,9 @@ class ChunkCollector:
 
     def _names(self, name: str, body: bytes | None, conn: sqlite3.Connection | None = None) -> frozenset[bytes]:
         """The chunk names (raw) manifest `name` holds, parsed once; a damaged one names none."""
-        named = self._named.get(name)
+        named = self._named.get(name) or names_in(name)  # parsed here before, or made by this process
         if named is not None:
+            self._named[name] = named
             self._named.move_to_end(name)
             return named
         if body is None and conn is not None:
