@@ -44,8 +44,10 @@ def expected(memory: bytearray, offsets: list[int], chunks: dict, older: dict) -
     return found
 
 
+@pytest.mark.parametrize("threads", [1, 2])  # one on a 2-core machine, two where more cores are
 @pytest.mark.parametrize("seed", range(6))
-def test_each_chunk_is_unchanged_flipped_back_or_new_as_bytes_say(seed: int, monkeypatch) -> None:
+def test_each_chunk_is_unchanged_flipped_back_or_new_as_bytes_say(seed: int, threads: int, monkeypatch) -> None:
+    monkeypatch.setattr(cc, "THREADS", threads)
     rng = random.Random(seed)
     count = rng.choice([48, 97])
     memory = bytearray(count * CHUNK)

@@ -5,8 +5,16 @@ heap (~13 ms), on the thread whose next wasm call waits for it. Python calling l
 chunk must keep the GIL (a release per call lets another thread take it for a whole slot, each
 time), so the background encoder and the compute thread's Python wait meanwhile too. One call into a
 few lines of C compiled once with the machine's C compiler (kept beside the compile cache) compares
-them all without the GIL, on two threads. Without a compiler (or with AONODE_NATIVE_COMPARE=0) the
-same compare runs in Python: same answers, one chunk at a time.
+them all without the GIL, on two threads when the machine has more than two cores. Without a
+compiler (or with AONODE_NATIVE_COMPARE=0) the same compare runs in Python: same answers, one chunk at
+a time.
+
+Why one thread on two cores: the compare is bound by memory bandwidth (~750 chunks read twice, ~96
+MiB), and the other core is wanted meanwhile by the background encoder and the compute thread. On
+the 2-core VM, every-slot snapshots of the 126 MiB bench heap: the compare took 2.78 ms on one thread
+vs 2.70 ms on two (quiet machine), and at load 3.6-5.5 a block of 100 slots took 3.24 / 3.17 s wall,
+3.00 / 2.88 s CPU on one vs 3.49 / 3.61 s, 3.13 / 3.00 s on two (two runs of 6 blocks an arm).
+AONODE_COMPARE_THREADS sets it (1 or 2) for such A/Bs.
 
 The C reads the shadow's chunks (immutable bytes objects the shadow holds) in place: a CPython bytes
 object keeps its data at a fixed offset from its address, checked on a real object before use.
@@ -31,7 +39,19 @@ from aonode.engine.files import aonode_home
 from aonode.engine.wasm.chunk_codec import CHUNK, ZERO
 
 ENV_SWITCH = "AONODE_NATIVE_COMPARE"  # "0": compare in Python (the A/B, tests)
-THREADS = 2  # the C splits a compare in two halves over two threads
+THREADS_SWITCH = "AONODE_COMPARE_THREADS"
+
+
+def _threads() -> int:
+    """Two (the C splits a compare in halves) where a core is left for the rest, else one."""
+    wanted = os.environ.get(THREADS_SWITCH, "")
+    if wanted in ("1", "2"):
+        return int(wanted)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 2 if cores > 2 else 1
+
+
+THREADS = _threads()
 UNCHANGED, BACK, NEW = 0, 1, 2  # what a chunk is: as before, as two snapshots ago, neither
 
 SOURCE = r"""
