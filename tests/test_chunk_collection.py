@@ -3,7 +3,7 @@ exactly the chunks that the kept snapshots' manifests name: none still named is 
 unnamed is left after a collection. Random snapshots of two processes over a small set of chunks: chunks
 shared between processes and slots, chunks that come back after their manifests went, snapshots
 replaced at the same slot and dropped as damaged, a store reopened in between, manifests whose names
-the collection parses and ones it takes from this process's own (chunked.names_in)."""
+the collection parses and ones it takes from this process's own (manifest_names.names_in)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import random
 from aonode.engine.store import Store, open_store
 from aonode.engine.store.rows import KEEP_SNAPSHOTS
 from aonode.engine.wasm.chunk_codec import ZERO_HASH
-from aonode.engine.wasm.chunked import CHUNK, RECENT, Manifest
+from aonode.engine.wasm.chunked import CHUNK, Manifest
+from aonode.engine.wasm.manifest_names import RECENT
 
 NAMES = [hashlib.sha256(bytes([n])).digest() for n in range(40)]
 
@@ -40,7 +41,7 @@ def test_a_collection_keeps_exactly_the_chunks_kept_manifests_name(store_spec: s
             slot = max(slots, default=-1) + rng.choice([1, 1, 1, 0])  # 0: the same slot stored again
             manifest = _manifest(rng)
             chunks = {h: b"body " + bytes.fromhex(h) for h in manifest.stored_hashes()}
-            if rng.random() < 0.5:  # made by this process: a collection takes its names from chunked.names_in
+            if rng.random() < 0.5:  # made by this process: a collection takes its names from names_in
                 RECENT.remember(manifest.name, frozenset((*manifest.hashes, *manifest.bases)))
             store.put_snapshot(pid, slot, manifest.name, manifest.to_bytes(), chunks)
             slots[slot] = manifest

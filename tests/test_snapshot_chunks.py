@@ -13,7 +13,8 @@ from aonode.engine.devices.wasm64 import loaded
 from aonode.engine.store.sqlite import SQLiteStore
 from aonode.engine.store.rows import KEEP_SNAPSHOTS
 from aonode.engine.wasm.chunk_codec import DELTA
-from aonode.engine.wasm.chunked import CHUNK, Manifest, SnapshotDamaged, Taken, names_in
+from aonode.engine.wasm.chunked import CHUNK, Manifest, SnapshotDamaged, Taken
+from aonode.engine.wasm.manifest_names import names_in
 from aonode.engine.wasm.instance import Instance
 from aonode.engine.wasm.runtime import Image, Runtime
 from tests.helpers.images import SPEC

@@ -5,9 +5,9 @@ costs what the store holds (~20 ms for one 120 MiB process, every 8 snapshots), 
 become garbage is only what the manifests dropped since the last collection named. So a collection
 looks at those candidates alone and keeps any that a remaining manifest names; each manifest is
 parsed once while this store object keeps its names (they never change: a manifest is named by its
-sha256), and not at all when this process made it lately (chunked.names_in: the set its naming
-built). The first collection of a store object scans every chunk (what a crash, a replaced snapshot
-row or an older aonode left behind). A damaged manifest names nothing, as in `rows.live_chunks`.
+sha256), and not at all when this process made it lately (manifest_names.names_in: the set its
+naming built). The first collection of a store object scans every chunk (what a crash, a replaced
+snapshot row or an older aonode left behind). A damaged manifest names nothing, as in `rows.live_chunks`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from collections import OrderedDict
 
 from aonode.engine.store.rows import live_chunks
 from aonode.engine.wasm.chunk_codec import ZERO_HASH
-from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged, names_in
+from aonode.engine.wasm.chunked import Manifest, SnapshotDamaged
+from aonode.engine.wasm.manifest_names import names_in
 
 _UNNAMED = "FROM manifests WHERE name NOT IN (SELECT sha256 FROM snapshots)"
 KEPT_MANIFESTS = 64  # parsed manifests kept (~2,000 names each for 120 MiB of memory): 8 processes' worth

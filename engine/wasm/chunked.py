@@ -17,8 +17,6 @@ import ctypes
 import hashlib
 import json
 import struct
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import zstandard
 
 from aonode.engine.wasm.chunk_codec import CHUNK, ZERO, ZERO_HASH, ZSTD_LEVEL, Base, Decoder, SnapshotDamaged, encode
 from aonode.engine.wasm.chunk_compare import BACK, differences
+from aonode.engine.wasm.manifest_names import RECENT
 from aonode.engine.wasm.snapshot import Snapshot
 
 MAGIC = b"AOCHUNK2"  # then zstd; AOCHUNK1 (bodies named by their chunk's hash, no deltas) reads as damaged
@@ -99,38 +98,6 @@ class Manifest:
     def stored_hashes(self) -> set[str]:
         """The bodies a store must hold for this snapshot (the zero chunk is implied)."""
         return {h.hex() for h in (*self.hashes, *self.bases) if h != ZERO_HASH}
-
-
-class _RecentNames:
-    """The body names (chunks and bases) of the manifests this process made last, by manifest name:
-    what a store's chunk collection (store/chunk_collection.py) would otherwise decompress and parse
-    again from the stored bytes (~0.3 ms a manifest of 126 MiB of memory). A manifest is named by its
-    sha256, so the names under a name never change, whichever process or store holds it."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._names: OrderedDict[str, frozenset[bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, name: str, names: frozenset[bytes]) -> None:
-        with self._lock:
-            self._names[name] = names
-            self._names.move_to_end(name)
-            while len(self._names) > self._size:
-                self._names.popitem(last=False)
-
-    def get(self, name: str) -> frozenset[bytes] | None:
-        with self._lock:
-            return self._names.get(name)
-
-
-RECENT = _RecentNames(64)  # the last 8 snapshots of 8 processes: what a collection asks about
-
-
-def names_in(name: str) -> frozenset[bytes] | None:
-    """The body names of the manifest named `name` (its chunks' and its bases'; the zero chunk's
-    when it has one) if this process made it lately, else None."""
-    return RECENT.get(name)
 
 
 def host_bytes(host_state: dict) -> bytes:

@@ -150,10 +150,8 @@ class _Kernel:
         return self.register(address, size) and self.protect(address, size)
 
     def scan(self, address: int, size: int) -> list[tuple[int, int]] | None:
-        """The page ranges of [address, address+size) not protected (written since they were last
-        protected); None when the kernel cannot say."""
-        found = self.scan_array(address, size)
-        return None if found is None else [(start, end) for start, end in found.tolist()]
+        """The page ranges of [address, address+size) written since last protected; None: unknown."""
+        return None if (found := self.scan_array(address, size)) is None else [(a, b) for a, b in found.tolist()]
 
     def scan_array(self, address: int, size: int) -> Any:
         """`scan` as a numpy array of (start, end) rows, int64: read from the kernel's answer at once
