@@ -14,6 +14,7 @@ snapshot vs from a whole-memory zstd snapshot (engine/wasm/snapshot.py) of the s
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -56,8 +57,8 @@ def build(node: Node, fill_mib: int) -> tuple[dict[str, str], int]:
     for label, freq in (("every slot", "1"), ("none", "1000000000")):
         pid = node.spawn(definition(("Cache-Frequency", freq), ("Name", label)))["process"]
         node.schedule(pid, eval_msg(pid, TOKEN_LUA))
-        while True:
-            node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{time.perf_counter()}"))
+        for fill in itertools.count():  # the same message ids in every run (a clock nonce made each run's heap its own)
+            node.schedule(pid, eval_msg(pid, fill_lua(100_000), nonce=f"fill{fill}"))
             node.now(pid)
             with node.live.lock(pid):
                 instance = node.live.state(pid).instance
