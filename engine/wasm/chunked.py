@@ -126,11 +126,12 @@ class Named:
 
     hashes: tuple[bytes, ...]
     links: Mapping[bytes, bytes]  # name of a delta body -> name of its base
+    held: frozenset[bytes]  # every body it needs stored: `held_by` (asked by the next two snapshots: made once)
 
-    @cached_property
-    def held(self) -> frozenset[bytes]:
-        """Every body this snapshot needs stored (asked by the next two snapshots: made once)."""
-        return frozenset((*self.hashes, *self.links.values()))
+
+def held_by(hashes: Iterable[bytes], links: Mapping[bytes, bytes]) -> frozenset[bytes]:
+    """The bodies a snapshot of these chunk names and delta links needs stored: its chunks and their bases."""
+    return frozenset((*hashes, *links.values()))
 
 
 class Shadow:
@@ -235,12 +236,10 @@ def _encode_changes(
     named = frozenset(hashes)
     kept = {name: base for name, base in links.items() if name in named}  # links: ~100, names: ~2,000
     manifest = Manifest(size, host, hashes, tuple(sorted(set(kept.values()))))
-    result = Named(hashes, kept)
-    result.__dict__["held"] = named.union(kept.values())  # the cached_property's value, from the set made here
-    return Taken(manifest, new), result
+    return Taken(manifest, new), Named(hashes, kept, named.union(kept.values()))  # held_by's, from the set made here
 
 
-_NOTHING = Named((), {})
+_NOTHING = Named((), {}, frozenset())
 
 
 class PendingChunks:
@@ -368,7 +367,7 @@ class StoredSnapshot:
         if not self._filled:
             self.shadow.size = self.memory_size
             done: Future[Named] = Future()
-            done.set_result(Named(names, links))
+            done.set_result(Named(names, links, held_by(names, links)))
             self.shadow.named = done
             self._filled = True
 
