@@ -61,3 +61,30 @@ def test_a_collection_keeps_exactly_the_chunks_kept_manifests_name(store_spec: s
                 assert all(body == b"body " + bytes.fromhex(h) for h, body in found.items())
     finally:
         store.close()
+
+
+def _own_manifest(label: str) -> Manifest:
+    """A manifest of chunks no other names, remembered as made by this process (names_in finds it)."""
+    hashes = tuple(hashlib.sha256(f"{label}/{i}".encode()).digest() for i in range(4))
+    manifest = Manifest(len(hashes) * CHUNK, b"{}", hashes, ())
+    RECENT.remember(manifest.name, frozenset(hashes))
+    return manifest
+
+
+def test_the_names_a_collection_keeps_stay_bounded_when_this_process_made_the_manifests(tmp_path) -> None:
+    """Manifests whose names come from names_in are kept under KEPT_MANIFESTS like parsed ones (they
+    were added past the bound: one entry for each such manifest a collection looked at)."""
+    from aonode.engine.store.chunk_collection import KEPT_MANIFESTS
+
+    store = open_store(tmp_path / "store")
+    try:
+        store.collect_chunks()  # the first collection's full scan, behind us
+        for n in range(KEPT_MANIFESTS * 2):
+            for label in (f"{n}a", f"{n}b"):  # the second replaces the first: its chunks are candidates
+                manifest = _own_manifest(label)
+                chunks = {h: b"body " + bytes.fromhex(h) for h in manifest.stored_hashes()}
+                store.put_snapshot(f"p{n}", 0, manifest.name, manifest.to_bytes(), chunks)
+            store.collect_chunks()  # looks at every kept manifest: none names the candidates
+            assert len(store._collector._named) <= KEPT_MANIFESTS, n  # type: ignore[attr-defined]
+    finally:
+        store.close()

@@ -57,12 +57,21 @@ class ChunkCollector:
         return conn.executemany("DELETE FROM chunks WHERE hash = ?", gone).rowcount
 
     def _names(self, name: str, body: bytes | None, conn: sqlite3.Connection | None = None) -> frozenset[bytes]:
-        """The chunk names (raw) manifest `name` holds, parsed once; a damaged one names none."""
-        named = self._named.get(name) or names_in(name)  # parsed here before, or made by this process
-        if named is not None:
-            self._named[name] = named
-            self._named.move_to_end(name)
-            return named
+        """The chunk names (raw) manifest `name` holds, parsed once; a damaged one names none. Kept for
+        KEPT_MANIFESTS manifests, the most recently asked, however they were found."""
+        named = self._named.get(name)
+        if named is None:
+            named = names_in(name)  # made by this process lately
+        if named is None:
+            named = self._parsed(body, name, conn)
+        self._named[name] = named
+        self._named.move_to_end(name)
+        while len(self._named) > KEPT_MANIFESTS:
+            self._named.popitem(last=False)
+        return named
+
+    @staticmethod
+    def _parsed(body: bytes | None, name: str, conn: sqlite3.Connection | None) -> frozenset[bytes]:
         if body is None and conn is not None:
             row = conn.execute("SELECT body FROM manifests WHERE name = ?", (name,)).fetchone()
             body = row[0] if row else None
@@ -70,8 +79,4 @@ class ChunkCollector:
             manifest = Manifest.from_bytes(bytes(body)) if body is not None else None
         except SnapshotDamaged:
             manifest = None
-        named = frozenset((*manifest.hashes, *manifest.bases)) if manifest is not None else frozenset()
-        self._named[name] = named
-        while len(self._named) > KEPT_MANIFESTS:
-            self._named.popitem(last=False)
-        return named
+        return frozenset((*manifest.hashes, *manifest.bases)) if manifest is not None else frozenset()
